@@ -1,0 +1,127 @@
+//! Change detection: which input tiles differ from their reference.
+//!
+//! The reference of a tile is the input the cached activations were actually computed from,
+//! never "the previous frame". A tile below threshold keeps its old reference, so slow changes
+//! accumulate until they cross the threshold instead of drifting away unseen (DeltaCNN,
+//! CBinfer). Values are on the 0–255 pixel scale, after resize/crop, before normalisation.
+
+use crate::graph::Shape;
+use crate::reuse::Mask;
+
+/// How a tile's difference is summarised before comparing with the threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Metric {
+    /// Largest absolute difference of any value in the tile.
+    #[default]
+    MaxAbs,
+    /// Mean absolute difference over the tile's values.
+    MeanAbs,
+}
+
+/// The square tiling of a `h x w` input; edge tiles are smaller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiling {
+    pub tile: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Tiling {
+    pub fn new(h: usize, w: usize, tile: usize) -> Self {
+        Self { tile, rows: h.div_ceil(tile), cols: w.div_ceil(tile) }
+    }
+    pub fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Pixel bounds `(y0, y1, x0, x1)` of tile `(ty, tx)`, clipped to `h x w`.
+    pub fn bounds(&self, ty: usize, tx: usize, h: usize, w: usize) -> (usize, usize, usize, usize) {
+        let t = self.tile;
+        (ty * t, ((ty + 1) * t).min(h), tx * t, ((tx + 1) * t).min(w))
+    }
+}
+
+/// Marks the tiles of `frame` that differ from `reference` (both `shape`, HWC).
+///
+/// With `threshold == 0` (exact mode) a tile is dirty if any value differs at all; otherwise
+/// when the tile's `metric` exceeds `threshold`.
+pub fn dirty_tiles(reference: &[f32], frame: &[f32], shape: Shape, tiling: Tiling, metric: Metric, threshold: f32) -> Vec<bool> {
+    let row_len = shape.w * shape.c;
+    let mut out = vec![false; tiling.len()];
+    for ty in 0..tiling.rows {
+        for tx in 0..tiling.cols {
+            let (y0, y1, x0, x1) = tiling.bounds(ty, tx, shape.h, shape.w);
+            let (mut max, mut sum) = (0.0f32, 0.0f32);
+            let mut differs = false;
+            for y in y0..y1 {
+                let a = &reference[y * row_len + x0 * shape.c..y * row_len + x1 * shape.c];
+                let b = &frame[y * row_len + x0 * shape.c..y * row_len + x1 * shape.c];
+                if threshold == 0.0 {
+                    if a != b {
+                        differs = true;
+                        break;
+                    }
+                    continue;
+                }
+                for (p, q) in a.iter().zip(b) {
+                    let d = (p - q).abs();
+                    max = max.max(d);
+                    sum += d;
+                }
+            }
+            let n = ((y1 - y0) * (x1 - x0) * shape.c) as f32;
+            out[ty * tiling.cols + tx] = differs
+                || match metric {
+                    _ if threshold == 0.0 => false,
+                    Metric::MaxAbs => max > threshold,
+                    Metric::MeanAbs => sum / n > threshold,
+                };
+        }
+    }
+    out
+}
+
+/// Expands a tile map to a pixel mask over the `h x w` input.
+pub fn tile_mask(tiles: &[bool], tiling: Tiling, h: usize, w: usize) -> Mask {
+    let mut m = Mask::new(h, w);
+    for ty in 0..tiling.rows {
+        for tx in 0..tiling.cols {
+            if tiles[ty * tiling.cols + tx] {
+                let (y0, y1, x0, x1) = tiling.bounds(ty, tx, h, w);
+                m.set_rect(y0, y1, x0, x1);
+            }
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_mode_sees_any_change_and_threshold_mode_ignores_small_ones() {
+        let shape = Shape::new(4, 4, 1);
+        let t = Tiling::new(4, 4, 2);
+        let a = vec![10.0; 16];
+        let mut b = a.clone();
+        b[0] = 12.0; // tile (0,0), +2
+        b[15] = 30.0; // tile (1,1), +20
+        assert_eq!(dirty_tiles(&a, &b, shape, t, Metric::MaxAbs, 0.0), vec![true, false, false, true]);
+        assert_eq!(dirty_tiles(&a, &b, shape, t, Metric::MaxAbs, 4.0), vec![false, false, false, true]);
+        // Mean over 4 values: 20/4 = 5 > 4, 2/4 = 0.5.
+        assert_eq!(dirty_tiles(&a, &b, shape, t, Metric::MeanAbs, 4.0), vec![false, false, false, true]);
+        assert_eq!(dirty_tiles(&a, &b, shape, t, Metric::MeanAbs, 5.0), vec![false; 4]);
+    }
+
+    #[test]
+    fn edge_tiles_are_clipped() {
+        let t = Tiling::new(5, 7, 4);
+        assert_eq!((t.rows, t.cols), (2, 2));
+        let m = tile_mask(&[false, false, false, true], t, 5, 7);
+        assert_eq!(m.count(), 3);
+        assert!(m.get(4, 6));
+    }
+}

@@ -1,0 +1,48 @@
+//! The one error type of the `framecache` crate. Every variant names the thing that was wrong:
+//! the file, the node, the op, the attribute or the frame geometry.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when loading a model or processing a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The model file could not be read or is not a valid ONNX protobuf.
+    #[error("cannot read ONNX model {path}: {reason}")]
+    ModelFile { path: PathBuf, reason: String },
+
+    /// The ONNX graph uses an operator this engine does not implement.
+    #[error("node '{node}': unsupported op type '{op}'")]
+    UnsupportedOp { node: String, op: String },
+
+    /// An operator is supported, but not with this attribute or attribute value.
+    #[error("node '{node}' ({op}): unsupported attribute '{attribute}': {reason}")]
+    UnsupportedAttribute { node: String, op: String, attribute: String, reason: String },
+
+    /// The graph is well-formed ONNX but not something the engine can execute
+    /// (dynamic shape, batch > 1, missing initializer, inconsistent shapes...).
+    #[error("node '{node}' ({op}): {reason}")]
+    InvalidModel { node: String, op: String, reason: String },
+
+    /// A frame with zero width or height.
+    #[error("empty frame: {width}x{height}")]
+    EmptyFrame { width: usize, height: usize },
+
+    /// A frame whose pixel format has a channel count the engine cannot read.
+    #[error("frame has {got} channels per pixel; expected 3 (RGB) or 4 (RGBA)")]
+    FrameChannels { got: usize },
+
+    /// A frame whose buffer length does not match its declared geometry.
+    #[error("frame buffer holds {got} bytes but {width}x{height}x{channels} needs {expected}")]
+    FrameData { width: usize, height: usize, channels: usize, expected: usize, got: usize },
+
+    /// An option outside its allowed range.
+    #[error("invalid option {name} = {value}: {reason}")]
+    InvalidOption { name: &'static str, value: String, reason: String },
+
+    /// The worker thread pool could not be created.
+    #[error("cannot create a thread pool of {threads} threads: {reason}")]
+    ThreadPool { threads: usize, reason: String },
+}

@@ -1,0 +1,295 @@
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::options::SessionOptions;
+use super::plan::Plan;
+use crate::diff::{self, Tiling};
+use crate::error::{Error, Result};
+use crate::frame::Frame;
+use crate::graph::Shape;
+use crate::kernels::{self, In, OutBuf};
+use crate::reuse::{self, Mask, Rect};
+use crate::stats::{FrameStats, NodeStats, Reset, StageTimes};
+
+/// Below this many MACs a node runs on the calling thread: forking costs more than it saves.
+const MIN_PARALLEL_MACS: u64 = 150_000;
+
+/// A graph output in the layout the ONNX model declares (NCHW, or `[1, C]` when flat).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// One stream's state: cached activations, tile references, statistics.
+pub struct Session {
+    plan: Arc<Plan>,
+    options: SessionOptions,
+    pool: Option<rayon::ThreadPool>,
+    threads: usize,
+    tiling: Tiling,
+    /// Output of every node; `acts[0]` is the normalised input tensor.
+    acts: Vec<Vec<f32>>,
+    /// The input (0–255 scale, model size) that the cache was computed from, per pixel.
+    reference: Vec<f32>,
+    /// Scratch for the resampled current frame.
+    current: Vec<f32>,
+    /// Size of the last frame, `None` when the cache is cold.
+    last_frame: Option<(usize, usize)>,
+    frames: u64,
+    since_refresh: u32,
+    last: Option<FrameStats>,
+}
+
+impl Session {
+    pub fn new(plan: Arc<Plan>, options: SessionOptions) -> Result<Self> {
+        options.validate()?;
+        let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("framecache-{i}"))
+                    .build()
+                    .map_err(|e| Error::ThreadPool { threads, reason: e.to_string() })?,
+            )
+        } else {
+            None
+        };
+        let input = plan.graph().input_shape();
+        let acts = plan.graph().nodes.iter().map(|n| vec![0.0; n.shape.len()]).collect();
+        Ok(Self {
+            tiling: Tiling::new(input.h, input.w, options.tile),
+            plan,
+            options,
+            pool,
+            threads,
+            acts,
+            reference: Vec::new(),
+            current: Vec::new(),
+            last_frame: None,
+            frames: 0,
+            since_refresh: 0,
+            last: None,
+        })
+    }
+
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+    pub fn options(&self) -> &SessionOptions {
+        &self.options
+    }
+    /// Statistics of the last frame.
+    pub fn last_stats(&self) -> Option<&FrameStats> {
+        self.last.as_ref()
+    }
+
+    /// Forgets the cache: the next frame is computed in full.
+    pub fn reset(&mut self) {
+        self.last_frame = None;
+        self.since_refresh = 0;
+    }
+
+    /// Reference path: preprocesses `frame` and recomputes every node in full.
+    pub fn run_full(&mut self, frame: &Frame<'_>) -> Result<Vec<Output>> {
+        self.step(frame, true)
+    }
+
+    /// Cached path: recomputes only what changed since the cached references.
+    pub fn process(&mut self, frame: &Frame<'_>) -> Result<Vec<Output>> {
+        self.step(frame, false)
+    }
+
+    /// The cached output of node `i` (NHWC), for tests and inspection.
+    pub fn activation(&self, i: usize) -> &[f32] {
+        &self.acts[i]
+    }
+
+    fn step(&mut self, frame: &Frame<'_>, force_full: bool) -> Result<Vec<Output>> {
+        frame.validate()?;
+        let plan = Arc::clone(&self.plan);
+        let graph = plan.graph();
+        let input = graph.input_shape();
+        let mut times = StageTimes::default();
+        self.frames += 1;
+
+        let t = Instant::now();
+        plan.preprocess().resample(frame, input, &mut self.current);
+        times.preprocess = t.elapsed();
+
+        let size = (frame.width, frame.height);
+        let refresh_due = self.options.refresh_interval.is_some_and(|n| self.since_refresh + 1 >= n);
+        let reset = match self.last_frame {
+            _ if force_full => Some(Reset::Full),
+            None => Some(Reset::Cold),
+            Some(prev) if prev != size => Some(Reset::FrameSize { from: prev, to: size }),
+            Some(_) if refresh_due => Some(Reset::Refresh),
+            Some(_) => None,
+        };
+        self.last_frame = Some(size);
+
+        // Change detection, and the new input written where it changed.
+        let t = Instant::now();
+        let (metric, level) = self.options.mode.level();
+        let tiles = match reset {
+            Some(_) => vec![true; self.tiling.len()],
+            None => diff::dirty_tiles(&self.reference, &self.current, input, self.tiling, metric, level),
+        };
+        times.diff = t.elapsed();
+
+        let t = Instant::now();
+        if reset.is_some() {
+            self.since_refresh = 0;
+            self.reference.clone_from(&self.current);
+            plan.preprocess().normalize(&self.reference, &mut self.acts[0]);
+        } else {
+            self.since_refresh += 1;
+            self.write_dirty_tiles(&tiles, input);
+        }
+        times.copy = t.elapsed();
+
+        let t = Instant::now();
+        let input_mask = match reset {
+            Some(_) => Mask::full(input.h, input.w),
+            None => diff::tile_mask(&tiles, self.tiling, input.h, input.w),
+        };
+        let masks = reuse::propagate(graph, input_mask);
+        let crossover = self.options.dense_crossover;
+        let work: Vec<(Vec<Rect>, bool, f64)> = graph
+            .nodes
+            .iter()
+            .zip(&masks)
+            .map(|(node, m)| {
+                let frac = m.fraction();
+                if frac == 0.0 {
+                    (Vec::new(), false, 0.0)
+                } else if frac > crossover || node.op.is_global() {
+                    (vec![Rect::full(node.shape)], true, 1.0)
+                } else {
+                    (reuse::cover(m), false, frac)
+                }
+            })
+            .collect();
+        times.propagate = t.elapsed();
+
+        let t = Instant::now();
+        let mut nodes = Vec::with_capacity(graph.nodes.len());
+        let mut macs_executed = 0;
+        for (i, (rects, dense, frac)) in work.iter().enumerate() {
+            let pixels: usize = rects.iter().map(Rect::area).sum();
+            let macs = pixels as u64 * plan.macs_per_pixel(i);
+            macs_executed += macs;
+            nodes.push(NodeStats { hit_rate: 1.0 - if *dense { 1.0 } else { *frac }, macs, dense: *dense });
+            if i > 0 && !rects.is_empty() {
+                self.compute_node(i, rects, macs);
+            }
+        }
+        times.compute = t.elapsed();
+
+        let t = Instant::now();
+        let outputs = self.outputs();
+        times.copy += t.elapsed();
+
+        self.last = Some(FrameStats {
+            frame_index: self.frames,
+            reset,
+            tiles: tiles.len(),
+            dirty_tiles: tiles.iter().filter(|&&d| d).count(),
+            nodes,
+            macs_executed,
+            macs_full: plan.total_macs(),
+            times,
+        });
+        Ok(outputs)
+    }
+
+    /// Copies the dirty tiles of the current frame into the reference and the input tensor.
+    fn write_dirty_tiles(&mut self, tiles: &[bool], input: Shape) {
+        let pre = self.plan.preprocess();
+        for ty in 0..self.tiling.rows {
+            for tx in 0..self.tiling.cols {
+                if !tiles[ty * self.tiling.cols + tx] {
+                    continue;
+                }
+                let (y0, y1, x0, x1) = self.tiling.bounds(ty, tx, input.h, input.w);
+                for y in y0..y1 {
+                    let r = (y * input.w + x0) * 3..(y * input.w + x1) * 3;
+                    self.reference[r.clone()].copy_from_slice(&self.current[r.clone()]);
+                    pre.normalize(&self.current[r.clone()], &mut self.acts[0][r]);
+                }
+            }
+        }
+    }
+
+    fn compute_node(&mut self, i: usize, rects: &[Rect], macs: u64) {
+        let graph = self.plan.graph();
+        let node = &graph.nodes[i];
+        // Inputs always precede the node, so split the buffers there.
+        let (before, rest) = self.acts.split_at_mut(i);
+        let inputs: Vec<In<'_>> =
+            node.inputs.iter().map(|&j| In { data: &before[j], shape: graph.nodes[j].shape }).collect();
+        let out = OutBuf::new(&mut rest[0], node.shape);
+        match &self.pool {
+            Some(pool) if macs >= MIN_PARALLEL_MACS && !node.op.is_global() => {
+                let tasks = split_rows(rects, self.threads * 2);
+                pool.install(|| {
+                    tasks.par_iter().for_each_init(Vec::new, |scratch, r| {
+                        // SAFETY: tasks are disjoint pieces of a disjoint cover.
+                        unsafe { kernels::compute_rect(node, &inputs, &out, *r, scratch) }
+                    })
+                });
+            }
+            _ => {
+                let mut scratch = Vec::new();
+                for r in rects {
+                    // SAFETY: disjoint rectangles, computed one after the other.
+                    unsafe { kernels::compute_rect(node, &inputs, &out, *r, &mut scratch) }
+                }
+            }
+        }
+    }
+
+    fn outputs(&self) -> Vec<Output> {
+        let graph = self.plan.graph();
+        graph
+            .outputs
+            .iter()
+            .map(|o| {
+                let s = graph.nodes[o.node].shape;
+                let src = &self.acts[o.node];
+                let data = if o.onnx_shape.len() == 4 {
+                    let mut d = vec![0.0; src.len()];
+                    for (p, px) in src.chunks_exact(s.c).enumerate() {
+                        for (c, &v) in px.iter().enumerate() {
+                            d[c * s.pixels() + p] = v;
+                        }
+                    }
+                    d
+                } else {
+                    src.clone()
+                };
+                Output { name: o.name.clone(), shape: o.onnx_shape.clone(), data }
+            })
+            .collect()
+    }
+}
+
+/// Splits rectangles into row bands so that there are about `target` tasks.
+fn split_rows(rects: &[Rect], target: usize) -> Vec<Rect> {
+    let rows: usize = rects.iter().map(|r| r.y1 - r.y0).sum();
+    let per = rows.div_ceil(target.max(1)).max(1);
+    let mut out = Vec::new();
+    for r in rects {
+        let mut y = r.y0;
+        while y < r.y1 {
+            let y1 = (y + per).min(r.y1);
+            out.push(Rect { y0: y, y1, ..*r });
+            y = y1;
+        }
+    }
+    out
+}

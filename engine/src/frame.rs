@@ -1,0 +1,156 @@
+//! Frames and preprocessing: pixels in, model-sized input out.
+//!
+//! Preprocessing is split in two steps so that change detection can sit between them:
+//! [`Preprocess::resample`] maps the frame to the model's input size on the 0–255 scale
+//! (where thresholds are meaningful), and [`Preprocess::normalize`] turns those values into
+//! the model's input range.
+
+use crate::error::{Error, Result};
+use crate::graph::Shape;
+
+/// A borrowed 8-bit RGB or RGBA frame, rows packed without padding.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    pub width: usize,
+    pub height: usize,
+    /// Bytes per pixel: 3 (RGB) or 4 (RGBA; alpha ignored).
+    pub channels: usize,
+    pub data: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    pub fn rgb(width: usize, height: usize, data: &'a [u8]) -> Self {
+        Self { width, height, channels: 3, data }
+    }
+
+    /// Checks the frame's geometry against its buffer.
+    pub fn validate(&self) -> Result<()> {
+        if self.width == 0 || self.height == 0 {
+            return Err(Error::EmptyFrame { width: self.width, height: self.height });
+        }
+        if self.channels != 3 && self.channels != 4 {
+            return Err(Error::FrameChannels { got: self.channels });
+        }
+        let expected = self.width * self.height * self.channels;
+        if self.data.len() != expected {
+            return Err(Error::FrameData {
+                width: self.width,
+                height: self.height,
+                channels: self.channels,
+                expected,
+                got: self.data.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How the frame is fitted to the model's input size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fit {
+    /// Resize to the input size, ignoring aspect ratio.
+    Stretch,
+    /// Resize so the shorter side is `shorter` pixels (keeping aspect ratio), then crop the
+    /// centre to the input size. `shorter: None` crops the largest centred region with the
+    /// input's aspect ratio.
+    CenterCrop { shorter: Option<usize> },
+}
+
+/// Frame → model input: fit, then `x = (p / 255 - mean[c]) / std[c]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preprocess {
+    pub fit: Fit,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Default for Preprocess {
+    /// Stretch to size, values in [0, 1].
+    fn default() -> Self {
+        Self { fit: Fit::Stretch, mean: [0.0; 3], std: [1.0; 3] }
+    }
+}
+
+impl Preprocess {
+    /// torchvision ImageNet: resize 256, centre crop 224, ImageNet mean and std.
+    pub fn imagenet() -> Self {
+        Self { fit: Fit::CenterCrop { shorter: Some(256) }, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
+    }
+    /// `(p - 127) / 128`, centre crop (EfficientNet-Lite).
+    pub fn tf_symmetric() -> Self {
+        Self { fit: Fit::CenterCrop { shorter: Some(256) }, mean: [127.0 / 255.0; 3], std: [128.0 / 255.0; 3] }
+    }
+    /// Values in [-1, 1], stretched (MediaPipe detectors).
+    pub fn signed_unit() -> Self {
+        Self { fit: Fit::Stretch, mean: [0.5; 3], std: [0.5; 3] }
+    }
+
+    /// The source region `(x0, y0, width, height)` in frame pixels that maps onto the input.
+    fn source_region(&self, fw: usize, fh: usize, input: Shape) -> (f32, f32, f32, f32) {
+        match self.fit {
+            Fit::Stretch => (0.0, 0.0, fw as f32, fh as f32),
+            Fit::CenterCrop { shorter } => {
+                // Scale from frame pixels to resized pixels.
+                let scale = match shorter {
+                    Some(s) => s as f32 / fw.min(fh) as f32,
+                    None => (input.w as f32 / fw as f32).max(input.h as f32 / fh as f32),
+                };
+                let (cw, ch) = (input.w as f32 / scale, input.h as f32 / scale);
+                let (cw, ch) = (cw.min(fw as f32), ch.min(fh as f32));
+                ((fw as f32 - cw) / 2.0, (fh as f32 - ch) / 2.0, cw, ch)
+            }
+        }
+    }
+
+    /// Resamples `frame` (bilinear, half-pixel centres, area-averaged when shrinking by 2x or
+    /// more) to `input.h x input.w x 3` values on the 0–255 scale.
+    pub fn resample(&self, frame: &Frame<'_>, input: Shape, out: &mut Vec<f32>) {
+        let (sx0, sy0, sw, sh) = self.source_region(frame.width, frame.height, input);
+        out.clear();
+        out.resize(input.h * input.w * 3, 0.0);
+        let (fw, fh, ch) = (frame.width, frame.height, frame.channels);
+        let px = |x: usize, y: usize, c: usize| frame.data[(y * fw + x) * ch + c] as f32;
+        let sample = |pos: f32, n: usize| {
+            let p = pos.clamp(0.0, n as f32 - 1.0);
+            let i0 = p.floor() as usize;
+            (i0, (i0 + 1).min(n - 1), p - i0 as f32)
+        };
+        // Supersample enough points per output pixel that shrinking does not alias.
+        let ky = ((sh / input.h as f32).floor() as usize).max(1);
+        let kx = ((sw / input.w as f32).floor() as usize).max(1);
+        let inv = 1.0 / (kx * ky) as f32;
+        for oy in 0..input.h {
+            for ox in 0..input.w {
+                let mut acc = [0.0f32; 3];
+                for sy in 0..ky {
+                    let fy = sy0 + (oy as f32 + (sy as f32 + 0.5) / ky as f32) * sh / input.h as f32 - 0.5;
+                    let (y0, y1, ty) = sample(fy, fh);
+                    for sx in 0..kx {
+                        let fx = sx0 + (ox as f32 + (sx as f32 + 0.5) / kx as f32) * sw / input.w as f32 - 0.5;
+                        let (x0, x1, tx) = sample(fx, fw);
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            let top = px(x0, y0, c) + (px(x1, y0, c) - px(x0, y0, c)) * tx;
+                            let bot = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * tx;
+                            *a += top + (bot - top) * ty;
+                        }
+                    }
+                }
+                let o = &mut out[(oy * input.w + ox) * 3..][..3];
+                for c in 0..3 {
+                    o[c] = acc[c] * inv;
+                }
+            }
+        }
+    }
+
+    /// Normalises one pixel run (0–255 scale, RGB interleaved) into `dst`.
+    pub fn normalize(&self, src: &[f32], dst: &mut [f32]) {
+        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.std[c]));
+        let shift: [f32; 3] = std::array::from_fn(|c| self.mean[c] / self.std[c]);
+        for (d, s) in dst.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
+            for c in 0..3 {
+                d[c] = s[c] * scale[c] - shift[c];
+            }
+        }
+    }
+}

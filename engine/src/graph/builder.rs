@@ -1,0 +1,151 @@
+//! Building graphs in code: for tests, benchmarks and built-in architectures.
+
+use super::*;
+use crate::error::{Error, Result};
+
+/// Appends nodes to a graph, computing output shapes and checking that they fit.
+pub struct GraphBuilder {
+    nodes: Vec<Node>,
+    outputs: Vec<GraphOutput>,
+}
+
+impl GraphBuilder {
+    /// A graph whose input is an `h x w x c` image.
+    pub fn new(h: usize, w: usize, c: usize) -> Self {
+        let input = Node { name: "input".into(), op: Op::Input, inputs: vec![], shape: Shape::new(h, w, c) };
+        Self { nodes: vec![input], outputs: vec![] }
+    }
+
+    pub fn shape(&self, id: usize) -> Shape {
+        self.nodes[id].shape
+    }
+
+    fn push(&mut self, op: Op, inputs: Vec<usize>, shape: Shape) -> Result<usize> {
+        let name = format!("{}_{}", op.name(), self.nodes.len());
+        if shape.is_empty() {
+            return Err(Error::InvalidModel { node: name, op: op.name().into(), reason: format!("empty output {shape}") });
+        }
+        self.nodes.push(Node { name, op, inputs, shape });
+        Ok(self.nodes.len() - 1)
+    }
+
+    fn invalid(op: &str, reason: String) -> Error {
+        Error::InvalidModel { node: format!("<builder {op}>"), op: op.into(), reason }
+    }
+
+    /// A convolution; `weight` is called for every weight and bias value.
+    pub fn conv(
+        &mut self,
+        x: usize,
+        cout: usize,
+        window: Window,
+        groups: usize,
+        activation: Activation,
+        weight: &mut impl FnMut() -> f32,
+    ) -> Result<usize> {
+        let s = self.shape(x);
+        if groups == 0 || s.c % groups != 0 || cout % groups != 0 {
+            return Err(Self::invalid("Conv", format!("groups {groups} vs {} -> {cout} channels", s.c)));
+        }
+        let (oh, ow) = window.output_hw(s.h, s.w, false).ok_or_else(|| Self::invalid("Conv", format!("window does not fit {s}")))?;
+        let n = window.kh * window.kw * (s.c / groups) * cout;
+        let conv = Conv {
+            window,
+            groups,
+            cin: s.c,
+            cout,
+            weights: (0..n).map(|_| weight()).collect(),
+            bias: (0..cout).map(|_| weight()).collect(),
+            activation,
+        };
+        self.push(Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))
+    }
+
+    /// A transposed convolution (no output padding).
+    pub fn conv_transpose(&mut self, x: usize, cout: usize, window: Window, activation: Activation, weight: &mut impl FnMut() -> f32) -> Result<usize> {
+        let s = self.shape(x);
+        let o = |n: usize, k: usize, st: usize, d: usize, p0: usize, p1: usize| ((n - 1) * st + d * (k - 1) + 1).checked_sub(p0 + p1).filter(|&v| v > 0);
+        let w = &window;
+        let (oh, ow) = match (o(s.h, w.kh, w.sh, w.dh, w.pad[0], w.pad[2]), o(s.w, w.kw, w.sw, w.dw, w.pad[1], w.pad[3])) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Err(Self::invalid("ConvTranspose", "padding removes the output".into())),
+        };
+        let n = w.kh * w.kw * s.c * cout;
+        let ct = ConvTranspose {
+            window,
+            cin: s.c,
+            cout,
+            weights: (0..n).map(|_| weight()).collect(),
+            bias: (0..cout).map(|_| weight()).collect(),
+            activation,
+        };
+        self.push(Op::ConvTranspose(ct), vec![x], Shape::new(oh, ow, cout))
+    }
+
+    pub fn pool(&mut self, x: usize, kind: PoolKind, window: Window) -> Result<usize> {
+        let s = self.shape(x);
+        let (oh, ow) = window.output_hw(s.h, s.w, false).ok_or_else(|| Self::invalid("Pool", format!("window does not fit {s}")))?;
+        self.push(Op::Pool { kind, window }, vec![x], Shape::new(oh, ow, s.c))
+    }
+
+    pub fn global_avg_pool(&mut self, x: usize) -> Result<usize> {
+        let c = self.shape(x).c;
+        self.push(Op::GlobalAvgPool, vec![x], Shape::new(1, 1, c))
+    }
+
+    pub fn resize(&mut self, x: usize, h: usize, w: usize, mode: ResizeMode, coord: CoordMode) -> Result<usize> {
+        let c = self.shape(x).c;
+        self.push(Op::Resize { mode, coord }, vec![x], Shape::new(h, w, c))
+    }
+
+    pub fn unary(&mut self, x: usize, activation: Activation) -> Result<usize> {
+        let s = self.shape(x);
+        self.push(Op::Unary(activation), vec![x], s)
+    }
+
+    /// Elementwise op with broadcasting of dimensions equal to 1.
+    pub fn binary(&mut self, a: usize, b: usize, kind: BinaryKind, activation: Activation) -> Result<usize> {
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        let d = |x: usize, y: usize| if x == y || y == 1 { Some(x) } else if x == 1 { Some(y) } else { None };
+        match (d(sa.h, sb.h), d(sa.w, sb.w), d(sa.c, sb.c)) {
+            (Some(h), Some(w), Some(c)) => self.push(Op::Binary { kind, activation }, vec![a, b], Shape::new(h, w, c)),
+            _ => Err(Self::invalid("Binary", format!("{sa} and {sb} do not broadcast"))),
+        }
+    }
+
+    pub fn concat(&mut self, xs: &[usize]) -> Result<usize> {
+        let first = self.shape(xs[0]);
+        if xs.iter().any(|&x| (self.shape(x).h, self.shape(x).w) != (first.h, first.w)) {
+            return Err(Self::invalid("Concat", "spatial sizes differ".into()));
+        }
+        let c = xs.iter().map(|&x| self.shape(x).c).sum();
+        self.push(Op::Concat, xs.to_vec(), Shape::new(first.h, first.w, c))
+    }
+
+    pub fn dense(&mut self, x: usize, cout: usize, activation: Activation, weight: &mut impl FnMut() -> f32) -> Result<usize> {
+        let s = self.shape(x);
+        if s.h != 1 || s.w != 1 {
+            return Err(Self::invalid("Dense", format!("input {s} is not a vector")));
+        }
+        let d = Dense {
+            cin: s.c,
+            cout,
+            weights: (0..s.c * cout).map(|_| weight()).collect(),
+            bias: (0..cout).map(|_| weight()).collect(),
+            activation,
+        };
+        self.push(Op::Dense(d), vec![x], Shape::new(1, 1, cout))
+    }
+
+    /// Marks node `id` as a graph output (reported in NCHW, or flat for `1x1xC`).
+    pub fn output(&mut self, id: usize) -> &mut Self {
+        let s = self.shape(id);
+        let onnx_shape = if s.h == 1 && s.w == 1 { vec![1, s.c] } else { vec![1, s.c, s.h, s.w] };
+        self.outputs.push(GraphOutput { name: self.nodes[id].name.clone(), node: id, onnx_shape });
+        self
+    }
+
+    pub fn build(self) -> Graph {
+        Graph { input_name: "input".into(), nodes: self.nodes, outputs: self.outputs }
+    }
+}

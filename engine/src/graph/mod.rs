@@ -1,0 +1,326 @@
+//! The engine's own graph IR.
+//!
+//! A [`Graph`] is a list of [`Node`]s in topological order. Every tensor is a batch-1 NHWC f32
+//! map with a static [`Shape`]; flat vectors (after a global pool) are `1x1xC` maps. Ops carry
+//! their weights already laid out for the kernels, so the IR is what gets executed. This module
+//! also owns geometry (window of an output position, cumulative stride, receptive field) and
+//! cost (MACs), which the reuse propagation and the statistics both read.
+
+mod builder;
+mod geometry;
+pub use builder::GraphBuilder;
+pub use geometry::{AxisWindow, NodeGeometry};
+pub(crate) use geometry::{resize_source as geometry_source, resize_taps as geometry_taps};
+
+/// Static shape of a batch-1 NHWC tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Shape {
+    pub const fn new(h: usize, w: usize, c: usize) -> Self {
+        Self { h, w, c }
+    }
+    pub const fn len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+    pub const fn pixels(&self) -> usize {
+        self.h * self.w
+    }
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}", self.h, self.w, self.c)
+    }
+}
+
+/// A pointwise activation, either standalone or fused into the op that produces its input.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Activation {
+    #[default]
+    Identity,
+    Relu,
+    Clip { min: f32, max: f32 },
+    HardSigmoid { alpha: f32, beta: f32 },
+    Sigmoid,
+}
+
+impl Activation {
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Clip { min, max } => x.max(min).min(max),
+            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).max(0.0).min(1.0),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        }
+    }
+
+    /// Applies the activation to a slice in place.
+    pub fn apply_slice(self, xs: &mut [f32]) {
+        match self {
+            Activation::Identity => {}
+            Activation::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Activation::Clip { min, max } => xs.iter_mut().for_each(|x| *x = x.max(min).min(max)),
+            other => xs.iter_mut().for_each(|x| *x = other.apply(*x)),
+        }
+    }
+}
+
+/// Spatial window geometry shared by convolutions and pools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    /// Padding: top, left, bottom, right.
+    pub pad: [usize; 4],
+}
+
+impl Window {
+    /// Output size of a forward window op (conv, pool) on an input of `h x w`, or `None` if the
+    /// window does not fit.
+    pub fn output_hw(&self, h: usize, w: usize, ceil: bool) -> Option<(usize, usize)> {
+        let o = |n: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize| {
+            let span = d * (k - 1) + 1;
+            let total = n + p0 + p1;
+            if total < span || s == 0 {
+                return None;
+            }
+            let num = total - span;
+            Some(if ceil { num.div_ceil(s) } else { num / s } + 1)
+        };
+        Some((
+            o(h, self.kh, self.sh, self.dh, self.pad[0], self.pad[2])?,
+            o(w, self.kw, self.sw, self.dw, self.pad[1], self.pad[3])?,
+        ))
+    }
+}
+
+/// A 2-D convolution with its weights laid out for the kernels.
+#[derive(Clone, Debug)]
+pub struct Conv {
+    pub window: Window,
+    pub groups: usize,
+    pub cin: usize,
+    pub cout: usize,
+    /// Layout `[group][ky][kx][ci_in_group][co_in_group]`, i.e. for each group a
+    /// `(kh*kw*cin_g) x cout_g` row-major matrix matching an NHWC im2col row.
+    /// For depthwise convolutions (`groups == cin == cout`) this is `[ky][kx][c]`.
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub activation: Activation,
+}
+
+impl Conv {
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.cin && self.groups == self.cout
+    }
+    pub fn is_pointwise(&self) -> bool {
+        let w = &self.window;
+        self.groups == 1 && w.kh == 1 && w.kw == 1 && w.pad == [0; 4]
+    }
+    pub fn macs_per_output_pixel(&self) -> u64 {
+        (self.window.kh * self.window.kw * (self.cin / self.groups) * self.cout) as u64
+    }
+}
+
+/// A 2-D transposed convolution (groups = 1).
+#[derive(Clone, Debug)]
+pub struct ConvTranspose {
+    pub window: Window,
+    pub cin: usize,
+    pub cout: usize,
+    /// Layout `[ky][kx][ci][co]`.
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub activation: Activation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    /// Average; `count_include_pad` divides by the full window size even at padded borders.
+    Avg { count_include_pad: bool },
+}
+
+/// How output coordinates map to input coordinates in a resize.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoordMode {
+    HalfPixel,
+    PytorchHalfPixel,
+    AlignCorners,
+    Asymmetric,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResizeMode {
+    /// Bilinear interpolation.
+    Linear,
+    /// Nearest neighbour, rounding half down (`round_prefer_floor`) or with `floor`.
+    Nearest { floor: bool },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryKind {
+    Add,
+    Mul,
+}
+
+/// A fully connected layer on a `1x1xC` vector (ONNX Gemm after Flatten).
+#[derive(Clone, Debug)]
+pub struct Dense {
+    pub cin: usize,
+    pub cout: usize,
+    /// Layout `[ci][co]`.
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub activation: Activation,
+}
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// The model input, written by the session from the preprocessed frame.
+    Input,
+    Conv(Conv),
+    ConvTranspose(ConvTranspose),
+    Pool { kind: PoolKind, window: Window },
+    GlobalAvgPool,
+    Resize { mode: ResizeMode, coord: CoordMode },
+    Unary(Activation),
+    /// Elementwise with numpy broadcasting over H, W and C (a dimension of 1 broadcasts).
+    Binary { kind: BinaryKind, activation: Activation },
+    /// Per-channel `x * scale + bias` (an unfused BatchNormalization).
+    ChannelAffine { scale: Vec<f32>, bias: Vec<f32> },
+    /// Concatenation along channels.
+    Concat,
+    Dense(Dense),
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input => "Input",
+            Op::Conv(c) if c.is_depthwise() => "ConvDepthwise",
+            Op::Conv(c) if c.is_pointwise() => "ConvPointwise",
+            Op::Conv(_) => "Conv",
+            Op::ConvTranspose(_) => "ConvTranspose",
+            Op::Pool { kind: PoolKind::Max, .. } => "MaxPool",
+            Op::Pool { .. } => "AvgPool",
+            Op::GlobalAvgPool => "GlobalAvgPool",
+            Op::Resize { .. } => "Resize",
+            Op::Unary(_) => "Activation",
+            Op::Binary { kind: BinaryKind::Add, .. } => "Add",
+            Op::Binary { kind: BinaryKind::Mul, .. } => "Mul",
+            Op::ChannelAffine { .. } => "ChannelAffine",
+            Op::Concat => "Concat",
+            Op::Dense(_) => "Dense",
+        }
+    }
+
+    /// Whether every output value depends on every input position (global pool, dense).
+    /// Such nodes are recomputed whole whenever anything upstream changed.
+    pub fn is_global(&self) -> bool {
+        matches!(self, Op::GlobalAvgPool | Op::Dense(_))
+    }
+
+    pub fn activation(&self) -> Activation {
+        match self {
+            Op::Conv(c) => c.activation,
+            Op::ConvTranspose(c) => c.activation,
+            Op::Dense(d) => d.activation,
+            Op::Binary { activation, .. } => *activation,
+            Op::Unary(a) => *a,
+            _ => Activation::Identity,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<usize>,
+    pub shape: Shape,
+}
+
+impl Node {
+    /// Multiply-accumulates needed for one output pixel (all channels). Elementwise ops and
+    /// pools count one MAC per output value, so that they show up in the statistics.
+    pub fn macs_per_pixel(&self, graph: &Graph) -> u64 {
+        let c = self.shape.c as u64;
+        match &self.op {
+            Op::Input => 0,
+            Op::Conv(conv) => conv.macs_per_output_pixel(),
+            Op::ConvTranspose(ct) => {
+                let taps = (ct.window.kh / ct.window.sh).max(1) * (ct.window.kw / ct.window.sw).max(1);
+                (taps * ct.cin * ct.cout) as u64
+            }
+            Op::Pool { window, .. } => (window.kh * window.kw) as u64 * c,
+            Op::GlobalAvgPool => graph.nodes[self.inputs[0]].shape.pixels() as u64 * c,
+            Op::Resize { .. } => 4 * c,
+            Op::Dense(d) => (d.cin * d.cout) as u64,
+            Op::Unary(_) | Op::Binary { .. } | Op::ChannelAffine { .. } | Op::Concat => c,
+        }
+    }
+
+    /// MACs of computing the whole output.
+    pub fn macs(&self, graph: &Graph) -> u64 {
+        self.macs_per_pixel(graph) * self.shape.pixels() as u64
+    }
+}
+
+/// A named graph output. `onnx_shape` is the shape the ONNX model declares (NCHW or flat), so
+/// results can be handed back in the layout the user expects.
+#[derive(Clone, Debug)]
+pub struct GraphOutput {
+    pub name: String,
+    pub node: usize,
+    pub onnx_shape: Vec<usize>,
+}
+
+/// A model in the engine's IR. Node 0 is the single image input.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    pub input_name: String,
+    pub nodes: Vec<Node>,
+    pub outputs: Vec<GraphOutput>,
+}
+
+impl Graph {
+    pub fn input_shape(&self) -> Shape {
+        self.nodes[0].shape
+    }
+
+    /// Total MACs of one full inference.
+    pub fn total_macs(&self) -> u64 {
+        self.nodes.iter().map(|n| n.macs(self)).sum()
+    }
+
+    /// Consumers of each node.
+    pub fn consumers(&self) -> Vec<Vec<usize>> {
+        let mut out = vec![Vec::new(); self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &j in &n.inputs {
+                out[j].push(i);
+            }
+        }
+        out
+    }
+
+    /// Geometry of every node: cumulative stride and receptive field in input pixels.
+    pub fn geometry(&self) -> Vec<NodeGeometry> {
+        geometry::node_geometry(self)
+    }
+}

@@ -1,0 +1,716 @@
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use tract_onnx::pb::{self, NodeProto};
+use tract_onnx::prelude::{Framework, Tensor};
+
+use crate::error::{Error, Result};
+use crate::graph::{
+    Activation, BinaryKind, Conv, ConvTranspose, CoordMode, Dense, Graph, GraphOutput, Node, Op,
+    PoolKind, ResizeMode, Shape, Window,
+};
+
+/// Loads an ONNX model file into the engine's IR.
+pub fn load_onnx(path: impl AsRef<Path>) -> Result<Graph> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: e.to_string() })?;
+    load_bytes(&bytes, path)
+}
+
+/// Loads an ONNX model from memory (for the mobile ABI and for tests).
+pub fn load_onnx_bytes(bytes: &[u8]) -> Result<Graph> {
+    load_bytes(bytes, Path::new("<memory>"))
+}
+
+fn load_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut &*bytes)
+        .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: format!("{e:#}") })?;
+    let graph = proto.graph.as_ref().ok_or_else(|| Error::ModelFile {
+        path: path.to_owned(),
+        reason: "the file holds no graph".into(),
+    })?;
+    Importer::new(graph, path)?.run(graph)
+}
+
+/// What an ONNX value name refers to during import.
+#[derive(Clone)]
+enum Value {
+    /// Output of an IR node; `flat` is true once it was flattened to a `[1, C]` vector.
+    Node { id: usize, flat: bool },
+    Const(Tensor),
+}
+
+struct Importer {
+    nodes: Vec<Node>,
+    values: HashMap<String, Value>,
+    uses: HashMap<String, usize>,
+    graph_outputs: HashSet<String>,
+    input_name: String,
+}
+
+struct Ctx<'a> {
+    node: &'a NodeProto,
+    name: String,
+}
+
+impl Ctx<'_> {
+    fn invalid(&self, reason: impl Into<String>) -> Error {
+        Error::InvalidModel { node: self.name.clone(), op: self.node.op_type.clone(), reason: reason.into() }
+    }
+    fn unsupported(&self, attribute: &str, reason: impl Into<String>) -> Error {
+        Error::UnsupportedAttribute {
+            node: self.name.clone(),
+            op: self.node.op_type.clone(),
+            attribute: attribute.into(),
+            reason: reason.into(),
+        }
+    }
+    fn attr(&self, name: &str) -> Option<&pb::AttributeProto> {
+        self.node.attribute.iter().find(|a| a.name == name)
+    }
+    /// Rejects any attribute not in `known`.
+    fn check_attrs(&self, known: &[&str]) -> Result<()> {
+        match self.node.attribute.iter().find(|a| !known.contains(&a.name.as_str())) {
+            Some(a) => Err(self.unsupported(&a.name, "attribute not implemented")),
+            None => Ok(()),
+        }
+    }
+    fn int(&self, name: &str, default: i64) -> i64 {
+        self.attr(name).map_or(default, |a| a.i)
+    }
+    fn float(&self, name: &str, default: f32) -> f32 {
+        self.attr(name).map_or(default, |a| a.f)
+    }
+    fn string(&self, name: &str, default: &str) -> String {
+        self.attr(name).map_or(default.to_owned(), |a| String::from_utf8_lossy(&a.s).into_owned())
+    }
+    fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        self.attr(name).map(|a| a.ints.clone())
+    }
+    /// A 2-element spatial attribute (strides, dilations, kernel_shape), all >= 1.
+    fn pair(&self, name: &str, default: usize) -> Result<(usize, usize)> {
+        match self.ints(name) {
+            None => Ok((default, default)),
+            Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => Ok((v[0] as usize, v[1] as usize)),
+            Some(v) => Err(self.unsupported(name, format!("expected two positive values for a 2-D op, got {v:?}"))),
+        }
+    }
+    fn pads(&self) -> Result<[usize; 4]> {
+        match self.ints("pads") {
+            None => Ok([0; 4]),
+            Some(v) if v.len() == 4 && v.iter().all(|&x| x >= 0) => {
+                // ONNX order: top, left, bottom, right.
+                Ok([v[0] as usize, v[1] as usize, v[2] as usize, v[3] as usize])
+            }
+            Some(v) => Err(self.unsupported("pads", format!("expected 4 non-negative values, got {v:?}"))),
+        }
+    }
+}
+
+fn f32_data(t: &Tensor) -> Option<Vec<f32>> {
+    let t = t.cast_to::<f32>().ok()?;
+    Some(t.to_plain_array_view::<f32>().ok()?.iter().copied().collect())
+}
+
+fn i64_data(t: &Tensor) -> Option<Vec<i64>> {
+    let t = t.cast_to::<i64>().ok()?;
+    Some(t.to_plain_array_view::<i64>().ok()?.iter().copied().collect())
+}
+
+/// Window padding for `auto_pad`, given the input size.
+fn auto_pads(ctx: &Ctx<'_>, input: Shape, k: (usize, usize), s: (usize, usize), d: (usize, usize)) -> Result<Option<[usize; 4]>> {
+    let mode = ctx.string("auto_pad", "NOTSET");
+    let same = |n: usize, k: usize, s: usize, d: usize, upper: bool| {
+        let out = n.div_ceil(s);
+        let need = ((out - 1) * s + d * (k - 1) + 1).saturating_sub(n);
+        if upper {
+            (need / 2, need - need / 2)
+        } else {
+            (need - need / 2, need / 2)
+        }
+    };
+    match mode.as_str() {
+        "NOTSET" => Ok(None),
+        "VALID" => Ok(Some([0; 4])),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let upper = mode == "SAME_UPPER";
+            let (t, b) = same(input.h, k.0, s.0, d.0, upper);
+            let (l, r) = same(input.w, k.1, s.1, d.1, upper);
+            Ok(Some([t, l, b, r]))
+        }
+        other => Err(ctx.unsupported("auto_pad", format!("unknown mode '{other}'"))),
+    }
+}
+
+impl Importer {
+    fn new(graph: &pb::GraphProto, path: &Path) -> Result<Self> {
+        let mut values = HashMap::new();
+        let resolver = tract_onnx::data_resolver::FopenDataResolver;
+        let dir = path.parent().and_then(|p| p.to_str());
+        for init in &graph.initializer {
+            let t = tract_onnx::tensor::load_tensor(&resolver, init, dir).map_err(|e| Error::InvalidModel {
+                node: init.name.clone(),
+                op: "initializer".into(),
+                reason: format!("{e:#}"),
+            })?;
+            values.insert(init.name.clone(), Value::Const(t));
+        }
+        let mut uses = HashMap::new();
+        for n in &graph.node {
+            for i in n.input.iter().filter(|i| !i.is_empty()) {
+                *uses.entry(i.clone()).or_insert(0) += 1;
+            }
+        }
+        let graph_outputs = graph.output.iter().map(|o| o.name.clone()).collect();
+        Ok(Self { nodes: Vec::new(), values, uses, graph_outputs, input_name: String::new() })
+    }
+
+    fn run(mut self, graph: &pb::GraphProto) -> Result<Graph> {
+        let inputs: Vec<&pb::ValueInfoProto> =
+            graph.input.iter().filter(|i| !self.values.contains_key(&i.name)).collect();
+        let input = match inputs.as_slice() {
+            [one] => *one,
+            other => {
+                return Err(Error::InvalidModel {
+                    node: "<graph>".into(),
+                    op: "input".into(),
+                    reason: format!("expected exactly one image input, found {}", other.len()),
+                })
+            }
+        };
+        let shape = input_shape(input)?;
+        self.input_name = input.name.clone();
+        self.push(input.name.clone(), Op::Input, vec![], shape);
+        self.values.insert(input.name.clone(), Value::Node { id: 0, flat: false });
+
+        for (i, node) in graph.node.iter().enumerate() {
+            let name = if node.name.is_empty() {
+                node.output.first().cloned().unwrap_or_else(|| format!("#{i}"))
+            } else {
+                node.name.clone()
+            };
+            let ctx = Ctx { node, name };
+            self.import_node(&ctx)?;
+        }
+
+        let mut outputs = Vec::new();
+        for out in &graph.output {
+            match self.values.get(&out.name) {
+                Some(Value::Node { id, flat }) => {
+                    let s = self.nodes[*id].shape;
+                    let onnx_shape = if *flat { vec![1, s.c] } else { vec![1, s.c, s.h, s.w] };
+                    outputs.push(GraphOutput { name: out.name.clone(), node: *id, onnx_shape });
+                }
+                _ => {
+                    return Err(Error::InvalidModel {
+                        node: out.name.clone(),
+                        op: "output".into(),
+                        reason: "graph output is a constant or is never produced".into(),
+                    })
+                }
+            }
+        }
+        Ok(Graph { input_name: self.input_name, nodes: self.nodes, outputs })
+    }
+
+    fn push(&mut self, name: String, op: Op, inputs: Vec<usize>, shape: Shape) -> usize {
+        self.nodes.push(Node { name, op, inputs, shape });
+        self.nodes.len() - 1
+    }
+
+    fn node_input(&self, ctx: &Ctx<'_>, i: usize) -> Result<(usize, bool)> {
+        let name = ctx.node.input.get(i).filter(|n| !n.is_empty()).ok_or_else(|| ctx.invalid(format!("missing input {i}")))?;
+        match self.values.get(name) {
+            Some(Value::Node { id, flat }) => Ok((*id, *flat)),
+            Some(Value::Const(_)) => Err(ctx.invalid(format!("input {i} ('{name}') is a constant; a computed tensor was expected"))),
+            None => Err(ctx.invalid(format!("input {i} ('{name}') is not produced by any earlier node"))),
+        }
+    }
+
+    fn const_input(&self, ctx: &Ctx<'_>, i: usize) -> Result<Option<&Tensor>> {
+        let Some(name) = ctx.node.input.get(i).filter(|n| !n.is_empty()) else { return Ok(None) };
+        match self.values.get(name) {
+            Some(Value::Const(t)) => Ok(Some(t)),
+            _ => Err(ctx.invalid(format!("input {i} ('{name}') must be a constant initializer"))),
+        }
+    }
+
+    fn is_const(&self, ctx: &Ctx<'_>, i: usize) -> bool {
+        ctx.node.input.get(i).is_some_and(|n| matches!(self.values.get(n), Some(Value::Const(_))))
+    }
+
+    fn set_output(&mut self, ctx: &Ctx<'_>, value: Value) -> Result<()> {
+        let out = ctx.node.output.first().ok_or_else(|| ctx.invalid("node has no output"))?;
+        self.values.insert(out.clone(), value);
+        Ok(())
+    }
+
+    fn emit(&mut self, ctx: &Ctx<'_>, op: Op, inputs: Vec<usize>, shape: Shape) -> Result<()> {
+        if shape.is_empty() {
+            return Err(ctx.invalid(format!("output shape {shape} is empty")));
+        }
+        let id = self.push(ctx.name.clone(), op, inputs, shape);
+        self.set_output(ctx, Value::Node { id, flat: false })
+    }
+
+    /// The producer of input 0 if this node may be fused into it: a single consumer and not a
+    /// graph output.
+    fn fusable_producer(&self, ctx: &Ctx<'_>) -> Option<usize> {
+        let name = ctx.node.input.first()?;
+        if self.uses.get(name).copied() != Some(1) || self.graph_outputs.contains(name) {
+            return None;
+        }
+        match self.values.get(name) {
+            Some(Value::Node { id, .. }) => Some(*id),
+            _ => None,
+        }
+    }
+
+    fn import_node(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        match ctx.node.op_type.as_str() {
+            "Conv" => self.conv(ctx),
+            "ConvTranspose" => self.conv_transpose(ctx),
+            "BatchNormalization" => self.batch_norm(ctx),
+            "Relu" => self.activation(ctx, Activation::Relu, &[]),
+            "Sigmoid" => self.activation(ctx, Activation::Sigmoid, &[]),
+            "HardSigmoid" => {
+                let a = Activation::HardSigmoid { alpha: ctx.float("alpha", 0.2), beta: ctx.float("beta", 0.5) };
+                self.activation(ctx, a, &["alpha", "beta"])
+            }
+            "Clip" => self.clip(ctx),
+            "Add" => self.binary(ctx, BinaryKind::Add),
+            "Mul" => self.binary(ctx, BinaryKind::Mul),
+            "AveragePool" => self.pool(ctx, false),
+            "MaxPool" => self.pool(ctx, true),
+            "GlobalAveragePool" => {
+                ctx.check_attrs(&[])?;
+                let (x, _) = self.node_input(ctx, 0)?;
+                let c = self.nodes[x].shape.c;
+                self.emit(ctx, Op::GlobalAvgPool, vec![x], Shape::new(1, 1, c))
+            }
+            "Flatten" => {
+                ctx.check_attrs(&["axis"])?;
+                let (x, _) = self.node_input(ctx, 0)?;
+                let s = self.nodes[x].shape;
+                if ctx.int("axis", 1) != 1 {
+                    return Err(ctx.unsupported("axis", "only axis=1 is supported"));
+                }
+                if s.h != 1 || s.w != 1 {
+                    return Err(ctx.invalid(format!("Flatten of a {s} map is not supported (only 1x1 spatial maps)")));
+                }
+                self.set_output(ctx, Value::Node { id: x, flat: true })
+            }
+            "Identity" | "Dropout" => {
+                ctx.check_attrs(&["seed", "ratio"])?;
+                let v = self.values.get(&ctx.node.input[0]).cloned().ok_or_else(|| ctx.invalid("unknown input"))?;
+                self.set_output(ctx, v)
+            }
+            "Gemm" => self.gemm(ctx),
+            "Resize" => self.resize(ctx),
+            "Concat" => self.concat(ctx),
+            "Constant" => {
+                ctx.check_attrs(&["value"])?;
+                let t = ctx.attr("value").and_then(|a| a.t.as_ref()).ok_or_else(|| ctx.unsupported("value", "only tensor constants are supported"))?;
+                let t = tract_onnx::tensor::load_tensor(&tract_onnx::data_resolver::FopenDataResolver, t, None)
+                    .map_err(|e| ctx.invalid(format!("{e:#}")))?;
+                self.set_output(ctx, Value::Const(t))
+            }
+            other => Err(Error::UnsupportedOp { node: ctx.name.clone(), op: other.to_owned() }),
+        }
+    }
+
+    fn conv(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        ctx.check_attrs(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
+        let (x, _) = self.node_input(ctx, 0)?;
+        let input = self.nodes[x].shape;
+        let w = self.const_input(ctx, 1)?.ok_or_else(|| ctx.invalid("missing weights"))?;
+        let ws = w.shape().to_vec();
+        if ws.len() != 4 {
+            return Err(ctx.invalid(format!("weights of shape {ws:?}: only 2-D convolutions are supported")));
+        }
+        let (cout, cin_g, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+        let groups = ctx.int("group", 1);
+        if groups < 1 || input.c as i64 % groups != 0 || cout as i64 % groups != 0 {
+            return Err(ctx.unsupported("group", format!("group={groups} does not divide {} input and {cout} output channels", input.c)));
+        }
+        let groups = groups as usize;
+        if cin_g * groups != input.c {
+            return Err(ctx.invalid(format!("weights expect {} input channels, input has {}", cin_g * groups, input.c)));
+        }
+        if let Some(k) = ctx.ints("kernel_shape") {
+            if k != [kh as i64, kw as i64] {
+                return Err(ctx.unsupported("kernel_shape", format!("{k:?} disagrees with weights {ws:?}")));
+            }
+        }
+        let (sh, sw) = ctx.pair("strides", 1)?;
+        let (dh, dw) = ctx.pair("dilations", 1)?;
+        let pad = match auto_pads(ctx, input, (kh, kw), (sh, sw), (dh, dw))? {
+            Some(p) => p,
+            None => ctx.pads()?,
+        };
+        let window = Window { kh, kw, sh, sw, dh, dw, pad };
+        let (oh, ow) = window.output_hw(input.h, input.w, false).ok_or_else(|| ctx.invalid(format!("kernel does not fit input {input}")))?;
+        let wdata = f32_data(w).ok_or_else(|| ctx.invalid("weights are not numeric"))?;
+        let bias = match self.const_input(ctx, 2)? {
+            Some(b) => f32_data(b).filter(|b| b.len() == cout).ok_or_else(|| ctx.invalid("bias must hold one value per output channel"))?,
+            None => vec![0.0; cout],
+        };
+        let cout_g = cout / groups;
+        let depthwise = groups > 1 && groups == input.c && groups == cout;
+        let mut weights = vec![0.0; wdata.len()];
+        for co in 0..cout {
+            let g = co / cout_g;
+            for ci in 0..cin_g {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let src = wdata[((co * cin_g + ci) * kh + ky) * kw + kx];
+                        let dst = if depthwise {
+                            (ky * kw + kx) * cout + co
+                        } else {
+                            (((g * kh + ky) * kw + kx) * cin_g + ci) * cout_g + (co % cout_g)
+                        };
+                        weights[dst] = src;
+                    }
+                }
+            }
+        }
+        let conv = Conv { window, groups, cin: input.c, cout, weights, bias, activation: Activation::Identity };
+        self.emit(ctx, Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))
+    }
+
+    fn conv_transpose(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        ctx.check_attrs(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides", "output_padding"])?;
+        if ctx.string("auto_pad", "NOTSET") != "NOTSET" {
+            return Err(ctx.unsupported("auto_pad", "only explicit pads are supported for ConvTranspose"));
+        }
+        if ctx.int("group", 1) != 1 {
+            return Err(ctx.unsupported("group", "grouped ConvTranspose is not supported"));
+        }
+        if ctx.ints("output_padding").is_some_and(|p| p.iter().any(|&x| x != 0)) {
+            return Err(ctx.unsupported("output_padding", "non-zero output_padding is not supported"));
+        }
+        let (x, _) = self.node_input(ctx, 0)?;
+        let input = self.nodes[x].shape;
+        let w = self.const_input(ctx, 1)?.ok_or_else(|| ctx.invalid("missing weights"))?;
+        let ws = w.shape().to_vec();
+        if ws.len() != 4 || ws[0] != input.c {
+            return Err(ctx.invalid(format!("weights of shape {ws:?} do not match a 2-D ConvTranspose on {} channels", input.c)));
+        }
+        let (cin, cout, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+        let (sh, sw) = ctx.pair("strides", 1)?;
+        let (dh, dw) = ctx.pair("dilations", 1)?;
+        let pad = ctx.pads()?;
+        let out = |n: usize, s: usize, k: usize, d: usize, p0: usize, p1: usize| {
+            ((n - 1) * s + d * (k - 1) + 1).checked_sub(p0 + p1).filter(|&o| o > 0)
+        };
+        let (oh, ow) = match (out(input.h, sh, kh, dh, pad[0], pad[2]), out(input.w, sw, kw, dw, pad[1], pad[3])) {
+            (Some(h), Some(w)) => (h, w),
+            _ => return Err(ctx.unsupported("pads", "padding removes the whole output")),
+        };
+        let wdata = f32_data(w).ok_or_else(|| ctx.invalid("weights are not numeric"))?;
+        let mut weights = vec![0.0; wdata.len()];
+        for ci in 0..cin {
+            for co in 0..cout {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        weights[((ky * kw + kx) * cin + ci) * cout + co] = wdata[((ci * cout + co) * kh + ky) * kw + kx];
+                    }
+                }
+            }
+        }
+        let bias = match self.const_input(ctx, 2)? {
+            Some(b) => f32_data(b).filter(|b| b.len() == cout).ok_or_else(|| ctx.invalid("bias must hold one value per output channel"))?,
+            None => vec![0.0; cout],
+        };
+        let window = Window { kh, kw, sh, sw, dh, dw, pad };
+        let ct = ConvTranspose { window, cin, cout, weights, bias, activation: Activation::Identity };
+        self.emit(ctx, Op::ConvTranspose(ct), vec![x], Shape::new(oh, ow, cout))
+    }
+
+    fn batch_norm(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        ctx.check_attrs(&["epsilon", "momentum", "training_mode", "spatial"])?;
+        if ctx.int("training_mode", 0) != 0 {
+            return Err(ctx.unsupported("training_mode", "only inference mode is supported"));
+        }
+        let (x, _) = self.node_input(ctx, 0)?;
+        let c = self.nodes[x].shape.c;
+        let eps = ctx.float("epsilon", 1e-5);
+        let mut params = Vec::new();
+        for i in 1..5 {
+            let t = self.const_input(ctx, i)?.ok_or_else(|| ctx.invalid(format!("missing input {i}")))?;
+            params.push(f32_data(t).filter(|v| v.len() == c).ok_or_else(|| ctx.invalid(format!("input {i} must hold {c} values")))?);
+        }
+        let scale: Vec<f32> = (0..c).map(|i| params[0][i] / (params[3][i] + eps).sqrt()).collect();
+        let bias: Vec<f32> = (0..c).map(|i| params[1][i] - params[2][i] * scale[i]).collect();
+        if let Some(p) = self.fusable_producer(ctx) {
+            if let Op::Conv(conv) = &mut self.nodes[p].op {
+                if conv.activation == Activation::Identity {
+                    let cout_g = conv.cout / conv.groups;
+                    let depthwise = conv.is_depthwise();
+                    let (cout, per_group) = (conv.cout, conv.weights.len() / conv.groups);
+                    for (i, w) in conv.weights.iter_mut().enumerate() {
+                        let co = if depthwise { i % cout } else { (i / per_group) * cout_g + i % cout_g };
+                        *w *= scale[co];
+                    }
+                    for (co, b) in conv.bias.iter_mut().enumerate() {
+                        *b = *b * scale[co] + bias[co];
+                    }
+                    return self.set_output(ctx, Value::Node { id: p, flat: false });
+                }
+            }
+        }
+        let shape = self.nodes[x].shape;
+        self.emit(ctx, Op::ChannelAffine { scale, bias }, vec![x], shape)
+    }
+
+    fn clip(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        let bound = |i: usize, attr: &str, default: f32| -> Result<f32> {
+            if let Some(t) = self.const_input(ctx, i)? {
+                return f32_data(t).and_then(|v| v.first().copied()).ok_or_else(|| ctx.invalid(format!("input {i} must be a scalar")));
+            }
+            Ok(ctx.float(attr, default))
+        };
+        let min = bound(1, "min", f32::NEG_INFINITY)?;
+        let max = bound(2, "max", f32::INFINITY)?;
+        self.activation(ctx, Activation::Clip { min, max }, &["min", "max"])
+    }
+
+    fn activation(&mut self, ctx: &Ctx<'_>, act: Activation, attrs: &[&str]) -> Result<()> {
+        ctx.check_attrs(attrs)?;
+        let (x, flat) = self.node_input(ctx, 0)?;
+        if let Some(p) = self.fusable_producer(ctx) {
+            let slot = match &mut self.nodes[p].op {
+                Op::Conv(c) => Some(&mut c.activation),
+                Op::ConvTranspose(c) => Some(&mut c.activation),
+                Op::Dense(d) => Some(&mut d.activation),
+                Op::Binary { activation, .. } => Some(activation),
+                _ => None,
+            };
+            if let Some(slot) = slot.filter(|s| **s == Activation::Identity) {
+                *slot = act;
+                return self.set_output(ctx, Value::Node { id: p, flat });
+            }
+        }
+        let shape = self.nodes[x].shape;
+        self.emit(ctx, Op::Unary(act), vec![x], shape)?;
+        self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, flat })
+    }
+
+    fn binary(&mut self, ctx: &Ctx<'_>, kind: BinaryKind) -> Result<()> {
+        ctx.check_attrs(&[])?;
+        // x op constant: a per-channel (or scalar) affine map.
+        for (var, cst) in [(0, 1), (1, 0)] {
+            if self.is_const(ctx, cst) && !self.is_const(ctx, var) {
+                let (x, flat) = self.node_input(ctx, var)?;
+                let shape = self.nodes[x].shape;
+                let t = self.const_input(ctx, cst)?.expect("checked constant");
+                let dims = t.shape().to_vec();
+                let v = f32_data(t).ok_or_else(|| ctx.invalid("constant operand is not numeric"))?;
+                let per_channel = match v.len() {
+                    1 => vec![v[0]; shape.c],
+                    n if n == shape.c && dims.iter().filter(|&&d| d != 1).count() <= 1
+                        && (dims.len() < 3 || dims[dims.len() - 3] == n || flat) => v,
+                    _ => return Err(ctx.invalid(format!("constant operand of shape {dims:?} does not broadcast per channel over {shape}"))),
+                };
+                let (scale, bias) = match kind {
+                    BinaryKind::Add => (vec![1.0; shape.c], per_channel),
+                    BinaryKind::Mul => (per_channel, vec![0.0; shape.c]),
+                };
+                self.emit(ctx, Op::ChannelAffine { scale, bias }, vec![x], shape)?;
+                return self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, flat });
+            }
+        }
+        let (a, fa) = self.node_input(ctx, 0)?;
+        let (b, fb) = self.node_input(ctx, 1)?;
+        let (sa, sb) = (self.nodes[a].shape, self.nodes[b].shape);
+        let dim = |x: usize, y: usize| -> Result<usize> {
+            if x == y || y == 1 {
+                Ok(x)
+            } else if x == 1 {
+                Ok(y)
+            } else {
+                Err(ctx.invalid(format!("shapes {sa} and {sb} do not broadcast")))
+            }
+        };
+        let shape = Shape::new(dim(sa.h, sb.h)?, dim(sa.w, sb.w)?, dim(sa.c, sb.c)?);
+        self.emit(ctx, Op::Binary { kind, activation: Activation::Identity }, vec![a, b], shape)?;
+        self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, flat: fa && fb })
+    }
+
+    fn pool(&mut self, ctx: &Ctx<'_>, max: bool) -> Result<()> {
+        let mut known = vec!["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides"];
+        known.push(if max { "storage_order" } else { "count_include_pad" });
+        ctx.check_attrs(&known)?;
+        if max && ctx.int("storage_order", 0) != 0 {
+            return Err(ctx.unsupported("storage_order", "only row-major is supported"));
+        }
+        let (x, _) = self.node_input(ctx, 0)?;
+        let input = self.nodes[x].shape;
+        let (kh, kw) = ctx.pair("kernel_shape", 0).and_then(|k| if k.0 == 0 { Err(ctx.unsupported("kernel_shape", "required")) } else { Ok(k) })?;
+        let (sh, sw) = ctx.pair("strides", 1)?;
+        let (dh, dw) = ctx.pair("dilations", 1)?;
+        let pad = match auto_pads(ctx, input, (kh, kw), (sh, sw), (dh, dw))? {
+            Some(p) => p,
+            None => ctx.pads()?,
+        };
+        let window = Window { kh, kw, sh, sw, dh, dw, pad };
+        let ceil = ctx.int("ceil_mode", 0) != 0;
+        let (mut oh, mut ow) = window.output_hw(input.h, input.w, ceil).ok_or_else(|| ctx.invalid(format!("window does not fit input {input}")))?;
+        if ceil {
+            // ONNX drops a last window that would start entirely in the end padding.
+            if (oh - 1) * sh >= input.h + pad[0] {
+                oh -= 1;
+            }
+            if (ow - 1) * sw >= input.w + pad[1] {
+                ow -= 1;
+            }
+        }
+        let kind = if max { PoolKind::Max } else { PoolKind::Avg { count_include_pad: ctx.int("count_include_pad", 0) != 0 } };
+        self.emit(ctx, Op::Pool { kind, window }, vec![x], Shape::new(oh, ow, input.c))
+    }
+
+    fn gemm(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        ctx.check_attrs(&["alpha", "beta", "transA", "transB"])?;
+        if ctx.int("transA", 0) != 0 {
+            return Err(ctx.unsupported("transA", "a transposed activation input is not supported"));
+        }
+        let (x, _) = self.node_input(ctx, 0)?;
+        let s = self.nodes[x].shape;
+        if s.h != 1 || s.w != 1 {
+            return Err(ctx.invalid(format!("Gemm input must be a flat vector, got a {s} map")));
+        }
+        let b = self.const_input(ctx, 1)?.ok_or_else(|| ctx.invalid("weights (input B) must be a constant"))?;
+        let bs = b.shape().to_vec();
+        let trans_b = ctx.int("transB", 0) != 0;
+        let (k, n) = match (bs.as_slice(), trans_b) {
+            ([n, k], true) => (*k, *n),
+            ([k, n], false) => (*k, *n),
+            _ => return Err(ctx.invalid(format!("weights of shape {bs:?} are not a matrix"))),
+        };
+        if k != s.c {
+            return Err(ctx.invalid(format!("weights expect {k} inputs, the vector has {}", s.c)));
+        }
+        let alpha = ctx.float("alpha", 1.0);
+        let beta = ctx.float("beta", 1.0);
+        let bd = f32_data(b).ok_or_else(|| ctx.invalid("weights are not numeric"))?;
+        let mut weights = vec![0.0; k * n];
+        for ki in 0..k {
+            for ni in 0..n {
+                weights[ki * n + ni] = alpha * if trans_b { bd[ni * k + ki] } else { bd[ki * n + ni] };
+            }
+        }
+        let bias = match self.const_input(ctx, 2)? {
+            Some(c) => {
+                let v = f32_data(c).ok_or_else(|| ctx.invalid("bias is not numeric"))?;
+                match v.len() {
+                    1 => vec![beta * v[0]; n],
+                    l if l == n => v.iter().map(|x| beta * x).collect(),
+                    l => return Err(ctx.invalid(format!("bias of {l} values for {n} outputs"))),
+                }
+            }
+            None => vec![0.0; n],
+        };
+        let dense = Dense { cin: k, cout: n, weights, bias, activation: Activation::Identity };
+        self.emit(ctx, Op::Dense(dense), vec![x], Shape::new(1, 1, n))?;
+        self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, flat: true })
+    }
+
+    fn resize(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        ctx.check_attrs(&[
+            "coordinate_transformation_mode",
+            "cubic_coeff_a",
+            "exclude_outside",
+            "extrapolation_value",
+            "mode",
+            "nearest_mode",
+            "antialias",
+        ])?;
+        if ctx.int("exclude_outside", 0) != 0 {
+            return Err(ctx.unsupported("exclude_outside", "only 0 is supported"));
+        }
+        if ctx.int("antialias", 0) != 0 {
+            return Err(ctx.unsupported("antialias", "only 0 is supported"));
+        }
+        let coord = match ctx.string("coordinate_transformation_mode", "half_pixel").as_str() {
+            "half_pixel" => CoordMode::HalfPixel,
+            "pytorch_half_pixel" => CoordMode::PytorchHalfPixel,
+            "align_corners" => CoordMode::AlignCorners,
+            "asymmetric" => CoordMode::Asymmetric,
+            other => return Err(ctx.unsupported("coordinate_transformation_mode", format!("'{other}'"))),
+        };
+        let mode = match ctx.string("mode", "nearest").as_str() {
+            "linear" => ResizeMode::Linear,
+            "nearest" => match ctx.string("nearest_mode", "round_prefer_floor").as_str() {
+                "round_prefer_floor" => ResizeMode::Nearest { floor: false },
+                "floor" => ResizeMode::Nearest { floor: true },
+                other => return Err(ctx.unsupported("nearest_mode", format!("'{other}'"))),
+            },
+            other => return Err(ctx.unsupported("mode", format!("'{other}'"))),
+        };
+        let (x, _) = self.node_input(ctx, 0)?;
+        let s = self.nodes[x].shape;
+        let (oh, ow) = if let Some(sizes) = self.const_input(ctx, 3)? {
+            match i64_data(sizes).as_deref() {
+                Some([1, c, h, w]) if *c as usize == s.c && *h > 0 && *w > 0 => (*h as usize, *w as usize),
+                other => return Err(ctx.invalid(format!("sizes {other:?}: only spatial resizes of a [1, {}, H, W] tensor are supported", s.c))),
+            }
+        } else if let Some(scales) = self.const_input(ctx, 2)? {
+            match f32_data(scales).as_deref() {
+                Some([n, c, h, w]) if *n == 1.0 && *c == 1.0 && *h > 0.0 && *w > 0.0 => {
+                    ((s.h as f32 * h).floor() as usize, (s.w as f32 * w).floor() as usize)
+                }
+                other => return Err(ctx.invalid(format!("scales {other:?}: only spatial scales are supported"))),
+            }
+        } else {
+            return Err(ctx.invalid("Resize needs constant scales or sizes"));
+        };
+        self.emit(ctx, Op::Resize { mode, coord }, vec![x], Shape::new(oh, ow, s.c))
+    }
+
+    fn concat(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        ctx.check_attrs(&["axis"])?;
+        let mut ids = Vec::new();
+        for i in 0..ctx.node.input.len() {
+            ids.push(self.node_input(ctx, i)?.0);
+        }
+        let first = self.nodes[ids[0]].shape;
+        let axis = ctx.int("axis", 1);
+        if axis != 1 && axis != -3 {
+            return Err(ctx.unsupported("axis", format!("only channel concatenation (axis 1) is supported, got {axis}")));
+        }
+        let mut c = 0;
+        for &id in &ids {
+            let s = self.nodes[id].shape;
+            if (s.h, s.w) != (first.h, first.w) {
+                return Err(ctx.invalid(format!("inputs {first} and {s} differ in spatial size")));
+            }
+            c += s.c;
+        }
+        self.emit(ctx, Op::Concat, ids, Shape::new(first.h, first.w, c))
+    }
+}
+
+fn input_shape(input: &pb::ValueInfoProto) -> Result<Shape> {
+    let bad = |reason: String| Error::InvalidModel { node: input.name.clone(), op: "input".into(), reason };
+    let dims: Vec<i64> = input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.value.as_ref())
+        .and_then(|pb::type_proto::Value::TensorType(t)| t.shape.as_ref())
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => *v,
+                    _ => -1,
+                })
+                .collect()
+        })
+        .ok_or_else(|| bad("input has no tensor shape".into()))?;
+    match dims.as_slice() {
+        [n, c, h, w] if *n == 1 && *c > 0 && *h > 0 && *w > 0 => Ok(Shape::new(*h as usize, *w as usize, *c as usize)),
+        _ => Err(bad(format!("input shape {dims:?}: a static [1, C, H, W] image input is required"))),
+    }
+}

@@ -1,0 +1,390 @@
+//! Kernels: each computes one output rectangle of one node, in place, into the node's
+//! preallocated NHWC buffer. Positions outside the rectangle are never written, which is what
+//! lets the session keep cached values there.
+//!
+//! GEMM-shaped work (pointwise and dense convolutions, via im2col rows) goes to the `gemm`
+//! crate, which selects its SIMD micro-kernels at run time. Depthwise convolution is a direct
+//! loop over channels, compiled for AVX-512/AVX2+FMA and chosen at run time ([`simd`]).
+//! [`reference`] holds a naive implementation of every op; the tests compare the two.
+
+pub mod reference;
+mod simd;
+
+use crate::graph::{Activation, BinaryKind, Conv, ConvTranspose, Dense, Graph, Node, Op, PoolKind, Shape};
+use crate::reuse::Rect;
+
+/// An input of a kernel: a node's buffer and its shape.
+#[derive(Clone, Copy)]
+pub struct In<'a> {
+    pub data: &'a [f32],
+    pub shape: Shape,
+}
+
+/// Shared write access to a node's output buffer for kernels running on disjoint rectangles.
+///
+/// The executor hands one `OutBuf` to several threads at once; each writes only the rows and
+/// columns of its own rectangle, and rectangles of one node never overlap.
+pub struct OutBuf {
+    ptr: *mut f32,
+    shape: Shape,
+}
+
+// SAFETY: writers touch disjoint rectangles (guaranteed by the rectangle cover), and the
+// buffer outlives every task of the node.
+unsafe impl Send for OutBuf {}
+unsafe impl Sync for OutBuf {}
+
+impl OutBuf {
+    pub fn new(buf: &mut [f32], shape: Shape) -> Self {
+        assert_eq!(buf.len(), shape.len(), "output buffer does not match its shape");
+        Self { ptr: buf.as_mut_ptr(), shape }
+    }
+
+    /// The segment `x0..x1` (all channels) of row `y`.
+    ///
+    /// # Safety
+    /// No other live reference may overlap this segment.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, y: usize, x0: usize, x1: usize) -> &mut [f32] {
+        debug_assert!(y < self.shape.h && x0 <= x1 && x1 <= self.shape.w);
+        let c = self.shape.c;
+        // SAFETY: in bounds by the assertion; exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add((y * self.shape.w + x0) * c), (x1 - x0) * c) }
+    }
+}
+
+/// Computes `rect` of `node`'s output.
+///
+/// # Safety
+/// `rect` must lie inside the output and must not overlap any rectangle being computed
+/// concurrently into the same `out`.
+pub unsafe fn compute_rect(node: &Node, inputs: &[In<'_>], out: &OutBuf, rect: Rect, scratch: &mut Vec<f32>) {
+    debug_assert!(rect.y1 <= node.shape.h && rect.x1 <= node.shape.w);
+    if rect.is_empty() {
+        return;
+    }
+    // SAFETY (all arms): forwarded from this function's contract.
+    unsafe {
+        match &node.op {
+            Op::Input => {}
+            Op::Conv(conv) if conv.is_pointwise() => pointwise(conv, inputs[0], out, rect),
+            Op::Conv(conv) if conv.is_depthwise() => {
+                for y in rect.y0..rect.y1 {
+                    simd::depthwise_row(conv, inputs[0], y, rect.x0, out.row(y, rect.x0, rect.x1));
+                }
+            }
+            Op::Conv(conv) => im2col_conv(conv, inputs[0], out, rect, scratch),
+            Op::ConvTranspose(ct) => conv_transpose(ct, inputs[0], out, rect),
+            Op::Pool { kind, window } => pool(*kind, window, inputs[0], out, rect),
+            Op::GlobalAvgPool => global_avg_pool(inputs[0], out.row(0, 0, 1)),
+            Op::Resize { mode, coord } => {
+                for y in rect.y0..rect.y1 {
+                    resize_row(*mode, *coord, inputs[0], node.shape, y, rect.x0, out.row(y, rect.x0, rect.x1));
+                }
+            }
+            Op::Unary(act) => {
+                for y in rect.y0..rect.y1 {
+                    let src = &inputs[0].data[(y * node.shape.w + rect.x0) * node.shape.c..][..(rect.x1 - rect.x0) * node.shape.c];
+                    let dst = out.row(y, rect.x0, rect.x1);
+                    dst.copy_from_slice(src);
+                    act.apply_slice(dst);
+                }
+            }
+            Op::ChannelAffine { scale, bias } => {
+                let c = node.shape.c;
+                for y in rect.y0..rect.y1 {
+                    let src = &inputs[0].data[(y * node.shape.w + rect.x0) * c..][..(rect.x1 - rect.x0) * c];
+                    let dst = out.row(y, rect.x0, rect.x1);
+                    for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                        for i in 0..c {
+                            d[i] = s[i] * scale[i] + bias[i];
+                        }
+                    }
+                }
+            }
+            Op::Binary { kind, activation } => binary(*kind, *activation, inputs, node.shape, out, rect),
+            Op::Concat => concat(inputs, node.shape, out, rect),
+            Op::Dense(d) => dense(d, inputs[0].data, out.row(0, 0, 1)),
+        }
+    }
+}
+
+/// Computes the whole output of `node` into `out` (single-threaded).
+pub fn compute_full(node: &Node, graph: &Graph, bufs: &[&[f32]], out: &mut [f32]) {
+    let inputs: Vec<In<'_>> =
+        node.inputs.iter().zip(bufs).map(|(&i, d)| In { data: d, shape: graph.nodes[i].shape }).collect();
+    let ob = OutBuf::new(out, node.shape);
+    // SAFETY: one rectangle covering the output, one writer.
+    unsafe { compute_rect(node, &inputs, &ob, Rect::full(node.shape), &mut Vec::new()) }
+}
+
+fn fill_bias(dst: &mut [f32], bias: &[f32]) {
+    for px in dst.chunks_exact_mut(bias.len()) {
+        px.copy_from_slice(bias);
+    }
+}
+
+/// `dst[m x n] = dst + lhs[m x k] * rhs[k x n]`, row-major with the given row strides.
+///
+/// # Safety
+/// The pointers must address matrices of the given extents and strides.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_acc(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, lhs: *const f32, lhs_rs: usize, rhs: *const f32, rhs_rs: usize) {
+    // SAFETY: forwarded.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            true,
+            lhs,
+            1,
+            lhs_rs as isize,
+            rhs,
+            1,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+unsafe fn pointwise(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect) {
+    let (cin, cout) = (conv.cin, conv.cout);
+    let (sh, sw) = (conv.window.sh, conv.window.sw);
+    let ow = out.shape.w;
+    let contiguous = sh == 1 && sw == 1 && rect.x0 == 0 && rect.x1 == ow && input.shape.w == ow;
+    // Whole rows with unit stride form one matrix; otherwise one GEMM per row segment.
+    let bands: Vec<(usize, usize)> =
+        if contiguous { vec![(rect.y0, rect.y1)] } else { (rect.y0..rect.y1).map(|y| (y, y + 1)).collect() };
+    for (y0, y1) in bands {
+        let m = if contiguous { (y1 - y0) * ow } else { rect.x1 - rect.x0 };
+        // SAFETY: the rows y0..y1 of the rectangle are this task's; contiguous rows are adjacent.
+        let dst: &mut [f32] = unsafe {
+            if contiguous {
+                std::slice::from_raw_parts_mut(out.row(y0, 0, ow).as_mut_ptr(), m * cout)
+            } else {
+                out.row(y0, rect.x0, rect.x1)
+            }
+        };
+        fill_bias(dst, &conv.bias);
+        let src = &input.data[((y0 * sh) * input.shape.w + rect.x0 * sw) * cin..];
+        debug_assert!(src.len() >= ((m - 1) * sw + 1) * cin);
+        // SAFETY: src holds m pixels at stride sw*cin; weights are cin x cout.
+        unsafe { gemm_acc(m, cout, cin, dst.as_mut_ptr(), cout, src.as_ptr(), sw * cin, conv.weights.as_ptr(), cout) };
+        conv.activation.apply_slice(dst);
+    }
+}
+
+unsafe fn im2col_conv(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scratch: &mut Vec<f32>) {
+    let w = &conv.window;
+    let (ih, iw, cin) = (input.shape.h, input.shape.w, input.shape.c);
+    let g = conv.groups;
+    let cin_g = cin / g;
+    let cout_g = conv.cout / g;
+    let kdim = w.kh * w.kw * cin_g;
+    let npix = rect.x1 - rect.x0;
+    scratch.clear();
+    scratch.resize(npix * kdim, 0.0);
+    for oy in rect.y0..rect.y1 {
+        // SAFETY: this task's row segment.
+        let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
+        fill_bias(dst, &conv.bias);
+        for gi in 0..g {
+            for (p, ox) in (rect.x0..rect.x1).enumerate() {
+                let row = &mut scratch[p * kdim..(p + 1) * kdim];
+                for ky in 0..w.kh {
+                    let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
+                    for kx in 0..w.kw {
+                        let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
+                        let seg = &mut row[(ky * w.kw + kx) * cin_g..][..cin_g];
+                        if iy < 0 || ix < 0 || iy >= ih as isize || ix >= iw as isize {
+                            seg.fill(0.0);
+                        } else {
+                            let base = (iy as usize * iw + ix as usize) * cin + gi * cin_g;
+                            seg.copy_from_slice(&input.data[base..base + cin_g]);
+                        }
+                    }
+                }
+            }
+            let wts = &conv.weights[gi * kdim * cout_g..(gi + 1) * kdim * cout_g];
+            // SAFETY: scratch is npix x kdim, weights kdim x cout_g, dst npix x cout (offset gi*cout_g).
+            unsafe {
+                gemm_acc(npix, cout_g, kdim, dst.as_mut_ptr().add(gi * cout_g), conv.cout, scratch.as_ptr(), kdim, wts.as_ptr(), cout_g)
+            };
+        }
+        conv.activation.apply_slice(dst);
+    }
+}
+
+unsafe fn conv_transpose(ct: &ConvTranspose, input: In<'_>, out: &OutBuf, rect: Rect) {
+    let w = &ct.window;
+    let (ih, iw, cin, cout) = (input.shape.h, input.shape.w, ct.cin, ct.cout);
+    let taps = |o: usize, k: usize, s: usize, d: usize, p: usize, n: usize| {
+        (0..k).filter_map(move |kk| {
+            let t = o as isize + p as isize - (kk * d) as isize;
+            (t >= 0 && t % s as isize == 0 && ((t / s as isize) as usize) < n).then(|| (kk, (t / s as isize) as usize))
+        })
+    };
+    for oy in rect.y0..rect.y1 {
+        // SAFETY: this task's row segment.
+        let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
+        fill_bias(dst, &ct.bias);
+        for (p, ox) in (rect.x0..rect.x1).enumerate() {
+            let acc = &mut dst[p * cout..(p + 1) * cout];
+            for (ky, iy) in taps(oy, w.kh, w.sh, w.dh, w.pad[0], ih) {
+                for (kx, ix) in taps(ox, w.kw, w.sw, w.dw, w.pad[1], iw) {
+                    let inp = &input.data[(iy * iw + ix) * cin..][..cin];
+                    let wk = &ct.weights[(ky * w.kw + kx) * cin * cout..][..cin * cout];
+                    for (ci, &a) in inp.iter().enumerate() {
+                        for (o, &b) in acc.iter_mut().zip(&wk[ci * cout..(ci + 1) * cout]) {
+                            *o += a * b;
+                        }
+                    }
+                }
+            }
+            ct.activation.apply_slice(acc);
+        }
+    }
+}
+
+unsafe fn pool(kind: PoolKind, w: &crate::graph::Window, input: In<'_>, out: &OutBuf, rect: Rect) {
+    let (ih, iw, c) = (input.shape.h, input.shape.w, input.shape.c);
+    for oy in rect.y0..rect.y1 {
+        // SAFETY: this task's row segment.
+        let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
+        for (p, ox) in (rect.x0..rect.x1).enumerate() {
+            let acc = &mut dst[p * c..(p + 1) * c];
+            acc.fill(if kind == PoolKind::Max { f32::NEG_INFINITY } else { 0.0 });
+            let mut count = 0usize;
+            for ky in 0..w.kh {
+                let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
+                for kx in 0..w.kw {
+                    let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
+                    let inside = iy >= 0 && ix >= 0 && (iy as usize) < ih && (ix as usize) < iw;
+                    // Positions in the end padding beyond the padded input never count (ceil mode).
+                    let in_padded = iy < (ih + w.pad[2]) as isize && ix < (iw + w.pad[3]) as isize;
+                    if !inside {
+                        if in_padded && matches!(kind, PoolKind::Avg { count_include_pad: true }) {
+                            count += 1;
+                        }
+                        continue;
+                    }
+                    count += 1;
+                    let src = &input.data[(iy as usize * iw + ix as usize) * c..][..c];
+                    match kind {
+                        PoolKind::Max => acc.iter_mut().zip(src).for_each(|(a, &s)| *a = a.max(s)),
+                        PoolKind::Avg { .. } => acc.iter_mut().zip(src).for_each(|(a, &s)| *a += s),
+                    }
+                }
+            }
+            if let PoolKind::Avg { .. } = kind {
+                let inv = 1.0 / count.max(1) as f32;
+                acc.iter_mut().for_each(|a| *a *= inv);
+            }
+        }
+    }
+}
+
+fn global_avg_pool(input: In<'_>, dst: &mut [f32]) {
+    dst.fill(0.0);
+    for px in input.data.chunks_exact(input.shape.c) {
+        dst.iter_mut().zip(px).for_each(|(d, &s)| *d += s);
+    }
+    let inv = 1.0 / input.shape.pixels() as f32;
+    dst.iter_mut().for_each(|d| *d *= inv);
+}
+
+fn resize_row(
+    mode: crate::graph::ResizeMode,
+    coord: crate::graph::CoordMode,
+    input: In<'_>,
+    out_shape: Shape,
+    oy: usize,
+    x0: usize,
+    dst: &mut [f32],
+) {
+    use crate::graph::geometry_taps as taps;
+    let (ih, iw, c) = (input.shape.h, input.shape.w, input.shape.c);
+    let (y0, y1, fy) = taps(mode, coord, oy, ih, out_shape.h);
+    let r0 = &input.data[y0 * iw * c..(y0 + 1) * iw * c];
+    let r1 = &input.data[y1 * iw * c..(y1 + 1) * iw * c];
+    for (p, px) in dst.chunks_exact_mut(c).enumerate() {
+        let (xa, xb, fx) = taps(mode, coord, x0 + p, iw, out_shape.w);
+        let (a, b) = (&r0[xa * c..(xa + 1) * c], &r0[xb * c..(xb + 1) * c]);
+        let (cc, d) = (&r1[xa * c..(xa + 1) * c], &r1[xb * c..(xb + 1) * c]);
+        for i in 0..c {
+            let top = a[i] + (b[i] - a[i]) * fx;
+            let bot = cc[i] + (d[i] - cc[i]) * fx;
+            px[i] = top + (bot - top) * fy;
+        }
+    }
+}
+
+unsafe fn binary(kind: BinaryKind, act: Activation, inputs: &[In<'_>], shape: Shape, out: &OutBuf, rect: Rect) {
+    let (a, b) = (inputs[0], inputs[1]);
+    let c = shape.c;
+    let op = |x: f32, y: f32| match kind {
+        BinaryKind::Add => x + y,
+        BinaryKind::Mul => x * y,
+    };
+    let at = |t: In<'_>, y: usize, x: usize| {
+        let yy = if t.shape.h == 1 { 0 } else { y };
+        let xx = if t.shape.w == 1 { 0 } else { x };
+        (yy * t.shape.w + xx) * t.shape.c
+    };
+    for y in rect.y0..rect.y1 {
+        // SAFETY: this task's row segment.
+        let dst = unsafe { out.row(y, rect.x0, rect.x1) };
+        if a.shape == shape && b.shape == shape {
+            let n = dst.len();
+            let (sa, sb) = (&a.data[at(a, y, rect.x0)..][..n], &b.data[at(b, y, rect.x0)..][..n]);
+            for i in 0..n {
+                dst[i] = act.apply(op(sa[i], sb[i]));
+            }
+            continue;
+        }
+        for (p, px) in dst.chunks_exact_mut(c).enumerate() {
+            let x = rect.x0 + p;
+            let (oa, ob) = (at(a, y, x), at(b, y, x));
+            for i in 0..c {
+                let va = a.data[oa + if a.shape.c == 1 { 0 } else { i }];
+                let vb = b.data[ob + if b.shape.c == 1 { 0 } else { i }];
+                px[i] = act.apply(op(va, vb));
+            }
+        }
+    }
+}
+
+unsafe fn concat(inputs: &[In<'_>], shape: Shape, out: &OutBuf, rect: Rect) {
+    for y in rect.y0..rect.y1 {
+        // SAFETY: this task's row segment.
+        let dst = unsafe { out.row(y, rect.x0, rect.x1) };
+        for (p, px) in dst.chunks_exact_mut(shape.c).enumerate() {
+            let x = rect.x0 + p;
+            let mut off = 0;
+            for t in inputs {
+                let ci = t.shape.c;
+                px[off..off + ci].copy_from_slice(&t.data[(y * t.shape.w + x) * ci..][..ci]);
+                off += ci;
+            }
+        }
+    }
+}
+
+fn dense(d: &Dense, x: &[f32], dst: &mut [f32]) {
+    dst.copy_from_slice(&d.bias);
+    for (k, &xv) in x.iter().enumerate() {
+        for (o, &w) in dst.iter_mut().zip(&d.weights[k * d.cout..(k + 1) * d.cout]) {
+            *o += xv * w;
+        }
+    }
+    d.activation.apply_slice(dst);
+}

@@ -1,0 +1,193 @@
+//! Naive reference implementations: one straightforward loop nest per op, computing the whole
+//! output with no rectangles, no GEMM and no SIMD. The fast kernels are tested against these.
+
+use crate::graph::{BinaryKind, Graph, Node, Op, PoolKind, Shape};
+
+fn at(s: Shape, y: usize, x: usize, c: usize) -> usize {
+    (y * s.w + x) * s.c + c
+}
+
+/// Evaluates `node` on its inputs (`bufs[i]` is the buffer of `node.inputs[i]`).
+pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
+    let shapes: Vec<Shape> = node.inputs.iter().map(|&i| graph.nodes[i].shape).collect();
+    let os = node.shape;
+    let mut out = vec![0.0f32; os.len()];
+    let act = node.op.activation();
+    match &node.op {
+        Op::Input => {}
+        Op::Conv(conv) => {
+            let (is, w) = (shapes[0], &conv.window);
+            let cin_g = conv.cin / conv.groups;
+            let cout_g = conv.cout / conv.groups;
+            for oy in 0..os.h {
+                for ox in 0..os.w {
+                    for co in 0..conv.cout {
+                        let g = co / cout_g;
+                        let mut acc = conv.bias[co];
+                        for ky in 0..w.kh {
+                            for kx in 0..w.kw {
+                                let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
+                                let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= is.h as isize || ix >= is.w as isize {
+                                    continue;
+                                }
+                                for ci in 0..cin_g {
+                                    let wv = if conv.is_depthwise() {
+                                        conv.weights[(ky * w.kw + kx) * conv.cout + co]
+                                    } else {
+                                        conv.weights[(((g * w.kh + ky) * w.kw + kx) * cin_g + ci) * cout_g + co % cout_g]
+                                    };
+                                    acc += bufs[0][at(is, iy as usize, ix as usize, g * cin_g + ci)] * wv;
+                                }
+                            }
+                        }
+                        out[at(os, oy, ox, co)] = act.apply(acc);
+                    }
+                }
+            }
+        }
+        Op::ConvTranspose(ct) => {
+            // Scatter formulation: each input pixel adds its kernel footprint to the output.
+            let (is, w) = (shapes[0], &ct.window);
+            let mut acc = vec![0.0f32; os.len()];
+            for iy in 0..is.h {
+                for ix in 0..is.w {
+                    for ky in 0..w.kh {
+                        for kx in 0..w.kw {
+                            let oy = (iy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
+                            let ox = (ix * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
+                            if oy < 0 || ox < 0 || oy >= os.h as isize || ox >= os.w as isize {
+                                continue;
+                            }
+                            for ci in 0..ct.cin {
+                                for co in 0..ct.cout {
+                                    acc[at(os, oy as usize, ox as usize, co)] += bufs[0][at(is, iy, ix, ci)]
+                                        * ct.weights[((ky * w.kw + kx) * ct.cin + ci) * ct.cout + co];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = act.apply(acc[i] + ct.bias[i % os.c]);
+            }
+        }
+        Op::Pool { kind, window: w } => {
+            let is = shapes[0];
+            for oy in 0..os.h {
+                for ox in 0..os.w {
+                    for c in 0..os.c {
+                        let (mut m, mut s, mut n) = (f32::NEG_INFINITY, 0.0f32, 0usize);
+                        for ky in 0..w.kh {
+                            for kx in 0..w.kw {
+                                let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
+                                let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
+                                if iy >= 0 && ix >= 0 && iy < is.h as isize && ix < is.w as isize {
+                                    let v = bufs[0][at(is, iy as usize, ix as usize, c)];
+                                    m = m.max(v);
+                                    s += v;
+                                    n += 1;
+                                } else if iy < (is.h + w.pad[2]) as isize
+                                    && ix < (is.w + w.pad[3]) as isize
+                                    && matches!(kind, PoolKind::Avg { count_include_pad: true })
+                                {
+                                    n += 1;
+                                }
+                            }
+                        }
+                        out[at(os, oy, ox, c)] = match kind {
+                            PoolKind::Max => m,
+                            PoolKind::Avg { .. } => s / n.max(1) as f32,
+                        };
+                    }
+                }
+            }
+        }
+        Op::GlobalAvgPool => {
+            let is = shapes[0];
+            for c in 0..os.c {
+                let s: f32 = (0..is.pixels()).map(|p| bufs[0][p * is.c + c]).sum();
+                out[c] = s / is.pixels() as f32;
+            }
+        }
+        Op::Resize { mode, coord } => {
+            let is = shapes[0];
+            let src = |o: usize, n_in: usize, n_out: usize| -> (usize, usize, f32) {
+                let x = crate::graph::geometry_source(*coord, o, n_in, n_out);
+                match mode {
+                    crate::graph::ResizeMode::Linear => {
+                        let x = x.clamp(0.0, n_in as f32 - 1.0);
+                        let i0 = x.floor() as usize;
+                        (i0, (i0 + 1).min(n_in - 1), x - i0 as f32)
+                    }
+                    crate::graph::ResizeMode::Nearest { floor } => {
+                        let i = if *floor { x.floor() } else { (x - 0.5).ceil() };
+                        let i = i.clamp(0.0, n_in as f32 - 1.0) as usize;
+                        (i, i, 0.0)
+                    }
+                }
+            };
+            for oy in 0..os.h {
+                let (y0, y1, fy) = src(oy, is.h, os.h);
+                for ox in 0..os.w {
+                    let (x0, x1, fx) = src(ox, is.w, os.w);
+                    for c in 0..os.c {
+                        let g = |y, x| bufs[0][at(is, y, x, c)];
+                        let v = (1.0 - fy) * ((1.0 - fx) * g(y0, x0) + fx * g(y0, x1))
+                            + fy * ((1.0 - fx) * g(y1, x0) + fx * g(y1, x1));
+                        out[at(os, oy, ox, c)] = v;
+                    }
+                }
+            }
+        }
+        Op::Unary(a) => {
+            for (o, &i) in out.iter_mut().zip(bufs[0]) {
+                *o = a.apply(i);
+            }
+        }
+        Op::ChannelAffine { scale, bias } => {
+            for (i, o) in out.iter_mut().enumerate() {
+                let c = i % os.c;
+                *o = bufs[0][i] * scale[c] + bias[c];
+            }
+        }
+        Op::Binary { kind, .. } => {
+            let get = |k: usize, y: usize, x: usize, c: usize| {
+                let s = shapes[k];
+                bufs[k][at(s, y.min(s.h - 1), x.min(s.w - 1), c.min(s.c - 1))]
+            };
+            for y in 0..os.h {
+                for x in 0..os.w {
+                    for c in 0..os.c {
+                        let (a, b) = (get(0, y, x, c), get(1, y, x, c));
+                        out[at(os, y, x, c)] = act.apply(match kind {
+                            BinaryKind::Add => a + b,
+                            BinaryKind::Mul => a * b,
+                        });
+                    }
+                }
+            }
+        }
+        Op::Concat => {
+            for y in 0..os.h {
+                for x in 0..os.w {
+                    let mut off = 0;
+                    for (k, s) in shapes.iter().enumerate() {
+                        for c in 0..s.c {
+                            out[at(os, y, x, off + c)] = bufs[k][at(*s, y, x, c)];
+                        }
+                        off += s.c;
+                    }
+                }
+            }
+        }
+        Op::Dense(d) => {
+            for n in 0..d.cout {
+                let s: f32 = (0..d.cin).map(|k| bufs[0][k] * d.weights[k * d.cout + n]).sum();
+                out[n] = act.apply(s + d.bias[n]);
+            }
+        }
+    }
+    out
+}

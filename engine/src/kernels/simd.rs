@@ -1,0 +1,108 @@
+//! Depthwise convolution, compiled several times for different instruction sets and picked at
+//! run time (never `target-cpu=native`). The loop body is written once; each variant only
+//! changes the target features the compiler may use, and whether multiply-add is fused.
+
+use super::In;
+use crate::graph::Conv;
+
+trait MulAdd {
+    fn mul_add(acc: f32, a: f32, b: f32) -> f32;
+}
+struct Separate;
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(acc: f32, a: f32, b: f32) -> f32 {
+        acc + a * b
+    }
+}
+#[cfg(target_arch = "x86_64")]
+struct Fused;
+#[cfg(target_arch = "x86_64")]
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(acc: f32, a: f32, b: f32) -> f32 {
+        a.mul_add(b, acc)
+    }
+}
+
+/// Which depthwise variant this CPU runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+pub fn detected() -> Level {
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                return Level::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Level::Avx2Fma;
+            }
+        }
+        Level::Baseline
+    })
+}
+
+/// One output row segment `x0..x0 + dst.len()/C` of depthwise convolution row `oy`.
+pub fn depthwise_row(conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
+    match detected() {
+        Level::Baseline => depthwise_row_impl::<Separate>(conv, input, oy, x0, dst),
+        // SAFETY: the features were detected at run time.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2Fma => unsafe { depthwise_row_avx2(conv, input, oy, x0, dst) },
+        // SAFETY: the features were detected at run time.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { depthwise_row_avx512(conv, input, oy, x0, dst) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn depthwise_row_avx2(conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
+    depthwise_row_impl::<Fused>(conv, input, oy, x0, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn depthwise_row_avx512(conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
+    depthwise_row_impl::<Fused>(conv, input, oy, x0, dst)
+}
+
+#[inline(always)]
+fn depthwise_row_impl<M: MulAdd>(conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
+    let w = &conv.window;
+    let c = conv.cout;
+    let (ih, iw) = (input.shape.h, input.shape.w);
+    let iy0 = (oy * w.sh) as isize - w.pad[0] as isize;
+    for (p, acc) in dst.chunks_exact_mut(c).enumerate() {
+        acc.copy_from_slice(&conv.bias);
+        let ix0 = ((x0 + p) * w.sw) as isize - w.pad[1] as isize;
+        for ky in 0..w.kh {
+            let iy = iy0 + (ky * w.dh) as isize;
+            if iy < 0 || iy >= ih as isize {
+                continue;
+            }
+            let row = &input.data[iy as usize * iw * c..(iy as usize + 1) * iw * c];
+            for kx in 0..w.kw {
+                let ix = ix0 + (kx * w.dw) as isize;
+                if ix < 0 || ix >= iw as isize {
+                    continue;
+                }
+                let src = &row[ix as usize * c..(ix as usize + 1) * c];
+                let wk = &conv.weights[(ky * w.kw + kx) * c..(ky * w.kw + kx + 1) * c];
+                for i in 0..c {
+                    acc[i] = M::mul_add(acc[i], src[i], wk[i]);
+                }
+            }
+        }
+        conv.activation.apply_slice(acc);
+    }
+}

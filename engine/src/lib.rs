@@ -1,0 +1,37 @@
+//! # framecache
+//!
+//! A frame-cache inference engine. It compares each new frame with the inputs its cache was
+//! computed from, tile by tile, recomputes convolutions only where the picture changed and
+//! reuses cached outputs everywhere else. In exact mode the result equals full inference.
+//!
+//! ```no_run
+//! use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
+//! # fn main() -> framecache::Result<()> {
+//! let plan = Plan::from_onnx("mobilenet_v2.onnx", Preprocess::imagenet())?;
+//! let mut session = Session::new(plan, SessionOptions::default())?;
+//! let pixels = vec![0u8; 320 * 240 * 3];
+//! let outputs = session.process(&Frame::rgb(320, 240, &pixels))?;
+//! println!("{} logits, hit rate {:.2}", outputs[0].data.len(),
+//!          session.last_stats().unwrap().input_hit_rate());
+//! # Ok(()) }
+//! ```
+//!
+//! Module map: [`graph`] (IR, geometry, cost), [`import`] (ONNX), [`kernels`] (fast and
+//! reference kernels on rectangles), [`diff`] (change detection), [`reuse`] (mask propagation
+//! and rectangle cover), [`exec`] (Plan and Session), [`frame`] (frames and preprocessing),
+//! [`stats`].
+
+pub mod diff;
+mod error;
+pub mod exec;
+pub mod frame;
+pub mod graph;
+pub mod import;
+pub mod kernels;
+pub mod reuse;
+pub mod stats;
+
+pub use error::{Error, Result};
+pub use exec::{Mode, Output, Plan, Session, SessionOptions};
+pub use frame::{Fit, Frame, Preprocess};
+pub use stats::{FrameStats, Reset};

@@ -1,0 +1,78 @@
+//! Per-frame statistics. Definitions follow DESIGN.md "Metrics".
+
+use std::time::Duration;
+
+/// Why the cache was thrown away before this frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reset {
+    /// The first frame of the session (or after `reset()`).
+    Cold,
+    /// The frame size differs from the previous frame's.
+    FrameSize { from: (usize, usize), to: (usize, usize) },
+    /// The periodic refresh interval elapsed.
+    Refresh,
+    /// `run_full` was called: the reference path always recomputes everything.
+    Full,
+}
+
+/// Wall time per stage of one frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimes {
+    /// Frame → input size on the 0–255 scale.
+    pub preprocess: Duration,
+    /// Tile comparison against the references.
+    pub diff: Duration,
+    /// Mask propagation and rectangle cover.
+    pub propagate: Duration,
+    /// Kernels.
+    pub compute: Duration,
+    /// Writing dirty tiles into the reference and the input tensor, and reading outputs.
+    pub copy: Duration,
+}
+
+impl StageTimes {
+    pub fn total(&self) -> Duration {
+        self.preprocess + self.diff + self.propagate + self.compute + self.copy
+    }
+}
+
+/// Reuse of one node in one frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeStats {
+    /// Output pixels not recomputed ÷ all output pixels.
+    pub hit_rate: f64,
+    /// MACs executed for this node (recomputed pixels × MACs per pixel).
+    pub macs: u64,
+    /// Whether the node was computed densely (dirty fraction above the crossover).
+    pub dense: bool,
+}
+
+/// Statistics of one processed frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameStats {
+    /// Frames processed by this session, this one included.
+    pub frame_index: u64,
+    /// Set when the cache was not used for this frame.
+    pub reset: Option<Reset>,
+    pub tiles: usize,
+    pub dirty_tiles: usize,
+    pub nodes: Vec<NodeStats>,
+    pub macs_executed: u64,
+    pub macs_full: u64,
+    pub times: StageTimes,
+}
+
+impl FrameStats {
+    /// Reused input tiles ÷ all input tiles.
+    pub fn input_hit_rate(&self) -> f64 {
+        if self.tiles == 0 {
+            0.0
+        } else {
+            1.0 - self.dirty_tiles as f64 / self.tiles as f64
+        }
+    }
+    /// 1 − MACs executed ÷ MACs of full inference.
+    pub fn mac_saving(&self) -> f64 {
+        1.0 - self.macs_executed as f64 / self.macs_full.max(1) as f64
+    }
+}
