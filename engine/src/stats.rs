@@ -45,6 +45,8 @@ pub struct NodeStats {
     pub macs: u64,
     /// Whether the node was computed densely (dirty fraction above the crossover).
     pub dense: bool,
+    /// Wall time of this node's kernels.
+    pub time: Duration,
 }
 
 /// Statistics of one processed frame.

@@ -183,10 +183,12 @@ impl Session {
             let pixels: usize = rects.iter().map(Rect::area).sum();
             let macs = pixels as u64 * plan.macs_per_pixel(i);
             macs_executed += macs;
-            nodes.push(NodeStats { hit_rate: 1.0 - if *dense { 1.0 } else { *frac }, macs, dense: *dense });
+            let started = Instant::now();
             if i > 0 && !rects.is_empty() {
                 self.compute_node(i, rects, macs);
             }
+            let time = started.elapsed();
+            nodes.push(NodeStats { hit_rate: 1.0 - if *dense { 1.0 } else { *frac }, macs, dense: *dense, time });
         }
         times.compute = t.elapsed();
 

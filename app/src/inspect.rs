@@ -1,0 +1,78 @@
+//! `framecache inspect`: the imported graph as a table.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use framecache::graph::Op;
+use framecache::Plan;
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// ONNX model (default: the bundled MobileNetV2).
+    pub model: Option<PathBuf>,
+}
+
+pub fn inspect(args: InspectArgs) -> Result<()> {
+    let model = match args.model {
+        Some(m) => m,
+        None => crate::cli::default_model()?,
+    };
+    let plan = Plan::from_onnx(&model, Default::default())?;
+    let graph = plan.graph();
+    let geo = plan.geometry();
+    let total = plan.total_macs().max(1);
+    println!("model {}  input '{}' {}  nodes {}", model.display(), graph.input_name, graph.input_shape(), graph.nodes.len());
+    println!("{:>4}  {:<36} {:<14} {:<12} {:<22} {:>7} {:>9} {:>10} {:>6}", "#", "name", "op", "out HxWxC", "kernel/stride/pad", "stride", "RF", "MMACs", "%");
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let detail = match &n.op {
+            Op::Conv(c) => {
+                let w = &c.window;
+                format!("{}x{}/{} d{} g{} p{:?}", w.kh, w.kw, w.sh, w.dh, c.groups, w.pad)
+            }
+            Op::ConvTranspose(c) => format!("{}x{}/{} p{:?}", c.window.kh, c.window.kw, c.window.sh, c.window.pad),
+            Op::Pool { window: w, .. } => format!("{}x{}/{} p{:?}", w.kh, w.kw, w.sh, w.pad),
+            _ => String::new(),
+        };
+        let act = match n.op.activation() {
+            framecache::graph::Activation::Identity => String::new(),
+            a => format!("+{a:?}").split([' ', '{']).next().unwrap_or_default().to_owned(),
+        };
+        let inputs: Vec<String> = n.inputs.iter().map(|i| i.to_string()).collect();
+        let name = if inputs.is_empty() { n.name.clone() } else { format!("{} <- {}", n.name, inputs.join(",")) };
+        let macs = n.macs(graph);
+        println!(
+            "{i:>4}  {:<36} {:<14} {:<12} {:<22} {:>7} {:>9} {:>10.2} {:>6.2}",
+            truncate(&name, 36),
+            format!("{}{act}", n.op.name()),
+            n.shape.to_string(),
+            detail,
+            format_num(geo[i].stride.0),
+            format_num(geo[i].receptive_field.0),
+            macs as f64 / 1e6,
+            100.0 * macs as f64 / total as f64
+        );
+    }
+    println!("total {:.1} MMACs per frame", plan.total_macs() as f64 / 1e6);
+    for o in &graph.outputs {
+        println!("output '{}' {:?} from node {}", o.name, o.onnx_shape, o.node);
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let tail: String = s.chars().rev().take(n - 1).collect::<Vec<_>>().into_iter().rev().collect();
+        format!("…{tail}")
+    }
+}
+
+fn format_num(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v}")
+    } else {
+        format!("{v:.2}")
+    }
+}

@@ -1,0 +1,131 @@
+//! `framecache run`: a model over a clip, with the frame cache, frame by frame.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use framecache::{Mode, Plan, Session, SessionOptions};
+
+use crate::cli::PreprocessPreset;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// ONNX model (default: the bundled MobileNetV2).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Folder of numbered PNG/JPEG frames, or one image (default: the bundled clip).
+    #[arg(long)]
+    pub clip: Option<PathBuf>,
+    /// exact, threshold=N or mean-threshold=N (grey levels, 0-255).
+    #[arg(long, default_value = "exact", value_parser = crate::cli::parse_mode)]
+    pub mode: Mode,
+    /// Tile size in input pixels (8-32).
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_TILE)]
+    pub tile: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Recompute everything every N frames.
+    #[arg(long)]
+    pub refresh: Option<u32>,
+    /// Preprocessing preset (default: guessed from the model's file name).
+    #[arg(long, value_enum)]
+    pub preprocess: Option<PreprocessPreset>,
+    /// Class names, one per line (default: imagenet_classes.txt next to the model, for
+    /// 1000-class outputs).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Process at most this many frames.
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Recompute every frame in full (the reference path) instead of using the cache.
+    #[arg(long)]
+    pub full: bool,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let model = match args.model {
+        Some(m) => m,
+        None => crate::cli::default_model()?,
+    };
+    let clip = match args.clip {
+        Some(c) => c,
+        None => crate::cli::default_clip()?,
+    };
+    let preset = args.preprocess.unwrap_or_else(|| PreprocessPreset::guess(&model));
+    let plan = Plan::from_onnx(&model, preset.build()).with_context(|| format!("loading {}", model.display()))?;
+    let labels = load_labels(args.labels.as_deref(), &model)?;
+    let options = SessionOptions { mode: args.mode, tile: args.tile, threads: args.threads, refresh_interval: args.refresh, ..Default::default() };
+    let mut session = Session::new(plan.clone(), options)?;
+    let mut paths = crate::clip::frame_paths(&clip)?;
+    if let Some(n) = args.frames {
+        paths.truncate(n);
+    }
+    println!(
+        "model {} ({:.0} MMACs), clip {} ({} frames), mode {}, tile {}, preprocess {:?}",
+        model.display(),
+        plan.total_macs() as f64 / 1e6,
+        clip.display(),
+        paths.len(),
+        args.mode,
+        args.tile,
+        preset
+    );
+    println!("{:>6} {:>8} {:>8} {:>8}  result", "frame", "hit", "MACsave", "ms");
+    let (mut hits, mut savings, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, p) in paths.iter().enumerate() {
+        let frame = crate::clip::decode(p)?;
+        let t = Instant::now();
+        let outputs = if args.full { session.run_full(&frame.as_frame())? } else { session.process(&frame.as_frame())? };
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let stats = session.last_stats().expect("stats after a frame");
+        let summary = outputs.iter().map(|o| describe(o, labels.as_deref())).collect::<Vec<_>>().join("; ");
+        let note = match stats.reset {
+            Some(r) if i > 0 && !args.full => format!(" [cache reset: {r:?}]"),
+            _ => String::new(),
+        };
+        println!("{:>6} {:>7.1}% {:>7.1}% {:>8.2}  {summary}{note}", i + 1, 100.0 * stats.input_hit_rate(), 100.0 * stats.mac_saving(), ms);
+        if i > 0 {
+            hits.push(stats.input_hit_rate());
+            savings.push(stats.mac_saving());
+            times.push(ms);
+        }
+    }
+    if !times.is_empty() {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        times.sort_by(f64::total_cmp);
+        println!(
+            "after the first frame: mean input hit rate {:.1}%, mean MAC saving {:.1}%, median {:.2} ms/frame",
+            100.0 * mean(&hits),
+            100.0 * mean(&savings),
+            times[times.len() / 2]
+        );
+    }
+    Ok(())
+}
+
+fn load_labels(explicit: Option<&std::path::Path>, model: &std::path::Path) -> Result<Option<Vec<String>>> {
+    let path = match explicit {
+        Some(p) => p.to_owned(),
+        None => match model.parent().map(|d| d.join("imagenet_classes.txt")).filter(|p| p.is_file()) {
+            Some(p) => p,
+            None => return Ok(None),
+        },
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading labels {}", path.display()))?;
+    Ok(Some(text.lines().map(str::to_owned).collect()))
+}
+
+/// One line per output: top-1 for class vectors, value range and coverage for maps.
+fn describe(o: &framecache::Output, labels: Option<&[String]>) -> String {
+    if o.shape.len() == 2 {
+        let (i, v) = o.data.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        let name = labels.filter(|l| l.len() == o.data.len()).map_or_else(|| format!("class {i}"), |l| l[i].clone());
+        format!("{}: {name} ({v:.2})", o.name)
+    } else {
+        let mean = o.data.iter().sum::<f32>() / o.data.len() as f32;
+        let above = o.data.iter().filter(|&&v| v > 0.5).count() as f32 / o.data.len() as f32;
+        format!("{} {:?}: mean {mean:.3}, {:.1}% > 0.5", o.name, o.shape, 100.0 * above)
+    }
+}

@@ -1,0 +1,114 @@
+//! Random graphs for the property tests: small convolutional stacks with every op the engine
+//! executes, generated from a list of layer specs.
+
+use framecache::graph::{Activation, BinaryKind, CoordMode, Graph, GraphBuilder, PoolKind, ResizeMode, Window};
+use proptest::prelude::*;
+
+/// Deterministic weight source in [-0.5, 0.5).
+pub struct Weights(pub u64);
+impl Weights {
+    pub fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Layer {
+    /// kind 0 dense, 1 depthwise, 2 grouped (2 groups).
+    Conv { kind: u8, cout: usize, k: usize, s: usize, d: usize, pad: [usize; 4], act: u8 },
+    ConvTranspose { k: usize, s: usize, pad: usize, cout: usize },
+    Pool { max: bool, k: usize, s: usize, pad: usize },
+    Resize { up: bool, linear: bool, coord: u8 },
+    Residual,
+    Concat,
+    SqueezeExcite,
+    Act(u8),
+}
+
+pub fn activation(i: u8) -> Activation {
+    match i % 5 {
+        0 => Activation::Identity,
+        1 => Activation::Relu,
+        2 => Activation::Clip { min: 0.0, max: 6.0 },
+        3 => Activation::HardSigmoid { alpha: 1.0 / 6.0, beta: 0.5 },
+        _ => Activation::Sigmoid,
+    }
+}
+
+pub fn layer() -> impl Strategy<Value = Layer> {
+    prop_oneof![
+        4 => (0u8..3, 2usize..7, prop::sample::select(vec![1usize, 3, 5]), 1usize..3, 1usize..3, prop::array::uniform4(0usize..3), 0u8..5)
+            .prop_map(|(kind, cout, k, s, d, pad, act)| Layer::Conv { kind, cout, k, s, d, pad, act }),
+        1 => (1usize..4, 1usize..3, 0usize..2, 2usize..5).prop_map(|(k, s, pad, cout)| Layer::ConvTranspose { k, s, pad, cout }),
+        1 => (any::<bool>(), 2usize..4, 1usize..3, 0usize..2).prop_map(|(max, k, s, pad)| Layer::Pool { max, k, s, pad }),
+        1 => (any::<bool>(), any::<bool>(), 0u8..4).prop_map(|(up, linear, coord)| Layer::Resize { up, linear, coord }),
+        1 => Just(Layer::Residual),
+        1 => Just(Layer::Concat),
+        1 => Just(Layer::SqueezeExcite),
+        1 => (0u8..5).prop_map(Layer::Act),
+    ]
+}
+
+fn window(k: usize, s: usize, d: usize, pad: [usize; 4]) -> Window {
+    Window { kh: k, kw: k, sh: s, sw: s, dh: d, dw: d, pad: pad.map(|p| p.min(d * (k - 1))) }
+}
+
+/// Builds a graph from specs; layers that do not fit the current shape are skipped. Every
+/// node that ends a branch is an output, so the test sees all of them.
+pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
+    let mut rng = Weights(seed);
+    let mut wgt = || rng.next();
+    let mut b = GraphBuilder::new(h, w, 3);
+    // A first dense conv so that later layers see a few channels.
+    let mut x = b.conv(0, 4, window(3, 1, 1, [1; 4]), 1, Activation::Relu, &mut wgt).expect("stem fits");
+    for l in layers {
+        let s = b.shape(x);
+        let next = match *l {
+            Layer::Conv { kind, cout, k, s: st, d, pad, act } => {
+                let (groups, cout) = match kind {
+                    0 => (1, cout),
+                    1 => (s.c, s.c),
+                    _ if s.c % 2 == 0 => (2, 2 * cout.div_ceil(2)),
+                    _ => (1, cout),
+                };
+                b.conv(x, cout, window(k, st, d, pad), groups, activation(act), &mut wgt)
+            }
+            Layer::ConvTranspose { k, s: st, pad, cout } => {
+                let p = pad.min(k - 1);
+                b.conv_transpose(x, cout, window(k, st, 1, [p, p, 0, 0]), Activation::Identity, &mut wgt)
+            }
+            Layer::Pool { max, k, s: st, pad } => {
+                let kind = if max { PoolKind::Max } else { PoolKind::Avg { count_include_pad: pad == 1 } };
+                b.pool(x, kind, window(k, st, 1, [pad.min(k - 1); 4]))
+            }
+            Layer::Resize { up, linear, coord } => {
+                let (oh, ow) = if up { (s.h * 2, s.w * 2) } else { (s.h.div_ceil(2), s.w.div_ceil(2)) };
+                let coord = [CoordMode::HalfPixel, CoordMode::AlignCorners, CoordMode::Asymmetric, CoordMode::PytorchHalfPixel][coord as usize];
+                let mode = if linear { ResizeMode::Linear } else { ResizeMode::Nearest { floor: false } };
+                if oh > 96 || ow > 96 { continue; }
+                b.resize(x, oh, ow, mode, coord)
+            }
+            Layer::Residual => b
+                .conv(x, s.c, window(3, 1, 1, [1; 4]), 1, Activation::Identity, &mut wgt)
+                .and_then(|y| b.binary(x, y, BinaryKind::Add, Activation::Relu)),
+            Layer::Concat => b
+                .conv(x, 2, window(1, 1, 1, [0; 4]), 1, Activation::Relu, &mut wgt)
+                .and_then(|y| b.concat(&[x, y])),
+            Layer::SqueezeExcite => b
+                .global_avg_pool(x)
+                .and_then(|g| b.unary(g, Activation::Sigmoid))
+                .and_then(|g| b.binary(x, g, BinaryKind::Mul, Activation::Identity)),
+            Layer::Act(a) => b.unary(x, activation(a)),
+        };
+        if let Ok(n) = next {
+            x = n;
+        }
+    }
+    b.output(x);
+    // A classifier tail as a second output: global pool and dense.
+    let g = b.global_avg_pool(x).expect("gap");
+    let d = b.dense(g, 3, Activation::Identity, &mut wgt).expect("dense");
+    b.output(d);
+    b.build()
+}

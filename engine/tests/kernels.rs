@@ -1,0 +1,71 @@
+//! Every fast kernel against its naive reference, on random geometries and random output
+//! rectangles. Positions outside the rectangle must be left untouched.
+
+mod common;
+
+use framecache::graph::{Graph, Op};
+use framecache::kernels::{compute_full, reference};
+use framecache::reuse::{Mask, Rect};
+use proptest::prelude::*;
+
+fn check_node(graph: &Graph, rect_seed: (usize, usize, usize, usize)) -> Result<(), TestCaseError> {
+    // Random buffers for every node, then each node's kernel on a random rectangle.
+    let mut rng = common::Weights(rect_seed.0 as u64 * 31 + rect_seed.1 as u64);
+    let bufs: Vec<Vec<f32>> = graph.nodes.iter().map(|n| (0..n.shape.len()).map(|_| rng.next() * 4.0).collect()).collect();
+    for (i, node) in graph.nodes.iter().enumerate().skip(1) {
+        let ins: Vec<&[f32]> = node.inputs.iter().map(|&j| bufs[j].as_slice()).collect();
+        let want = reference::eval(node, graph, &ins);
+        let s = node.shape;
+        let (a, b, c, d) = rect_seed;
+        let (y0, x0) = (a % s.h, c % s.w);
+        let rect = Rect { y0, y1: y0 + 1 + b % (s.h - y0), x0, x1: x0 + 1 + d % (s.w - x0) };
+        let rect = if matches!(node.op, Op::GlobalAvgPool | Op::Dense(_)) { Rect::full(s) } else { rect };
+        let mut mask = Mask::new(s.h, s.w);
+        mask.set_rect(rect.y0, rect.y1, rect.x0, rect.x1);
+        let mut got = vec![f32::NAN; s.len()];
+        {
+            let ins: Vec<framecache::kernels::In<'_>> =
+                node.inputs.iter().map(|&j| framecache::kernels::In { data: &bufs[j], shape: graph.nodes[j].shape }).collect();
+            let out = framecache::kernels::OutBuf::new(&mut got, s);
+            // SAFETY: a single rectangle inside the output.
+            unsafe { framecache::kernels::compute_rect(node, &ins, &out, rect, &mut Vec::new()) };
+        }
+        let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        for y in 0..s.h {
+            for x in 0..s.w {
+                for ch in 0..s.c {
+                    let k = (y * s.w + x) * s.c + ch;
+                    if mask.get(y, x) {
+                        prop_assert!((got[k] - want[k]).abs() <= 1e-5 * scale,
+                            "node {} ({}), {:?}: at ({y},{x},{ch}) fast {} vs reference {}", i, node.op.name(), rect, got[k], want[k]);
+                    } else {
+                        prop_assert!(got[k].is_nan(), "node {} wrote outside {:?} at ({y},{x})", i, rect);
+                    }
+                }
+            }
+        }
+        // compute_full agrees with the reference too.
+        let mut full = vec![0.0; s.len()];
+        compute_full(node, graph, &ins, &mut full);
+        for (k, (f, w)) in full.iter().zip(&want).enumerate() {
+            prop_assert!((f - w).abs() <= 1e-5 * scale, "node {} full at {k}: {f} vs {w}", i);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fast_kernels_match_reference(
+        h in 5usize..30,
+        w in 5usize..30,
+        layers in prop::collection::vec(common::layer(), 1..5),
+        seed in any::<u64>(),
+        rect in (0usize..64, 0usize..64, 0usize..64, 0usize..64),
+    ) {
+        let graph = common::build(h, w, &layers, seed);
+        check_node(&graph, rect)?;
+    }
+}
