@@ -1,0 +1,125 @@
+//! Whole real clips through the cache: exact mode must equal `run_full` on every frame, and
+//! threshold mode must not drift (its error against `run_full` does not grow with the frame
+//! index, because tiles are compared against their cached reference).
+
+use framecache::{Mode, Plan, Session, SessionOptions};
+use framecache_tests::*;
+
+/// A real background with a real moving patch pasted in: frame 1 of the vtest clip, with a
+/// 40x40 crop of the cockatoo clip's frame `i` pasted at a position that moves 3 px per frame.
+/// Frames repeat every 8th step, so exact reuse of whole frames happens too.
+fn pasted_sequence(data: &std::path::Path, n: usize) -> anyhow::Result<Vec<Rgb>> {
+    let background = clip(data, "static_vtest_pedestrians")?.swap_remove(0);
+    let birds = clip(data, "handheld_cockatoo")?;
+    let mut out: Vec<Rgb> = Vec::new();
+    for i in 0..n {
+        if i % 8 == 7 {
+            let prev = &out[i - 1];
+            out.push(Rgb { width: prev.width, height: prev.height, data: prev.data.clone() });
+            continue;
+        }
+        let mut f = Rgb { width: background.width, height: background.height, data: background.data.clone() };
+        let src = &birds[i % birds.len()];
+        let (px, py) = (20 + 3 * i, 60 + (i % 10) * 2);
+        for y in 0..40 {
+            for x in 0..40 {
+                let (dy, dx) = (py + y, (px + x) % f.width);
+                let d = (dy * f.width + dx) * 3;
+                let s = ((70 + y) * src.width + 140 + x) * 3;
+                f.data[d..d + 3].copy_from_slice(&src.data[s..s + 3]);
+            }
+        }
+        out.push(f);
+    }
+    Ok(out)
+}
+
+#[test]
+fn exact_mode_equals_full_on_every_frame_of_real_sequences() -> anyhow::Result<()> {
+    let Some(data) = shared_data_or_skip("exact_mode_equals_full_on_every_frame_of_real_sequences") else { return Ok(()) };
+    let frames = pasted_sequence(&data, 40)?;
+    for (path, pre) in core_models(&data) {
+        let plan = Plan::from_onnx(&path, pre)?;
+        let opts = SessionOptions { mode: Mode::Exact, threads: Some(2), ..Default::default() };
+        let mut cached = Session::new(plan.clone(), opts.clone())?;
+        let mut full = Session::new(plan.clone(), opts)?;
+        let (mut hits, mut saved) = (0.0, 0.0);
+        for (i, f) in frames.iter().enumerate() {
+            let a = cached.process(&f.frame())?;
+            let b = full.run_full(&f.frame())?;
+            for (x, y) in a.iter().zip(&b) {
+                let (d, scale) = max_abs_diff(&x.data, &y.data);
+                assert!(d <= 1e-5 * scale.max(1e-3), "{}: frame {i}, {}: cached differs from full by {d}", path.display(), x.name);
+                if x.shape.len() == 2 {
+                    assert_eq!(argmax(&x.data), argmax(&y.data), "{}: top-1 differs at frame {i}", path.display());
+                }
+            }
+            let st = cached.last_stats().unwrap();
+            if i > 0 {
+                hits += st.input_hit_rate();
+                saved += st.mac_saving();
+            }
+        }
+        let n = (frames.len() - 1) as f64;
+        eprintln!("{}: mean input hit rate {:.3}, MAC saving {:.3}", path.display(), hits / n, saved / n);
+        assert!(hits / n > 0.5, "exact reuse must happen on a mostly static sequence");
+        assert!(saved / n > 0.0);
+    }
+    Ok(())
+}
+
+#[test]
+fn exact_mode_equals_full_on_a_whole_camera_clip() -> anyhow::Result<()> {
+    let Some(data) = shared_data_or_skip("exact_mode_equals_full_on_a_whole_camera_clip") else { return Ok(()) };
+    let frames = clip(&data, "static_coin_motion")?;
+    let (path, pre) = core_models(&data).swap_remove(0);
+    let plan = Plan::from_onnx(&path, pre)?;
+    let opts = SessionOptions { mode: Mode::Exact, threads: Some(2), ..Default::default() };
+    let mut cached = Session::new(plan.clone(), opts.clone())?;
+    let mut full = Session::new(plan, opts)?;
+    let mut hit = 0.0;
+    for (i, f) in frames.iter().enumerate() {
+        let a = cached.process(&f.frame())?;
+        let b = full.run_full(&f.frame())?;
+        let (d, scale) = max_abs_diff(&a[0].data, &b[0].data);
+        assert!(d <= 1e-5 * scale, "frame {i}: cached differs from full by {d}");
+        assert_eq!(argmax(&a[0].data), argmax(&b[0].data), "top-1 differs at frame {i}");
+        hit += cached.last_stats().unwrap().input_hit_rate();
+    }
+    eprintln!("static_coin_motion, exact: mean input hit rate {:.3}", hit / frames.len() as f64);
+    assert!(hit > 0.0);
+    Ok(())
+}
+
+#[test]
+fn threshold_mode_does_not_drift() -> anyhow::Result<()> {
+    let Some(data) = shared_data_or_skip("threshold_mode_does_not_drift") else { return Ok(()) };
+    let (path, pre) = core_models(&data).swap_remove(0);
+    let plan = Plan::from_onnx(&path, pre)?;
+    for clip_name in ["static_vtest_pedestrians", "static_coin_motion"] {
+        let frames = clip(&data, clip_name)?;
+        let mode = Mode::Threshold { metric: framecache::diff::Metric::MaxAbs, level: 8.0 };
+        let mut cached = Session::new(plan.clone(), SessionOptions { mode, threads: Some(2), ..Default::default() })?;
+        let mut full = Session::new(plan.clone(), SessionOptions { threads: Some(2), ..Default::default() })?;
+        let mut errors = Vec::new();
+        let mut saving = 0.0;
+        for f in &frames {
+            let a = cached.process(&f.frame())?;
+            let b = full.run_full(&f.frame())?;
+            errors.push(max_abs_diff(&a[0].data, &b[0].data).0);
+            saving += cached.last_stats().unwrap().mac_saving();
+        }
+        let third = errors.len() / 3;
+        let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+        let (early, late) = (mean(&errors[1..third + 1]), mean(&errors[errors.len() - third..]));
+        let max = errors.iter().fold(0.0f32, |m, &e| m.max(e));
+        eprintln!(
+            "{clip_name}, threshold=8: mean max-abs logit error first third {early:.3}, last third {late:.3}, max {max:.3}, MAC saving {:.3}",
+            saving / frames.len() as f64
+        );
+        // Bounded: tiles are compared with their reference, so the error of the last third
+        // stays of the order of the first third's rather than accumulating frame after frame.
+        assert!(late <= 2.0 * early + 0.25, "{clip_name}: error grows from {early} to {late}");
+    }
+    Ok(())
+}
