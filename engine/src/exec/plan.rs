@@ -17,7 +17,7 @@ pub struct Plan {
 
 impl Plan {
     /// Compiles a graph. The input must be a 3-channel image.
-    pub fn new(graph: Graph, preprocess: Preprocess) -> Result<Arc<Self>> {
+    pub fn new(mut graph: Graph, preprocess: Preprocess) -> Result<Arc<Self>> {
         let input = graph.input_shape();
         if input.c != 3 || !matches!(graph.nodes[0].op, Op::Input) {
             return Err(Error::InvalidModel {
@@ -26,6 +26,7 @@ impl Plan {
                 reason: format!("the input must be a 3-channel image, got {input}"),
             });
         }
+        graph.prepare();
         let macs_per_pixel = graph.nodes.iter().map(|n| n.macs_per_pixel(&graph)).collect();
         let geometry = graph.geometry();
         let total_macs = graph.total_macs();

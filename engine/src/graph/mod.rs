@@ -121,6 +121,9 @@ pub struct Conv {
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
     pub activation: Activation,
+    /// Weights and bias packed for the pointwise micro-kernels (filled by
+    /// [`Graph::prepare`]; `None` falls back to the `gemm` crate).
+    pub packed: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Conv {
@@ -306,6 +309,16 @@ impl Graph {
     /// Total MACs of one full inference.
     pub fn total_macs(&self) -> u64 {
         self.nodes.iter().map(|n| n.macs(self)).sum()
+    }
+
+    /// Derives kernel-specific data (packed weights). Must run again after weights change;
+    /// [`crate::Plan::new`] calls it.
+    pub fn prepare(&mut self) {
+        for n in &mut self.nodes {
+            if let Op::Conv(c) = &mut n.op {
+                c.packed = c.is_pointwise().then(|| crate::kernels::pointwise::pack(&c.weights, &c.bias, c.cin, c.cout));
+            }
+        }
     }
 
     /// Consumers of each node.

@@ -376,7 +376,7 @@ impl Importer {
                 }
             }
         }
-        let conv = Conv { window, groups, cin: input.c, cout, weights, bias, activation: Activation::Identity };
+        let conv = Conv { window, groups, cin: input.c, cout, weights, bias, activation: Activation::Identity, packed: None };
         self.emit(ctx, Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))
     }
 

@@ -7,6 +7,7 @@
 //! loop over channels, compiled for AVX-512/AVX2+FMA and chosen at run time ([`simd`]).
 //! [`reference`] holds a naive implementation of every op; the tests compare the two.
 
+pub mod pointwise;
 pub mod reference;
 mod simd;
 
@@ -174,8 +175,14 @@ unsafe fn pointwise(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect) {
                 out.row(y0, rect.x0, rect.x1)
             }
         };
-        fill_bias(dst, &conv.bias);
         let src = &input.data[((y0 * sh) * input.shape.w + rect.x0 * sw) * cin..];
+        if let Some((packed, bias)) = &conv.packed {
+            let call = pointwise::Call { src, src_stride: sw * cin, npix: m, cin, cout, packed, bias, act: conv.activation };
+            if pointwise::run(&call, dst) {
+                continue;
+            }
+        }
+        fill_bias(dst, &conv.bias);
         debug_assert!(src.len() >= ((m - 1) * sw + 1) * cin);
         // SAFETY: src holds m pixels at stride sw*cin; weights are cin x cout.
         unsafe { gemm_acc(m, cout, cin, dst.as_mut_ptr(), cout, src.as_ptr(), sw * cin, conv.weights.as_ptr(), cout) };

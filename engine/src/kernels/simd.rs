@@ -76,33 +76,57 @@ unsafe fn depthwise_row_avx512(conv: &Conv, input: In<'_>, oy: usize, x0: usize,
     depthwise_row_impl::<Fused>(conv, input, oy, x0, dst)
 }
 
+/// Channels per register-resident accumulator block.
+const LANES: usize = 16;
+
 #[inline(always)]
 fn depthwise_row_impl<M: MulAdd>(conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
     let w = &conv.window;
     let c = conv.cout;
     let (ih, iw) = (input.shape.h, input.shape.w);
     let iy0 = (oy * w.sh) as isize - w.pad[0] as isize;
-    for (p, acc) in dst.chunks_exact_mut(c).enumerate() {
-        acc.copy_from_slice(&conv.bias);
-        let ix0 = ((x0 + p) * w.sw) as isize - w.pad[1] as isize;
-        for ky in 0..w.kh {
+    // Valid kernel rows for this output row (the rest reads padding).
+    let ky_range: Vec<(usize, usize)> = (0..w.kh)
+        .filter_map(|ky| {
             let iy = iy0 + (ky * w.dh) as isize;
-            if iy < 0 || iy >= ih as isize {
-                continue;
-            }
-            let row = &input.data[iy as usize * iw * c..(iy as usize + 1) * iw * c];
-            for kx in 0..w.kw {
-                let ix = ix0 + (kx * w.dw) as isize;
-                if ix < 0 || ix >= iw as isize {
-                    continue;
+            (iy >= 0 && iy < ih as isize).then_some((ky, iy as usize))
+        })
+        .collect();
+    for (p, out) in dst.chunks_exact_mut(c).enumerate() {
+        let ix0 = ((x0 + p) * w.sw) as isize - w.pad[1] as isize;
+        let mut c0 = 0;
+        // Full blocks: the accumulator lives in registers across all taps.
+        while c0 + LANES <= c {
+            let mut acc: [f32; LANES] = conv.bias[c0..c0 + LANES].try_into().expect("block");
+            for &(ky, iy) in &ky_range {
+                for kx in 0..w.kw {
+                    let ix = ix0 + (kx * w.dw) as isize;
+                    if ix < 0 || ix >= iw as isize {
+                        continue;
+                    }
+                    let s: &[f32; LANES] = input.data[(iy * iw + ix as usize) * c + c0..][..LANES].try_into().expect("block");
+                    let k: &[f32; LANES] = conv.weights[(ky * w.kw + kx) * c + c0..][..LANES].try_into().expect("block");
+                    for j in 0..LANES {
+                        acc[j] = M::mul_add(acc[j], s[j], k[j]);
+                    }
                 }
-                let src = &row[ix as usize * c..(ix as usize + 1) * c];
-                let wk = &conv.weights[(ky * w.kw + kx) * c..(ky * w.kw + kx + 1) * c];
-                for i in 0..c {
-                    acc[i] = M::mul_add(acc[i], src[i], wk[i]);
-                }
             }
+            out[c0..c0 + LANES].copy_from_slice(&acc);
+            c0 += LANES;
         }
-        conv.activation.apply_slice(acc);
+        // Remaining channels.
+        for ch in c0..c {
+            let mut acc = conv.bias[ch];
+            for &(ky, iy) in &ky_range {
+                for kx in 0..w.kw {
+                    let ix = ix0 + (kx * w.dw) as isize;
+                    if ix >= 0 && ix < iw as isize {
+                        acc = M::mul_add(acc, input.data[(iy * iw + ix as usize) * c + ch], conv.weights[(ky * w.kw + kx) * c + ch]);
+                    }
+                }
+            }
+            out[ch] = acc;
+        }
+        conv.activation.apply_slice(out);
     }
 }
