@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use std::fmt::Write as _;
+use std::io::Write as _;
+
 use anyhow::Result;
 use clap::Args;
 use framecache::graph::Op;
@@ -22,8 +25,9 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     let graph = plan.graph();
     let geo = plan.geometry();
     let total = plan.total_macs().max(1);
-    println!("model {}  input '{}' {}  nodes {}", model.display(), graph.input_name, graph.input_shape(), graph.nodes.len());
-    println!("{:>4}  {:<36} {:<14} {:<12} {:<22} {:>7} {:>9} {:>10} {:>6}", "#", "name", "op", "out HxWxC", "kernel/stride/pad", "stride", "RF", "MMACs", "%");
+    let mut out = String::new();
+    writeln!(out, "model {}  input '{}' {}  nodes {}", model.display(), graph.input_name, graph.input_shape(), graph.nodes.len())?;
+    writeln!(out, "{:>4}  {:<36} {:<14} {:<12} {:<22} {:>7} {:>9} {:>10} {:>6}", "#", "name", "op", "out HxWxC", "kernel/stride/pad", "stride", "RF", "MMACs", "%")?;
     for (i, n) in graph.nodes.iter().enumerate() {
         let detail = match &n.op {
             Op::Conv(c) => {
@@ -38,10 +42,10 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
             framecache::graph::Activation::Identity => String::new(),
             a => format!("+{a:?}").split([' ', '{']).next().unwrap_or_default().to_owned(),
         };
-        let inputs: Vec<String> = n.inputs.iter().map(|i| i.to_string()).collect();
+        let inputs: Vec<String> = n.inputs.iter().map(|i| i.to_string()).collect()?;
         let name = if inputs.is_empty() { n.name.clone() } else { format!("{} <- {}", n.name, inputs.join(",")) };
         let macs = n.macs(graph);
-        println!(
+        writeln!(out, 
             "{i:>4}  {:<36} {:<14} {:<12} {:<22} {:>7} {:>9} {:>10.2} {:>6.2}",
             truncate(&name, 36),
             format!("{}{act}", n.op.name()),
@@ -51,11 +55,16 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
             format_num(geo[i].receptive_field.0),
             macs as f64 / 1e6,
             100.0 * macs as f64 / total as f64
-        );
+        )?;
     }
-    println!("total {:.1} MMACs per frame", plan.total_macs() as f64 / 1e6);
+    writeln!(out, "total {:.1} MMACs per frame", plan.total_macs() as f64 / 1e6)?;
     for o in &graph.outputs {
-        println!("output '{}' {:?} from node {}", o.name, o.onnx_shape, o.node);
+        writeln!(out, "output '{}' {:?} from node {}", o.name, o.onnx_shape, o.node)?;
+    }
+    // A closed pipe (`| head`) is not an error worth reporting.
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     Ok(())
 }

@@ -11,6 +11,8 @@ pub mod pointwise;
 pub mod reference;
 mod simd;
 
+pub use simd::{detected as simd_level, Level as SimdLevel};
+
 use crate::graph::{Activation, BinaryKind, Conv, ConvTranspose, Dense, Graph, Node, Op, PoolKind, Shape};
 use crate::reuse::Rect;
 

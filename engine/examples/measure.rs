@@ -1,0 +1,224 @@
+//! The engine-core performance table, every figure measured in one run:
+//!
+//! ```text
+//! cargo run --release -p framecache --example measure -- [../shared/data] [--reps N]
+//! ```
+//!
+//! * full inference: engine vs tract, 1 and 2 threads (medians, interleaved runs);
+//! * exact mode with 10%, 25%, 50% and 100% of the input tiles changing: MAC saving, ideal
+//!   speedup 1/(1 − saving), measured speedup over engine-full, conversion efficiency;
+//! * threshold 4 and 8 on the static clips: MAC saving, speedup, top-1 agreement with
+//!   engine-full, mean and max logit error.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use framecache::diff::Metric;
+use framecache::{Fit, Frame, Mode, Plan, Preprocess, Session, SessionOptions};
+use tract_onnx::prelude::*;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Clone)]
+struct Rgb {
+    w: usize,
+    h: usize,
+    data: Vec<u8>,
+}
+
+fn load_clip(data: &Path, name: &str) -> Res<Vec<Rgb>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("video").join(name))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            let i = image::open(p)?.to_rgb8();
+            Ok(Rgb { w: i.width() as usize, h: i.height() as usize, data: i.into_raw() })
+        })
+        .collect()
+}
+
+/// A `size x size` crop at the top-left of `f` (or of `f` at offset `(ox, oy)`).
+fn crop(f: &Rgb, ox: usize, oy: usize, size: usize) -> Rgb {
+    let mut data = Vec::with_capacity(size * size * 3);
+    for y in 0..size {
+        let yy = (oy + y).min(f.h - 1);
+        for x in 0..size {
+            let xx = (ox + x).min(f.w - 1);
+            data.extend_from_slice(&f.data[(yy * f.w + xx) * 3..][..3]);
+        }
+    }
+    Rgb { w: size, h: size, data }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let r = f();
+    (r, t.elapsed().as_secs_f64() * 1e3)
+}
+
+fn main() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let data = PathBuf::from(args.iter().find(|a| !a.starts_with("--") && a.parse::<usize>().is_err()).cloned().unwrap_or_else(|| "../shared/data".into()));
+    let reps: usize = args.iter().position(|a| a == "--reps").and_then(|i| args.get(i + 1)).map(|v| v.parse()).transpose()?.unwrap_or(30);
+    let model = data.join("models/imagenet/mobilenet_v2.onnx");
+    // Frames are given at 224x224 so that tiles map 1:1 onto the input.
+    let pre = Preprocess { fit: Fit::Stretch, ..Preprocess::imagenet() };
+    let plan = Plan::from_onnx(&model, pre.clone())?;
+    let tract = tract_onnx::onnx().model_for_path(&model)?.into_optimized()?.into_runnable()?;
+    let vtest = load_clip(&data, "static_vtest_pedestrians")?;
+    let birds = load_clip(&data, "handheld_cockatoo")?;
+    let background = crop(&vtest[0], 48, 8, 224);
+    println!("machine: {} threads available; SIMD level {:?}", std::thread::available_parallelism()?.get(), framecache::kernels::simd_level());
+    println!("MobileNetV2 224x224, {:.0} MMACs, {reps} measured frames per cell after 5 warm-up frames\n", plan.total_macs() as f64 / 1e6);
+
+    println!("## Full inference (median ms)\n\n| threads | engine full | tract full | tract / engine |\n|---|---|---|---|");
+    for threads in [1usize, 2] {
+        let mut s = Session::new(plan.clone(), SessionOptions { threads: Some(threads), ..Default::default() })?;
+        let (mut te, mut tt) = (Vec::new(), Vec::new());
+        for i in 0..reps + 5 {
+            let f = crop(&vtest[i % vtest.len()], 48, 8, 224);
+            let (_, e) = time(|| s.run_full(&Frame::rgb(224, 224, &f.data)));
+            let input: Tensor = Tensor::from_shape(&[1, 3, 224, 224], &nchw(s.activation(0), 224, 224, 3))?;
+            let (r, t) = time(|| tract.run(tvec!(input.into())));
+            r?;
+            if i >= 5 {
+                te.push(e);
+                tt.push(t);
+            }
+        }
+        let (e, t) = (median(&mut te), median(&mut tt));
+        println!("| {threads} | {e:.2} | {t:.2} | {:.2}x |", t / e);
+    }
+    println!("\n(tract 0.23 runs single-threaded here without its `multithread-mm` feature, so its 2-thread row is the same engine on one core.)");
+
+    println!("\n## Exact mode: a real moving patch pasted into a real frame\n");
+    println!("| threads | changed tiles | MAC saving | ideal speedup | engine full ms | cached ms | speedup | efficiency |\n|---|---|---|---|---|---|---|---|");
+    for threads in [1usize, 2] {
+        for frac in [0.10f64, 0.25, 0.50, 1.0] {
+            let opts = SessionOptions { threads: Some(threads), tile: 16, ..Default::default() };
+            let mut cached = Session::new(plan.clone(), opts.clone())?;
+            let mut full = Session::new(plan.clone(), opts)?;
+            // A square of tiles covering `frac` of the 14x14 tile grid, refreshed from the
+            // cockatoo clip every frame; 100% alternates two unrelated frames.
+            let side = ((frac * 196.0).sqrt().round() as usize).clamp(1, 14);
+            let (mut tf, mut tc, mut saving, mut dirty) = (Vec::new(), Vec::new(), 0.0, 0.0);
+            for i in 0..reps + 5 {
+                let f = if frac >= 1.0 {
+                    crop(if i % 2 == 0 { &vtest[0] } else { &birds[0] }, 48, 8, 224)
+                } else {
+                    let mut f = background.clone();
+                    let patch = crop(&birds[i % birds.len()], 40, 0, side * 16);
+                    for y in 0..side * 16 {
+                        let (dy, p) = (16 + y, y * side * 16 * 3);
+                        f.data[(dy * 224 + 16) * 3..][..side * 16 * 3].copy_from_slice(&patch.data[p..p + side * 16 * 3]);
+                    }
+                    f
+                };
+                let fr = Frame::rgb(224, 224, &f.data);
+                // Interleave: cached, then full, on the same frame.
+                let (r, c) = time(|| cached.process(&fr));
+                r?;
+                let (r, t) = time(|| full.run_full(&fr));
+                r?;
+                if i >= 5 {
+                    let st = cached.last_stats().expect("stats");
+                    saving += st.mac_saving();
+                    dirty += 1.0 - st.input_hit_rate();
+                    tc.push(c);
+                    tf.push(t);
+                }
+            }
+            let (saving, dirty) = (saving / reps as f64, dirty / reps as f64);
+            let (f, c) = (median(&mut tf), median(&mut tc));
+            let ideal = 1.0 / (1.0 - saving);
+            println!(
+                "| {threads} | {:.0}% | {:.1}% | {ideal:.2}x | {f:.2} | {c:.2} | {:.2}x | {:.2} |",
+                100.0 * dirty,
+                100.0 * saving,
+                f / c,
+                (f / c) / ideal
+            );
+        }
+    }
+
+    println!("\n## Threshold mode on real static clips (every frame, in order; 1 thread)\n");
+    println!("| clip | mode | input hit | MAC saving | full ms | cached ms | speedup | top-1 agreement | mean max-abs logit err | max logit err |\n|---|---|---|---|---|---|---|---|---|---|");
+    let plan_crop = Plan::from_onnx(&model, Preprocess::imagenet())?;
+    for clip in ["static_vtest_pedestrians", "static_coin_motion"] {
+        let frames = load_clip(&data, clip)?;
+        for level in [4.0f32, 8.0] {
+            let mode = Mode::Threshold { metric: Metric::MaxAbs, level };
+            let mut cached = Session::new(plan_crop.clone(), SessionOptions { mode, threads: Some(1), ..Default::default() })?;
+            let mut full = Session::new(plan_crop.clone(), SessionOptions { threads: Some(1), ..Default::default() })?;
+            let (mut tf, mut tc, mut hit, mut saving, mut agree, mut errs) = (Vec::new(), Vec::new(), 0.0, 0.0, 0, Vec::new());
+            for f in &frames {
+                let fr = Frame::rgb(f.w, f.h, &f.data);
+                let (a, c) = time(|| cached.process(&fr));
+                let (b, t) = time(|| full.run_full(&fr));
+                let (a, b) = (a?, b?);
+                let st = cached.last_stats().expect("stats");
+                if st.frame_index > 1 {
+                    tc.push(c);
+                    tf.push(t);
+                    hit += st.input_hit_rate();
+                    saving += st.mac_saving();
+                }
+                agree += usize::from(argmax(&a[0].data) == argmax(&b[0].data));
+                errs.push(a[0].data.iter().zip(&b[0].data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max));
+            }
+            let n = (frames.len() - 1) as f64;
+            let (f, c) = (median(&mut tf), median(&mut tc));
+            let mean_err = errs.iter().sum::<f32>() / errs.len() as f32;
+            let max_err = errs.iter().fold(0.0f32, |m, &e| m.max(e));
+            println!(
+                "| {clip} | threshold={level} | {:.1}% | {:.1}% | {f:.2} | {c:.2} | {:.2}x | {:.1}% | {mean_err:.3} | {max_err:.3} |",
+                100.0 * hit / n,
+                100.0 * saving / n,
+                f / c,
+                100.0 * agree as f64 / frames.len() as f64
+            );
+        }
+    }
+    println!("\n## Tile size and dense crossover (threshold=8, both static clips, 1 thread, median cached ms)\n");
+    println!("| tile | crossover | MAC saving | cached ms |\n|---|---|---|---|");
+    let clips = [load_clip(&data, "static_vtest_pedestrians")?, load_clip(&data, "static_coin_motion")?];
+    for (tile, crossover) in [(8, 0.7), (16, 0.7), (32, 0.7), (16, 0.3), (16, 0.5), (16, 0.9), (16, 1.0)] {
+        let (mut tc, mut saving, mut n) = (Vec::new(), 0.0, 0.0);
+        for frames in &clips {
+            let mode = Mode::Threshold { metric: Metric::MaxAbs, level: 8.0 };
+            let opts = SessionOptions { mode, tile, dense_crossover: crossover, threads: Some(1), ..Default::default() };
+            let mut s = Session::new(plan_crop.clone(), opts)?;
+            for (i, f) in frames.iter().enumerate() {
+                let (r, c) = time(|| s.process(&Frame::rgb(f.w, f.h, &f.data)));
+                r?;
+                if i > 0 {
+                    tc.push(c);
+                    saving += s.last_stats().expect("stats").mac_saving();
+                    n += 1.0;
+                }
+            }
+        }
+        println!("| {tile} | {crossover} | {:.1}% | {:.2} |", 100.0 * saving / n, median(&mut tc));
+    }
+    Ok(())
+}
+
+fn nchw(nhwc: &[f32], h: usize, w: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0.0; nhwc.len()];
+    for p in 0..h * w {
+        for ch in 0..c {
+            out[ch * h * w + p] = nhwc[p * c + ch];
+        }
+    }
+    out
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
+}
