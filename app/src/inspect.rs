@@ -26,8 +26,19 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     let geo = plan.geometry();
     let total = plan.total_macs().max(1);
     let mut out = String::new();
-    writeln!(out, "model {}  input '{}' {}  nodes {}", model.display(), graph.input_name, graph.input_shape(), graph.nodes.len())?;
-    writeln!(out, "{:>4}  {:<36} {:<14} {:<12} {:<22} {:>7} {:>9} {:>10} {:>6}", "#", "name", "op", "out HxWxC", "kernel/stride/pad", "stride", "RF", "MMACs", "%")?;
+    writeln!(
+        out,
+        "model {}  input '{}' {}  nodes {}",
+        model.display(),
+        graph.input_name,
+        graph.input_shape(),
+        graph.nodes.len()
+    )?;
+    writeln!(
+        out,
+        "{:>4}  {:<36} {:<14} {:<12} {:<22} {:>7} {:>9} {:>10} {:>6}",
+        "#", "name", "op", "out HxWxC", "kernel/stride/pad", "stride", "RF", "MMACs", "%"
+    )?;
     for (i, n) in graph.nodes.iter().enumerate() {
         let detail = match &n.op {
             Op::Conv(c) => {
@@ -42,10 +53,11 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
             framecache::graph::Activation::Identity => String::new(),
             a => format!("+{a:?}").split([' ', '{']).next().unwrap_or_default().to_owned(),
         };
-        let inputs: Vec<String> = n.inputs.iter().map(|i| i.to_string()).collect()?;
+        let inputs: Vec<String> = n.inputs.iter().map(|i| i.to_string()).collect();
         let name = if inputs.is_empty() { n.name.clone() } else { format!("{} <- {}", n.name, inputs.join(",")) };
         let macs = n.macs(graph);
-        writeln!(out, 
+        writeln!(
+            out,
             "{i:>4}  {:<36} {:<14} {:<12} {:<22} {:>7} {:>9} {:>10.2} {:>6.2}",
             truncate(&name, 36),
             format!("{}{act}", n.op.name()),

@@ -56,7 +56,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     let preset = args.preprocess.unwrap_or_else(|| PreprocessPreset::guess(&model));
     let plan = Plan::from_onnx(&model, preset.build()).with_context(|| format!("loading {}", model.display()))?;
     let labels = load_labels(args.labels.as_deref(), &model)?;
-    let options = SessionOptions { mode: args.mode, tile: args.tile, threads: args.threads, refresh_interval: args.refresh, ..Default::default() };
+    let options = SessionOptions {
+        mode: args.mode,
+        tile: args.tile,
+        threads: args.threads,
+        refresh_interval: args.refresh,
+        ..Default::default()
+    };
     let mut session = Session::new(plan.clone(), options)?;
     let mut paths = crate::clip::frame_paths(&clip)?;
     if let Some(n) = args.frames {
@@ -77,7 +83,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     for (i, p) in paths.iter().enumerate() {
         let frame = crate::clip::decode(p)?;
         let t = Instant::now();
-        let outputs = if args.full { session.run_full(&frame.as_frame())? } else { session.process(&frame.as_frame())? };
+        let outputs =
+            if args.full { session.run_full(&frame.as_frame())? } else { session.process(&frame.as_frame())? };
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let stats = session.last_stats().expect("stats after a frame");
         let summary = outputs.iter().map(|o| describe(o, labels.as_deref())).collect::<Vec<_>>().join("; ");
@@ -85,7 +92,13 @@ pub fn run(args: RunArgs) -> Result<()> {
             Some(r) if i > 0 && !args.full => format!(" [cache reset: {r:?}]"),
             _ => String::new(),
         };
-        println!("{:>6} {:>7.1}% {:>7.1}% {:>8.2}  {summary}{note}", i + 1, 100.0 * stats.input_hit_rate(), 100.0 * stats.mac_saving(), ms);
+        println!(
+            "{:>6} {:>7.1}% {:>7.1}% {:>8.2}  {summary}{note}",
+            i + 1,
+            100.0 * stats.input_hit_rate(),
+            100.0 * stats.mac_saving(),
+            ms
+        );
         if i > 0 {
             hits.push(stats.input_hit_rate());
             savings.push(stats.mac_saving());
@@ -120,7 +133,8 @@ fn load_labels(explicit: Option<&std::path::Path>, model: &std::path::Path) -> R
 /// One line per output: top-1 for class vectors, value range and coverage for maps.
 fn describe(o: &framecache::Output, labels: Option<&[String]>) -> String {
     if o.shape.len() == 2 {
-        let (i, v) = o.data.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        let (i, v) =
+            o.data.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
         let name = labels.filter(|l| l.len() == o.data.len()).map_or_else(|| format!("class {i}"), |l| l[i].clone());
         format!("{}: {name} ({v:.2})", o.name)
     } else {

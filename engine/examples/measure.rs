@@ -27,7 +27,8 @@ struct Rgb {
 }
 
 fn load_clip(data: &Path, name: &str) -> Res<Vec<Rgb>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("video").join(name))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(data.join("video").join(name))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     files.sort();
     files
         .iter()
@@ -64,8 +65,19 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
 
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let data = PathBuf::from(args.iter().find(|a| !a.starts_with("--") && a.parse::<usize>().is_err()).cloned().unwrap_or_else(|| "../shared/data".into()));
-    let reps: usize = args.iter().position(|a| a == "--reps").and_then(|i| args.get(i + 1)).map(|v| v.parse()).transpose()?.unwrap_or(30);
+    let data = PathBuf::from(
+        args.iter()
+            .find(|a| !a.starts_with("--") && a.parse::<usize>().is_err())
+            .cloned()
+            .unwrap_or_else(|| "../shared/data".into()),
+    );
+    let reps: usize = args
+        .iter()
+        .position(|a| a == "--reps")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(30);
     let model = data.join("models/imagenet/mobilenet_v2.onnx");
     // Frames are given at 224x224 so that tiles map 1:1 onto the input.
     let pre = Preprocess { fit: Fit::Stretch, ..Preprocess::imagenet() };
@@ -74,10 +86,19 @@ fn main() -> Res<()> {
     let vtest = load_clip(&data, "static_vtest_pedestrians")?;
     let birds = load_clip(&data, "handheld_cockatoo")?;
     let background = crop(&vtest[0], 48, 8, 224);
-    println!("machine: {} threads available; SIMD level {:?}", std::thread::available_parallelism()?.get(), framecache::kernels::simd_level());
-    println!("MobileNetV2 224x224, {:.0} MMACs, {reps} measured frames per cell after 5 warm-up frames\n", plan.total_macs() as f64 / 1e6);
+    println!(
+        "machine: {} threads available; SIMD level {:?}",
+        std::thread::available_parallelism()?.get(),
+        framecache::kernels::simd_level()
+    );
+    println!(
+        "MobileNetV2 224x224, {:.0} MMACs, {reps} measured frames per cell after 5 warm-up frames\n",
+        plan.total_macs() as f64 / 1e6
+    );
 
-    println!("## Full inference (median ms)\n\n| threads | engine full | tract full | tract / engine |\n|---|---|---|---|");
+    println!(
+        "## Full inference (median ms)\n\n| threads | engine full | tract full | tract / engine |\n|---|---|---|---|"
+    );
     for threads in [1usize, 2] {
         let mut s = Session::new(plan.clone(), SessionOptions { threads: Some(threads), ..Default::default() })?;
         let (mut te, mut tt) = (Vec::new(), Vec::new());
@@ -116,7 +137,8 @@ fn main() -> Res<()> {
                     let patch = crop(&birds[i % birds.len()], 40, 0, side * 16);
                     for y in 0..side * 16 {
                         let (dy, p) = (16 + y, y * side * 16 * 3);
-                        f.data[(dy * 224 + 16) * 3..][..side * 16 * 3].copy_from_slice(&patch.data[p..p + side * 16 * 3]);
+                        f.data[(dy * 224 + 16) * 3..][..side * 16 * 3]
+                            .copy_from_slice(&patch.data[p..p + side * 16 * 3]);
                     }
                     f
                 };
@@ -154,9 +176,11 @@ fn main() -> Res<()> {
         let frames = load_clip(&data, clip)?;
         for level in [4.0f32, 8.0] {
             let mode = Mode::Threshold { metric: Metric::MaxAbs, level };
-            let mut cached = Session::new(plan_crop.clone(), SessionOptions { mode, threads: Some(1), ..Default::default() })?;
+            let mut cached =
+                Session::new(plan_crop.clone(), SessionOptions { mode, threads: Some(1), ..Default::default() })?;
             let mut full = Session::new(plan_crop.clone(), SessionOptions { threads: Some(1), ..Default::default() })?;
-            let (mut tf, mut tc, mut hit, mut saving, mut agree, mut errs) = (Vec::new(), Vec::new(), 0.0, 0.0, 0, Vec::new());
+            let (mut tf, mut tc, mut hit, mut saving, mut agree, mut errs) =
+                (Vec::new(), Vec::new(), 0.0, 0.0, 0, Vec::new());
             for f in &frames {
                 let fr = Frame::rgb(f.w, f.h, &f.data);
                 let (a, c) = time(|| cached.process(&fr));
@@ -192,7 +216,8 @@ fn main() -> Res<()> {
         let (mut tc, mut saving, mut n) = (Vec::new(), 0.0, 0.0);
         for frames in &clips {
             let mode = Mode::Threshold { metric: Metric::MaxAbs, level: 8.0 };
-            let opts = SessionOptions { mode, tile, dense_crossover: crossover, threads: Some(1), ..Default::default() };
+            let opts =
+                SessionOptions { mode, tile, dense_crossover: crossover, threads: Some(1), ..Default::default() };
             let mut s = Session::new(plan_crop.clone(), opts)?;
             for (i, f) in frames.iter().enumerate() {
                 let (r, c) = time(|| s.process(&Frame::rgb(f.w, f.h, &f.data)));

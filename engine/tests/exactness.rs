@@ -28,7 +28,13 @@ struct Patch {
 }
 
 fn patch() -> impl Strategy<Value = Patch> {
-    (0usize..64, 0usize..64, 1usize..20, 1usize..20, any::<u8>()).prop_map(|(y, x, h, w, value)| Patch { y, x, h, w, value })
+    (0usize..64, 0usize..64, 1usize..20, 1usize..20, any::<u8>()).prop_map(|(y, x, h, w, value)| Patch {
+        y,
+        x,
+        h,
+        w,
+        value,
+    })
 }
 
 proptest! {

@@ -11,7 +11,8 @@ use proptest::prelude::*;
 fn check_node(graph: &Graph, rect_seed: (usize, usize, usize, usize)) -> Result<(), TestCaseError> {
     // Random buffers for every node, then each node's kernel on a random rectangle.
     let mut rng = common::Weights(rect_seed.0 as u64 * 31 + rect_seed.1 as u64);
-    let bufs: Vec<Vec<f32>> = graph.nodes.iter().map(|n| (0..n.shape.len()).map(|_| rng.next() * 4.0).collect()).collect();
+    let bufs: Vec<Vec<f32>> =
+        graph.nodes.iter().map(|n| (0..n.shape.len()).map(|_| rng.next() * 4.0).collect()).collect();
     for (i, node) in graph.nodes.iter().enumerate().skip(1) {
         let ins: Vec<&[f32]> = node.inputs.iter().map(|&j| bufs[j].as_slice()).collect();
         let want = reference::eval(node, graph, &ins);
@@ -24,8 +25,11 @@ fn check_node(graph: &Graph, rect_seed: (usize, usize, usize, usize)) -> Result<
         mask.set_rect(rect.y0, rect.y1, rect.x0, rect.x1);
         let mut got = vec![f32::NAN; s.len()];
         {
-            let ins: Vec<framecache::kernels::In<'_>> =
-                node.inputs.iter().map(|&j| framecache::kernels::In { data: &bufs[j], shape: graph.nodes[j].shape }).collect();
+            let ins: Vec<framecache::kernels::In<'_>> = node
+                .inputs
+                .iter()
+                .map(|&j| framecache::kernels::In { data: &bufs[j], shape: graph.nodes[j].shape })
+                .collect();
             let out = framecache::kernels::OutBuf::new(&mut got, s);
             // SAFETY: a single rectangle inside the output.
             unsafe { framecache::kernels::compute_rect(node, &ins, &out, rect, &mut Vec::new()) };
@@ -39,8 +43,15 @@ fn check_node(graph: &Graph, rect_seed: (usize, usize, usize, usize)) -> Result<
                 for ch in 0..s.c {
                     let k = (y * s.w + x) * s.c + ch;
                     if mask.get(y, x) {
-                        prop_assert!((got[k] - want[k]).abs() <= tol,
-                            "node {} ({}), {:?}: at ({y},{x},{ch}) fast {} vs reference {}", i, node.op.name(), rect, got[k], want[k]);
+                        prop_assert!(
+                            (got[k] - want[k]).abs() <= tol,
+                            "node {} ({}), {:?}: at ({y},{x},{ch}) fast {} vs reference {}",
+                            i,
+                            node.op.name(),
+                            rect,
+                            got[k],
+                            want[k]
+                        );
                     } else {
                         prop_assert!(got[k].is_nan(), "node {} wrote outside {:?} at ({y},{x})", i, rect);
                     }

@@ -74,7 +74,12 @@ fn unsupported_attribute_names_node_op_and_attribute() {
     let b = edited(&bytes, |m| {
         let g = m.graph.as_mut().unwrap();
         let n = g.node.iter_mut().find(|n| n.op_type == "Gemm").unwrap();
-        n.attribute.push(tract_onnx::pb::AttributeProto { name: "transA".into(), i: 1, r#type: 2, ..Default::default() });
+        n.attribute.push(tract_onnx::pb::AttributeProto {
+            name: "transA".into(),
+            i: 1,
+            r#type: 2,
+            ..Default::default()
+        });
     });
     assert!(matches!(
         framecache::import::load_onnx_bytes(&b),
@@ -88,7 +93,14 @@ fn bad_frames_are_errors() {
         let mut b = framecache::graph::GraphBuilder::new(8, 8, 3);
         let mut w = || 0.1;
         let x = b
-            .conv(0, 2, framecache::graph::Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] }, 1, Default::default(), &mut w)
+            .conv(
+                0,
+                2,
+                framecache::graph::Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
+                1,
+                Default::default(),
+                &mut w,
+            )
             .unwrap();
         b.output(x);
         b.build()

@@ -36,7 +36,9 @@ fn pasted_sequence(data: &std::path::Path, n: usize) -> anyhow::Result<Vec<Rgb>>
 
 #[test]
 fn exact_mode_equals_full_on_every_frame_of_real_sequences() -> anyhow::Result<()> {
-    let Some(data) = shared_data_or_skip("exact_mode_equals_full_on_every_frame_of_real_sequences") else { return Ok(()) };
+    let Some(data) = shared_data_or_skip("exact_mode_equals_full_on_every_frame_of_real_sequences") else {
+        return Ok(());
+    };
     let frames = pasted_sequence(&data, 40)?;
     for (path, pre) in core_models(&data) {
         let plan = Plan::from_onnx(&path, pre)?;
@@ -49,7 +51,12 @@ fn exact_mode_equals_full_on_every_frame_of_real_sequences() -> anyhow::Result<(
             let b = full.run_full(&f.frame())?;
             for (x, y) in a.iter().zip(&b) {
                 let (d, scale) = max_abs_diff(&x.data, &y.data);
-                assert!(d <= 1e-5 * scale.max(1e-3), "{}: frame {i}, {}: cached differs from full by {d}", path.display(), x.name);
+                assert!(
+                    d <= 1e-5 * scale.max(1e-3),
+                    "{}: frame {i}, {}: cached differs from full by {d}",
+                    path.display(),
+                    x.name
+                );
                 if x.shape.len() == 2 {
                     assert_eq!(argmax(&x.data), argmax(&y.data), "{}: top-1 differs at frame {i}", path.display());
                 }

@@ -20,7 +20,12 @@ fn run_full_matches_tract_on_real_frames() -> anyhow::Result<()> {
             for (o, t) in ours.iter().zip(&theirs) {
                 let (d, scale) = max_abs_diff(&o.data, t);
                 eprintln!("{}: {} max abs diff {d:.2e} (scale {scale:.2})", path.display(), o.name);
-                assert!(d <= 1e-4 * scale.max(1.0), "{}: output {} differs from tract by {d} (scale {scale})", path.display(), o.name);
+                assert!(
+                    d <= 1e-4 * scale.max(1.0),
+                    "{}: output {} differs from tract by {d} (scale {scale})",
+                    path.display(),
+                    o.name
+                );
             }
         }
     }

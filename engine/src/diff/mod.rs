@@ -47,7 +47,14 @@ impl Tiling {
 ///
 /// With `threshold == 0` (exact mode) a tile is dirty if any value differs at all; otherwise
 /// when the tile's `metric` exceeds `threshold`.
-pub fn dirty_tiles(reference: &[f32], frame: &[f32], shape: Shape, tiling: Tiling, metric: Metric, threshold: f32) -> Vec<bool> {
+pub fn dirty_tiles(
+    reference: &[f32],
+    frame: &[f32],
+    shape: Shape,
+    tiling: Tiling,
+    metric: Metric,
+    threshold: f32,
+) -> Vec<bool> {
     let row_len = shape.w * shape.c;
     let mut out = vec![false; tiling.len()];
     for ty in 0..tiling.rows {

@@ -90,7 +90,11 @@ impl Default for SessionOptions {
 impl SessionOptions {
     pub(crate) fn validate(&self) -> Result<()> {
         if !(8..=32).contains(&self.tile) {
-            return Err(Error::InvalidOption { name: "tile", value: self.tile.to_string(), reason: "must be 8 to 32 input pixels".into() });
+            return Err(Error::InvalidOption {
+                name: "tile",
+                value: self.tile.to_string(),
+                reason: "must be 8 to 32 input pixels".into(),
+            });
         }
         if !(0.0..=1.0).contains(&self.dense_crossover) {
             return Err(Error::InvalidOption {
@@ -100,10 +104,18 @@ impl SessionOptions {
             });
         }
         if self.threads == Some(0) {
-            return Err(Error::InvalidOption { name: "threads", value: "0".into(), reason: "at least one thread".into() });
+            return Err(Error::InvalidOption {
+                name: "threads",
+                value: "0".into(),
+                reason: "at least one thread".into(),
+            });
         }
         if self.refresh_interval == Some(0) {
-            return Err(Error::InvalidOption { name: "refresh_interval", value: "0".into(), reason: "at least 1 frame".into() });
+            return Err(Error::InvalidOption {
+                name: "refresh_interval",
+                value: "0".into(),
+                reason: "at least 1 frame".into(),
+            });
         }
         Ok(())
     }

@@ -23,7 +23,11 @@ impl GraphBuilder {
     fn push(&mut self, op: Op, inputs: Vec<usize>, shape: Shape) -> Result<usize> {
         let name = format!("{}_{}", op.name(), self.nodes.len());
         if shape.is_empty() {
-            return Err(Error::InvalidModel { node: name, op: op.name().into(), reason: format!("empty output {shape}") });
+            return Err(Error::InvalidModel {
+                node: name,
+                op: op.name().into(),
+                reason: format!("empty output {shape}"),
+            });
         }
         self.nodes.push(Node { name, op, inputs, shape });
         Ok(self.nodes.len() - 1)
@@ -44,10 +48,12 @@ impl GraphBuilder {
         weight: &mut impl FnMut() -> f32,
     ) -> Result<usize> {
         let s = self.shape(x);
-        if groups == 0 || s.c % groups != 0 || cout % groups != 0 {
+        if groups == 0 || !s.c.is_multiple_of(groups) || !cout.is_multiple_of(groups) {
             return Err(Self::invalid("Conv", format!("groups {groups} vs {} -> {cout} channels", s.c)));
         }
-        let (oh, ow) = window.output_hw(s.h, s.w, false).ok_or_else(|| Self::invalid("Conv", format!("window does not fit {s}")))?;
+        let (oh, ow) = window
+            .output_hw(s.h, s.w, false)
+            .ok_or_else(|| Self::invalid("Conv", format!("window does not fit {s}")))?;
         let n = window.kh * window.kw * (s.c / groups) * cout;
         let conv = Conv {
             window,
@@ -63,14 +69,24 @@ impl GraphBuilder {
     }
 
     /// A transposed convolution (no output padding).
-    pub fn conv_transpose(&mut self, x: usize, cout: usize, window: Window, activation: Activation, weight: &mut impl FnMut() -> f32) -> Result<usize> {
+    pub fn conv_transpose(
+        &mut self,
+        x: usize,
+        cout: usize,
+        window: Window,
+        activation: Activation,
+        weight: &mut impl FnMut() -> f32,
+    ) -> Result<usize> {
         let s = self.shape(x);
-        let o = |n: usize, k: usize, st: usize, d: usize, p0: usize, p1: usize| ((n - 1) * st + d * (k - 1) + 1).checked_sub(p0 + p1).filter(|&v| v > 0);
-        let w = &window;
-        let (oh, ow) = match (o(s.h, w.kh, w.sh, w.dh, w.pad[0], w.pad[2]), o(s.w, w.kw, w.sw, w.dw, w.pad[1], w.pad[3])) {
-            (Some(a), Some(b)) => (a, b),
-            _ => return Err(Self::invalid("ConvTranspose", "padding removes the output".into())),
+        let o = |n: usize, k: usize, st: usize, d: usize, p0: usize, p1: usize| {
+            ((n - 1) * st + d * (k - 1) + 1).checked_sub(p0 + p1).filter(|&v| v > 0)
         };
+        let w = &window;
+        let (oh, ow) =
+            match (o(s.h, w.kh, w.sh, w.dh, w.pad[0], w.pad[2]), o(s.w, w.kw, w.sw, w.dw, w.pad[1], w.pad[3])) {
+                (Some(a), Some(b)) => (a, b),
+                _ => return Err(Self::invalid("ConvTranspose", "padding removes the output".into())),
+            };
         let n = w.kh * w.kw * s.c * cout;
         let ct = ConvTranspose {
             window,
@@ -85,7 +101,9 @@ impl GraphBuilder {
 
     pub fn pool(&mut self, x: usize, kind: PoolKind, window: Window) -> Result<usize> {
         let s = self.shape(x);
-        let (oh, ow) = window.output_hw(s.h, s.w, false).ok_or_else(|| Self::invalid("Pool", format!("window does not fit {s}")))?;
+        let (oh, ow) = window
+            .output_hw(s.h, s.w, false)
+            .ok_or_else(|| Self::invalid("Pool", format!("window does not fit {s}")))?;
         self.push(Op::Pool { kind, window }, vec![x], Shape::new(oh, ow, s.c))
     }
 
@@ -107,7 +125,15 @@ impl GraphBuilder {
     /// Elementwise op with broadcasting of dimensions equal to 1.
     pub fn binary(&mut self, a: usize, b: usize, kind: BinaryKind, activation: Activation) -> Result<usize> {
         let (sa, sb) = (self.shape(a), self.shape(b));
-        let d = |x: usize, y: usize| if x == y || y == 1 { Some(x) } else if x == 1 { Some(y) } else { None };
+        let d = |x: usize, y: usize| {
+            if x == y || y == 1 {
+                Some(x)
+            } else if x == 1 {
+                Some(y)
+            } else {
+                None
+            }
+        };
         match (d(sa.h, sb.h), d(sa.w, sb.w), d(sa.c, sb.c)) {
             (Some(h), Some(w), Some(c)) => self.push(Op::Binary { kind, activation }, vec![a, b], Shape::new(h, w, c)),
             _ => Err(Self::invalid("Binary", format!("{sa} and {sb} do not broadcast"))),
@@ -123,7 +149,13 @@ impl GraphBuilder {
         self.push(Op::Concat, xs.to_vec(), Shape::new(first.h, first.w, c))
     }
 
-    pub fn dense(&mut self, x: usize, cout: usize, activation: Activation, weight: &mut impl FnMut() -> f32) -> Result<usize> {
+    pub fn dense(
+        &mut self,
+        x: usize,
+        cout: usize,
+        activation: Activation,
+        weight: &mut impl FnMut() -> f32,
+    ) -> Result<usize> {
         let s = self.shape(x);
         if s.h != 1 || s.w != 1 {
             return Err(Self::invalid("Dense", format!("input {s} is not a vector")));

@@ -58,7 +58,13 @@ pub(crate) fn resize_source(coord: CoordMode, o: usize, n_in: usize, n_out: usiz
 }
 
 /// Input positions (clamped, as the kernels clamp) that a resize output position reads.
-pub(crate) fn resize_taps(mode: ResizeMode, coord: CoordMode, o: usize, n_in: usize, n_out: usize) -> (usize, usize, f32) {
+pub(crate) fn resize_taps(
+    mode: ResizeMode,
+    coord: CoordMode,
+    o: usize,
+    n_in: usize,
+    n_out: usize,
+) -> (usize, usize, f32) {
     let x = resize_source(coord, o, n_in, n_out);
     let last = n_in as f32 - 1.0;
     match mode {
@@ -134,7 +140,19 @@ pub(super) fn node_geometry(graph: &Graph) -> Vec<NodeGeometry> {
     for node in &graph.nodes {
         let inputs: Vec<NodeGeometry> = node.inputs.iter().map(|&i| geo[i]).collect();
         let worst = |f: fn(&NodeGeometry) -> f64| inputs.iter().map(f).fold(1.0f64, f64::max);
-        let s_in = (worst(|g| g.stride.0), worst(|g| g.stride.1));
+        // The stride comes from the inputs at the output's resolution: a broadcast 1x1 input
+        // (squeeze-excite) widens the receptive field but does not set the sampling grid.
+        let spatial: Vec<NodeGeometry> = node
+            .inputs
+            .iter()
+            .filter(|&&i| graph.nodes[i].shape.h > 1 || graph.nodes[i].shape.w > 1 || node.shape.pixels() == 1)
+            .map(|&i| geo[i])
+            .collect();
+        let grid = if spatial.is_empty() { &inputs } else { &spatial };
+        let s_in = (
+            grid.iter().map(|g| g.stride.0).fold(1.0f64, f64::max),
+            grid.iter().map(|g| g.stride.1).fold(1.0f64, f64::max),
+        );
         let rf_in = (worst(|g| g.receptive_field.0), worst(|g| g.receptive_field.1));
         let g = match &node.op {
             Op::Input => NodeGeometry { stride: (1.0, 1.0), receptive_field: (1.0, 1.0) },

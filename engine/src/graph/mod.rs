@@ -9,8 +9,8 @@
 mod builder;
 mod geometry;
 pub use builder::GraphBuilder;
-pub use geometry::{AxisWindow, NodeGeometry};
 pub(crate) use geometry::{resize_source as geometry_source, resize_taps as geometry_taps};
+pub use geometry::{AxisWindow, NodeGeometry};
 
 /// Static shape of a batch-1 NHWC tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,8 +47,14 @@ pub enum Activation {
     #[default]
     Identity,
     Relu,
-    Clip { min: f32, max: f32 },
-    HardSigmoid { alpha: f32, beta: f32 },
+    Clip {
+        min: f32,
+        max: f32,
+    },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     Sigmoid,
 }
 
@@ -59,7 +65,7 @@ impl Activation {
             Activation::Identity => x,
             Activation::Relu => x.max(0.0),
             Activation::Clip { min, max } => x.max(min).min(max),
-            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).max(0.0).min(1.0),
+            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         }
     }
@@ -155,7 +161,9 @@ pub struct ConvTranspose {
 pub enum PoolKind {
     Max,
     /// Average; `count_include_pad` divides by the full window size even at padded borders.
-    Avg { count_include_pad: bool },
+    Avg {
+        count_include_pad: bool,
+    },
 }
 
 /// How output coordinates map to input coordinates in a resize.
@@ -198,14 +206,26 @@ pub enum Op {
     Input,
     Conv(Conv),
     ConvTranspose(ConvTranspose),
-    Pool { kind: PoolKind, window: Window },
+    Pool {
+        kind: PoolKind,
+        window: Window,
+    },
     GlobalAvgPool,
-    Resize { mode: ResizeMode, coord: CoordMode },
+    Resize {
+        mode: ResizeMode,
+        coord: CoordMode,
+    },
     Unary(Activation),
     /// Elementwise with numpy broadcasting over H, W and C (a dimension of 1 broadcasts).
-    Binary { kind: BinaryKind, activation: Activation },
+    Binary {
+        kind: BinaryKind,
+        activation: Activation,
+    },
     /// Per-channel `x * scale + bias` (an unfused BatchNormalization).
-    ChannelAffine { scale: Vec<f32>, bias: Vec<f32> },
+    ChannelAffine {
+        scale: Vec<f32>,
+        bias: Vec<f32>,
+    },
     /// Concatenation along channels.
     Concat,
     Dense(Dense),
@@ -316,7 +336,8 @@ impl Graph {
     pub fn prepare(&mut self) {
         for n in &mut self.nodes {
             if let Op::Conv(c) = &mut n.op {
-                c.packed = c.is_pointwise().then(|| crate::kernels::pointwise::pack(&c.weights, &c.bias, c.cin, c.cout));
+                c.packed =
+                    c.is_pointwise().then(|| crate::kernels::pointwise::pack(&c.weights, &c.bias, c.cin, c.cout));
             }
         }
     }

@@ -6,15 +6,14 @@ use tract_onnx::prelude::{Framework, Tensor};
 
 use crate::error::{Error, Result};
 use crate::graph::{
-    Activation, BinaryKind, Conv, ConvTranspose, CoordMode, Dense, Graph, GraphOutput, Node, Op,
-    PoolKind, ResizeMode, Shape, Window,
+    Activation, BinaryKind, Conv, ConvTranspose, CoordMode, Dense, Graph, GraphOutput, Node, Op, PoolKind, ResizeMode,
+    Shape, Window,
 };
 
 /// Loads an ONNX model file into the engine's IR.
 pub fn load_onnx(path: impl AsRef<Path>) -> Result<Graph> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::ModelFile { path: path.to_owned(), reason: e.to_string() })?;
     load_bytes(&bytes, path)
 }
 
@@ -27,10 +26,10 @@ fn load_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &*bytes)
         .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: format!("{e:#}") })?;
-    let graph = proto.graph.as_ref().ok_or_else(|| Error::ModelFile {
-        path: path.to_owned(),
-        reason: "the file holds no graph".into(),
-    })?;
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::ModelFile { path: path.to_owned(), reason: "the file holds no graph".into() })?;
     Importer::new(graph, path)?.run(graph)
 }
 
@@ -38,7 +37,10 @@ fn load_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
 #[derive(Clone)]
 enum Value {
     /// Output of an IR node; `flat` is true once it was flattened to a `[1, C]` vector.
-    Node { id: usize, flat: bool },
+    Node {
+        id: usize,
+        flat: bool,
+    },
     Const(Tensor),
 }
 
@@ -120,7 +122,13 @@ fn i64_data(t: &Tensor) -> Option<Vec<i64>> {
 }
 
 /// Window padding for `auto_pad`, given the input size.
-fn auto_pads(ctx: &Ctx<'_>, input: Shape, k: (usize, usize), s: (usize, usize), d: (usize, usize)) -> Result<Option<[usize; 4]>> {
+fn auto_pads(
+    ctx: &Ctx<'_>,
+    input: Shape,
+    k: (usize, usize),
+    s: (usize, usize),
+    d: (usize, usize),
+) -> Result<Option<[usize; 4]>> {
     let mode = ctx.string("auto_pad", "NOTSET");
     let same = |n: usize, k: usize, s: usize, d: usize, upper: bool| {
         let out = n.div_ceil(s);
@@ -221,10 +229,13 @@ impl Importer {
     }
 
     fn node_input(&self, ctx: &Ctx<'_>, i: usize) -> Result<(usize, bool)> {
-        let name = ctx.node.input.get(i).filter(|n| !n.is_empty()).ok_or_else(|| ctx.invalid(format!("missing input {i}")))?;
+        let name =
+            ctx.node.input.get(i).filter(|n| !n.is_empty()).ok_or_else(|| ctx.invalid(format!("missing input {i}")))?;
         match self.values.get(name) {
             Some(Value::Node { id, flat }) => Ok((*id, *flat)),
-            Some(Value::Const(_)) => Err(ctx.invalid(format!("input {i} ('{name}') is a constant; a computed tensor was expected"))),
+            Some(Value::Const(_)) => {
+                Err(ctx.invalid(format!("input {i} ('{name}') is a constant; a computed tensor was expected")))
+            }
             None => Err(ctx.invalid(format!("input {i} ('{name}') is not produced by any earlier node"))),
         }
     }
@@ -312,7 +323,10 @@ impl Importer {
             "Concat" => self.concat(ctx),
             "Constant" => {
                 ctx.check_attrs(&["value"])?;
-                let t = ctx.attr("value").and_then(|a| a.t.as_ref()).ok_or_else(|| ctx.unsupported("value", "only tensor constants are supported"))?;
+                let t = ctx
+                    .attr("value")
+                    .and_then(|a| a.t.as_ref())
+                    .ok_or_else(|| ctx.unsupported("value", "only tensor constants are supported"))?;
                 let t = tract_onnx::tensor::load_tensor(&tract_onnx::data_resolver::FopenDataResolver, t, None)
                     .map_err(|e| ctx.invalid(format!("{e:#}")))?;
                 self.set_output(ctx, Value::Const(t))
@@ -333,11 +347,18 @@ impl Importer {
         let (cout, cin_g, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
         let groups = ctx.int("group", 1);
         if groups < 1 || input.c as i64 % groups != 0 || cout as i64 % groups != 0 {
-            return Err(ctx.unsupported("group", format!("group={groups} does not divide {} input and {cout} output channels", input.c)));
+            return Err(ctx.unsupported(
+                "group",
+                format!("group={groups} does not divide {} input and {cout} output channels", input.c),
+            ));
         }
         let groups = groups as usize;
         if cin_g * groups != input.c {
-            return Err(ctx.invalid(format!("weights expect {} input channels, input has {}", cin_g * groups, input.c)));
+            return Err(ctx.invalid(format!(
+                "weights expect {} input channels, input has {}",
+                cin_g * groups,
+                input.c
+            )));
         }
         if let Some(k) = ctx.ints("kernel_shape") {
             if k != [kh as i64, kw as i64] {
@@ -351,10 +372,14 @@ impl Importer {
             None => ctx.pads()?,
         };
         let window = Window { kh, kw, sh, sw, dh, dw, pad };
-        let (oh, ow) = window.output_hw(input.h, input.w, false).ok_or_else(|| ctx.invalid(format!("kernel does not fit input {input}")))?;
+        let (oh, ow) = window
+            .output_hw(input.h, input.w, false)
+            .ok_or_else(|| ctx.invalid(format!("kernel does not fit input {input}")))?;
         let wdata = f32_data(w).ok_or_else(|| ctx.invalid("weights are not numeric"))?;
         let bias = match self.const_input(ctx, 2)? {
-            Some(b) => f32_data(b).filter(|b| b.len() == cout).ok_or_else(|| ctx.invalid("bias must hold one value per output channel"))?,
+            Some(b) => f32_data(b)
+                .filter(|b| b.len() == cout)
+                .ok_or_else(|| ctx.invalid("bias must hold one value per output channel"))?,
             None => vec![0.0; cout],
         };
         let cout_g = cout / groups;
@@ -376,7 +401,8 @@ impl Importer {
                 }
             }
         }
-        let conv = Conv { window, groups, cin: input.c, cout, weights, bias, activation: Activation::Identity, packed: None };
+        let conv =
+            Conv { window, groups, cin: input.c, cout, weights, bias, activation: Activation::Identity, packed: None };
         self.emit(ctx, Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))
     }
 
@@ -396,7 +422,8 @@ impl Importer {
         let w = self.const_input(ctx, 1)?.ok_or_else(|| ctx.invalid("missing weights"))?;
         let ws = w.shape().to_vec();
         if ws.len() != 4 || ws[0] != input.c {
-            return Err(ctx.invalid(format!("weights of shape {ws:?} do not match a 2-D ConvTranspose on {} channels", input.c)));
+            return Err(ctx
+                .invalid(format!("weights of shape {ws:?} do not match a 2-D ConvTranspose on {} channels", input.c)));
         }
         let (cin, cout, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
         let (sh, sw) = ctx.pair("strides", 1)?;
@@ -415,13 +442,16 @@ impl Importer {
             for co in 0..cout {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        weights[((ky * kw + kx) * cin + ci) * cout + co] = wdata[((ci * cout + co) * kh + ky) * kw + kx];
+                        weights[((ky * kw + kx) * cin + ci) * cout + co] =
+                            wdata[((ci * cout + co) * kh + ky) * kw + kx];
                     }
                 }
             }
         }
         let bias = match self.const_input(ctx, 2)? {
-            Some(b) => f32_data(b).filter(|b| b.len() == cout).ok_or_else(|| ctx.invalid("bias must hold one value per output channel"))?,
+            Some(b) => f32_data(b)
+                .filter(|b| b.len() == cout)
+                .ok_or_else(|| ctx.invalid("bias must hold one value per output channel"))?,
             None => vec![0.0; cout],
         };
         let window = Window { kh, kw, sh, sw, dh, dw, pad };
@@ -440,7 +470,11 @@ impl Importer {
         let mut params = Vec::new();
         for i in 1..5 {
             let t = self.const_input(ctx, i)?.ok_or_else(|| ctx.invalid(format!("missing input {i}")))?;
-            params.push(f32_data(t).filter(|v| v.len() == c).ok_or_else(|| ctx.invalid(format!("input {i} must hold {c} values")))?);
+            params.push(
+                f32_data(t)
+                    .filter(|v| v.len() == c)
+                    .ok_or_else(|| ctx.invalid(format!("input {i} must hold {c} values")))?,
+            );
         }
         let scale: Vec<f32> = (0..c).map(|i| params[0][i] / (params[3][i] + eps).sqrt()).collect();
         let bias: Vec<f32> = (0..c).map(|i| params[1][i] - params[2][i] * scale[i]).collect();
@@ -468,7 +502,9 @@ impl Importer {
     fn clip(&mut self, ctx: &Ctx<'_>) -> Result<()> {
         let bound = |i: usize, attr: &str, default: f32| -> Result<f32> {
             if let Some(t) = self.const_input(ctx, i)? {
-                return f32_data(t).and_then(|v| v.first().copied()).ok_or_else(|| ctx.invalid(format!("input {i} must be a scalar")));
+                return f32_data(t)
+                    .and_then(|v| v.first().copied())
+                    .ok_or_else(|| ctx.invalid(format!("input {i} must be a scalar")));
             }
             Ok(ctx.float(attr, default))
         };
@@ -510,9 +546,17 @@ impl Importer {
                 let v = f32_data(t).ok_or_else(|| ctx.invalid("constant operand is not numeric"))?;
                 let per_channel = match v.len() {
                     1 => vec![v[0]; shape.c],
-                    n if n == shape.c && dims.iter().filter(|&&d| d != 1).count() <= 1
-                        && (dims.len() < 3 || dims[dims.len() - 3] == n || flat) => v,
-                    _ => return Err(ctx.invalid(format!("constant operand of shape {dims:?} does not broadcast per channel over {shape}"))),
+                    n if n == shape.c
+                        && dims.iter().filter(|&&d| d != 1).count() <= 1
+                        && (dims.len() < 3 || dims[dims.len() - 3] == n || flat) =>
+                    {
+                        v
+                    }
+                    _ => {
+                        return Err(ctx.invalid(format!(
+                            "constant operand of shape {dims:?} does not broadcast per channel over {shape}"
+                        )))
+                    }
                 };
                 let (scale, bias) = match kind {
                     BinaryKind::Add => (vec![1.0; shape.c], per_channel),
@@ -548,7 +592,13 @@ impl Importer {
         }
         let (x, _) = self.node_input(ctx, 0)?;
         let input = self.nodes[x].shape;
-        let (kh, kw) = ctx.pair("kernel_shape", 0).and_then(|k| if k.0 == 0 { Err(ctx.unsupported("kernel_shape", "required")) } else { Ok(k) })?;
+        let (kh, kw) = ctx.pair("kernel_shape", 0).and_then(|k| {
+            if k.0 == 0 {
+                Err(ctx.unsupported("kernel_shape", "required"))
+            } else {
+                Ok(k)
+            }
+        })?;
         let (sh, sw) = ctx.pair("strides", 1)?;
         let (dh, dw) = ctx.pair("dilations", 1)?;
         let pad = match auto_pads(ctx, input, (kh, kw), (sh, sw), (dh, dw))? {
@@ -557,7 +607,9 @@ impl Importer {
         };
         let window = Window { kh, kw, sh, sw, dh, dw, pad };
         let ceil = ctx.int("ceil_mode", 0) != 0;
-        let (mut oh, mut ow) = window.output_hw(input.h, input.w, ceil).ok_or_else(|| ctx.invalid(format!("window does not fit input {input}")))?;
+        let (mut oh, mut ow) = window
+            .output_hw(input.h, input.w, ceil)
+            .ok_or_else(|| ctx.invalid(format!("window does not fit input {input}")))?;
         if ceil {
             // ONNX drops a last window that would start entirely in the end padding.
             if (oh - 1) * sh >= input.h + pad[0] {
@@ -567,7 +619,8 @@ impl Importer {
                 ow -= 1;
             }
         }
-        let kind = if max { PoolKind::Max } else { PoolKind::Avg { count_include_pad: ctx.int("count_include_pad", 0) != 0 } };
+        let kind =
+            if max { PoolKind::Max } else { PoolKind::Avg { count_include_pad: ctx.int("count_include_pad", 0) != 0 } };
         self.emit(ctx, Op::Pool { kind, window }, vec![x], Shape::new(oh, ow, input.c))
     }
 
@@ -654,7 +707,12 @@ impl Importer {
         let (oh, ow) = if let Some(sizes) = self.const_input(ctx, 3)? {
             match i64_data(sizes).as_deref() {
                 Some([1, c, h, w]) if *c as usize == s.c && *h > 0 && *w > 0 => (*h as usize, *w as usize),
-                other => return Err(ctx.invalid(format!("sizes {other:?}: only spatial resizes of a [1, {}, H, W] tensor are supported", s.c))),
+                other => {
+                    return Err(ctx.invalid(format!(
+                        "sizes {other:?}: only spatial resizes of a [1, {}, H, W] tensor are supported",
+                        s.c
+                    )))
+                }
             }
         } else if let Some(scales) = self.const_input(ctx, 2)? {
             match f32_data(scales).as_deref() {
@@ -678,7 +736,9 @@ impl Importer {
         let first = self.nodes[ids[0]].shape;
         let axis = ctx.int("axis", 1);
         if axis != 1 && axis != -3 {
-            return Err(ctx.unsupported("axis", format!("only channel concatenation (axis 1) is supported, got {axis}")));
+            return Err(
+                ctx.unsupported("axis", format!("only channel concatenation (axis 1) is supported, got {axis}"))
+            );
         }
         let mut c = 0;
         for &id in &ids {

@@ -87,7 +87,8 @@ pub unsafe fn compute_rect(node: &Node, inputs: &[In<'_>], out: &OutBuf, rect: R
             }
             Op::Unary(act) => {
                 for y in rect.y0..rect.y1 {
-                    let src = &inputs[0].data[(y * node.shape.w + rect.x0) * node.shape.c..][..(rect.x1 - rect.x0) * node.shape.c];
+                    let src = &inputs[0].data[(y * node.shape.w + rect.x0) * node.shape.c..]
+                        [..(rect.x1 - rect.x0) * node.shape.c];
                     let dst = out.row(y, rect.x0, rect.x1);
                     dst.copy_from_slice(src);
                     act.apply_slice(dst);
@@ -132,7 +133,17 @@ fn fill_bias(dst: &mut [f32], bias: &[f32]) {
 /// # Safety
 /// The pointers must address matrices of the given extents and strides.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_acc(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, lhs: *const f32, lhs_rs: usize, rhs: *const f32, rhs_rs: usize) {
+unsafe fn gemm_acc(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: *const f32,
+    lhs_rs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+) {
     // SAFETY: forwarded.
     unsafe {
         gemm::gemm(
@@ -179,7 +190,8 @@ unsafe fn pointwise(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect) {
         };
         let src = &input.data[((y0 * sh) * input.shape.w + rect.x0 * sw) * cin..];
         if let Some((packed, bias)) = &conv.packed {
-            let call = pointwise::Call { src, src_stride: sw * cin, npix: m, cin, cout, packed, bias, act: conv.activation };
+            let call =
+                pointwise::Call { src, src_stride: sw * cin, npix: m, cin, cout, packed, bias, act: conv.activation };
             if pointwise::run(&call, dst) {
                 continue;
             }
@@ -226,7 +238,17 @@ unsafe fn im2col_conv(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scra
             let wts = &conv.weights[gi * kdim * cout_g..(gi + 1) * kdim * cout_g];
             // SAFETY: scratch is npix x kdim, weights kdim x cout_g, dst npix x cout (offset gi*cout_g).
             unsafe {
-                gemm_acc(npix, cout_g, kdim, dst.as_mut_ptr().add(gi * cout_g), conv.cout, scratch.as_ptr(), kdim, wts.as_ptr(), cout_g)
+                gemm_acc(
+                    npix,
+                    cout_g,
+                    kdim,
+                    dst.as_mut_ptr().add(gi * cout_g),
+                    conv.cout,
+                    scratch.as_ptr(),
+                    kdim,
+                    wts.as_ptr(),
+                    cout_g,
+                )
             };
         }
         conv.activation.apply_slice(dst);

@@ -98,7 +98,18 @@ unsafe fn avx512(c: &Call<'_>, dst: *mut f32) {
             let mut p = pb;
             macro_rules! tile {
                 ($mr:literal) => {
-                    tile512::<$mr>(c.src.as_ptr().add(p * c.src_stride), c.src_stride, c.cin, w, b, dst.add(p * c.cout + panel * PANEL), c.cout, ncols, lo, hi)
+                    tile512::<$mr>(
+                        c.src.as_ptr().add(p * c.src_stride),
+                        c.src_stride,
+                        c.cin,
+                        w,
+                        b,
+                        dst.add(p * c.cout + panel * PANEL),
+                        c.cout,
+                        ncols,
+                        lo,
+                        hi,
+                    )
                 };
             }
             while p + 8 <= pe {
@@ -149,7 +160,13 @@ unsafe fn tile512<const MR: usize>(
     }
     let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
     let m0: __mmask16 = if ncols >= 16 { 0xffff } else { (1u32 << ncols) as u16 - 1 };
-    let m1: __mmask16 = if ncols >= 32 { 0xffff } else if ncols <= 16 { 0 } else { (1u32 << (ncols - 16)) as u16 - 1 };
+    let m1: __mmask16 = if ncols >= 32 {
+        0xffff
+    } else if ncols <= 16 {
+        0
+    } else {
+        (1u32 << (ncols - 16)) as u16 - 1
+    };
     for p in 0..MR {
         let v0 = _mm512_min_ps(_mm512_max_ps(a0[p], vlo), vhi);
         let v1 = _mm512_min_ps(_mm512_max_ps(a1[p], vlo), vhi);
@@ -179,7 +196,18 @@ unsafe fn avx2(c: &Call<'_>, dst: *mut f32) {
                 let mut p = pb;
                 macro_rules! tile {
                     ($mr:literal) => {
-                        tile256::<$mr>(c.src.as_ptr().add(p * c.src_stride), c.src_stride, c.cin, w, b, dst.add(p * c.cout + col), c.cout, ncols, lo, hi)
+                        tile256::<$mr>(
+                            c.src.as_ptr().add(p * c.src_stride),
+                            c.src_stride,
+                            c.cin,
+                            w,
+                            b,
+                            dst.add(p * c.cout + col),
+                            c.cout,
+                            ncols,
+                            lo,
+                            hi,
+                        )
                     };
                 }
                 while p + 6 <= pe {

@@ -35,7 +35,8 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
                                     let wv = if conv.is_depthwise() {
                                         conv.weights[(ky * w.kw + kx) * conv.cout + co]
                                     } else {
-                                        conv.weights[(((g * w.kh + ky) * w.kw + kx) * cin_g + ci) * cout_g + co % cout_g]
+                                        conv.weights
+                                            [(((g * w.kh + ky) * w.kw + kx) * cin_g + ci) * cout_g + co % cout_g]
                                     };
                                     acc += bufs[0][at(is, iy as usize, ix as usize, g * cin_g + ci)] * wv;
                                 }

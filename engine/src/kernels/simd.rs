@@ -104,8 +104,10 @@ fn depthwise_row_impl<M: MulAdd>(conv: &Conv, input: In<'_>, oy: usize, x0: usiz
                     if ix < 0 || ix >= iw as isize {
                         continue;
                     }
-                    let s: &[f32; LANES] = input.data[(iy * iw + ix as usize) * c + c0..][..LANES].try_into().expect("block");
-                    let k: &[f32; LANES] = conv.weights[(ky * w.kw + kx) * c + c0..][..LANES].try_into().expect("block");
+                    let s: &[f32; LANES] =
+                        input.data[(iy * iw + ix as usize) * c + c0..][..LANES].try_into().expect("block");
+                    let k: &[f32; LANES] =
+                        conv.weights[(ky * w.kw + kx) * c + c0..][..LANES].try_into().expect("block");
                     for j in 0..LANES {
                         acc[j] = M::mul_add(acc[j], s[j], k[j]);
                     }
@@ -121,7 +123,11 @@ fn depthwise_row_impl<M: MulAdd>(conv: &Conv, input: In<'_>, oy: usize, x0: usiz
                 for kx in 0..w.kw {
                     let ix = ix0 + (kx * w.dw) as isize;
                     if ix >= 0 && ix < iw as isize {
-                        acc = M::mul_add(acc, input.data[(iy * iw + ix as usize) * c + ch], conv.weights[(ky * w.kw + kx) * c + ch]);
+                        acc = M::mul_add(
+                            acc,
+                            input.data[(iy * iw + ix as usize) * c + ch],
+                            conv.weights[(ky * w.kw + kx) * c + ch],
+                        );
                     }
                 }
             }

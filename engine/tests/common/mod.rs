@@ -16,10 +16,32 @@ impl Weights {
 #[derive(Clone, Debug)]
 pub enum Layer {
     /// kind 0 dense, 1 depthwise, 2 grouped (2 groups).
-    Conv { kind: u8, cout: usize, k: usize, s: usize, d: usize, pad: [usize; 4], act: u8 },
-    ConvTranspose { k: usize, s: usize, pad: usize, cout: usize },
-    Pool { max: bool, k: usize, s: usize, pad: usize },
-    Resize { up: bool, linear: bool, coord: u8 },
+    Conv {
+        kind: u8,
+        cout: usize,
+        k: usize,
+        s: usize,
+        d: usize,
+        pad: [usize; 4],
+        act: u8,
+    },
+    ConvTranspose {
+        k: usize,
+        s: usize,
+        pad: usize,
+        cout: usize,
+    },
+    Pool {
+        max: bool,
+        k: usize,
+        s: usize,
+        pad: usize,
+    },
+    Resize {
+        up: bool,
+        linear: bool,
+        coord: u8,
+    },
     Residual,
     Concat,
     SqueezeExcite,
@@ -69,7 +91,7 @@ pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
                 let (groups, cout) = match kind {
                     0 => (1, cout),
                     1 => (s.c, s.c),
-                    _ if s.c % 2 == 0 => (2, 2 * cout.div_ceil(2)),
+                    _ if s.c.is_multiple_of(2) => (2, 2 * cout.div_ceil(2)),
                     _ => (1, cout),
                 };
                 b.conv(x, cout, window(k, st, d, pad), groups, activation(act), &mut wgt)
@@ -84,17 +106,21 @@ pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
             }
             Layer::Resize { up, linear, coord } => {
                 let (oh, ow) = if up { (s.h * 2, s.w * 2) } else { (s.h.div_ceil(2), s.w.div_ceil(2)) };
-                let coord = [CoordMode::HalfPixel, CoordMode::AlignCorners, CoordMode::Asymmetric, CoordMode::PytorchHalfPixel][coord as usize];
+                let coord =
+                    [CoordMode::HalfPixel, CoordMode::AlignCorners, CoordMode::Asymmetric, CoordMode::PytorchHalfPixel]
+                        [coord as usize];
                 let mode = if linear { ResizeMode::Linear } else { ResizeMode::Nearest { floor: false } };
-                if oh > 96 || ow > 96 { continue; }
+                if oh > 96 || ow > 96 {
+                    continue;
+                }
                 b.resize(x, oh, ow, mode, coord)
             }
             Layer::Residual => b
                 .conv(x, s.c, window(3, 1, 1, [1; 4]), 1, Activation::Identity, &mut wgt)
                 .and_then(|y| b.binary(x, y, BinaryKind::Add, Activation::Relu)),
-            Layer::Concat => b
-                .conv(x, 2, window(1, 1, 1, [0; 4]), 1, Activation::Relu, &mut wgt)
-                .and_then(|y| b.concat(&[x, y])),
+            Layer::Concat => {
+                b.conv(x, 2, window(1, 1, 1, [0; 4]), 1, Activation::Relu, &mut wgt).and_then(|y| b.concat(&[x, y]))
+            }
             Layer::SqueezeExcite => b
                 .global_avg_pool(x)
                 .and_then(|g| b.unary(g, Activation::Sigmoid))
