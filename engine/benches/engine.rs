@@ -39,8 +39,13 @@ fn kernels(c: &mut Criterion) {
 }
 
 fn mobilenet(c: &mut Criterion) {
-    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/models/imagenet/mobilenet_v2.onnx");
-    let model = if model.exists() { model } else { std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/mobilenet_v2.onnx") };
+    let model =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/models/imagenet/mobilenet_v2.onnx");
+    let model = if model.exists() {
+        model
+    } else {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/mobilenet_v2.onnx")
+    };
     let plan = match Plan::from_onnx(&model, Preprocess { fit: Fit::Stretch, ..Preprocess::imagenet() }) {
         Ok(p) => p,
         Err(e) => {
