@@ -212,14 +212,25 @@ unsafe fn im2col_conv(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scra
     let cout_g = conv.cout / g;
     let kdim = w.kh * w.kw * cin_g;
     let npix = rect.x1 - rect.x0;
-    scratch.clear();
-    scratch.resize(npix * kdim, 0.0);
-    for oy in rect.y0..rect.y1 {
-        // SAFETY: this task's row segment.
-        let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
+    // Full-width rows are adjacent in memory, so several can share one GEMM call.
+    let rows_per_band = if npix == out.shape.w { (4096 / npix).max(1) } else { 1 };
+    let mut oy0 = rect.y0;
+    while oy0 < rect.y1 {
+        let oy1 = (oy0 + rows_per_band).min(rect.y1);
+        let m = (oy1 - oy0) * npix;
+        // SAFETY: this task's rows; with several rows they span whole output rows.
+        let dst: &mut [f32] = unsafe {
+            if oy1 - oy0 > 1 {
+                std::slice::from_raw_parts_mut(out.row(oy0, 0, npix).as_mut_ptr(), m * conv.cout)
+            } else {
+                out.row(oy0, rect.x0, rect.x1)
+            }
+        };
         fill_bias(dst, &conv.bias);
+        scratch.clear();
+        scratch.resize(m * kdim, 0.0);
         for gi in 0..g {
-            for (p, ox) in (rect.x0..rect.x1).enumerate() {
+            for (p, (oy, ox)) in (oy0..oy1).flat_map(|y| (rect.x0..rect.x1).map(move |x| (y, x))).enumerate() {
                 let row = &mut scratch[p * kdim..(p + 1) * kdim];
                 for ky in 0..w.kh {
                     let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
@@ -236,10 +247,10 @@ unsafe fn im2col_conv(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scra
                 }
             }
             let wts = &conv.weights[gi * kdim * cout_g..(gi + 1) * kdim * cout_g];
-            // SAFETY: scratch is npix x kdim, weights kdim x cout_g, dst npix x cout (offset gi*cout_g).
+            // SAFETY: scratch is m x kdim, weights kdim x cout_g, dst m x cout (offset gi*cout_g).
             unsafe {
                 gemm_acc(
-                    npix,
+                    m,
                     cout_g,
                     kdim,
                     dst.as_mut_ptr().add(gi * cout_g),
@@ -252,6 +263,7 @@ unsafe fn im2col_conv(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scra
             };
         }
         conv.activation.apply_slice(dst);
+        oy0 = oy1;
     }
 }
 
@@ -362,35 +374,45 @@ fn resize_row(
 unsafe fn binary(kind: BinaryKind, act: Activation, inputs: &[In<'_>], shape: Shape, out: &OutBuf, rect: Rect) {
     let (a, b) = (inputs[0], inputs[1]);
     let c = shape.c;
-    let op = |x: f32, y: f32| match kind {
-        BinaryKind::Add => x + y,
-        BinaryKind::Mul => x * y,
-    };
     let at = |t: In<'_>, y: usize, x: usize| {
         let yy = if t.shape.h == 1 { 0 } else { y };
         let xx = if t.shape.w == 1 { 0 } else { x };
         (yy * t.shape.w + xx) * t.shape.c
     };
+    // One loop per op kind so that the inner loops are plain vector code.
+    fn combine(kind: BinaryKind, dst: &mut [f32], x: &[f32], y: &[f32]) {
+        match kind {
+            BinaryKind::Add => dst.iter_mut().zip(x.iter().zip(y)).for_each(|(d, (p, q))| *d = p + q),
+            BinaryKind::Mul => dst.iter_mut().zip(x.iter().zip(y)).for_each(|(d, (p, q))| *d = p * q),
+        }
+    }
     for y in rect.y0..rect.y1 {
         // SAFETY: this task's row segment.
         let dst = unsafe { out.row(y, rect.x0, rect.x1) };
         if a.shape == shape && b.shape == shape {
             let n = dst.len();
-            let (sa, sb) = (&a.data[at(a, y, rect.x0)..][..n], &b.data[at(b, y, rect.x0)..][..n]);
-            for i in 0..n {
-                dst[i] = act.apply(op(sa[i], sb[i]));
+            combine(kind, dst, &a.data[at(a, y, rect.x0)..][..n], &b.data[at(b, y, rect.x0)..][..n]);
+        } else if a.shape.c == c && b.shape.c == c {
+            // Spatial broadcast only (squeeze-excite): whole channel vectors per pixel.
+            for (p, px) in dst.chunks_exact_mut(c).enumerate() {
+                let x = rect.x0 + p;
+                combine(kind, px, &a.data[at(a, y, x)..][..c], &b.data[at(b, y, x)..][..c]);
             }
-            continue;
-        }
-        for (p, px) in dst.chunks_exact_mut(c).enumerate() {
-            let x = rect.x0 + p;
-            let (oa, ob) = (at(a, y, x), at(b, y, x));
-            for i in 0..c {
-                let va = a.data[oa + if a.shape.c == 1 { 0 } else { i }];
-                let vb = b.data[ob + if b.shape.c == 1 { 0 } else { i }];
-                px[i] = act.apply(op(va, vb));
+        } else {
+            for (p, px) in dst.chunks_exact_mut(c).enumerate() {
+                let x = rect.x0 + p;
+                let (oa, ob) = (at(a, y, x), at(b, y, x));
+                for i in 0..c {
+                    let va = a.data[oa + if a.shape.c == 1 { 0 } else { i }];
+                    let vb = b.data[ob + if b.shape.c == 1 { 0 } else { i }];
+                    px[i] = match kind {
+                        BinaryKind::Add => va + vb,
+                        BinaryKind::Mul => va * vb,
+                    };
+                }
             }
         }
+        act.apply_slice(dst);
     }
 }
 

@@ -1,0 +1,87 @@
+//! Session behaviour: resets on a new frame size, periodic refresh, `reset()`, and the
+//! thread-safety contract of `Plan`.
+
+use framecache::graph::{Activation, GraphBuilder, Window};
+use framecache::{Frame, Mode, Plan, Preprocess, Reset, Session, SessionOptions};
+
+fn plan() -> std::sync::Arc<Plan> {
+    let mut b = GraphBuilder::new(16, 16, 3);
+    let mut w = || 0.1;
+    let win = Window { kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pad: [1; 4] };
+    let x = b.conv(0, 4, win, 1, Activation::Relu, &mut w).unwrap();
+    b.output(x);
+    Plan::new(b.build(), Preprocess::default()).unwrap()
+}
+
+#[test]
+fn plan_is_shareable_and_session_movable() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Plan>();
+    send::<Session>();
+}
+
+#[test]
+fn new_frame_size_resets_and_computes_in_full() {
+    let mut s = Session::new(plan(), SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+    let a = vec![10u8; 16 * 16 * 3];
+    let b = vec![10u8; 32 * 16 * 3];
+    s.process(&Frame::rgb(16, 16, &a)).unwrap();
+    assert_eq!(s.last_stats().unwrap().reset, Some(Reset::Cold));
+    s.process(&Frame::rgb(16, 16, &a)).unwrap();
+    assert_eq!(s.last_stats().unwrap().reset, None);
+    assert_eq!(s.last_stats().unwrap().macs_executed, 0);
+    s.process(&Frame::rgb(32, 16, &b)).unwrap();
+    let st = s.last_stats().unwrap();
+    assert_eq!(st.reset, Some(Reset::FrameSize { from: (16, 16), to: (32, 16) }));
+    assert_eq!(st.macs_executed, st.macs_full);
+    s.reset();
+    s.process(&Frame::rgb(32, 16, &b)).unwrap();
+    assert_eq!(s.last_stats().unwrap().reset, Some(Reset::Cold));
+}
+
+#[test]
+fn refresh_interval_recomputes_every_n_frames() {
+    let opts = SessionOptions { refresh_interval: Some(3), mode: Mode::Exact, threads: Some(1), ..Default::default() };
+    let mut s = Session::new(plan(), opts).unwrap();
+    let a = vec![10u8; 16 * 16 * 3];
+    let resets: Vec<Option<Reset>> = (0..7)
+        .map(|_| {
+            s.process(&Frame::rgb(16, 16, &a)).unwrap();
+            s.last_stats().unwrap().reset
+        })
+        .collect();
+    let r = Some(Reset::Refresh);
+    assert_eq!(resets, vec![Some(Reset::Cold), None, None, r, None, None, r]);
+}
+
+#[test]
+fn threshold_mode_accumulates_changes_against_the_reference() {
+    let opts = SessionOptions { mode: "threshold=4".parse().unwrap(), tile: 8, threads: Some(1), ..Default::default() };
+    let mut s = Session::new(plan(), opts).unwrap();
+    // Brighten by 3 grey levels per frame: each step is under the threshold, but the
+    // accumulated change crosses it on the second step because tiles are compared with the
+    // reference, not with the previous frame.
+    let dirty: Vec<usize> = (0..4u8)
+        .map(|i| {
+            let px = vec![100 + 3 * i; 16 * 16 * 3];
+            s.process(&Frame::rgb(16, 16, &px)).unwrap();
+            s.last_stats().unwrap().dirty_tiles
+        })
+        .collect();
+    assert_eq!(dirty, vec![4, 0, 4, 0]);
+}
+
+#[test]
+fn options_are_validated() {
+    for opts in [
+        SessionOptions { tile: 4, ..Default::default() },
+        SessionOptions { tile: 33, ..Default::default() },
+        SessionOptions { threads: Some(0), ..Default::default() },
+        SessionOptions { dense_crossover: 1.5, ..Default::default() },
+    ] {
+        assert!(matches!(Session::new(plan(), opts), Err(framecache::Error::InvalidOption { .. })));
+    }
+    assert!("threshold=abc".parse::<Mode>().is_err());
+    assert_eq!("threshold=0".parse::<Mode>().unwrap(), Mode::Exact);
+}
