@@ -1,6 +1,6 @@
 //! Criterion benches: kernels on MobileNetV2-shaped layers, and full vs cached inference on the
 //! real MobileNetV2 (when `../shared/data` is present). `cargo bench -p framecache`.
-//! The one-run table with ratios is `cargo run --release -p framecache --example measure`.
+//! The one-run table with ratios is `cargo run --release -p framecache-tests --example measure`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use framecache::graph::{Activation, GraphBuilder, Window};

@@ -24,6 +24,7 @@ pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
 }
 
 /// An owned RGB frame.
+#[derive(Clone)]
 pub struct Rgb {
     pub width: usize,
     pub height: usize,

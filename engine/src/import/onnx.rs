@@ -152,6 +152,17 @@ fn auto_pads(
     }
 }
 
+/// Strides, dilations and padding (explicit or `auto_pad`) of a conv or pool window.
+fn window(ctx: &Ctx<'_>, input: Shape, kh: usize, kw: usize) -> Result<Window> {
+    let (sh, sw) = ctx.pair("strides", 1)?;
+    let (dh, dw) = ctx.pair("dilations", 1)?;
+    let pad = match auto_pads(ctx, input, (kh, kw), (sh, sw), (dh, dw))? {
+        Some(p) => p,
+        None => ctx.pads()?,
+    };
+    Ok(Window { kh, kw, sh, sw, dh, dw, pad })
+}
+
 impl Importer {
     fn new(graph: &pb::GraphProto, path: &Path) -> Result<Self> {
         let mut values = HashMap::new();
@@ -365,13 +376,7 @@ impl Importer {
                 return Err(ctx.unsupported("kernel_shape", format!("{k:?} disagrees with weights {ws:?}")));
             }
         }
-        let (sh, sw) = ctx.pair("strides", 1)?;
-        let (dh, dw) = ctx.pair("dilations", 1)?;
-        let pad = match auto_pads(ctx, input, (kh, kw), (sh, sw), (dh, dw))? {
-            Some(p) => p,
-            None => ctx.pads()?,
-        };
-        let window = Window { kh, kw, sh, sw, dh, dw, pad };
+        let window = window(ctx, input, kh, kw)?;
         let (oh, ow) = window
             .output_hw(input.h, input.w, false)
             .ok_or_else(|| ctx.invalid(format!("kernel does not fit input {input}")))?;
@@ -599,13 +604,8 @@ impl Importer {
                 Ok(k)
             }
         })?;
-        let (sh, sw) = ctx.pair("strides", 1)?;
-        let (dh, dw) = ctx.pair("dilations", 1)?;
-        let pad = match auto_pads(ctx, input, (kh, kw), (sh, sw), (dh, dw))? {
-            Some(p) => p,
-            None => ctx.pads()?,
-        };
-        let window = Window { kh, kw, sh, sw, dh, dw, pad };
+        let window = window(ctx, input, kh, kw)?;
+        let (sh, sw, pad) = (window.sh, window.sw, window.pad);
         let ceil = ctx.int("ceil_mode", 0) != 0;
         let (mut oh, mut ow) = window
             .output_hw(input.h, input.w, ceil)

@@ -79,47 +79,60 @@ unsafe fn depthwise_row_avx512(conv: &Conv, input: In<'_>, oy: usize, x0: usize,
 /// Channels per register-resident accumulator block.
 const LANES: usize = 16;
 
+/// Kernels up to this many taps keep a channel block's weights in registers.
+const MAX_TAPS: usize = 25;
+
 #[inline(always)]
 fn depthwise_row_impl<M: MulAdd>(conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
     let w = &conv.window;
     let c = conv.cout;
     let (ih, iw) = (input.shape.h, input.shape.w);
+    let npix = dst.len() / c;
     let iy0 = (oy * w.sh) as isize - w.pad[0] as isize;
     // Valid kernel rows for this output row (the rest reads padding).
-    let ky_range: Vec<(usize, usize)> = (0..w.kh)
+    let rows: Vec<(usize, usize)> = (0..w.kh)
         .filter_map(|ky| {
             let iy = iy0 + (ky * w.dh) as isize;
             (iy >= 0 && iy < ih as isize).then_some((ky, iy as usize))
         })
         .collect();
-    for (p, out) in dst.chunks_exact_mut(c).enumerate() {
-        let ix0 = ((x0 + p) * w.sw) as isize - w.pad[1] as isize;
-        let mut c0 = 0;
-        // Full blocks: the accumulator lives in registers across all taps.
-        while c0 + LANES <= c {
-            let mut acc: [f32; LANES] = conv.bias[c0..c0 + LANES].try_into().expect("block");
-            for &(ky, iy) in &ky_range {
+    let taps = w.kh * w.kw;
+    let mut c0 = 0;
+    // Channel blocks outer, pixels inner: the block's weights are loaded once per row and
+    // the accumulator stays in registers across all taps.
+    while c0 + LANES <= c && taps <= MAX_TAPS {
+        let mut wb = [[0.0f32; LANES]; MAX_TAPS];
+        for (t, wt) in wb.iter_mut().enumerate().take(taps) {
+            wt.copy_from_slice(&conv.weights[t * c + c0..t * c + c0 + LANES]);
+        }
+        let bias: [f32; LANES] = conv.bias[c0..c0 + LANES].try_into().expect("block");
+        for p in 0..npix {
+            let ix0 = ((x0 + p) * w.sw) as isize - w.pad[1] as isize;
+            let mut acc = bias;
+            for &(ky, iy) in &rows {
+                let row = &input.data[iy * iw * c..(iy + 1) * iw * c];
                 for kx in 0..w.kw {
                     let ix = ix0 + (kx * w.dw) as isize;
                     if ix < 0 || ix >= iw as isize {
                         continue;
                     }
-                    let s: &[f32; LANES] =
-                        input.data[(iy * iw + ix as usize) * c + c0..][..LANES].try_into().expect("block");
-                    let k: &[f32; LANES] =
-                        conv.weights[(ky * w.kw + kx) * c + c0..][..LANES].try_into().expect("block");
+                    let s: &[f32; LANES] = row[ix as usize * c + c0..][..LANES].try_into().expect("block");
+                    let k = &wb[ky * w.kw + kx];
                     for j in 0..LANES {
                         acc[j] = M::mul_add(acc[j], s[j], k[j]);
                     }
                 }
             }
-            out[c0..c0 + LANES].copy_from_slice(&acc);
-            c0 += LANES;
+            dst[p * c + c0..p * c + c0 + LANES].copy_from_slice(&acc);
         }
-        // Remaining channels.
+        c0 += LANES;
+    }
+    // Remaining channels (and very large kernels).
+    for p in 0..npix {
+        let ix0 = ((x0 + p) * w.sw) as isize - w.pad[1] as isize;
         for ch in c0..c {
             let mut acc = conv.bias[ch];
-            for &(ky, iy) in &ky_range {
+            for &(ky, iy) in &rows {
                 for kx in 0..w.kw {
                     let ix = ix0 + (kx * w.dw) as isize;
                     if ix >= 0 && ix < iw as isize {
@@ -131,8 +144,8 @@ fn depthwise_row_impl<M: MulAdd>(conv: &Conv, input: In<'_>, oy: usize, x0: usiz
                     }
                 }
             }
-            out[ch] = acc;
+            dst[p * c + ch] = acc;
         }
-        conv.activation.apply_slice(out);
     }
+    conv.activation.apply_slice(dst);
 }

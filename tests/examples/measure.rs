@@ -1,7 +1,7 @@
 //! The engine-core performance table, every figure measured in one run:
 //!
 //! ```text
-//! cargo run --release -p framecache --example measure -- [../shared/data] [--reps N]
+//! cargo run --release -p framecache-tests --example measure -- [../shared/data] [--reps N]
 //! ```
 //!
 //! * full inference: engine vs tract, 1 and 2 threads (medians, interleaved runs);
@@ -10,46 +10,27 @@
 //! * threshold 4 and 8 on the static clips: MAC saving, speedup, top-1 agreement with
 //!   engine-full, mean and max logit error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use framecache::diff::Metric;
 use framecache::{Fit, Frame, Mode, Plan, Preprocess, Session, SessionOptions};
-use tract_onnx::prelude::*;
+use framecache_tests::{argmax, clip as load_clip, Rgb, TractModel};
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-#[derive(Clone)]
-struct Rgb {
-    w: usize,
-    h: usize,
-    data: Vec<u8>,
-}
-
-fn load_clip(data: &Path, name: &str) -> Res<Vec<Rgb>> {
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(data.join("video").join(name))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    files
-        .iter()
-        .map(|p| {
-            let i = image::open(p)?.to_rgb8();
-            Ok(Rgb { w: i.width() as usize, h: i.height() as usize, data: i.into_raw() })
-        })
-        .collect()
-}
+type Res<T> = anyhow::Result<T>;
 
 /// A `size x size` crop at the top-left of `f` (or of `f` at offset `(ox, oy)`).
 fn crop(f: &Rgb, ox: usize, oy: usize, size: usize) -> Rgb {
+    let (fw, fh) = (f.width, f.height);
     let mut data = Vec::with_capacity(size * size * 3);
     for y in 0..size {
-        let yy = (oy + y).min(f.h - 1);
+        let yy = (oy + y).min(fh - 1);
         for x in 0..size {
-            let xx = (ox + x).min(f.w - 1);
-            data.extend_from_slice(&f.data[(yy * f.w + xx) * 3..][..3]);
+            let xx = (ox + x).min(fw - 1);
+            data.extend_from_slice(&f.data[(yy * fw + xx) * 3..][..3]);
         }
     }
-    Rgb { w: size, h: size, data }
+    Rgb { width: size, height: size, data }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -82,7 +63,7 @@ fn main() -> Res<()> {
     // Frames are given at 224x224 so that tiles map 1:1 onto the input.
     let pre = Preprocess { fit: Fit::Stretch, ..Preprocess::imagenet() };
     let plan = Plan::from_onnx(&model, pre.clone())?;
-    let tract = tract_onnx::onnx().model_for_path(&model)?.into_optimized()?.into_runnable()?;
+    let tract = TractModel::load(&model)?;
     let vtest = load_clip(&data, "static_vtest_pedestrians")?;
     let birds = load_clip(&data, "handheld_cockatoo")?;
     let background = crop(&vtest[0], 48, 8, 224);
@@ -105,8 +86,7 @@ fn main() -> Res<()> {
         for i in 0..reps + 5 {
             let f = crop(&vtest[i % vtest.len()], 48, 8, 224);
             let (_, e) = time(|| s.run_full(&Frame::rgb(224, 224, &f.data)));
-            let input: Tensor = Tensor::from_shape(&[1, 3, 224, 224], &nchw(s.activation(0), 224, 224, 3))?;
-            let (r, t) = time(|| tract.run(tvec!(input.into())));
+            let (r, t) = time(|| tract.run_nhwc(s.activation(0), 224, 224, 3));
             r?;
             if i >= 5 {
                 te.push(e);
@@ -182,7 +162,7 @@ fn main() -> Res<()> {
             let (mut tf, mut tc, mut hit, mut saving, mut agree, mut errs) =
                 (Vec::new(), Vec::new(), 0.0, 0.0, 0, Vec::new());
             for f in &frames {
-                let fr = Frame::rgb(f.w, f.h, &f.data);
+                let fr = f.frame();
                 let (a, c) = time(|| cached.process(&fr));
                 let (b, t) = time(|| full.run_full(&fr));
                 let (a, b) = (a?, b?);
@@ -220,7 +200,7 @@ fn main() -> Res<()> {
                 SessionOptions { mode, tile, dense_crossover: crossover, threads: Some(1), ..Default::default() };
             let mut s = Session::new(plan_crop.clone(), opts)?;
             for (i, f) in frames.iter().enumerate() {
-                let (r, c) = time(|| s.process(&Frame::rgb(f.w, f.h, &f.data)));
+                let (r, c) = time(|| s.process(&f.frame()));
                 r?;
                 if i > 0 {
                     tc.push(c);
@@ -232,18 +212,4 @@ fn main() -> Res<()> {
         println!("| {tile} | {crossover} | {:.1}% | {:.2} |", 100.0 * saving / n, median(&mut tc));
     }
     Ok(())
-}
-
-fn nchw(nhwc: &[f32], h: usize, w: usize, c: usize) -> Vec<f32> {
-    let mut out = vec![0.0; nhwc.len()];
-    for p in 0..h * w {
-        for ch in 0..c {
-            out[ch * h * w + p] = nhwc[p * c + ch];
-        }
-    }
-    out
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
 }
