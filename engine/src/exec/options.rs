@@ -2,11 +2,11 @@ use crate::diff::Metric;
 use crate::error::{Error, Result};
 
 /// Default tile size in input pixels (chosen by measurement; see README "Tile size").
-pub const DEFAULT_TILE: usize = 16;
+pub const DEFAULT_TILE: usize = 8;
 
 /// Dirty fraction above which a node is computed densely rather than rectangle by rectangle
 /// (measured; see README "Dense crossover").
-pub const DEFAULT_DENSE_CROSSOVER: f64 = 0.7;
+pub const DEFAULT_DENSE_CROSSOVER: f64 = 0.9;
 
 /// Change detection mode.
 #[derive(Clone, Copy, Debug, PartialEq)]
