@@ -2,7 +2,7 @@ use crate::diff::Metric;
 use crate::error::{Error, Result};
 
 /// Default tile size in input pixels (chosen by measurement; see README "Tile size").
-pub const DEFAULT_TILE: usize = 8;
+pub const DEFAULT_TILE: usize = 16;
 
 /// Dirty fraction above which a node is computed densely rather than rectangle by rectangle
 /// (measured; see README "Dense crossover").
