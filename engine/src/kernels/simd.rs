@@ -89,13 +89,11 @@ fn depthwise_row_impl<M: MulAdd>(conv: &Conv, input: In<'_>, oy: usize, x0: usiz
     let (ih, iw) = (input.shape.h, input.shape.w);
     let npix = dst.len() / c;
     let iy0 = (oy * w.sh) as isize - w.pad[0] as isize;
-    // Valid kernel rows for this output row (the rest reads padding).
-    let rows: Vec<(usize, usize)> = (0..w.kh)
-        .filter_map(|ky| {
-            let iy = iy0 + (ky * w.dh) as isize;
-            (iy >= 0 && iy < ih as isize).then_some((ky, iy as usize))
-        })
-        .collect();
+    // Kernel rows whose input row is inside the image (a contiguous range; the rest is padding).
+    let first = (0..w.kh).find(|&ky| iy0 + (ky * w.dh) as isize >= 0).unwrap_or(w.kh);
+    let last =
+        (first..w.kh).take_while(|&ky| iy0 + ((ky * w.dh) as isize) < ih as isize).last().map_or(first, |k| k + 1);
+    let rows = (first..last).map(|ky| (ky, (iy0 + (ky * w.dh) as isize) as usize));
     let taps = w.kh * w.kw;
     let mut c0 = 0;
     // Channel blocks outer, pixels inner: the block's weights are loaded once per row and
@@ -109,7 +107,7 @@ fn depthwise_row_impl<M: MulAdd>(conv: &Conv, input: In<'_>, oy: usize, x0: usiz
         for p in 0..npix {
             let ix0 = ((x0 + p) * w.sw) as isize - w.pad[1] as isize;
             let mut acc = bias;
-            for &(ky, iy) in &rows {
+            for (ky, iy) in rows.clone() {
                 let row = &input.data[iy * iw * c..(iy + 1) * iw * c];
                 for kx in 0..w.kw {
                     let ix = ix0 + (kx * w.dw) as isize;
@@ -132,7 +130,7 @@ fn depthwise_row_impl<M: MulAdd>(conv: &Conv, input: In<'_>, oy: usize, x0: usiz
         let ix0 = ((x0 + p) * w.sw) as isize - w.pad[1] as isize;
         for ch in c0..c {
             let mut acc = conv.bias[ch];
-            for &(ky, iy) in &rows {
+            for (ky, iy) in rows.clone() {
                 for kx in 0..w.kw {
                     let ix = ix0 + (kx * w.dw) as isize;
                     if ix >= 0 && ix < iw as isize {
