@@ -76,74 +76,112 @@ unsafe fn depthwise_row_avx512(conv: &Conv, input: In<'_>, oy: usize, x0: usize,
     depthwise_row_impl::<Fused>(conv, input, oy, x0, dst)
 }
 
-/// Channels per register-resident accumulator block.
+/// Floats per accumulator vector (one AVX-512 register, two AVX2 registers).
 const LANES: usize = 16;
-
-/// Kernels up to this many taps keep a channel block's weights in registers.
-const MAX_TAPS: usize = 25;
 
 #[inline(always)]
 fn depthwise_row_impl<M: MulAdd>(conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
     let w = &conv.window;
     let c = conv.cout;
     let (ih, iw) = (input.shape.h, input.shape.w);
+    assert_eq!(input.data.len(), ih * iw * c);
+    assert_eq!(conv.weights.len(), w.kh * w.kw * c);
+    assert_eq!(dst.len() % c, 0);
     let npix = dst.len() / c;
     let iy0 = (oy * w.sh) as isize - w.pad[0] as isize;
     // Kernel rows whose input row is inside the image (a contiguous range; the rest is padding).
-    let first = (0..w.kh).find(|&ky| iy0 + (ky * w.dh) as isize >= 0).unwrap_or(w.kh);
-    let last =
-        (first..w.kh).take_while(|&ky| iy0 + ((ky * w.dh) as isize) < ih as isize).last().map_or(first, |k| k + 1);
-    let rows = (first..last).map(|ky| (ky, (iy0 + (ky * w.dh) as isize) as usize));
-    let taps = w.kh * w.kw;
+    let ky0 = (0..w.kh).find(|&ky| iy0 + (ky * w.dh) as isize >= 0).unwrap_or(w.kh);
+    let ky1 = (ky0..w.kh).take_while(|&ky| iy0 + ((ky * w.dh) as isize) < ih as isize).last().map_or(ky0, |k| k + 1);
+    let geo = RowGeometry { iy0, ky0, ky1, x0, npix };
     let mut c0 = 0;
-    // Channel blocks outer, pixels inner: the block's weights are loaded once per row and
-    // the accumulator stays in registers across all taps.
-    while c0 + LANES <= c && taps <= MAX_TAPS {
-        let mut wb = [[0.0f32; LANES]; MAX_TAPS];
-        for (t, wt) in wb.iter_mut().enumerate().take(taps) {
-            wt.copy_from_slice(&conv.weights[t * c + c0..t * c + c0 + LANES]);
-        }
-        let bias: [f32; LANES] = conv.bias[c0..c0 + LANES].try_into().expect("block");
-        for p in 0..npix {
-            let ix0 = ((x0 + p) * w.sw) as isize - w.pad[1] as isize;
-            let mut acc = bias;
-            for (ky, iy) in rows.clone() {
-                let row = &input.data[iy * iw * c..(iy + 1) * iw * c];
-                for kx in 0..w.kw {
-                    let ix = ix0 + (kx * w.dw) as isize;
-                    if ix < 0 || ix >= iw as isize {
-                        continue;
-                    }
-                    let s: &[f32; LANES] = row[ix as usize * c + c0..][..LANES].try_into().expect("block");
-                    let k = &wb[ky * w.kw + kx];
-                    for j in 0..LANES {
-                        acc[j] = M::mul_add(acc[j], s[j], k[j]);
-                    }
-                }
-            }
-            dst[p * c + c0..p * c + c0 + LANES].copy_from_slice(&acc);
-        }
+    // Wide blocks first: each tap's bookkeeping is shared by 4 vector FMAs.
+    while c0 + 4 * LANES <= c {
+        // SAFETY: extents asserted above; c0 + 64 <= c.
+        unsafe { block::<M, 4>(conv, input, &geo, c0, dst) };
+        c0 += 4 * LANES;
+    }
+    while c0 + LANES <= c {
+        // SAFETY: as above, c0 + 16 <= c.
+        unsafe { block::<M, 1>(conv, input, &geo, c0, dst) };
         c0 += LANES;
     }
-    // Remaining channels (and very large kernels).
     for p in 0..npix {
-        let ix0 = ((x0 + p) * w.sw) as isize - w.pad[1] as isize;
+        let (ix0, kx0, kx1) = geo.columns(w, iw, p);
         for ch in c0..c {
             let mut acc = conv.bias[ch];
-            for (ky, iy) in rows.clone() {
-                for kx in 0..w.kw {
-                    let ix = ix0 + (kx * w.dw) as isize;
-                    if ix >= 0 && ix < iw as isize {
-                        acc = M::mul_add(
-                            acc,
-                            input.data[(iy * iw + ix as usize) * c + ch],
-                            conv.weights[(ky * w.kw + kx) * c + ch],
-                        );
-                    }
+            for ky in ky0..ky1 {
+                let iy = (iy0 + (ky * w.dh) as isize) as usize;
+                for kx in kx0..kx1 {
+                    let ix = (ix0 + (kx * w.dw) as isize) as usize;
+                    acc = M::mul_add(acc, input.data[(iy * iw + ix) * c + ch], conv.weights[(ky * w.kw + kx) * c + ch]);
                 }
             }
             dst[p * c + ch] = acc;
         }
     }
     conv.activation.apply_slice(dst);
+}
+
+/// Where one output row segment reads: valid kernel rows `ky0..ky1`, first output column `x0`.
+struct RowGeometry {
+    iy0: isize,
+    ky0: usize,
+    ky1: usize,
+    x0: usize,
+    npix: usize,
+}
+
+impl RowGeometry {
+    /// First input column and the valid kernel columns `kx0..kx1` of pixel `p`.
+    #[inline(always)]
+    fn columns(&self, w: &crate::graph::Window, iw: usize, p: usize) -> (isize, usize, usize) {
+        let ix0 = ((self.x0 + p) * w.sw) as isize - w.pad[1] as isize;
+        // Interior pixels (the common case) read every kernel column.
+        if ix0 >= 0 && ix0 + (((w.kw - 1) * w.dw) as isize) < iw as isize {
+            return (ix0, 0, w.kw);
+        }
+        let kx0 = (0..w.kw).find(|&kx| ix0 + (kx * w.dw) as isize >= 0).unwrap_or(w.kw);
+        let kx1 =
+            (kx0..w.kw).take_while(|&kx| ix0 + ((kx * w.dw) as isize) < iw as isize).last().map_or(kx0, |k| k + 1);
+        (ix0, kx0, kx1)
+    }
+}
+
+/// Channels `c0..c0 + NB * LANES` of every pixel of the row segment, accumulators in registers.
+///
+/// # Safety
+/// `input`, `conv.weights` and `dst` must have the extents asserted by the caller, and
+/// `c0 + NB * LANES <= conv.cout`.
+#[inline(always)]
+unsafe fn block<M: MulAdd, const NB: usize>(conv: &Conv, input: In<'_>, geo: &RowGeometry, c0: usize, dst: &mut [f32]) {
+    let w = &conv.window;
+    let c = conv.cout;
+    let iw = input.shape.w;
+    let src = input.data.as_ptr();
+    let wts = conv.weights.as_ptr();
+    for p in 0..geo.npix {
+        let (ix0, kx0, kx1) = geo.columns(w, iw, p);
+        let mut acc = [[0.0f32; LANES]; NB];
+        for (b, a) in acc.iter_mut().enumerate() {
+            a.copy_from_slice(&conv.bias[c0 + b * LANES..c0 + (b + 1) * LANES]);
+        }
+        for ky in geo.ky0..geo.ky1 {
+            let iy = (geo.iy0 + (ky * w.dh) as isize) as usize;
+            for kx in kx0..kx1 {
+                let ix = (ix0 + (kx * w.dw) as isize) as usize;
+                // SAFETY: iy < ih and ix < iw by the valid ranges; channel offsets < c.
+                let (s, k) = unsafe { (src.add((iy * iw + ix) * c + c0), wts.add((ky * w.kw + kx) * c + c0)) };
+                for (b, a) in acc.iter_mut().enumerate() {
+                    for j in 0..LANES {
+                        // SAFETY: as above.
+                        let (sv, kv) = unsafe { (*s.add(b * LANES + j), *k.add(b * LANES + j)) };
+                        a[j] = M::mul_add(a[j], sv, kv);
+                    }
+                }
+            }
+        }
+        for (b, a) in acc.iter().enumerate() {
+            dst[p * c + c0 + b * LANES..p * c + c0 + (b + 1) * LANES].copy_from_slice(a);
+        }
+    }
 }
