@@ -64,15 +64,27 @@ pub fn core_models(data: &Path) -> Vec<(PathBuf, Preprocess)> {
     ]
 }
 
-/// tract's full run of an ONNX model, the independent reference.
+/// tract's full run of an ONNX model, the independent reference (and the peer baseline).
 pub struct TractModel {
     model: std::sync::Arc<TypedRunnableModel>,
+    executor: tract_linalg::multithread::Executor,
 }
 
 impl TractModel {
+    /// Loads and optimises the model; it runs single-threaded.
     pub fn load(path: &Path) -> Result<Self> {
         let model = tract_onnx::onnx().model_for_path(path)?.into_optimized()?.into_runnable()?;
-        Ok(Self { model })
+        Ok(Self { model, executor: tract_linalg::multithread::Executor::SingleThread })
+    }
+
+    /// Runs tract's matrix products on a pool of `threads` (its `multithread-mm` feature).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.executor = if threads > 1 {
+            tract_linalg::multithread::Executor::multithread(threads)
+        } else {
+            tract_linalg::multithread::Executor::SingleThread
+        };
+        self
     }
 
     /// Runs on an NHWC input tensor (as the engine holds it) and returns every output flat.
@@ -84,7 +96,9 @@ impl TractModel {
             }
         }
         let input = Tensor::from_shape(&[1, c, h, w], &nchw)?;
-        let out = self.model.run(tvec!(input.into()))?;
+        let out = tract_linalg::multithread::multithread_tract_scope(self.executor.clone(), || {
+            self.model.run(tvec!(input.into()))
+        })?;
         out.iter().map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect())).collect()
     }
 }
