@@ -81,6 +81,52 @@ proptest! {
     ) {
         let mut graph = common::build(h, w, &layers, seed);
         graph.prepare();
-        check_node(&graph, rect)?;
+        // Every instruction-set variant this CPU can run. The override is process-wide; the
+        // tests of this binary all loop over every level, so whichever level a concurrent test
+        // sees, it is checked against the same reference.
+        for level in framecache::kernels::simd_levels() {
+            framecache::kernels::force_simd_level(Some(level));
+            let r = check_node(&graph, rect).map_err(|e| TestCaseError::fail(format!("{level:?}: {e}")));
+            framecache::kernels::force_simd_level(None);
+            r?;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Wide depthwise and pointwise layers: every channel-block size of the fast kernels
+    /// (64-wide, 16-wide and the scalar tail), with padding, stride and dilation.
+    #[test]
+    fn wide_channel_kernels_match_reference(
+        h in 3usize..12,
+        w in 3usize..12,
+        c in 1usize..150,
+        k in 1usize..6,
+        s in 1usize..3,
+        d in 1usize..3,
+        pad in prop::array::uniform4(0usize..3),
+        rect in (0usize..64, 0usize..64, 0usize..64, 0usize..64),
+    ) {
+        use framecache::graph::{Activation, GraphBuilder, Window};
+        let mut b = GraphBuilder::new(h, w, 3);
+        let mut rng = common::Weights(c as u64 * 977 + k as u64);
+        let mut wgt = || rng.next();
+        let one = Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] };
+        let x = b.conv(0, c, one, 1, Activation::Relu, &mut wgt).unwrap();
+        let win = Window { kh: k, kw: k, sh: s, sw: s, dh: d, dw: d, pad: pad.map(|p| p.min(d * (k - 1))) };
+        prop_assume!(win.output_hw(h, w, false).is_some());
+        let y = b.conv(x, c, win, c, Activation::Clip { min: 0.0, max: 6.0 }, &mut wgt).unwrap();
+        let z = b.conv(y, c + 3, one, 1, Activation::Identity, &mut wgt).unwrap();
+        b.output(z);
+        let mut graph = b.build();
+        graph.prepare();
+        for level in framecache::kernels::simd_levels() {
+            framecache::kernels::force_simd_level(Some(level));
+            let r = check_node(&graph, rect).map_err(|e| TestCaseError::fail(format!("{level:?}: {e}")));
+            framecache::kernels::force_simd_level(None);
+            r?;
+        }
     }
 }

@@ -11,7 +11,7 @@ pub mod pointwise;
 pub mod reference;
 mod simd;
 
-pub use simd::{detected as simd_level, Level as SimdLevel};
+pub use simd::{available as simd_levels, detected as simd_level, force_level as force_simd_level, Level as SimdLevel};
 
 use crate::graph::{Activation, BinaryKind, Conv, ConvTranspose, Dense, Graph, Node, Op, PoolKind, Shape};
 use crate::reuse::Rect;

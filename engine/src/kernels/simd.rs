@@ -35,7 +35,48 @@ pub enum Level {
     Avx512,
 }
 
+/// The best level this CPU supports, or the one forced by [`force_level`].
 pub fn detected() -> Level {
+    match FORCED.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => return Level::Baseline,
+        #[cfg(target_arch = "x86_64")]
+        2 => return Level::Avx2Fma,
+        _ => {}
+    }
+    best()
+}
+
+/// Every level this CPU can run, lowest first.
+pub fn available() -> Vec<Level> {
+    let mut out = vec![Level::Baseline];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            out.push(Level::Avx2Fma);
+        }
+        if best() == Level::Avx512 {
+            out.push(Level::Avx512);
+        }
+    }
+    out
+}
+
+static FORCED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Forces a lower SIMD level process-wide (`None`: the best one), so that tests can check
+/// every code path on one machine. Levels the CPU lacks are ignored.
+pub fn force_level(level: Option<Level>) {
+    let code = match level {
+        Some(l) if !available().contains(&l) => 0,
+        Some(Level::Baseline) => 1,
+        #[cfg(target_arch = "x86_64")]
+        Some(Level::Avx2Fma) => 2,
+        _ => 0,
+    };
+    FORCED.store(code, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn best() -> Level {
     static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
