@@ -68,6 +68,19 @@ fn check_node(graph: &Graph, rect_seed: (usize, usize, usize, usize)) -> Result<
     Ok(())
 }
 
+/// Checks every node under every instruction-set variant this CPU can run. The override is
+/// process-wide; the tests of this binary all loop over every level, so whichever level a
+/// concurrent test sees, it is checked against the same reference.
+fn check_every_level(graph: &Graph, rect: (usize, usize, usize, usize)) -> Result<(), TestCaseError> {
+    for level in framecache::kernels::simd_levels() {
+        framecache::kernels::force_simd_level(Some(level));
+        let r = check_node(graph, rect).map_err(|e| TestCaseError::fail(format!("{level:?}: {e}")));
+        framecache::kernels::force_simd_level(None);
+        r?;
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -81,15 +94,7 @@ proptest! {
     ) {
         let mut graph = common::build(h, w, &layers, seed);
         graph.prepare();
-        // Every instruction-set variant this CPU can run. The override is process-wide; the
-        // tests of this binary all loop over every level, so whichever level a concurrent test
-        // sees, it is checked against the same reference.
-        for level in framecache::kernels::simd_levels() {
-            framecache::kernels::force_simd_level(Some(level));
-            let r = check_node(&graph, rect).map_err(|e| TestCaseError::fail(format!("{level:?}: {e}")));
-            framecache::kernels::force_simd_level(None);
-            r?;
-        }
+        check_every_level(&graph, rect)?;
     }
 }
 
@@ -122,11 +127,6 @@ proptest! {
         b.output(z);
         let mut graph = b.build();
         graph.prepare();
-        for level in framecache::kernels::simd_levels() {
-            framecache::kernels::force_simd_level(Some(level));
-            let r = check_node(&graph, rect).map_err(|e| TestCaseError::fail(format!("{level:?}: {e}")));
-            framecache::kernels::force_simd_level(None);
-            r?;
-        }
+        check_every_level(&graph, rect)?;
     }
 }

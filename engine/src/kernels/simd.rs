@@ -1,5 +1,5 @@
 //! Depthwise convolution, compiled several times for different instruction sets and picked at
-//! run time (never `target-cpu=native`). The loop body is written once; each variant only
+//! run time (never by building for the host CPU). The loop body is written once; each variant only
 //! changes the target features the compiler may use, and whether multiply-add is fused.
 
 use super::In;
