@@ -342,17 +342,6 @@ impl Graph {
         }
     }
 
-    /// Consumers of each node.
-    pub fn consumers(&self) -> Vec<Vec<usize>> {
-        let mut out = vec![Vec::new(); self.nodes.len()];
-        for (i, n) in self.nodes.iter().enumerate() {
-            for &j in &n.inputs {
-                out[j].push(i);
-            }
-        }
-        out
-    }
-
     /// Geometry of every node: cumulative stride and receptive field in input pixels.
     pub fn geometry(&self) -> Vec<NodeGeometry> {
         geometry::node_geometry(self)
