@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use clap::{Parser, Subcommand, ValueEnum};
-use framecache::{Mode, Preprocess};
+use clap::{Parser, Subcommand};
+use framecache::Mode;
 
 #[derive(Parser, Debug)]
 #[command(name = "framecache", version, about = "Frame-cache video inference: recompute only what changed")]
@@ -17,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a model over a clip with the frame cache and report reuse per frame.
     Run(crate::run::RunArgs),
+    /// Measure reuse hit rates, speed and fidelity of models on clips.
+    Bench(crate::bench::BenchArgs),
     /// Print the imported graph: nodes, shapes, stride and receptive field, MACs.
     Inspect(crate::inspect::InspectArgs),
 }
@@ -24,45 +26,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(a) => crate::run::run(a),
+        Command::Bench(a) => crate::bench::run(a),
         Command::Inspect(a) => crate::inspect::inspect(a),
-    }
-}
-
-/// Preprocessing presets, until models carry their own sidecar.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum PreprocessPreset {
-    /// Resize 256, centre crop, ImageNet mean/std (torchvision classifiers).
-    Imagenet,
-    /// Resize 256, centre crop, (p - 127) / 128 (EfficientNet-Lite).
-    Tf,
-    /// Stretch, p / 255 (MediaPipe segmentation, landmarks).
-    Unit,
-    /// Stretch, p / 127.5 - 1 (MediaPipe detectors).
-    Signed,
-}
-
-impl PreprocessPreset {
-    pub fn build(self) -> Preprocess {
-        match self {
-            Self::Imagenet => Preprocess::imagenet(),
-            Self::Tf => Preprocess::tf_symmetric(),
-            Self::Unit => Preprocess::default(),
-            Self::Signed => Preprocess::signed_unit(),
-        }
-    }
-
-    /// A guess from the model's file name.
-    pub fn guess(model: &Path) -> Self {
-        let name = model.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-        if name.contains("efficientnet") {
-            Self::Tf
-        } else if name.contains("mobilenet") || name.contains("resnet") {
-            Self::Imagenet
-        } else if name.contains("face_detection") || name.contains("palm") {
-            Self::Signed
-        } else {
-            Self::Unit
-        }
     }
 }
 

@@ -1,11 +1,7 @@
 //! `framecache`: thin binary. Sets up logging, parses arguments, runs, prints the error chain.
 
-mod cli;
-mod clip;
-mod inspect;
-mod run;
-
 use clap::Parser;
+use framecache_app::{bench, cli};
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -15,6 +11,10 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<bench::Interrupted>() => {
+            eprintln!("interrupted: the report above covers what was measured");
+            std::process::ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             for cause in e.chain().skip(1) {

@@ -5,16 +5,18 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use framecache::{Mode, Plan, Session, SessionOptions};
+use framecache::{Mode, Session, SessionOptions};
 
-use crate::cli::PreprocessPreset;
+use crate::clip::Clip;
+use crate::model::Model;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// ONNX model (default: the bundled MobileNetV2).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Folder of numbered PNG/JPEG frames, or one image (default: the bundled clip).
+    /// Folder of numbered PNG/JPEG frames, one image or a .y4m file (default: the bundled
+    /// clip).
     #[arg(long)]
     pub clip: Option<PathBuf>,
     /// exact, threshold=N or mean-threshold=N (grey levels, 0-255).
@@ -29,11 +31,10 @@ pub struct RunArgs {
     /// Recompute everything every N frames.
     #[arg(long)]
     pub refresh: Option<u32>,
-    /// Preprocessing preset (default: guessed from the model's file name).
-    #[arg(long, value_enum)]
-    pub preprocess: Option<PreprocessPreset>,
-    /// Class names, one per line (default: imagenet_classes.txt next to the model, for
-    /// 1000-class outputs).
+    /// Preprocessing sidecar (TOML) to use instead of the model's own `<file name>.toml`.
+    #[arg(long)]
+    pub preprocess: Option<PathBuf>,
+    /// Class names, one per line (default: the labels its sidecar names).
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Process at most this many frames.
@@ -53,9 +54,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(c) => c,
         None => crate::cli::default_clip()?,
     };
-    let preset = args.preprocess.unwrap_or_else(|| PreprocessPreset::guess(&model));
-    let plan = Plan::from_onnx(&model, preset.build()).with_context(|| format!("loading {}", model.display()))?;
-    let labels = load_labels(args.labels.as_deref(), &model)?;
+    let loaded = Model::load(&model, args.preprocess.as_deref())?;
+    let labels = match &args.labels {
+        Some(p) => Some(read_lines(p)?),
+        None => loaded.labels.clone(),
+    };
+    let plan = loaded.plan.clone();
     let options = SessionOptions {
         mode: args.mode,
         tile: args.tile,
@@ -64,24 +68,22 @@ pub fn run(args: RunArgs) -> Result<()> {
         ..Default::default()
     };
     let mut session = Session::new(plan.clone(), options)?;
-    let mut paths = crate::clip::frame_paths(&clip)?;
-    if let Some(n) = args.frames {
-        paths.truncate(n);
-    }
+    let source = Clip::open(&clip)?;
+    let count = args.frames.map_or(source.len(), |n| n.min(source.len()));
     println!(
-        "model {} ({:.0} MMACs), clip {} ({} frames), mode {}, tile {}, preprocess {:?}",
+        "model {} ({:.0} MMACs), clip {} ({} frames), mode {}, tile {}, preprocess {}",
         model.display(),
         plan.total_macs() as f64 / 1e6,
         clip.display(),
-        paths.len(),
+        count,
         args.mode,
         args.tile,
-        preset
+        loaded.config.path.display()
     );
     println!("{:>6} {:>8} {:>8} {:>8}  result", "frame", "hit", "MACsave", "ms");
     let (mut hits, mut savings, mut times) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, p) in paths.iter().enumerate() {
-        let frame = crate::clip::decode(p)?;
+    for i in 0..count {
+        let frame = source.decode(i)?;
         let t = Instant::now();
         let outputs =
             if args.full { session.run_full(&frame.as_frame())? } else { session.process(&frame.as_frame())? };
@@ -118,16 +120,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_labels(explicit: Option<&std::path::Path>, model: &std::path::Path) -> Result<Option<Vec<String>>> {
-    let path = match explicit {
-        Some(p) => p.to_owned(),
-        None => match model.parent().map(|d| d.join("imagenet_classes.txt")).filter(|p| p.is_file()) {
-            Some(p) => p,
-            None => return Ok(None),
-        },
-    };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading labels {}", path.display()))?;
-    Ok(Some(text.lines().map(str::to_owned).collect()))
+fn read_lines(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading labels {}", path.display()))?;
+    Ok(text.lines().map(str::to_owned).collect())
 }
 
 /// One line per output: top-1 for class vectors, value range and coverage for maps.

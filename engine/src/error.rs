@@ -38,6 +38,14 @@ pub enum Error {
     #[error("frame buffer holds {got} bytes but {width}x{height}x{channels} needs {expected}")]
     FrameData { width: usize, height: usize, channels: usize, expected: usize, got: usize },
 
+    /// A model sidecar (TOML) that cannot be read or names an invalid value.
+    #[error("model config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+
+    /// A YUV frame whose planes do not match its declared geometry.
+    #[error("YUV frame {width}x{height}: {reason}")]
+    YuvLayout { width: usize, height: usize, reason: String },
+
     /// An option outside its allowed range.
     #[error("invalid option {name} = {value}: {reason}")]
     InvalidOption { name: &'static str, value: String, reason: String },

@@ -16,11 +16,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Module map: [`graph`] (IR, geometry, cost), [`import`] (ONNX), [`kernels`] (fast and
+//! Module map: [`config`] (model sidecars), [`graph`] (IR, geometry, cost), [`import`] (ONNX), [`kernels`] (fast and
 //! reference kernels on rectangles), [`diff`] (change detection), [`reuse`] (mask propagation
 //! and rectangle cover), [`exec`] (Plan and Session), [`frame`] (frames and preprocessing),
 //! [`stats`].
 
+pub mod config;
 pub mod diff;
 mod error;
 pub mod exec;
@@ -31,7 +32,8 @@ pub mod kernels;
 pub mod reuse;
 pub mod stats;
 
+pub use config::{ModelConfig, Task};
 pub use error::{Error, Result};
 pub use exec::{Mode, Output, Plan, Session, SessionOptions};
-pub use frame::{Fit, Frame, Preprocess};
+pub use frame::{Fit, Frame, Preprocess, YuvImage, YuvRange};
 pub use stats::{FrameStats, Reset};

@@ -162,7 +162,7 @@ fn main() -> Res<()> {
             let (mut tf, mut tc, mut hit, mut saving, mut agree, mut errs) =
                 (Vec::new(), Vec::new(), 0.0, 0.0, 0, Vec::new());
             for f in &frames {
-                let fr = f.frame();
+                let fr = f.as_frame();
                 let (a, c) = time(|| cached.process(&fr));
                 let (b, t) = time(|| full.run_full(&fr));
                 let (a, b) = (a?, b?);
@@ -211,10 +211,10 @@ fn main() -> Res<()> {
             .collect::<Result<Vec<_>, _>>()?;
         let mut full = Session::new(plan_crop.clone(), SessionOptions { threads: Some(1), ..Default::default() })?;
         for (i, f) in frames.iter().enumerate() {
-            let reference = argmax(&full.run_full(&f.frame())?[0].data);
+            let reference = argmax(&full.run_full(&f.as_frame())?[0].data);
             frames_seen += 1;
             for (k, s) in sessions.iter_mut().enumerate() {
-                let (r, c) = time(|| s.process(&f.frame()));
+                let (r, c) = time(|| s.process(&f.as_frame()));
                 agree[k] += usize::from(argmax(&r?[0].data) == reference);
                 if i > 0 {
                     times[k].push(c);

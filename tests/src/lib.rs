@@ -1,11 +1,12 @@
 //! Shared helpers of the cross-crate tests: locating `../shared/data`, decoding real clips
-//! and running tract as the independent reference.
+//! and running tract (the app's baseline runner) as the independent reference.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use framecache::{Frame, Preprocess};
-use tract_onnx::prelude::*;
+use framecache::Preprocess;
+
+pub use framecache_app::baseline::TractModel;
 
 /// `../shared/data` relative to the workspace root, if present.
 pub fn shared_data() -> Option<PathBuf> {
@@ -23,24 +24,7 @@ pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
     d
 }
 
-/// An owned RGB frame.
-#[derive(Clone)]
-pub struct Rgb {
-    pub width: usize,
-    pub height: usize,
-    pub data: Vec<u8>,
-}
-
-impl Rgb {
-    pub fn frame(&self) -> Frame<'_> {
-        Frame::rgb(self.width, self.height, &self.data)
-    }
-}
-
-pub fn load_png(path: &Path) -> Result<Rgb> {
-    let img = image::open(path).with_context(|| format!("decoding {}", path.display()))?.to_rgb8();
-    Ok(Rgb { width: img.width() as usize, height: img.height() as usize, data: img.into_raw() })
-}
+pub use framecache_app::clip::{decode_image as load_png, RgbFrame as Rgb};
 
 /// The frames of a clip folder, in order.
 pub fn clip(data: &Path, name: &str) -> Result<Vec<Rgb>> {
@@ -62,45 +46,6 @@ pub fn core_models(data: &Path) -> Vec<(PathBuf, Preprocess)> {
         (m.join("imagenet/efficientnet_lite0.onnx"), Preprocess::tf_symmetric()),
         (m.join("mediapipe/selfie_segmentation.onnx"), Preprocess::default()),
     ]
-}
-
-/// tract's full run of an ONNX model, the independent reference (and the peer baseline).
-pub struct TractModel {
-    model: std::sync::Arc<TypedRunnableModel>,
-    executor: tract_linalg::multithread::Executor,
-}
-
-impl TractModel {
-    /// Loads and optimises the model; it runs single-threaded.
-    pub fn load(path: &Path) -> Result<Self> {
-        let model = tract_onnx::onnx().model_for_path(path)?.into_optimized()?.into_runnable()?;
-        Ok(Self { model, executor: tract_linalg::multithread::Executor::SingleThread })
-    }
-
-    /// Runs tract's matrix products on a pool of `threads` (its `multithread-mm` feature).
-    pub fn with_threads(mut self, threads: usize) -> Self {
-        self.executor = if threads > 1 {
-            tract_linalg::multithread::Executor::multithread(threads)
-        } else {
-            tract_linalg::multithread::Executor::SingleThread
-        };
-        self
-    }
-
-    /// Runs on an NHWC input tensor (as the engine holds it) and returns every output flat.
-    pub fn run_nhwc(&self, nhwc: &[f32], h: usize, w: usize, c: usize) -> Result<Vec<Vec<f32>>> {
-        let mut nchw = vec![0.0f32; nhwc.len()];
-        for p in 0..h * w {
-            for ch in 0..c {
-                nchw[ch * h * w + p] = nhwc[p * c + ch];
-            }
-        }
-        let input = Tensor::from_shape(&[1, c, h, w], &nchw)?;
-        let out = tract_linalg::multithread::multithread_tract_scope(self.executor.clone(), || {
-            self.model.run(tvec!(input.into()))
-        })?;
-        out.iter().map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect())).collect()
-    }
 }
 
 /// Largest absolute difference, and the largest absolute value of `reference` (for relative

@@ -5,6 +5,10 @@
 //! (where thresholds are meaningful), and [`Preprocess::normalize`] turns those values into
 //! the model's input range.
 
+mod yuv;
+
+pub use yuv::{Plane, YuvImage, YuvRange};
+
 use crate::error::{Error, Result};
 use crate::graph::Shape;
 

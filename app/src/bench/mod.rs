@@ -1,0 +1,313 @@
+//! `framecache bench`: reuse hit rates, speed and fidelity of models on clips, every figure
+//! measured in the same run.
+
+pub mod measure;
+pub mod plots;
+pub mod reference;
+pub mod report;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub use measure::{BenchMode, MeasureOptions};
+use report::{ErrorRecord, Machine, Options, Report, RunRecord};
+
+use crate::baseline::{self, TractModel};
+use crate::clip::Clip;
+use crate::model::Model;
+
+/// Peer runtimes timed on the same frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Baseline {
+    /// tract, in process, interleaved with the engine frame by frame.
+    Tract,
+    /// ONNX Runtime through `bench/ort_baseline.py` (needs python3 with onnxruntime).
+    Ort,
+    /// No peer baseline.
+    None,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// ONNX model; repeat for several (default: the bundled MobileNetV2). Preprocessing comes
+    /// from its sidecar `<file name>.toml`.
+    #[arg(long = "model")]
+    pub models: Vec<PathBuf>,
+    /// Folder of numbered PNG/JPEG frames or a .y4m file; repeat for several (default: the
+    /// bundled clip).
+    #[arg(long = "clip")]
+    pub clips: Vec<PathBuf>,
+    /// Comma-separated modes: full, exact, threshold=N, mean-threshold=N (grey levels, 0-255).
+    /// Engine-full is always measured, as the reference.
+    #[arg(long, value_delimiter = ',', default_value = "full,exact,threshold=4,threshold=8")]
+    pub mode: Vec<BenchMode>,
+    /// Tile size in input pixels (8-32).
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_TILE)]
+    pub tile: usize,
+    /// Threads for the engine and the baselines (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Passes over each clip; each frame's time is the median over passes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+    /// Untimed frames run by every path before measuring.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Measure at most this many frames of each clip.
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Comma-separated peer baselines.
+    #[arg(long, value_delimiter = ',', default_value = "tract")]
+    pub baseline: Vec<Baseline>,
+    /// Preprocessing sidecar (TOML) to use instead of each model's own.
+    #[arg(long)]
+    pub preprocess: Option<PathBuf>,
+    /// Folders with reference outputs (`*<clip>.top5.tsv`) or labels (`<clip>.labels.json`).
+    /// Default: a `reference/` folder beside the clip's folder, as in ../shared/data.
+    #[arg(long)]
+    pub reference: Vec<PathBuf>,
+    /// Folder for the PNG plots and a copy of the report.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where to write the JSON report.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Returned when Ctrl-C stopped the bench after reporting what was measured.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C while the report is written falls through to the default handler.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let report = bench(&args, &stop)?;
+    let md = report::markdown(&report);
+    println!("{md}");
+    if let Some(json) = &args.json {
+        write_json(&report, json)?;
+        eprintln!("wrote {}", json.display());
+    }
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        std::fs::write(out.join("report.md"), &md)?;
+        write_json(&report, &out.join("report.json"))?;
+        let files = plots::render_all(&report, out)?;
+        eprintln!("wrote {} plots and the report to {}", files.len(), out.display());
+    }
+    if report.interrupted {
+        return Err(Interrupted.into());
+    }
+    if !report.errors.is_empty() {
+        anyhow::bail!(
+            "{} problem(s); {} run(s) measured. See \"Not measured\" above.",
+            report.errors.len(),
+            report.runs.len()
+        );
+    }
+    Ok(())
+}
+
+fn write_json(report: &Report, path: &std::path::Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Measures every model on every clip. Failures are recorded and the rest goes on.
+pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let model_paths = if args.models.is_empty() { vec![crate::cli::default_model()?] } else { args.models.clone() };
+    let clip_paths = if args.clips.is_empty() { vec![crate::cli::default_clip()?] } else { args.clips.clone() };
+    let use_tract = args.baseline.contains(&Baseline::Tract);
+    let use_ort = args.baseline.contains(&Baseline::Ort);
+    let opts = MeasureOptions { tile: args.tile, threads, repeat: args.repeat as usize, warmup: args.warmup };
+    let mut report = Report {
+        tool: "framecache bench".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        machine: Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            simd: format!("{:?}", framecache::kernels::simd_level()),
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+        },
+        options: Options {
+            tile: args.tile,
+            threads,
+            repeat: opts.repeat,
+            warmup: args.warmup,
+            baselines: args.baseline.iter().map(|b| format!("{b:?}").to_lowercase()).collect(),
+            aggregation: "Aggregates cover frames 2..N (frame 1 is a cold start); times are per-frame medians \
+                          over repeats, then the median and p90 over frames; speedups are ratios of medians."
+                .into(),
+        },
+        ..Default::default()
+    };
+
+    // Models: the engine's plan, and tract's when it is a baseline.
+    let mut models = Vec::new();
+    for path in &model_paths {
+        let loaded = Model::load(path, args.preprocess.as_deref()).and_then(|m| {
+            let tract = if use_tract { Some(TractModel::load(path)?.with_threads(threads)) } else { None };
+            Ok((m, tract))
+        });
+        match loaded {
+            Ok(m) => models.push(m),
+            Err(e) => report.errors.push(ErrorRecord {
+                model: Some(path.display().to_string()),
+                clip: None,
+                message: format!("{e:#}"),
+            }),
+        }
+    }
+    let ort = if use_ort {
+        match (baseline::ort_script(), baseline::ort_available()) {
+            (Some(script), Ok(_)) => Some(script),
+            (None, _) => {
+                report.notes.push("ONNX Runtime baseline not run: bench/ort_baseline.py not found".into());
+                None
+            }
+            (_, Err(why)) => {
+                report.notes.push(format!("ONNX Runtime baseline not run: {why}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    for n in &report.notes {
+        eprintln!("{n}");
+    }
+
+    let mut clips = Vec::new();
+    for path in &clip_paths {
+        match Clip::open(path) {
+            Ok(c) => clips.push(c),
+            Err(e) => report.errors.push(ErrorRecord {
+                model: None,
+                clip: Some(path.display().to_string()),
+                message: format!("{e:#}"),
+            }),
+        }
+    }
+    let limit = |c: &Clip| args.frames.map_or(c.len(), |n| n.min(c.len()));
+    let total: usize = clips.iter().map(|c| limit(c) * (1 + models.len() * opts.repeat)).sum();
+    let bar = ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} frames {elapsed_precise} (eta {eta}) {msg}")
+            .expect("valid template"),
+    );
+
+    'clips: for clip in &clips {
+        bar.set_message(format!("decoding {}", clip.name));
+        let frames = match clip.decode_all(args.frames, || bar.inc(1)) {
+            Ok(f) => f,
+            Err(e) => {
+                report.errors.push(ErrorRecord {
+                    model: None,
+                    clip: Some(clip.name.clone()),
+                    message: format!("{e:#}"),
+                });
+                continue;
+            }
+        };
+        let dirs = reference_dirs(&args.reference, clip);
+        for (model, tract) in &models {
+            bar.set_message(format!("{} on {}", model.name, clip.name));
+            let measured = reference::find(&clip.path, &clip.name, &model.name, &dirs).and_then(|r| {
+                measure::measure(
+                    model,
+                    tract.as_ref(),
+                    clip,
+                    &frames,
+                    &args.mode,
+                    opts,
+                    r.as_ref(),
+                    &|| bar.inc(1),
+                    stop,
+                )
+            });
+            match measured {
+                Ok(mut m) => {
+                    if let Some(script) = ort.as_ref().filter(|_| !m.interrupted) {
+                        bar.set_message(format!("{} on {}: ONNX Runtime", model.name, clip.name));
+                        if let Err(e) = add_ort(&mut m, script, model, &frames, opts) {
+                            report.notes.push(format!("ONNX Runtime on {} / {}: {e:#}", model.name, clip.name));
+                        }
+                    }
+                    report.runs.extend(m.runs);
+                    if m.interrupted {
+                        report.interrupted = true;
+                        break 'clips;
+                    }
+                }
+                Err(e) => report.errors.push(ErrorRecord {
+                    model: Some(model.name.clone()),
+                    clip: Some(clip.name.clone()),
+                    message: format!("{e:#}"),
+                }),
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// Reference folders for a clip: the ones given, or `<clip folder>/../../reference`.
+fn reference_dirs(given: &[PathBuf], clip: &Clip) -> Vec<PathBuf> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    clip.path.parent().and_then(|p| p.parent()).map(|p| vec![p.join("reference")]).unwrap_or_default()
+}
+
+/// Times ONNX Runtime on the same preprocessed frames and adds its figures to every run.
+fn add_ort(
+    m: &mut measure::Measured,
+    script: &std::path::Path,
+    model: &Model,
+    frames: &[crate::clip::RgbFrame],
+    opts: MeasureOptions,
+) -> Result<()> {
+    let inputs: Vec<Vec<f32>> = frames.iter().map(|f| model.input_nchw(&f.as_frame())).collect();
+    let ort =
+        baseline::run_ort(script, &model.path, &inputs, model.input_dims(), opts.threads, opts.warmup, opts.repeat)?;
+    let per = ort.outputs.len() / frames.len().max(1);
+    let diff = m
+        .full_outputs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, full)| {
+            full.iter().zip(&ort.outputs[i * per..(i + 1) * per]).map(|(a, b)| f64::from((a - b).abs()))
+        })
+        .fold(0.0, f64::max);
+    for r in &mut m.runs {
+        apply_ort(r, &ort.ms, diff);
+    }
+    Ok(())
+}
+
+fn apply_ort(r: &mut RunRecord, ms: &[f64], diff: f64) {
+    let warm = if r.frames > 1 { 1..r.frames } else { 0..r.frames };
+    let w = &ms[warm];
+    let (med, p90) = (report::percentile(w, 0.5), report::percentile(w, 0.9));
+    r.ms_ort_median = Some(med);
+    r.ms_ort_p90 = Some(p90);
+    r.speedup_vs_ort = Some(med / r.ms_cached_median);
+    r.ort_max_abs_diff = Some(diff);
+    for (f, &t) in r.per_frame.iter_mut().zip(ms) {
+        f.ms_ort = Some(t);
+    }
+}

@@ -1,0 +1,262 @@
+//! PNG plots of a bench report, drawn with plotters into a pixel buffer and encoded with
+//! `image`. Text uses egui's bundled Ubuntu Light font, so no system fonts are needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use super::report::{FrameRecord, Report, RunRecord};
+
+const SIZE: (u32, u32) = (1200, 640);
+
+/// One per-frame figure of a run, if it has it.
+type FrameValue = dyn Fn(&FrameRecord) -> Option<f64>;
+
+fn register_fonts() -> Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique] {
+            if plotters::style::register_font("sans-serif", style, epaint_default_fonts::UBUNTU_LIGHT).is_err() {
+                result = Err(anyhow!("the bundled font could not be parsed"));
+            }
+        }
+    });
+    result
+}
+
+/// Draws into an RGB buffer and writes it as PNG.
+fn save(
+    path: &Path,
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
+    let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(root.clone())?;
+        root.present()?;
+    }
+    image::save_buffer(path, &buf, SIZE.0, SIZE.1, image::ExtendedColorType::Rgb8)
+        .map_err(|e| anyhow!("writing {}: {e}", path.display()))
+}
+
+fn file_name(parts: &[&str]) -> String {
+    let joined = parts.join("_");
+    let clean: String = joined.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("{clean}.png")
+}
+
+fn color(k: usize) -> RGBColor {
+    const COLORS: [RGBColor; 6] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+    ];
+    COLORS[k % COLORS.len()]
+}
+
+/// Every plot of the report; returns the files written.
+pub fn render_all(report: &Report, out: &Path) -> Result<Vec<PathBuf>> {
+    register_fonts()?;
+    let mut files = Vec::new();
+    let mut groups: Vec<(&str, &str)> = report.runs.iter().map(|r| (r.model.as_str(), r.clip.as_str())).collect();
+    groups.dedup();
+    for (model, clip) in groups {
+        let runs: Vec<&RunRecord> = report.runs.iter().filter(|r| r.model == model && r.clip == clip).collect();
+        let cached: Vec<&RunRecord> = runs.iter().copied().filter(|r| r.mode != "full").collect();
+        if !cached.is_empty() {
+            let path = out.join(file_name(&["nodes", model, clip]));
+            node_hit_rates(&path, model, clip, &cached)?;
+            files.push(path);
+        }
+        let path = out.join(file_name(&["timeline", model, clip]));
+        timeline(&path, model, clip, &runs)?;
+        files.push(path);
+    }
+    let mut models: Vec<&str> = report.runs.iter().map(|r| r.model.as_str()).collect();
+    models.sort();
+    models.dedup();
+    for model in models {
+        let runs: Vec<&RunRecord> = report.runs.iter().filter(|r| r.model == model && r.mode != "full").collect();
+        if runs.iter().any(|r| fidelity(r).is_some()) {
+            let path = out.join(file_name(&["tradeoff", model]));
+            tradeoff(&path, model, &runs)?;
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+/// Bars: hit rate of every node, one bar per mode.
+fn node_hit_rates(path: &Path, model: &str, clip: &str, runs: &[&RunRecord]) -> Result<()> {
+    save(path, |root| {
+        let n = runs[0].nodes.len();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("{model} on {clip}: hit rate per node"), ("sans-serif", 26))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..1.05)?;
+        chart
+            .configure_mesh()
+            .x_desc("node (input -> output, in execution order)")
+            .y_desc("hit rate (pixels reused)")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
+            .disable_x_mesh()
+            .draw()?;
+        let width = 0.9 / runs.len() as f64;
+        for (k, r) in runs.iter().enumerate() {
+            let c = color(k);
+            chart
+                .draw_series(r.nodes.iter().enumerate().map(|(i, node)| {
+                    let x0 = i as f64 - 0.45 + k as f64 * width;
+                    Rectangle::new([(x0, 0.0), (x0 + width, node.hit_rate)], c.filled())
+                }))?
+                .label(format!("{} (MAC saving {:.1}%)", r.mode, 100.0 * r.mac_saving))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+        Ok(())
+    })
+}
+
+/// Two panels over frames: dirty fraction of the input, and latency per path.
+fn timeline(path: &Path, model: &str, clip: &str, runs: &[&RunRecord]) -> Result<()> {
+    save(path, |root| {
+        let root =
+            root.titled(&format!("{model} on {clip}: per-frame dirty fraction and latency"), ("sans-serif", 26))?;
+        let (top, bottom) = root.split_vertically(SIZE.1 as i32 / 2 - 20);
+        let frames = runs[0].per_frame.len().max(2);
+        let mut dirty = ChartBuilder::on(&top)
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(1f64..frames as f64, 0f64..1.0)?;
+        dirty
+            .configure_mesh()
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_desc("dirty input tiles")
+            .y_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
+            .draw()?;
+        for (k, r) in runs.iter().filter(|r| r.mode != "full").enumerate() {
+            let c = color(k);
+            dirty
+                .draw_series(LineSeries::new(
+                    r.per_frame.iter().enumerate().map(|(i, f)| ((i + 1) as f64, 1.0 - f.input_hit_rate)),
+                    c.stroke_width(2),
+                ))?
+                .label(r.mode.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        dirty.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+
+        let max_ms = runs
+            .iter()
+            .flat_map(|r| r.per_frame.iter().flat_map(|f| [Some(f.ms_full), Some(f.ms_cached), f.ms_tract, f.ms_ort]))
+            .flatten()
+            .fold(1.0f64, f64::max);
+        let mut latency = ChartBuilder::on(&bottom)
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(1f64..frames as f64, 0f64..max_ms * 1.05)?;
+        latency
+            .configure_mesh()
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .x_desc("frame")
+            .y_desc("ms per frame")
+            .draw()?;
+        let series = |f: &FrameValue, r: &RunRecord| -> Vec<(f64, f64)> {
+            r.per_frame.iter().enumerate().filter_map(|(i, fr)| f(fr).map(|v| ((i + 1) as f64, v))).collect()
+        };
+        let reference_lines: [(&str, RGBColor, &FrameValue); 3] = [
+            ("engine full", BLACK, &|f| Some(f.ms_full)),
+            ("tract full", RGBColor(150, 150, 150), &|f| f.ms_tract),
+            ("ONNX Runtime", RGBColor(120, 60, 160), &|f| f.ms_ort),
+        ];
+        for (name, c, get) in reference_lines {
+            let points = series(get, runs[0]);
+            if !points.is_empty() {
+                latency
+                    .draw_series(LineSeries::new(points, c.stroke_width(1)))?
+                    .label(name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+            }
+        }
+        for (k, r) in runs.iter().filter(|r| r.mode != "full").enumerate() {
+            let c = color(k);
+            latency
+                .draw_series(LineSeries::new(series(&|f| Some(f.ms_cached), r), c.stroke_width(2)))?
+                .label(r.mode.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        latency.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+        Ok(())
+    })
+}
+
+/// Top-1 agreement or mask IoU against engine-full, whichever the task has.
+fn fidelity(r: &RunRecord) -> Option<f64> {
+    r.top1_agreement.or(r.mask_iou_mean)
+}
+
+/// Speedup over engine-full against fidelity, one line per clip through its modes.
+fn tradeoff(path: &Path, model: &str, runs: &[&RunRecord]) -> Result<()> {
+    save(path, |root| {
+        let metric = if runs.iter().any(|r| r.top1_agreement.is_some()) { "top-1 agreement" } else { "mask IoU" };
+        let lo = runs.iter().filter_map(|r| fidelity(r)).fold(1.0f64, f64::min);
+        let x0 = (lo - 0.05).clamp(0.0, 0.95);
+        let y1 = runs.iter().map(|r| r.speedup_vs_full).fold(1.0f64, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("{model}: speedup vs fidelity across modes"), ("sans-serif", 26))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..1.01f64, 0f64..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("{metric} with engine full"))
+            .y_desc("speedup over engine full (median ms)")
+            .x_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
+            .draw()?;
+        let mut clips: Vec<&str> = runs.iter().map(|r| r.clip.as_str()).collect();
+        clips.dedup();
+        for (k, clip) in clips.iter().enumerate() {
+            let c = color(k);
+            let points: Vec<(f64, f64)> = runs
+                .iter()
+                .filter(|r| r.clip == *clip)
+                .filter_map(|r| fidelity(r).map(|f| (f, r.speedup_vs_full)))
+                .collect();
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, c.filled())))?;
+            chart
+                .draw_series(LineSeries::new(points, c.stroke_width(2)))?
+                .label(clip.to_string())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        for r in runs {
+            if let Some(f) = fidelity(r) {
+                chart.draw_series(std::iter::once(Text::new(
+                    r.mode.clone(),
+                    (f, r.speedup_vs_full),
+                    ("sans-serif", 13).into_font(),
+                )))?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
+    })
+}

@@ -1,0 +1,316 @@
+//! The bench report: the JSON schema and its Markdown rendering.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything one `framecache bench` invocation measured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub tool: String,
+    pub version: String,
+    pub machine: Machine,
+    pub options: Options,
+    pub runs: Vec<RunRecord>,
+    /// Models or clips that could not be measured, with the reason.
+    pub errors: Vec<ErrorRecord>,
+    /// Notes such as a baseline that could not run.
+    pub notes: Vec<String>,
+    /// Ctrl-C stopped the run; `runs` holds what was measured until then.
+    pub interrupted: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub simd: String,
+    pub os: String,
+    pub arch: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Options {
+    pub tile: usize,
+    pub threads: usize,
+    pub repeat: usize,
+    pub warmup: usize,
+    pub baselines: Vec<String>,
+    /// How aggregates are taken.
+    pub aggregation: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    pub model: Option<String>,
+    pub clip: Option<String>,
+    pub message: String,
+}
+
+/// One (model, clip, mode).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub model: String,
+    pub model_path: String,
+    pub clip: String,
+    pub clip_path: String,
+    pub mode: String,
+    pub task: String,
+    pub frames: usize,
+    pub input_hit_rate_mean: f64,
+    pub input_hit_rate_p10: f64,
+    pub input_hit_rate_p50: f64,
+    pub input_hit_rate_p90: f64,
+    /// 1 − MACs executed ÷ MACs of full inference, mean over frames.
+    pub mac_saving: f64,
+    /// MACs of one full inference.
+    pub macs_full: u64,
+    pub ms_full_median: f64,
+    pub ms_full_p90: f64,
+    pub ms_cached_median: f64,
+    pub ms_cached_p90: f64,
+    pub ms_tract_median: Option<f64>,
+    pub ms_tract_p90: Option<f64>,
+    pub ms_ort_median: Option<f64>,
+    pub ms_ort_p90: Option<f64>,
+    /// `ms_full_median / ms_cached_median`, both from this run.
+    pub speedup_vs_full: f64,
+    pub speedup_vs_tract: Option<f64>,
+    pub speedup_vs_ort: Option<f64>,
+    /// Classifiers: fraction of frames whose top-1 equals engine-full's.
+    pub top1_agreement: Option<f64>,
+    /// Segmenters: mean IoU of the thresholded masks against engine-full's.
+    pub mask_iou_mean: Option<f64>,
+    /// Largest |cached − full| over every output value of every frame.
+    pub max_abs_error: f64,
+    /// Mean |cached − full| over every output value, averaged over frames.
+    pub mean_abs_error: f64,
+    /// Largest |tract − engine full| (first output), a check that the baseline computes the same.
+    pub tract_max_abs_diff: Option<f64>,
+    /// Largest |ONNX Runtime − engine full| (first output).
+    pub ort_max_abs_diff: Option<f64>,
+    /// Against labels or reference top-1, where the clip has them.
+    pub accuracy: Option<Accuracy>,
+    /// Mean time per stage of the measured path, ms.
+    pub stage_ms: StageMs,
+    pub nodes: Vec<NodeRecord>,
+    pub per_frame: Vec<FrameRecord>,
+    pub interrupted: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// The labels or reference file.
+    pub source: String,
+    /// Frames that have a label.
+    pub frames: usize,
+    /// Fraction of those frames whose engine-full top-1 matches.
+    pub top1_full: f64,
+    /// The same for this mode.
+    pub top1_cached: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StageMs {
+    pub preprocess: f64,
+    pub diff: f64,
+    pub propagate: f64,
+    pub compute: f64,
+    pub copy: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    pub op: String,
+    /// MACs of this node in one full inference.
+    pub macs: u64,
+    /// Output pixels reused ÷ all, mean over frames.
+    pub hit_rate: f64,
+    /// Mean kernel time, ms.
+    pub ms: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FrameRecord {
+    pub frame: String,
+    pub input_hit_rate: f64,
+    pub mac_saving: f64,
+    pub ms_full: f64,
+    pub ms_cached: f64,
+    pub ms_tract: Option<f64>,
+    pub ms_ort: Option<f64>,
+    pub max_abs_error: f64,
+    pub top1_agree: Option<bool>,
+    pub mask_iou: Option<f64>,
+}
+
+/// Nearest-rank percentile of unsorted values (`q` in [0, 1]); 0 for no values.
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+pub fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "–".into(), f)
+}
+
+/// Fidelity in one cell: top-1 agreement, mask IoU, or the max error.
+fn fidelity(r: &RunRecord) -> String {
+    match (r.top1_agreement, r.mask_iou_mean) {
+        (Some(t), _) => format!("top-1 {:.1}%", 100.0 * t),
+        (None, Some(iou)) => format!("IoU {iou:.3}"),
+        _ => format!("max err {:.2e}", r.max_abs_error),
+    }
+}
+
+/// The Markdown report: summary, accuracy against references, and per-node hit rates.
+pub fn markdown(report: &Report) -> String {
+    let mut s = String::new();
+    let ort = report.runs.iter().any(|r| r.ms_ort_median.is_some());
+    let _ = writeln!(
+        s,
+        "framecache bench: {} CPUs ({}), {} thread(s), tile {}, {} repeat(s), {} warm-up frame(s). {}\n",
+        report.machine.cpus,
+        report.machine.simd,
+        report.options.threads,
+        report.options.tile,
+        report.options.repeat,
+        report.options.warmup,
+        report.options.aggregation
+    );
+    let _ = write!(
+        s,
+        "| model | clip | mode | frames | input hit mean (p10/p50/p90) | MAC saving | ms full | ms cached | ms tract |"
+    );
+    if ort {
+        s.push_str(" ms ORT |");
+    }
+    s.push_str(" × full | × tract |");
+    if ort {
+        s.push_str(" × ORT |");
+    }
+    s.push_str(" fidelity vs full | max abs err |\n|---|---|---|---:|---|---:|---:|---:|---:|");
+    if ort {
+        s.push_str("---:|");
+    }
+    s.push_str("---:|---:|");
+    if ort {
+        s.push_str("---:|");
+    }
+    s.push_str("---|---:|\n");
+    for r in &report.runs {
+        let _ = write!(
+            s,
+            "| {} | {} | {} | {} | {:.1}% ({:.0}/{:.0}/{:.0}) | {:.1}% | {:.2} | {:.2} | {} |",
+            r.model,
+            r.clip,
+            r.mode,
+            r.frames,
+            100.0 * r.input_hit_rate_mean,
+            100.0 * r.input_hit_rate_p10,
+            100.0 * r.input_hit_rate_p50,
+            100.0 * r.input_hit_rate_p90,
+            100.0 * r.mac_saving,
+            r.ms_full_median,
+            r.ms_cached_median,
+            opt(r.ms_tract_median, |v| format!("{v:.2}")),
+        );
+        if ort {
+            let _ = write!(s, " {} |", opt(r.ms_ort_median, |v| format!("{v:.2}")));
+        }
+        let _ = write!(s, " {:.2}x | {} |", r.speedup_vs_full, opt(r.speedup_vs_tract, |v| format!("{v:.2}x")));
+        if ort {
+            let _ = write!(s, " {} |", opt(r.speedup_vs_ort, |v| format!("{v:.2}x")));
+        }
+        let _ = writeln!(s, " {} | {:.2e} |", fidelity(r), r.max_abs_error);
+    }
+
+    let with_accuracy: Vec<&RunRecord> = report.runs.iter().filter(|r| r.accuracy.is_some()).collect();
+    if !with_accuracy.is_empty() {
+        s.push_str("\nTop-1 against labels or reference outputs (engine full and this mode):\n\n");
+        s.push_str("| model | clip | mode | source | labelled frames | top-1 full | top-1 this mode |\n");
+        s.push_str("|---|---|---|---|---:|---:|---:|\n");
+        for r in with_accuracy {
+            let a = r.accuracy.as_ref().expect("filtered");
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.1}% | {:.1}% |",
+                r.model,
+                r.clip,
+                r.mode,
+                a.source,
+                a.frames,
+                100.0 * a.top1_full,
+                100.0 * a.top1_cached
+            );
+        }
+    }
+
+    // Per-node hit rates: one table per (model, clip), one column per cached mode.
+    let mut groups: Vec<(&str, &str)> = report.runs.iter().map(|r| (r.model.as_str(), r.clip.as_str())).collect();
+    groups.dedup();
+    for (model, clip) in groups {
+        let runs: Vec<&RunRecord> =
+            report.runs.iter().filter(|r| r.model == model && r.clip == clip && r.mode != "full").collect();
+        let Some(first) = runs.first() else { continue };
+        let _ = writeln!(s, "\nHit rate per node, {model} on {clip}:\n");
+        s.push_str("| # | node | op | MMACs |");
+        for r in &runs {
+            let _ = write!(s, " {} |", r.mode);
+        }
+        s.push_str("\n|---:|---|---|---:|");
+        s.push_str(&"---:|".repeat(runs.len()));
+        s.push('\n');
+        for (i, n) in first.nodes.iter().enumerate() {
+            let _ = write!(s, "| {i} | {} | {} | {:.2} |", n.name, n.op, n.macs as f64 / 1e6);
+            for r in &runs {
+                let _ = write!(s, " {:.1}% |", 100.0 * r.nodes.get(i).map_or(0.0, |n| n.hit_rate));
+            }
+            s.push('\n');
+        }
+    }
+    if !report.notes.is_empty() {
+        s.push('\n');
+        for n in &report.notes {
+            let _ = writeln!(s, "Note: {n}");
+        }
+    }
+    if !report.errors.is_empty() {
+        s.push_str("\nNot measured:\n");
+        for e in &report.errors {
+            let what = [e.model.as_deref(), e.clip.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" on ");
+            let _ = writeln!(s, "- {what}: {}", e.message);
+        }
+    }
+    if report.interrupted {
+        s.push_str("\nInterrupted: the figures above cover only the frames measured before Ctrl-C.\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=11).rev().map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&v, 0.5), 6.0);
+        assert_eq!(percentile(&v, 0.9), 10.0);
+        assert_eq!(percentile(&v, 1.0), 11.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}

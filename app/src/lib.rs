@@ -1,0 +1,14 @@
+//! The `framecache` command line as a library, so that its tests share clip reading, model
+//! loading and the baselines with the binary.
+//!
+//! Commands: [`run`] (one model over a clip), [`bench`] (reuse, speed and fidelity),
+//! [`inspect`] (the imported graph). Shared parts: [`clip`] (PNG/JPEG folders and Y4M),
+//! [`model`] (plan + sidecar), [`baseline`] (tract and ONNX Runtime).
+
+pub mod baseline;
+pub mod bench;
+pub mod cli;
+pub mod clip;
+pub mod inspect;
+pub mod model;
+pub mod run;

@@ -1,0 +1,76 @@
+//! A model as the commands use it: the compiled plan plus its sidecar (preprocessing, task,
+//! labels).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use framecache::{Frame, ModelConfig, Plan, Task};
+
+/// A loaded model.
+pub struct Model {
+    pub path: PathBuf,
+    /// The file stem (`mobilenet_v2`), used in reports and to find reference columns.
+    pub name: String,
+    pub plan: Arc<Plan>,
+    pub config: ModelConfig,
+    pub labels: Option<Vec<String>>,
+}
+
+impl Model {
+    /// Imports `path` with the preprocessing of `sidecar`, or of the sidecar found beside the
+    /// model or in the project's `assets/models/`.
+    pub fn load(path: &Path, sidecar: Option<&Path>) -> Result<Self> {
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(framecache::Error::ModelFile { path: path.to_owned(), reason: e.to_string() }.into());
+        }
+        let sidecar = match sidecar {
+            Some(s) => s.to_owned(),
+            None => ModelConfig::find(path, &sidecar_dirs()).with_context(|| {
+                let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                format!(
+                    "no preprocessing sidecar for {}: write {file}.toml beside it or in assets/models/ \
+                     (see assets/models/mobilenet_v2.onnx.toml), or pass --preprocess FILE",
+                    path.display()
+                )
+            })?,
+        };
+        let config = ModelConfig::load(&sidecar)?;
+        let plan = Plan::from_onnx(path, config.preprocess.clone())
+            .with_context(|| format!("cannot load model {}", path.display()))?;
+        let labels = config.load_labels(path)?;
+        let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+        Ok(Self { path: path.to_owned(), name, plan, config, labels })
+    }
+
+    pub fn task(&self) -> Task {
+        self.config.task
+    }
+
+    /// The model's input tensor for `frame`, NCHW, as a peer runtime takes it.
+    pub fn input_nchw(&self, frame: &Frame<'_>) -> Vec<f32> {
+        let shape = self.plan.graph().input_shape();
+        let (mut resampled, mut nhwc) = (Vec::new(), vec![0.0; shape.len()]);
+        self.plan.preprocess().resample(frame, shape, &mut resampled);
+        self.plan.preprocess().normalize(&resampled, &mut nhwc);
+        let hw = shape.h * shape.w;
+        let mut nchw = vec![0.0; nhwc.len()];
+        for (p, px) in nhwc.chunks_exact(shape.c).enumerate() {
+            for (c, &v) in px.iter().enumerate() {
+                nchw[c * hw + p] = v;
+            }
+        }
+        nchw
+    }
+
+    /// The ONNX input shape `[1, C, H, W]`.
+    pub fn input_dims(&self) -> [usize; 4] {
+        let s = self.plan.graph().input_shape();
+        [1, s.c, s.h, s.w]
+    }
+}
+
+/// Where sidecars of models in read-only folders are kept: the project's `assets/models/`.
+pub fn sidecar_dirs() -> Vec<PathBuf> {
+    crate::cli::assets_dir().map(|a| vec![a.join("models")]).unwrap_or_default()
+}

@@ -1,0 +1,199 @@
+//! Model sidecars: a small TOML file, `<model file name>.toml`, that says how frames are fitted
+//! and normalised for a model, what task its output serves and where its labels are.
+//!
+//! ```toml
+//! task = "classify"               # classify | segment | other
+//! labels = "imagenet_classes.txt" # relative to the sidecar's folder, then the model's
+//!
+//! [preprocess]
+//! fit = "center-crop"             # stretch | center-crop
+//! resize_shorter = 256            # center-crop: shorter side before cropping (omit: largest crop)
+//! mean = [0.485, 0.456, 0.406]    # x = (p / 255 - mean) / std
+//! std = [0.229, 0.224, 0.225]
+//! ```
+//!
+//! A sidecar is looked up beside the model first, then in the folders the caller names (the
+//! project keeps sidecars for models that live in read-only folders).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::frame::{Fit, Preprocess};
+
+/// What a model's (first) output means, for decoding and fidelity metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Class scores (logits or probabilities), one vector per frame.
+    Classify,
+    /// A per-pixel probability map.
+    Segment,
+    /// Anything else: compared element-wise only.
+    #[default]
+    Other,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum FitKind {
+    Stretch,
+    CenterCrop,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreprocessToml {
+    fit: FitKind,
+    resize_shorter: Option<usize>,
+    #[serde(default)]
+    mean: [f32; 3],
+    #[serde(default = "unit_std")]
+    std: [f32; 3],
+}
+
+fn unit_std() -> [f32; 3] {
+    [1.0; 3]
+}
+
+fn default_mask_threshold() -> f32 {
+    0.5
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelToml {
+    #[serde(default)]
+    task: Task,
+    labels: Option<PathBuf>,
+    #[serde(default = "default_mask_threshold")]
+    mask_threshold: f32,
+    preprocess: PreprocessToml,
+}
+
+/// A parsed, validated sidecar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub task: Task,
+    /// The labels file as written in the sidecar (see [`ModelConfig::labels_path`]).
+    pub labels: Option<PathBuf>,
+    /// Probability above which a segmentation pixel counts as foreground.
+    pub mask_threshold: f32,
+    pub preprocess: Preprocess,
+}
+
+impl ModelConfig {
+    /// Reads and validates a sidecar.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config { path: path.to_owned(), reason: format!("cannot read: {e}") })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses sidecar text; `path` is used for messages and to resolve relative labels.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let err = |reason: String| Error::Config { path: path.to_owned(), reason };
+        let t: ModelToml = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
+        let p = t.preprocess;
+        let fit = match (p.fit, p.resize_shorter) {
+            (FitKind::Stretch, None) => Fit::Stretch,
+            (FitKind::Stretch, Some(s)) => {
+                return Err(err(format!("preprocess.resize_shorter = {s} needs fit = \"center-crop\"")))
+            }
+            (FitKind::CenterCrop, Some(0)) => return Err(err("preprocess.resize_shorter = 0 must be positive".into())),
+            (FitKind::CenterCrop, shorter) => Fit::CenterCrop { shorter },
+        };
+        if let Some(s) = p.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(err(format!("preprocess.std = {s} must be a positive number")));
+        }
+        if let Some(m) = p.mean.iter().find(|m| !m.is_finite()) {
+            return Err(err(format!("preprocess.mean = {m} must be finite")));
+        }
+        if !(0.0..=1.0).contains(&t.mask_threshold) {
+            return Err(err(format!("mask_threshold = {} must lie in [0, 1]", t.mask_threshold)));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            task: t.task,
+            labels: t.labels,
+            mask_threshold: t.mask_threshold,
+            preprocess: Preprocess { fit, mean: p.mean, std: p.std },
+        })
+    }
+
+    /// The sidecar of `model`: `<model file name>.toml` beside the model, then in each of
+    /// `dirs`. `None` when there is none.
+    pub fn find(model: &Path, dirs: &[PathBuf]) -> Option<PathBuf> {
+        let name = format!("{}.toml", model.file_name()?.to_string_lossy());
+        std::iter::once(model.with_file_name(&name)).chain(dirs.iter().map(|d| d.join(&name))).find(|p| p.is_file())
+    }
+
+    /// The labels file, resolved relative to the sidecar's folder, then the model's folder.
+    pub fn labels_path(&self, model: &Path) -> Option<PathBuf> {
+        let l = self.labels.as_ref()?;
+        if l.is_absolute() {
+            return Some(l.clone());
+        }
+        let beside_sidecar = self.path.parent().map(|d| d.join(l));
+        let beside_model = model.parent().map(|d| d.join(l));
+        beside_sidecar.into_iter().chain(beside_model).find(|p| p.is_file())
+    }
+
+    /// Reads the labels, one per line. `Ok(None)` when the sidecar names none.
+    pub fn load_labels(&self, model: &Path) -> Result<Option<Vec<String>>> {
+        let Some(named) = &self.labels else { return Ok(None) };
+        let path = self.labels_path(model).ok_or_else(|| Error::Config {
+            path: self.path.clone(),
+            reason: format!("labels = {:?} not found beside the sidecar or the model", named.display().to_string()),
+        })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Config {
+            path: self.path.clone(),
+            reason: format!("labels {}: {e}", path.display()),
+        })?;
+        Ok(Some(text.lines().map(str::to_owned).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ModelConfig> {
+        ModelConfig::parse(text, Path::new("m.onnx.toml"))
+    }
+
+    #[test]
+    fn parses_a_classifier() {
+        let c = parse(
+            "task = \"classify\"\nlabels = \"l.txt\"\n[preprocess]\nfit = \"center-crop\"\nresize_shorter = 256\n\
+             mean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n",
+        )
+        .unwrap();
+        assert_eq!(c.task, Task::Classify);
+        assert_eq!(c.preprocess, Preprocess::imagenet());
+        assert_eq!(c.labels.as_deref(), Some(Path::new("l.txt")));
+    }
+
+    #[test]
+    fn defaults_are_unit_scale_and_task_other() {
+        let c = parse("[preprocess]\nfit = \"stretch\"\n").unwrap();
+        assert_eq!(c.task, Task::Other);
+        assert_eq!(c.preprocess, Preprocess::default());
+        assert_eq!(c.mask_threshold, 0.5);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let msg = |t: &str| parse(t).unwrap_err().to_string();
+        assert!(msg("[preprocess]\nfit = \"squash\"\n").contains("squash"));
+        assert!(msg("[preprocess]\nfit = \"stretch\"\nsize = 3\n").contains("size"));
+        assert!(msg("[preprocess]\nfit = \"stretch\"\nresize_shorter = 256\n").contains("resize_shorter"));
+        assert!(msg("[preprocess]\nfit = \"stretch\"\nstd = [1, 0, 1]\n").contains("preprocess.std = 0"));
+        assert!(msg("task = \"classify\"\n").contains("preprocess"));
+        assert!(msg("mask_threshold = 2.0\n[preprocess]\nfit = \"stretch\"\n").contains("mask_threshold"));
+    }
+}

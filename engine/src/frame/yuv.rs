@@ -1,0 +1,244 @@
+//! YUV → RGB for camera and video formats: planar I420 and 4:4:4, semi-planar NV12 and NV21,
+//! each plane with its own row stride (BT.601, limited or full range).
+
+use crate::error::{Error, Result};
+
+/// The sample range of Y, U and V.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum YuvRange {
+    /// Y in 16–235, chroma in 16–240 (video, the default of Y4M and most cameras).
+    #[default]
+    Limited,
+    /// All three in 0–255 (JPEG, some camera pipelines).
+    Full,
+}
+
+/// One plane: `data[y * stride + x * step]` is sample (x, y).
+#[derive(Clone, Copy, Debug)]
+pub struct Plane<'a> {
+    pub data: &'a [u8],
+    /// Bytes from one row to the next.
+    pub stride: usize,
+    /// Bytes from one sample to the next: 1 for planar, 2 for interleaved chroma (NV12, NV21).
+    pub step: usize,
+}
+
+/// A YUV image whose chroma is subsampled by `subsample` in both directions (2 for 4:2:0,
+/// 1 for 4:4:4). Chroma samples sit centred between luma samples (JPEG / MPEG-1 siting).
+#[derive(Clone, Copy, Debug)]
+pub struct YuvImage<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub y: Plane<'a>,
+    pub u: Plane<'a>,
+    pub v: Plane<'a>,
+    pub subsample: usize,
+    pub range: YuvRange,
+}
+
+impl<'a> YuvImage<'a> {
+    /// Tightly packed I420 (Y plane, then U, then V), as in YUV4MPEG2 `C420*`.
+    pub fn i420(width: usize, height: usize, data: &'a [u8], range: YuvRange) -> Result<Self> {
+        Self::packed_planar(width, height, data, 2, range)
+    }
+
+    /// Tightly packed 4:4:4 planes (Y, U, V), as in YUV4MPEG2 `C444`.
+    pub fn yuv444(width: usize, height: usize, data: &'a [u8], range: YuvRange) -> Result<Self> {
+        Self::packed_planar(width, height, data, 1, range)
+    }
+
+    /// Semi-planar 4:2:0: a Y plane and one interleaved chroma plane, UV order (NV12) or VU
+    /// order (NV21, Android's camera default).
+    pub fn nv(
+        width: usize,
+        height: usize,
+        y: (&'a [u8], usize),
+        uv: (&'a [u8], usize),
+        vu_order: bool,
+        range: YuvRange,
+    ) -> Result<Self> {
+        let (first, second) = (uv.0, uv.0.get(1..).unwrap_or_default());
+        let (u, v) = if vu_order { (second, first) } else { (first, second) };
+        let img = Self {
+            width,
+            height,
+            y: Plane { data: y.0, stride: y.1, step: 1 },
+            u: Plane { data: u, stride: uv.1, step: 2 },
+            v: Plane { data: v, stride: uv.1, step: 2 },
+            subsample: 2,
+            range,
+        };
+        img.validate()?;
+        Ok(img)
+    }
+
+    fn packed_planar(width: usize, height: usize, data: &'a [u8], subsample: usize, range: YuvRange) -> Result<Self> {
+        let (cw, ch) = (width.div_ceil(subsample), height.div_ceil(subsample));
+        let (ly, lc) = (width * height, cw * ch);
+        if data.len() != ly + 2 * lc {
+            return Err(Error::YuvLayout {
+                width,
+                height,
+                reason: format!("planar data holds {} bytes, expected {}", data.len(), ly + 2 * lc),
+            });
+        }
+        let img = Self {
+            width,
+            height,
+            y: Plane { data: &data[..ly], stride: width, step: 1 },
+            u: Plane { data: &data[ly..ly + lc], stride: cw, step: 1 },
+            v: Plane { data: &data[ly + lc..], stride: cw, step: 1 },
+            subsample,
+            range,
+        };
+        img.validate()?;
+        Ok(img)
+    }
+
+    /// Checks that every sample the geometry implies lies inside its plane.
+    pub fn validate(&self) -> Result<()> {
+        let err = |reason: String| Error::YuvLayout { width: self.width, height: self.height, reason };
+        if self.width == 0 || self.height == 0 {
+            return Err(Error::EmptyFrame { width: self.width, height: self.height });
+        }
+        if self.subsample != 1 && self.subsample != 2 {
+            return Err(err(format!("chroma subsampling {} is not 1 or 2", self.subsample)));
+        }
+        let (cw, ch) = (self.width.div_ceil(self.subsample), self.height.div_ceil(self.subsample));
+        for (name, p, w, h) in [("Y", self.y, self.width, self.height), ("U", self.u, cw, ch), ("V", self.v, cw, ch)] {
+            if p.step == 0 || p.stride < (w - 1) * p.step + 1 {
+                return Err(err(format!(
+                    "{name} plane: stride {} too small for {w} samples of step {}",
+                    p.stride, p.step
+                )));
+            }
+            let needed = (h - 1) * p.stride + (w - 1) * p.step + 1;
+            if p.data.len() < needed {
+                return Err(err(format!("{name} plane holds {} bytes, needs {needed}", p.data.len())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Converts to packed RGB (BT.601), chroma upsampled bilinearly.
+    pub fn to_rgb(&self, out: &mut Vec<u8>) -> Result<()> {
+        self.validate()?;
+        let (w, h, s) = (self.width, self.height, self.subsample);
+        let (cw, ch) = (w.div_ceil(s), h.div_ceil(s));
+        let (y_scale, y_off, c_scale) = match self.range {
+            YuvRange::Limited => (255.0 / 219.0, 16.0, 255.0 / 224.0),
+            YuvRange::Full => (1.0, 0.0, 1.0),
+        };
+        // Bilinear taps from luma position to chroma samples: (i0, i1, weight of i1).
+        let taps = |n: usize, cn: usize| -> Vec<(usize, usize, f32)> {
+            (0..n)
+                .map(|x| {
+                    let c = ((x as f32 + 0.5) / s as f32 - 0.5).clamp(0.0, (cn - 1) as f32);
+                    let i0 = c.floor() as usize;
+                    (i0, (i0 + 1).min(cn - 1), c - i0 as f32)
+                })
+                .collect()
+        };
+        let (tx, ty) = (taps(w, cw), taps(h, ch));
+        let sample = |p: &Plane<'_>, x: usize, y: usize| p.data[y * p.stride + x * p.step] as f32;
+        let chroma = |p: &Plane<'_>, x: usize, y: usize| {
+            let ((x0, x1, fx), (y0, y1, fy)) = (tx[x], ty[y]);
+            let top = sample(p, x0, y0) + (sample(p, x1, y0) - sample(p, x0, y0)) * fx;
+            let bot = sample(p, x0, y1) + (sample(p, x1, y1) - sample(p, x0, y1)) * fx;
+            (top + (bot - top) * fy - 128.0) * c_scale
+        };
+        out.clear();
+        out.reserve(w * h * 3);
+        for y in 0..h {
+            for x in 0..w {
+                let l = (sample(&self.y, x, y) - y_off) * y_scale;
+                let (cb, cr) = (chroma(&self.u, x, y), chroma(&self.v, x, y));
+                let to_u8 = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+                out.extend_from_slice(&[
+                    to_u8(l + 1.402 * cr),
+                    to_u8(l - 0.344_136 * cb - 0.714_136 * cr),
+                    to_u8(l + 1.772 * cb),
+                ]);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// BT.601 forward transform, the inverse of `to_rgb`.
+    fn to_yuv(rgb: [u8; 3], range: YuvRange) -> [u8; 3] {
+        let [r, g, b] = rgb.map(f32::from);
+        let l = 0.299 * r + 0.587 * g + 0.114 * b;
+        let (cb, cr) = ((b - l) / 1.772, (r - l) / 1.402);
+        let (ys, yo, cs) = match range {
+            YuvRange::Limited => (219.0 / 255.0, 16.0, 224.0 / 255.0),
+            YuvRange::Full => (1.0, 0.0, 1.0),
+        };
+        [l * ys + yo, cb * cs + 128.0, cr * cs + 128.0].map(|v| v.round().clamp(0.0, 255.0) as u8)
+    }
+
+    fn pattern(w: usize, h: usize) -> Vec<[u8; 3]> {
+        (0..w * h).map(|i| [(i * 37 % 256) as u8, (i * 91 % 256) as u8, (i * 13 % 256) as u8]).collect()
+    }
+
+    #[test]
+    fn yuv444_round_trips_within_rounding() {
+        for range in [YuvRange::Limited, YuvRange::Full] {
+            let (w, h) = (7, 5);
+            let px = pattern(w, h);
+            let yuv: Vec<[u8; 3]> = px.iter().map(|&p| to_yuv(p, range)).collect();
+            let planes: Vec<u8> = (0..3).flat_map(|c| yuv.iter().map(move |p| p[c])).collect();
+            let mut rgb = Vec::new();
+            YuvImage::yuv444(w, h, &planes, range).unwrap().to_rgb(&mut rgb).unwrap();
+            let worst = rgb.iter().zip(px.iter().flatten()).map(|(&a, &b)| a.abs_diff(b)).max().unwrap();
+            assert!(worst <= 3, "{range:?}: worst error {worst}");
+        }
+    }
+
+    #[test]
+    fn nv12_nv21_and_i420_agree_with_padding_strides() {
+        let (w, h) = (6, 4);
+        let (cw, ch) = (3, 2);
+        let y: Vec<u8> = (0..h * 8).map(|i| (i * 7 % 251) as u8).collect(); // stride 8
+        let u: Vec<u8> = (0..cw * ch).map(|i| (100 + i * 9) as u8).collect();
+        let v: Vec<u8> = (0..cw * ch).map(|i| (160 - i * 5) as u8).collect();
+        let mut i420 = Vec::new();
+        for r in 0..h {
+            i420.extend_from_slice(&y[r * 8..r * 8 + w]);
+        }
+        i420.extend(&u);
+        i420.extend(&v);
+        let mut a = Vec::new();
+        YuvImage::i420(w, h, &i420, YuvRange::Limited).unwrap().to_rgb(&mut a).unwrap();
+        let stride = 10;
+        let (mut uv, mut vu) = (vec![0u8; ch * stride], vec![0u8; ch * stride]);
+        for r in 0..ch {
+            for c in 0..cw {
+                uv[r * stride + 2 * c] = u[r * cw + c];
+                uv[r * stride + 2 * c + 1] = v[r * cw + c];
+                vu[r * stride + 2 * c] = v[r * cw + c];
+                vu[r * stride + 2 * c + 1] = u[r * cw + c];
+            }
+        }
+        for (buf, vu_order) in [(&uv, false), (&vu, true)] {
+            let mut b = Vec::new();
+            YuvImage::nv(w, h, (&y, 8), (buf, stride), vu_order, YuvRange::Limited).unwrap().to_rgb(&mut b).unwrap();
+            assert_eq!(a, b, "vu_order {vu_order}");
+        }
+    }
+
+    #[test]
+    fn bad_layouts_are_errors() {
+        assert!(YuvImage::i420(4, 4, &[0; 23], YuvRange::Limited).is_err());
+        let y = [0u8; 16];
+        let uv = [0u8; 7];
+        let e = YuvImage::nv(4, 4, (&y, 4), (&uv, 4), false, YuvRange::Full).unwrap_err().to_string();
+        assert!(e.contains("plane"), "{e}");
+        assert!(YuvImage::nv(4, 4, (&y, 3), (&[0; 8], 4), false, YuvRange::Full).is_err());
+        assert!(YuvImage::i420(0, 4, &[], YuvRange::Full).is_err());
+    }
+}
