@@ -251,3 +251,39 @@ fn ort_baseline_runs_or_says_why_not() {
         }
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_prints_what_was_measured() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = scratch("ctrlc");
+    let json = dir.join("bench.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framecache"))
+        .args(["bench", "--mode", "full,exact", "--threads", "1", "--repeat", "3", "--json"])
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("measuring") {
+        line.clear();
+    }
+    assert!(line.contains("measuring mobilenet_v2 on static_coin_motion"), "{line}");
+    // The whole clip takes about 30 s three times over; stop it after a few frames.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("Interrupted: the figures above cover only the frames measured"), "{stdout}");
+    let report = read_json(&json);
+    assert_eq!(report["interrupted"], true);
+    let frames = report["runs"][0]["frames"].as_u64().unwrap();
+    assert!(frames > 0 && frames < 150, "{frames} frames measured before Ctrl-C");
+    assert!(stdout.contains(&format!("| mobilenet_v2 | static_coin_motion | exact | {frames} |")), "{stdout}");
+}

@@ -77,6 +77,9 @@ pub struct BenchArgs {
     /// Where to write the JSON report.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Measure nothing: print and plot (with --out) a JSON report written earlier.
+    #[arg(long, value_name = "JSON")]
+    pub replot: Option<PathBuf>,
 }
 
 /// Returned when Ctrl-C stopped the bench after reporting what was measured.
@@ -95,7 +98,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         });
     }
-    let report = bench(&args, &stop)?;
+    let report = match &args.replot {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not a bench report", path.display()))?
+        }
+        None => bench(&args, &stop)?,
+    };
     let md = report::markdown(&report);
     println!("{md}");
     if let Some(json) = &args.json {
@@ -123,6 +132,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn write_json(report: &Report, path: &std::path::Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let text = serde_json::to_string_pretty(report)?;
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
@@ -225,7 +237,11 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         };
         let dirs = reference_dirs(&args.reference, clip);
         for (model, tract) in &models {
-            bar.set_message(format!("{} on {}", model.name, clip.name));
+            let what = format!("{} on {} ({} frames)", model.name, clip.name, frames.len());
+            if bar.is_hidden() {
+                eprintln!("measuring {what}");
+            }
+            bar.set_message(what);
             let measured = reference::find(&clip.path, &clip.name, &model.name, &dirs).and_then(|r| {
                 measure::measure(
                     model,

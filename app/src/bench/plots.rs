@@ -51,13 +51,18 @@ fn file_name(parts: &[&str]) -> String {
 }
 
 fn color(k: usize) -> RGBColor {
-    const COLORS: [RGBColor; 6] = [
+    // Tableau 10.
+    const COLORS: [RGBColor; 10] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
         RGBColor(44, 160, 44),
         RGBColor(214, 39, 40),
         RGBColor(148, 103, 189),
         RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
     ];
     COLORS[k % COLORS.len()]
 }

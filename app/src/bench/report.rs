@@ -201,7 +201,7 @@ pub fn markdown(report: &Report) -> String {
     if ort {
         s.push_str(" × ORT |");
     }
-    s.push_str(" fidelity vs full | max abs err |\n|---|---|---|---:|---|---:|---:|---:|---:|");
+    s.push_str(" fidelity vs full | max abs err | mean abs err |\n|---|---|---|---:|---|---:|---:|---:|---:|");
     if ort {
         s.push_str("---:|");
     }
@@ -209,7 +209,7 @@ pub fn markdown(report: &Report) -> String {
     if ort {
         s.push_str("---:|");
     }
-    s.push_str("---|---:|\n");
+    s.push_str("---|---:|---:|\n");
     for r in &report.runs {
         let _ = write!(
             s,
@@ -234,7 +234,7 @@ pub fn markdown(report: &Report) -> String {
         if ort {
             let _ = write!(s, " {} |", opt(r.speedup_vs_ort, |v| format!("{v:.2}x")));
         }
-        let _ = writeln!(s, " {} | {:.2e} |", fidelity(r), r.max_abs_error);
+        let _ = writeln!(s, " {} | {:.2e} | {:.2e} |", fidelity(r), r.max_abs_error, r.mean_abs_error);
     }
 
     let with_accuracy: Vec<&RunRecord> = report.runs.iter().filter(|r| r.accuracy.is_some()).collect();
