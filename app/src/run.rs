@@ -19,7 +19,7 @@ pub struct RunArgs {
     /// clip).
     #[arg(long)]
     pub clip: Option<PathBuf>,
-    /// exact, threshold=N or mean-threshold=N (grey levels, 0-255).
+    /// exact, threshold=N, mean-threshold=N or delta=N (grey levels, 0-255).
     #[arg(long, default_value = "exact", value_parser = crate::cli::parse_mode)]
     pub mode: Mode,
     /// Tile size in input pixels (8-32).

@@ -45,6 +45,10 @@ pub struct NodeStats {
     pub macs: u64,
     /// Whether the node was computed densely (dirty fraction above the crossover).
     pub dense: bool,
+    /// Output pixels passed on to consumers as changed ÷ all. Equals `1 − hit_rate` except in
+    /// delta mode, where recomputed pixels that moved less than the node's threshold keep
+    /// their cached value and are not passed on.
+    pub changed: f64,
     /// Wall time of this node's kernels.
     pub time: Duration,
 }

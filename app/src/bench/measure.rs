@@ -288,6 +288,7 @@ impl Summary<'_> {
                 op: n.op.name().to_owned(),
                 macs: n.shape.pixels() as u64 * plan.macs_per_pixel(i),
                 hit_rate: mean(&stats[warm.clone()].iter().map(|s| s.nodes[i].hit_rate).collect::<Vec<_>>()),
+                changed: mean(&stats[warm.clone()].iter().map(|s| s.nodes[i].changed).collect::<Vec<_>>()),
                 ms: mean(&stats[warm.clone()].iter().map(|s| s.nodes[i].time.as_secs_f64() * 1e3).collect::<Vec<_>>()),
             })
             .collect();

@@ -42,7 +42,9 @@ pub struct BenchArgs {
     /// bundled clip).
     #[arg(long = "clip")]
     pub clips: Vec<PathBuf>,
-    /// Comma-separated modes: full, exact, threshold=N, mean-threshold=N (grey levels, 0-255).
+    /// Comma-separated modes: full, exact, threshold=N, mean-threshold=N, delta=N (grey
+    /// levels, 0-255; delta also holds back node outputs that moved less than N/255 of the
+    /// node's RMS).
     /// Engine-full is always measured, as the reference.
     #[arg(long, value_delimiter = ',', default_value = "full,exact,threshold=4,threshold=8")]
     pub mode: Vec<BenchMode>,

@@ -126,6 +126,9 @@ pub struct NodeRecord {
     pub macs: u64,
     /// Output pixels reused ÷ all, mean over frames.
     pub hit_rate: f64,
+    /// Output pixels passed on to consumers as changed ÷ all, mean over frames (below
+    /// `1 − hit_rate` only in delta mode).
+    pub changed: f64,
     /// Mean kernel time, ms.
     pub ms: f64,
 }

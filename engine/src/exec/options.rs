@@ -8,6 +8,8 @@ pub const DEFAULT_TILE: usize = 16;
 /// (measured; see README "Dense crossover").
 pub const DEFAULT_DENSE_CROSSOVER: f64 = 0.9;
 
+const EXPECTED: &str = "expected exact, threshold=N, mean-threshold=N or delta=N";
+
 /// Change detection mode.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
@@ -17,6 +19,14 @@ pub enum Mode {
     /// A tile is reused while its difference to its reference, in grey levels (0–255), stays
     /// at or below `level`.
     Threshold { metric: Metric, level: f32 },
+    /// Input tiles as in `Threshold` (max-abs, `level` grey levels), and per node
+    /// (DeltaCNN-style): a recomputed output position is passed on to the node's consumers only
+    /// when some channel moved by more than `level / 255` times the node's activation scale
+    /// (the root mean square of its output at the last full computation). Otherwise the cached
+    /// value is kept, so sub-threshold changes accumulate until they cross the threshold and
+    /// the error stays bounded per node. (Scaling by max − min instead saved more but lost
+    /// fidelity: coin clip, MobileNetV2, delta=4: 20% top-1 agreement vs 83% with RMS.)
+    Delta { level: f32 },
 }
 
 impl Mode {
@@ -24,6 +34,15 @@ impl Mode {
         match self {
             Mode::Exact => (Metric::MaxAbs, 0.0),
             Mode::Threshold { metric, level } => (metric, level),
+            Mode::Delta { level } => (Metric::MaxAbs, level),
+        }
+    }
+
+    /// The per-node threshold as a fraction of each node's activation range (delta mode).
+    pub(crate) fn node_delta(self) -> Option<f32> {
+        match self {
+            Mode::Delta { level } => Some(level / 255.0),
+            _ => None,
         }
     }
 }
@@ -34,30 +53,33 @@ impl std::fmt::Display for Mode {
             Mode::Exact => write!(f, "exact"),
             Mode::Threshold { metric: Metric::MaxAbs, level } => write!(f, "threshold={level}"),
             Mode::Threshold { metric: Metric::MeanAbs, level } => write!(f, "mean-threshold={level}"),
+            Mode::Delta { level } => write!(f, "delta={level}"),
         }
     }
 }
 
 impl std::str::FromStr for Mode {
     type Err = Error;
-    /// `exact`, `threshold=N` (max-abs) or `mean-threshold=N`.
+    /// `exact`, `threshold=N` (max-abs), `mean-threshold=N` or `delta=N`.
     fn from_str(s: &str) -> Result<Self> {
         let bad = |reason: &str| Error::InvalidOption { name: "mode", value: s.to_owned(), reason: reason.to_owned() };
         if s == "exact" {
             return Ok(Mode::Exact);
         }
-        let (metric, v) = if let Some(v) = s.strip_prefix("threshold=") {
-            (Metric::MaxAbs, v)
-        } else if let Some(v) = s.strip_prefix("mean-threshold=") {
-            (Metric::MeanAbs, v)
-        } else {
-            return Err(bad("expected exact, threshold=N or mean-threshold=N"));
-        };
+        let (kind, v) = s.split_once('=').ok_or_else(|| bad(EXPECTED))?;
         let level: f32 = v.parse().map_err(|_| bad("the threshold is not a number"))?;
         if !(0.0..=255.0).contains(&level) {
             return Err(bad("the threshold is in grey levels, 0 to 255"));
         }
-        Ok(if level == 0.0 { Mode::Exact } else { Mode::Threshold { metric, level } })
+        if level == 0.0 {
+            return Ok(Mode::Exact);
+        }
+        match kind {
+            "threshold" => Ok(Mode::Threshold { metric: Metric::MaxAbs, level }),
+            "mean-threshold" => Ok(Mode::Threshold { metric: Metric::MeanAbs, level }),
+            "delta" => Ok(Mode::Delta { level }),
+            _ => Err(bad(EXPECTED)),
+        }
     }
 }
 

@@ -42,6 +42,13 @@ pub struct Session {
     frames: u64,
     since_refresh: u32,
     last: Option<FrameStats>,
+    /// Delta mode: each node's activation scale (root mean square) at the last full
+    /// computation.
+    scales: Vec<f32>,
+    /// Delta mode: whether a node's output is read by another node.
+    has_consumers: Vec<bool>,
+    /// Delta mode: the cached values of the rectangles being recomputed.
+    saved: Vec<f32>,
 }
 
 impl Session {
@@ -61,6 +68,12 @@ impl Session {
         };
         let input = plan.graph().input_shape();
         let acts = plan.graph().nodes.iter().map(|n| vec![0.0; n.shape.len()]).collect();
+        let mut has_consumers = vec![false; plan.graph().nodes.len()];
+        for n in &plan.graph().nodes {
+            for &i in &n.inputs {
+                has_consumers[i] = true;
+            }
+        }
         Ok(Self {
             tiling: Tiling::new(input.h, input.w, options.tile),
             plan,
@@ -74,6 +87,9 @@ impl Session {
             frames: 0,
             since_refresh: 0,
             last: None,
+            scales: Vec::new(),
+            has_consumers,
+            saved: Vec::new(),
         })
     }
 
@@ -152,45 +168,18 @@ impl Session {
         }
         times.copy = t.elapsed();
 
-        let t = Instant::now();
         let input_mask = match reset {
             Some(_) => Mask::full(input.h, input.w),
             None => diff::tile_mask(&tiles, self.tiling, input.h, input.w),
         };
-        let masks = reuse::propagate(graph, input_mask);
-        let crossover = self.options.dense_crossover;
-        let work: Vec<(Vec<Rect>, bool, f64)> = graph
-            .nodes
-            .iter()
-            .zip(&masks)
-            .map(|(node, m)| {
-                let frac = m.fraction();
-                if frac == 0.0 {
-                    (Vec::new(), false, 0.0)
-                } else if frac > crossover || node.op.is_global() {
-                    (vec![Rect::full(node.shape)], true, 1.0)
-                } else {
-                    (reuse::cover(m), false, frac)
-                }
-            })
-            .collect();
-        times.propagate = t.elapsed();
-
-        let t = Instant::now();
-        let mut nodes = Vec::with_capacity(graph.nodes.len());
-        let mut macs_executed = 0;
-        for (i, (rects, dense, frac)) in work.iter().enumerate() {
-            let pixels: usize = rects.iter().map(Rect::area).sum();
-            let macs = pixels as u64 * plan.macs_per_pixel(i);
-            macs_executed += macs;
-            let started = Instant::now();
-            if i > 0 && !rects.is_empty() {
-                self.compute_node(i, rects, macs);
-            }
-            let time = started.elapsed();
-            nodes.push(NodeStats { hit_rate: 1.0 - if *dense { 1.0 } else { *frac }, macs, dense: *dense, time });
+        let delta = self.options.mode.node_delta().filter(|_| reset.is_none());
+        let (nodes, macs_executed) = match delta {
+            None => self.run_static(input_mask, reset.is_some(), &mut times),
+            Some(rel) => self.run_delta(input_mask, rel, &mut times),
+        };
+        if reset.is_some() && self.options.mode.node_delta().is_some() {
+            self.scales = self.acts.iter().map(|a| rms(a)).collect();
         }
-        times.compute = t.elapsed();
 
         let t = Instant::now();
         let outputs = self.outputs();
@@ -207,6 +196,141 @@ impl Session {
             times,
         });
         Ok(outputs)
+    }
+
+    /// The work for node `i` given its mask: rectangles, whether dense, dirty fraction.
+    fn work_for(&self, i: usize, m: &Mask) -> (Vec<Rect>, bool, f64) {
+        let node = &self.plan.graph().nodes[i];
+        let frac = m.fraction();
+        if frac == 0.0 {
+            (Vec::new(), false, 0.0)
+        } else if frac > self.options.dense_crossover || node.op.is_global() {
+            (vec![Rect::full(node.shape)], true, 1.0)
+        } else {
+            (reuse::cover(m), false, frac)
+        }
+    }
+
+    /// Exact and threshold modes: the masks follow from the input mask alone. `full` computes
+    /// every position of every node, including positions that read no input at all (a
+    /// transposed convolution whose kernel is smaller than its stride leaves such gaps, which
+    /// hold the bias).
+    fn run_static(&mut self, input_mask: Mask, full: bool, times: &mut StageTimes) -> (Vec<NodeStats>, u64) {
+        let t = Instant::now();
+        let plan = Arc::clone(&self.plan);
+        let work: Vec<_> = if full {
+            plan.graph().nodes.iter().map(|n| (vec![Rect::full(n.shape)], true, 1.0)).collect()
+        } else {
+            let masks = reuse::propagate(plan.graph(), input_mask);
+            masks.iter().enumerate().map(|(i, m)| self.work_for(i, m)).collect()
+        };
+        times.propagate = t.elapsed();
+
+        let t = Instant::now();
+        let mut nodes = Vec::with_capacity(work.len());
+        let mut macs_executed = 0;
+        for (i, (rects, dense, frac)) in work.iter().enumerate() {
+            let pixels: usize = rects.iter().map(Rect::area).sum();
+            let macs = pixels as u64 * plan.macs_per_pixel(i);
+            macs_executed += macs;
+            let started = Instant::now();
+            if i > 0 && !rects.is_empty() {
+                self.compute_node(i, rects, macs);
+            }
+            let hit_rate = 1.0 - if *dense { 1.0 } else { *frac };
+            let time = started.elapsed();
+            nodes.push(NodeStats { hit_rate, macs, dense: *dense, changed: 1.0 - hit_rate, time });
+        }
+        times.compute = t.elapsed();
+        (nodes, macs_executed)
+    }
+
+    /// Delta mode: node by node, recompute what changed inputs reach, then pass on only the
+    /// positions that moved by more than the node's threshold and keep the cached value of the
+    /// others.
+    fn run_delta(&mut self, input_mask: Mask, rel: f32, times: &mut StageTimes) -> (Vec<NodeStats>, u64) {
+        let plan = Arc::clone(&self.plan);
+        let graph = plan.graph();
+        let mut nodes = Vec::with_capacity(graph.nodes.len());
+        let input_frac = input_mask.fraction();
+        nodes.push(NodeStats {
+            hit_rate: 1.0 - input_frac,
+            macs: 0,
+            dense: false,
+            changed: input_frac,
+            time: Default::default(),
+        });
+        let mut changed = Vec::with_capacity(graph.nodes.len());
+        changed.push(input_mask);
+        let mut macs_executed = 0;
+        for (i, node) in graph.nodes.iter().enumerate().skip(1) {
+            let t = Instant::now();
+            let m = reuse::propagate_node(graph, node, &changed);
+            let (rects, dense, frac) = self.work_for(i, &m);
+            times.propagate += t.elapsed();
+
+            let pixels: usize = rects.iter().map(Rect::area).sum();
+            let macs = pixels as u64 * plan.macs_per_pixel(i);
+            macs_executed += macs;
+            let t = Instant::now();
+            let suppress = !rects.is_empty() && self.has_consumers[i];
+            if suppress {
+                self.save_rects(i, &rects);
+            }
+            let started = Instant::now();
+            if !rects.is_empty() {
+                self.compute_node(i, &rects, macs);
+            }
+            let time = started.elapsed();
+            times.compute += time;
+            let out = if suppress {
+                let threshold = rel * self.scales.get(i).copied().unwrap_or(0.0);
+                self.keep_small_changes(i, &rects, threshold)
+            } else {
+                m
+            };
+            times.copy += t.elapsed() - time;
+            let hit_rate = 1.0 - if dense { 1.0 } else { frac };
+            nodes.push(NodeStats { hit_rate, macs, dense, changed: out.fraction(), time });
+            changed.push(out);
+        }
+        (nodes, macs_executed)
+    }
+
+    /// Copies node `i`'s cached values inside `rects` to `self.saved`, rect by rect, row by row.
+    fn save_rects(&mut self, i: usize, rects: &[Rect]) {
+        let s = self.plan.graph().nodes[i].shape;
+        self.saved.clear();
+        for r in rects {
+            for y in r.y0..r.y1 {
+                self.saved.extend_from_slice(&self.acts[i][(y * s.w + r.x0) * s.c..(y * s.w + r.x1) * s.c]);
+            }
+        }
+    }
+
+    /// Compares the recomputed values of node `i` with the saved ones: positions where some
+    /// channel moved by more than `threshold` are returned as changed; the others get their
+    /// cached value back.
+    fn keep_small_changes(&mut self, i: usize, rects: &[Rect], threshold: f32) -> Mask {
+        let s = self.plan.graph().nodes[i].shape;
+        let mut out = Mask::new(s.h, s.w);
+        let act = &mut self.acts[i];
+        let mut saved = self.saved.chunks_exact(s.c);
+        for r in rects {
+            for y in r.y0..r.y1 {
+                for x in r.x0..r.x1 {
+                    let old = saved.next().expect("saved values cover the rectangles");
+                    let new = &mut act[(y * s.w + x) * s.c..(y * s.w + x + 1) * s.c];
+                    let moved = new.iter().zip(old).any(|(n, o)| (n - o).abs() > threshold);
+                    if moved {
+                        out.set(y, x, true);
+                    } else {
+                        new.copy_from_slice(old);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Copies the dirty tiles of the current frame into the reference and the input tensor.
@@ -278,6 +402,12 @@ impl Session {
             })
             .collect()
     }
+}
+
+/// Root mean square of a buffer (0 for an empty one).
+fn rms(a: &[f32]) -> f32 {
+    let sum: f64 = a.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    (sum / a.len().max(1) as f64).sqrt() as f32
 }
 
 /// Splits rectangles into row bands so that there are about `target` tasks.

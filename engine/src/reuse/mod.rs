@@ -17,31 +17,38 @@ mod mask;
 pub use cover::{cover, Rect};
 pub use mask::Mask;
 
-use crate::graph::{Graph, Op};
+use crate::graph::{Graph, Node, Op};
 
 /// Propagates the input mask through the graph: one mask per node, node 0 being `input`.
 pub fn propagate(graph: &Graph, input: Mask) -> Vec<Mask> {
     let mut masks: Vec<Mask> = Vec::with_capacity(graph.nodes.len());
     masks.push(input);
     for node in &graph.nodes[1..] {
-        let s = node.shape;
-        let mut out = Mask::new(s.h, s.w);
-        if node.op.is_global() || matches!(node.op, Op::Input) {
-            if node.inputs.iter().any(|&i| masks[i].any()) {
-                out.fill(true);
-            }
-        } else {
-            for (k, &i) in node.inputs.iter().enumerate() {
-                dilate_into(graph, node, k, &masks[i], &mut out);
-            }
-        }
-        masks.push(out);
+        let m = propagate_node(graph, node, &masks);
+        masks.push(m);
     }
     masks
 }
 
+/// The positions of `node`'s output to recompute, given the changed positions of every earlier
+/// node (`changed[j]` for node `j`; only `node`'s inputs are read).
+pub fn propagate_node(graph: &Graph, node: &Node, changed: &[Mask]) -> Mask {
+    let s = node.shape;
+    let mut out = Mask::new(s.h, s.w);
+    if node.op.is_global() || matches!(node.op, Op::Input) {
+        if node.inputs.iter().any(|&i| changed[i].any()) {
+            out.fill(true);
+        }
+    } else {
+        for (k, &i) in node.inputs.iter().enumerate() {
+            dilate_into(graph, node, k, &changed[i], &mut out);
+        }
+    }
+    out
+}
+
 /// ORs into `out` the positions of `node`'s output whose window over input `k` meets `src`.
-fn dilate_into(graph: &Graph, node: &crate::graph::Node, k: usize, src: &Mask, out: &mut Mask) {
+fn dilate_into(graph: &Graph, node: &Node, k: usize, src: &Mask, out: &mut Mask) {
     let count = src.count();
     if count == 0 {
         return;

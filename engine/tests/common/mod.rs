@@ -1,5 +1,6 @@
 //! Random graphs for the property tests: small convolutional stacks with every op the engine
 //! executes, generated from a list of layer specs.
+#![allow(dead_code)] // Each test binary uses a different part of these helpers.
 
 use framecache::graph::{Activation, BinaryKind, CoordMode, Graph, GraphBuilder, PoolKind, ResizeMode, Window};
 use proptest::prelude::*;
@@ -138,4 +139,45 @@ pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
     let d = b.dense(g, 3, Activation::Identity, &mut wgt).expect("dense");
     b.output(d);
     b.build()
+}
+
+/// A rectangle pasted into a frame with one value in one channel.
+#[derive(Clone, Debug)]
+pub struct Patch {
+    pub y: usize,
+    pub x: usize,
+    pub h: usize,
+    pub w: usize,
+    pub value: u8,
+}
+
+pub fn patch() -> impl Strategy<Value = Patch> {
+    (0usize..64, 0usize..64, 1usize..20, 1usize..20, any::<u8>()).prop_map(|(y, x, h, w, value)| Patch {
+        y,
+        x,
+        h,
+        w,
+        value,
+    })
+}
+
+/// A random first frame, then one frame per entry of `frames` with its patches pasted on the
+/// previous frame (clamped into the frame so that they touch the borders often). An empty
+/// entry repeats the previous frame.
+pub fn sequence(h: usize, w: usize, seed: u64, frames: &[Vec<Patch>]) -> Vec<Vec<u8>> {
+    let mut rng = Weights(seed ^ 0x9e37);
+    let mut pixels: Vec<u8> = (0..h * w * 3).map(|_| (rng.next() * 255.0 + 128.0) as u8).collect();
+    let mut sequence = vec![pixels.clone()];
+    for patches in frames {
+        for p in patches {
+            let (y0, x0) = (p.y.min(h - 1), p.x.min(w - 1));
+            for y in y0..(y0 + p.h).min(h) {
+                for x in x0..(x0 + p.w).min(w) {
+                    pixels[(y * w + x) * 3 + (y + x) % 3] = p.value;
+                }
+            }
+        }
+        sequence.push(pixels.clone());
+    }
+    sequence
 }
