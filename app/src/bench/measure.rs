@@ -48,6 +48,7 @@ pub struct MeasureOptions {
     pub threads: usize,
     pub repeat: usize,
     pub warmup: usize,
+    pub refresh: Option<u32>,
 }
 
 /// What one model on one clip produced.
@@ -134,8 +135,13 @@ pub fn measure(
     tick: &dyn Fn(),
     stop: &AtomicBool,
 ) -> Result<Measured> {
-    let session_opts =
-        |mode: Mode| SessionOptions { mode, tile: opts.tile, threads: Some(opts.threads), ..Default::default() };
+    let session_opts = |mode: Mode| SessionOptions {
+        mode,
+        tile: opts.tile,
+        threads: Some(opts.threads),
+        refresh_interval: opts.refresh,
+        ..Default::default()
+    };
     // Lane 0 is engine-full; the others are the cached modes.
     let mut lanes = Vec::new();
     let cached: Vec<Mode> =

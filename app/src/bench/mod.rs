@@ -54,6 +54,9 @@ pub struct BenchArgs {
     /// Threads for the engine and the baselines (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Recompute everything every N frames in the cached modes (drift control; default never).
+    #[arg(long)]
+    pub refresh: Option<u32>,
     /// Passes over each clip; each frame's time is the median over passes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
@@ -148,7 +151,13 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
     let clip_paths = if args.clips.is_empty() { vec![crate::cli::default_clip()?] } else { args.clips.clone() };
     let use_tract = args.baseline.contains(&Baseline::Tract);
     let use_ort = args.baseline.contains(&Baseline::Ort);
-    let opts = MeasureOptions { tile: args.tile, threads, repeat: args.repeat as usize, warmup: args.warmup };
+    let opts = MeasureOptions {
+        tile: args.tile,
+        threads,
+        repeat: args.repeat as usize,
+        warmup: args.warmup,
+        refresh: args.refresh,
+    };
     let mut report = Report {
         tool: "framecache bench".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -160,6 +169,7 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         },
         options: Options {
             tile: args.tile,
+            refresh: args.refresh,
             threads,
             repeat: opts.repeat,
             warmup: args.warmup,

@@ -31,6 +31,8 @@ pub struct Machine {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Options {
     pub tile: usize,
+    /// Full recomputation every N frames in the cached modes.
+    pub refresh: Option<u32>,
     pub threads: usize,
     pub repeat: usize,
     pub warmup: usize,
@@ -184,11 +186,12 @@ pub fn markdown(report: &Report) -> String {
     let ort = report.runs.iter().any(|r| r.ms_ort_median.is_some());
     let _ = writeln!(
         s,
-        "framecache bench: {} CPUs ({}), {} thread(s), tile {}, {} repeat(s), {} warm-up frame(s). {}\n",
+        "framecache bench: {} CPUs ({}), {} thread(s), tile {}, refresh {}, {} repeat(s), {} warm-up frame(s). {}\n",
         report.machine.cpus,
         report.machine.simd,
         report.options.threads,
         report.options.tile,
+        report.options.refresh.map_or_else(|| "never".to_owned(), |n| format!("every {n} frames")),
         report.options.repeat,
         report.options.warmup,
         report.options.aggregation

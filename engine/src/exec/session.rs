@@ -315,13 +315,17 @@ impl Session {
         let s = self.plan.graph().nodes[i].shape;
         let mut out = Mask::new(s.h, s.w);
         let act = &mut self.acts[i];
-        let mut saved = self.saved.chunks_exact(s.c);
+        let mut offset = 0;
         for r in rects {
+            let len = (r.x1 - r.x0) * s.c;
             for y in r.y0..r.y1 {
-                for x in r.x0..r.x1 {
-                    let old = saved.next().expect("saved values cover the rectangles");
-                    let new = &mut act[(y * s.w + x) * s.c..(y * s.w + x + 1) * s.c];
-                    let moved = new.iter().zip(old).any(|(n, o)| (n - o).abs() > threshold);
+                let new_row = &mut act[(y * s.w + r.x0) * s.c..][..len];
+                let old_row = &self.saved[offset..offset + len];
+                offset += len;
+                let pixels = new_row.chunks_exact_mut(s.c).zip(old_row.chunks_exact(s.c));
+                for (x, (new, old)) in (r.x0..).zip(pixels) {
+                    // No early exit, so that the loop vectorises.
+                    let moved = new.iter().zip(old).fold(false, |m, (n, o)| m | ((n - o).abs() > threshold));
                     if moved {
                         out.set(y, x, true);
                     } else {
