@@ -47,8 +47,9 @@ pub struct Session {
     scales: Vec<f32>,
     /// Delta mode: whether a node's output is read by another node.
     has_consumers: Vec<bool>,
-    /// Delta mode: the cached values of the rectangles being recomputed.
-    saved: Vec<f32>,
+    /// Delta mode: the recomputed values of the node being processed, before they are compared
+    /// with the cached ones (same layout as the node's buffer; only its rectangles are written).
+    fresh: Vec<f32>,
 }
 
 impl Session {
@@ -89,7 +90,7 @@ impl Session {
             last: None,
             scales: Vec::new(),
             has_consumers,
-            saved: Vec::new(),
+            fresh: Vec::new(),
         })
     }
 
@@ -235,7 +236,7 @@ impl Session {
             macs_executed += macs;
             let started = Instant::now();
             if i > 0 && !rects.is_empty() {
-                self.compute_node(i, rects, macs);
+                self.compute_node(i, rects, macs, false);
             }
             let hit_rate = 1.0 - if *dense { 1.0 } else { *frac };
             let time = started.elapsed();
@@ -272,24 +273,23 @@ impl Session {
             let pixels: usize = rects.iter().map(Rect::area).sum();
             let macs = pixels as u64 * plan.macs_per_pixel(i);
             macs_executed += macs;
-            let t = Instant::now();
+            // Nodes that nobody reads are written in place; the others into `fresh`, then
+            // compared with their cached values.
             let suppress = !rects.is_empty() && self.has_consumers[i];
-            if suppress {
-                self.save_rects(i, &rects);
-            }
             let started = Instant::now();
             if !rects.is_empty() {
-                self.compute_node(i, &rects, macs);
+                self.compute_node(i, &rects, macs, suppress);
             }
             let time = started.elapsed();
             times.compute += time;
+            let t = Instant::now();
             let out = if suppress {
                 let threshold = rel * self.scales.get(i).copied().unwrap_or(0.0);
-                self.keep_small_changes(i, &rects, threshold)
+                self.keep_large_changes(i, &rects, threshold)
             } else {
                 m
             };
-            times.copy += t.elapsed() - time;
+            times.copy += t.elapsed();
             let hit_rate = 1.0 - if dense { 1.0 } else { frac };
             nodes.push(NodeStats { hit_rate, macs, dense, changed: out.fraction(), time });
             changed.push(out);
@@ -297,39 +297,25 @@ impl Session {
         (nodes, macs_executed)
     }
 
-    /// Copies node `i`'s cached values inside `rects` to `self.saved`, rect by rect, row by row.
-    fn save_rects(&mut self, i: usize, rects: &[Rect]) {
-        let s = self.plan.graph().nodes[i].shape;
-        self.saved.clear();
-        for r in rects {
-            for y in r.y0..r.y1 {
-                self.saved.extend_from_slice(&self.acts[i][(y * s.w + r.x0) * s.c..(y * s.w + r.x1) * s.c]);
-            }
-        }
-    }
-
-    /// Compares the recomputed values of node `i` with the saved ones: positions where some
-    /// channel moved by more than `threshold` are returned as changed; the others get their
-    /// cached value back.
-    fn keep_small_changes(&mut self, i: usize, rects: &[Rect], threshold: f32) -> Mask {
+    /// Compares the values recomputed into `fresh` with node `i`'s cached ones: positions where
+    /// some channel moved by more than `threshold` take the new value and are returned as
+    /// changed; the others keep their cached value.
+    fn keep_large_changes(&mut self, i: usize, rects: &[Rect], threshold: f32) -> Mask {
         let s = self.plan.graph().nodes[i].shape;
         let mut out = Mask::new(s.h, s.w);
         let act = &mut self.acts[i];
-        let mut offset = 0;
         for r in rects {
             let len = (r.x1 - r.x0) * s.c;
             for y in r.y0..r.y1 {
-                let new_row = &mut act[(y * s.w + r.x0) * s.c..][..len];
-                let old_row = &self.saved[offset..offset + len];
-                offset += len;
-                let pixels = new_row.chunks_exact_mut(s.c).zip(old_row.chunks_exact(s.c));
-                for (x, (new, old)) in (r.x0..).zip(pixels) {
-                    // No early exit, so that the loop vectorises.
-                    let moved = new.iter().zip(old).fold(false, |m, (n, o)| m | ((n - o).abs() > threshold));
-                    if moved {
+                let at = (y * s.w + r.x0) * s.c;
+                let pixels = act[at..at + len].chunks_exact_mut(s.c).zip(self.fresh[at..at + len].chunks_exact(s.c));
+                for (x, (cached, new)) in (r.x0..).zip(pixels) {
+                    // A count rather than an early exit, so that the loop vectorises.
+                    let moved =
+                        new.iter().zip(&*cached).map(|(n, o)| u32::from((n - o).abs() > threshold)).sum::<u32>();
+                    if moved > 0 {
+                        cached.copy_from_slice(new);
                         out.set(y, x, true);
-                    } else {
-                        new.copy_from_slice(old);
                     }
                 }
             }
@@ -355,14 +341,24 @@ impl Session {
         }
     }
 
-    fn compute_node(&mut self, i: usize, rects: &[Rect], macs: u64) {
+    /// Computes `rects` of node `i` into its cached buffer, or into `fresh` when `into_fresh`.
+    fn compute_node(&mut self, i: usize, rects: &[Rect], macs: u64, into_fresh: bool) {
         let graph = self.plan.graph();
         let node = &graph.nodes[i];
         // Inputs always precede the node, so split the buffers there.
         let (before, rest) = self.acts.split_at_mut(i);
         let inputs: Vec<In<'_>> =
             node.inputs.iter().map(|&j| In { data: &before[j], shape: graph.nodes[j].shape }).collect();
-        let out = OutBuf::new(&mut rest[0], node.shape);
+        let len = node.shape.len();
+        let dst = if into_fresh {
+            if self.fresh.len() < len {
+                self.fresh.resize(len, 0.0);
+            }
+            &mut self.fresh[..len]
+        } else {
+            &mut rest[0][..]
+        };
+        let out = OutBuf::new(dst, node.shape);
         match &self.pool {
             Some(pool) if macs >= MIN_PARALLEL_MACS && !node.op.is_global() => {
                 let tasks = split_rows(rects, self.threads * 2);

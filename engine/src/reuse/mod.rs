@@ -55,6 +55,19 @@ fn dilate_into(graph: &Graph, node: &Node, k: usize, src: &Mask, out: &mut Mask)
     }
     let cols: Vec<_> = (0..out.w).map(|x| node.cols_read(graph, k, x)).collect();
     let rows: Vec<_> = (0..out.h).map(|y| node.rows_read(graph, k, y)).collect();
+    if count == src.h * src.w {
+        // Everything changed: every position that reads any input is dirty.
+        for (oy, r) in rows.iter().enumerate() {
+            if r.is_some() {
+                for (ox, c) in cols.iter().enumerate() {
+                    if c.is_some() {
+                        out.set(oy, ox, true);
+                    }
+                }
+            }
+        }
+        return;
+    }
     // Horizontal pass with per-row prefix counts: tmp[iy][ox] = any src[iy][window(ox)].
     let mut tmp = vec![false; src.h * out.w];
     let mut prefix = vec![0u32; src.w + 1];
