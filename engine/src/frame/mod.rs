@@ -113,33 +113,45 @@ impl Preprocess {
         out.clear();
         out.resize(input.h * input.w * 3, 0.0);
         let (fw, fh, ch) = (frame.width, frame.height, frame.channels);
-        let px = |x: usize, y: usize, c: usize| frame.data[(y * fw + x) * ch + c] as f32;
-        let sample = |pos: f32, n: usize| {
-            let p = pos.clamp(0.0, n as f32 - 1.0);
-            let i0 = p.floor() as usize;
-            (i0, (i0 + 1).min(n - 1), p - i0 as f32)
-        };
         // Supersample enough points per output pixel that shrinking does not alias.
         let ky = ((sh / input.h as f32).floor() as usize).max(1);
         let kx = ((sw / input.w as f32).floor() as usize).max(1);
         let inv = 1.0 / (kx * ky) as f32;
+        // Bilinear taps (first index, second index, weight of the second), computed once per
+        // axis: `kx` per output column, `ky` per output row.
+        let taps = |n_out: usize, k: usize, start: f32, span: f32, n_in: usize| -> Vec<(usize, usize, f32)> {
+            let mut t = Vec::with_capacity(n_out * k);
+            for o in 0..n_out {
+                for sub in 0..k {
+                    let pos = start + (o as f32 + (sub as f32 + 0.5) / k as f32) * span / n_out as f32 - 0.5;
+                    let p = pos.clamp(0.0, n_in as f32 - 1.0);
+                    let i0 = p.floor() as usize;
+                    t.push((i0, (i0 + 1).min(n_in - 1), p - i0 as f32));
+                }
+            }
+            t
+        };
+        let xt = taps(input.w, kx, sx0, sw, fw);
+        let yt = taps(input.h, ky, sy0, sh, fh);
+        let data = frame.data;
+        let row_len = fw * ch;
         for oy in 0..input.h {
-            for ox in 0..input.w {
+            let out_row = &mut out[oy * input.w * 3..(oy + 1) * input.w * 3];
+            for (ox, o) in out_row.chunks_exact_mut(3).enumerate() {
                 let mut acc = [0.0f32; 3];
-                for sy in 0..ky {
-                    let fy = sy0 + (oy as f32 + (sy as f32 + 0.5) / ky as f32) * sh / input.h as f32 - 0.5;
-                    let (y0, y1, ty) = sample(fy, fh);
-                    for sx in 0..kx {
-                        let fx = sx0 + (ox as f32 + (sx as f32 + 0.5) / kx as f32) * sw / input.w as f32 - 0.5;
-                        let (x0, x1, tx) = sample(fx, fw);
+                for &(y0, y1, ty) in &yt[oy * ky..(oy + 1) * ky] {
+                    let (r0, r1) = (&data[y0 * row_len..][..row_len], &data[y1 * row_len..][..row_len]);
+                    for &(x0, x1, tx) in &xt[ox * kx..(ox + 1) * kx] {
+                        let (x0, x1) = (x0 * ch, x1 * ch);
                         for (c, a) in acc.iter_mut().enumerate() {
-                            let top = px(x0, y0, c) + (px(x1, y0, c) - px(x0, y0, c)) * tx;
-                            let bot = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * tx;
+                            let (p00, p01) = (r0[x0 + c] as f32, r0[x1 + c] as f32);
+                            let (p10, p11) = (r1[x0 + c] as f32, r1[x1 + c] as f32);
+                            let top = p00 + (p01 - p00) * tx;
+                            let bot = p10 + (p11 - p10) * tx;
                             *a += top + (bot - top) * ty;
                         }
                     }
                 }
-                let o = &mut out[(oy * input.w + ox) * 3..][..3];
                 for c in 0..3 {
                     o[c] = acc[c] * inv;
                 }
@@ -154,6 +166,78 @@ impl Preprocess {
         for (d, s) in dst.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
             for c in 0..3 {
                 d[c] = s[c] * scale[c] - shift[c];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Preprocess {
+        /// The straightforward per-pixel resampler that `resample` must reproduce bit for bit.
+        fn resample_reference(&self, frame: &Frame<'_>, input: Shape, out: &mut Vec<f32>) {
+            let (sx0, sy0, sw, sh) = self.source_region(frame.width, frame.height, input);
+            out.clear();
+            out.resize(input.h * input.w * 3, 0.0);
+            let (fw, fh, ch) = (frame.width, frame.height, frame.channels);
+            let px = |x: usize, y: usize, c: usize| frame.data[(y * fw + x) * ch + c] as f32;
+            let sample = |pos: f32, n: usize| {
+                let p = pos.clamp(0.0, n as f32 - 1.0);
+                let i0 = p.floor() as usize;
+                (i0, (i0 + 1).min(n - 1), p - i0 as f32)
+            };
+            // Supersample enough points per output pixel that shrinking does not alias.
+            let ky = ((sh / input.h as f32).floor() as usize).max(1);
+            let kx = ((sw / input.w as f32).floor() as usize).max(1);
+            let inv = 1.0 / (kx * ky) as f32;
+            for oy in 0..input.h {
+                for ox in 0..input.w {
+                    let mut acc = [0.0f32; 3];
+                    for sy in 0..ky {
+                        let fy = sy0 + (oy as f32 + (sy as f32 + 0.5) / ky as f32) * sh / input.h as f32 - 0.5;
+                        let (y0, y1, ty) = sample(fy, fh);
+                        for sx in 0..kx {
+                            let fx = sx0 + (ox as f32 + (sx as f32 + 0.5) / kx as f32) * sw / input.w as f32 - 0.5;
+                            let (x0, x1, tx) = sample(fx, fw);
+                            for (c, a) in acc.iter_mut().enumerate() {
+                                let top = px(x0, y0, c) + (px(x1, y0, c) - px(x0, y0, c)) * tx;
+                                let bot = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * tx;
+                                *a += top + (bot - top) * ty;
+                            }
+                        }
+                    }
+                    let o = &mut out[(oy * input.w + ox) * 3..][..3];
+                    for c in 0..3 {
+                        o[c] = acc[c] * inv;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resample_matches_the_per_pixel_reference_bit_for_bit() {
+        let mut seed = 17u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 24) as u8
+        };
+        let fits = [Fit::Stretch, Fit::CenterCrop { shorter: Some(256) }, Fit::CenterCrop { shorter: None }];
+        for (fw, fh, ch) in [(320, 240, 3), (320, 180, 4), (57, 91, 3), (640, 480, 3), (224, 224, 3), (5, 7, 3)] {
+            let data: Vec<u8> = (0..fw * fh * ch).map(|_| next()).collect();
+            let frame = Frame { width: fw, height: fh, channels: ch, data: &data };
+            for fit in fits {
+                for input in
+                    [Shape::new(224, 224, 3), Shape::new(256, 256, 3), Shape::new(144, 256, 3), Shape::new(64, 48, 3)]
+                {
+                    let p = Preprocess { fit, ..Preprocess::default() };
+                    let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                    p.resample(&frame, input, &mut fast);
+                    p.resample_reference(&frame, input, &mut slow);
+                    assert!(fast == slow, "{fw}x{fh}x{ch} -> {input:?} with {fit:?}");
+                }
             }
         }
     }
