@@ -47,9 +47,9 @@ pub struct Session {
     scales: Vec<f32>,
     /// Delta mode: whether a node's output is read by another node.
     has_consumers: Vec<bool>,
-    /// Delta mode: the recomputed values of the node being processed, before they are compared
-    /// with the cached ones (same layout as the node's buffer; only its rectangles are written).
-    fresh: Vec<f32>,
+    /// Delta mode: per node, a second buffer that recomputed values go to before they are
+    /// compared with the cached ones (allocated on first use; only the rectangles are written).
+    fresh: Vec<Vec<f32>>,
 }
 
 impl Session {
@@ -89,8 +89,8 @@ impl Session {
             since_refresh: 0,
             last: None,
             scales: Vec::new(),
+            fresh: vec![Vec::new(); has_consumers.len()],
             has_consumers,
-            fresh: Vec::new(),
         })
     }
 
@@ -273,7 +273,7 @@ impl Session {
             let pixels: usize = rects.iter().map(Rect::area).sum();
             let macs = pixels as u64 * plan.macs_per_pixel(i);
             macs_executed += macs;
-            // Nodes that nobody reads are written in place; the others into `fresh`, then
+            // Nodes that nobody reads are written in place; the others into `fresh[i]`, then
             // compared with their cached values.
             let suppress = !rects.is_empty() && self.has_consumers[i];
             let started = Instant::now();
@@ -297,28 +297,37 @@ impl Session {
         (nodes, macs_executed)
     }
 
-    /// Compares the values recomputed into `fresh` with node `i`'s cached ones: positions where
-    /// some channel moved by more than `threshold` take the new value and are returned as
-    /// changed; the others keep their cached value.
+    /// Compares the values recomputed into `fresh[i]` with node `i`'s cached ones: positions
+    /// where some channel moved by more than `threshold` take the new value and are returned as
+    /// changed; the others keep their cached value. A node recomputed in full swaps its buffers
+    /// and copies back only the held-back positions; otherwise the moved positions are copied.
     fn keep_large_changes(&mut self, i: usize, rects: &[Rect], threshold: f32) -> Mask {
         let s = self.plan.graph().nodes[i].shape;
         let mut out = Mask::new(s.h, s.w);
-        let act = &mut self.acts[i];
+        let whole = rects.len() == 1 && rects[0] == Rect::full(s);
+        let (cached, fresh) = (&mut self.acts[i], &mut self.fresh[i]);
         for r in rects {
             let len = (r.x1 - r.x0) * s.c;
             for y in r.y0..r.y1 {
                 let at = (y * s.w + r.x0) * s.c;
-                let pixels = act[at..at + len].chunks_exact_mut(s.c).zip(self.fresh[at..at + len].chunks_exact(s.c));
-                for (x, (cached, new)) in (r.x0..).zip(pixels) {
+                let pixels = cached[at..at + len].chunks_exact_mut(s.c).zip(fresh[at..at + len].chunks_exact_mut(s.c));
+                for (x, (old, new)) in (r.x0..).zip(pixels) {
                     // A count rather than an early exit, so that the loop vectorises.
-                    let moved =
-                        new.iter().zip(&*cached).map(|(n, o)| u32::from((n - o).abs() > threshold)).sum::<u32>();
-                    if moved > 0 {
-                        cached.copy_from_slice(new);
-                        out.set(y, x, true);
+                    let moved = new.iter().zip(&*old).map(|(n, o)| u32::from((n - o).abs() > threshold)).sum::<u32>();
+                    match (moved > 0, whole) {
+                        (true, true) => out.set(y, x, true),
+                        (true, false) => {
+                            old.copy_from_slice(new);
+                            out.set(y, x, true);
+                        }
+                        (false, true) => new.copy_from_slice(old),
+                        (false, false) => {}
                     }
                 }
             }
+        }
+        if whole {
+            std::mem::swap(cached, fresh);
         }
         out
     }
@@ -341,7 +350,7 @@ impl Session {
         }
     }
 
-    /// Computes `rects` of node `i` into its cached buffer, or into `fresh` when `into_fresh`.
+    /// Computes `rects` of node `i` into its cached buffer, or into `fresh[i]` when `into_fresh`.
     fn compute_node(&mut self, i: usize, rects: &[Rect], macs: u64, into_fresh: bool) {
         let graph = self.plan.graph();
         let node = &graph.nodes[i];
@@ -351,10 +360,11 @@ impl Session {
             node.inputs.iter().map(|&j| In { data: &before[j], shape: graph.nodes[j].shape }).collect();
         let len = node.shape.len();
         let dst = if into_fresh {
-            if self.fresh.len() < len {
-                self.fresh.resize(len, 0.0);
+            let fresh = &mut self.fresh[i];
+            if fresh.len() != len {
+                fresh.resize(len, 0.0);
             }
-            &mut self.fresh[..len]
+            &mut fresh[..]
         } else {
             &mut rest[0][..]
         };
