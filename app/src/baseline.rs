@@ -60,14 +60,7 @@ impl TractModel {
 /// The ONNX Runtime baseline script: `$FRAMECACHE_ORT_SCRIPT`, or `bench/ort_baseline.py` in
 /// the project.
 pub fn ort_script() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("FRAMECACHE_ORT_SCRIPT") {
-        return Some(PathBuf::from(p));
-    }
-    let candidates = [
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/ort_baseline.py")),
-        std::env::current_dir().ok().map(|d| d.join("bench/ort_baseline.py")),
-    ];
-    candidates.into_iter().flatten().find(|p| p.is_file())
+    crate::cli::project_path("FRAMECACHE_ORT_SCRIPT", "bench/ort_baseline.py", Path::is_file)
 }
 
 /// Checks that `python3` can import onnxruntime and numpy; returns ORT's version, or why not.

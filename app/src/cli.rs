@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
 use framecache::Mode;
 
 #[derive(Parser, Debug)]
@@ -31,26 +31,44 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Engine options shared by `run` and `bench`.
+#[derive(Args, Debug)]
+pub struct EngineArgs {
+    /// Tile size in input pixels (8-32).
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_TILE)]
+    pub tile: usize,
+    /// Worker threads (default: all cores); bench gives its baselines as many.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Recompute everything every N frames (drift control; default: never).
+    #[arg(long)]
+    pub refresh: Option<u32>,
+    /// Preprocessing sidecar (TOML) to use instead of each model's own `<file name>.toml`.
+    #[arg(long)]
+    pub preprocess: Option<PathBuf>,
+}
+
 pub fn parse_mode(s: &str) -> Result<Mode, String> {
     s.parse().map_err(|e: framecache::Error| e.to_string())
 }
 
-/// The project's `assets/` folder: next to the executable's workspace when run with cargo, or
-/// `$FRAMECACHE_ASSETS`.
-pub fn assets_dir() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("FRAMECACHE_ASSETS") {
-        return Ok(PathBuf::from(p));
+/// A file or folder of the project: `$env` when set, else `relative` in the workspace this
+/// binary was built from, else in the current directory; the first that `accept` takes.
+pub fn project_path(env: &str, relative: &str, accept: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(PathBuf::from(p));
     }
     let candidates = [
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets")),
-        std::env::current_dir().ok().map(|d| d.join("assets")),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)),
+        std::env::current_dir().ok().map(|d| d.join(relative)),
     ];
-    for c in candidates.into_iter().flatten() {
-        if c.join("models").is_dir() {
-            return Ok(c);
-        }
-    }
-    bail!("cannot find the bundled assets/ folder; pass --model and --clip, or set FRAMECACHE_ASSETS")
+    candidates.into_iter().flatten().find(|p| accept(p))
+}
+
+/// The project's `assets/` folder (or `$FRAMECACHE_ASSETS`).
+pub fn assets_dir() -> Result<PathBuf> {
+    project_path("FRAMECACHE_ASSETS", "assets", |p| p.join("models").is_dir())
+        .context("cannot find the bundled assets/ folder; pass --model and --clip, or set FRAMECACHE_ASSETS")
 }
 
 pub fn default_model() -> Result<PathBuf> {

@@ -22,18 +22,8 @@ pub struct RunArgs {
     /// exact, threshold=N, mean-threshold=N or delta=N (grey levels, 0-255).
     #[arg(long, default_value = "exact", value_parser = crate::cli::parse_mode)]
     pub mode: Mode,
-    /// Tile size in input pixels (8-32).
-    #[arg(long, default_value_t = framecache::exec::DEFAULT_TILE)]
-    pub tile: usize,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Recompute everything every N frames.
-    #[arg(long)]
-    pub refresh: Option<u32>,
-    /// Preprocessing sidecar (TOML) to use instead of the model's own `<file name>.toml`.
-    #[arg(long)]
-    pub preprocess: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: crate::cli::EngineArgs,
     /// Class names, one per line (default: the labels its sidecar names).
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -54,7 +44,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(c) => c,
         None => crate::cli::default_clip()?,
     };
-    let loaded = Model::load(&model, args.preprocess.as_deref())?;
+    let loaded = Model::load(&model, args.engine.preprocess.as_deref())?;
     let labels = match &args.labels {
         Some(p) => Some(read_lines(p)?),
         None => loaded.labels.clone(),
@@ -62,9 +52,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     let plan = loaded.plan.clone();
     let options = SessionOptions {
         mode: args.mode,
-        tile: args.tile,
-        threads: args.threads,
-        refresh_interval: args.refresh,
+        tile: args.engine.tile,
+        threads: args.engine.threads,
+        refresh_interval: args.engine.refresh,
         ..Default::default()
     };
     let mut session = Session::new(plan.clone(), options)?;
@@ -77,7 +67,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         clip.display(),
         count,
         args.mode,
-        args.tile,
+        args.engine.tile,
         loaded.config.path.display()
     );
     println!("{:>6} {:>8} {:>8} {:>8}  result", "frame", "hit", "MACsave", "ms");

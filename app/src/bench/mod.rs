@@ -48,15 +48,8 @@ pub struct BenchArgs {
     /// Engine-full is always measured, as the reference.
     #[arg(long, value_delimiter = ',', default_value = "full,exact,threshold=4,threshold=8")]
     pub mode: Vec<BenchMode>,
-    /// Tile size in input pixels (8-32).
-    #[arg(long, default_value_t = framecache::exec::DEFAULT_TILE)]
-    pub tile: usize,
-    /// Threads for the engine and the baselines (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Recompute everything every N frames in the cached modes (drift control; default never).
-    #[arg(long)]
-    pub refresh: Option<u32>,
+    #[command(flatten)]
+    pub engine: crate::cli::EngineArgs,
     /// Passes over each clip; each frame's time is the median over passes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
@@ -69,9 +62,6 @@ pub struct BenchArgs {
     /// Comma-separated peer baselines.
     #[arg(long, value_delimiter = ',', default_value = "tract")]
     pub baseline: Vec<Baseline>,
-    /// Preprocessing sidecar (TOML) to use instead of each model's own.
-    #[arg(long)]
-    pub preprocess: Option<PathBuf>,
     /// Folders with reference outputs (`*<clip>.top5.tsv`) or labels (`<clip>.labels.json`).
     /// Default: a `reference/` folder beside the clip's folder, as in ../shared/data.
     #[arg(long)]
@@ -146,17 +136,17 @@ fn write_json(report: &Report, path: &std::path::Path) -> Result<()> {
 
 /// Measures every model on every clip. Failures are recorded and the rest goes on.
 pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = args.engine.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let model_paths = if args.models.is_empty() { vec![crate::cli::default_model()?] } else { args.models.clone() };
     let clip_paths = if args.clips.is_empty() { vec![crate::cli::default_clip()?] } else { args.clips.clone() };
     let use_tract = args.baseline.contains(&Baseline::Tract);
     let use_ort = args.baseline.contains(&Baseline::Ort);
     let opts = MeasureOptions {
-        tile: args.tile,
+        tile: args.engine.tile,
         threads,
         repeat: args.repeat as usize,
         warmup: args.warmup,
-        refresh: args.refresh,
+        refresh: args.engine.refresh,
     };
     let mut report = Report {
         tool: "framecache bench".into(),
@@ -168,8 +158,8 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
             arch: std::env::consts::ARCH.into(),
         },
         options: Options {
-            tile: args.tile,
-            refresh: args.refresh,
+            tile: args.engine.tile,
+            refresh: args.engine.refresh,
             threads,
             repeat: opts.repeat,
             warmup: args.warmup,
@@ -184,7 +174,7 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
     // Models: the engine's plan, and tract's when it is a baseline.
     let mut models = Vec::new();
     for path in &model_paths {
-        let loaded = Model::load(path, args.preprocess.as_deref()).and_then(|m| {
+        let loaded = Model::load(path, args.engine.preprocess.as_deref()).and_then(|m| {
             let tract = if use_tract { Some(TractModel::load(path)?.with_threads(threads)) } else { None };
             Ok((m, tract))
         });
