@@ -47,12 +47,7 @@ impl TractModel {
 
     /// Runs on an NHWC input (as the engine holds it).
     pub fn run_nhwc(&self, nhwc: &[f32], h: usize, w: usize, c: usize) -> Result<Vec<Vec<f32>>> {
-        let mut nchw = vec![0.0f32; nhwc.len()];
-        for p in 0..h * w {
-            for ch in 0..c {
-                nchw[ch * h * w + p] = nhwc[p * c + ch];
-            }
-        }
+        let nchw = framecache::graph::Shape::new(h, w, c).nhwc_to_nchw(nhwc);
         self.run_nchw(&nchw, [1, c, h, w])
     }
 }

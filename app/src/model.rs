@@ -53,14 +53,7 @@ impl Model {
         let (mut resampled, mut nhwc) = (Vec::new(), vec![0.0; shape.len()]);
         self.plan.preprocess().resample(frame, shape, &mut resampled);
         self.plan.preprocess().normalize(&resampled, &mut nhwc);
-        let hw = shape.h * shape.w;
-        let mut nchw = vec![0.0; nhwc.len()];
-        for (p, px) in nhwc.chunks_exact(shape.c).enumerate() {
-            for (c, &v) in px.iter().enumerate() {
-                nchw[c * hw + p] = v;
-            }
-        }
-        nchw
+        shape.nhwc_to_nchw(&nhwc)
     }
 
     /// The ONNX input shape `[1, C, H, W]`.
@@ -68,6 +61,11 @@ impl Model {
         let s = self.plan.graph().input_shape();
         [1, s.c, s.h, s.w]
     }
+}
+
+/// Index of the largest value (the first on ties; 0 for an empty slice): the top-1 class.
+pub fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
 }
 
 /// Where sidecars of models in read-only folders are kept: the project's `assets/models/`.

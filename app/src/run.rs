@@ -118,8 +118,8 @@ fn read_lines(path: &std::path::Path) -> Result<Vec<String>> {
 /// One line per output: top-1 for class vectors, value range and coverage for maps.
 fn describe(o: &framecache::Output, labels: Option<&[String]>) -> String {
     if o.shape.len() == 2 {
-        let (i, v) =
-            o.data.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        let i = crate::model::argmax(&o.data);
+        let v = o.data.get(i).copied().unwrap_or(f32::NAN);
         let name = labels.filter(|l| l.len() == o.data.len()).map_or_else(|| format!("class {i}"), |l| l[i].clone());
         format!("{}: {name} ({v:.2})", o.name)
     } else {

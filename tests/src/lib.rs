@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use framecache::Preprocess;
 
 pub use framecache_app::baseline::TractModel;
@@ -25,17 +25,11 @@ pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
 }
 
 pub use framecache_app::clip::{decode_image as load_png, RgbFrame as Rgb};
+pub use framecache_app::model::argmax;
 
-/// The frames of a clip folder, in order.
+/// The frames of a clip of `../shared/data/video`, in order.
 pub fn clip(data: &Path, name: &str) -> Result<Vec<Rgb>> {
-    let dir = data.join("video").join(name);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "png"))
-        .collect();
-    files.sort();
-    files.iter().map(|p| load_png(p)).collect()
+    framecache_app::clip::Clip::open(&data.join("video").join(name))?.decode_all(None, || {})
 }
 
 /// The three models of the engine-core issue, with their preprocessing.
@@ -55,8 +49,4 @@ pub fn max_abs_diff(a: &[f32], reference: &[f32]) -> (f32, f32) {
     let d = a.iter().zip(reference).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     let s = reference.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
     (d, s)
-}
-
-pub fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
 }

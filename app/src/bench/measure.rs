@@ -10,10 +10,10 @@ use anyhow::Result;
 use framecache::{FrameStats, Mode, Output, Session, SessionOptions, Task};
 
 use super::reference::Reference;
-use super::report::{mean, percentile, Accuracy, FrameRecord, NodeRecord, RunRecord, StageMs};
+use super::report::{mean, percentile, warm_frames, Accuracy, FrameRecord, NodeRecord, RunRecord, StageMs};
 use crate::baseline::TractModel;
 use crate::clip::{Clip, RgbFrame};
-use crate::model::Model;
+use crate::model::{argmax, Model};
 
 /// A bench mode: engine-full, or the cache in one of its modes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -78,10 +78,6 @@ struct Fidelity {
     top1: Option<usize>,
     top1_agree: Option<bool>,
     iou: Option<f64>,
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
 }
 
 /// Compares `cached` with `full` for a model of the given task.
@@ -254,18 +250,8 @@ struct Summary<'a> {
 }
 
 impl Summary<'_> {
-    /// Aggregates over frames 2..N (frame 1 is a cold start for every path), or over the
-    /// only frame.
-    fn warm(&self) -> std::ops::Range<usize> {
-        if self.done > 1 {
-            1..self.done
-        } else {
-            0..self.done
-        }
-    }
-
     fn record(&self, lane: &Lane) -> RunRecord {
-        let warm = self.warm();
+        let warm = warm_frames(self.done);
         let per_frame_ms = |ms: &[Vec<f64>]| -> Vec<f64> { ms[..self.done].iter().map(|r| median(r)).collect() };
         let full_ms = per_frame_ms(&self.full.ms);
         let cached_ms = per_frame_ms(&lane.ms);

@@ -318,8 +318,7 @@ fn add_ort(
 }
 
 fn apply_ort(r: &mut RunRecord, ms: &[f64], diff: f64) {
-    let warm = if r.frames > 1 { 1..r.frames } else { 0..r.frames };
-    let w = &ms[warm];
+    let w = &ms[report::warm_frames(r.frames)];
     let (med, p90) = (report::percentile(w, 0.5), report::percentile(w, 0.9));
     r.ms_ort_median = Some(med);
     r.ms_ort_p90 = Some(p90);

@@ -159,6 +159,15 @@ pub fn percentile(values: &[f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
+/// The frames that aggregates cover: 2..N (frame 1 is a cold start), or the only frame.
+pub fn warm_frames(frames: usize) -> std::ops::Range<usize> {
+    if frames > 1 {
+        1..frames
+    } else {
+        0..frames
+    }
+}
+
 pub fn mean(values: &[f64]) -> f64 {
     if values.is_empty() {
         0.0

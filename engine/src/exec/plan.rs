@@ -13,6 +13,7 @@ pub struct Plan {
     macs_per_pixel: Vec<u64>,
     geometry: Vec<NodeGeometry>,
     total_macs: u64,
+    has_consumers: Vec<bool>,
 }
 
 impl Plan {
@@ -30,7 +31,11 @@ impl Plan {
         let macs_per_pixel = graph.nodes.iter().map(|n| n.macs_per_pixel(&graph)).collect();
         let geometry = graph.geometry();
         let total_macs = graph.total_macs();
-        Ok(Arc::new(Self { graph, preprocess, macs_per_pixel, geometry, total_macs }))
+        let mut has_consumers = vec![false; graph.nodes.len()];
+        for &i in graph.nodes.iter().flat_map(|n| &n.inputs) {
+            has_consumers[i] = true;
+        }
+        Ok(Arc::new(Self { graph, preprocess, macs_per_pixel, geometry, total_macs, has_consumers }))
     }
 
     /// Imports an ONNX file and compiles it.
@@ -50,6 +55,10 @@ impl Plan {
     /// MACs of one output pixel of node `i`.
     pub fn macs_per_pixel(&self, i: usize) -> u64 {
         self.macs_per_pixel[i]
+    }
+    /// Whether another node reads node `i`'s output.
+    pub fn has_consumers(&self, i: usize) -> bool {
+        self.has_consumers[i]
     }
     /// MACs of one full inference.
     pub fn total_macs(&self) -> u64 {

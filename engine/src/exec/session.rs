@@ -45,8 +45,6 @@ pub struct Session {
     /// Delta mode: each node's activation scale (root mean square) at the last full
     /// computation.
     scales: Vec<f32>,
-    /// Delta mode: whether a node's output is read by another node.
-    has_consumers: Vec<bool>,
     /// Delta mode: per node, a second buffer that recomputed values go to before they are
     /// compared with the cached ones (allocated on first use; only the rectangles are written).
     fresh: Vec<Vec<f32>>,
@@ -68,13 +66,8 @@ impl Session {
             None
         };
         let input = plan.graph().input_shape();
-        let acts = plan.graph().nodes.iter().map(|n| vec![0.0; n.shape.len()]).collect();
-        let mut has_consumers = vec![false; plan.graph().nodes.len()];
-        for n in &plan.graph().nodes {
-            for &i in &n.inputs {
-                has_consumers[i] = true;
-            }
-        }
+        let acts: Vec<Vec<f32>> = plan.graph().nodes.iter().map(|n| vec![0.0; n.shape.len()]).collect();
+        let fresh = vec![Vec::new(); acts.len()];
         Ok(Self {
             tiling: Tiling::new(input.h, input.w, options.tile),
             plan,
@@ -89,8 +82,7 @@ impl Session {
             since_refresh: 0,
             last: None,
             scales: Vec::new(),
-            fresh: vec![Vec::new(); has_consumers.len()],
-            has_consumers,
+            fresh,
         })
     }
 
@@ -275,7 +267,7 @@ impl Session {
             macs_executed += macs;
             // Nodes that nobody reads are written in place; the others into `fresh[i]`, then
             // compared with their cached values.
-            let suppress = !rects.is_empty() && self.has_consumers[i];
+            let suppress = !rects.is_empty() && plan.has_consumers(i);
             let started = Instant::now();
             if !rects.is_empty() {
                 self.compute_node(i, &rects, macs, suppress);
@@ -397,17 +389,7 @@ impl Session {
             .map(|o| {
                 let s = graph.nodes[o.node].shape;
                 let src = &self.acts[o.node];
-                let data = if o.onnx_shape.len() == 4 {
-                    let mut d = vec![0.0; src.len()];
-                    for (p, px) in src.chunks_exact(s.c).enumerate() {
-                        for (c, &v) in px.iter().enumerate() {
-                            d[c * s.pixels() + p] = v;
-                        }
-                    }
-                    d
-                } else {
-                    src.clone()
-                };
+                let data = if o.onnx_shape.len() == 4 { s.nhwc_to_nchw(src) } else { src.clone() };
                 Output { name: o.name.clone(), shape: o.onnx_shape.clone(), data }
             })
             .collect()

@@ -33,6 +33,16 @@ impl Shape {
     pub const fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// `nhwc` (this shape, channels last) reordered to channels first, as ONNX lays it out.
+    pub fn nhwc_to_nchw(&self, nhwc: &[f32]) -> Vec<f32> {
+        let mut nchw = vec![0.0; nhwc.len()];
+        for (p, px) in nhwc.chunks_exact(self.c).enumerate() {
+            for (c, &v) in px.iter().enumerate() {
+                nchw[c * self.pixels() + p] = v;
+            }
+        }
+        nchw
+    }
 }
 
 impl std::fmt::Display for Shape {
