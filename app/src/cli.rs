@@ -19,6 +19,8 @@ pub enum Command {
     Run(crate::run::RunArgs),
     /// Measure reuse hit rates, speed and fidelity of models on clips.
     Bench(crate::bench::BenchArgs),
+    /// Live video through the frame cache in a window: a camera, or the bundled clip.
+    Demo(crate::demo::DemoArgs),
     /// Print the imported graph: nodes, shapes, stride and receptive field, MACs.
     Inspect(crate::inspect::InspectArgs),
 }
@@ -28,6 +30,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => crate::run::run(a),
         Command::Bench(a) => crate::bench::run(a),
         Command::Inspect(a) => crate::inspect::inspect(a),
+        Command::Demo(a) => crate::demo::run(a),
     }
 }
 

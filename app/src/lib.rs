@@ -2,13 +2,14 @@
 //! loading and the baselines with the binary.
 //!
 //! Commands: [`run`] (one model over a clip), [`bench`] (reuse, speed and fidelity),
-//! [`inspect`] (the imported graph). Shared parts: [`clip`] (PNG/JPEG folders and Y4M),
+//! [`inspect`] (the imported graph), [`demo`] (live video in a window). Shared parts: [`clip`] (PNG/JPEG folders and Y4M),
 //! [`model`] (plan + sidecar), [`baseline`] (tract and ONNX Runtime).
 
 pub mod baseline;
 pub mod bench;
 pub mod cli;
 pub mod clip;
+pub mod demo;
 pub mod inspect;
 pub mod model;
 pub mod run;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::diff::Tiling;
+
 /// Why the cache was thrown away before this frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reset {
@@ -62,6 +64,11 @@ pub struct FrameStats {
     pub reset: Option<Reset>,
     pub tiles: usize,
     pub dirty_tiles: usize,
+    /// The input tiling of this frame, and which tiles were recomputed (row-major, `true` =
+    /// dirty): what a viewer draws as the reuse overlay. Tile bounds are in model-input pixels;
+    /// [`crate::Preprocess::source_region`] maps them back onto the frame.
+    pub tiling: Tiling,
+    pub dirty: Vec<bool>,
     pub nodes: Vec<NodeStats>,
     pub macs_executed: u64,
     pub macs_full: u64,

@@ -110,7 +110,7 @@ impl Default for SessionOptions {
 }
 
 impl SessionOptions {
-    pub(crate) fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if !(8..=32).contains(&self.tile) {
             return Err(Error::InvalidOption {
                 name: "tile",

@@ -183,6 +183,8 @@ impl Session {
             reset,
             tiles: tiles.len(),
             dirty_tiles: tiles.iter().filter(|&&d| d).count(),
+            tiling: self.tiling,
+            dirty: tiles,
             nodes,
             macs_executed,
             macs_full: plan.total_macs(),

@@ -90,7 +90,7 @@ impl Preprocess {
     }
 
     /// The source region `(x0, y0, width, height)` in frame pixels that maps onto the input.
-    fn source_region(&self, fw: usize, fh: usize, input: Shape) -> (f32, f32, f32, f32) {
+    pub fn source_region(&self, fw: usize, fh: usize, input: Shape) -> (f32, f32, f32, f32) {
         match self.fit {
             Fit::Stretch => (0.0, 0.0, fw as f32, fh as f32),
             Fit::CenterCrop { shorter } => {

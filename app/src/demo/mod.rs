@@ -1,0 +1,92 @@
+//! `framecache demo`: live video through the frame cache, in a window.
+//!
+//! Threads ([`pipeline`]): capture → one-slot mailbox (newest frame wins) → engine worker →
+//! bounded results → the window ([`gui`], behind the `gui` feature), which drains results
+//! without blocking. Sources ([`source`]): a camera (`camera` feature, nokhwa) or a clip played in
+//! a loop. [`heads`] decodes outputs by the model's task; [`state`] is what the window shows.
+
+#[cfg(feature = "gui")]
+mod gui;
+pub mod heads;
+pub mod pipeline;
+pub mod source;
+pub mod state;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use framecache::Mode;
+
+use self::source::SourceSpec;
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// `camera`, `camera:INDEX`, a folder of numbered frames or a .y4m file (default: the first
+    /// camera, else the bundled clip).
+    #[arg(long)]
+    pub source: Option<SourceSpec>,
+    /// ONNX model with a sidecar (default: the bundled MobileNetV2).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Engine threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// exact, threshold=N or delta=N (grey levels); changeable in the window.
+    #[arg(long, default_value = "exact", value_parser = crate::cli::parse_mode)]
+    pub mode: Mode,
+    /// Tile size in input pixels (8-32); changeable in the window.
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_TILE)]
+    pub tile: usize,
+    /// Frame rate for a folder of frames (Y4M files carry their own; default 30).
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Stop after this many processed frames.
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// After --frames frames (default 30): pause, save the window as this PNG (reuse overlay
+    /// as set), save it again with the overlay toggled as `<name>.overlay-toggled.png`, and exit.
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
+    /// Start with the reuse overlay off.
+    #[arg(long)]
+    pub no_overlay: bool,
+}
+
+/// The source to start with, and a notice when it is not what the user would expect (no camera,
+/// so the bundled clip plays).
+pub struct Start {
+    pub spec: SourceSpec,
+    /// The user named no source: on a camera failure, fall back to the bundled clip.
+    pub fallback: Option<PathBuf>,
+    pub notice: Option<String>,
+}
+
+/// `--source` if given; else the first camera nokhwa lists; else the bundled clip, saying why.
+pub fn choose_source(asked: Option<SourceSpec>) -> Result<Start> {
+    if let Some(spec) = asked {
+        return Ok(Start { spec, fallback: None, notice: None });
+    }
+    let clip = crate::cli::default_clip()?;
+    let why = match source::cameras() {
+        Ok(list) if !list.is_empty() => {
+            return Ok(Start { spec: SourceSpec::Camera(list[0].0), fallback: Some(clip), notice: None })
+        }
+        Ok(_) => "no camera found".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    let name = clip.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(Start { spec: SourceSpec::Clip(clip.clone()), fallback: None, notice: Some(format!("{why}: playing the bundled clip {name}")) })
+}
+
+pub fn run(args: DemoArgs) -> Result<()> {
+    #[cfg(feature = "gui")]
+    {
+        gui::run(args)
+    }
+    #[cfg(not(feature = "gui"))]
+    {
+        let _ = args;
+        anyhow::bail!("this build has no window (built without the `gui` feature): use `framecache run` or rebuild with default features")
+    }
+}

@@ -1,0 +1,438 @@
+//! The demo's threads, without any GUI: capture → a one-slot mailbox that keeps only the
+//! newest frame → the engine worker → a bounded channel of results → the window, which drains it
+//! with `try_recv` and never waits for the engine.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use framecache::{FrameStats, Mode, Session, SessionOptions, Task};
+
+use super::heads::{self, Head};
+use super::source::{Captured, FrameSource, SourceError};
+use crate::model::Model;
+
+/// How many results may wait for the window before the worker waits for it.
+const RESULTS: usize = 2;
+
+/// A one-slot channel whose sender replaces a waiting value instead of blocking: the consumer
+/// always gets the newest frame, and stale ones are counted and dropped.
+pub struct Latest<T> {
+    tx: Sender<T>,
+    /// Held by the sender too, to take out the stale value.
+    stale: Receiver<T>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl<T> Clone for Latest<T> {
+    fn clone(&self) -> Self {
+        Self { tx: self.tx.clone(), stale: self.stale.clone(), dropped: Arc::clone(&self.dropped) }
+    }
+}
+
+/// A [`Latest`] sender and its receiver.
+pub fn latest<T>() -> (Latest<T>, Receiver<T>) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    (Latest { tx, stale: rx.clone(), dropped: Arc::default() }, rx)
+}
+
+impl<T> Latest<T> {
+    /// Puts `value` in the slot, dropping the value that waits there, if any.
+    pub fn offer(&self, value: T) {
+        let mut value = value;
+        loop {
+            match self.tx.try_send(value) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(v)) => {
+                    if self.stale.try_recv().is_ok() {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    value = v;
+                }
+            }
+        }
+    }
+    /// Values replaced before anyone took them.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// What the engine is asked to do with each frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EngineSettings {
+    pub mode: Mode,
+    pub tile: usize,
+    /// Recompute every frame in full (the reference path), for comparison.
+    pub full: bool,
+}
+
+/// The model being run, as the window describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub task: Task,
+    pub macs: u64,
+    /// Model input `(height, width)`.
+    pub input: (usize, usize),
+}
+
+/// One processed frame.
+#[derive(Clone, Debug)]
+pub struct FrameResult {
+    pub captured: Captured,
+    pub heads: Vec<Head>,
+    pub stats: FrameStats,
+    pub settings: EngineSettings,
+    /// The part of the frame the model sees, `(x0, y0, width, height)` in frame pixels.
+    pub region: (f32, f32, f32, f32),
+    /// Model input `(height, width)`: the space the tiles of `stats` are in.
+    pub input: (usize, usize),
+    /// Time in the engine (preprocessing included).
+    pub engine: Duration,
+    pub done: Instant,
+}
+
+/// What the threads tell the window.
+#[derive(Debug)]
+pub enum Event {
+    SourceStarted(String),
+    SourceFailed(SourceError),
+    /// A finite source ran out.
+    SourceEnded,
+    ModelLoaded(ModelInfo),
+    /// A model switch failed; the previous model keeps running.
+    ModelFailed(String),
+    /// The engine rejected a frame (for example a frame size it cannot take).
+    EngineFailed(String),
+    Result(Box<FrameResult>),
+}
+
+enum Command {
+    Settings(EngineSettings),
+    Model(PathBuf),
+}
+
+/// Opens a source on the capture thread, so a slow camera never holds up the window.
+pub type Opener = Box<dyn FnOnce() -> Result<Box<dyn FrameSource>, SourceError> + Send>;
+
+/// Called after every event, so the window can ask for a repaint.
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// Pause and single-step, read by the capture thread.
+#[derive(Default)]
+struct Control {
+    paused: AtomicBool,
+    steps: AtomicU32,
+}
+
+impl Control {
+    /// Whether the capture thread may take a frame now.
+    fn permit(&self) -> bool {
+        !self.paused.load(Ordering::Acquire)
+            || self.steps.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| s.checked_sub(1)).is_ok()
+    }
+}
+
+struct Capture {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// The running threads. Dropping it shuts them down in order and joins them.
+pub struct Pipeline {
+    control: Arc<Control>,
+    frames: Latest<Captured>,
+    events_tx: Sender<Event>,
+    events: Option<Receiver<Event>>,
+    commands: Option<Sender<Command>>,
+    capture: Option<Capture>,
+    worker: Option<JoinHandle<()>>,
+    notify: Notify,
+}
+
+impl Pipeline {
+    /// Starts the engine worker with `model`. No frames flow until [`Pipeline::set_source`].
+    pub fn start(model: Model, settings: EngineSettings, threads: Option<usize>, notify: Notify) -> Self {
+        let (frames, frames_rx) = latest();
+        let (events_tx, events) = crossbeam_channel::bounded(RESULTS);
+        let (commands, commands_rx) = crossbeam_channel::unbounded();
+        let worker = {
+            let (events_tx, notify) = (events_tx.clone(), Arc::clone(&notify));
+            std::thread::Builder::new()
+                .name("framecache-engine".into())
+                .spawn(move || {
+                    Worker { model, settings, threads, session: None, events: events_tx, notify }
+                        .run(&frames_rx, &commands_rx)
+                })
+                .expect("spawning the engine thread")
+        };
+        Self {
+            control: Arc::default(),
+            frames,
+            events_tx,
+            events: Some(events),
+            commands: Some(commands),
+            capture: None,
+            worker: Some(worker),
+            notify,
+        }
+    }
+
+    /// Stops the current source, if any, and starts capturing from what `open` opens.
+    pub fn set_source(&mut self, open: Opener) {
+        self.stop_capture();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (frames, events, control, notify) =
+            (self.frames.clone(), self.events_tx.clone(), Arc::clone(&self.control), Arc::clone(&self.notify));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("framecache-capture".into())
+            .spawn(move || capture(open, &frames, &events, &control, &flag, &notify))
+            .expect("spawning the capture thread");
+        self.capture = Some(Capture { stop, thread });
+    }
+
+    pub fn set_settings(&self, settings: EngineSettings) {
+        self.command(Command::Settings(settings));
+    }
+
+    /// Loads another model on the worker; the current one runs until it is ready.
+    pub fn set_model(&self, path: PathBuf) {
+        self.command(Command::Model(path));
+    }
+
+    fn command(&self, c: Command) {
+        if let Some(tx) = &self.commands {
+            let _ = tx.send(c);
+        }
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.control.steps.store(0, Ordering::Release);
+        self.control.paused.store(paused, Ordering::Release);
+    }
+
+    /// While paused: let one more frame through.
+    pub fn step(&self) {
+        self.control.steps.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The next event, if one is waiting. Never blocks.
+    pub fn try_event(&self) -> Option<Event> {
+        self.events.as_ref()?.try_recv().ok()
+    }
+
+    /// Waits up to `timeout` for an event (for tests and headless use; the window uses
+    /// [`Pipeline::try_event`]).
+    pub fn wait_event(&self, timeout: Duration) -> Option<Event> {
+        self.events.as_ref()?.recv_timeout(timeout).ok()
+    }
+
+    /// Captured frames that were replaced by newer ones before the engine took them.
+    pub fn dropped(&self) -> u64 {
+        self.frames.dropped()
+    }
+
+    fn stop_capture(&mut self) {
+        if let Some(c) = self.capture.take() {
+            c.stop.store(true, Ordering::Release);
+            let _ = c.thread.join();
+        }
+    }
+
+    /// Stops capture, then the worker: the command channel closes, the result channel is
+    /// dropped so a worker waiting to deliver wakes up, and both threads are joined.
+    pub fn shutdown(&mut self) {
+        self.stop_capture();
+        self.commands = None;
+        self.events = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The capture thread: open the source, then deliver frames at its pace until stopped.
+fn capture(
+    open: Opener,
+    frames: &Latest<Captured>,
+    events: &Sender<Event>,
+    control: &Control,
+    stop: &AtomicBool,
+    notify: &Notify,
+) {
+    let say = |e: Event| {
+        let sent = events.send(e).is_ok();
+        notify();
+        sent
+    };
+    let mut source = match open() {
+        Ok(s) => s,
+        Err(e) => {
+            say(Event::SourceFailed(e));
+            return;
+        }
+    };
+    if !say(Event::SourceStarted(source.describe())) {
+        return;
+    }
+    let mut index = 0;
+    let mut due = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        if !control.permit() {
+            std::thread::sleep(Duration::from_millis(5));
+            due = Instant::now();
+            continue;
+        }
+        if let Some(interval) = source.interval() {
+            // Sleep in short slices so a stop request is seen quickly.
+            while let Some(left) = due.checked_duration_since(Instant::now()) {
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(20)));
+            }
+            // Keep the rate, but never burst to catch up after a stall.
+            due = (due + interval).max(Instant::now());
+        }
+        match source.next_frame() {
+            Ok(Some(frame)) => {
+                frames.offer(Captured { index, frame, at: Instant::now() });
+                index += 1;
+            }
+            Ok(None) => {
+                say(Event::SourceEnded);
+                return;
+            }
+            Err(e) => {
+                say(Event::SourceFailed(e));
+                return;
+            }
+        }
+    }
+}
+
+struct Worker {
+    model: Model,
+    settings: EngineSettings,
+    threads: Option<usize>,
+    /// Built on first use and after a change of mode, tile or model.
+    session: Option<Session>,
+    events: Sender<Event>,
+    notify: Notify,
+}
+
+impl Worker {
+    fn run(mut self, frames: &Receiver<Captured>, commands: &Receiver<Command>) {
+        if !self.say(Event::ModelLoaded(self.info())) {
+            return;
+        }
+        loop {
+            // When both are ready, `select!` picks at random, so commands are never starved.
+            crossbeam_channel::select! {
+                recv(commands) -> c => {
+                    let Ok(c) = c else { return };
+                    if !self.apply(c) {
+                        return;
+                    }
+                }
+                recv(frames) -> f => {
+                    let Ok(captured) = f else { return };
+                    let event = match self.process(captured) {
+                        Ok(r) => Event::Result(Box::new(r)),
+                        Err(e) => Event::EngineFailed(e),
+                    };
+                    if !self.say(event) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies a command; `false` when the window is gone.
+    fn apply(&mut self, c: Command) -> bool {
+        match c {
+            Command::Settings(s) => {
+                if (s.mode, s.tile) != (self.settings.mode, self.settings.tile) {
+                    self.session = None;
+                }
+                self.settings = s;
+                true
+            }
+            Command::Model(path) => {
+                let event = match Model::load(&path, None) {
+                    Ok(m) => {
+                        self.model = m;
+                        self.session = None;
+                        Event::ModelLoaded(self.info())
+                    }
+                    Err(e) => Event::ModelFailed(format!("{e:#}")),
+                };
+                self.say(event)
+            }
+        }
+    }
+
+    fn say(&self, e: Event) -> bool {
+        let sent = self.events.send(e).is_ok();
+        (self.notify)();
+        sent
+    }
+
+    fn info(&self) -> ModelInfo {
+        let s = self.model.plan.graph().input_shape();
+        ModelInfo {
+            name: self.model.name.clone(),
+            path: self.model.path.clone(),
+            task: self.model.task(),
+            macs: self.model.plan.total_macs(),
+            input: (s.h, s.w),
+        }
+    }
+
+    fn process(&mut self, captured: Captured) -> Result<FrameResult, String> {
+        let session = match &mut self.session {
+            Some(s) => s,
+            None => {
+                let options = SessionOptions {
+                    mode: self.settings.mode,
+                    tile: self.settings.tile,
+                    threads: self.threads,
+                    ..Default::default()
+                };
+                let s = Session::new(Arc::clone(&self.model.plan), options).map_err(|e| e.to_string())?;
+                self.session.insert(s)
+            }
+        };
+        let frame = captured.frame.as_frame();
+        let started = Instant::now();
+        let outputs = if self.settings.full { session.run_full(&frame) } else { session.process(&frame) }
+            .map_err(|e| format!("frame {}: {e}", captured.index))?;
+        let engine = started.elapsed();
+        let stats = session.last_stats().cloned().ok_or("the engine gave no statistics")?;
+        let plan = &self.model.plan;
+        let input = plan.graph().input_shape();
+        Ok(FrameResult {
+            heads: heads::decode(&outputs, &self.model.config, self.model.labels.as_deref()),
+            stats,
+            settings: self.settings,
+            region: plan.preprocess().source_region(frame.width, frame.height, input),
+            input: (input.h, input.w),
+            engine,
+            done: Instant::now(),
+            captured,
+        })
+    }
+}
