@@ -93,8 +93,6 @@ struct DemoApp {
     mask: bool,
     video: Option<(TextureHandle, *const u8)>,
     mask_texture: Option<TextureHandle>,
-    notice: Option<String>,
-    fallback: Option<PathBuf>,
     bundled_clip: Option<PathBuf>,
     fps: Option<f64>,
     clip_field: String,
@@ -126,10 +124,10 @@ impl DemoApp {
             stage: Stage::Running,
             shot: Arc::default(),
         });
-        let bundled_clip = crate::cli::default_clip().ok();
+        let bundled_clip = crate::cli::default_clip().ok().map(|p| p.canonicalize().unwrap_or(p));
         Self {
             pipeline,
-            state: DemoState::default(),
+            state: DemoState::new(start.fallback, start.notice),
             settings,
             kind,
             level,
@@ -138,8 +136,6 @@ impl DemoApp {
             mask: true,
             video: None,
             mask_texture: None,
-            notice: start.notice,
-            fallback: start.fallback,
             clip_field: bundled_clip.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             bundled_clip,
             fps: args.fps,
@@ -153,8 +149,8 @@ impl DemoApp {
     }
 
     fn set_source(&mut self, spec: SourceSpec) {
-        self.fallback = None;
-        self.notice = None;
+        self.state.fallback = None;
+        self.state.notice = None;
         self.pipeline.set_source(source::opener(spec, self.fps));
     }
 
@@ -173,14 +169,9 @@ impl DemoApp {
             any = true;
             self.state.apply(event);
         }
-        // A default camera that cannot be opened: play the bundled clip and say so.
-        if self.state.source_failed {
-            if let Some(clip) = self.fallback.take() {
-                let why = self.state.error.take().unwrap_or_default();
-                self.pipeline.set_source(source::opener(SourceSpec::Clip(clip), self.fps));
-                self.notice = Some(format!("{}: playing the bundled clip", why.split(". The demo").next().unwrap_or(&why)));
-                self.state.source_failed = false;
-            }
+        // A default camera that cannot be opened: play the bundled clip (the notice says why).
+        if let Some(clip) = self.state.switch_to.take() {
+            self.pipeline.set_source(source::opener(SourceSpec::Clip(clip), self.fps));
         }
         any
     }
@@ -280,7 +271,7 @@ impl DemoApp {
             self.apply_settings();
         }
         ui.horizontal(|ui| {
-            if ui.button(if self.paused { "▶ play" } else { "⏸ pause" }).clicked() {
+            if ui.button(if self.paused { "play" } else { "pause" }).clicked() {
                 self.paused = !self.paused;
                 self.pipeline.set_paused(self.paused);
             }
@@ -321,7 +312,9 @@ impl DemoApp {
             None => {}
         }
         ui.horizontal(|ui| {
-            ui.add(egui::TextEdit::singleline(&mut self.clip_field).hint_text("clip folder or .y4m").desired_width(170.0));
+            ui.add(
+                egui::TextEdit::singleline(&mut self.clip_field).hint_text("clip folder or .y4m").desired_width(170.0),
+            );
             if ui.button("open").clicked() && !self.clip_field.trim().is_empty() {
                 chosen = Some(SourceSpec::Clip(PathBuf::from(self.clip_field.trim())));
             }
@@ -365,7 +358,7 @@ impl DemoApp {
 
     fn statistics(&self, ui: &mut egui::Ui) {
         ui.heading("Live");
-        let fmt = |v: Option<f64>, unit: &str| v.map_or("–".to_owned(), |v| format!("{v:.1} {unit}"));
+        let fmt = |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |v| format!("{v:.1} {unit}"));
         egui::Grid::new("stats").num_columns(2).show(ui, |ui| {
             ui.label("frames processed");
             ui.label(self.state.processed.to_string());
@@ -395,7 +388,7 @@ impl DemoApp {
             ui.end_row();
         });
         if let Some(r) = &self.state.latest {
-            ui.label("hit rate per node (input → output)");
+            ui.label(format!("hit rate per node, input to output ({} nodes)", r.stats.nodes.len()));
             node_chart(ui, &r.stats.nodes.iter().map(|n| n.hit_rate as f32).collect::<Vec<_>>());
         }
     }
@@ -415,7 +408,7 @@ impl DemoApp {
                     ui.label(format!("{output}: mask covers {:.1}% of the view", 100.0 * cover));
                 }
                 Head::Values { output, shape, min, max } => {
-                    ui.label(format!("{output} {shape:?}: {min:.3} … {max:.3}"));
+                    ui.label(format!("{output} {shape:?}: {min:.3} ... {max:.3}"));
                 }
             }
         }
@@ -423,7 +416,7 @@ impl DemoApp {
 
     fn video(&mut self, ui: &mut egui::Ui) {
         let Some(r) = self.state.latest.as_deref() else {
-            ui.centered_and_justified(|ui| ui.label("waiting for frames…"));
+            ui.centered_and_justified(|ui| ui.label("waiting for frames..."));
             return;
         };
         let frame = &r.captured.frame;
@@ -472,15 +465,26 @@ impl DemoApp {
         painter.rect_stroke(view, 0.0, Stroke::new(1.0, Color32::from_gray(200)), egui::StrokeKind::Outside);
         // Top classes on the picture.
         if let Some(Head::Classes { top, .. }) = r.heads.iter().find(|h| matches!(h, Head::Classes { .. })) {
-            let text = top.iter().take(3).map(|(n, p)| format!("{n}  {:.0}%", 100.0 * p)).collect::<Vec<_>>().join("\n");
+            let text =
+                top.iter().take(3).map(|(n, p)| format!("{n}  {:.0}%", 100.0 * p)).collect::<Vec<_>>().join("\n");
             let galley = painter.layout_no_wrap(text, egui::FontId::proportional(15.0), Color32::WHITE);
             let at = rect.min + Vec2::splat(8.0);
-            painter.rect_filled(Rect::from_min_size(at, galley.size()).expand(4.0), 4.0, Color32::from_black_alpha(150));
+            painter.rect_filled(
+                Rect::from_min_size(at, galley.size()).expand(4.0),
+                4.0,
+                Color32::from_black_alpha(150),
+            );
             painter.galley(at, galley, Color32::WHITE);
         }
         let mode = if r.settings.full { "full inference".to_owned() } else { r.settings.mode.to_string() };
         let caption = format!("frame {} · {mode} · tile {}", r.captured.index, r.settings.tile);
-        painter.text(rect.left_bottom() + Vec2::new(6.0, -6.0), egui::Align2::LEFT_BOTTOM, caption, egui::FontId::monospace(13.0), Color32::WHITE);
+        painter.text(
+            rect.left_bottom() + Vec2::new(6.0, -6.0),
+            egui::Align2::LEFT_BOTTOM,
+            caption,
+            egui::FontId::monospace(13.0),
+            Color32::WHITE,
+        );
     }
 }
 
@@ -492,9 +496,9 @@ impl eframe::App for DemoApp {
         egui::Panel::top("messages").show(ui, |ui| {
             ui.horizontal_wrapped(|ui| {
                 ui.label(egui::RichText::new("framecache").strong());
-                ui.label(self.state.source.as_deref().unwrap_or("starting…"));
+                ui.label(self.state.source.as_deref().unwrap_or("starting..."));
             });
-            if let Some(n) = &self.notice {
+            if let Some(n) = &self.state.notice {
                 ui.colored_label(Color32::from_rgb(230, 190, 60), n);
             }
             let mut dismiss = false;
@@ -566,8 +570,10 @@ fn save_png(image: &ColorImage, path: &Path) -> Result<()> {
 fn mask_image(r: &FrameResult) -> Option<ColorImage> {
     r.heads.iter().find_map(|h| match h {
         Head::Mask { width, height, probs, .. } => {
-            let pixels =
-                probs.iter().map(|&p| Color32::from_rgba_unmultiplied(40, 120, 255, (p.clamp(0.0, 1.0) * 150.0) as u8)).collect();
+            let pixels = probs
+                .iter()
+                .map(|&p| Color32::from_rgba_unmultiplied(40, 120, 255, (p.clamp(0.0, 1.0) * 150.0) as u8))
+                .collect();
             Some(ColorImage::new([*width, *height], pixels))
         }
         _ => None,
@@ -582,7 +588,8 @@ fn node_chart(ui: &mut egui::Ui, rates: &[f32]) {
     let w = rect.width() / rates.len().max(1) as f32;
     for (i, &h) in rates.iter().enumerate() {
         let x = rect.min.x + i as f32 * w;
-        let bar = Rect::from_min_max(Pos2::new(x, rect.max.y - h * rect.height()), Pos2::new(x + w.max(1.0), rect.max.y));
+        let bar =
+            Rect::from_min_max(Pos2::new(x, rect.max.y - h * rect.height()), Pos2::new(x + w.max(1.0), rect.max.y));
         painter.rect_filled(bar, 0.0, Color32::from_rgb(80, 170, 110));
     }
 }

@@ -32,7 +32,8 @@ pub fn decode(outputs: &[Output], config: &ModelConfig, labels: Option<&[String]
                 threshold: config.mask_threshold,
             },
             _ => {
-                let (min, max) = o.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+                let (min, max) =
+                    o.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
                 Head::Values { output: o.name.clone(), shape: o.shape.clone(), min, max }
             }
         })

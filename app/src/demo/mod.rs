@@ -76,7 +76,11 @@ pub fn choose_source(asked: Option<SourceSpec>) -> Result<Start> {
         Err(e) => e.to_string(),
     };
     let name = clip.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(Start { spec: SourceSpec::Clip(clip.clone()), fallback: None, notice: Some(format!("{why}: playing the bundled clip {name}")) })
+    Ok(Start {
+        spec: SourceSpec::Clip(clip.clone()),
+        fallback: None,
+        notice: Some(format!("{why}: playing the bundled clip {name}")),
+    })
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {

@@ -180,7 +180,14 @@ mod camera {
     impl FrameSource for CameraSource {
         fn describe(&self) -> String {
             let r = self.camera.resolution();
-            format!("camera {} ({}, {}x{} at {} fps)", self.index, self.name, r.width(), r.height(), self.camera.frame_rate())
+            format!(
+                "camera {} ({}, {}x{} at {} fps)",
+                self.index,
+                self.name,
+                r.width(),
+                r.height(),
+                self.camera.frame_rate()
+            )
         }
         fn next_frame(&mut self) -> Result<Option<Arc<RgbFrame>>, SourceError> {
             let index = self.index;

@@ -24,6 +24,13 @@ pub struct DemoState {
     /// Set when the source failed, so the window offers the bundled clip.
     pub source_failed: bool,
     pub source_ended: bool,
+    /// Where to go if the source fails: the bundled clip, while the source is the camera the
+    /// demo picked by default (the user named none). Cleared once used.
+    pub fallback: Option<std::path::PathBuf>,
+    /// A source the window should switch to now (the fallback, after a failure).
+    pub switch_to: Option<std::path::PathBuf>,
+    /// Why the demo is not showing what the user would expect (no camera: the clip plays).
+    pub notice: Option<String>,
     /// Of the frames after each session's first: sums for the mean input hit rate and MAC saving.
     sum_hit: f64,
     sum_saving: f64,
@@ -33,6 +40,11 @@ pub struct DemoState {
 }
 
 impl DemoState {
+    /// The state before any event: `fallback` and `notice` as [`super::Start`] chose them.
+    pub fn new(fallback: Option<std::path::PathBuf>, notice: Option<String>) -> Self {
+        Self { fallback, notice, ..Default::default() }
+    }
+
     pub fn apply(&mut self, event: Event) {
         match event {
             Event::SourceStarted(description) => {
@@ -41,6 +53,10 @@ impl DemoState {
                 self.source_failed = false;
                 self.source_ended = false;
                 self.recent.clear();
+            }
+            Event::SourceFailed(e) if self.fallback.is_some() => {
+                self.switch_to = self.fallback.take();
+                self.notice = Some(format!("{e}: playing the bundled clip instead"));
             }
             Event::SourceFailed(e) => {
                 self.error = Some(match &e {
@@ -96,11 +112,35 @@ impl DemoState {
     /// Mean time from capture to result, in milliseconds, over recent results.
     pub fn latency_ms(&self) -> Option<f64> {
         let n = self.recent.len();
-        (n > 0).then(|| self.recent.iter().map(|(_, a, d)| d.duration_since(*a).as_secs_f64()).sum::<f64>() * 1e3 / n as f64)
+        (n > 0).then(|| {
+            self.recent.iter().map(|(_, a, d)| d.duration_since(*a).as_secs_f64()).sum::<f64>() * 1e3 / n as f64
+        })
     }
 
     /// Mean input hit rate and MAC saving over every cached frame so far.
     pub fn mean_reuse(&self) -> Option<(f64, f64)> {
         (self.cached > 0).then(|| (self.sum_hit / self.cached as f64, self.sum_saving / self.cached as f64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_default_camera_falls_back_to_the_clip_once() {
+        let mut state = DemoState::new(Some("clip".into()), None);
+        let busy = || SourceError::Camera { index: 0, reason: "Device or resource busy (the camera is busy)".into() };
+        state.apply(Event::SourceFailed(busy()));
+        assert_eq!(state.switch_to.take(), Some("clip".into()));
+        let notice = state.notice.clone().unwrap();
+        assert!(notice.contains("busy") && notice.contains("bundled clip"), "{notice}");
+        assert_eq!(state.error, None);
+        // A second failure (the user's own choice now) is shown, with the clip on offer.
+        state.apply(Event::SourceFailed(busy()));
+        assert_eq!(state.switch_to, None);
+        assert!(state.source_failed && state.error.as_deref().unwrap().contains("keeps running"));
+        state.apply(Event::SourceStarted("clip".into()));
+        assert!(!state.source_failed && state.error.is_none());
     }
 }

@@ -110,6 +110,7 @@ impl Default for SessionOptions {
 }
 
 impl SessionOptions {
+    /// Checks every option is in range; errors name the option and value.
     pub fn validate(&self) -> Result<()> {
         if !(8..=32).contains(&self.tile) {
             return Err(Error::InvalidOption {
