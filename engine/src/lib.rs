@@ -16,7 +16,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Module map: [`config`] (model sidecars), [`graph`] (IR, geometry, cost), [`import`] (ONNX), [`kernels`] (fast and
+//! Module map: [`config`] (model sidecars), [`heads`] (decoded outputs: classes, masks), [`graph`] (IR, geometry, cost), [`import`] (ONNX), [`kernels`] (fast and
 //! reference kernels on rectangles), [`diff`] (change detection), [`reuse`] (mask propagation
 //! and rectangle cover), [`exec`] (Plan and Session), [`frame`] (frames and preprocessing),
 //! [`stats`].
@@ -27,6 +27,7 @@ mod error;
 pub mod exec;
 pub mod frame;
 pub mod graph;
+pub mod heads;
 pub mod import;
 pub mod kernels;
 pub mod reuse;

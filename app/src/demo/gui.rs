@@ -9,12 +9,12 @@ use eframe::egui::{self, Color32, ColorImage, Pos2, Rect, Stroke, TextureHandle,
 use framecache::diff::Metric;
 use framecache::Mode;
 
-use super::heads::Head;
 use super::pipeline::{EngineSettings, FrameResult, Pipeline};
 use super::source::{self, SourceSpec};
 use super::state::DemoState;
 use super::DemoArgs;
 use crate::model::Model;
+use framecache::heads::Head;
 
 /// Frames before the screenshot when `--screenshot` is given without `--frames`.
 const SCREENSHOT_FRAMES: u64 = 30;
@@ -399,8 +399,8 @@ impl DemoApp {
             match head {
                 Head::Classes { output, top } => {
                     ui.label(egui::RichText::new(output).strong());
-                    for (name, p) in top {
-                        ui.add(egui::ProgressBar::new(*p).text(format!("{name} {:.1}%", 100.0 * p)));
+                    for c in top {
+                        ui.add(egui::ProgressBar::new(c.prob).text(format!("{} {:.1}%", c.label, 100.0 * c.prob)));
                     }
                 }
                 Head::Mask { output, probs, threshold, .. } => {
@@ -465,8 +465,12 @@ impl DemoApp {
         painter.rect_stroke(view, 0.0, Stroke::new(1.0, Color32::from_gray(200)), egui::StrokeKind::Outside);
         // Top classes on the picture.
         if let Some(Head::Classes { top, .. }) = r.heads.iter().find(|h| matches!(h, Head::Classes { .. })) {
-            let text =
-                top.iter().take(3).map(|(n, p)| format!("{n}  {:.0}%", 100.0 * p)).collect::<Vec<_>>().join("\n");
+            let text = top
+                .iter()
+                .take(3)
+                .map(|c| format!("{}  {:.0}%", c.label, 100.0 * c.prob))
+                .collect::<Vec<_>>()
+                .join("\n");
             let galley = painter.layout_no_wrap(text, egui::FontId::proportional(15.0), Color32::WHITE);
             let at = rect.min + Vec2::splat(8.0);
             painter.rect_filled(

@@ -3,11 +3,10 @@
 //! Threads ([`pipeline`]): capture → one-slot mailbox (newest frame wins) → engine worker →
 //! bounded results → the window ([`gui`], behind the `gui` feature), which drains results
 //! without blocking. Sources ([`source`]): a camera (`camera` feature, nokhwa) or a clip played in
-//! a loop. [`heads`] decodes outputs by the model's task; [`state`] is what the window shows.
+//! a loop. [`state`] is what the window shows; outputs are decoded by `framecache::heads`.
 
 #[cfg(feature = "gui")]
 mod gui;
-pub mod heads;
 pub mod pipeline;
 pub mod source;
 pub mod state;

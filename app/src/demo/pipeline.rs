@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use framecache::{FrameStats, Mode, Session, SessionOptions, Task};
 
-use super::heads::{self, Head};
 use super::source::{Captured, FrameSource, SourceError};
 use crate::model::Model;
+use framecache::heads::{self, Head};
 
 /// How many results may wait for the window before the worker waits for it.
 const RESULTS: usize = 2;

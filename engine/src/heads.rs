@@ -1,15 +1,26 @@
-//! Decoding a model's outputs into what the window shows, by the task its sidecar declares.
+//! Decoding a model's outputs by the task its sidecar declares: what the demo window and the
+//! phone apps (through the C ABI) show.
 
-use framecache::{ModelConfig, Output, Task};
+use crate::config::{ModelConfig, Task};
+use crate::exec::Output;
 
-/// How many classes the window lists.
+/// How many classes a classification head reports.
 pub const TOP_K: usize = 5;
+
+/// One class of a classification head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Class {
+    /// Index in the model's output vector.
+    pub index: usize,
+    pub label: String,
+    pub prob: f32,
+}
 
 /// One decoded output.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Head {
     /// Top classes with probabilities, best first.
-    Classes { output: String, top: Vec<(String, f32)> },
+    Classes { output: String, top: Vec<Class> },
     /// A probability map (row-major, `width x height`) over the model's input region.
     Mask { output: String, width: usize, height: usize, probs: Vec<f32>, threshold: f32 },
     /// An output this build has no decoder for: its shape and value range.
@@ -52,12 +63,12 @@ pub fn softmax(scores: &[f32]) -> Vec<f32> {
     exp.into_iter().map(|e| e / total).collect()
 }
 
-fn top_k(scores: &[f32], n: usize, labels: Option<&[String]>) -> Vec<(String, f32)> {
+fn top_k(scores: &[f32], n: usize, labels: Option<&[String]>) -> Vec<Class> {
     let probs = softmax(scores);
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     let name = |i: usize| labels.filter(|l| l.len() == n).map_or_else(|| format!("class {i}"), |l| l[i].clone());
-    order.into_iter().take(TOP_K).map(|i| (name(i), probs[i])).collect()
+    order.into_iter().take(TOP_K).map(|i| Class { index: i, label: name(i), prob: probs[i] }).collect()
 }
 
 /// The map itself when its values lie in [0, 1], else its sigmoid.
@@ -88,11 +99,11 @@ mod tests {
         let labels = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
         let heads = decode(&[out], &config(Task::Classify), Some(&labels));
         let Head::Classes { top, .. } = &heads[0] else { panic!("{heads:?}") };
-        let names: Vec<_> = top.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["b", "c", "a"]);
-        let total: f32 = top.iter().map(|(_, p)| p).sum();
+        let names: Vec<_> = top.iter().map(|c| (c.index, c.label.as_str())).collect();
+        assert_eq!(names, [(1, "b"), (2, "c"), (0, "a")]);
+        let total: f32 = top.iter().map(|c| c.prob).sum();
         assert!((total - 1.0).abs() < 1e-6);
-        assert!((top[0].1 - 0.665_240_9).abs() < 1e-5, "{}", top[0].1);
+        assert!((top[0].prob - 0.665_240_9).abs() < 1e-5, "{}", top[0].prob);
     }
 
     #[test]

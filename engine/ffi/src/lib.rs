@@ -1,0 +1,735 @@
+//! # framecache-ffi
+//!
+//! A thin C ABI over the framecache engine, for the Android (JNI) and iOS (Swift) apps, which
+//! capture frames natively and hand them over. The header `include/framecache.h` is generated
+//! from this file by cbindgen and committed; a test fails when it is stale.
+//!
+//! Rules every function keeps:
+//! - It returns an [`FcStatus`]; on failure [`fc_last_error`] gives a message for this thread.
+//! - It never unwinds into C: a panic becomes [`FcStatus::Panic`].
+//! - Engines are numbered handles, never pointers, and numbers are never reused: a destroyed or
+//!   made-up handle is reported as [`FcStatus::InvalidHandle`], so use after free and double
+//!   free are detected instead of being undefined behaviour.
+//! - Null pointers, sizes, strides and option values are checked before use.
+//!
+//! An engine is used by one thread at a time (calls on the same handle from several threads are
+//! serialised by a lock).
+
+mod frames;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use framecache::heads::{self, Head};
+use framecache::{FrameStats, Mode, ModelConfig, Plan, Session, SessionOptions};
+
+/// Status of every call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FcStatus {
+    Ok = 0,
+    /// A required pointer was null.
+    NullPointer = 1,
+    /// An option, size, stride or index is out of range.
+    InvalidArgument = 2,
+    /// The handle was never created or was already destroyed.
+    InvalidHandle = 3,
+    /// The model or its sidecar could not be read or imported.
+    Model = 4,
+    /// The frame was rejected (geometry, layout).
+    Frame = 5,
+    /// No frame has been processed yet.
+    NoResult = 6,
+    /// The output buffer is too small; the needed size was written.
+    BufferTooSmall = 7,
+    /// A bug: the engine panicked. The handle should be destroyed.
+    Panic = 8,
+}
+
+/// An engine handle. 0 is never a valid handle.
+pub type FcEngine = u64;
+
+/// Change detection: a tile is reused only when bit-identical (results equal full inference).
+pub const FC_MODE_EXACT: u32 = 0;
+/// A tile is reused while its largest difference stays at or below `threshold` grey levels.
+pub const FC_MODE_THRESHOLD: u32 = 1;
+/// Threshold on input tiles plus per-node delta thresholds (DeltaCNN-style).
+pub const FC_MODE_DELTA: u32 = 2;
+
+/// Interleaved 8-bit pixels, 4 bytes each.
+pub const FC_PIXEL_RGBA: u32 = 0;
+pub const FC_PIXEL_BGRA: u32 = 1;
+
+/// Head kinds of [`FcHeadInfo`].
+pub const FC_HEAD_CLASSES: u32 = 0;
+pub const FC_HEAD_MASK: u32 = 1;
+/// An output without a decoder; only its size is reported.
+pub const FC_HEAD_VALUES: u32 = 2;
+
+/// Engine options. Start from [`fc_options_default`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FcOptions {
+    /// `FC_MODE_*`.
+    pub mode: u32,
+    /// Grey levels (0-255) for threshold and delta modes.
+    pub threshold: f32,
+    /// Tile size in model-input pixels (8-32).
+    pub tile: u32,
+    /// Worker threads; 0 = all cores.
+    pub threads: u32,
+}
+
+/// One plane of a YUV 4:2:0 image.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FcPlane {
+    pub data: *const u8,
+    /// Bytes from one row to the next.
+    pub row_stride: u32,
+    /// Bytes from one sample to the next: 1 (planar, I420) or 2 (interleaved chroma, NV12/NV21).
+    pub pixel_stride: u32,
+}
+
+/// A YUV 4:2:0 frame as CameraX's `YUV_420_888` or a CVPixelBuffer delivers it: I420 (three
+/// planes, pixel stride 1), NV12 (`v.data == u.data + 1`) or NV21 (`u.data == v.data + 1`), all
+/// with pixel stride 2 for chroma. Chroma planes are `ceil(width/2) x ceil(height/2)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FcYuv420 {
+    pub width: u32,
+    pub height: u32,
+    pub y: FcPlane,
+    pub u: FcPlane,
+    pub v: FcPlane,
+    /// 0: limited range (16-235, most cameras); 1: full range (0-255).
+    pub full_range: u32,
+}
+
+/// Statistics of the last frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FcStats {
+    /// Frames processed by this engine, the last one included.
+    pub frame_index: u64,
+    /// 1 when the cache was not used for this frame (first frame, new size, refresh).
+    pub cache_reset: u32,
+    pub input_hit_rate: f64,
+    pub mac_saving: f64,
+    pub macs_executed: u64,
+    pub macs_full: u64,
+    /// Time in the engine for this frame (conversion and preprocessing included).
+    pub engine_ms: f64,
+    /// The tile grid over the model input; [`fc_engine_tile_map`] gives each tile's state.
+    pub tile_rows: u32,
+    pub tile_cols: u32,
+    pub dirty_tiles: u32,
+    /// Model input size in pixels: the space tiles are measured in.
+    pub input_width: u32,
+    pub input_height: u32,
+    /// The part of the (rotated) frame the model sees, in frame pixels: map tile bounds
+    /// `x * region_width / input_width + region_x` to draw the overlay.
+    pub region_x: f32,
+    pub region_y: f32,
+    pub region_width: f32,
+    pub region_height: f32,
+    /// Size of the processed frame after rotation.
+    pub frame_width: u32,
+    pub frame_height: u32,
+}
+
+/// What a head holds, from [`fc_engine_head_info`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FcHeadInfo {
+    /// `FC_HEAD_*`.
+    pub kind: u32,
+    /// Classes: how many [`fc_engine_classes`] returns. Mask: `width * height`. Values: the
+    /// number of values.
+    pub count: u32,
+    /// Mask size (0 for other kinds).
+    pub width: u32,
+    pub height: u32,
+}
+
+/// One class of a classification head.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FcClass {
+    /// Index in the model's output.
+    pub index: u32,
+    /// Probability (softmax of the scores).
+    pub prob: f32,
+    /// The class name, NUL-terminated, valid until the engine is destroyed.
+    pub label: *const c_char,
+}
+
+struct Engine {
+    session: Session,
+    config: ModelConfig,
+    labels: Option<Vec<String>>,
+    /// Class names as C strings, by class index, built on first use.
+    labels_c: Vec<CString>,
+    /// The frame after conversion and rotation.
+    rgb: Vec<u8>,
+    scratch: Vec<u8>,
+    last: Option<Last>,
+}
+
+struct Last {
+    stats: FrameStats,
+    heads: Vec<Head>,
+    engine_ms: f64,
+    frame: (usize, usize),
+}
+
+/// A failure: status and message.
+struct Fail(FcStatus, String);
+
+type Result<T> = std::result::Result<T, Fail>;
+
+fn fail<T>(status: FcStatus, message: impl Into<String>) -> Result<T> {
+    Err(Fail(status, message.into()))
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_error(message: &str) {
+    let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+/// Runs `f`, turning failures and panics into a status and this thread's last error.
+fn guard(name: &str, f: impl FnOnce() -> Result<()>) -> FcStatus {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => FcStatus::Ok,
+        Ok(Err(Fail(status, message))) => {
+            set_error(&format!("{name}: {message}"));
+            status
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_error(&format!("{name}: internal error (panic): {what}"));
+            FcStatus::Panic
+        }
+    }
+}
+
+fn registry() -> &'static Mutex<HashMap<u64, Arc<Mutex<Engine>>>> {
+    static ENGINES: OnceLock<Mutex<HashMap<u64, Arc<Mutex<Engine>>>>> = OnceLock::new();
+    ENGINES.get_or_init(Default::default)
+}
+
+static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
+
+fn lookup(handle: FcEngine) -> Result<Arc<Mutex<Engine>>> {
+    let map = registry().lock().unwrap_or_else(|p| p.into_inner());
+    match map.get(&handle) {
+        Some(e) => Ok(Arc::clone(e)),
+        None => {
+            fail(FcStatus::InvalidHandle, format!("handle {handle} is not a live engine (never created, or destroyed)"))
+        }
+    }
+}
+
+/// Runs `f` on the engine behind `handle`.
+fn with_engine<T>(handle: FcEngine, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<T> {
+    let engine = lookup(handle)?;
+    let mut guard = engine.lock().unwrap_or_else(|p| p.into_inner());
+    f(&mut guard)
+}
+
+fn non_null<T>(p: *const T, what: &str) -> Result<()> {
+    if p.is_null() {
+        fail(FcStatus::NullPointer, format!("`{what}` is null"))
+    } else {
+        Ok(())
+    }
+}
+
+/// # Safety
+/// `p` is null (an error) or a NUL-terminated string.
+unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
+    non_null(p, what)?;
+    // SAFETY: the caller promises a NUL-terminated string.
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Fail(FcStatus::InvalidArgument, format!("`{what}` is not UTF-8")))
+}
+
+fn session_options(o: &FcOptions) -> Result<SessionOptions> {
+    let level = o.threshold;
+    let mode = match o.mode {
+        FC_MODE_EXACT => Mode::Exact,
+        FC_MODE_THRESHOLD | FC_MODE_DELTA if !(level > 0.0 && level <= 255.0) => {
+            return fail(FcStatus::InvalidArgument, format!("threshold {level} must lie in (0, 255] grey levels"))
+        }
+        FC_MODE_THRESHOLD => Mode::Threshold { metric: Default::default(), level },
+        FC_MODE_DELTA => Mode::Delta { level },
+        m => return fail(FcStatus::InvalidArgument, format!("mode {m} is not FC_MODE_EXACT, _THRESHOLD or _DELTA")),
+    };
+    let options = SessionOptions {
+        mode,
+        tile: o.tile as usize,
+        threads: (o.threads > 0).then_some(o.threads as usize),
+        ..Default::default()
+    };
+    options.validate().map_err(|e| Fail(FcStatus::InvalidArgument, e.to_string()))?;
+    Ok(options)
+}
+
+fn register(
+    plan: Arc<Plan>,
+    config: ModelConfig,
+    labels: Option<Vec<String>>,
+    options: SessionOptions,
+) -> Result<FcEngine> {
+    let session = Session::new(plan, options).map_err(|e| Fail(FcStatus::InvalidArgument, e.to_string()))?;
+    let engine =
+        Engine { session, config, labels, labels_c: Vec::new(), rgb: Vec::new(), scratch: Vec::new(), last: None };
+    let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+    registry().lock().unwrap_or_else(|p| p.into_inner()).insert(handle, Arc::new(Mutex::new(engine)));
+    Ok(handle)
+}
+
+fn model_error(e: framecache::Error) -> Fail {
+    Fail(FcStatus::Model, e.to_string())
+}
+
+/// Writes the defaults: exact mode, threshold 8 (used when a threshold mode is chosen), tile 16,
+/// all cores.
+///
+/// # Safety
+/// `out` is null (an error) or points to writable memory for one `FcOptions`.
+#[no_mangle]
+pub unsafe extern "C" fn fc_options_default(out: *mut FcOptions) -> FcStatus {
+    guard("fc_options_default", || {
+        non_null(out, "out")?;
+        let options =
+            FcOptions { mode: FC_MODE_EXACT, threshold: 8.0, tile: framecache::exec::DEFAULT_TILE as u32, threads: 0 };
+        // SAFETY: checked non-null; the caller promises it is writable.
+        unsafe { out.write(options) };
+        Ok(())
+    })
+}
+
+/// Creates an engine from an ONNX model file. Its sidecar `<model file>.toml` (preprocessing,
+/// task, labels) is read from beside the model, or from `sidecar_path` when that is not null.
+///
+/// # Safety
+/// Strings are null or NUL-terminated; `options` is null (defaults) or points to an
+/// `FcOptions`; `out` points to writable memory for one handle.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_create(
+    model_path: *const c_char,
+    sidecar_path: *const c_char,
+    options: *const FcOptions,
+    out: *mut FcEngine,
+) -> FcStatus {
+    guard("fc_engine_create", || {
+        non_null(out, "out")?;
+        // SAFETY: the caller's promises, above.
+        let model = Path::new(unsafe { c_str(model_path, "model_path") }?);
+        let sidecar = match sidecar_path.is_null() {
+            true => ModelConfig::find(model, &[]).ok_or_else(|| {
+                Fail(FcStatus::Model, format!("no sidecar {}.toml beside the model", model.display()))
+            })?,
+            // SAFETY: as above.
+            false => unsafe { c_str(sidecar_path, "sidecar_path") }?.into(),
+        };
+        // SAFETY: as above.
+        let options = session_options(&unsafe { read_options(options) }?)?;
+        let config = ModelConfig::load(&sidecar).map_err(model_error)?;
+        let plan = Plan::from_onnx(model, config.preprocess.clone()).map_err(model_error)?;
+        let labels = config.load_labels(model).map_err(model_error)?;
+        let handle = register(plan, config, labels, options)?;
+        // SAFETY: checked non-null.
+        unsafe { out.write(handle) };
+        Ok(())
+    })
+}
+
+/// Creates an engine from an ONNX model in memory, its sidecar as TOML text, and optionally
+/// class names (one per line; `labels` may be null).
+///
+/// # Safety
+/// `onnx` points to `onnx_len` readable bytes; strings are null or NUL-terminated; `options`
+/// is null (defaults) or points to an `FcOptions`; `out` points to writable memory.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_create_from_bytes(
+    onnx: *const u8,
+    onnx_len: usize,
+    sidecar_toml: *const c_char,
+    labels: *const c_char,
+    options: *const FcOptions,
+    out: *mut FcEngine,
+) -> FcStatus {
+    guard("fc_engine_create_from_bytes", || {
+        non_null(out, "out")?;
+        non_null(onnx, "onnx")?;
+        if onnx_len == 0 {
+            return fail(FcStatus::InvalidArgument, "onnx_len is 0");
+        }
+        // SAFETY: the caller promises `onnx_len` readable bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(onnx, onnx_len) };
+        // SAFETY: as above.
+        let text = unsafe { c_str(sidecar_toml, "sidecar_toml") }?;
+        let config = ModelConfig::parse(text, Path::new("<sidecar_toml>")).map_err(model_error)?;
+        let labels = match labels.is_null() {
+            true => None,
+            // SAFETY: as above.
+            false => Some(unsafe { c_str(labels, "labels") }?.lines().map(str::to_owned).collect()),
+        };
+        // SAFETY: as above.
+        let options = session_options(&unsafe { read_options(options) }?)?;
+        let graph = framecache::import::load_onnx_bytes(bytes).map_err(model_error)?;
+        let plan = Plan::new(graph, config.preprocess.clone()).map_err(model_error)?;
+        let handle = register(plan, config, labels, options)?;
+        // SAFETY: checked non-null.
+        unsafe { out.write(handle) };
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `p` is null or points to an `FcOptions`.
+unsafe fn read_options(p: *const FcOptions) -> Result<FcOptions> {
+    if p.is_null() {
+        let mut o = FcOptions { mode: 0, threshold: 0.0, tile: 0, threads: 0 };
+        // SAFETY: a valid local.
+        unsafe { fc_options_default(&mut o) };
+        Ok(o)
+    } else {
+        // SAFETY: the caller promises a readable `FcOptions`.
+        Ok(unsafe { p.read() })
+    }
+}
+
+/// Destroys an engine. Destroying it again, or using it afterwards, returns
+/// `FC_STATUS_INVALID_HANDLE`.
+#[no_mangle]
+pub extern "C" fn fc_engine_destroy(engine: FcEngine) -> FcStatus {
+    guard("fc_engine_destroy", || {
+        let removed = registry().lock().unwrap_or_else(|p| p.into_inner()).remove(&engine);
+        match removed {
+            Some(_) => Ok(()),
+            None => fail(
+                FcStatus::InvalidHandle,
+                format!("handle {engine} is not a live engine (never created, or destroyed)"),
+            ),
+        }
+    })
+}
+
+/// Processes an RGBA or BGRA frame (`FC_PIXEL_*`, 4 bytes per pixel, rows `row_stride` bytes
+/// apart), rotated clockwise by `rotation` degrees (0, 90, 180 or 270) before inference.
+///
+/// # Safety
+/// `pixels` points to `row_stride * (height - 1) + width * 4` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_push_rgba(
+    engine: FcEngine,
+    pixels: *const u8,
+    width: u32,
+    height: u32,
+    row_stride: u32,
+    pixel_format: u32,
+    rotation: u32,
+) -> FcStatus {
+    guard("fc_engine_push_rgba", || {
+        non_null(pixels, "pixels")?;
+        let (w, h, stride) = (width as usize, height as usize, row_stride as usize);
+        frames::check_size(w, h)?;
+        let bgra = match pixel_format {
+            FC_PIXEL_RGBA => false,
+            FC_PIXEL_BGRA => true,
+            f => {
+                return fail(
+                    FcStatus::InvalidArgument,
+                    format!("pixel_format {f} is not FC_PIXEL_RGBA or FC_PIXEL_BGRA"),
+                )
+            }
+        };
+        if stride < w * 4 {
+            return fail(FcStatus::InvalidArgument, format!("row_stride {stride} < width {w} x 4 bytes"));
+        }
+        let len = stride * (h - 1) + w * 4;
+        // SAFETY: the caller promises `len` readable bytes.
+        let data = unsafe { std::slice::from_raw_parts(pixels, len) };
+        with_engine(engine, |e| {
+            let started = Instant::now();
+            frames::rgba_to_rgb(data, w, h, stride, bgra, &mut e.scratch);
+            e.process((w, h), rotation, started)
+        })
+    })
+}
+
+/// Processes a YUV 4:2:0 frame (I420, NV12 or NV21 with strides), rotated clockwise by
+/// `rotation` degrees before inference.
+///
+/// # Safety
+/// `frame` points to an `FcYuv420` whose planes hold the bytes their strides imply.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_push_yuv420(engine: FcEngine, frame: *const FcYuv420, rotation: u32) -> FcStatus {
+    guard("fc_engine_push_yuv420", || {
+        non_null(frame, "frame")?;
+        // SAFETY: the caller promises a readable `FcYuv420`.
+        let f = unsafe { frame.read() };
+        let (w, h) = (f.width as usize, f.height as usize);
+        frames::check_size(w, h)?;
+        with_engine(engine, |e| {
+            let started = Instant::now();
+            // SAFETY: the caller promises the planes' bytes.
+            let image = unsafe { frames::yuv_image(&f) }?;
+            image.to_rgb(&mut e.scratch).map_err(|err| Fail(FcStatus::Frame, err.to_string()))?;
+            e.process((w, h), rotation, started)
+        })
+    })
+}
+
+impl Engine {
+    /// Rotates `scratch` (packed RGB, `size`) into `rgb` and runs the cached path.
+    fn process(&mut self, size: (usize, usize), rotation: u32, started: Instant) -> Result<()> {
+        let (w, h) = frames::rotate_rgb(&self.scratch, size.0, size.1, rotation, &mut self.rgb)?;
+        let frame = framecache::Frame::rgb(w, h, &self.rgb);
+        let outputs = self.session.process(&frame).map_err(|e| Fail(FcStatus::Frame, e.to_string()))?;
+        let stats =
+            self.session.last_stats().cloned().ok_or_else(|| Fail(FcStatus::NoResult, "no statistics".into()))?;
+        let heads = heads::decode(&outputs, &self.config, self.labels.as_deref());
+        self.last = Some(Last { stats, heads, engine_ms: started.elapsed().as_secs_f64() * 1e3, frame: (w, h) });
+        Ok(())
+    }
+
+    fn last(&self) -> Result<&Last> {
+        self.last.as_ref().ok_or_else(|| Fail(FcStatus::NoResult, "no frame has been processed yet".into()))
+    }
+
+    fn head(&self, index: u32) -> Result<&Head> {
+        let last = self.last()?;
+        last.heads.get(index as usize).ok_or_else(|| {
+            Fail(FcStatus::InvalidArgument, format!("head {index} does not exist (the model has {})", last.heads.len()))
+        })
+    }
+
+    /// The C string of class `index`: its label, or `class N` for models without labels.
+    fn label_ptr(&mut self, index: usize) -> *const c_char {
+        if self.labels_c.is_empty() {
+            if let Some(l) = &self.labels {
+                self.labels_c = l.iter().map(|s| CString::new(s.replace('\0', " ")).unwrap_or_default()).collect();
+            }
+        }
+        while self.labels_c.len() <= index {
+            let name = format!("class {}", self.labels_c.len());
+            self.labels_c.push(CString::new(name).unwrap_or_default());
+        }
+        self.labels_c[index].as_ptr()
+    }
+}
+
+/// The statistics of the last frame.
+///
+/// # Safety
+/// `out` points to writable memory for one `FcStats`.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_stats(engine: FcEngine, out: *mut FcStats) -> FcStatus {
+    guard("fc_engine_stats", || {
+        non_null(out, "out")?;
+        let stats = with_engine(engine, |e| {
+            let last = e.last()?;
+            let s = &last.stats;
+            let input = e.session.plan().graph().input_shape();
+            let (rx, ry, rw, rh) = e.session.plan().preprocess().source_region(last.frame.0, last.frame.1, input);
+            Ok(FcStats {
+                frame_index: s.frame_index,
+                cache_reset: s.reset.is_some() as u32,
+                input_hit_rate: s.input_hit_rate(),
+                mac_saving: s.mac_saving(),
+                macs_executed: s.macs_executed,
+                macs_full: s.macs_full,
+                engine_ms: last.engine_ms,
+                tile_rows: s.tiling.rows as u32,
+                tile_cols: s.tiling.cols as u32,
+                dirty_tiles: s.dirty_tiles as u32,
+                input_width: input.w as u32,
+                input_height: input.h as u32,
+                region_x: rx,
+                region_y: ry,
+                region_width: rw,
+                region_height: rh,
+                frame_width: last.frame.0 as u32,
+                frame_height: last.frame.1 as u32,
+            })
+        })?;
+        // SAFETY: checked non-null.
+        unsafe { out.write(stats) };
+        Ok(())
+    })
+}
+
+/// Which tiles of the last frame were recomputed (1) or reused (0), row-major,
+/// `tile_rows * tile_cols` bytes. `written` gets the count; with a short buffer it gets the
+/// needed size and the call returns `FC_STATUS_BUFFER_TOO_SMALL`.
+///
+/// # Safety
+/// `out` is null or points to `capacity` writable bytes; `written` points to a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_tile_map(
+    engine: FcEngine,
+    out: *mut u8,
+    capacity: usize,
+    written: *mut usize,
+) -> FcStatus {
+    guard("fc_engine_tile_map", || {
+        non_null(written, "written")?;
+        let map: Vec<u8> = with_engine(engine, |e| Ok(e.last()?.stats.dirty.iter().map(|&d| d as u8).collect()))?;
+        // SAFETY: checked non-null.
+        unsafe { written.write(map.len()) };
+        // SAFETY: the caller promises `capacity` writable bytes at `out`.
+        unsafe { copy_out(&map, out, capacity) }
+    })
+}
+
+/// # Safety
+/// `out` is null or points to `capacity` writable `T`s.
+unsafe fn copy_out<T: Copy>(values: &[T], out: *mut T, capacity: usize) -> Result<()> {
+    if capacity < values.len() || (out.is_null() && !values.is_empty()) {
+        return fail(FcStatus::BufferTooSmall, format!("needs room for {} values, got {capacity}", values.len()));
+    }
+    // SAFETY: non-null (or nothing to copy) and large enough, per the caller.
+    unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, values.len()) };
+    Ok(())
+}
+
+/// The number of heads (decoded outputs) of the model.
+///
+/// # Safety
+/// `out` points to a writable `uint32_t`.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_head_count(engine: FcEngine, out: *mut u32) -> FcStatus {
+    guard("fc_engine_head_count", || {
+        non_null(out, "out")?;
+        let n = with_engine(engine, |e| Ok(e.session.plan().graph().outputs.len() as u32))?;
+        // SAFETY: checked non-null.
+        unsafe { out.write(n) };
+        Ok(())
+    })
+}
+
+/// What head `head` of the last frame holds.
+///
+/// # Safety
+/// `out` points to writable memory for one `FcHeadInfo`.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_head_info(engine: FcEngine, head: u32, out: *mut FcHeadInfo) -> FcStatus {
+    guard("fc_engine_head_info", || {
+        non_null(out, "out")?;
+        let info = with_engine(engine, |e| {
+            Ok(match e.head(head)? {
+                Head::Classes { top, .. } => {
+                    FcHeadInfo { kind: FC_HEAD_CLASSES, count: top.len() as u32, width: 0, height: 0 }
+                }
+                Head::Mask { width, height, .. } => FcHeadInfo {
+                    kind: FC_HEAD_MASK,
+                    count: (width * height) as u32,
+                    width: *width as u32,
+                    height: *height as u32,
+                },
+                Head::Values { shape, .. } => FcHeadInfo {
+                    kind: FC_HEAD_VALUES,
+                    count: shape.iter().product::<usize>() as u32,
+                    width: 0,
+                    height: 0,
+                },
+            })
+        })?;
+        // SAFETY: checked non-null.
+        unsafe { out.write(info) };
+        Ok(())
+    })
+}
+
+/// The top classes of classification head `head`, best first.
+///
+/// # Safety
+/// `out` is null or points to `capacity` writable `FcClass`es; `written` points to a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_classes(
+    engine: FcEngine,
+    head: u32,
+    out: *mut FcClass,
+    capacity: usize,
+    written: *mut usize,
+) -> FcStatus {
+    guard("fc_engine_classes", || {
+        non_null(written, "written")?;
+        let classes = with_engine(engine, |e| {
+            let Head::Classes { top, .. } = e.head(head)?.clone() else {
+                return fail(FcStatus::InvalidArgument, format!("head {head} is not a classification head"));
+            };
+            Ok(top
+                .iter()
+                .map(|c| FcClass { index: c.index as u32, prob: c.prob, label: e.label_ptr(c.index) })
+                .collect::<Vec<_>>())
+        })?;
+        // SAFETY: checked non-null.
+        unsafe { written.write(classes.len()) };
+        // SAFETY: the caller promises `capacity` writable values at `out`.
+        unsafe { copy_out(&classes, out, capacity) }
+    })
+}
+
+/// The probability mask of segmentation head `head` (row-major, `width * height` floats over
+/// the region of [`FcStats`]).
+///
+/// # Safety
+/// `out` is null or points to `capacity` writable floats; `width` and `height` point to
+/// writable `uint32_t`s.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_mask(
+    engine: FcEngine,
+    head: u32,
+    out: *mut f32,
+    capacity: usize,
+    width: *mut u32,
+    height: *mut u32,
+) -> FcStatus {
+    guard("fc_engine_mask", || {
+        non_null(width, "width")?;
+        non_null(height, "height")?;
+        with_engine(engine, |e| {
+            let Head::Mask { width: w, height: h, probs, .. } = e.head(head)? else {
+                return fail(FcStatus::InvalidArgument, format!("head {head} is not a segmentation head"));
+            };
+            // SAFETY: checked non-null.
+            unsafe {
+                width.write(*w as u32);
+                height.write(*h as u32);
+            }
+            // SAFETY: the caller promises `capacity` writable floats at `out`.
+            unsafe { copy_out(probs, out, capacity) }
+        })
+    })
+}
+
+/// The last error on this thread, NUL-terminated; empty when none. Valid until the next failing
+/// call on this thread.
+#[no_mangle]
+pub extern "C" fn fc_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// The library version, NUL-terminated, static.
+#[no_mangle]
+pub extern "C" fn fc_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}

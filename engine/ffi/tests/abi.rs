@@ -1,0 +1,166 @@
+//! The C ABI called from Rust: YUV 4:2:0 in its three layouts gives what the engine gives on
+//! the same samples, rotation equals pre-rotated pixels, and engines from bytes equal engines
+//! from files.
+
+use std::path::{Path, PathBuf};
+
+use framecache::heads::{self, Head};
+use framecache::{ModelConfig, Plan, Session, SessionOptions, YuvImage, YuvRange};
+use framecache_ffi::*;
+
+fn assets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets")
+}
+
+fn rgb_frame() -> image::RgbImage {
+    image::open(assets().join("clips/static_coin_motion/frame_0001.png")).unwrap().to_rgb8()
+}
+
+fn options() -> FcOptions {
+    let mut o = FcOptions { mode: 0, threshold: 0.0, tile: 0, threads: 0 };
+    assert_eq!(unsafe { fc_options_default(&mut o) }, FcStatus::Ok);
+    o.threads = 1;
+    o
+}
+
+fn engine_from_bytes() -> FcEngine {
+    let onnx = std::fs::read(assets().join("models/mobilenet_v2.onnx")).unwrap();
+    let sidecar =
+        std::ffi::CString::new(std::fs::read_to_string(assets().join("models/mobilenet_v2.onnx.toml")).unwrap())
+            .unwrap();
+    let labels =
+        std::ffi::CString::new(std::fs::read_to_string(assets().join("models/imagenet_classes.txt")).unwrap()).unwrap();
+    let mut e = 0;
+    let status = unsafe {
+        fc_engine_create_from_bytes(onnx.as_ptr(), onnx.len(), sidecar.as_ptr(), labels.as_ptr(), &options(), &mut e)
+    };
+    assert_eq!(status, FcStatus::Ok, "{:?}", unsafe { std::ffi::CStr::from_ptr(fc_last_error()) });
+    e
+}
+
+/// Top classes of head 0 as (index, probability, label).
+fn top(e: FcEngine) -> Vec<(u32, f32, String)> {
+    let mut out = [FcClass { index: 0, prob: 0.0, label: std::ptr::null() }; 5];
+    let mut n = 0;
+    assert_eq!(unsafe { fc_engine_classes(e, 0, out.as_mut_ptr(), out.len(), &mut n) }, FcStatus::Ok);
+    out[..n]
+        .iter()
+        .map(|c| (c.index, c.prob, unsafe { std::ffi::CStr::from_ptr(c.label) }.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// BT.601 limited-range I420 of an RGB image with even sides (chroma averaged over 2x2).
+fn to_i420(img: &image::RgbImage) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let px = |x: usize, y: usize| img.get_pixel(x as u32, y as u32).0.map(f32::from);
+    let y_plane = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (y, x)))
+        .map(|(y, x)| {
+            let [r, g, b] = px(x, y);
+            (16.0 + 0.257 * r + 0.504 * g + 0.098 * b).round() as u8
+        })
+        .collect();
+    let (mut u, mut v) = (Vec::new(), Vec::new());
+    for cy in 0..h / 2 {
+        for cx in 0..w / 2 {
+            let mut acc = [0.0f32; 3];
+            for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let p = px(2 * cx + dx, 2 * cy + dy);
+                for c in 0..3 {
+                    acc[c] += p[c] / 4.0;
+                }
+            }
+            let [r, g, b] = acc;
+            u.push((128.0 - 0.148 * r - 0.291 * g + 0.439 * b).round() as u8);
+            v.push((128.0 + 0.439 * r - 0.368 * g - 0.071 * b).round() as u8);
+        }
+    }
+    (y_plane, u, v)
+}
+
+#[test]
+fn yuv_layouts_match_the_engine_on_the_same_samples() {
+    let img = rgb_frame();
+    let (w, h) = (img.width(), img.height());
+    let (y, u, v) = to_i420(&img);
+    let plane =
+        |data: &[u8], row_stride: u32, pixel_stride: u32| FcPlane { data: data.as_ptr(), row_stride, pixel_stride };
+
+    // I420, tightly packed.
+    let e1 = engine_from_bytes();
+    let i420 = FcYuv420 {
+        width: w,
+        height: h,
+        y: plane(&y, w, 1),
+        u: plane(&u, w / 2, 1),
+        v: plane(&v, w / 2, 1),
+        full_range: 0,
+    };
+    assert_eq!(unsafe { fc_engine_push_yuv420(e1, &i420, 0) }, FcStatus::Ok);
+
+    // NV21 (V first, interleaved) with padded rows, as Android cameras deliver it.
+    let pad = 16;
+    let y_padded: Vec<u8> =
+        y.chunks(w as usize).flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0, pad))).collect();
+    let vu: Vec<u8> = v
+        .chunks(w as usize / 2)
+        .zip(u.chunks(w as usize / 2))
+        .flat_map(|(vr, ur)| {
+            vr.iter().zip(ur).flat_map(|(&a, &b)| [a, b]).chain(std::iter::repeat_n(0, pad)).collect::<Vec<_>>()
+        })
+        .collect();
+    let row = w + pad as u32;
+    let nv21 = FcYuv420 {
+        width: w,
+        height: h,
+        y: plane(&y_padded, row, 1),
+        u: FcPlane { data: vu[1..].as_ptr(), row_stride: row, pixel_stride: 2 },
+        v: plane(&vu, row, 2),
+        full_range: 0,
+    };
+    let e2 = engine_from_bytes();
+    assert_eq!(unsafe { fc_engine_push_yuv420(e2, &nv21, 0) }, FcStatus::Ok);
+    assert_eq!(top(e1), top(e2));
+
+    // The engine on the same samples.
+    let packed: Vec<u8> = [y.as_slice(), &u, &v].concat();
+    let mut rgb = Vec::new();
+    YuvImage::i420(w as usize, h as usize, &packed, YuvRange::Limited).unwrap().to_rgb(&mut rgb).unwrap();
+    let model = assets().join("models/mobilenet_v2.onnx");
+    let config = ModelConfig::load(ModelConfig::find(&model, &[]).unwrap()).unwrap();
+    let labels = config.load_labels(&model).unwrap();
+    let plan = Plan::from_onnx(&model, config.preprocess.clone()).unwrap();
+    let mut session = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+    let outputs = session.process(&framecache::Frame::rgb(w as usize, h as usize, &rgb)).unwrap();
+    let Head::Classes { top: expected, .. } = &heads::decode(&outputs, &config, labels.as_deref())[0] else { panic!() };
+    let expected: Vec<_> = expected.iter().map(|c| (c.index as u32, c.prob, c.label.clone())).collect();
+    assert_eq!(top(e1), expected);
+    for e in [e1, e2] {
+        assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+    }
+}
+
+#[test]
+fn rotation_equals_rotated_pixels_and_stats_describe_the_rotated_frame() {
+    let img = rgb_frame();
+    let (w, h) = (img.width(), img.height());
+    let rgba: Vec<u8> = img.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    let rotated = image::imageops::rotate90(&img);
+    let rgba_rotated: Vec<u8> = rotated.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    let (a, b) = (engine_from_bytes(), engine_from_bytes());
+    assert_eq!(unsafe { fc_engine_push_rgba(a, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 90) }, FcStatus::Ok);
+    assert_eq!(unsafe { fc_engine_push_rgba(b, rgba_rotated.as_ptr(), h, w, h * 4, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
+    assert_eq!(top(a), top(b));
+    let mut s = FcStats::default();
+    assert_eq!(unsafe { fc_engine_stats(a, &mut s) }, FcStatus::Ok);
+    assert_eq!((s.frame_width, s.frame_height), (h, w));
+    assert_eq!((s.input_width, s.input_height), (224, 224));
+    assert_eq!(s.cache_reset, 1);
+    // The same frame again: every tile reused.
+    assert_eq!(unsafe { fc_engine_push_rgba(a, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 90) }, FcStatus::Ok);
+    assert_eq!(unsafe { fc_engine_stats(a, &mut s) }, FcStatus::Ok);
+    assert_eq!((s.cache_reset, s.dirty_tiles, s.input_hit_rate, s.mac_saving), (0, 0, 1.0, 1.0));
+    for e in [a, b] {
+        assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+    }
+}
