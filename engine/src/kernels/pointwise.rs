@@ -54,14 +54,23 @@ pub fn run(call: &Call<'_>, dst: &mut [f32]) -> bool {
     assert!(call.npix == 0 || call.src.len() >= (call.npix - 1) * call.src_stride + call.cin);
     assert!(dst.len() >= call.npix * call.cout);
     assert_eq!(call.packed.len(), call.cout.div_ceil(PANEL) * call.cin * PANEL);
-    match super::simd::detected() {
+    let ran = match super::simd::detected() {
         // SAFETY: features detected at run time; extents asserted above.
         #[cfg(target_arch = "x86_64")]
-        super::simd::Level::Avx512 => unsafe { avx512(call, dst.as_mut_ptr()) },
+        super::simd::Level::Avx512 => unsafe {
+            avx512(call, dst.as_mut_ptr());
+            true
+        },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        super::simd::Level::Avx2Fma => unsafe { avx2(call, dst.as_mut_ptr()) },
-        _ => return false,
+        super::simd::Level::Avx2Fma => unsafe {
+            avx2(call, dst.as_mut_ptr());
+            true
+        },
+        _ => false,
+    };
+    if !ran {
+        return false;
     }
     match call.act {
         Activation::Identity | Activation::Relu | Activation::Clip { .. } => {}
@@ -72,6 +81,7 @@ pub fn run(call: &Call<'_>, dst: &mut [f32]) -> bool {
 }
 
 /// Bounds of a vectorised activation: Relu and Clip; identity for everything else.
+#[cfg(target_arch = "x86_64")]
 fn bounds(act: Activation) -> (f32, f32) {
     match act {
         Activation::Relu => (0.0, f32::INFINITY),
@@ -81,6 +91,7 @@ fn bounds(act: Activation) -> (f32, f32) {
 }
 
 /// Pixels per block: the block's inputs stay in L1/L2 while every panel passes over them.
+#[cfg(target_arch = "x86_64")]
 const PIXEL_BLOCK: usize = 64;
 
 #[cfg(target_arch = "x86_64")]

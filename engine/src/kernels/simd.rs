@@ -48,17 +48,19 @@ pub fn detected() -> Level {
 
 /// Every level this CPU can run, lowest first.
 pub fn available() -> Vec<Level> {
-    let mut out = vec![Level::Baseline];
     #[cfg(target_arch = "x86_64")]
     {
+        let mut out = vec![Level::Baseline];
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             out.push(Level::Avx2Fma);
         }
         if best() == Level::Avx512 {
             out.push(Level::Avx512);
         }
+        out
     }
-    out
+    #[cfg(not(target_arch = "x86_64"))]
+    vec![Level::Baseline]
 }
 
 static FORCED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
