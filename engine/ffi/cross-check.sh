@@ -19,7 +19,7 @@ symbols=$(grep -oE '\bfc_[a-z0-9_]+\(' "$header" | tr -d '(' | sort -u)
 for target in aarch64-linux-android aarch64-apple-ios; do
   echo "== $target: staticlib"
   RUSTFLAGS="-D warnings" cargo rustc -p framecache-ffi --lib --crate-type staticlib --profile cross-check \
-    --target "$target" --locked -q
+    --target "$target" --locked -q $([ "$target" = aarch64-apple-ios ] && echo --no-default-features)
   lib="$target_dir/$target/cross-check/libframecache_ffi.a"
   # Debian's LLVM 14 cannot read the LLVM bitcode some std objects carry and says so for each;
   # it still lists every native object, ours included, and a missing symbol fails below.

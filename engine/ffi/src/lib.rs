@@ -16,6 +16,8 @@
 //! serialised by a lock).
 
 mod frames;
+#[cfg(feature = "jni")]
+mod java;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -340,6 +342,9 @@ pub unsafe extern "C" fn fc_engine_create(
         non_null(out, "out")?;
         // SAFETY: the caller's promises, above.
         let model = Path::new(unsafe { c_str(model_path, "model_path") }?);
+        if let Err(e) = std::fs::metadata(model) {
+            return fail(FcStatus::Model, format!("cannot read model {}: {e}", model.display()));
+        }
         let sidecar = match sidecar_path.is_null() {
             true => ModelConfig::find(model, &[]).ok_or_else(|| {
                 Fail(FcStatus::Model, format!("no sidecar {}.toml beside the model", model.display()))
