@@ -102,6 +102,8 @@ typedef struct {
   // The tile grid over the model input; [`fc_engine_tile_map`] gives each tile's state.
   uint32_t tile_rows;
   uint32_t tile_cols;
+  // Tile side in model-input pixels (the last row and column may be smaller).
+  uint32_t tile_size;
   uint32_t dirty_tiles;
   // Model input size in pixels: the space tiles are measured in.
   uint32_t input_width;

@@ -197,6 +197,7 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeStats<'l>(
             s.region_height as f64,
             s.frame_width as f64,
             s.frame_height as f64,
+            s.tile_size as f64,
         ];
         let array = env.new_double_array(values.len() as i32).map_err(jni_error)?;
         env.set_double_array_region(&array, 0, &values).map_err(jni_error)?;

@@ -131,6 +131,8 @@ pub struct FcStats {
     /// The tile grid over the model input; [`fc_engine_tile_map`] gives each tile's state.
     pub tile_rows: u32,
     pub tile_cols: u32,
+    /// Tile side in model-input pixels (the last row and column may be smaller).
+    pub tile_size: u32,
     pub dirty_tiles: u32,
     /// Model input size in pixels: the space tiles are measured in.
     pub input_width: u32,
@@ -564,6 +566,7 @@ pub unsafe extern "C" fn fc_engine_stats(engine: FcEngine, out: *mut FcStats) ->
                 engine_ms: last.engine_ms,
                 tile_rows: s.tiling.rows as u32,
                 tile_cols: s.tiling.cols as u32,
+                tile_size: s.tiling.tile as u32,
                 dirty_tiles: s.dirty_tiles as u32,
                 input_width: input.w as u32,
                 input_height: input.h as u32,

@@ -3,6 +3,8 @@
 //! computes; then it runs again under AddressSanitizer with its misuse cases (null pointers,
 //! bad sizes and strides, use after free, double free).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,13 +17,8 @@ fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets")
 }
 
-/// `target/<profile>/libframecache_ffi.a`, built with this test (the lib lists `staticlib`).
 fn staticlib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let lib = profile_dir.join("libframecache_ffi.a");
-    assert!(lib.is_file(), "{} not built", lib.display());
-    lib
+    common::built_library("libframecache_ffi.a")
 }
 
 fn frames() -> Vec<image::RgbImage> {

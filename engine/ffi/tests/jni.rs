@@ -7,6 +7,8 @@
 //! `FRAMECACHE_REQUIRE_JNI=1` (set by `.ci/run`).
 #![cfg(feature = "jni")]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,10 +34,8 @@ fn jni_class_runs_on_a_host_jvm_and_matches_the_rust_api() {
         eprintln!("skipped: no JDK (javac) found");
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let lib_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
-    let lib = lib_dir.join("libframecache_ffi.so");
-    assert!(lib.is_file(), "{} not built", lib.display());
+    let lib = common::built_library("libframecache_ffi.so");
+    let lib_dir = lib.parent().unwrap().to_owned();
 
     let dir = std::env::temp_dir().join(format!("framecache-jni-{}", std::process::id()));
     let (classes, headers) = (dir.join("classes"), dir.join("headers"));
@@ -99,7 +99,7 @@ fn jni_class_runs_on_a_host_jvm_and_matches_the_rust_api() {
     assert!((prob.parse::<f32>().unwrap() - top[0].prob).abs() < 1e-6, "{out}");
 
     let (w, h) = (img.width(), img.height());
-    assert!(out.contains(&format!("stats frame 1 size {w}x{h} tiles 14x14 map 196")), "{out}");
+    assert!(out.contains(&format!("stats frame 1 size {w}x{h} tiles 14x14 of 16 map 196")), "{out}");
     // NV21, rotated a quarter turn: the frame is portrait now, and the class is still plausible.
     let nv21 = out.lines().find(|l| l.starts_with("nv21 top ")).unwrap();
     assert!(nv21.ends_with(&format!("rotated {h}x{w}")), "{out}");

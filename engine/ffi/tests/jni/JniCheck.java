@@ -48,7 +48,7 @@ public class JniCheck {
             System.out.println("rgba top " + scores[0] + " " + labels[0]);
             FrameCache.Stats s = fc.stats();
             System.out.println("stats frame " + s.frameIndex + " size " + s.frameWidth + "x" + s.frameHeight
-                    + " tiles " + s.tileRows + "x" + s.tileCols + " map " + fc.tileMap().length);
+                    + " tiles " + s.tileRows + "x" + s.tileCols + " of " + s.tileSize + " map " + fc.tileMap().length);
 
             fc.pushYuv420(y, yStride, u, v, uvStride, 2, w, h, 90);
             s = fc.stats();

@@ -91,6 +91,8 @@ public final class FrameCache implements AutoCloseable {
         public final float regionHeight;
         public final int frameWidth;
         public final int frameHeight;
+        /** Tile side in model-input pixels (the last row and column may be smaller). */
+        public final int tileSize;
 
         Stats(double[] v) {
             frameIndex = (long) v[0];
@@ -108,6 +110,7 @@ public final class FrameCache implements AutoCloseable {
             regionHeight = (float) v[12];
             frameWidth = (int) v[13];
             frameHeight = (int) v[14];
+            tileSize = (int) v[15];
         }
     }
 

@@ -1,0 +1,131 @@
+package com.framecache.demo
+
+import android.Manifest
+import android.content.pm.PackageManager
+import android.os.Bundle
+import android.util.Log
+import android.widget.TextView
+import android.widget.ToggleButton
+import androidx.appcompat.app.AppCompatActivity
+import androidx.camera.core.CameraSelector
+import androidx.camera.core.ImageAnalysis
+import androidx.camera.core.ImageProxy
+import androidx.camera.core.Preview
+import androidx.camera.lifecycle.ProcessCameraProvider
+import androidx.camera.view.PreviewView
+import androidx.core.app.ActivityCompat
+import androidx.core.content.ContextCompat
+import com.framecache.FrameCache
+import java.io.File
+import java.util.concurrent.Executors
+
+/**
+ * CameraX preview plus an ImageAnalysis stream (KEEP_ONLY_LATEST: stale frames are dropped, as in
+ * the desktop demo) whose YUV_420_888 planes go straight to the engine through JNI. The overlay
+ * shows recomputed and reused tiles, the top classes and live statistics.
+ */
+class MainActivity : AppCompatActivity() {
+    private val analysis = Executors.newSingleThreadExecutor()
+    private var engine: FrameCache? = null
+    @Volatile private var mode = FrameCache.MODE_EXACT
+    private var engineMode = -1
+    private lateinit var overlay: OverlayView
+    private lateinit var stats: TextView
+    private var frames = 0L
+    private var windowStart = System.nanoTime()
+
+    override fun onCreate(savedInstanceState: Bundle?) {
+        super.onCreate(savedInstanceState)
+        setContentView(R.layout.activity_main)
+        overlay = findViewById(R.id.overlay)
+        stats = findViewById(R.id.stats)
+        findViewById<ToggleButton>(R.id.mode).setOnCheckedChangeListener { _, on ->
+            mode = if (on) FrameCache.MODE_THRESHOLD else FrameCache.MODE_EXACT
+        }
+        if (ContextCompat.checkSelfPermission(this, Manifest.permission.CAMERA) == PackageManager.PERMISSION_GRANTED) {
+            startCamera()
+        } else {
+            ActivityCompat.requestPermissions(this, arrayOf(Manifest.permission.CAMERA), 1)
+        }
+    }
+
+    override fun onRequestPermissionsResult(code: Int, permissions: Array<out String>, results: IntArray) {
+        super.onRequestPermissionsResult(code, permissions, results)
+        if (results.firstOrNull() == PackageManager.PERMISSION_GRANTED) {
+            startCamera()
+        } else {
+            stats.text = "camera permission denied: framecache needs the camera to run"
+        }
+    }
+
+    /** The model, its sidecar and labels are APK assets; the engine reads files, so copy them once. */
+    private fun modelFile(): File {
+        for (name in listOf("mobilenet_v2.onnx", "mobilenet_v2.onnx.toml", "imagenet_classes.txt")) {
+            val out = File(filesDir, name)
+            if (!out.exists()) assets.open(name).use { input -> out.outputStream().use { input.copyTo(it) } }
+        }
+        return File(filesDir, "mobilenet_v2.onnx")
+    }
+
+    private fun startCamera() {
+        val future = ProcessCameraProvider.getInstance(this)
+        future.addListener({
+            val provider = future.get()
+            val preview = Preview.Builder().build().also {
+                it.setSurfaceProvider(findViewById<PreviewView>(R.id.preview).surfaceProvider)
+            }
+            val imageAnalysis = ImageAnalysis.Builder()
+                .setBackpressureStrategy(ImageAnalysis.STRATEGY_KEEP_ONLY_LATEST)
+                .setOutputImageFormat(ImageAnalysis.OUTPUT_IMAGE_FORMAT_YUV_420_888)
+                .build()
+            imageAnalysis.setAnalyzer(analysis) { image -> analyze(image) }
+            provider.unbindAll()
+            provider.bindToLifecycle(this, CameraSelector.DEFAULT_BACK_CAMERA, preview, imageAnalysis)
+        }, ContextCompat.getMainExecutor(this))
+    }
+
+    private fun analyze(image: ImageProxy) {
+        image.use {
+            try {
+                if (engine == null || engineMode != mode) {
+                    engine?.close()
+                    engine = FrameCache(modelFile().path, mode, 8f, 16, 0)
+                    engineMode = mode
+                }
+                val fc = engine!!
+                val (y, u, v) = Triple(it.planes[0], it.planes[1], it.planes[2])
+                fc.pushYuv420(
+                    y.buffer, y.rowStride, u.buffer, v.buffer, u.rowStride, u.pixelStride,
+                    it.width, it.height, it.imageInfo.rotationDegrees,
+                )
+                val s = fc.stats()
+                val labels = fc.topLabels()
+                val scores = fc.topScores()
+                val tiles = fc.tileMap()
+                frames++
+                val now = System.nanoTime()
+                val fps = frames * 1e9 / (now - windowStart)
+                if (now - windowStart > 2_000_000_000L) { frames = 0; windowStart = now }
+                val text = String.format(
+                    "%s  %.1f fps  engine %.1f ms\nhit %.0f%%  MAC saving %.0f%%\n%s",
+                    if (engineMode == FrameCache.MODE_EXACT) "exact" else "threshold 8",
+                    fps, s.engineMs, 100 * s.inputHitRate, 100 * s.macSaving,
+                    labels.indices.take(3).joinToString("\n") { i -> String.format("%s %.0f%%", labels[i], 100 * scores[i]) },
+                )
+                runOnUiThread {
+                    overlay.show(s, tiles)
+                    stats.text = text
+                }
+            } catch (e: RuntimeException) {
+                Log.e("framecache", "frame failed", e)
+                runOnUiThread { stats.text = "engine: ${e.message}" }
+            }
+        }
+    }
+
+    override fun onDestroy() {
+        super.onDestroy()
+        analysis.execute { engine?.close(); engine = null }
+        analysis.shutdown()
+    }
+}

@@ -1,0 +1,102 @@
+import CoreVideo
+import FrameCacheFFI
+
+/// A failed call of the engine: its status and message.
+public struct FrameCacheError: Error, CustomStringConvertible {
+    public let status: FcStatus
+    public let message: String
+    public var description: String { message }
+}
+
+private func check(_ status: FcStatus) throws {
+    if status != FC_STATUS_OK {
+        throw FrameCacheError(status: status, message: String(cString: fc_last_error()))
+    }
+}
+
+/// One camera stream through the frame cache. Use it from one queue.
+public final class FrameCache {
+    private let handle: FcEngine
+
+    /// Loads an ONNX model; its sidecar `<model>.toml` must sit beside it.
+    public init(modelPath: String, mode: UInt32 = UInt32(FC_MODE_EXACT), threshold: Float = 8,
+                tile: UInt32 = 16, threads: UInt32 = 0) throws {
+        var options = FcOptions()
+        try check(fc_options_default(&options))
+        options.mode = mode
+        options.threshold = threshold
+        options.tile = tile
+        options.threads = threads
+        var h: FcEngine = 0
+        try check(fc_engine_create(modelPath, nil, &options, &h))
+        handle = h
+    }
+
+    deinit {
+        _ = fc_engine_destroy(handle)
+    }
+
+    /// Processes a camera frame: NV12 (`420YpCbCr8BiPlanar`, video or full range) or 32BGRA.
+    /// `rotation`: degrees clockwise that make the frame upright.
+    public func push(_ buffer: CVPixelBuffer, rotation: UInt32) throws {
+        CVPixelBufferLockBaseAddress(buffer, .readOnly)
+        defer { CVPixelBufferUnlockBaseAddress(buffer, .readOnly) }
+        let format = CVPixelBufferGetPixelFormatType(buffer)
+        let width = UInt32(CVPixelBufferGetWidth(buffer))
+        let height = UInt32(CVPixelBufferGetHeight(buffer))
+        switch format {
+        case kCVPixelFormatType_420YpCbCr8BiPlanarVideoRange, kCVPixelFormatType_420YpCbCr8BiPlanarFullRange:
+            guard let y = CVPixelBufferGetBaseAddressOfPlane(buffer, 0),
+                  let uv = CVPixelBufferGetBaseAddressOfPlane(buffer, 1) else {
+                throw FrameCacheError(status: FC_STATUS_NULL_POINTER, message: "pixel buffer has no planes")
+            }
+            let yPtr = y.assumingMemoryBound(to: UInt8.self)
+            let uvPtr = uv.assumingMemoryBound(to: UInt8.self)
+            let uvStride = UInt32(CVPixelBufferGetBytesPerRowOfPlane(buffer, 1))
+            var frame = FcYuv420(
+                width: width, height: height,
+                y: FcPlane(data: yPtr, row_stride: UInt32(CVPixelBufferGetBytesPerRowOfPlane(buffer, 0)), pixel_stride: 1),
+                u: FcPlane(data: uvPtr, row_stride: uvStride, pixel_stride: 2),
+                v: FcPlane(data: uvPtr + 1, row_stride: uvStride, pixel_stride: 2),
+                full_range: format == kCVPixelFormatType_420YpCbCr8BiPlanarFullRange ? 1 : 0)
+            try check(fc_engine_push_yuv420(handle, &frame, rotation))
+        case kCVPixelFormatType_32BGRA:
+            guard let base = CVPixelBufferGetBaseAddress(buffer) else {
+                throw FrameCacheError(status: FC_STATUS_NULL_POINTER, message: "pixel buffer has no memory")
+            }
+            try check(fc_engine_push_rgba(handle, base.assumingMemoryBound(to: UInt8.self), width, height,
+                                          UInt32(CVPixelBufferGetBytesPerRow(buffer)), UInt32(FC_PIXEL_BGRA), rotation))
+        default:
+            throw FrameCacheError(status: FC_STATUS_INVALID_ARGUMENT,
+                                  message: "pixel format \(format) is neither NV12 nor 32BGRA")
+        }
+    }
+
+    /// Statistics of the last frame.
+    public func stats() throws -> FcStats {
+        var s = FcStats()
+        try check(fc_engine_stats(handle, &s))
+        return s
+    }
+
+    /// Per input tile: 1 recomputed, 0 reused (row-major, `tile_cols` wide).
+    public func tileMap() throws -> [UInt8] {
+        var needed = 0
+        let status = fc_engine_tile_map(handle, nil, 0, &needed)
+        if status != FC_STATUS_BUFFER_TOO_SMALL { try check(status) }
+        var map = [UInt8](repeating: 0, count: needed)
+        try check(fc_engine_tile_map(handle, &map, map.count, &needed))
+        return map
+    }
+
+    /// Top classes of the first head, best first; empty when it is not a classifier.
+    public func topClasses() throws -> [(label: String, prob: Float)] {
+        var info = FcHeadInfo()
+        try check(fc_engine_head_info(handle, 0, &info))
+        guard info.kind == UInt32(FC_HEAD_CLASSES) else { return [] }
+        var classes = [FcClass](repeating: FcClass(index: 0, prob: 0, label: nil), count: Int(info.count))
+        var n = 0
+        try check(fc_engine_classes(handle, 0, &classes, classes.count, &n))
+        return classes.prefix(n).map { (label: $0.label.map { String(cString: $0) } ?? "", prob: $0.prob) }
+    }
+}
