@@ -75,7 +75,7 @@ fn model() -> Model {
 }
 
 fn settings() -> EngineSettings {
-    EngineSettings { mode: Mode::Exact, tile: 16, full: false }
+    EngineSettings { mode: Mode::Exact, tile: 16, full: false, refresh: None }
 }
 
 fn start() -> Pipeline {
@@ -207,7 +207,7 @@ fn settings_and_model_switches_apply_on_the_worker() {
         Ok(Box::new(Scripted::new(Some(Duration::from_millis(20)), None)) as Box<dyn FrameSource>)
     }));
     until(&p, |e| matches!(e, Event::Result(_)).then_some(()));
-    p.set_settings(EngineSettings { mode: Mode::Exact, tile: 8, full: true });
+    p.set_settings(EngineSettings { mode: Mode::Exact, tile: 8, full: true, refresh: None });
     let r = until(&p, |e| match e {
         Event::Result(r) if r.settings.tile == 8 => Some(r),
         _ => None,

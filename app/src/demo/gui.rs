@@ -27,10 +27,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
         Some(m) => m.clone(),
         None => crate::cli::default_model()?,
     };
-    let model = Model::load(&model_path, None)?;
+    let model = Model::load(&model_path, args.engine.preprocess.as_deref())?;
     let start = super::choose_source(args.source.clone())?;
-    let settings = EngineSettings { mode: args.mode, tile: args.tile, full: false };
-    framecache::SessionOptions { tile: args.tile, mode: args.mode, ..Default::default() }.validate()?;
+    let settings =
+        EngineSettings { mode: args.mode, tile: args.engine.tile, full: false, refresh: args.engine.refresh };
+    framecache::SessionOptions { tile: args.engine.tile, mode: args.mode, ..Default::default() }.validate()?;
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default().with_inner_size([1180.0, 700.0]).with_title("framecache demo"),
         renderer: eframe::Renderer::Glow,
@@ -44,7 +45,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         Box::new(move |cc| {
             let ctx = cc.egui_ctx.clone();
             let notify: super::pipeline::Notify = Arc::new(move || ctx.request_repaint());
-            let pipeline = Pipeline::start(model, settings, args.threads, notify);
+            let pipeline = Pipeline::start(model, settings, args.engine.threads, notify);
             Ok(Box::new(DemoApp::new(pipeline, settings, start, &args, out)))
         }),
     )

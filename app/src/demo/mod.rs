@@ -28,15 +28,12 @@ pub struct DemoArgs {
     /// ONNX model with a sidecar (default: the bundled MobileNetV2).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Engine threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// exact, threshold=N or delta=N (grey levels); changeable in the window.
     #[arg(long, default_value = "exact", value_parser = crate::cli::parse_mode)]
     pub mode: Mode,
-    /// Tile size in input pixels (8-32); changeable in the window.
-    #[arg(long, default_value_t = framecache::exec::DEFAULT_TILE)]
-    pub tile: usize,
+    /// Tile size (changeable in the window), threads, refresh interval, preprocessing sidecar.
+    #[command(flatten)]
+    pub engine: crate::cli::EngineArgs,
     /// Frame rate for a folder of frames (Y4M files carry their own; default 30).
     #[arg(long)]
     pub fps: Option<f64>,

@@ -68,6 +68,8 @@ pub struct EngineSettings {
     pub tile: usize,
     /// Recompute every frame in full (the reference path), for comparison.
     pub full: bool,
+    /// Recompute everything every N frames (drift control).
+    pub refresh: Option<u32>,
 }
 
 /// The model being run, as the window describes it.
@@ -365,7 +367,7 @@ impl Worker {
     fn apply(&mut self, c: Command) -> bool {
         match c {
             Command::Settings(s) => {
-                if (s.mode, s.tile) != (self.settings.mode, self.settings.tile) {
+                if (s.mode, s.tile, s.refresh) != (self.settings.mode, self.settings.tile, self.settings.refresh) {
                     self.session = None;
                 }
                 self.settings = s;
@@ -410,6 +412,7 @@ impl Worker {
                     mode: self.settings.mode,
                     tile: self.settings.tile,
                     threads: self.threads,
+                    refresh_interval: self.settings.refresh,
                     ..Default::default()
                 };
                 let s = Session::new(Arc::clone(&self.model.plan), options).map_err(|e| e.to_string())?;

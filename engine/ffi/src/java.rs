@@ -265,6 +265,12 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeTopLabels<'l>(
     })
 }
 
+fn float_array(env: &mut JNIEnv<'_>, values: &[f32]) -> JResult<jfloatArray> {
+    let array = env.new_float_array(values.len() as i32).map_err(jni_error)?;
+    env.set_float_array_region(&array, 0, values).map_err(jni_error)?;
+    Ok(array.into_raw())
+}
+
 #[no_mangle]
 pub extern "system" fn Java_com_framecache_FrameCache_nativeTopScores<'l>(
     mut env: JNIEnv<'l>,
@@ -273,9 +279,7 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeTopScores<'l>(
 ) -> jfloatArray {
     run(&mut env, std::ptr::null_mut(), |env| {
         let scores: Vec<f32> = top_classes(handle)?.iter().map(|c| c.prob).collect();
-        let array = env.new_float_array(scores.len() as i32).map_err(jni_error)?;
-        env.set_float_array_region(&array, 0, &scores).map_err(jni_error)?;
-        Ok(array.into_raw())
+        float_array(env, &scores)
     })
 }
 
@@ -300,9 +304,7 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeMask<'l>(
         if !size.is_null() && env.get_array_length(&size).map_err(jni_error)? >= 2 {
             env.set_int_array_region(&size, 0, &[w as i32, h as i32]).map_err(jni_error)?;
         }
-        let array = env.new_float_array(probs.len() as i32).map_err(jni_error)?;
-        env.set_float_array_region(&array, 0, &probs).map_err(jni_error)?;
-        Ok(array.into_raw())
+        float_array(env, &probs)
     })
 }
 
