@@ -64,6 +64,7 @@ pub fn choose_source(asked: Option<SourceSpec>) -> Result<Start> {
         return Ok(Start { spec, fallback: None, notice: None });
     }
     let clip = crate::cli::default_clip()?;
+    let clip = clip.canonicalize().unwrap_or(clip);
     let why = match source::cameras() {
         Ok(list) if !list.is_empty() => {
             return Ok(Start { spec: SourceSpec::Camera(list[0].0), fallback: Some(clip), notice: None })
