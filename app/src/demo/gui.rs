@@ -92,7 +92,9 @@ struct DemoApp {
     paused: bool,
     overlay: bool,
     mask: bool,
-    video: Option<(TextureHandle, *const u8)>,
+    video: Option<TextureHandle>,
+    /// The result (by `DemoState::processed`) the textures show.
+    shown: u64,
     mask_texture: Option<TextureHandle>,
     bundled_clip: Option<PathBuf>,
     fps: Option<f64>,
@@ -136,6 +138,7 @@ impl DemoApp {
             overlay: !args.no_overlay,
             mask: true,
             video: None,
+            shown: 0,
             mask_texture: None,
             clip_field: bundled_clip.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             bundled_clip,
@@ -421,19 +424,16 @@ impl DemoApp {
             return;
         };
         let frame = &r.captured.frame;
-        let key = frame.data.as_ptr();
-        if self.video.as_ref().is_none_or(|(_, k)| *k != key) {
+        if self.video.is_none() || self.shown != self.state.processed {
+            self.shown = self.state.processed;
             let image = ColorImage::from_rgb([frame.width, frame.height], &frame.data);
             match &mut self.video {
-                Some((t, k)) => {
-                    t.set(image, TextureOptions::LINEAR);
-                    *k = key;
-                }
-                None => self.video = Some((ui.ctx().load_texture("video", image, TextureOptions::LINEAR), key)),
+                Some(t) => t.set(image, TextureOptions::LINEAR),
+                None => self.video = Some(ui.ctx().load_texture("video", image, TextureOptions::LINEAR)),
             }
             self.mask_texture = mask_image(r).map(|m| ui.ctx().load_texture("mask", m, TextureOptions::LINEAR));
         }
-        let Some((texture, _)) = &self.video else { return };
+        let Some(texture) = &self.video else { return };
         let area = ui.available_rect_before_wrap();
         let scale = (area.width() / frame.width as f32).min(area.height() / frame.height as f32);
         let rect = Rect::from_center_size(area.center(), Vec2::new(frame.width as f32, frame.height as f32) * scale);
