@@ -118,10 +118,31 @@ impl FrameSource for ClipSource {
     }
 }
 
+/// Asks for camera access where the system wants that first (macOS AVFoundation; elsewhere
+/// nokhwa reports access as granted at once).
+#[cfg(feature = "camera")]
+fn camera_access(index: u32) -> Result<(), SourceError> {
+    if nokhwa::nokhwa_check() {
+        return Ok(());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    nokhwa::nokhwa_initialize(move |granted| {
+        let _ = tx.send(granted);
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(true) => Ok(()),
+        _ => Err(SourceError::Camera {
+            index,
+            reason: "camera access was not granted (macOS: System Settings > Privacy & Security > Camera)".into(),
+        }),
+    }
+}
+
 /// Cameras the system lists, as `(index, name)`.
 #[cfg(feature = "camera")]
 pub fn cameras() -> Result<Vec<(u32, String)>, SourceError> {
     use nokhwa::utils::{ApiBackend, CameraIndex};
+    camera_access(0)?;
     let list = nokhwa::query(ApiBackend::Auto).map_err(|e| SourceError::Camera { index: 0, reason: e.to_string() })?;
     Ok(list
         .into_iter()
@@ -168,6 +189,7 @@ mod camera {
 
     impl CameraSource {
         pub fn open(index: u32) -> Result<Self, SourceError> {
+            super::camera_access(index)?;
             let fail = |e: nokhwa::NokhwaError| SourceError::Camera { index, reason: explain(&e.to_string()) };
             let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::AbsoluteHighestFrameRate);
             let mut camera = Camera::new(CameraIndex::Index(index), format).map_err(fail)?;
