@@ -507,8 +507,15 @@ pub unsafe extern "C" fn fc_engine_push_yuv420(engine: FcEngine, frame: *const F
 impl Engine {
     /// Rotates `scratch` (packed RGB, `size`) into `rgb` and runs the cached path.
     fn process(&mut self, size: (usize, usize), rotation: u32, started: Instant) -> Result<()> {
-        let (w, h) = frames::rotate_rgb(&self.scratch, size.0, size.1, rotation, &mut self.rgb)?;
-        let frame = framecache::Frame::rgb(w, h, &self.rgb);
+        // Upright frames (the common case) go to the engine without another copy.
+        let (w, h, pixels) = match rotation {
+            0 => (size.0, size.1, &self.scratch),
+            _ => {
+                let (w, h) = frames::rotate_rgb(&self.scratch, size.0, size.1, rotation, &mut self.rgb)?;
+                (w, h, &self.rgb)
+            }
+        };
+        let frame = framecache::Frame::rgb(w, h, pixels);
         let outputs = self.session.process(&frame).map_err(|e| Fail(FcStatus::Frame, e.to_string()))?;
         let stats =
             self.session.last_stats().cloned().ok_or_else(|| Fail(FcStatus::NoResult, "no statistics".into()))?;
@@ -681,12 +688,13 @@ pub unsafe extern "C" fn fc_engine_classes(
     guard("fc_engine_classes", || {
         non_null(written, "written")?;
         let classes = with_engine(engine, |e| {
-            let Head::Classes { top, .. } = e.head(head)?.clone() else {
+            let Head::Classes { top, .. } = e.head(head)? else {
                 return fail(FcStatus::InvalidArgument, format!("head {head} is not a classification head"));
             };
-            Ok(top
-                .iter()
-                .map(|c| FcClass { index: c.index as u32, prob: c.prob, label: e.label_ptr(c.index) })
+            let ranked: Vec<(usize, f32)> = top.iter().map(|c| (c.index, c.prob)).collect();
+            Ok(ranked
+                .into_iter()
+                .map(|(index, prob)| FcClass { index: index as u32, prob, label: e.label_ptr(index) })
                 .collect::<Vec<_>>())
         })?;
         // SAFETY: checked non-null.
