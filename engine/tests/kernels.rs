@@ -3,7 +3,7 @@
 
 mod common;
 
-use framecache::graph::{Graph, Op};
+use framecache::graph::Graph;
 use framecache::kernels::{compute_full, reference};
 use framecache::reuse::{Mask, Rect};
 use proptest::prelude::*;
@@ -20,7 +20,7 @@ fn check_node(graph: &Graph, rect_seed: (usize, usize, usize, usize)) -> Result<
         let (a, b, c, d) = rect_seed;
         let (y0, x0) = (a % s.h, c % s.w);
         let rect = Rect { y0, y1: y0 + 1 + b % (s.h - y0), x0, x1: x0 + 1 + d % (s.w - x0) };
-        let rect = if matches!(node.op, Op::GlobalAvgPool | Op::Dense(_)) { Rect::full(s) } else { rect };
+        let rect = if node.op.is_global() { Rect::full(s) } else { rect };
         let mut mask = Mask::new(s.h, s.w);
         mask.set_rect(rect.y0, rect.y1, rect.x0, rect.x1);
         let mut got = vec![f32::NAN; s.len()];

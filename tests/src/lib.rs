@@ -50,3 +50,11 @@ pub fn max_abs_diff(a: &[f32], reference: &[f32]) -> (f32, f32) {
     let s = reference.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
     (d, s)
 }
+
+/// The `q` quantile (0..=1) of the absolute differences between `a` and `reference`.
+pub fn percentile_abs_diff(a: &[f32], reference: &[f32], q: f64) -> f32 {
+    assert_eq!(a.len(), reference.len());
+    let mut d: Vec<f32> = a.iter().zip(reference).map(|(x, y)| (x - y).abs()).collect();
+    d.sort_by(f32::total_cmp);
+    d[((d.len() - 1) as f64 * q).round() as usize]
+}

@@ -16,7 +16,7 @@ use crate::stats::{FrameStats, NodeStats, Reset, StageTimes};
 /// Below this many MACs a node runs on the calling thread: forking costs more than it saves.
 const MIN_PARALLEL_MACS: u64 = 150_000;
 
-/// A graph output in the layout the ONNX model declares (NCHW, or `[1, C]` when flat).
+/// A graph output in the layout the ONNX model declares (NCHW, `[1, C]`, or a reshaped view).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Output {
     pub name: String,
@@ -391,7 +391,7 @@ impl Session {
             .map(|o| {
                 let s = graph.nodes[o.node].shape;
                 let src = &self.acts[o.node];
-                let data = if o.onnx_shape.len() == 4 { s.nhwc_to_nchw(src) } else { src.clone() };
+                let data = if o.nchw { s.nhwc_to_nchw(src) } else { src.clone() };
                 Output { name: o.name.clone(), shape: o.onnx_shape.clone(), data }
             })
             .collect()

@@ -149,6 +149,18 @@ impl GraphBuilder {
         self.push(Op::Concat, xs.to_vec(), Shape::new(first.h, first.w, c))
     }
 
+    /// Zero channels before and after `x`'s channels.
+    pub fn pad_channels(&mut self, x: usize, before: usize, after: usize) -> Result<usize> {
+        let s = self.shape(x);
+        self.push(Op::PadChannels { before, after }, vec![x], Shape::new(s.h, s.w, s.c + before + after))
+    }
+
+    /// The buffers of `xs` one after the other, as a `1x1xN` vector.
+    pub fn flat_concat(&mut self, xs: &[usize]) -> Result<usize> {
+        let n = xs.iter().map(|&x| self.shape(x).len()).sum();
+        self.push(Op::FlatConcat, xs.to_vec(), Shape::new(1, 1, n))
+    }
+
     pub fn dense(
         &mut self,
         x: usize,
@@ -173,8 +185,9 @@ impl GraphBuilder {
     /// Marks node `id` as a graph output (reported in NCHW, or flat for `1x1xC`).
     pub fn output(&mut self, id: usize) -> &mut Self {
         let s = self.shape(id);
-        let onnx_shape = if s.h == 1 && s.w == 1 { vec![1, s.c] } else { vec![1, s.c, s.h, s.w] };
-        self.outputs.push(GraphOutput { name: self.nodes[id].name.clone(), node: id, onnx_shape });
+        let nchw = !(s.h == 1 && s.w == 1);
+        let onnx_shape = if nchw { vec![1, s.c, s.h, s.w] } else { vec![1, s.c] };
+        self.outputs.push(GraphOutput { name: self.nodes[id].name.clone(), node: id, onnx_shape, nchw });
         self
     }
 

@@ -238,6 +238,15 @@ pub enum Op {
     },
     /// Concatenation along channels.
     Concat,
+    /// Zero channels added before and after the input's channels (ONNX Pad on the channel axis,
+    /// as BlazeFace and the MediaPipe landmark models use before a residual Add).
+    PadChannels {
+        before: usize,
+        after: usize,
+    },
+    /// The inputs' buffers one after the other, as a `1x1xN` vector: an ONNX Concat of
+    /// row-major views (Transpose to NHWC, then Reshape), as SSD heads end.
+    FlatConcat,
     Dense(Dense),
 }
 
@@ -258,6 +267,8 @@ impl Op {
             Op::Binary { kind: BinaryKind::Mul, .. } => "Mul",
             Op::ChannelAffine { .. } => "ChannelAffine",
             Op::Concat => "Concat",
+            Op::PadChannels { .. } => "PadChannels",
+            Op::FlatConcat => "FlatConcat",
             Op::Dense(_) => "Dense",
         }
     }
@@ -265,7 +276,7 @@ impl Op {
     /// Whether every output value depends on every input position (global pool, dense).
     /// Such nodes are recomputed whole whenever anything upstream changed.
     pub fn is_global(&self) -> bool {
-        matches!(self, Op::GlobalAvgPool | Op::Dense(_))
+        matches!(self, Op::GlobalAvgPool | Op::Dense(_) | Op::FlatConcat)
     }
 
     pub fn activation(&self) -> Activation {
@@ -304,7 +315,12 @@ impl Node {
             Op::GlobalAvgPool => graph.nodes[self.inputs[0]].shape.pixels() as u64 * c,
             Op::Resize { .. } => 4 * c,
             Op::Dense(d) => (d.cin * d.cout) as u64,
-            Op::Unary(_) | Op::Binary { .. } | Op::ChannelAffine { .. } | Op::Concat => c,
+            Op::Unary(_)
+            | Op::Binary { .. }
+            | Op::ChannelAffine { .. }
+            | Op::Concat
+            | Op::PadChannels { .. }
+            | Op::FlatConcat => c,
         }
     }
 
@@ -314,13 +330,15 @@ impl Node {
     }
 }
 
-/// A named graph output. `onnx_shape` is the shape the ONNX model declares (NCHW or flat), so
-/// results can be handed back in the layout the user expects.
+/// A named graph output. `onnx_shape` is the shape the ONNX model declares, so results can be
+/// handed back in the layout the user expects: NCHW maps are transposed from the node's NHWC
+/// buffer (`nchw`), flat outputs (vectors, reshaped views) are the buffer as it is.
 #[derive(Clone, Debug)]
 pub struct GraphOutput {
     pub name: String,
     pub node: usize,
     pub onnx_shape: Vec<usize>,
+    pub nchw: bool,
 }
 
 /// A model in the engine's IR. Node 0 is the single image input.

@@ -36,10 +36,12 @@ fn load_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
 /// What an ONNX value name refers to during import.
 #[derive(Clone)]
 enum Value {
-    /// Output of an IR node; `flat` is true once it was flattened to a `[1, C]` vector.
+    /// Output of an IR node. `view` is `None` for an NCHW map (held NHWC), or the ONNX dims
+    /// when the buffer is read row-major as a tensor of those dims: a `[1, C]` vector after
+    /// Flatten or Gemm, or a map transposed to NHWC and reshaped (SSD and landmark heads).
     Node {
         id: usize,
-        flat: bool,
+        view: Option<Vec<usize>>,
     },
     Const(Tensor),
 }
@@ -49,6 +51,10 @@ struct Importer {
     values: HashMap<String, Value>,
     uses: HashMap<String, usize>,
     graph_outputs: HashSet<String>,
+    /// Op types of the nodes reading each value.
+    readers: HashMap<String, Vec<String>>,
+    /// Spatial zero padding of a Pad node, waiting to be folded into the Conv that reads it.
+    pending_pads: HashMap<String, [usize; 4]>,
     input_name: String,
 }
 
@@ -177,13 +183,23 @@ impl Importer {
             values.insert(init.name.clone(), Value::Const(t));
         }
         let mut uses = HashMap::new();
+        let mut readers: HashMap<String, Vec<String>> = HashMap::new();
         for n in &graph.node {
             for i in n.input.iter().filter(|i| !i.is_empty()) {
                 *uses.entry(i.clone()).or_insert(0) += 1;
+                readers.entry(i.clone()).or_default().push(n.op_type.clone());
             }
         }
         let graph_outputs = graph.output.iter().map(|o| o.name.clone()).collect();
-        Ok(Self { nodes: Vec::new(), values, uses, graph_outputs, input_name: String::new() })
+        Ok(Self {
+            nodes: Vec::new(),
+            values,
+            uses,
+            graph_outputs,
+            readers,
+            pending_pads: HashMap::new(),
+            input_name: String::new(),
+        })
     }
 
     fn run(mut self, graph: &pb::GraphProto) -> Result<Graph> {
@@ -202,7 +218,7 @@ impl Importer {
         let shape = input_shape(input)?;
         self.input_name = input.name.clone();
         self.push(input.name.clone(), Op::Input, vec![], shape);
-        self.values.insert(input.name.clone(), Value::Node { id: 0, flat: false });
+        self.values.insert(input.name.clone(), Value::Node { id: 0, view: None });
 
         for (i, node) in graph.node.iter().enumerate() {
             let name = if node.name.is_empty() {
@@ -217,10 +233,13 @@ impl Importer {
         let mut outputs = Vec::new();
         for out in &graph.output {
             match self.values.get(&out.name) {
-                Some(Value::Node { id, flat }) => {
+                Some(Value::Node { id, view }) => {
                     let s = self.nodes[*id].shape;
-                    let onnx_shape = if *flat { vec![1, s.c] } else { vec![1, s.c, s.h, s.w] };
-                    outputs.push(GraphOutput { name: out.name.clone(), node: *id, onnx_shape });
+                    let (onnx_shape, nchw) = match view {
+                        Some(dims) => (dims.clone(), false),
+                        None => (vec![1, s.c, s.h, s.w], true),
+                    };
+                    outputs.push(GraphOutput { name: out.name.clone(), node: *id, onnx_shape, nchw });
                 }
                 _ => {
                     return Err(Error::InvalidModel {
@@ -243,7 +262,10 @@ impl Importer {
         let name =
             ctx.node.input.get(i).filter(|n| !n.is_empty()).ok_or_else(|| ctx.invalid(format!("missing input {i}")))?;
         match self.values.get(name) {
-            Some(Value::Node { id, flat }) => Ok((*id, *flat)),
+            Some(Value::Node { id, view: Some(dims) }) if self.nodes[*id].shape.pixels() > 1 => Err(ctx.invalid(
+                format!("input {i} ('{name}') is a reshaped view {dims:?} of a map; only Reshape, Transpose and Concat may read it"),
+            )),
+            Some(Value::Node { id, view }) => Ok((*id, view.is_some())),
             Some(Value::Const(_)) => {
                 Err(ctx.invalid(format!("input {i} ('{name}') is a constant; a computed tensor was expected")))
             }
@@ -256,6 +278,28 @@ impl Importer {
         match self.values.get(name) {
             Some(Value::Const(t)) => Ok(Some(t)),
             _ => Err(ctx.invalid(format!("input {i} ('{name}') must be a constant initializer"))),
+        }
+    }
+
+    /// The view dims of input `i` (`None` for an NCHW map or a non-node value).
+    fn view_of(&self, ctx: &Ctx<'_>, i: usize) -> Option<Vec<usize>> {
+        match ctx.node.input.get(i).and_then(|n| self.values.get(n)) {
+            Some(Value::Node { view, .. }) => view.clone(),
+            _ => None,
+        }
+    }
+
+    /// Input `i` as a row-major tensor: its node and ONNX dims (an NCHW map whose buffer is
+    /// NHWC reads row-major only when it has one pixel or one channel).
+    fn row_major_input(&self, ctx: &Ctx<'_>, i: usize) -> Result<(usize, Vec<usize>, bool)> {
+        let name = ctx.node.input.get(i).ok_or_else(|| ctx.invalid(format!("missing input {i}")))?;
+        match self.values.get(name) {
+            Some(Value::Node { id, view: Some(dims) }) => Ok((*id, dims.clone(), true)),
+            Some(Value::Node { id, view: None }) => {
+                let s = self.nodes[*id].shape;
+                Ok((*id, vec![1, s.c, s.h, s.w], s.pixels() == 1 || s.c == 1))
+            }
+            _ => Err(ctx.invalid(format!("input {i} ('{name}') is not produced by any earlier node"))),
         }
     }
 
@@ -274,7 +318,7 @@ impl Importer {
             return Err(ctx.invalid(format!("output shape {shape} is empty")));
         }
         let id = self.push(ctx.name.clone(), op, inputs, shape);
-        self.set_output(ctx, Value::Node { id, flat: false })
+        self.set_output(ctx, Value::Node { id, view: None })
     }
 
     /// The producer of input 0 if this node may be fused into it: a single consumer and not a
@@ -322,7 +366,7 @@ impl Importer {
                 if s.h != 1 || s.w != 1 {
                     return Err(ctx.invalid(format!("Flatten of a {s} map is not supported (only 1x1 spatial maps)")));
                 }
-                self.set_output(ctx, Value::Node { id: x, flat: true })
+                self.set_output(ctx, Value::Node { id: x, view: Some(vec![1, s.c]) })
             }
             "Identity" | "Dropout" => {
                 ctx.check_attrs(&["seed", "ratio"])?;
@@ -332,6 +376,9 @@ impl Importer {
             "Gemm" => self.gemm(ctx),
             "Resize" => self.resize(ctx),
             "Concat" => self.concat(ctx),
+            "Pad" => self.pad(ctx),
+            "Transpose" => self.transpose(ctx),
+            "Reshape" => self.reshape(ctx),
             "Constant" => {
                 ctx.check_attrs(&["value"])?;
                 let t = ctx
@@ -376,7 +423,12 @@ impl Importer {
                 return Err(ctx.unsupported("kernel_shape", format!("{k:?} disagrees with weights {ws:?}")));
             }
         }
-        let window = window(ctx, input, kh, kw)?;
+        let mut window = window(ctx, input, kh, kw)?;
+        if let Some(extra) = ctx.node.input.first().and_then(|n| self.pending_pads.get(n)) {
+            for (p, e) in window.pad.iter_mut().zip(extra) {
+                *p += e;
+            }
+        }
         let (oh, ow) = window
             .output_hw(input.h, input.w, false)
             .ok_or_else(|| ctx.invalid(format!("kernel does not fit input {input}")))?;
@@ -496,7 +548,7 @@ impl Importer {
                     for (co, b) in conv.bias.iter_mut().enumerate() {
                         *b = *b * scale[co] + bias[co];
                     }
-                    return self.set_output(ctx, Value::Node { id: p, flat: false });
+                    return self.set_output(ctx, Value::Node { id: p, view: None });
                 }
             }
         }
@@ -520,7 +572,8 @@ impl Importer {
 
     fn activation(&mut self, ctx: &Ctx<'_>, act: Activation, attrs: &[&str]) -> Result<()> {
         ctx.check_attrs(attrs)?;
-        let (x, flat) = self.node_input(ctx, 0)?;
+        let (x, _) = self.node_input(ctx, 0)?;
+        let view = self.view_of(ctx, 0);
         if let Some(p) = self.fusable_producer(ctx) {
             let slot = match &mut self.nodes[p].op {
                 Op::Conv(c) => Some(&mut c.activation),
@@ -531,12 +584,12 @@ impl Importer {
             };
             if let Some(slot) = slot.filter(|s| **s == Activation::Identity) {
                 *slot = act;
-                return self.set_output(ctx, Value::Node { id: p, flat });
+                return self.set_output(ctx, Value::Node { id: p, view });
             }
         }
         let shape = self.nodes[x].shape;
         self.emit(ctx, Op::Unary(act), vec![x], shape)?;
-        self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, flat })
+        self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, view })
     }
 
     fn binary(&mut self, ctx: &Ctx<'_>, kind: BinaryKind) -> Result<()> {
@@ -567,8 +620,9 @@ impl Importer {
                     BinaryKind::Add => (vec![1.0; shape.c], per_channel),
                     BinaryKind::Mul => (per_channel, vec![0.0; shape.c]),
                 };
+                let view = self.view_of(ctx, var);
                 self.emit(ctx, Op::ChannelAffine { scale, bias }, vec![x], shape)?;
-                return self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, flat });
+                return self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, view });
             }
         }
         let (a, fa) = self.node_input(ctx, 0)?;
@@ -585,7 +639,8 @@ impl Importer {
         };
         let shape = Shape::new(dim(sa.h, sb.h)?, dim(sa.w, sb.w)?, dim(sa.c, sb.c)?);
         self.emit(ctx, Op::Binary { kind, activation: Activation::Identity }, vec![a, b], shape)?;
-        self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, flat: fa && fb })
+        let view = if fa && fb { self.view_of(ctx, 0) } else { None };
+        self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, view })
     }
 
     fn pool(&mut self, ctx: &Ctx<'_>, max: bool) -> Result<()> {
@@ -667,7 +722,7 @@ impl Importer {
         };
         let dense = Dense { cin: k, cout: n, weights, bias, activation: Activation::Identity };
         self.emit(ctx, Op::Dense(dense), vec![x], Shape::new(1, 1, n))?;
-        self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, flat: true })
+        self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, view: Some(vec![1, n]) })
     }
 
     fn resize(&mut self, ctx: &Ctx<'_>) -> Result<()> {
@@ -727,8 +782,172 @@ impl Importer {
         self.emit(ctx, Op::Resize { mode, coord }, vec![x], Shape::new(oh, ow, s.c))
     }
 
+    /// Constant zero padding: on channels it becomes [`Op::PadChannels`]; spatial padding is
+    /// folded into the Conv that reads it (MediaPipe's TF-style "SAME" convolutions).
+    fn pad(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        ctx.check_attrs(&["mode"])?;
+        let mode = ctx.string("mode", "constant");
+        if mode != "constant" {
+            return Err(ctx.unsupported("mode", format!("'{mode}': only constant padding is supported")));
+        }
+        if let Some(v) = self.const_input(ctx, 2)? {
+            if f32_data(v).is_none_or(|v| v.iter().any(|&x| x != 0.0)) {
+                return Err(ctx.invalid("only zero padding is supported (input 2, constant_value)"));
+            }
+        }
+        if ctx.node.input.get(3).is_some_and(|a| !a.is_empty()) {
+            return Err(ctx.invalid("input 3 (axes) is not supported"));
+        }
+        let (x, _) = self.node_input(ctx, 0)?;
+        let pads = self
+            .const_input(ctx, 1)?
+            .and_then(i64_data)
+            .ok_or_else(|| ctx.invalid("input 1 (pads) must be a constant integer tensor"))?;
+        let [n0, c0, t, l, n1, c1, b, r] = pads.as_slice() else {
+            return Err(ctx.invalid(format!("pads {pads:?}: expected 8 values for a 4-D tensor")));
+        };
+        if pads.iter().any(|&p| p < 0) || *n0 != 0 || *n1 != 0 {
+            return Err(
+                ctx.invalid(format!("pads {pads:?}: only non-negative channel or spatial padding is supported"))
+            );
+        }
+        let spatial = [*t as usize, *l as usize, *b as usize, *r as usize];
+        let channels = (*c0 as usize, *c1 as usize);
+        let out = ctx.node.output.first().ok_or_else(|| ctx.invalid("node has no output"))?.clone();
+        match (spatial == [0; 4], channels == (0, 0)) {
+            (true, true) => self.set_output(ctx, Value::Node { id: x, view: None }),
+            (true, false) => {
+                let s = self.nodes[x].shape;
+                let shape = Shape::new(s.h, s.w, s.c + channels.0 + channels.1);
+                self.emit(ctx, Op::PadChannels { before: channels.0, after: channels.1 }, vec![x], shape)
+            }
+            (false, true) => {
+                let readers = self.readers.get(&out).map(Vec::as_slice).unwrap_or_default();
+                if readers != ["Conv"] || self.graph_outputs.contains(&out) {
+                    return Err(ctx.invalid(format!(
+                        "spatial padding {spatial:?} is supported only when a single Conv reads it (read by {readers:?})"
+                    )));
+                }
+                self.pending_pads.insert(out, spatial);
+                self.set_output(ctx, Value::Node { id: x, view: None })
+            }
+            (false, false) => Err(ctx.invalid(format!("pads {pads:?} pad channels and space at once"))),
+        }
+    }
+
+    /// A transpose is a change of view: NCHW to NHWC is the buffer as it is, and moving axes
+    /// of size 1 never reorders data.
+    fn transpose(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        ctx.check_attrs(&["perm"])?;
+        let (id, dims, row_major) = self.row_major_input(ctx, 0)?;
+        let perm = ctx.ints("perm").unwrap_or_else(|| (0..dims.len() as i64).rev().collect());
+        let valid = {
+            let mut p = perm.clone();
+            p.sort_unstable();
+            p.iter().enumerate().all(|(i, &v)| v == i as i64)
+        } && perm.len() == dims.len();
+        if !valid {
+            return Err(ctx.unsupported("perm", format!("{perm:?} is not a permutation of {} axes", dims.len())));
+        }
+        let permuted: Vec<usize> = perm.iter().map(|&p| dims[p as usize]).collect();
+        let is_nchw_map = matches!(self.values.get(&ctx.node.input[0]), Some(Value::Node { view: None, .. }));
+        let keeps_order = |perm: &[i64]| {
+            let moved: Vec<i64> = perm.iter().copied().filter(|&p| dims[p as usize] != 1).collect();
+            moved.windows(2).all(|w| w[0] < w[1])
+        };
+        if (is_nchw_map && perm == [0, 2, 3, 1]) || (row_major && keeps_order(&perm)) {
+            self.set_output(ctx, Value::Node { id, view: Some(permuted) })
+        } else {
+            Err(ctx.unsupported("perm", format!("{perm:?} of {dims:?} reorders data; only NCHW to NHWC is supported")))
+        }
+    }
+
+    /// A reshape of a row-major view is a new view of the same buffer.
+    fn reshape(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        ctx.check_attrs(&["allowzero"])?;
+        let (id, dims, row_major) = self.row_major_input(ctx, 0)?;
+        if !row_major {
+            return Err(
+                ctx.invalid(format!("Reshape of an NCHW map {dims:?} is supported only after a Transpose to NHWC"))
+            );
+        }
+        let spec = self
+            .const_input(ctx, 1)?
+            .and_then(i64_data)
+            .ok_or_else(|| ctx.invalid("input 1 (shape) must be a constant integer tensor"))?;
+        let total: usize = dims.iter().product();
+        let mut out: Vec<usize> = Vec::with_capacity(spec.len());
+        let mut infer = None;
+        for (i, &d) in spec.iter().enumerate() {
+            match d {
+                0 if ctx.int("allowzero", 0) == 0 => out.push(*dims.get(i).ok_or_else(|| {
+                    ctx.invalid(format!("shape {spec:?}: 0 at axis {i} copies a dimension the input lacks"))
+                })?),
+                -1 if infer.is_none() => {
+                    infer = Some(i);
+                    out.push(1);
+                }
+                d if d > 0 => out.push(d as usize),
+                _ => return Err(ctx.invalid(format!("shape {spec:?} is not a valid target shape"))),
+            }
+        }
+        let known: usize = out.iter().product();
+        if let Some(i) = infer {
+            if known == 0 || total % known != 0 {
+                return Err(ctx.invalid(format!("shape {spec:?} does not fit {total} values")));
+            }
+            out[i] = total / known;
+        }
+        if out.iter().product::<usize>() != total {
+            return Err(ctx.invalid(format!("shape {spec:?} does not hold {total} values of {dims:?}")));
+        }
+        self.set_output(ctx, Value::Node { id, view: Some(out) })
+    }
+
+    /// Concatenation of row-major views along an axis with only unit axes before it: the
+    /// buffers one after the other.
+    fn flat_concat(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        let mut parts = Vec::new();
+        for i in 0..ctx.node.input.len() {
+            let (id, dims, row_major) = self.row_major_input(ctx, i)?;
+            if !row_major {
+                return Err(ctx.invalid(format!("input {i} {dims:?} is an NCHW map mixed with reshaped views")));
+            }
+            parts.push((id, dims));
+        }
+        let rank = parts[0].1.len() as i64;
+        let axis = ctx.int("axis", 1);
+        let axis = if axis < 0 { axis + rank } else { axis };
+        if !(0..rank).contains(&axis) {
+            return Err(ctx.unsupported("axis", format!("{} for rank {rank}", ctx.int("axis", 1))));
+        }
+        let axis = axis as usize;
+        let mut dims = parts[0].1.clone();
+        dims[axis] = 0;
+        for (_, d) in &parts {
+            let same_rest =
+                d.len() == dims.len() && d.iter().zip(&dims).enumerate().all(|(k, (a, b))| k == axis || a == b);
+            if !same_rest {
+                return Err(ctx.invalid(format!("inputs {:?} and {d:?} differ outside axis {axis}", parts[0].1)));
+            }
+            dims[axis] += d[axis];
+        }
+        if dims[..axis].iter().any(|&d| d != 1) {
+            return Err(
+                ctx.unsupported("axis", format!("concatenation of {dims:?} along axis {axis} interleaves data"))
+            );
+        }
+        let ids: Vec<usize> = parts.iter().map(|(id, _)| *id).collect();
+        let n: usize = dims.iter().product();
+        let id = self.push(ctx.name.clone(), Op::FlatConcat, ids, Shape::new(1, 1, n));
+        self.set_output(ctx, Value::Node { id, view: Some(dims) })
+    }
+
     fn concat(&mut self, ctx: &Ctx<'_>) -> Result<()> {
         ctx.check_attrs(&["axis"])?;
+        if (0..ctx.node.input.len()).any(|i| self.view_of(ctx, i).is_some()) {
+            return self.flat_concat(ctx);
+        }
         let mut ids = Vec::new();
         for i in 0..ctx.node.input.len() {
             ids.push(self.node_input(ctx, i)?.0);

@@ -108,6 +108,26 @@ pub unsafe fn compute_rect(node: &Node, inputs: &[In<'_>], out: &OutBuf, rect: R
             }
             Op::Binary { kind, activation } => binary(*kind, *activation, inputs, node.shape, out, rect),
             Op::Concat => concat(inputs, node.shape, out, rect),
+            Op::PadChannels { before, after } => {
+                let (cin, c) = (inputs[0].shape.c, node.shape.c);
+                for y in rect.y0..rect.y1 {
+                    let src = &inputs[0].data[(y * node.shape.w + rect.x0) * cin..][..(rect.x1 - rect.x0) * cin];
+                    let dst = out.row(y, rect.x0, rect.x1);
+                    for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(cin)) {
+                        d[..*before].fill(0.0);
+                        d[*before..c - after].copy_from_slice(s);
+                        d[c - after..].fill(0.0);
+                    }
+                }
+            }
+            Op::FlatConcat => {
+                let dst = out.row(0, 0, 1);
+                let mut at = 0;
+                for i in inputs {
+                    dst[at..at + i.data.len()].copy_from_slice(i.data);
+                    at += i.data.len();
+                }
+            }
             Op::Dense(d) => dense(d, inputs[0].data, out.row(0, 0, 1)),
         }
     }

@@ -183,6 +183,25 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
                 }
             }
         }
+        Op::PadChannels { before, .. } => {
+            let s = shapes[0];
+            for y in 0..os.h {
+                for x in 0..os.w {
+                    for c in 0..s.c {
+                        out[at(os, y, x, before + c)] = bufs[0][at(s, y, x, c)];
+                    }
+                }
+            }
+        }
+        Op::FlatConcat => {
+            let mut i = 0;
+            for b in bufs {
+                for &v in b.iter() {
+                    out[i] = v;
+                    i += 1;
+                }
+            }
+        }
         Op::Dense(d) => {
             for n in 0..d.cout {
                 let s: f32 = (0..d.cin).map(|k| bufs[0][k] * d.weights[k * d.cout + n]).sum();

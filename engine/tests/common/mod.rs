@@ -44,6 +44,11 @@ pub enum Layer {
         coord: u8,
     },
     Residual,
+    /// BlazeFace's channel-growing residual: zero channels appended to the skip path.
+    PaddedResidual {
+        before: usize,
+        after: usize,
+    },
     Concat,
     SqueezeExcite,
     Act(u8),
@@ -68,6 +73,7 @@ pub fn layer() -> impl Strategy<Value = Layer> {
         1 => (any::<bool>(), 2usize..4, 1usize..3, 0usize..2).prop_map(|(max, k, s, pad)| Layer::Pool { max, k, s, pad }),
         1 => (any::<bool>(), any::<bool>(), 0u8..4).prop_map(|(up, linear, coord)| Layer::Resize { up, linear, coord }),
         1 => Just(Layer::Residual),
+        1 => (0usize..3, 0usize..5).prop_map(|(before, after)| Layer::PaddedResidual { before, after }),
         1 => Just(Layer::Concat),
         1 => Just(Layer::SqueezeExcite),
         1 => (0u8..5).prop_map(Layer::Act),
@@ -120,6 +126,10 @@ pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
             Layer::Residual => b
                 .conv(x, s.c, window(3, 1, 1, [1; 4]), 1, Activation::Identity, &mut wgt)
                 .and_then(|y| b.binary(x, y, BinaryKind::Add, Activation::Relu)),
+            Layer::PaddedResidual { before, after } => b
+                .conv(x, s.c + before + after, window(3, 1, 1, [1; 4]), 1, Activation::Identity, &mut wgt)
+                .and_then(|y| b.pad_channels(x, before, after).map(|p| (p, y)))
+                .and_then(|(p, y)| b.binary(p, y, BinaryKind::Add, Activation::Relu)),
             Layer::Concat => {
                 b.conv(x, 2, window(1, 1, 1, [0; 4]), 1, Activation::Relu, &mut wgt).and_then(|y| b.concat(&[x, y]))
             }
@@ -138,6 +148,10 @@ pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
     let g = b.global_avg_pool(x).expect("gap");
     let d = b.dense(g, 3, Activation::Identity, &mut wgt).expect("dense");
     b.output(d);
+    // An SSD-style tail as a third: a 1x1 conv flattened and concatenated with the vector.
+    let box_map = b.conv(x, 2, window(1, 1, 1, [0; 4]), 1, Activation::Identity, &mut wgt).expect("1x1 fits");
+    let flat = b.flat_concat(&[box_map, d]).expect("flat concat");
+    b.output(flat);
     b.build()
 }
 
