@@ -44,13 +44,34 @@ enum FitKind {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PreprocessToml {
+pub(crate) struct PreprocessToml {
     fit: FitKind,
     resize_shorter: Option<usize>,
     #[serde(default)]
     mean: [f32; 3],
     #[serde(default = "unit_std")]
     std: [f32; 3],
+}
+
+impl PreprocessToml {
+    /// The preprocessing it describes; the error names the field and value.
+    pub(crate) fn validate(&self) -> std::result::Result<Preprocess, String> {
+        let fit = match (self.fit, self.resize_shorter) {
+            (FitKind::Stretch, None) => Fit::Stretch,
+            (FitKind::Stretch, Some(s)) => {
+                return Err(format!("preprocess.resize_shorter = {s} needs fit = \"center-crop\""))
+            }
+            (FitKind::CenterCrop, Some(0)) => return Err("preprocess.resize_shorter = 0 must be positive".into()),
+            (FitKind::CenterCrop, shorter) => Fit::CenterCrop { shorter },
+        };
+        if let Some(s) = self.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(format!("preprocess.std = {s} must be a positive number"));
+        }
+        if let Some(m) = self.mean.iter().find(|m| !m.is_finite()) {
+            return Err(format!("preprocess.mean = {m} must be finite"));
+        }
+        Ok(Preprocess { fit, mean: self.mean, std: self.std })
+    }
 }
 
 fn unit_std() -> [f32; 3] {
@@ -98,31 +119,11 @@ impl ModelConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let err = |reason: String| Error::Config { path: path.to_owned(), reason };
         let t: ModelToml = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
-        let p = t.preprocess;
-        let fit = match (p.fit, p.resize_shorter) {
-            (FitKind::Stretch, None) => Fit::Stretch,
-            (FitKind::Stretch, Some(s)) => {
-                return Err(err(format!("preprocess.resize_shorter = {s} needs fit = \"center-crop\"")))
-            }
-            (FitKind::CenterCrop, Some(0)) => return Err(err("preprocess.resize_shorter = 0 must be positive".into())),
-            (FitKind::CenterCrop, shorter) => Fit::CenterCrop { shorter },
-        };
-        if let Some(s) = p.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(err(format!("preprocess.std = {s} must be a positive number")));
-        }
-        if let Some(m) = p.mean.iter().find(|m| !m.is_finite()) {
-            return Err(err(format!("preprocess.mean = {m} must be finite")));
-        }
+        let preprocess = t.preprocess.validate().map_err(err)?;
         if !(0.0..=1.0).contains(&t.mask_threshold) {
             return Err(err(format!("mask_threshold = {} must lie in [0, 1]", t.mask_threshold)));
         }
-        Ok(Self {
-            path: path.to_owned(),
-            task: t.task,
-            labels: t.labels,
-            mask_threshold: t.mask_threshold,
-            preprocess: Preprocess { fit, mean: p.mean, std: p.std },
-        })
+        Ok(Self { path: path.to_owned(), task: t.task, labels: t.labels, mask_threshold: t.mask_threshold, preprocess })
     }
 
     /// The sidecar of `model`: `<model file name>.toml` beside the model, then in each of

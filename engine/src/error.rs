@@ -46,6 +46,22 @@ pub enum Error {
     #[error("YUV frame {width}x{height}: {reason}")]
     YuvLayout { width: usize, height: usize, reason: String },
 
+    /// A bundle manifest (TOML) that cannot be read or names an invalid value.
+    #[error("bundle manifest {path}: {field} = {value}: {reason}")]
+    Manifest { path: PathBuf, field: String, value: String, reason: String },
+
+    /// A bundle manifest names a tensor (tap or output) that its model does not have.
+    #[error("bundle manifest {path}: {field} = \"{tensor}\": the model {model} has no tensor of that name{hint}")]
+    UnknownTensor { path: PathBuf, field: String, tensor: String, model: PathBuf, hint: String },
+
+    /// A head reads a tap of another shape than the one it was built for.
+    #[error("head '{head}': its input {input} is {expected:?}, but tap '{tap}' is {got:?}")]
+    HeadShape { head: String, input: String, tap: String, expected: Vec<usize>, got: Vec<usize> },
+
+    /// An SSD head's anchors do not match its outputs.
+    #[error("head '{head}': {field} = {value}: {reason}")]
+    AnchorMismatch { head: String, field: String, value: String, reason: String },
+
     /// An option outside its allowed range.
     #[error("invalid option {name} = {value}: {reason}")]
     InvalidOption { name: &'static str, value: String, reason: String },

@@ -16,7 +16,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Module map: [`config`] (model sidecars), [`heads`] (decoded outputs: classes, masks), [`graph`] (IR, geometry, cost), [`import`] (ONNX), [`kernels`] (fast and
+//! Module map: [`config`] (model sidecars), [`model`] (multi-task bundles: a cached backbone
+//! shared by several heads), [`heads`] (decoders: classes, masks, SSD boxes, keypoints), [`graph`] (IR, geometry, cost), [`import`] (ONNX), [`kernels`] (fast and
 //! reference kernels on rectangles), [`diff`] (change detection), [`reuse`] (mask propagation
 //! and rectangle cover), [`exec`] (Plan and Session), [`frame`] (frames and preprocessing),
 //! [`stats`].
@@ -30,6 +31,7 @@ pub mod graph;
 pub mod heads;
 pub mod import;
 pub mod kernels;
+pub mod model;
 pub mod reuse;
 pub mod stats;
 
@@ -37,4 +39,5 @@ pub use config::{ModelConfig, Task};
 pub use error::{Error, Result};
 pub use exec::{Mode, Output, Plan, Session, SessionOptions};
 pub use frame::{Fit, Frame, Preprocess, YuvImage, YuvRange};
-pub use stats::{FrameStats, Reset};
+pub use model::{Bundle, BundleSession, HeadResult};
+pub use stats::{FrameStats, HeadStats, HeadStatus, Reset};

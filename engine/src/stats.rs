@@ -55,6 +55,27 @@ pub struct NodeStats {
     pub time: Duration,
 }
 
+/// What a head of a multi-task plan did on one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadStatus {
+    /// It ran and recomputed what changed.
+    Computed,
+    /// It was due, but nothing it reads changed: its last result stands.
+    Unchanged,
+    /// Not due (its rate) or turned off: its last result stands.
+    Skipped,
+}
+
+/// Cost of one head on one frame (the backbone's is the rest of [`FrameStats`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HeadStats {
+    pub status: HeadStatus,
+    /// MACs executed in the head's own nodes.
+    pub macs: u64,
+    /// Wall time of the head's own kernels.
+    pub time: Duration,
+}
+
 /// Statistics of one processed frame.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FrameStats {
@@ -73,6 +94,8 @@ pub struct FrameStats {
     pub macs_executed: u64,
     pub macs_full: u64,
     pub times: StageTimes,
+    /// One entry per head of a multi-task plan, in the plan's order (empty otherwise).
+    pub heads: Vec<HeadStats>,
 }
 
 impl FrameStats {
@@ -83,6 +106,10 @@ impl FrameStats {
         } else {
             1.0 - self.dirty_tiles as f64 / self.tiles as f64
         }
+    }
+    /// MACs executed in the shared backbone (everything no head owns).
+    pub fn backbone_macs(&self) -> u64 {
+        self.macs_executed - self.heads.iter().map(|h| h.macs).sum::<u64>()
     }
     /// 1 − MACs executed ÷ MACs of full inference.
     pub fn mac_saving(&self) -> f64 {

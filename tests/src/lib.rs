@@ -15,6 +15,11 @@ pub fn shared_data() -> Option<PathBuf> {
     p.is_dir().then(|| p.canonicalize().unwrap_or(p))
 }
 
+/// The workspace root (where `assets/` is).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
 /// Returns the shared data folder, or prints why the test is skipped and returns `None`.
 pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
     let d = shared_data();

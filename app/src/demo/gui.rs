@@ -414,6 +414,14 @@ impl DemoApp {
                 Head::Values { output, shape, min, max } => {
                     ui.label(format!("{output} {shape:?}: {min:.3} ... {max:.3}"));
                 }
+                Head::Detections { output, detections } => {
+                    let best = detections.first().map_or(String::new(), |d| format!(", best {:.2}", d.score));
+                    ui.label(format!("{output}: {} detections{best}", detections.len()));
+                }
+                Head::Keypoints { output, points, presence } => {
+                    let p = presence.map_or(String::new(), |p| format!(", presence {p:.2}"));
+                    ui.label(format!("{output}: {} keypoints{p}", points.len()));
+                }
             }
         }
     }

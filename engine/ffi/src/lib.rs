@@ -73,6 +73,10 @@ pub const FC_HEAD_CLASSES: u32 = 0;
 pub const FC_HEAD_MASK: u32 = 1;
 /// An output without a decoder; only its size is reported.
 pub const FC_HEAD_VALUES: u32 = 2;
+/// A list of boxes (`count` detections); not decoded by single-model sidecars yet.
+pub const FC_HEAD_DETECTIONS: u32 = 3;
+/// A list of landmarks (`count` points); not decoded by single-model sidecars yet.
+pub const FC_HEAD_KEYPOINTS: u32 = 4;
 
 /// Engine options. Start from [`fc_options_default`].
 #[repr(C)]
@@ -665,6 +669,12 @@ pub unsafe extern "C" fn fc_engine_head_info(engine: FcEngine, head: u32, out: *
                     width: 0,
                     height: 0,
                 },
+                Head::Detections { detections, .. } => {
+                    FcHeadInfo { kind: FC_HEAD_DETECTIONS, count: detections.len() as u32, width: 0, height: 0 }
+                }
+                Head::Keypoints { points, .. } => {
+                    FcHeadInfo { kind: FC_HEAD_KEYPOINTS, count: points.len() as u32, width: 0, height: 0 }
+                }
             })
         })?;
         // SAFETY: checked non-null.

@@ -10,5 +10,5 @@ mod plan;
 mod session;
 
 pub use options::{Mode, SessionOptions, DEFAULT_DENSE_CROSSOVER, DEFAULT_TILE};
-pub use plan::Plan;
+pub use plan::{HeadPart, Plan};
 pub use session::{Output, Session};

@@ -5,6 +5,21 @@ use crate::error::{Error, Result};
 use crate::frame::Preprocess;
 use crate::graph::{Graph, NodeGeometry, Op};
 
+/// What a multi-task plan's head is made of: its name, the graph outputs it produces, how
+/// often it runs by default, and (filled by [`Plan::with_heads`]) the nodes only it needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadPart {
+    pub name: String,
+    /// Indices into the graph's outputs.
+    pub outputs: Vec<usize>,
+    /// Runs on every `rate`-th frame (1: every frame).
+    pub rate: u32,
+    /// The nodes computed for this head alone, in topological order.
+    pub nodes: Vec<usize>,
+    /// Backbone nodes this head reads (its taps).
+    pub reads: Vec<usize>,
+}
+
 /// A compiled model: graph, preprocessing and per-node costs. Immutable and shareable.
 #[derive(Debug)]
 pub struct Plan {
@@ -14,6 +29,9 @@ pub struct Plan {
     geometry: Vec<NodeGeometry>,
     total_macs: u64,
     has_consumers: Vec<bool>,
+    heads: Vec<HeadPart>,
+    /// The head each node belongs to; `None` for the shared backbone.
+    part: Vec<Option<usize>>,
 }
 
 impl Plan {
@@ -35,7 +53,84 @@ impl Plan {
         for &i in graph.nodes.iter().flat_map(|n| &n.inputs) {
             has_consumers[i] = true;
         }
-        Ok(Arc::new(Self { graph, preprocess, macs_per_pixel, geometry, total_macs, has_consumers }))
+        let part = vec![None; graph.nodes.len()];
+        Ok(Arc::new(Self {
+            graph,
+            preprocess,
+            macs_per_pixel,
+            geometry,
+            total_macs,
+            has_consumers,
+            heads: Vec::new(),
+            part,
+        }))
+    }
+
+    /// Compiles a graph split into a shared backbone and heads. Each head names the graph
+    /// outputs it produces (`outputs` are output indices, `nodes` is filled here). A node
+    /// belongs to a head when only that head needs it and it does not feed a tap; everything
+    /// else (the ancestors of `taps`, and nodes that several heads need) is the backbone.
+    /// Graph outputs that no head claims are dropped, and so are nodes nobody needs.
+    pub fn with_heads(graph: Graph, preprocess: Preprocess, heads: Vec<HeadPart>, taps: &[usize]) -> Result<Arc<Self>> {
+        let (graph, new_id) = prune(graph, &heads)?;
+        let n = graph.nodes.len();
+        // After pruning, head outputs are renumbered in claim order.
+        let mut heads = heads;
+        let mut next = 0;
+        for h in &mut heads {
+            h.outputs = (next..next + h.outputs.len()).collect();
+            next += h.outputs.len();
+        }
+        let mut tap_ids = Vec::with_capacity(taps.len());
+        for &t in taps {
+            match new_id.get(t) {
+                Some(&id) if id != usize::MAX => tap_ids.push(id),
+                _ => {
+                    return Err(Error::InvalidModel {
+                        node: format!("node #{t}"),
+                        op: "tap".into(),
+                        reason: "no head reads this tap".into(),
+                    })
+                }
+            }
+        }
+        let taps = tap_ids;
+        let mut in_backbone = ancestors(&graph, &taps);
+        let needs: Vec<Vec<bool>> = heads
+            .iter()
+            .map(|h| ancestors(&graph, &h.outputs.iter().map(|&o| graph.outputs[o].node).collect::<Vec<_>>()))
+            .collect();
+        for i in 0..n {
+            if needs.iter().filter(|s| s[i]).count() > 1 {
+                in_backbone[i] = true;
+            }
+        }
+        in_backbone[0] = true;
+        // Backbone nodes are closed under ancestors: whatever a shared node reads is shared.
+        let roots: Vec<usize> = (0..n).filter(|&i| in_backbone[i]).collect();
+        let in_backbone = ancestors(&graph, &roots);
+        let mut part = vec![None; n];
+        for (k, h) in heads.iter_mut().enumerate() {
+            h.nodes = (0..n).filter(|&i| needs[k][i] && !in_backbone[i]).collect();
+            for &i in &h.nodes {
+                part[i] = Some(k);
+            }
+            let mut reads: Vec<usize> = h
+                .nodes
+                .iter()
+                .flat_map(|&i| graph.nodes[i].inputs.iter().copied())
+                .chain(h.outputs.iter().map(|&o| graph.outputs[o].node))
+                .filter(|&j| in_backbone[j])
+                .collect();
+            reads.sort_unstable();
+            reads.dedup();
+            h.reads = reads;
+        }
+        let plan = Self::new(graph, preprocess)?;
+        let mut plan = Arc::try_unwrap(plan).expect("fresh plan");
+        plan.heads = heads;
+        plan.part = part;
+        Ok(Arc::new(plan))
     }
 
     /// Imports an ONNX file and compiles it.
@@ -64,4 +159,73 @@ impl Plan {
     pub fn total_macs(&self) -> u64 {
         self.total_macs
     }
+    /// The heads of a multi-task plan (empty for a plain model).
+    pub fn heads(&self) -> &[HeadPart] {
+        &self.heads
+    }
+    /// The head node `i` belongs to, `None` for the backbone.
+    pub fn part(&self, i: usize) -> Option<usize> {
+        self.part[i]
+    }
+    /// MACs of one full inference of the backbone and of each head.
+    pub fn part_macs(&self) -> (u64, Vec<u64>) {
+        let mut heads = vec![0; self.heads.len()];
+        let mut backbone = 0;
+        for (i, n) in self.graph.nodes.iter().enumerate() {
+            let m = n.macs(&self.graph);
+            match self.part[i] {
+                Some(k) => heads[k] += m,
+                None => backbone += m,
+            }
+        }
+        (backbone, heads)
+    }
+}
+
+/// Marks `roots` and everything they read.
+fn ancestors(graph: &Graph, roots: &[usize]) -> Vec<bool> {
+    let mut seen = vec![false; graph.nodes.len()];
+    let mut stack = roots.to_vec();
+    while let Some(i) = stack.pop() {
+        if !std::mem::replace(&mut seen[i], true) {
+            stack.extend(&graph.nodes[i].inputs);
+        }
+    }
+    seen
+}
+
+/// Keeps the outputs the heads claim (in claim order) and the nodes they need. Returns the
+/// new graph and each old node's new id (`usize::MAX` when dropped).
+fn prune(graph: Graph, heads: &[HeadPart]) -> Result<(Graph, Vec<usize>)> {
+    let claimed: Vec<usize> = heads.iter().flat_map(|h| h.outputs.iter().copied()).collect();
+    for (k, &o) in claimed.iter().enumerate() {
+        if o >= graph.outputs.len() || claimed[..k].contains(&o) {
+            return Err(Error::InvalidModel {
+                node: graph.outputs.get(o).map_or_else(|| format!("output #{o}"), |g| g.name.clone()),
+                op: "head".into(),
+                reason: "an output must belong to exactly one head".into(),
+            });
+        }
+    }
+    let keep = ancestors(&graph, &claimed.iter().map(|&o| graph.outputs[o].node).collect::<Vec<_>>());
+    let mut new_id = vec![usize::MAX; graph.nodes.len()];
+    let mut nodes = Vec::new();
+    for (i, mut node) in graph.nodes.into_iter().enumerate() {
+        if keep[i] || i == 0 {
+            new_id[i] = nodes.len();
+            node.inputs.iter_mut().for_each(|j| *j = new_id[*j]);
+            nodes.push(node);
+        }
+    }
+    let outputs = claimed
+        .iter()
+        .map(|&o| {
+            let mut g = graph.outputs[o].clone();
+            g.node = new_id[g.node];
+            g
+        })
+        .collect();
+    let tensors =
+        graph.tensors.into_iter().filter(|(_, i)| new_id[*i] != usize::MAX).map(|(t, i)| (t, new_id[i])).collect();
+    Ok((Graph { input_name: graph.input_name, nodes, outputs, tensors }, new_id))
 }

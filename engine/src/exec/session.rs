@@ -11,7 +11,7 @@ use crate::frame::Frame;
 use crate::graph::Shape;
 use crate::kernels::{self, In, OutBuf};
 use crate::reuse::{self, Mask, Rect};
-use crate::stats::{FrameStats, NodeStats, Reset, StageTimes};
+use crate::stats::{FrameStats, HeadStats, HeadStatus, NodeStats, Reset, StageTimes};
 
 /// Below this many MACs a node runs on the calling thread: forking costs more than it saves.
 const MIN_PARALLEL_MACS: u64 = 150_000;
@@ -48,6 +48,14 @@ pub struct Session {
     /// Delta mode: per node, a second buffer that recomputed values go to before they are
     /// compared with the cached ones (allocated on first use; only the rectangles are written).
     fresh: Vec<Vec<f32>>,
+    /// Per head: whether it runs at all, and on every how many frames.
+    enabled: Vec<bool>,
+    rates: Vec<u32>,
+    /// Per node of a head that did not run: the positions that changed since it last ran,
+    /// recomputed when it runs again (propagation distributes over unions, so this is exact).
+    pending: Vec<Option<Mask>>,
+    /// Which heads run on the current frame.
+    due: Vec<bool>,
 }
 
 impl Session {
@@ -68,7 +76,14 @@ impl Session {
         let input = plan.graph().input_shape();
         let acts: Vec<Vec<f32>> = plan.graph().nodes.iter().map(|n| vec![0.0; n.shape.len()]).collect();
         let fresh = vec![Vec::new(); acts.len()];
+        let heads = plan.heads().len();
+        let rates = plan.heads().iter().map(|h| h.rate.max(1)).collect();
+        let pending = vec![None; acts.len()];
         Ok(Self {
+            enabled: vec![true; heads],
+            rates,
+            pending,
+            due: vec![true; heads],
             tiling: Tiling::new(input.h, input.w, options.tile),
             plan,
             options,
@@ -95,6 +110,37 @@ impl Session {
     /// Statistics of the last frame.
     pub fn last_stats(&self) -> Option<&FrameStats> {
         self.last.as_ref()
+    }
+
+    /// Turns head `k` on or off. An off head costs nothing; when it is turned on again it
+    /// recomputes what changed meanwhile.
+    pub fn set_head_enabled(&mut self, k: usize, on: bool) -> Result<()> {
+        let slot = self.enabled.get_mut(k).ok_or_else(|| bad_head(k))?;
+        *slot = on;
+        Ok(())
+    }
+
+    /// Runs head `k` on every `rate`-th frame (counted from the session's first frame).
+    pub fn set_head_rate(&mut self, k: usize, rate: u32) -> Result<()> {
+        if rate == 0 {
+            return Err(Error::InvalidOption { name: "rate", value: "0".into(), reason: "at least 1 frame".into() });
+        }
+        *self.rates.get_mut(k).ok_or_else(|| bad_head(k))? = rate;
+        Ok(())
+    }
+
+    /// Whether node `i` is computed this frame: backbone nodes always, head nodes when their
+    /// head is due.
+    fn active(&self, i: usize) -> bool {
+        self.plan.part(i).is_none_or(|k| self.due[k])
+    }
+
+    /// Head node `i` does not run this frame: remember what changed for when it does.
+    fn defer(&mut self, i: usize, m: &Mask) {
+        match &mut self.pending[i] {
+            Some(p) => p.union_with(m),
+            slot => *slot = Some(m.clone()),
+        }
     }
 
     /// Forgets the cache: the next frame is computed in full.
@@ -125,6 +171,9 @@ impl Session {
         let input = graph.input_shape();
         let mut times = StageTimes::default();
         self.frames += 1;
+        for k in 0..self.due.len() {
+            self.due[k] = force_full || (self.enabled[k] && (self.frames - 1) % u64::from(self.rates[k]) == 0);
+        }
 
         let t = Instant::now();
         plan.preprocess().resample(frame, input, &mut self.current);
@@ -178,7 +227,9 @@ impl Session {
         let outputs = self.outputs();
         times.copy += t.elapsed();
 
+        let heads = self.head_stats(&nodes);
         self.last = Some(FrameStats {
+            heads,
             frame_index: self.frames,
             reset,
             tiles: tiles.len(),
@@ -191,6 +242,28 @@ impl Session {
             times,
         });
         Ok(outputs)
+    }
+
+    /// Per head: whether it ran, and what it cost this frame.
+    fn head_stats(&self, nodes: &[NodeStats]) -> Vec<HeadStats> {
+        self.plan
+            .heads()
+            .iter()
+            .enumerate()
+            .map(|(k, h)| {
+                let macs: u64 = h.nodes.iter().map(|&i| nodes[i].macs).sum();
+                let time = h.nodes.iter().map(|&i| nodes[i].time).sum();
+                let inputs_changed = h.reads.iter().any(|&j| nodes[j].changed > 0.0);
+                let status = if !self.due[k] {
+                    HeadStatus::Skipped
+                } else if macs > 0 || inputs_changed {
+                    HeadStatus::Computed
+                } else {
+                    HeadStatus::Unchanged
+                };
+                HeadStats { status, macs, time }
+            })
+            .collect()
     }
 
     /// The work for node `i` given its mask: rectangles, whether dense, dirty fraction.
@@ -213,11 +286,36 @@ impl Session {
     fn run_static(&mut self, input_mask: Mask, full: bool, times: &mut StageTimes) -> (Vec<NodeStats>, u64) {
         let t = Instant::now();
         let plan = Arc::clone(&self.plan);
+        let none = (Vec::new(), false, 0.0);
         let work: Vec<_> = if full {
-            plan.graph().nodes.iter().map(|n| (vec![Rect::full(n.shape)], true, 1.0)).collect()
+            let nodes = &plan.graph().nodes;
+            (0..nodes.len())
+                .map(|i| {
+                    let s = nodes[i].shape;
+                    if self.active(i) {
+                        (vec![Rect::full(s)], true, 1.0)
+                    } else {
+                        self.pending[i] = Some(Mask::full(s.h, s.w));
+                        none.clone()
+                    }
+                })
+                .collect()
         } else {
             let masks = reuse::propagate(plan.graph(), input_mask);
-            masks.iter().enumerate().map(|(i, m)| self.work_for(i, m)).collect()
+            masks
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut m)| {
+                    if !self.active(i) {
+                        self.defer(i, &m);
+                        return none.clone();
+                    }
+                    if let Some(p) = self.pending[i].take() {
+                        m.union_with(&p);
+                    }
+                    self.work_for(i, &m)
+                })
+                .collect()
         };
         times.propagate = t.elapsed();
 
@@ -260,7 +358,17 @@ impl Session {
         let mut macs_executed = 0;
         for (i, node) in graph.nodes.iter().enumerate().skip(1) {
             let t = Instant::now();
-            let m = reuse::propagate_node(graph, node, &changed);
+            let mut m = reuse::propagate_node(graph, node, &changed);
+            if !self.active(i) {
+                self.defer(i, &m);
+                nodes.push(NodeStats { hit_rate: 1.0, macs: 0, dense: false, changed: 0.0, time: Default::default() });
+                changed.push(m);
+                times.propagate += t.elapsed();
+                continue;
+            }
+            if let Some(p) = self.pending[i].take() {
+                m.union_with(&p);
+            }
             let (rects, dense, frac) = self.work_for(i, &m);
             times.propagate += t.elapsed();
 
@@ -396,6 +504,10 @@ impl Session {
             })
             .collect()
     }
+}
+
+fn bad_head(k: usize) -> Error {
+    Error::InvalidOption { name: "head", value: k.to_string(), reason: "no such head in this plan".into() }
 }
 
 /// Root mean square of a buffer (0 for an empty one).

@@ -192,6 +192,7 @@ impl GraphBuilder {
     }
 
     pub fn build(self) -> Graph {
-        Graph { input_name: "input".into(), nodes: self.nodes, outputs: self.outputs }
+        let tensors = self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+        Graph { input_name: "input".into(), nodes: self.nodes, outputs: self.outputs, tensors }
     }
 }

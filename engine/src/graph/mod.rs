@@ -347,6 +347,9 @@ pub struct Graph {
     pub input_name: String,
     pub nodes: Vec<Node>,
     pub outputs: Vec<GraphOutput>,
+    /// The node holding each named tensor of the source model (ONNX value names; fused ops
+    /// map several names to one node). Manifests name taps and outputs by these.
+    pub tensors: std::collections::HashMap<String, usize>,
 }
 
 impl Graph {
@@ -368,6 +371,27 @@ impl Graph {
                     c.is_pointwise().then(|| crate::kernels::pointwise::pack(&c.weights, &c.bias, c.cin, c.cout));
             }
         }
+    }
+
+    /// Appends `head`, a graph whose input is fed by node `at` of this graph (same shape; the
+    /// caller checks), and returns the indices of its outputs in `self.outputs`. Tensor names
+    /// already present keep their node.
+    pub fn attach(&mut self, head: Graph, at: usize) -> Vec<usize> {
+        let offset = self.nodes.len() - 1;
+        let map = |j: usize| if j == 0 { at } else { j + offset };
+        for mut node in head.nodes.into_iter().skip(1) {
+            node.inputs.iter_mut().for_each(|j| *j = map(*j));
+            self.nodes.push(node);
+        }
+        let first = self.outputs.len();
+        for mut o in head.outputs {
+            o.node = map(o.node);
+            self.outputs.push(o);
+        }
+        for (t, j) in head.tensors {
+            self.tensors.entry(t).or_insert(map(j));
+        }
+        (first..self.outputs.len()).collect()
     }
 
     /// Geometry of every node: cumulative stride and receptive field in input pixels.

@@ -250,7 +250,15 @@ impl Importer {
                 }
             }
         }
-        Ok(Graph { input_name: self.input_name, nodes: self.nodes, outputs })
+        let tensors = self
+            .values
+            .into_iter()
+            .filter_map(|(name, v)| match v {
+                Value::Node { id, .. } => Some((name, id)),
+                Value::Const(_) => None,
+            })
+            .collect();
+        Ok(Graph { input_name: self.input_name, nodes: self.nodes, outputs, tensors })
     }
 
     fn push(&mut self, name: String, op: Op, inputs: Vec<usize>, shape: Shape) -> usize {

@@ -39,6 +39,13 @@ impl Mask {
             self.count() as f64 / self.bits.len() as f64
         }
     }
+    /// Adds every position set in `other` (same size).
+    pub fn union_with(&mut self, other: &Mask) {
+        debug_assert_eq!((self.h, self.w), (other.h, other.w));
+        for (a, &b) in self.bits.iter_mut().zip(&other.bits) {
+            *a |= b;
+        }
+    }
     /// Sets every position of the rectangle `y0..y1, x0..x1` (clipped).
     pub fn set_rect(&mut self, y0: usize, y1: usize, x0: usize, x1: usize) {
         for y in y0..y1.min(self.h) {

@@ -1,0 +1,292 @@
+//! Decoders: what the demo window, the phone apps (through the C ABI) and the bundles show.
+//! Classification (softmax top-k with labels), segmentation (a probability mask, resizable to
+//! the frame), SSD detection ([`ssd`]: anchors, boxes and keypoints, weighted NMS) and
+//! keypoints (landmarks with visibility).
+
+pub mod ssd;
+
+use crate::config::{ModelConfig, Task};
+use crate::exec::Output;
+use crate::frame::Preprocess;
+use crate::graph::Shape;
+
+/// How many classes a classification head reports.
+pub const TOP_K: usize = 5;
+
+/// One class of a classification head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Class {
+    /// Index in the model's output vector.
+    pub index: usize,
+    pub label: String,
+    pub prob: f32,
+}
+
+/// One decoded output.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Head {
+    /// Top classes with probabilities, best first.
+    Classes { output: String, top: Vec<Class> },
+    /// A probability map (row-major, `width x height`) over the model's input region.
+    Mask { output: String, width: usize, height: usize, probs: Vec<f32>, threshold: f32 },
+    /// An output this build has no decoder for: its shape and value range.
+    Values { output: String, shape: Vec<usize>, min: f32, max: f32 },
+    /// Detected boxes in frame pixels, best first.
+    Detections { output: String, detections: Vec<Detection> },
+    /// Landmarks in frame pixels, with visibility where the model gives it, and the model's
+    /// presence score for the whole set.
+    Keypoints { output: String, points: Vec<Keypoint>, presence: Option<f32> },
+}
+
+/// One detected box, in frame pixels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Detection {
+    pub score: f32,
+    /// xmin, ymin, xmax, ymax.
+    pub bbox: [f32; 4],
+    pub keypoints: Vec<[f32; 2]>,
+}
+
+/// One landmark: `x`, `y` in frame pixels, `z` in model-input pixels (depth, relative),
+/// `visibility` a probability.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Keypoint {
+    pub x: f32,
+    pub y: f32,
+    pub z: f32,
+    pub visibility: Option<f32>,
+}
+
+/// Maps normalised model-input coordinates (0..1) onto the frame: the region of the frame the
+/// model sees after preprocessing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FrameMap {
+    pub x0: f32,
+    pub y0: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+impl FrameMap {
+    pub fn new(pre: &Preprocess, frame_w: usize, frame_h: usize, input: Shape) -> Self {
+        let (x0, y0, w, h) = pre.source_region(frame_w, frame_h, input);
+        Self { x0, y0, w, h }
+    }
+    pub fn point(&self, u: f32, v: f32) -> [f32; 2] {
+        [self.x0 + u * self.w, self.y0 + v * self.h]
+    }
+}
+
+/// How a head's outputs are decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoder {
+    /// Output 0: class scores `[1, N]`.
+    Classify { labels: Option<Vec<String>>, top_k: usize },
+    /// Output 0: a `[1, 1, H, W]` probability or logit map.
+    Segment { threshold: f32 },
+    /// Output 0: box regressors `[1, anchors, 4 + 2k]`, output 1: score logits `[1, anchors, 1]`.
+    DetectSsd(ssd::SsdConfig),
+    /// Output 0: `count x values` per-landmark values (x, y, z in input pixels, then the
+    /// visibility logit at `visibility`); output 1 (optional): a presence score.
+    Keypoints { count: usize, values: usize, visibility: Option<usize>, input: (usize, usize) },
+    /// Shape and value range only (heatmaps, world coordinates).
+    Raw,
+}
+
+impl Decoder {
+    /// Decodes a head's outputs (in the order the head lists them) for a frame mapped by `map`.
+    pub fn decode(&self, outputs: &[&Output], map: &FrameMap) -> Head {
+        let o = outputs[0];
+        let output = o.name.clone();
+        match self {
+            Decoder::Classify { labels, top_k } => {
+                let mut top = top_k_of(&o.data, o.data.len(), labels.as_deref());
+                top.truncate(*top_k);
+                Head::Classes { output, top }
+            }
+            Decoder::Segment { threshold } => {
+                let (h, w) = (o.shape[o.shape.len() - 2], o.shape[o.shape.len() - 1]);
+                Head::Mask { output, width: w, height: h, probs: as_probabilities(&o.data), threshold: *threshold }
+            }
+            Decoder::DetectSsd(cfg) => {
+                let detections = cfg
+                    .decode(&o.data, &outputs[1].data)
+                    .into_iter()
+                    .map(|d| {
+                        let [x0, y0] = map.point(d.bbox[0], d.bbox[1]);
+                        let [x1, y1] = map.point(d.bbox[2], d.bbox[3]);
+                        let keypoints = d.keypoints.iter().map(|p| map.point(p[0], p[1])).collect();
+                        Detection { score: d.score, bbox: [x0, y0, x1, y1], keypoints }
+                    })
+                    .collect();
+                Head::Detections { output, detections }
+            }
+            Decoder::Keypoints { count, values, visibility, input } => {
+                let (ih, iw) = (input.0 as f32, input.1 as f32);
+                let points = o
+                    .data
+                    .chunks_exact(*values)
+                    .take(*count)
+                    .map(|v| {
+                        let [x, y] = map.point(v[0] / iw, v[1] / ih);
+                        let z = v.get(2).copied().unwrap_or(0.0);
+                        Keypoint { x, y, z, visibility: visibility.map(|i| sigmoid(v[i])) }
+                    })
+                    .collect();
+                let presence = outputs.get(1).and_then(|p| p.data.first()).map(|&p| {
+                    if (0.0..=1.0).contains(&p) {
+                        p
+                    } else {
+                        sigmoid(p)
+                    }
+                });
+                Head::Keypoints { output, points, presence }
+            }
+            Decoder::Raw => values_of(o),
+        }
+    }
+}
+
+/// Intersection over union of two `[xmin, ymin, xmax, ymax]` boxes (any units).
+pub fn iou_px(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    ssd::iou(a, b)
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn values_of(o: &Output) -> Head {
+    let (min, max) = o.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    Head::Values { output: o.name.clone(), shape: o.shape.clone(), min, max }
+}
+
+/// A model-resolution probability mask (`width x height`, row-major) resampled bilinearly onto
+/// a `frame_w x frame_h` frame; pixels outside the region the model sees are 0.
+pub fn mask_to_frame(
+    probs: &[f32],
+    width: usize,
+    height: usize,
+    map: &FrameMap,
+    frame_w: usize,
+    frame_h: usize,
+) -> Vec<f32> {
+    let mut out = vec![0.0; frame_w * frame_h];
+    let sample = |u: f32, v: f32| {
+        let x = (u * width as f32 - 0.5).clamp(0.0, (width - 1) as f32);
+        let y = (v * height as f32 - 0.5).clamp(0.0, (height - 1) as f32);
+        let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+        let (x1, y1) = ((x0 + 1).min(width - 1), (y0 + 1).min(height - 1));
+        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+        let at = |yy: usize, xx: usize| probs[yy * width + xx];
+        let top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx;
+        let bottom = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx;
+        top * (1.0 - fy) + bottom * fy
+    };
+    for fy in 0..frame_h {
+        let v = (fy as f32 + 0.5 - map.y0) / map.h;
+        if !(0.0..1.0).contains(&v) {
+            continue;
+        }
+        for fx in 0..frame_w {
+            let u = (fx as f32 + 0.5 - map.x0) / map.w;
+            if (0.0..1.0).contains(&u) {
+                out[fy * frame_w + fx] = sample(u, v);
+            }
+        }
+    }
+    out
+}
+
+/// Decodes every output of a model. Classifiers: softmax (unless the scores already are
+/// probabilities) and the top [`TOP_K`]; segmenters: the `[1, 1, H, W]` map as probabilities
+/// (a sigmoid when the values are logits).
+pub fn decode(outputs: &[Output], config: &ModelConfig, labels: Option<&[String]>) -> Vec<Head> {
+    outputs
+        .iter()
+        .map(|o| match (config.task, o.shape.as_slice()) {
+            (Task::Classify, [1, n]) => Head::Classes { output: o.name.clone(), top: top_k_of(&o.data, *n, labels) },
+            (Task::Segment, [1, 1, h, w]) => Head::Mask {
+                output: o.name.clone(),
+                width: *w,
+                height: *h,
+                probs: as_probabilities(&o.data),
+                threshold: config.mask_threshold,
+            },
+            _ => values_of(o),
+        })
+        .collect()
+}
+
+/// Softmax of `scores`, unless they already sum to one within 1%.
+pub fn softmax(scores: &[f32]) -> Vec<f32> {
+    let sum: f32 = scores.iter().sum();
+    if scores.iter().all(|&v| (0.0..=1.0).contains(&v)) && (sum - 1.0).abs() < 0.01 {
+        return scores.to_vec();
+    }
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = scores.iter().map(|&v| (v - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / total).collect()
+}
+
+fn top_k_of(scores: &[f32], n: usize, labels: Option<&[String]>) -> Vec<Class> {
+    let probs = softmax(scores);
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let name = |i: usize| labels.filter(|l| l.len() == n).map_or_else(|| format!("class {i}"), |l| l[i].clone());
+    order.into_iter().take(TOP_K).map(|i| Class { index: i, label: name(i), prob: probs[i] }).collect()
+}
+
+/// The map itself when its values lie in [0, 1], else its sigmoid.
+fn as_probabilities(values: &[f32]) -> Vec<f32> {
+    if values.iter().all(|&v| (0.0..=1.0).contains(&v)) {
+        values.to_vec()
+    } else {
+        values.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(task: Task) -> ModelConfig {
+        let text = match task {
+            Task::Classify => "task = \"classify\"\n[preprocess]\nfit = \"stretch\"\n",
+            Task::Segment => "task = \"segment\"\nmask_threshold = 0.5\n[preprocess]\nfit = \"stretch\"\n",
+            Task::Other => "task = \"other\"\n[preprocess]\nfit = \"stretch\"\n",
+        };
+        ModelConfig::parse(text, std::path::Path::new("m.onnx.toml")).unwrap()
+    }
+
+    #[test]
+    fn classes_are_softmaxed_and_ranked_with_names() {
+        let out = Output { name: "logits".into(), shape: vec![1, 3], data: vec![1.0, 3.0, 2.0] };
+        let labels = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let heads = decode(&[out], &config(Task::Classify), Some(&labels));
+        let Head::Classes { top, .. } = &heads[0] else { panic!("{heads:?}") };
+        let names: Vec<_> = top.iter().map(|c| (c.index, c.label.as_str())).collect();
+        assert_eq!(names, [(1, "b"), (2, "c"), (0, "a")]);
+        let total: f32 = top.iter().map(|c| c.prob).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+        assert!((top[0].prob - 0.665_240_9).abs() < 1e-5, "{}", top[0].prob);
+    }
+
+    #[test]
+    fn probabilities_pass_through_and_logit_masks_get_a_sigmoid() {
+        assert_eq!(softmax(&[0.25, 0.75]), vec![0.25, 0.75]);
+        let out = Output { name: "mask".into(), shape: vec![1, 1, 1, 2], data: vec![0.0, 10.0] };
+        let heads = decode(&[out], &config(Task::Segment), None);
+        let Head::Mask { probs, width, height, .. } = &heads[0] else { panic!("{heads:?}") };
+        assert_eq!((*width, *height), (2, 1));
+        assert!((probs[0] - 0.5).abs() < 1e-6 && probs[1] > 0.99);
+    }
+
+    #[test]
+    fn other_outputs_report_shape_and_range() {
+        let out = Output { name: "x".into(), shape: vec![1, 2, 2], data: vec![-1.0, 0.0, 2.0, 1.0] };
+        let heads = decode(&[out], &config(Task::Other), None);
+        assert_eq!(heads[0], Head::Values { output: "x".into(), shape: vec![1, 2, 2], min: -1.0, max: 2.0 });
+    }
+}

@@ -1,0 +1,348 @@
+//! The bundle manifest (TOML) and its compilation into plans and decoders. Every error names
+//! the manifest, the field and the value.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{Backbone, HeadDef};
+use crate::config::PreprocessToml;
+use crate::error::{Error, Result};
+use crate::exec::{HeadPart, Plan};
+use crate::graph::{Graph, GraphOutput};
+use crate::heads::{ssd, Decoder, TOP_K};
+
+/// A parsed manifest.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: Option<String>,
+    #[serde(rename = "backbone")]
+    pub backbones: Vec<BackboneManifest>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneManifest {
+    pub model: PathBuf,
+    #[serde(default)]
+    pub taps: Vec<String>,
+    pub(crate) preprocess: PreprocessToml,
+    #[serde(rename = "head")]
+    pub heads: Vec<HeadManifest>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderKind {
+    Classify,
+    Segment,
+    DetectSsd,
+    Keypoints,
+    Raw,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadManifest {
+    pub name: String,
+    pub decoder: DecoderKind,
+    /// Tensors of the backbone's model (or of the head's own `model`) that this head produces.
+    pub outputs: Vec<String>,
+    #[serde(default = "one")]
+    pub rate: u32,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// A separate ONNX file for this head, and the backbone tensor that feeds its input.
+    pub model: Option<PathBuf>,
+    pub input: Option<String>,
+    // classify
+    pub labels: Option<PathBuf>,
+    pub top_k: Option<usize>,
+    // segment: mask threshold; detect_ssd: score threshold
+    pub threshold: Option<f32>,
+    // detect_ssd
+    pub strides: Option<Vec<usize>>,
+    pub anchors_per_layer: Option<usize>,
+    pub anchor_offset: Option<f32>,
+    pub iou_threshold: Option<f32>,
+    // detect_ssd: keypoints per box; keypoints: number of landmarks
+    pub keypoints: Option<usize>,
+    // keypoints
+    pub values: Option<usize>,
+    pub visibility: Option<usize>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Manifest {
+            path: path.to_owned(),
+            field: "(file)".into(),
+            value: path.display().to_string(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let m: Manifest = toml::from_str(text).map_err(|e| Error::Manifest {
+            path: path.to_owned(),
+            field: "(syntax)".into(),
+            value: String::new(),
+            reason: e.to_string().trim_end().to_owned(),
+        })?;
+        if m.backbones.is_empty() {
+            return Err(Error::Manifest {
+                path: path.to_owned(),
+                field: "backbone".into(),
+                value: "[]".into(),
+                reason: "a bundle needs at least one [[backbone]]".into(),
+            });
+        }
+        Ok(m)
+    }
+}
+
+/// Finds `file` relative to the manifest's folder, then in each of `dirs`.
+fn locate(manifest: &Path, dirs: &[PathBuf], file: &Path) -> Option<PathBuf> {
+    let beside = manifest.parent().map(|d| d.join(file));
+    beside.into_iter().chain(dirs.iter().map(|d| d.join(file))).find(|p| p.is_file())
+}
+
+/// Compiles backbone `i` of the manifest at `path`.
+pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManifest) -> Result<Backbone> {
+    let err =
+        |field: String, value: String, reason: String| Error::Manifest { path: path.to_owned(), field, value, reason };
+    let field = |f: &str| format!("backbone[{i}].{f}");
+    let model = locate(path, dirs, &b.model).ok_or_else(|| {
+        err(
+            field("model"),
+            b.model.display().to_string(),
+            "not found beside the manifest or in the model folders".into(),
+        )
+    })?;
+    let preprocess = b.preprocess.validate().map_err(|r| err(field("preprocess"), String::new(), r))?;
+    let mut graph = crate::import::load_onnx(&model)?;
+    let unknown = |field: String, tensor: &str, model: &Path| Error::UnknownTensor {
+        path: path.to_owned(),
+        field,
+        tensor: tensor.to_owned(),
+        model: model.to_owned(),
+        hint: " (`framecache inspect MODEL` lists them)".into(),
+    };
+
+    let mut parts = Vec::with_capacity(b.heads.len());
+    for (k, h) in b.heads.iter().enumerate() {
+        let hfield = |f: &str| format!("backbone[{i}].head[{k}] ('{}').{f}", h.name);
+        if b.heads[..k].iter().any(|o| o.name == h.name) {
+            return Err(err(hfield("name"), h.name.clone(), "two heads have this name".into()));
+        }
+        if h.rate == 0 {
+            return Err(err(hfield("rate"), "0".into(), "at least 1 (every frame)".into()));
+        }
+        if h.outputs.is_empty() {
+            return Err(err(hfield("outputs"), "[]".into(), "a head produces at least one tensor".into()));
+        }
+        let outputs = match (&h.model, &h.input) {
+            (Some(file), Some(input)) => {
+                let head_path = locate(path, dirs, file).ok_or_else(|| {
+                    err(
+                        hfield("model"),
+                        file.display().to_string(),
+                        "not found beside the manifest or in the model folders".into(),
+                    )
+                })?;
+                let head = crate::import::load_onnx(&head_path)?;
+                let tap = *graph.tensors.get(input).ok_or_else(|| unknown(hfield("input"), input, &model))?;
+                let (want, got) = (head.input_shape(), graph.nodes[tap].shape);
+                if want != got {
+                    return Err(Error::HeadShape {
+                        head: h.name.clone(),
+                        input: head.input_name.clone(),
+                        tap: input.clone(),
+                        expected: vec![1, want.c, want.h, want.w],
+                        got: vec![1, got.c, got.h, got.w],
+                    });
+                }
+                let attached = graph.attach(head, tap);
+                h.outputs
+                    .iter()
+                    .map(|o| {
+                        attached
+                            .iter()
+                            .copied()
+                            .find(|&a| graph.outputs[a].name == *o)
+                            .ok_or_else(|| unknown(hfield("outputs"), o, &head_path))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+            (None, None) => h
+                .outputs
+                .iter()
+                .map(|o| output_index(&mut graph, o).ok_or_else(|| unknown(hfield("outputs"), o, &model)))
+                .collect::<Result<Vec<_>>>()?,
+            _ => {
+                return Err(err(
+                    hfield("model"),
+                    format!("{:?}", h.model),
+                    "a head with its own model needs both `model` and `input` (the tap that feeds it)".into(),
+                ))
+            }
+        };
+        parts.push(HeadPart { name: h.name.clone(), outputs, rate: h.rate, nodes: Vec::new(), reads: Vec::new() });
+    }
+    let mut taps = Vec::with_capacity(b.taps.len());
+    for t in &b.taps {
+        taps.push(*graph.tensors.get(t).ok_or_else(|| unknown(field("taps"), t, &model))?);
+    }
+    let tap_names = b.taps.clone();
+    let plan = Plan::with_heads(graph, preprocess, parts, &taps)?;
+
+    // With declared taps, a head may read the backbone only through them.
+    if !taps.is_empty() {
+        let g = plan.graph();
+        let tap_nodes: Vec<usize> = tap_names.iter().filter_map(|t| g.tensors.get(t).copied()).collect();
+        for (k, part) in plan.heads().iter().enumerate() {
+            if let Some(&j) = part.reads.iter().find(|j| !tap_nodes.contains(j) && **j != 0) {
+                return Err(err(
+                    format!("backbone[{i}].head[{k}] ('{}')", part.name),
+                    g.nodes[j].name.clone(),
+                    format!(
+                        "the head reads backbone node '{}', which is not among the taps {tap_names:?}",
+                        g.nodes[j].name
+                    ),
+                ));
+            }
+        }
+    }
+
+    let heads = b
+        .heads
+        .iter()
+        .enumerate()
+        .map(|(k, h)| {
+            let decoder = decoder(path, &model, &plan, k, h)?;
+            Ok(HeadDef { name: h.name.clone(), decoder, enabled: h.enabled })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Backbone { model, plan, heads })
+}
+
+/// The index of the graph output holding tensor `name`, adding an output for an inner tensor.
+fn output_index(graph: &mut Graph, name: &str) -> Option<usize> {
+    if let Some(i) = graph.outputs.iter().position(|o| o.name == name) {
+        return Some(i);
+    }
+    let node = *graph.tensors.get(name)?;
+    let s = graph.nodes[node].shape;
+    let nchw = s.pixels() > 1;
+    let onnx_shape = if nchw { vec![1, s.c, s.h, s.w] } else { vec![1, s.c] };
+    graph.outputs.push(GraphOutput { name: name.to_owned(), node, onnx_shape, nchw });
+    Some(graph.outputs.len() - 1)
+}
+
+fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -> Result<Decoder> {
+    let g = plan.graph();
+    let shapes: Vec<&[usize]> = plan.heads()[k].outputs.iter().map(|&o| g.outputs[o].onnx_shape.as_slice()).collect();
+    let field = |f: &str| format!("head '{}'.{f}", h.name);
+    let err = |f: &str, value: String, reason: String| Error::Manifest {
+        path: path.to_owned(),
+        field: field(f),
+        value,
+        reason,
+    };
+    let need = |f: &str, v: Option<usize>| {
+        v.ok_or_else(|| err(f, "(missing)".into(), format!("required by decoder {:?}", h.decoder)))
+    };
+    let outputs_str = format!("{:?} of shapes {shapes:?}", h.outputs);
+    let threshold = h.threshold.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(err("threshold", threshold.to_string(), "must lie in [0, 1]".into()));
+    }
+    let input = g.input_shape();
+    Ok(match h.decoder {
+        super::manifest::DecoderKind::Classify => {
+            if !matches!(shapes[0], [1, _]) {
+                return Err(err("outputs", outputs_str, "classify reads a [1, classes] vector".into()));
+            }
+            let labels = match &h.labels {
+                Some(l) => {
+                    let file = locate(path, &[model.parent().map(Path::to_path_buf).unwrap_or_default()], l)
+                        .ok_or_else(|| {
+                            err("labels", l.display().to_string(), "not found beside the manifest or the model".into())
+                        })?;
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| err("labels", file.display().to_string(), e.to_string()))?;
+                    let labels: Vec<String> = text.lines().map(str::to_owned).collect();
+                    if labels.len() != shapes[0][1] {
+                        return Err(err(
+                            "labels",
+                            l.display().to_string(),
+                            format!("{} labels for {} classes", labels.len(), shapes[0][1]),
+                        ));
+                    }
+                    Some(labels)
+                }
+                None => None,
+            };
+            Decoder::Classify { labels, top_k: h.top_k.unwrap_or(TOP_K) }
+        }
+        super::manifest::DecoderKind::Segment => {
+            if !matches!(shapes[0], [1, 1, _, _]) {
+                return Err(err("outputs", outputs_str, "segment reads a [1, 1, H, W] map".into()));
+            }
+            Decoder::Segment { threshold }
+        }
+        super::manifest::DecoderKind::DetectSsd => {
+            if shapes.len() != 2 {
+                return Err(err("outputs", outputs_str, "detect_ssd reads two outputs: boxes, then scores".into()));
+            }
+            let strides = h
+                .strides
+                .clone()
+                .ok_or_else(|| err("strides", "(missing)".into(), "the anchor strides, e.g. [8, 16, 16, 16]".into()))?;
+            if strides.is_empty() || strides.contains(&0) {
+                return Err(err("strides", format!("{strides:?}"), "positive strides, one per anchor layer".into()));
+            }
+            let cfg = ssd::SsdConfig {
+                anchors: ssd::anchors(
+                    input.h,
+                    input.w,
+                    &strides,
+                    h.anchors_per_layer.unwrap_or(2),
+                    h.anchor_offset.unwrap_or(0.5),
+                ),
+                keypoints: h.keypoints.unwrap_or(0),
+                scale: (input.w as f32, input.h as f32),
+                score_threshold: threshold,
+                iou_threshold: h.iou_threshold.unwrap_or(0.3),
+            };
+            cfg.check(&h.name, shapes[0], shapes[1])?;
+            Decoder::DetectSsd(cfg)
+        }
+        super::manifest::DecoderKind::Keypoints => {
+            let count = need("keypoints", h.keypoints)?;
+            let values = need("values", h.values)?;
+            let have: usize = shapes[0].iter().product();
+            if values < 2 || count * values > have {
+                return Err(err(
+                    "keypoints",
+                    format!("{count} x {values} values"),
+                    format!("output {outputs_str} holds {have} values"),
+                ));
+            }
+            if let Some(v) = h.visibility.filter(|&v| v >= values) {
+                return Err(err("visibility", v.to_string(), format!("index into {values} values per keypoint")));
+            }
+            Decoder::Keypoints { count, values, visibility: h.visibility, input: (input.h, input.w) }
+        }
+        super::manifest::DecoderKind::Raw => Decoder::Raw,
+    })
+}

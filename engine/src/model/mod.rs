@@ -1,0 +1,210 @@
+//! Multi-task bundles: one or more backbones, each computed once per frame with the frame
+//! cache and read by several heads.
+//!
+//! A bundle is a TOML manifest beside (or naming) ONNX files:
+//!
+//! ```toml
+//! name = "BlazePose"
+//!
+//! [[backbone]]
+//! model = "pose_landmark_full.onnx"  # relative to the manifest, then the search folders
+//! taps = ["t273_..."]                 # optional: where the shared body ends
+//! [backbone.preprocess]
+//! fit = "stretch"
+//!
+//! [[backbone.head]]
+//! name = "landmarks"
+//! decoder = "keypoints"               # classify | segment | detect_ssd | keypoints | raw
+//! outputs = ["Identity", "Identity_1"]
+//! keypoints = 39
+//! values = 5
+//! visibility = 3
+//! rate = 1                            # every frame; 4 = every 4th frame
+//! ```
+//!
+//! Heads are cut from the backbone's own ONNX graph: a head owns the nodes that only it needs,
+//! and the backbone is everything the taps need plus whatever several heads share (so
+//! without `taps` the shared part is found automatically). A head may instead come from its
+//! own ONNX file (`model = "head.onnx"`, `input = "tap tensor"`), whose single input is fed by
+//! that tap. Spatial head nodes reuse the cache like the backbone; global ones (pool, dense)
+//! recompute only when their input changed.
+
+mod manifest;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use manifest::{BackboneManifest, HeadManifest, Manifest};
+
+use crate::error::{Error, Result};
+use crate::exec::{HeadPart, Output, Plan, Session, SessionOptions};
+use crate::frame::Frame;
+use crate::heads::{Decoder, FrameMap, Head};
+use crate::stats::HeadStatus;
+
+/// A loaded bundle: its backbones, each compiled with its heads.
+#[derive(Debug)]
+pub struct Bundle {
+    pub name: String,
+    /// The manifest it was read from.
+    pub path: PathBuf,
+    pub backbones: Vec<Backbone>,
+}
+
+/// One backbone of a bundle and its heads (in `plan.heads()` order).
+#[derive(Debug)]
+pub struct Backbone {
+    pub model: PathBuf,
+    pub plan: Arc<Plan>,
+    pub heads: Vec<HeadDef>,
+}
+
+/// A head's decoder and whether it starts enabled.
+#[derive(Clone, Debug)]
+pub struct HeadDef {
+    pub name: String,
+    pub decoder: Decoder,
+    pub enabled: bool,
+}
+
+impl Bundle {
+    /// Reads a manifest and compiles every backbone. Model files are looked up relative to
+    /// the manifest, then in each of `dirs`.
+    pub fn load(path: impl AsRef<Path>, dirs: &[PathBuf]) -> Result<Arc<Self>> {
+        let path = path.as_ref();
+        let manifest = Manifest::load(path)?;
+        let backbones = manifest
+            .backbones
+            .iter()
+            .enumerate()
+            .map(|(i, b)| manifest::compile(path, dirs, i, b))
+            .collect::<Result<Vec<_>>>()?;
+        let name =
+            manifest.name.clone().unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().into());
+        Ok(Arc::new(Self { name, path: path.to_owned(), backbones }))
+    }
+
+    /// `(backbone, head)` of the head called `name`.
+    pub fn find_head(&self, name: &str) -> Option<(usize, usize)> {
+        self.backbones
+            .iter()
+            .enumerate()
+            .find_map(|(b, bb)| bb.heads.iter().position(|h| h.name == name).map(|k| (b, k)))
+    }
+}
+
+/// What one head produced on one frame.
+#[derive(Clone, Debug)]
+pub struct HeadResult {
+    pub backbone: usize,
+    pub name: String,
+    /// Whether it ran this frame or its last result stands.
+    pub status: HeadStatus,
+    /// The decoded output: the last one when the head did not run, `None` until it first ran.
+    pub output: Option<Head>,
+    /// MACs executed in the head's own nodes this frame.
+    pub macs: u64,
+    /// Wall time of the head's own kernels this frame.
+    pub time: Duration,
+}
+
+/// One stream through a bundle: a [`Session`] (its own cache) per backbone, fed the same
+/// decoded frame.
+pub struct BundleSession {
+    bundle: Arc<Bundle>,
+    sessions: Vec<Session>,
+    /// The last decoded output of every head, reused while a head does not run.
+    decoded: Vec<Vec<Option<Head>>>,
+}
+
+impl BundleSession {
+    pub fn new(bundle: Arc<Bundle>, options: SessionOptions) -> Result<Self> {
+        let mut sessions = Vec::with_capacity(bundle.backbones.len());
+        for b in &bundle.backbones {
+            let mut s = Session::new(Arc::clone(&b.plan), options.clone())?;
+            for (k, h) in b.heads.iter().enumerate() {
+                s.set_head_enabled(k, h.enabled)?;
+            }
+            sessions.push(s);
+        }
+        let decoded = bundle.backbones.iter().map(|b| vec![None; b.heads.len()]).collect();
+        Ok(Self { bundle, sessions, decoded })
+    }
+
+    pub fn bundle(&self) -> &Arc<Bundle> {
+        &self.bundle
+    }
+    /// The session of backbone `b` (statistics, options).
+    pub fn session(&self, b: usize) -> &Session {
+        &self.sessions[b]
+    }
+
+    /// Turns the head called `name` on or off.
+    pub fn set_head_enabled(&mut self, name: &str, on: bool) -> Result<()> {
+        let (b, k) = self.head(name)?;
+        self.sessions[b].set_head_enabled(k, on)
+    }
+
+    /// Runs the head called `name` on every `rate`-th frame.
+    pub fn set_head_rate(&mut self, name: &str, rate: u32) -> Result<()> {
+        let (b, k) = self.head(name)?;
+        self.sessions[b].set_head_rate(k, rate)
+    }
+
+    fn head(&self, name: &str) -> Result<(usize, usize)> {
+        self.bundle.find_head(name).ok_or_else(|| Error::InvalidOption {
+            name: "head",
+            value: name.to_owned(),
+            reason: "no head of that name in the bundle".into(),
+        })
+    }
+
+    /// Cached path: every backbone reuses what it can; due heads run.
+    pub fn process(&mut self, frame: &Frame<'_>) -> Result<Vec<HeadResult>> {
+        self.step(frame, false)
+    }
+
+    /// Reference path: every backbone and every head computed in full.
+    pub fn run_full(&mut self, frame: &Frame<'_>) -> Result<Vec<HeadResult>> {
+        self.step(frame, true)
+    }
+
+    fn step(&mut self, frame: &Frame<'_>, full: bool) -> Result<Vec<HeadResult>> {
+        let mut results = Vec::new();
+        for (b, backbone) in self.bundle.backbones.iter().enumerate() {
+            let session = &mut self.sessions[b];
+            let outputs = if full { session.run_full(frame)? } else { session.process(frame)? };
+            let stats = session.last_stats().expect("a processed frame has statistics");
+            let map = FrameMap::new(
+                backbone.plan.preprocess(),
+                frame.width,
+                frame.height,
+                backbone.plan.graph().input_shape(),
+            );
+            for (k, (part, def)) in backbone.plan.heads().iter().zip(&backbone.heads).enumerate() {
+                let hs = stats.heads[k];
+                let slot = &mut self.decoded[b][k];
+                // Boxes and keypoints are in frame pixels, so a new frame size decodes again.
+                let ran = hs.status != HeadStatus::Skipped;
+                if ran && (slot.is_none() || hs.status == HeadStatus::Computed || stats.reset.is_some()) {
+                    *slot = Some(decode(part, def, &outputs, &map));
+                }
+                results.push(HeadResult {
+                    backbone: b,
+                    name: def.name.clone(),
+                    status: hs.status,
+                    output: slot.clone(),
+                    macs: hs.macs,
+                    time: hs.time,
+                });
+            }
+        }
+        Ok(results)
+    }
+}
+
+fn decode(part: &HeadPart, def: &HeadDef, outputs: &[Output], map: &FrameMap) -> Head {
+    let mine: Vec<&Output> = part.outputs.iter().map(|&o| &outputs[o]).collect();
+    def.decoder.decode(&mine, map)
+}
