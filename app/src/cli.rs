@@ -23,6 +23,8 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Print the imported graph: nodes, shapes, stride and receptive field, MACs.
     Inspect(crate::inspect::InspectArgs),
+    /// A multi-task bundle (backbone + heads) over clips: split, sharing, cached vs full.
+    Bundle(crate::bundle::BundleArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -31,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => crate::bench::run(a),
         Command::Inspect(a) => crate::inspect::inspect(a),
         Command::Demo(a) => crate::demo::run(a),
+        Command::Bundle(a) => crate::bundle::run(a),
     }
 }
 

@@ -2,11 +2,13 @@
 //! loading and the baselines with the binary.
 //!
 //! Commands: [`run`] (one model over a clip), [`bench`] (reuse, speed and fidelity),
-//! [`inspect`] (the imported graph), [`demo`] (live video in a window). Shared parts: [`clip`] (PNG/JPEG folders and Y4M),
+//! [`inspect`] (the imported graph), [`demo`] (live video in a window), [`bundle`] (multi-task
+//! bundles: split, sharing, cached vs full). Shared parts: [`clip`] (PNG/JPEG folders and Y4M),
 //! [`model`] (plan + sidecar), [`baseline`] (tract and ONNX Runtime).
 
 pub mod baseline;
 pub mod bench;
+pub mod bundle;
 pub mod cli;
 pub mod clip;
 pub mod demo;

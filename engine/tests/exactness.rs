@@ -66,3 +66,58 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Multi-task plans: the random graph's three outputs (a map, a dense vector, a flat
+    /// concat) as three heads with random rates, some turned off and on again. Whenever a
+    /// head runs, its outputs equal full inference of that frame: what changed while it was
+    /// skipped is caught up exactly. Skipped heads execute nothing.
+    #[test]
+    fn heads_at_any_rate_catch_up_exactly(
+        h in 9usize..32,
+        w in 9usize..32,
+        layers in prop::collection::vec(common::layer(), 1..6),
+        seed in any::<u64>(),
+        rates in prop::array::uniform3(1u32..4),
+        off in prop::collection::vec((0usize..3, any::<bool>()), 0..6),
+        frames in prop::collection::vec(prop::collection::vec(common::patch(), 0..3), 2..7),
+    ) {
+        use framecache::exec::HeadPart;
+        use framecache::HeadStatus;
+        let graph = common::build(h, w, &layers, seed);
+        let parts = (0..3)
+            .map(|k| HeadPart { name: format!("h{k}"), outputs: vec![k], rate: rates[k], nodes: vec![], reads: vec![] })
+            .collect();
+        let plan = Plan::with_heads(graph, Preprocess::default(), parts, &[]).unwrap();
+        let opts = SessionOptions { mode: Mode::Exact, tile: 8, threads: Some(1), ..Default::default() };
+        let mut cached = Session::new(plan.clone(), opts.clone()).unwrap();
+        let mut full = Session::new(plan.clone(), opts).unwrap();
+        let sequence = common::sequence(h, w, seed, &frames);
+        let mut enabled = [true; 3];
+        for (i, px) in sequence.iter().enumerate() {
+            if let Some(&(k, on)) = off.get(i) {
+                cached.set_head_enabled(k, on).unwrap();
+                enabled[k] = on;
+            }
+            let f = Frame::rgb(w, h, px);
+            let a = cached.process(&f).unwrap();
+            let b = full.run_full(&f).unwrap();
+            let stats = cached.last_stats().unwrap();
+            for (k, part) in plan.heads().iter().enumerate() {
+                let due = enabled[k] && i as u32 % rates[k] == 0;
+                let st = stats.heads[k];
+                prop_assert_eq!(st.status == HeadStatus::Skipped, !due, "frame {}, head {}", i, k);
+                if !due {
+                    prop_assert_eq!(st.macs, 0);
+                    continue;
+                }
+                for &o in &part.outputs {
+                    close(&a[o].data, &b[o].data)
+                        .map_err(|e| TestCaseError::fail(format!("frame {i}, head {k}: {e}")))?;
+                }
+            }
+        }
+    }
+}
