@@ -51,12 +51,15 @@ pub enum Error {
     Manifest { path: PathBuf, field: String, value: String, reason: String },
 
     /// A bundle manifest names a tensor (tap or output) that its model does not have.
-    #[error("bundle manifest {path}: {field} = \"{tensor}\": the model {model} has no tensor of that name{hint}")]
-    UnknownTensor { path: PathBuf, field: String, tensor: String, model: PathBuf, hint: String },
+    #[error(
+        "bundle manifest {path}: {field} = \"{tensor}\": the model {model} has no tensor of that name \
+         (`framecache inspect MODEL` lists them)"
+    )]
+    UnknownTensor { path: PathBuf, field: String, tensor: String, model: PathBuf },
 
     /// A head reads a tap of another shape than the one it was built for.
-    #[error("head '{head}': its input {input} is {expected:?}, but tap '{tap}' is {got:?}")]
-    HeadShape { head: String, input: String, tap: String, expected: Vec<usize>, got: Vec<usize> },
+    #[error("head '{head}': its model's input is {expected:?}, but tap '{tap}' is {got:?}")]
+    HeadShape { head: String, tap: String, expected: Vec<usize>, got: Vec<usize> },
 
     /// An SSD head's anchors do not match its outputs.
     #[error("head '{head}': {field} = {value}: {reason}")]

@@ -106,7 +106,7 @@ proptest! {
             let b = full.run_full(&f).unwrap();
             let stats = cached.last_stats().unwrap();
             for (k, part) in plan.heads().iter().enumerate() {
-                let due = enabled[k] && i as u32 % rates[k] == 0;
+                let due = enabled[k] && (i as u32).is_multiple_of(rates[k]);
                 let st = stats.heads[k];
                 prop_assert_eq!(st.status == HeadStatus::Skipped, !due, "frame {}, head {}", i, k);
                 if !due {

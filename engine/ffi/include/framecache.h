@@ -29,6 +29,12 @@
 // An output without a decoder; only its size is reported.
 #define FC_HEAD_VALUES 2
 
+// A list of boxes (`count` detections); not decoded by single-model sidecars yet.
+#define FC_HEAD_DETECTIONS 3
+
+// A list of landmarks (`count` points); not decoded by single-model sidecars yet.
+#define FC_HEAD_KEYPOINTS 4
+
 // Status of every call.
 typedef enum {
   FC_STATUS_OK = 0,

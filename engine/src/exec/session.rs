@@ -172,7 +172,7 @@ impl Session {
         let mut times = StageTimes::default();
         self.frames += 1;
         for k in 0..self.due.len() {
-            self.due[k] = force_full || (self.enabled[k] && (self.frames - 1) % u64::from(self.rates[k]) == 0);
+            self.due[k] = force_full || (self.enabled[k] && (self.frames - 1).is_multiple_of(u64::from(self.rates[k])));
         }
 
         let t = Instant::now();

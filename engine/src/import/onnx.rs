@@ -901,7 +901,7 @@ impl Importer {
         }
         let known: usize = out.iter().product();
         if let Some(i) = infer {
-            if known == 0 || total % known != 0 {
+            if known == 0 || !total.is_multiple_of(known) {
                 return Err(ctx.invalid(format!("shape {spec:?} does not fit {total} values")));
             }
             out[i] = total / known;

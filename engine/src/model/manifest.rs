@@ -135,7 +135,6 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManif
         field,
         tensor: tensor.to_owned(),
         model: model.to_owned(),
-        hint: " (`framecache inspect MODEL` lists them)".into(),
     };
 
     let mut parts = Vec::with_capacity(b.heads.len());
@@ -165,7 +164,6 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManif
                 if want != got {
                     return Err(Error::HeadShape {
                         head: h.name.clone(),
-                        input: head.input_name.clone(),
                         tap: input.clone(),
                         expected: vec![1, want.c, want.h, want.w],
                         got: vec![1, got.c, got.h, got.w],
