@@ -2,6 +2,7 @@
 //! MACs), what sharing the backbone saves against one full model per head, and the cached
 //! backbone against the uncached one, as medians and same-run ratios.
 
+use std::fmt::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +48,12 @@ pub fn model_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
     dirs
 }
 
+/// Mean of the finite values (NaN marks frames where a ratio is undefined).
+fn mean(v: &[f64]) -> f64 {
+    let ok: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    ok.iter().sum::<f64>() / ok.len().max(1) as f64
+}
+
 fn median_ms(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
@@ -57,73 +64,93 @@ fn median_ms(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(args: BundleArgs) -> Result<()> {
+    print!("{}", report(&args)?);
+    Ok(())
+}
+
+/// The bundle's report as markdown: the split, sharing, cached vs full, and fidelity.
+pub fn report(args: &BundleArgs) -> Result<String> {
+    let mut out = String::new();
     let bundle = Bundle::load(&args.bundle, &model_dirs(&args.model_dir))
         .with_context(|| format!("loading bundle {}", args.bundle.display()))?;
     let clips = if args.clip.is_empty() { vec![crate::cli::default_clip()?] } else { args.clip.clone() };
     let options = SessionOptions { mode: args.mode, threads: args.threads, ..Default::default() };
     let full_options = SessionOptions { mode: Mode::Exact, ..options.clone() };
-    println!("# bundle {} ({})\n", bundle.name, args.bundle.display());
+    writeln!(out, "# bundle {} ({})\n", bundle.name, args.bundle.display())?;
 
-    println!("## Split\n");
-    println!("| backbone | part | nodes | MMACs | reads |");
-    println!("|---|---|---|---|---|");
+    writeln!(out, "## Split\n")?;
+    writeln!(out, "| backbone | part | nodes | MMACs | reads |")?;
+    writeln!(out, "|---|---|---|---|---|")?;
     for b in &bundle.backbones {
         let plan = &b.plan;
         let (bb, heads) = plan.part_macs();
         let model = b.model.file_name().unwrap_or_default().to_string_lossy();
         let backbone_nodes = (0..plan.graph().nodes.len()).filter(|&i| plan.part(i).is_none()).count();
-        println!("| {model} | backbone | {backbone_nodes} | {:.1} | |", bb as f64 / 1e6);
+        writeln!(out, "| {model} | backbone | {backbone_nodes} | {:.1} | |", bb as f64 / 1e6)?;
         for (h, m) in plan.heads().iter().zip(heads) {
             let reads: Vec<String> = h
                 .reads
                 .iter()
                 .map(|&j| format!("{} {}", plan.graph().nodes[j].name, plan.graph().nodes[j].shape))
                 .collect();
-            println!(
+            writeln!(
+                out,
                 "| | head {} (every {} frame) | {} | {:.1} | {} |",
                 h.name,
                 h.rate,
                 h.nodes.len(),
                 m as f64 / 1e6,
                 reads.join(", ")
-            );
+            )?;
         }
     }
 
     let first = Clip::open(&clips[0])?.decode_all(Some(args.frames), || {})?;
-    println!(
+    writeln!(
+        out,
         "\n## Sharing: one backbone for all heads vs a full model per head ({} frames of {}, full inference)\n",
         first.len(),
         clips[0].display()
-    );
-    println!("| backbone | all heads shared: ms (MMACs) | each head alone: ms (MMACs) | shared ÷ costliest head alone | shared ÷ mean head alone | shared ÷ sum of heads alone |");
-    println!("|---|---|---|---|---|---|");
+    )?;
+    writeln!(out, "| backbone | all heads shared: ms (MMACs) | each head alone: ms (MMACs) | shared ÷ costliest head alone | shared ÷ mean head alone | shared ÷ sum of heads alone |")?;
+    writeln!(out, "|---|---|---|---|---|---|")?;
     for b in &bundle.backbones {
         let plan = &b.plan;
-        let time_full = |p: &Arc<Plan>| -> Result<f64> {
-            let mut s = Session::new(Arc::clone(p), full_options.clone())?;
-            s.run_full(&first[0].as_frame())?; // warm-up
-            let mut t = Vec::new();
-            for f in &first {
-                let started = Instant::now();
-                s.run_full(&f.as_frame())?;
-                t.push(started.elapsed().as_secs_f64() * 1e3);
-            }
-            Ok(median_ms(t))
-        };
-        let shared = time_full(plan)?;
-        let mut singles = Vec::new();
+        // The shared plan first, then one plan per head with its own copy of the backbone;
+        // frame by frame in turn, so that every median comes from the same stretch of time.
+        let mut plans = vec![Arc::clone(plan)];
         for h in plan.heads() {
             let part = HeadPart { nodes: Vec::new(), reads: Vec::new(), ..h.clone() };
-            let alone = Plan::with_heads(plan.graph().clone(), plan.preprocess().clone(), vec![part], &[])?;
-            singles.push((h.name.clone(), time_full(&alone)?, alone.total_macs()));
+            plans.push(Plan::with_heads(plan.graph().clone(), plan.preprocess().clone(), vec![part], &[])?);
         }
+        let mut sessions =
+            plans.iter().map(|p| Session::new(Arc::clone(p), full_options.clone())).collect::<Result<Vec<_>, _>>()?;
+        let mut times = vec![Vec::new(); plans.len()];
+        for (i, f) in first.iter().enumerate() {
+            for (s, t) in sessions.iter_mut().zip(&mut times) {
+                let started = Instant::now();
+                s.run_full(&f.as_frame())?;
+                if i > 0 {
+                    t.push(started.elapsed().as_secs_f64() * 1e3); // frame 0 warms up
+                }
+            }
+        }
+        let mut medians = times.into_iter().map(median_ms);
+        let shared = medians.next().unwrap_or(f64::NAN);
+        let singles: Vec<(String, f64, u64)> = plan
+            .heads()
+            .iter()
+            .zip(medians)
+            .zip(&plans[1..])
+            .map(|((h, t), p)| (h.name.clone(), t, p.total_macs()))
+            .collect();
         let cells: Vec<String> =
             singles.iter().map(|(n, t, m)| format!("{n} {t:.2} ({:.0})", *m as f64 / 1e6)).collect();
         let mean_single = singles.iter().map(|s| s.1).sum::<f64>() / singles.len().max(1) as f64;
         let sum_single: f64 = singles.iter().map(|s| s.1).sum();
         let max_single = singles.iter().map(|s| s.1).fold(f64::NAN, f64::max);
-        println!(
+        writeln!(
+            out,
             "| {} | {shared:.2} ({:.0}) | {} | {:.2}x | {:.2}x | {:.2}x |",
             b.model.file_name().unwrap_or_default().to_string_lossy(),
             plan.total_macs() as f64 / 1e6,
@@ -131,21 +158,23 @@ pub fn run(args: BundleArgs) -> Result<()> {
             shared / max_single,
             shared / mean_single,
             shared / sum_single
-        );
+        )?;
     }
 
-    println!("\n## Cached ({}) vs uncached, per clip\n", args.mode);
-    println!("| clip | frames | full ms | cached ms | speedup | MAC saving | backbone share of cached MACs | head runs (computed / unchanged / skipped) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    writeln!(out, "\n## Cached ({}) vs uncached, per clip\n", args.mode)?;
+    writeln!(out, "| clip | frames | full ms | cached ms | speedup | MAC saving | backbone share of cached MACs | head runs (computed / unchanged / skipped) |")?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|")?;
+    let mut fidelity = Vec::new();
     for clip in &clips {
         let frames = Clip::open(clip)?.decode_all(Some(args.frames), || {})?;
         let mut full = BundleSession::new(Arc::clone(&bundle), full_options.clone())?;
         let mut cached = BundleSession::new(Arc::clone(&bundle), options.clone())?;
         let (mut tf, mut tc, mut saving, mut bb_share) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut counts = [0usize; 3];
+        let mut agree: Vec<(String, &'static str, Vec<f64>)> = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             let started = Instant::now();
-            full.run_full(&f.as_frame())?;
+            let reference = full.run_full(&f.as_frame())?;
             let t_full = started.elapsed().as_secs_f64() * 1e3;
             let started = Instant::now();
             let results = cached.process(&f.as_frame())?;
@@ -164,7 +193,15 @@ pub fn run(args: BundleArgs) -> Result<()> {
             }
             saving.push(1.0 - exec as f64 / total.max(1) as f64);
             bb_share.push(if exec == 0 { f64::NAN } else { bb as f64 / exec as f64 });
-            for r in &results {
+            for (r, want) in results.iter().zip(&reference) {
+                if let (Some(a), Some(b)) = (&r.output, &want.output) {
+                    if let Some((metric, v)) = framecache::heads::agreement(a, b) {
+                        match agree.iter_mut().find(|(n, _, _)| *n == r.name) {
+                            Some(e) => e.2.push(v),
+                            None => agree.push((r.name.clone(), metric, vec![v])),
+                        }
+                    }
+                }
                 counts[match r.status {
                     HeadStatus::Computed => 0,
                     HeadStatus::Unchanged => 1,
@@ -173,11 +210,8 @@ pub fn run(args: BundleArgs) -> Result<()> {
             }
         }
         let (full_ms, cached_ms) = (median_ms(tf), median_ms(tc));
-        let mean = |v: &[f64]| {
-            let ok: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-            ok.iter().sum::<f64>() / ok.len().max(1) as f64
-        };
-        println!(
+        writeln!(
+            out,
             "| {} | {} | {full_ms:.2} | {cached_ms:.2} | {:.2}x | {:.1}% | {:.1}% | {} / {} / {} |",
             clip.file_name().unwrap_or_default().to_string_lossy(),
             frames.len(),
@@ -187,7 +221,23 @@ pub fn run(args: BundleArgs) -> Result<()> {
             counts[0],
             counts[1],
             counts[2]
-        );
+        )?;
+        fidelity.extend(agree.into_iter().map(|(head, metric, v)| {
+            let name = clip.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            // Errors are worst at their largest, agreements at their smallest.
+            let worst = if metric.contains("error") {
+                v.iter().copied().fold(f64::NAN, f64::max)
+            } else {
+                v.iter().copied().fold(f64::NAN, f64::min)
+            };
+            (name, head, metric, mean(&v), worst)
+        }));
     }
-    Ok(())
+    writeln!(out, "\n## Fidelity of the cached heads against full inference, per clip (mean over frames after the first; worst frame)\n")?;
+    writeln!(out, "| clip | head | metric | mean | worst frame |")?;
+    writeln!(out, "|---|---|---|---|---|")?;
+    for (clip, head, metric, m, worst) in fidelity {
+        writeln!(out, "| {clip} | {head} | {metric} | {m:.3} | {worst:.3} |")?;
+    }
+    Ok(out)
 }

@@ -287,3 +287,40 @@ fn ctrl_c_prints_what_was_measured() {
     assert!(frames > 0 && frames < 150, "{frames} frames measured before Ctrl-C");
     assert!(stdout.contains(&format!("| mobilenet_v2 | static_coin_motion | exact | {frames} |")), "{stdout}");
 }
+
+/// `--bundle` adds the bundle's tables to the bench report (markdown and JSON), once per cached
+/// mode, on the same clips.
+#[test]
+fn bundles_are_added_to_the_report() {
+    let dir = scratch("bundle");
+    let json = dir.join("r.json");
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/bundles/mobilenet_v2_s16.toml");
+    let out = framecache(&[
+        "bench",
+        "--bundle",
+        manifest,
+        "--frames",
+        "4",
+        "--mode",
+        "exact,threshold=8",
+        "--baseline",
+        "none",
+        "--threads",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for section in ["## Split", "## Sharing", "## Cached (exact)", "## Cached (threshold=8)", "top-1 agreement"] {
+        assert!(text.contains(section), "{section} missing:\n{text}");
+    }
+    let v = read_json(&json);
+    let bundles = v["bundles"].as_array().expect("bundles in the JSON report");
+    assert_eq!(bundles.len(), 2);
+    // Exact mode agrees with full inference by construction.
+    assert!(bundles[0]
+        .as_str()
+        .unwrap()
+        .contains("| static_coin_motion | imagenet | top-1 agreement | 1.000 | 1.000 |"));
+}

@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// bundled clip).
     #[arg(long = "clip")]
     pub clips: Vec<PathBuf>,
+    /// Multi-task bundle manifest; repeat for several. Adds, per cached mode, the bundle's split,
+    /// what sharing its backbone saves, cached vs full and per-head fidelity on the same clips.
+    #[arg(long = "bundle")]
+    pub bundles: Vec<PathBuf>,
     /// Comma-separated modes: full, exact, threshold=N, mean-threshold=N, delta=N (grey
     /// levels, 0-255; delta also holds back node outputs that moved less than N/255 of the
     /// node's RMS).
@@ -280,6 +284,34 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         }
     }
     bar.finish_and_clear();
+
+    for path in &args.bundles {
+        for mode in args.mode.iter().filter_map(|m| match m {
+            BenchMode::Cached(m) => Some(*m),
+            BenchMode::Full => None,
+        }) {
+            if stop.load(Ordering::SeqCst) {
+                report.interrupted = true;
+                return Ok(report);
+            }
+            let bundle_args = crate::bundle::BundleArgs {
+                bundle: path.clone(),
+                clip: clip_paths.clone(),
+                frames: args.frames.unwrap_or(usize::MAX),
+                mode,
+                model_dir: Vec::new(),
+                threads: Some(threads),
+            };
+            match crate::bundle::report(&bundle_args) {
+                Ok(md) => report.bundles.push(md),
+                Err(e) => report.errors.push(ErrorRecord {
+                    model: Some(path.display().to_string()),
+                    clip: None,
+                    message: format!("{e:#}"),
+                }),
+            }
+        }
+    }
     Ok(report)
 }
 

@@ -18,6 +18,9 @@ pub struct Report {
     pub notes: Vec<String>,
     /// Ctrl-C stopped the run; `runs` holds what was measured until then.
     pub interrupted: bool,
+    /// One markdown report per (bundle, cached mode): see `framecache bundle`.
+    #[serde(default)]
+    pub bundles: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -301,6 +304,10 @@ pub fn markdown(report: &Report) -> String {
         for n in &report.notes {
             let _ = writeln!(s, "Note: {n}");
         }
+    }
+    for b in &report.bundles {
+        s.push('\n');
+        s.push_str(b);
     }
     if !report.errors.is_empty() {
         s.push_str("\nNot measured:\n");

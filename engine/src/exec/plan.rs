@@ -69,7 +69,8 @@ impl Plan {
     /// Compiles a graph split into a shared backbone and heads. Each head names the graph
     /// outputs it produces (`outputs` are output indices, `nodes` is filled here). A node
     /// belongs to a head when only that head needs it and it does not feed a tap; everything
-    /// else (the ancestors of `taps`, and nodes that several heads need) is the backbone.
+    /// else (the ancestors of `taps`, and nodes that several heads need) is the backbone. A
+    /// single head without taps owns no nodes: the whole model is its backbone.
     /// Graph outputs that no head claims are dropped, and so are nodes nobody needs.
     pub fn with_heads(graph: Graph, preprocess: Preprocess, heads: Vec<HeadPart>, taps: &[usize]) -> Result<Arc<Self>> {
         let (graph, new_id) = prune(graph, &heads)?;
@@ -101,7 +102,9 @@ impl Plan {
             .map(|h| ancestors(&graph, &h.outputs.iter().map(|&o| graph.outputs[o].node).collect::<Vec<_>>()))
             .collect();
         for i in 0..n {
-            if needs.iter().filter(|s| s[i]).count() > 1 {
+            // A single head without taps: the whole model is the backbone (nothing is shared,
+            // so there is no split to find).
+            if needs.iter().filter(|s| s[i]).count() > 1 || (heads.len() == 1 && taps.is_empty()) {
                 in_backbone[i] = true;
             }
         }

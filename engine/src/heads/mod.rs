@@ -147,6 +147,43 @@ impl Decoder {
     }
 }
 
+/// How closely a head's output on the cached path agrees with full inference of the same
+/// frame: `("top-1 agreement", 0 or 1)`, `("mask IoU", ..)` (thresholded masks; two empty
+/// masks agree), `("boxes matched", ..)` (boxes of either side with a partner of IoU >= 0.5 on
+/// the other, over all boxes; 1 when both are empty) or `("keypoint error px", ..)` (mean
+/// distance). `None` for raw values or mismatched kinds.
+pub fn agreement(cached: &Head, full: &Head) -> Option<(&'static str, f64)> {
+    match (cached, full) {
+        (Head::Classes { top: a, .. }, Head::Classes { top: b, .. }) => {
+            Some(("top-1 agreement", f64::from(u8::from(a.first()?.index == b.first()?.index))))
+        }
+        (Head::Mask { probs: a, threshold, .. }, Head::Mask { probs: b, .. }) if a.len() == b.len() => {
+            let (mut inter, mut union) = (0usize, 0usize);
+            for (&x, &y) in a.iter().zip(b) {
+                let (x, y) = (x >= *threshold, y >= *threshold);
+                inter += usize::from(x && y);
+                union += usize::from(x || y);
+            }
+            Some(("mask IoU", if union == 0 { 1.0 } else { inter as f64 / union as f64 }))
+        }
+        (Head::Detections { detections: a, .. }, Head::Detections { detections: b, .. }) => {
+            let total = a.len() + b.len();
+            let matched = |xs: &[Detection], ys: &[Detection]| {
+                xs.iter().filter(|x| ys.iter().any(|y| iou_px(&x.bbox, &y.bbox) >= 0.5)).count()
+            };
+            let m = matched(a, b) + matched(b, a);
+            Some(("boxes matched", if total == 0 { 1.0 } else { m as f64 / total as f64 }))
+        }
+        (Head::Keypoints { points: a, .. }, Head::Keypoints { points: b, .. })
+            if a.len() == b.len() && !a.is_empty() =>
+        {
+            let d: f64 = a.iter().zip(b).map(|(p, q)| f64::from((p.x - q.x).hypot(p.y - q.y))).sum();
+            Some(("keypoint error px", d / a.len() as f64))
+        }
+        _ => None,
+    }
+}
+
 /// Intersection over union of two `[xmin, ymin, xmax, ymax]` boxes (any units).
 pub fn iou_px(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     ssd::iou(a, b)
@@ -281,6 +318,34 @@ mod tests {
         let Head::Mask { probs, width, height, .. } = &heads[0] else { panic!("{heads:?}") };
         assert_eq!((*width, *height), (2, 1));
         assert!((probs[0] - 0.5).abs() < 1e-6 && probs[1] > 0.99);
+    }
+
+    #[test]
+    fn agreement_per_kind() {
+        let classes = |i: usize| Head::Classes {
+            output: "c".into(),
+            top: vec![Class { index: i, label: String::new(), prob: 1.0 }],
+        };
+        assert_eq!(agreement(&classes(1), &classes(1)), Some(("top-1 agreement", 1.0)));
+        assert_eq!(agreement(&classes(1), &classes(2)), Some(("top-1 agreement", 0.0)));
+        let mask = |p: Vec<f32>| Head::Mask { output: "m".into(), width: 2, height: 2, probs: p, threshold: 0.5 };
+        assert_eq!(
+            agreement(&mask(vec![1.0, 1.0, 0.0, 0.0]), &mask(vec![1.0, 0.0, 1.0, 0.0])),
+            Some(("mask IoU", 1.0 / 3.0))
+        );
+        let det = |x: f32| Detection { score: 1.0, bbox: [x, 0.0, x + 10.0, 10.0], keypoints: vec![] };
+        let dets = |d: Vec<Detection>| Head::Detections { output: "d".into(), detections: d };
+        assert_eq!(
+            agreement(&dets(vec![det(0.0), det(50.0)]), &dets(vec![det(1.0)])),
+            Some(("boxes matched", 2.0 / 3.0))
+        );
+        assert_eq!(agreement(&dets(vec![]), &dets(vec![])), Some(("boxes matched", 1.0)));
+        let kp = |x: f32| Head::Keypoints {
+            output: "k".into(),
+            points: vec![Keypoint { x, y: 0.0, z: 0.0, visibility: None }; 2],
+            presence: None,
+        };
+        assert_eq!(agreement(&kp(3.0), &kp(0.0)), Some(("keypoint error px", 3.0)));
     }
 
     #[test]
