@@ -9,11 +9,10 @@ use eframe::egui::{self, Color32, ColorImage, Pos2, Rect, Stroke, TextureHandle,
 use framecache::diff::Metric;
 use framecache::Mode;
 
-use super::pipeline::{EngineSettings, FrameResult, Pipeline};
+use super::pipeline::{EngineSettings, FrameResult, Loaded, Pipeline};
 use super::source::{self, SourceSpec};
 use super::state::DemoState;
 use super::DemoArgs;
-use crate::model::Model;
 use framecache::heads::Head;
 
 /// Frames before the screenshot when `--screenshot` is given without `--frames`.
@@ -21,13 +20,15 @@ const SCREENSHOT_FRAMES: u64 = 30;
 const RECOMPUTED: Color32 = Color32::from_rgba_premultiplied(110, 20, 20, 110);
 const REUSED: Color32 = Color32::from_rgba_premultiplied(0, 40, 10, 40);
 const TILES: [usize; 4] = [8, 16, 24, 32];
+const DETECTION: Color32 = Color32::from_rgb(255, 210, 40);
+const KEYPOINT: Color32 = Color32::from_rgb(60, 230, 255);
 
 pub fn run(args: DemoArgs) -> Result<()> {
     let model_path = match &args.model {
         Some(m) => m.clone(),
         None => crate::cli::default_model()?,
     };
-    let model = Model::load(&model_path, args.engine.preprocess.as_deref())?;
+    let model = Loaded::load(&model_path, args.engine.preprocess.as_deref())?;
     let start = super::choose_source(args.source.clone())?;
     let settings =
         EngineSettings { mode: args.mode, tile: args.engine.tile, full: false, refresh: args.engine.refresh };
@@ -341,7 +342,11 @@ impl DemoApp {
             }
         });
         ui.horizontal(|ui| {
-            ui.add(egui::TextEdit::singleline(&mut self.model_field).hint_text("model .onnx").desired_width(170.0));
+            ui.add(
+                egui::TextEdit::singleline(&mut self.model_field)
+                    .hint_text("model .onnx or bundle .toml")
+                    .desired_width(170.0),
+            );
             if ui.button("load").clicked() && !self.model_field.trim().is_empty() {
                 switch = Some(PathBuf::from(self.model_field.trim()));
             }
@@ -350,13 +355,7 @@ impl DemoApp {
             self.pipeline.set_model(m);
         }
         if let Some(m) = &self.state.model {
-            ui.label(format!(
-                "{:?}, input {}x{}, {:.0} MMACs/frame",
-                m.task,
-                m.input.1,
-                m.input.0,
-                m.macs as f64 / 1e6
-            ));
+            ui.label(format!("{}, input {}x{}, {:.0} MMACs/frame", m.kind, m.input.1, m.input.0, m.macs as f64 / 1e6));
         }
     }
 
@@ -399,6 +398,12 @@ impl DemoApp {
 
     fn results(&self, ui: &mut egui::Ui) {
         let Some(r) = &self.state.latest else { return };
+        for h in &r.head_runs {
+            ui.label(format!("head {}: {:?}, {:.1} MMACs", h.name, h.status, h.macs as f64 / 1e6));
+        }
+        if !r.head_runs.is_empty() {
+            ui.label(format!("backbone(s): {:.1} MMACs", r.stats.backbone_macs() as f64 / 1e6));
+        }
         for head in &r.heads {
             match head {
                 Head::Classes { output, top } => {
@@ -472,6 +477,33 @@ impl DemoApp {
             }
         }
         painter.rect_stroke(view, 0.0, Stroke::new(1.0, Color32::from_gray(200)), egui::StrokeKind::Outside);
+        // Boxes and landmarks, in frame pixels.
+        for h in &r.heads {
+            match h {
+                Head::Detections { detections, .. } => {
+                    for d in detections {
+                        let b = Rect::from_min_max(to_screen(d.bbox[0], d.bbox[1]), to_screen(d.bbox[2], d.bbox[3]));
+                        painter.rect_stroke(b, 0.0, Stroke::new(2.0, DETECTION), egui::StrokeKind::Middle);
+                        for k in &d.keypoints {
+                            painter.circle_filled(to_screen(k[0], k[1]), 2.5, DETECTION);
+                        }
+                        painter.text(
+                            b.left_top(),
+                            egui::Align2::LEFT_BOTTOM,
+                            format!("{:.0}%", 100.0 * d.score),
+                            egui::FontId::proportional(12.0),
+                            DETECTION,
+                        );
+                    }
+                }
+                Head::Keypoints { points, .. } => {
+                    for p in points.iter().filter(|p| p.visibility.is_none_or(|v| v >= 0.5)) {
+                        painter.circle_filled(to_screen(p.x, p.y), 3.0, KEYPOINT);
+                    }
+                }
+                _ => {}
+            }
+        }
         // Top classes on the picture.
         if let Some(Head::Classes { top, .. }) = r.heads.iter().find(|h| matches!(h, Head::Classes { .. })) {
             let text = top
@@ -607,12 +639,21 @@ fn node_chart(ui: &mut egui::Ui, rates: &[f32]) {
     }
 }
 
-/// The models in `assets/models/` (those with a sidecar beside them or in that folder).
+/// The models in `assets/models/` (those with a sidecar beside them or in that folder), then
+/// the bundle manifests in `assets/bundles/` (some need ../shared/data; a failed switch keeps
+/// the running model and says why).
 fn bundled_models() -> Vec<PathBuf> {
-    let Ok(dir) = crate::cli::assets_dir().map(|a| a.join("models")) else { return Vec::new() };
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
-    let mut models: Vec<PathBuf> =
-        entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect();
-    models.sort();
+    let Ok(assets) = crate::cli::assets_dir() else { return Vec::new() };
+    let list = |dir: PathBuf, ext: &str| {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == ext)).collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    };
+    let mut models = list(assets.join("models"), "onnx");
+    models.extend(list(assets.join("bundles"), "toml"));
     models
 }

@@ -25,7 +25,8 @@ pub struct DemoArgs {
     /// camera, else the bundled clip).
     #[arg(long)]
     pub source: Option<SourceSpec>,
-    /// ONNX model with a sidecar (default: the bundled MobileNetV2).
+    /// ONNX model with a sidecar, or a multi-task bundle manifest (.toml, e.g.
+    /// assets/bundles/camera_stream.toml) (default: the bundled MobileNetV2).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// exact, threshold=N or delta=N (grey levels); changeable in the window.

@@ -2,14 +2,14 @@
 //! newest frame → the engine worker → a bounded channel of results → the window, which drains it
 //! with `try_recv` and never waits for the engine.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use framecache::{FrameStats, Mode, Session, SessionOptions, Task};
+use framecache::{Bundle, BundleSession, FrameStats, HeadStatus, Mode, Session, SessionOptions};
 
 use super::source::{Captured, FrameSource, SourceError};
 use crate::model::Model;
@@ -77,10 +77,75 @@ pub struct EngineSettings {
 pub struct ModelInfo {
     pub name: String,
     pub path: PathBuf,
-    pub task: Task,
+    /// The sidecar's task, or the heads of a bundle.
+    pub kind: String,
     pub macs: u64,
-    /// Model input `(height, width)`.
+    /// Model input `(height, width)` (of the first backbone of a bundle).
     pub input: (usize, usize),
+}
+
+/// What the worker runs: one model with its sidecar, or a multi-task bundle.
+pub enum Loaded {
+    Model(Model),
+    Bundle(Arc<Bundle>),
+}
+
+impl From<Model> for Loaded {
+    fn from(m: Model) -> Self {
+        Loaded::Model(m)
+    }
+}
+
+impl Loaded {
+    /// A bundle manifest (`.toml`) or an ONNX model with its sidecar (`sidecar` overrides it).
+    pub fn load(path: &Path, sidecar: Option<&Path>) -> anyhow::Result<Self> {
+        if path.extension().is_some_and(|e| e == "toml") {
+            Ok(Loaded::Bundle(Bundle::load(path, &crate::bundle::model_dirs(&[]))?))
+        } else {
+            Ok(Loaded::Model(Model::load(path, sidecar)?))
+        }
+    }
+
+    fn info(&self) -> ModelInfo {
+        match self {
+            Loaded::Model(m) => {
+                let s = m.plan.graph().input_shape();
+                ModelInfo {
+                    name: m.name.clone(),
+                    path: m.path.clone(),
+                    kind: format!("{:?}", m.task()),
+                    macs: m.plan.total_macs(),
+                    input: (s.h, s.w),
+                }
+            }
+            Loaded::Bundle(b) => {
+                let s = b.backbones[0].plan.graph().input_shape();
+                let heads: Vec<&str> =
+                    b.backbones.iter().flat_map(|bb| bb.heads.iter().map(|h| h.name.as_str())).collect();
+                ModelInfo {
+                    name: b.name.clone(),
+                    path: b.path.clone(),
+                    kind: format!("{} backbone(s), heads {}", b.backbones.len(), heads.join(", ")),
+                    macs: b.backbones.iter().map(|bb| bb.plan.total_macs()).sum(),
+                    input: (s.h, s.w),
+                }
+            }
+        }
+    }
+}
+
+/// What one head of a bundle did on a frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadRun {
+    pub name: String,
+    pub status: HeadStatus,
+    pub macs: u64,
+}
+
+/// A running stream through a [`Loaded`] model.
+enum Running {
+    Model(Box<Session>),
+    Bundle(BundleSession),
 }
 
 /// One processed frame.
@@ -88,9 +153,12 @@ pub struct ModelInfo {
 pub struct FrameResult {
     pub captured: Captured,
     pub heads: Vec<Head>,
+    /// Per head of a bundle: ran, unchanged or skipped, and its MACs (empty for one model).
+    pub head_runs: Vec<HeadRun>,
     pub stats: FrameStats,
     pub settings: EngineSettings,
-    /// The part of the frame the model sees, `(x0, y0, width, height)` in frame pixels.
+    /// The part of the frame the model (a bundle's first backbone) sees, `(x0, y0, width,
+    /// height)` in frame pixels. Boxes and keypoints are in frame pixels already.
     pub region: (f32, f32, f32, f32),
     /// Model input `(height, width)`: the space the tiles of `stats` are in.
     pub input: (usize, usize),
@@ -159,7 +227,8 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the engine worker with `model`. No frames flow until [`Pipeline::set_source`].
-    pub fn start(model: Model, settings: EngineSettings, threads: Option<usize>, notify: Notify) -> Self {
+    pub fn start(model: impl Into<Loaded>, settings: EngineSettings, threads: Option<usize>, notify: Notify) -> Self {
+        let model = model.into();
         let (frames, frames_rx) = latest();
         let (events_tx, events) = crossbeam_channel::bounded(RESULTS);
         let (commands, commands_rx) = crossbeam_channel::unbounded();
@@ -326,11 +395,11 @@ fn capture(
 }
 
 struct Worker {
-    model: Model,
+    model: Loaded,
     settings: EngineSettings,
     threads: Option<usize>,
     /// Built on first use and after a change of mode, tile or model.
-    session: Option<Session>,
+    session: Option<Running>,
     events: Sender<Event>,
     notify: Notify,
 }
@@ -374,7 +443,7 @@ impl Worker {
                 true
             }
             Command::Model(path) => {
-                let event = match Model::load(&path, None) {
+                let event = match Loaded::load(&path, None) {
                     Ok(m) => {
                         self.model = m;
                         self.session = None;
@@ -394,14 +463,7 @@ impl Worker {
     }
 
     fn info(&self) -> ModelInfo {
-        let s = self.model.plan.graph().input_shape();
-        ModelInfo {
-            name: self.model.name.clone(),
-            path: self.model.path.clone(),
-            task: self.model.task(),
-            macs: self.model.plan.total_macs(),
-            input: (s.h, s.w),
-        }
+        self.model.info()
     }
 
     fn process(&mut self, captured: Captured) -> Result<FrameResult, String> {
@@ -415,20 +477,38 @@ impl Worker {
                     refresh_interval: self.settings.refresh,
                     ..Default::default()
                 };
-                let s = Session::new(Arc::clone(&self.model.plan), options).map_err(|e| e.to_string())?;
-                self.session.insert(s)
+                let running = match &self.model {
+                    Loaded::Model(m) => Session::new(Arc::clone(&m.plan), options).map(|s| Running::Model(Box::new(s))),
+                    Loaded::Bundle(b) => BundleSession::new(Arc::clone(b), options).map(Running::Bundle),
+                };
+                self.session.insert(running.map_err(|e| e.to_string())?)
             }
         };
         let frame = captured.frame.as_frame();
+        let full = self.settings.full;
+        let failed = |e: framecache::Error| format!("frame {}: {e}", captured.index);
         let started = Instant::now();
-        let outputs = if self.settings.full { session.run_full(&frame) } else { session.process(&frame) }
-            .map_err(|e| format!("frame {}: {e}", captured.index))?;
+        let (heads, head_runs, stats, plan) = match (session, &self.model) {
+            (Running::Model(s), Loaded::Model(m)) => {
+                let outputs = if full { s.run_full(&frame) } else { s.process(&frame) }.map_err(failed)?;
+                let heads = heads::decode(&outputs, &m.config, m.labels.as_deref());
+                (heads, Vec::new(), s.last_stats().cloned(), Arc::clone(&m.plan))
+            }
+            (Running::Bundle(s), Loaded::Bundle(b)) => {
+                let results = if full { s.run_full(&frame) } else { s.process(&frame) }.map_err(failed)?;
+                let runs =
+                    results.iter().map(|r| HeadRun { name: r.name.clone(), status: r.status, macs: r.macs }).collect();
+                let heads = results.into_iter().filter_map(|r| r.output).collect();
+                (heads, runs, s.session(0).last_stats().cloned(), Arc::clone(&b.backbones[0].plan))
+            }
+            _ => return Err("internal: the session does not match the model".into()),
+        };
         let engine = started.elapsed();
-        let stats = session.last_stats().cloned().ok_or("the engine gave no statistics")?;
-        let plan = &self.model.plan;
+        let stats = stats.ok_or("the engine gave no statistics")?;
         let input = plan.graph().input_shape();
         Ok(FrameResult {
-            heads: heads::decode(&outputs, &self.model.config, self.model.labels.as_deref()),
+            heads,
+            head_runs,
             stats,
             settings: self.settings,
             region: plan.preprocess().source_region(frame.width, frame.height, input),
