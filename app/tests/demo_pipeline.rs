@@ -233,3 +233,40 @@ fn source_specs_parse() {
     assert!("camera:x".parse::<SourceSpec>().unwrap_err().contains("camera:INDEX"));
     assert_eq!("clips/a".parse(), Ok(SourceSpec::Clip("clips/a".into())));
 }
+
+/// A bundle manifest runs in the demo worker: every result carries each head's status and
+/// decoded output, and a switch back to a plain model works.
+#[test]
+fn a_bundle_runs_in_the_worker_and_reports_its_heads() {
+    use framecache_app::demo::pipeline::Loaded;
+    let manifest = framecache_app::cli::assets_dir().expect("bundled assets").join("bundles/mobilenet_v2_s16.toml");
+    let loaded = Loaded::load(&manifest, None).expect("bundled manifest loads");
+    let mut p = Pipeline::start(loaded, settings(), Some(1), Arc::new(|| {}));
+    let info = until(&p, |e| match e {
+        Event::ModelLoaded(m) => Some(m),
+        _ => None,
+    });
+    assert!(info.kind.contains("imagenet"), "{info:?}");
+    let source = Scripted::new(Some(Duration::from_millis(5)), None);
+    p.set_source(Box::new(move || Ok(Box::new(source) as Box<dyn FrameSource>)));
+    let r = until(&p, |e| match e {
+        Event::Result(r) => Some(r),
+        Event::SourceFailed(e) => panic!("{e}"),
+        _ => None,
+    });
+    assert_eq!(r.head_runs.len(), 1);
+    assert_eq!(r.head_runs[0].name, "imagenet");
+    assert!(
+        matches!(r.heads.as_slice(), [framecache::heads::Head::Classes { top, .. }] if top.len() == 5),
+        "{:?}",
+        r.heads
+    );
+    p.set_model(framecache_app::cli::default_model().unwrap());
+    let info = until(&p, |e| match e {
+        Event::ModelLoaded(m) => Some(m),
+        Event::ModelFailed(e) => panic!("{e}"),
+        _ => None,
+    });
+    assert_eq!(info.kind, "Classify");
+    p.shutdown();
+}
