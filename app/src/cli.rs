@@ -37,7 +37,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Engine options shared by `run` and `bench`.
+/// Engine options shared by `run`, `bench` and `demo`.
 #[derive(Args, Debug)]
 pub struct EngineArgs {
     /// Tile size in input pixels (8-32).
@@ -52,6 +52,28 @@ pub struct EngineArgs {
     /// Preprocessing sidecar (TOML) to use instead of each model's own `<file name>.toml`.
     #[arg(long)]
     pub preprocess: Option<PathBuf>,
+    /// motion=N: block-matching range in input pixels.
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_SEARCH_RANGE)]
+    pub search_range: usize,
+    /// motion=N: motion vectors are multiples of this many input pixels (a vector stays usable
+    /// down to the layers whose cumulative stride divides it).
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_MOTION_ALIGN)]
+    pub motion_align: usize,
+}
+
+impl EngineArgs {
+    /// Session options for `mode` with these settings.
+    pub fn session_options(&self, mode: Mode) -> framecache::SessionOptions {
+        framecache::SessionOptions {
+            mode,
+            tile: self.tile,
+            threads: self.threads,
+            refresh_interval: self.refresh,
+            search_range: self.search_range,
+            motion_align: self.motion_align,
+            ..Default::default()
+        }
+    }
 }
 
 pub fn parse_mode(s: &str) -> Result<Mode, String> {

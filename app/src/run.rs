@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use framecache::{Mode, Session, SessionOptions};
+use framecache::{Mode, Session};
 
 use crate::clip::Clip;
 use crate::model::Model;
@@ -19,7 +19,7 @@ pub struct RunArgs {
     /// clip).
     #[arg(long)]
     pub clip: Option<PathBuf>,
-    /// exact, threshold=N, mean-threshold=N or delta=N (grey levels, 0-255).
+    /// exact, threshold=N, mean-threshold=N, delta=N or motion=N (grey levels, 0-255).
     #[arg(long, default_value = "exact", value_parser = crate::cli::parse_mode)]
     pub mode: Mode,
     #[command(flatten)]
@@ -50,13 +50,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         None => loaded.labels.clone(),
     };
     let plan = loaded.plan.clone();
-    let options = SessionOptions {
-        mode: args.mode,
-        tile: args.engine.tile,
-        threads: args.engine.threads,
-        refresh_interval: args.engine.refresh,
-        ..Default::default()
-    };
+    let options = args.engine.session_options(args.mode);
     let mut session = Session::new(plan.clone(), options)?;
     let source = Clip::open(&clip)?;
     let count = args.frames.map_or(source.len(), |n| n.min(source.len()));

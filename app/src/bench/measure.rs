@@ -49,6 +49,8 @@ pub struct MeasureOptions {
     pub repeat: usize,
     pub warmup: usize,
     pub refresh: Option<u32>,
+    pub search_range: usize,
+    pub motion_align: usize,
 }
 
 /// What one model on one clip produced.
@@ -136,6 +138,8 @@ pub fn measure(
         tile: opts.tile,
         threads: Some(opts.threads),
         refresh_interval: opts.refresh,
+        search_range: opts.search_range,
+        motion_align: opts.motion_align,
         ..Default::default()
     };
     // Lane 0 is engine-full; the others are the cached modes.

@@ -151,6 +151,8 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         repeat: args.repeat as usize,
         warmup: args.warmup,
         refresh: args.engine.refresh,
+        search_range: args.engine.search_range,
+        motion_align: args.engine.motion_align,
     };
     let mut report = Report {
         tool: "framecache bench".into(),

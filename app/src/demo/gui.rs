@@ -32,7 +32,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let start = super::choose_source(args.source.clone())?;
     let settings =
         EngineSettings { mode: args.mode, tile: args.engine.tile, full: false, refresh: args.engine.refresh };
-    framecache::SessionOptions { tile: args.engine.tile, mode: args.mode, ..Default::default() }.validate()?;
+    args.engine.session_options(args.mode).validate()?;
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default().with_inner_size([1180.0, 700.0]).with_title("framecache demo"),
         renderer: eframe::Renderer::Glow,
@@ -62,6 +62,7 @@ enum ModeKind {
     Exact,
     Threshold,
     Delta,
+    Motion,
 }
 
 /// `--screenshot`: wait for N frames, pause, let the picture settle, shoot, toggle the
@@ -121,6 +122,7 @@ impl DemoApp {
             Mode::Exact => (ModeKind::Exact, 8.0),
             Mode::Threshold { level, .. } => (ModeKind::Threshold, level),
             Mode::Delta { level } => (ModeKind::Delta, level),
+            Mode::Motion { level } => (ModeKind::Motion, level),
         };
         let screenshot = args.screenshot.clone().map(|path| Screenshot {
             path,
@@ -164,6 +166,7 @@ impl DemoApp {
             ModeKind::Exact => Mode::Exact,
             ModeKind::Threshold => Mode::Threshold { metric: Metric::MaxAbs, level: self.level },
             ModeKind::Delta => Mode::Delta { level: self.level },
+            ModeKind::Motion => Mode::Motion { level: self.level },
         };
         self.pipeline.set_settings(self.settings);
     }
@@ -261,6 +264,7 @@ impl DemoApp {
             ui.selectable_value(&mut self.kind, ModeKind::Exact, "exact");
             ui.selectable_value(&mut self.kind, ModeKind::Threshold, "threshold");
             ui.selectable_value(&mut self.kind, ModeKind::Delta, "delta");
+            ui.selectable_value(&mut self.kind, ModeKind::Motion, "motion");
         });
         ui.add_enabled(
             self.kind != ModeKind::Exact,

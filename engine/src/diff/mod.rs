@@ -5,6 +5,8 @@
 //! accumulate until they cross the threshold instead of drifting away unseen (DeltaCNN,
 //! CBinfer). Values are on the 0–255 pixel scale, after resize/crop, before normalisation.
 
+pub mod motion;
+
 use crate::graph::Shape;
 use crate::reuse::Mask;
 

@@ -8,7 +8,14 @@ pub const DEFAULT_TILE: usize = 16;
 /// (measured; see README "Dense crossover").
 pub const DEFAULT_DENSE_CROSSOVER: f64 = 0.9;
 
-const EXPECTED: &str = "expected exact, threshold=N, mean-threshold=N or delta=N";
+const EXPECTED: &str = "expected exact, threshold=N, mean-threshold=N, delta=N or motion=N";
+
+/// Default block-matching range in input pixels (`--search-range`).
+pub const DEFAULT_SEARCH_RANGE: usize = 16;
+
+/// Default grid of motion vectors in input pixels (`--motion-align`): vectors that are
+/// multiples of 8 stay usable down to the stride-8 layers.
+pub const DEFAULT_MOTION_ALIGN: usize = 8;
 
 /// Change detection mode.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,6 +34,13 @@ pub enum Mode {
     /// the error stays bounded per node. (Scaling by max − min instead saved more but lost
     /// fidelity: coin clip, MobileNetV2, delta=4: 20% top-1 agreement vs 83% with RMS.)
     Delta { level: f32 },
+    /// Input tiles as in `Threshold` (max-abs, `level` grey levels); a changed tile is then
+    /// searched for in its reference (block matching within `SessionOptions::search_range`,
+    /// vectors on a grid of `SessionOptions::motion_align` pixels, accepted at a mean
+    /// absolute difference of at most `level`). Matched tiles and every node position whose
+    /// inputs moved by one stride-aligned vector copy the cached activations from the shifted
+    /// place instead of recomputing; see [`crate::reuse::motion`]. Not combined with `delta`.
+    Motion { level: f32 },
 }
 
 impl Mode {
@@ -34,7 +48,7 @@ impl Mode {
         match self {
             Mode::Exact => (Metric::MaxAbs, 0.0),
             Mode::Threshold { metric, level } => (metric, level),
-            Mode::Delta { level } => (Metric::MaxAbs, level),
+            Mode::Delta { level } | Mode::Motion { level } => (Metric::MaxAbs, level),
         }
     }
 
@@ -54,13 +68,14 @@ impl std::fmt::Display for Mode {
             Mode::Threshold { metric: Metric::MaxAbs, level } => write!(f, "threshold={level}"),
             Mode::Threshold { metric: Metric::MeanAbs, level } => write!(f, "mean-threshold={level}"),
             Mode::Delta { level } => write!(f, "delta={level}"),
+            Mode::Motion { level } => write!(f, "motion={level}"),
         }
     }
 }
 
 impl std::str::FromStr for Mode {
     type Err = Error;
-    /// `exact`, `threshold=N` (max-abs), `mean-threshold=N` or `delta=N`.
+    /// `exact`, `threshold=N` (max-abs), `mean-threshold=N`, `delta=N` or `motion=N`.
     fn from_str(s: &str) -> Result<Self> {
         let bad = |reason: &str| Error::InvalidOption { name: "mode", value: s.to_owned(), reason: reason.to_owned() };
         if s == "exact" {
@@ -78,6 +93,7 @@ impl std::str::FromStr for Mode {
             "threshold" => Ok(Mode::Threshold { metric: Metric::MaxAbs, level }),
             "mean-threshold" => Ok(Mode::Threshold { metric: Metric::MeanAbs, level }),
             "delta" => Ok(Mode::Delta { level }),
+            "motion" => Ok(Mode::Motion { level }),
             _ => Err(bad(EXPECTED)),
         }
     }
@@ -95,6 +111,10 @@ pub struct SessionOptions {
     pub dense_crossover: f64,
     /// Worker threads (`None`: all cores).
     pub threads: Option<usize>,
+    /// Motion mode: largest vector component searched, in input pixels.
+    pub search_range: usize,
+    /// Motion mode: vectors are multiples of this many input pixels.
+    pub motion_align: usize,
 }
 
 impl Default for SessionOptions {
@@ -105,6 +125,8 @@ impl Default for SessionOptions {
             refresh_interval: None,
             dense_crossover: DEFAULT_DENSE_CROSSOVER,
             threads: None,
+            search_range: DEFAULT_SEARCH_RANGE,
+            motion_align: DEFAULT_MOTION_ALIGN,
         }
     }
 }
@@ -131,6 +153,20 @@ impl SessionOptions {
                 name: "threads",
                 value: "0".into(),
                 reason: "at least one thread".into(),
+            });
+        }
+        if !(1..=64).contains(&self.motion_align) {
+            return Err(Error::InvalidOption {
+                name: "motion_align",
+                value: self.motion_align.to_string(),
+                reason: "must be 1 to 64 input pixels".into(),
+            });
+        }
+        if self.search_range > 256 {
+            return Err(Error::InvalidOption {
+                name: "search_range",
+                value: self.search_range.to_string(),
+                reason: "at most 256 input pixels".into(),
             });
         }
         if self.refresh_interval == Some(0) {

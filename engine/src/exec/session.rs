@@ -3,13 +3,15 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::options::SessionOptions;
+use super::options::{Mode, SessionOptions};
 use super::plan::Plan;
+use crate::diff::motion::{self, Search, TileMotion};
 use crate::diff::{self, Tiling};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::graph::Shape;
 use crate::kernels::{self, In, OutBuf};
+use crate::reuse::motion::{self as motion_labels, Label, Labels};
 use crate::reuse::{self, Mask, Rect};
 use crate::stats::{FrameStats, HeadStats, HeadStatus, NodeStats, Reset, StageTimes};
 
@@ -193,9 +195,21 @@ impl Session {
         // Change detection, and the new input written where it changed.
         let t = Instant::now();
         let (metric, level) = self.options.mode.level();
-        let tiles = match reset {
+        let mut tiles = match reset {
             Some(_) => vec![true; self.tiling.len()],
             None => diff::dirty_tiles(&self.reference, &self.current, input, self.tiling, metric, level),
+        };
+        // Motion mode: look for the changed tiles in the reference.
+        let motion = match self.options.mode {
+            Mode::Motion { level } if reset.is_none() => {
+                let search = Search { range: self.options.search_range, align: self.options.motion_align, level };
+                let (m, _) = motion::match_tiles(&self.reference, &self.current, input, self.tiling, &tiles, search);
+                for (d, t) in tiles.iter_mut().zip(&m) {
+                    *d = *t == TileMotion::Dirty;
+                }
+                Some(m)
+            }
+            _ => None,
         };
         times.diff = t.elapsed();
 
@@ -206,6 +220,9 @@ impl Session {
             plan.preprocess().normalize(&self.reference, &mut self.acts[0]);
         } else {
             self.since_refresh += 1;
+            if let Some(m) = &motion {
+                self.write_shifted_tiles(m, input);
+            }
             self.write_dirty_tiles(&tiles, input);
         }
         times.copy = t.elapsed();
@@ -215,9 +232,12 @@ impl Session {
             None => diff::tile_mask(&tiles, self.tiling, input.h, input.w),
         };
         let delta = self.options.mode.node_delta().filter(|_| reset.is_none());
-        let (nodes, macs_executed) = match delta {
-            None => self.run_static(input_mask, reset.is_some(), &mut times),
-            Some(rel) => self.run_delta(input_mask, rel, &mut times),
+        let shifted_tiles =
+            motion.as_ref().map_or(0, |m| m.iter().filter(|t| matches!(t, TileMotion::Shift { .. })).count());
+        let (nodes, macs_executed) = match (delta, motion) {
+            (_, Some(m)) => self.run_motion(&m, &mut times),
+            (None, None) => self.run_static(input_mask, reset.is_some(), &mut times),
+            (Some(rel), None) => self.run_delta(input_mask, rel, &mut times),
         };
         if reset.is_some() && self.options.mode.node_delta().is_some() {
             self.scales = self.acts.iter().map(|a| rms(a)).collect();
@@ -234,6 +254,7 @@ impl Session {
             reset,
             tiles: tiles.len(),
             dirty_tiles: tiles.iter().filter(|&&d| d).count(),
+            shifted_tiles,
             tiling: self.tiling,
             dirty: tiles,
             nodes,
@@ -432,6 +453,117 @@ impl Session {
             std::mem::swap(cached, fresh);
         }
         out
+    }
+
+    /// Motion mode: every matched tile takes its reference and input values from the shifted
+    /// place of the old ones (the cache was computed from those), read from a snapshot so that
+    /// tiles moving onto each other's sources see the old values.
+    fn write_shifted_tiles(&mut self, motion: &[TileMotion], input: Shape) {
+        if !motion.iter().any(|t| matches!(t, TileMotion::Shift { .. })) {
+            return;
+        }
+        let old_ref = self.reference.clone();
+        let old_in = self.acts[0].clone();
+        let c = input.c;
+        for ty in 0..self.tiling.rows {
+            for tx in 0..self.tiling.cols {
+                let TileMotion::Shift { dy, dx } = motion[ty * self.tiling.cols + tx] else { continue };
+                let (y0, y1, x0, x1) = self.tiling.bounds(ty, tx, input.h, input.w);
+                for y in y0..y1 {
+                    // In bounds: the search only accepts sources inside the image.
+                    let sy = (y as i64 - i64::from(dy)) as usize;
+                    let sx0 = (x0 as i64 - i64::from(dx)) as usize;
+                    let dst = (y * input.w + x0) * c..(y * input.w + x1) * c;
+                    let src = (sy * input.w + sx0) * c..(sy * input.w + sx0 + x1 - x0) * c;
+                    self.reference[dst.clone()].copy_from_slice(&old_ref[src.clone()]);
+                    self.acts[0][dst].copy_from_slice(&old_in[src]);
+                }
+            }
+        }
+    }
+
+    /// Motion mode: labels from the input tiles through the graph; per node, shifted positions
+    /// are copied from a snapshot of the cached output and dirty ones recomputed.
+    fn run_motion(&mut self, tiles: &[TileMotion], times: &mut StageTimes) -> (Vec<NodeStats>, u64) {
+        let t = Instant::now();
+        let plan = Arc::clone(&self.plan);
+        let graph = plan.graph();
+        let input = graph.input_shape();
+        let mut labels = Labels::new(input.h, input.w, Label::Clean);
+        for ty in 0..self.tiling.rows {
+            for tx in 0..self.tiling.cols {
+                let l = match tiles[ty * self.tiling.cols + tx] {
+                    TileMotion::Clean => continue,
+                    TileMotion::Dirty => Label::Dirty,
+                    TileMotion::Shift { dy, dx } => Label::Shift(dy, dx),
+                };
+                let (y0, y1, x0, x1) = self.tiling.bounds(ty, tx, input.h, input.w);
+                for y in y0..y1 {
+                    for x in x0..x1 {
+                        labels.set(y, x, l);
+                    }
+                }
+            }
+        }
+        let all = motion_labels::propagate_labels(graph, labels);
+        times.propagate = t.elapsed();
+
+        let mut nodes = Vec::with_capacity(all.len());
+        let mut macs_executed = 0;
+        for (i, l) in all.iter().enumerate() {
+            let t = Instant::now();
+            let s = graph.nodes[i].shape;
+            let mut dirty = l.dirty();
+            let shifted = l.count(|x| matches!(x, Label::Shift(..)));
+            if i > 0 && !self.active(i) {
+                // A skipped head catches up later by recomputing whatever moved.
+                let mut moved = dirty;
+                for y in 0..s.h {
+                    for x in 0..s.w {
+                        if l.get(y, x) != Label::Clean {
+                            moved.set(y, x, true);
+                        }
+                    }
+                }
+                self.defer(i, &moved);
+                nodes.push(NodeStats { hit_rate: 1.0, macs: 0, dense: false, changed: 0.0, time: Default::default() });
+                continue;
+            }
+            if let Some(p) = self.pending[i].take() {
+                dirty.union_with(&p);
+            }
+            if i > 0 && shifted > 0 {
+                let snapshot = &mut self.fresh[i];
+                snapshot.clone_from(&self.acts[i]);
+                let cached = &mut self.acts[i];
+                for y in 0..s.h {
+                    for x in 0..s.w {
+                        if let (Label::Shift(dy, dx), false) = (l.get(y, x), dirty.get(y, x)) {
+                            let (sy, sx) = ((y as i64 - i64::from(dy)) as usize, (x as i64 - i64::from(dx)) as usize);
+                            debug_assert!(sy < s.h && sx < s.w, "a shifted source outside the cached map");
+                            let (d, from) = ((y * s.w + x) * s.c, (sy * s.w + sx) * s.c);
+                            cached[d..d + s.c].copy_from_slice(&snapshot[from..from + s.c]);
+                        }
+                    }
+                }
+            }
+            times.copy += t.elapsed();
+            let (rects, dense, frac) =
+                if i == 0 { (Vec::new(), false, dirty.fraction()) } else { self.work_for(i, &dirty) };
+            let pixels: usize = rects.iter().map(Rect::area).sum();
+            let macs = pixels as u64 * plan.macs_per_pixel(i);
+            macs_executed += macs;
+            let started = Instant::now();
+            if !rects.is_empty() {
+                self.compute_node(i, &rects, macs, false);
+            }
+            let time = started.elapsed();
+            times.compute += time;
+            let hit_rate = 1.0 - if dense { 1.0 } else { frac };
+            let changed = (s.pixels() - l.count(|x| x == Label::Clean)) as f64 / s.pixels().max(1) as f64;
+            nodes.push(NodeStats { hit_rate, macs, dense, changed, time });
+        }
+        (nodes, macs_executed)
     }
 
     /// Copies the dirty tiles of the current frame into the reference and the input tensor.

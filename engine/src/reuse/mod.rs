@@ -13,6 +13,7 @@
 
 mod cover;
 mod mask;
+pub mod motion;
 
 pub use cover::{cover, Rect};
 pub use mask::Mask;
