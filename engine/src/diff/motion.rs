@@ -7,8 +7,8 @@
 //! small one, as video encoders do). Vectors are searched on a grid of
 //! `align` input pixels, so that they stay usable at layers whose cumulative stride divides
 //! `align`, within `range` pixels, and only where the whole source block lies inside the
-//! reference. The score is the mean absolute difference in grey levels; a match is accepted at
-//! or below `level`. A predictor that already matches ends the search, so a pan costs a
+//! reference. The search minimises the mean absolute difference; the best match is accepted
+//! like a clean tile, when no value differs by more than `level` grey levels. A predictor that already matches ends the search, so a pan costs a
 //! probe or two per tile once the first tile has found it.
 
 use super::Tiling;
@@ -36,19 +36,21 @@ pub struct Search {
     pub range: usize,
     /// Vectors are multiples of this many input pixels (>= 1).
     pub align: usize,
-    /// Accept a match whose mean absolute difference is at most this (grey levels).
+    /// Accept a match whose largest absolute difference is at most this (grey levels), as a
+    /// clean tile is accepted in threshold mode.
     pub level: f32,
 }
 
-/// Mean absolute difference between the tile `(y0..y1, x0..x1)` of `current` and the same box
-/// moved by `-(dy, dx)` in `reference`; `None` when that box leaves the image.
+/// Mean (`max == false`) or largest absolute difference between the tile `(y0..y1, x0..x1)`
+/// of `current` and the same box moved by `-(dy, dx)` in `reference`; `None` when that box
+/// leaves the image.
 fn block_cost(
     reference: &[f32],
     current: &[f32],
     shape: Shape,
     b: (usize, usize, usize, usize),
-    dy: i32,
-    dx: i32,
+    (dy, dx): (i32, i32),
+    max: bool,
 ) -> Option<f32> {
     let (y0, y1, x0, x1) = b;
     let (sy0, sx0) = (y0 as i64 - i64::from(dy), x0 as i64 - i64::from(dx));
@@ -58,14 +60,18 @@ fn block_cost(
     }
     let (c, row) = (shape.c, shape.w * shape.c);
     let len = (x1 - x0) * c;
-    let mut sum = 0.0f32;
+    let (mut sum, mut largest) = (0.0f32, 0.0f32);
     for y in y0..y1 {
         let sy = (y as i64 - i64::from(dy)) as usize;
         let a = &current[y * row + x0 * c..][..len];
         let r = &reference[sy * row + sx0 as usize * c..][..len];
-        sum += a.iter().zip(r).map(|(p, q)| (p - q).abs()).sum::<f32>();
+        if max {
+            largest = a.iter().zip(r).map(|(p, q)| (p - q).abs()).fold(largest, f32::max);
+        } else {
+            sum += a.iter().zip(r).map(|(p, q)| (p - q).abs()).sum::<f32>();
+        }
     }
-    Some(sum / ((y1 - y0) * len) as f32)
+    Some(if max { largest } else { sum / ((y1 - y0) * len) as f32 })
 }
 
 /// Classifies every tile: `dirty[i] == false` tiles are [`TileMotion::Clean`]; dirty tiles are
@@ -97,7 +103,7 @@ pub fn match_tiles(
                     return None;
                 }
                 probes += 1;
-                block_cost(reference, current, shape, b, dy, dx)
+                block_cost(reference, current, shape, b, (dy, dx), false)
             };
             // Predictors first: the left and upper neighbours' vectors and the vector found
             // most often so far in this frame (a pan moves every tile alike).
@@ -127,7 +133,8 @@ pub fn match_tiles(
                 let c = cost(dy, dx);
                 consider(c, dy, dx, &mut best);
             }
-            if best.is_none_or(|(c, _, _)| c > search.level) {
+            // A predictor within a quarter of the level on average ends the search.
+            if best.is_none_or(|(c, _, _)| c > search.level / 4.0) {
                 let steps = range / a;
                 if (2 * steps + 1).pow(2) <= EXHAUSTIVE {
                     // A small grid: try every vector.
@@ -171,7 +178,9 @@ pub fn match_tiles(
                 out[i] = TileMotion::Dirty;
                 continue;
             };
-            out[i] = if at.0 <= search.level {
+            // Accepted like a clean tile: no value further than `level` from the moved reference.
+            let largest = block_cost(reference, current, shape, b, (at.1, at.2), true).unwrap_or(f32::INFINITY);
+            out[i] = if largest <= search.level {
                 let v = (at.1, at.2);
                 match found.iter_mut().find(|(f, _)| *f == v) {
                     Some(f) => f.1 += 1,

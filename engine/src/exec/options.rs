@@ -36,8 +36,8 @@ pub enum Mode {
     Delta { level: f32 },
     /// Input tiles as in `Threshold` (max-abs, `level` grey levels); a changed tile is then
     /// searched for in its reference (block matching within `SessionOptions::search_range`,
-    /// vectors on a grid of `SessionOptions::motion_align` pixels, accepted at a mean
-    /// absolute difference of at most `level`). Matched tiles and every node position whose
+    /// vectors on a grid of `SessionOptions::motion_align` pixels, accepted when no value of
+    /// the moved reference differs by more than `level`, as a clean tile). Matched tiles and every node position whose
     /// inputs moved by one stride-aligned vector copy the cached activations from the shifted
     /// place instead of recomputing; see [`crate::reuse::motion`]. Not combined with `delta`.
     Motion { level: f32 },

@@ -234,10 +234,11 @@ impl Session {
         let delta = self.options.mode.node_delta().filter(|_| reset.is_none());
         let shifted_tiles =
             motion.as_ref().map_or(0, |m| m.iter().filter(|t| matches!(t, TileMotion::Shift { .. })).count());
+        // Motion mode without any matched tile is threshold mode.
         let (nodes, macs_executed) = match (delta, motion) {
-            (_, Some(m)) => self.run_motion(&m, &mut times),
-            (None, None) => self.run_static(input_mask, reset.is_some(), &mut times),
-            (Some(rel), None) => self.run_delta(input_mask, rel, &mut times),
+            (_, Some(m)) if shifted_tiles > 0 => self.run_motion(&m, &mut times),
+            (Some(rel), _) => self.run_delta(input_mask, rel, &mut times),
+            (None, _) => self.run_static(input_mask, reset.is_some(), &mut times),
         };
         if reset.is_some() && self.options.mode.node_delta().is_some() {
             self.scales = self.acts.iter().map(|a| rms(a)).collect();
@@ -533,19 +534,7 @@ impl Session {
                 dirty.union_with(&p);
             }
             if i > 0 && shifted > 0 {
-                let snapshot = &mut self.fresh[i];
-                snapshot.clone_from(&self.acts[i]);
-                let cached = &mut self.acts[i];
-                for y in 0..s.h {
-                    for x in 0..s.w {
-                        if let (Label::Shift(dy, dx), false) = (l.get(y, x), dirty.get(y, x)) {
-                            let (sy, sx) = ((y as i64 - i64::from(dy)) as usize, (x as i64 - i64::from(dx)) as usize);
-                            debug_assert!(sy < s.h && sx < s.w, "a shifted source outside the cached map");
-                            let (d, from) = ((y * s.w + x) * s.c, (sy * s.w + sx) * s.c);
-                            cached[d..d + s.c].copy_from_slice(&snapshot[from..from + s.c]);
-                        }
-                    }
-                }
+                shift_in_place(&mut self.acts[i], &mut self.fresh[i], s, l, &dirty);
             }
             times.copy += t.elapsed();
             let (rects, dense, frac) =
@@ -635,6 +624,47 @@ impl Session {
                 Output { name: o.name.clone(), shape: o.onnx_shape.clone(), data }
             })
             .collect()
+    }
+}
+
+/// Copies every position labelled `Shift(dy, dx)` (and not in `dirty`) of `buf` from
+/// `(y - dy, x - dx)` of the values `buf` held before. With one vector in the node the copy
+/// runs in place, against the direction of the vector, so every source is read before it is
+/// overwritten; with several, from a snapshot in `scratch`.
+fn shift_in_place(buf: &mut [f32], scratch: &mut Vec<f32>, s: Shape, l: &Labels, dirty: &Mask) {
+    let mut vectors = l.labels.iter().filter_map(|x| match x {
+        Label::Shift(dy, dx) => Some((*dy, *dx)),
+        _ => None,
+    });
+    let first = vectors.next();
+    let single = first.filter(|v| vectors.all(|w| w == *v));
+    let rows: Vec<usize> = match single {
+        Some((dy, _)) if dy > 0 => (0..s.h).rev().collect(),
+        _ => (0..s.h).collect(),
+    };
+    let cols: Vec<usize> = match single {
+        Some((0, dx)) if dx > 0 => (0..s.w).rev().collect(),
+        _ => (0..s.w).collect(),
+    };
+    if single.is_none() {
+        scratch.clear();
+        scratch.extend_from_slice(buf);
+    }
+    for &y in &rows {
+        for &x in &cols {
+            let Label::Shift(dy, dx) = l.get(y, x) else { continue };
+            if dirty.get(y, x) {
+                continue;
+            }
+            let (sy, sx) = ((y as i64 - i64::from(dy)) as usize, (x as i64 - i64::from(dx)) as usize);
+            debug_assert!(sy < s.h && sx < s.w, "a shifted source outside the cached map");
+            let (d, from) = ((y * s.w + x) * s.c, (sy * s.w + sx) * s.c);
+            if single.is_some() {
+                buf.copy_within(from..from + s.c, d);
+            } else {
+                buf[d..d + s.c].copy_from_slice(&scratch[from..from + s.c]);
+            }
+        }
     }
 }
 

@@ -84,6 +84,23 @@ pub fn propagate_labels(graph: &Graph, input: Labels) -> Vec<Labels> {
 
 fn propagate_node(graph: &Graph, node: &Node, labels: &[Labels]) -> Labels {
     let s = node.shape;
+    // Past the layers a vector reaches, labels are only clean or dirty: the boolean
+    // propagation (prefix sums) is much faster and gives the same answer.
+    if node.inputs.iter().all(|&i| !labels[i].labels.iter().any(|l| matches!(l, Label::Shift(..)))) {
+        let masks: Vec<super::Mask> = (0..=node.inputs.iter().copied().max().unwrap_or(0))
+            .map(|i| if node.inputs.contains(&i) { labels[i].dirty() } else { super::Mask::new(0, 0) })
+            .collect();
+        let m = super::propagate_node(graph, node, &masks);
+        let mut out = Labels::new(s.h, s.w, Label::Clean);
+        for y in 0..s.h {
+            for x in 0..s.w {
+                if m.get(y, x) {
+                    out.set(y, x, Label::Dirty);
+                }
+            }
+        }
+        return out;
+    }
     let any_change = |i: usize| labels[i].labels.iter().any(|&l| l != Label::Clean);
     if node.op.is_global() {
         let dirty = node.inputs.iter().any(|&i| any_change(i));
