@@ -39,7 +39,8 @@ pub enum Mode {
     /// vectors on a grid of `SessionOptions::motion_align` pixels, accepted when no value of
     /// the moved reference differs by more than `level`, as a clean tile). Matched tiles and every node position whose
     /// inputs moved by one stride-aligned vector copy the cached activations from the shifted
-    /// place instead of recomputing; see [`crate::reuse::motion`]. Not combined with `delta`.
+    /// place instead of recomputing; see [`crate::reuse::motion`]. Nodes then apply the
+    /// per-node thresholds of `Delta { level }` to what they recompute.
     Motion { level: f32 },
 }
 
@@ -52,10 +53,11 @@ impl Mode {
         }
     }
 
-    /// The per-node threshold as a fraction of each node's activation range (delta mode).
+    /// The per-node threshold as a fraction of each node's activation scale (delta and motion
+    /// modes).
     pub(crate) fn node_delta(self) -> Option<f32> {
         match self {
-            Mode::Delta { level } => Some(level / 255.0),
+            Mode::Delta { level } | Mode::Motion { level } => Some(level / 255.0),
             _ => None,
         }
     }

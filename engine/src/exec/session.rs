@@ -234,9 +234,9 @@ impl Session {
         let delta = self.options.mode.node_delta().filter(|_| reset.is_none());
         let shifted_tiles =
             motion.as_ref().map_or(0, |m| m.iter().filter(|t| matches!(t, TileMotion::Shift { .. })).count());
-        // Motion mode without any matched tile is threshold mode.
+        // Motion mode without any matched tile is delta mode.
         let (nodes, macs_executed) = match (delta, motion) {
-            (_, Some(m)) if shifted_tiles > 0 => self.run_motion(&m, &mut times),
+            (_, Some(m)) if shifted_tiles > 0 => self.run_motion(&m, delta, &mut times),
             (Some(rel), _) => self.run_delta(input_mask, rel, &mut times),
             (None, _) => self.run_static(input_mask, reset.is_some(), &mut times),
         };
@@ -485,7 +485,12 @@ impl Session {
 
     /// Motion mode: labels from the input tiles through the graph; per node, shifted positions
     /// are copied from a snapshot of the cached output and dirty ones recomputed.
-    fn run_motion(&mut self, tiles: &[TileMotion], times: &mut StageTimes) -> (Vec<NodeStats>, u64) {
+    fn run_motion(
+        &mut self,
+        tiles: &[TileMotion],
+        delta: Option<f32>,
+        times: &mut StageTimes,
+    ) -> (Vec<NodeStats>, u64) {
         let t = Instant::now();
         let plan = Arc::clone(&self.plan);
         let graph = plan.graph();
@@ -506,17 +511,26 @@ impl Session {
                 }
             }
         }
-        let all = motion_labels::propagate_labels(graph, labels);
         times.propagate = t.elapsed();
-
-        let mut nodes = Vec::with_capacity(all.len());
+        let input_changed = (input.pixels() - labels.count(|x| x == Label::Clean)) as f64 / input.pixels() as f64;
+        let mut nodes = vec![NodeStats {
+            hit_rate: 1.0 - labels.count(|x| x == Label::Dirty) as f64 / input.pixels() as f64,
+            macs: 0,
+            dense: false,
+            changed: input_changed,
+            time: Default::default(),
+        }];
+        let mut all = vec![labels];
         let mut macs_executed = 0;
-        for (i, l) in all.iter().enumerate() {
+        for (i, node) in graph.nodes.iter().enumerate().skip(1) {
             let t = Instant::now();
-            let s = graph.nodes[i].shape;
+            let mut l = motion_labels::propagate_node(graph, node, &all);
+            times.propagate += t.elapsed();
+            let t = Instant::now();
+            let s = node.shape;
             let mut dirty = l.dirty();
             let shifted = l.count(|x| matches!(x, Label::Shift(..)));
-            if i > 0 && !self.active(i) {
+            if !self.active(i) {
                 // A skipped head catches up later by recomputing whatever moved.
                 let mut moved = dirty;
                 for y in 0..s.h {
@@ -528,29 +542,57 @@ impl Session {
                 }
                 self.defer(i, &moved);
                 nodes.push(NodeStats { hit_rate: 1.0, macs: 0, dense: false, changed: 0.0, time: Default::default() });
+                all.push(l);
                 continue;
             }
             if let Some(p) = self.pending[i].take() {
                 dirty.union_with(&p);
+                for y in 0..s.h {
+                    for x in 0..s.w {
+                        if p.get(y, x) {
+                            l.set(y, x, Label::Dirty);
+                        }
+                    }
+                }
             }
-            if i > 0 && shifted > 0 {
-                shift_in_place(&mut self.acts[i], &mut self.fresh[i], s, l, &dirty);
+            if shifted > 0 {
+                shift_in_place(&mut self.acts[i], &mut self.fresh[i], s, &l, &dirty);
             }
             times.copy += t.elapsed();
-            let (rects, dense, frac) =
-                if i == 0 { (Vec::new(), false, dirty.fraction()) } else { self.work_for(i, &dirty) };
+            let (rects, dense, frac) = self.work_for(i, &dirty);
             let pixels: usize = rects.iter().map(Rect::area).sum();
             let macs = pixels as u64 * plan.macs_per_pixel(i);
             macs_executed += macs;
+            // With node deltas, recomputed positions that moved less than the node's threshold
+            // keep their cached value and become clean for the consumers.
+            let suppress = delta.filter(|_| !rects.is_empty() && plan.has_consumers(i));
             let started = Instant::now();
             if !rects.is_empty() {
-                self.compute_node(i, &rects, macs, false);
+                self.compute_node(i, &rects, macs, suppress.is_some());
             }
             let time = started.elapsed();
             times.compute += time;
+            if let Some(rel) = suppress {
+                let t = Instant::now();
+                let threshold = rel * self.scales.get(i).copied().unwrap_or(0.0);
+                let moved = self.keep_large_changes(i, &rects, threshold);
+                for r in &rects {
+                    for y in r.y0..r.y1 {
+                        for x in r.x0..r.x1 {
+                            match (moved.get(y, x), l.get(y, x)) {
+                                (true, _) => l.set(y, x, Label::Dirty),
+                                (false, Label::Dirty) => l.set(y, x, Label::Clean),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                times.copy += t.elapsed();
+            }
             let hit_rate = 1.0 - if dense { 1.0 } else { frac };
             let changed = (s.pixels() - l.count(|x| x == Label::Clean)) as f64 / s.pixels().max(1) as f64;
             nodes.push(NodeStats { hit_rate, macs, dense, changed, time });
+            all.push(l);
         }
         (nodes, macs_executed)
     }

@@ -82,7 +82,8 @@ pub fn propagate_labels(graph: &Graph, input: Labels) -> Vec<Labels> {
     out
 }
 
-fn propagate_node(graph: &Graph, node: &Node, labels: &[Labels]) -> Labels {
+/// The labels of `node`'s output given the labels of every earlier node.
+pub fn propagate_node(graph: &Graph, node: &Node, labels: &[Labels]) -> Labels {
     let s = node.shape;
     // Past the layers a vector reaches, labels are only clean or dirty: the boolean
     // propagation (prefix sums) is much faster and gives the same answer.
