@@ -8,16 +8,7 @@ mod common;
 use framecache::{Frame, Mode, Plan, Preprocess, Session, SessionOptions};
 use proptest::prelude::*;
 
-/// Tolerance: 1e-5 relative to the tensor's magnitude.
-fn close(a: &[f32], b: &[f32]) -> Result<(), String> {
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        if (x - y).abs() > 1e-5 * scale {
-            return Err(format!("index {i}: cached {x} vs full {y} (scale {scale})"));
-        }
-    }
-    Ok(())
-}
+use common::close;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]

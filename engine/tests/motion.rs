@@ -7,15 +7,7 @@ use framecache::reuse::motion::{propagate_labels, Label, Labels};
 use framecache::{Frame, Mode, Plan, Preprocess, Session, SessionOptions};
 use proptest::prelude::*;
 
-fn close(a: &[f32], b: &[f32]) -> Result<(), String> {
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        if (x - y).abs() > 1e-5 * scale {
-            return Err(format!("index {i}: cached {x} vs full {y} (scale {scale})"));
-        }
-    }
-    Ok(())
-}
+use common::close;
 
 /// `src` (`w x h` RGB) moved by `(dy, dx)`; the uncovered strip gets `fill(y, x)`.
 fn translate(src: &[u8], h: usize, w: usize, dy: i64, dx: i64, fill: impl Fn(usize, usize) -> [u8; 3]) -> Vec<u8> {

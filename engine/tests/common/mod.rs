@@ -5,6 +5,17 @@
 use framecache::graph::{Activation, BinaryKind, CoordMode, Graph, GraphBuilder, PoolKind, ResizeMode, Window};
 use proptest::prelude::*;
 
+/// Cached against full: 1e-5 relative to the tensor's magnitude.
+pub fn close(a: &[f32], b: &[f32]) -> Result<(), String> {
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        if (x - y).abs() > 1e-5 * scale {
+            return Err(format!("index {i}: cached {x} vs full {y} (scale {scale})"));
+        }
+    }
+    Ok(())
+}
+
 /// Deterministic weight source in [-0.5, 0.5).
 pub struct Weights(pub u64);
 impl Weights {
