@@ -84,7 +84,7 @@ pub fn report(args: &BundleArgs) -> Result<String> {
     for b in &bundle.backbones {
         let plan = &b.plan;
         let (bb, heads) = plan.part_macs();
-        let model = b.model.file_name().unwrap_or_default().to_string_lossy();
+        let model = b.name();
         let backbone_nodes = (0..plan.graph().nodes.len()).filter(|&i| plan.part(i).is_none()).count();
         writeln!(out, "| {model} | backbone | {backbone_nodes} | {:.1} | |", bb as f64 / 1e6)?;
         for (h, m) in plan.heads().iter().zip(heads) {
@@ -152,7 +152,7 @@ pub fn report(args: &BundleArgs) -> Result<String> {
         writeln!(
             out,
             "| {} | {shared:.2} ({:.0}) | {} | {:.2}x | {:.2}x | {:.2}x |",
-            b.model.file_name().unwrap_or_default().to_string_lossy(),
+            b.name(),
             plan.total_macs() as f64 / 1e6,
             cells.join("; "),
             shared / max_single,

@@ -93,3 +93,51 @@ fn a_bad_bundle_manifest_is_a_clear_error() {
     assert!(err.contains("backbone[0].model") && err.contains("nowhere.onnx"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two models with the same input geometry but different normalisation (the bundled
+/// MobileNetV2 declared twice) are merged into one backbone through a per-channel affine node:
+/// one resample and one change detection, and each head's result equals its model run alone.
+#[test]
+fn same_geometry_models_share_one_backbone_and_keep_their_results() {
+    use framecache::heads::Head;
+    use framecache::{Bundle, BundleSession, Frame, Plan, Preprocess, Session, SessionOptions};
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets");
+    let dir = std::env::temp_dir().join(format!("framecache-merge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("twice.toml");
+    let model = assets.join("models/mobilenet_v2.onnx");
+    let backbone = |head: &str, mean: f32, std: f32| {
+        format!(
+            "[[backbone]]\nmodel = {model:?}\n[backbone.preprocess]\nfit = \"stretch\"\nmean = [{mean}, {mean}, {mean}]\n\
+             std = [{std}, {std}, {std}]\n[[backbone.head]]\nname = \"{head}\"\ndecoder = \"raw\"\noutputs = [\"logits\"]\n"
+        )
+    };
+    std::fs::write(&manifest, backbone("a", 0.45, 0.225) + &backbone("b", 0.5, 0.5)).unwrap();
+    let bundle = Bundle::load(&manifest, &[]).unwrap();
+    assert_eq!(bundle.backbones.len(), 1, "one merged backbone");
+    assert_eq!(bundle.backbones[0].models.len(), 2);
+    let plan = &bundle.backbones[0].plan;
+    assert_eq!(plan.heads().len(), 2);
+    assert!(plan.graph().nodes.iter().any(|n| n.name.starts_with("normalize for")));
+
+    let img = image::open(assets.join("clips/static_coin_motion/frame_0001.png")).unwrap().to_rgb8();
+    let frame = Frame::rgb(img.width() as usize, img.height() as usize, img.as_raw());
+    let mut merged =
+        Session::new(std::sync::Arc::clone(plan), SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+    let outputs = merged.process(&frame).unwrap();
+    for (k, (mean, std)) in [(0.45f32, 0.225f32), (0.5, 0.5)].into_iter().enumerate() {
+        let pre = Preprocess { mean: [mean; 3], std: [std; 3], ..Default::default() };
+        let alone = Plan::from_onnx(&model, pre).unwrap();
+        let mut s = Session::new(alone, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+        let want = s.process(&frame).unwrap();
+        let got = &outputs[plan.heads()[k].outputs[0]].data;
+        let scale = want[0].data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let diff = got.iter().zip(&want[0].data).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-4 * scale, "head {k}: merged differs from the model alone by {diff} (scale {scale})");
+    }
+    let mut stream = BundleSession::new(bundle, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+    let results = stream.process(&frame).unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| matches!(r.output, Some(Head::Values { .. }))));
+    let _ = std::fs::remove_dir_all(&dir);
+}

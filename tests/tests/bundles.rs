@@ -262,3 +262,41 @@ fn manifest_errors_name_the_field_and_value() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The people bundle merges selfie segmentation and BlazePose (same 256x256 input) into one
+/// backbone: one resample and one change detection for both. Their results equal the models'
+/// own: the person mask of the camera-stream bundle (selfie alone) and the landmarks of the
+/// BlazePose bundle, frame by frame in exact mode.
+#[test]
+fn models_with_one_input_geometry_share_preprocessing_and_change_detection() -> anyhow::Result<()> {
+    let Some(data) = shared_data_or_skip("models_with_one_input_geometry_share_preprocessing") else { return Ok(()) };
+    let people = bundle(&data, "people.toml")?;
+    assert_eq!(people.backbones.len(), 2, "selfie + BlazePose merged, BlazeFace apart");
+    assert_eq!(people.backbones[0].models.len(), 2);
+    let mut merged = BundleSession::new(people, options())?;
+    let mut selfie = BundleSession::new(bundle(&data, "camera_stream.toml")?, options())?;
+    let mut pose = BundleSession::new(bundle(&data, "blazepose.toml")?, options())?;
+    for f in &clip(&data, "static_vtest_pedestrians")?[..4] {
+        let frame = f.as_frame();
+        let m = merged.process(&frame)?;
+        let s = selfie.process(&frame)?;
+        let p = pose.process(&frame)?;
+        let find =
+            |rs: &[framecache::HeadResult], name: &str| rs.iter().find(|r| r.name == name).unwrap().output.clone();
+        let (Some(Head::Mask { probs: a, .. }), Some(Head::Mask { probs: b, .. })) =
+            (find(&m, "person"), find(&s, "person"))
+        else {
+            panic!("masks")
+        };
+        assert!(max_abs_diff(&a, &b).0 <= 1e-5);
+        let (Some(Head::Keypoints { points: a, .. }), Some(Head::Keypoints { points: b, .. })) =
+            (find(&m, "pose"), find(&p, "landmarks"))
+        else {
+            panic!("keypoints")
+        };
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x.x - y.x).abs() <= 1e-3 && (x.y - y.y).abs() <= 1e-3, "{x:?} vs {y:?}");
+        }
+    }
+    Ok(())
+}

@@ -230,7 +230,7 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManif
             Ok(HeadDef { name: h.name.clone(), decoder, enabled: h.enabled })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Backbone { model, plan, heads })
+    Ok(Backbone { models: vec![model.clone()], model, plan, heads })
 }
 
 /// The index of the graph output holding tensor `name`, adding an output for an inner tensor.

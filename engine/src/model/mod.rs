@@ -40,6 +40,7 @@ pub use manifest::{BackboneManifest, HeadManifest, Manifest};
 use crate::error::{Error, Result};
 use crate::exec::{HeadPart, Output, Plan, Session, SessionOptions};
 use crate::frame::Frame;
+use crate::graph::{Node, Op};
 use crate::heads::{Decoder, FrameMap, Head};
 use crate::stats::HeadStatus;
 
@@ -52,12 +53,94 @@ pub struct Bundle {
     pub backbones: Vec<Backbone>,
 }
 
-/// One backbone of a bundle and its heads (in `plan.heads()` order).
+/// One backbone of a bundle and its heads (in `plan.heads()` order). Backbones whose models
+/// see the same input geometry are merged into one: one resample, one change detection and one
+/// session for all of them (each model still has its own nodes and cache).
 #[derive(Debug)]
 pub struct Backbone {
+    /// The first model file of the group.
     pub model: PathBuf,
+    /// Every model file in this backbone (more than one when models were merged).
+    pub models: Vec<PathBuf>,
     pub plan: Arc<Plan>,
     pub heads: Vec<HeadDef>,
+}
+
+impl Backbone {
+    /// The model file names, joined with " + ".
+    pub fn name(&self) -> String {
+        let names: Vec<String> =
+            self.models.iter().map(|m| m.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+        names.join(" + ")
+    }
+}
+
+/// Merges backbones whose models take the same input size and fit: the later ones are attached
+/// to the first one's input (through a per-channel affine node when their normalisation
+/// differs), so frame preprocessing and change detection run once for the group. The split of
+/// every model into backbone and heads is kept.
+fn merge_same_geometry(backbones: Vec<Backbone>) -> Result<Vec<Backbone>> {
+    let mut groups: Vec<Vec<Backbone>> = Vec::new();
+    for b in backbones {
+        let key = |x: &Backbone| (x.plan.graph().input_shape(), x.plan.preprocess().fit);
+        match groups.iter_mut().find(|g| key(&g[0]) == key(&b)) {
+            Some(g) => g.push(b),
+            None => groups.push(vec![b]),
+        }
+    }
+    groups.into_iter().map(merge_group).collect()
+}
+
+fn merge_group(mut group: Vec<Backbone>) -> Result<Backbone> {
+    if group.len() == 1 {
+        return Ok(group.remove(0));
+    }
+    let first = &group[0];
+    let pre = first.plan.preprocess().clone();
+    let mut graph = first.plan.graph().clone();
+    let backbone_nodes = |p: &Plan| (0..p.graph().nodes.len()).filter(|&i| p.part(i).is_none()).collect::<Vec<_>>();
+    let mut taps = backbone_nodes(&first.plan);
+    let fresh = |h: &HeadPart| HeadPart { nodes: Vec::new(), reads: Vec::new(), ..h.clone() };
+    let mut parts: Vec<HeadPart> = first.plan.heads().iter().map(fresh).collect();
+    let mut heads = Vec::new();
+    let mut models = Vec::new();
+    for (k, b) in group.iter().enumerate() {
+        models.extend(b.models.iter().cloned());
+        heads.extend(b.heads.iter().cloned());
+        if k == 0 {
+            continue;
+        }
+        let other = b.plan.preprocess();
+        let input = graph.input_shape();
+        let at = if (other.mean, other.std) == (pre.mean, pre.std) {
+            0
+        } else {
+            // x_b = (p - m_b) / s_b = x_a * s_a / s_b + (m_a - m_b) / s_b, per channel.
+            let scale = (0..3).map(|c| pre.std[c] / other.std[c]).collect();
+            let bias = (0..3).map(|c| (pre.mean[c] - other.mean[c]) / other.std[c]).collect();
+            graph.nodes.push(Node {
+                name: format!("normalize for {}", b.name()),
+                op: Op::ChannelAffine { scale, bias },
+                inputs: vec![0],
+                shape: input,
+            });
+            graph.nodes.len() - 1
+        };
+        let offset = graph.nodes.len() - 1;
+        let map = |j: usize| if j == 0 { at } else { j + offset };
+        let outputs = graph.attach(b.plan.graph().clone(), at);
+        taps.extend(backbone_nodes(&b.plan).into_iter().map(map));
+        parts.extend(
+            b.plan
+                .heads()
+                .iter()
+                .map(|h| HeadPart { outputs: h.outputs.iter().map(|&o| outputs[o]).collect(), ..fresh(h) }),
+        );
+    }
+    taps.sort_unstable();
+    taps.dedup();
+    let plan = Plan::with_heads(graph, pre, parts, &taps)?;
+    Ok(Backbone { model: models[0].clone(), models, plan, heads })
 }
 
 /// A head's decoder and whether it starts enabled.
@@ -80,6 +163,7 @@ impl Bundle {
             .enumerate()
             .map(|(i, b)| manifest::compile(path, dirs, i, b))
             .collect::<Result<Vec<_>>>()?;
+        let backbones = merge_same_geometry(backbones)?;
         let name =
             manifest.name.clone().unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().into());
         Ok(Arc::new(Self { name, path: path.to_owned(), backbones }))
