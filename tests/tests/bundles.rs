@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use framecache::heads::{iou_px, mask_to_frame, FrameMap, Head};
+use framecache::heads::ssd::iou;
+use framecache::heads::{mask_to_frame, FrameMap, Head};
 use framecache::{Bundle, BundleSession, Error, Frame, HeadStatus, Plan, Session, SessionOptions};
 use framecache_tests::*;
 
@@ -91,7 +92,7 @@ fn blazeface_finds_the_hand_measured_face_and_nothing_on_a_faceless_frame() -> a
     let hand = [29.0, 17.0, 57.0, 43.0];
     eprintln!("detections on the face crop: {found:?}");
     let best = found.first().expect("a face above threshold");
-    let overlap = iou_px(&best.bbox, &hand);
+    let overlap = iou(&best.bbox, &hand);
     assert!(best.score >= 0.5 && overlap >= 0.4, "best {best:?}: IoU {overlap} with the hand box {hand:?}");
     assert_eq!(best.keypoints.len(), 6);
 

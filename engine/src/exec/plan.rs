@@ -36,7 +36,18 @@ pub struct Plan {
 
 impl Plan {
     /// Compiles a graph. The input must be a 3-channel image.
-    pub fn new(mut graph: Graph, preprocess: Preprocess) -> Result<Arc<Self>> {
+    pub fn new(graph: Graph, preprocess: Preprocess) -> Result<Arc<Self>> {
+        Self::compile(graph, preprocess, Vec::new(), Vec::new()).map(Arc::new)
+    }
+
+    /// Checks the input, prepares the kernels' data and derives the per-node tables. `part`
+    /// is empty for a plan without heads.
+    fn compile(
+        mut graph: Graph,
+        preprocess: Preprocess,
+        heads: Vec<HeadPart>,
+        part: Vec<Option<usize>>,
+    ) -> Result<Self> {
         let input = graph.input_shape();
         if input.c != 3 || !matches!(graph.nodes[0].op, Op::Input) {
             return Err(Error::InvalidModel {
@@ -53,17 +64,8 @@ impl Plan {
         for &i in graph.nodes.iter().flat_map(|n| &n.inputs) {
             has_consumers[i] = true;
         }
-        let part = vec![None; graph.nodes.len()];
-        Ok(Arc::new(Self {
-            graph,
-            preprocess,
-            macs_per_pixel,
-            geometry,
-            total_macs,
-            has_consumers,
-            heads: Vec::new(),
-            part,
-        }))
+        let part = if part.is_empty() { vec![None; graph.nodes.len()] } else { part };
+        Ok(Self { graph, preprocess, macs_per_pixel, geometry, total_macs, has_consumers, heads, part })
     }
 
     /// Compiles a graph split into a shared backbone and heads. Each head names the graph
@@ -129,11 +131,7 @@ impl Plan {
             reads.dedup();
             h.reads = reads;
         }
-        let plan = Self::new(graph, preprocess)?;
-        let mut plan = Arc::try_unwrap(plan).expect("fresh plan");
-        plan.heads = heads;
-        plan.part = part;
-        Ok(Arc::new(plan))
+        Self::compile(graph, preprocess, heads, part).map(Arc::new)
     }
 
     /// Imports an ONNX file and compiles it.

@@ -58,6 +58,8 @@ pub struct Session {
     pending: Vec<Option<Mask>>,
     /// Which heads run on the current frame.
     due: Vec<bool>,
+    /// Motion mode: the reference before matched tiles moved (reused across frames).
+    moved_from: Vec<f32>,
 }
 
 impl Session {
@@ -86,6 +88,7 @@ impl Session {
             rates,
             pending,
             due: vec![true; heads],
+            moved_from: Vec::new(),
             tiling: Tiling::new(input.h, input.w, options.tile),
             plan,
             options,
@@ -456,15 +459,16 @@ impl Session {
         out
     }
 
-    /// Motion mode: every matched tile takes its reference and input values from the shifted
-    /// place of the old ones (the cache was computed from those), read from a snapshot so that
-    /// tiles moving onto each other's sources see the old values.
+    /// Motion mode: every matched tile takes its reference from the shifted place of the old one
+    /// (the cache was computed from that), read from a snapshot so that tiles moving onto each
+    /// other's sources see the old values, and its input tensor is normalised from it.
     fn write_shifted_tiles(&mut self, motion: &[TileMotion], input: Shape) {
         if !motion.iter().any(|t| matches!(t, TileMotion::Shift { .. })) {
             return;
         }
-        let old_ref = self.reference.clone();
-        let old_in = self.acts[0].clone();
+        let old_ref = &mut self.moved_from;
+        old_ref.clone_from(&self.reference);
+        let pre = self.plan.preprocess();
         let c = input.c;
         for ty in 0..self.tiling.rows {
             for tx in 0..self.tiling.cols {
@@ -476,8 +480,8 @@ impl Session {
                     let sx0 = (x0 as i64 - i64::from(dx)) as usize;
                     let dst = (y * input.w + x0) * c..(y * input.w + x1) * c;
                     let src = (sy * input.w + sx0) * c..(sy * input.w + sx0 + x1 - x0) * c;
-                    self.reference[dst.clone()].copy_from_slice(&old_ref[src.clone()]);
-                    self.acts[0][dst].copy_from_slice(&old_in[src]);
+                    self.reference[dst.clone()].copy_from_slice(&old_ref[src]);
+                    pre.normalize(&self.reference[dst.clone()], &mut self.acts[0][dst]);
                 }
             }
         }
@@ -532,15 +536,7 @@ impl Session {
             let shifted = l.count(|x| matches!(x, Label::Shift(..)));
             if !self.active(i) {
                 // A skipped head catches up later by recomputing whatever moved.
-                let mut moved = dirty;
-                for y in 0..s.h {
-                    for x in 0..s.w {
-                        if l.get(y, x) != Label::Clean {
-                            moved.set(y, x, true);
-                        }
-                    }
-                }
-                self.defer(i, &moved);
+                self.defer(i, &l.mask(|x| x != Label::Clean));
                 nodes.push(NodeStats { hit_rate: 1.0, macs: 0, dense: false, changed: 0.0, time: Default::default() });
                 all.push(l);
                 continue;

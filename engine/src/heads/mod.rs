@@ -169,7 +169,7 @@ pub fn agreement(cached: &Head, full: &Head) -> Option<(&'static str, f64)> {
         (Head::Detections { detections: a, .. }, Head::Detections { detections: b, .. }) => {
             let total = a.len() + b.len();
             let matched = |xs: &[Detection], ys: &[Detection]| {
-                xs.iter().filter(|x| ys.iter().any(|y| iou_px(&x.bbox, &y.bbox) >= 0.5)).count()
+                xs.iter().filter(|x| ys.iter().any(|y| ssd::iou(&x.bbox, &y.bbox) >= 0.5)).count()
             };
             let m = matched(a, b) + matched(b, a);
             Some(("boxes matched", if total == 0 { 1.0 } else { m as f64 / total as f64 }))
@@ -182,11 +182,6 @@ pub fn agreement(cached: &Head, full: &Head) -> Option<(&'static str, f64)> {
         }
         _ => None,
     }
-}
-
-/// Intersection over union of two `[xmin, ymin, xmax, ymax]` boxes (any units).
-pub fn iou_px(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    ssd::iou(a, b)
 }
 
 fn sigmoid(x: f32) -> f32 {

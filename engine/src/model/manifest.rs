@@ -266,7 +266,7 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
     }
     let input = g.input_shape();
     Ok(match h.decoder {
-        super::manifest::DecoderKind::Classify => {
+        DecoderKind::Classify => {
             if !matches!(shapes[0], [1, _]) {
                 return Err(err("outputs", outputs_str, "classify reads a [1, classes] vector".into()));
             }
@@ -292,13 +292,13 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
             };
             Decoder::Classify { labels, top_k: h.top_k.unwrap_or(TOP_K) }
         }
-        super::manifest::DecoderKind::Segment => {
+        DecoderKind::Segment => {
             if !matches!(shapes[0], [1, 1, _, _]) {
                 return Err(err("outputs", outputs_str, "segment reads a [1, 1, H, W] map".into()));
             }
             Decoder::Segment { threshold }
         }
-        super::manifest::DecoderKind::DetectSsd => {
+        DecoderKind::DetectSsd => {
             if shapes.len() != 2 {
                 return Err(err("outputs", outputs_str, "detect_ssd reads two outputs: boxes, then scores".into()));
             }
@@ -325,7 +325,7 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
             cfg.check(&h.name, shapes[0], shapes[1])?;
             Decoder::DetectSsd(cfg)
         }
-        super::manifest::DecoderKind::Keypoints => {
+        DecoderKind::Keypoints => {
             let count = need("keypoints", h.keypoints)?;
             let values = need("values", h.values)?;
             let have: usize = shapes[0].iter().product();
@@ -341,6 +341,6 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
             }
             Decoder::Keypoints { count, values, visibility: h.visibility, input: (input.h, input.w) }
         }
-        super::manifest::DecoderKind::Raw => Decoder::Raw,
+        DecoderKind::Raw => Decoder::Raw,
     })
 }

@@ -50,10 +50,14 @@ impl Labels {
     }
     /// The dirty positions as a mask.
     pub fn dirty(&self) -> super::Mask {
+        self.mask(|l| l == Label::Dirty)
+    }
+    /// The positions whose label `f` accepts, as a mask.
+    pub fn mask(&self, f: impl Fn(Label) -> bool) -> super::Mask {
         let mut m = super::Mask::new(self.h, self.w);
         for y in 0..self.h {
             for x in 0..self.w {
-                if self.get(y, x) == Label::Dirty {
+                if f(self.get(y, x)) {
                     m.set(y, x, true);
                 }
             }
