@@ -26,7 +26,7 @@ pub struct BundleArgs {
     #[arg(long, default_value_t = 30)]
     pub frames: usize,
     /// Change detection of the cached runs.
-    #[arg(long, default_value = "exact", value_parser = crate::cli::parse_mode)]
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_MODE, value_parser = crate::cli::parse_mode)]
     pub mode: Mode,
     /// Extra folders to look for model files in (after the manifest's folder, assets/models
     /// and ../shared/data/models/*).

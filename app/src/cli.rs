@@ -52,13 +52,11 @@ pub struct EngineArgs {
     /// Preprocessing sidecar (TOML) to use instead of each model's own `<file name>.toml`.
     #[arg(long)]
     pub preprocess: Option<PathBuf>,
-    /// motion=N: block-matching range in input pixels.
-    #[arg(long, default_value_t = framecache::exec::DEFAULT_SEARCH_RANGE)]
-    pub search_range: usize,
-    /// motion=N: motion vectors are multiples of this many input pixels (a vector stays usable
-    /// down to the layers whose cumulative stride divides it).
-    #[arg(long, default_value_t = framecache::exec::DEFAULT_MOTION_ALIGN)]
-    pub motion_align: usize,
+    /// Turn off the adaptive bypass (by default, when a cached frame costs more than a dense
+    /// one, the next frames are computed densely; see `Session`), so that every frame takes
+    /// the cached path.
+    #[arg(long)]
+    pub no_bypass: bool,
 }
 
 impl EngineArgs {
@@ -69,8 +67,7 @@ impl EngineArgs {
             tile: self.tile,
             threads: self.threads,
             refresh_interval: self.refresh,
-            search_range: self.search_range,
-            motion_align: self.motion_align,
+            bypass: !self.no_bypass,
             ..Default::default()
         }
     }

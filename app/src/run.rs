@@ -19,8 +19,9 @@ pub struct RunArgs {
     /// clip).
     #[arg(long)]
     pub clip: Option<PathBuf>,
-    /// exact, threshold=N, mean-threshold=N, delta=N or motion=N (grey levels, 0-255).
-    #[arg(long, default_value = "exact", value_parser = crate::cli::parse_mode)]
+    /// exact (the correctness reference), threshold=N, mean-threshold=N, block-threshold=N,
+    /// delta=N or block-delta=N (grey levels, 0-255).
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_MODE, value_parser = crate::cli::parse_mode)]
     pub mode: Mode,
     #[command(flatten)]
     pub engine: crate::cli::EngineArgs,

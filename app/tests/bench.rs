@@ -28,7 +28,7 @@ fn f(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {v}"))
 }
 
-const REQUIRED: [&str; 15] = [
+const REQUIRED: [&str; 22] = [
     "model",
     "clip",
     "mode",
@@ -44,6 +44,13 @@ const REQUIRED: [&str; 15] = [
     "mask_iou_mean",
     "max_abs_error",
     "nodes",
+    "ms_mean",
+    "ms_full_mean",
+    "ms_max",
+    "speedup_mean",
+    "top5_overlap",
+    "kl_mean",
+    "mask_cover",
 ];
 
 #[test]
@@ -72,7 +79,10 @@ fn json_has_every_field_and_consistent_figures() {
 
     let report = read_json(&json);
     let runs = report["runs"].as_array().unwrap();
-    assert_eq!(runs.iter().map(|r| r["mode"].as_str().unwrap()).collect::<Vec<_>>(), ["full", "exact", "threshold=8"]);
+    assert_eq!(
+        runs.iter().map(|r| r["mode"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["full", "exact", "threshold=8", "noise-floor"]
+    );
     for r in runs {
         for key in REQUIRED {
             assert!(r.get(key).is_some(), "run lacks {key}: {r}");
@@ -95,8 +105,11 @@ fn json_has_every_field_and_consistent_figures() {
         for n in nodes {
             assert!((0.0..=1.0).contains(&f(n, "hit_rate")), "{n}");
         }
-        // Speedups are the ratios of the medians of the same run.
+        // Speedups are the ratios of the medians, or of the means, of the same run.
         assert!((f(r, "speedup_vs_full") - f(r, "ms_full_median") / f(r, "ms_cached_median")).abs() < 1e-9);
+        assert!((f(r, "speedup_mean") - f(r, "ms_full_mean") / f(r, "ms_mean")).abs() < 1e-9);
+        assert!(f(r, "ms_max") >= f(r, "ms_cached_p90") && f(r, "ms_cached_p90") >= f(r, "ms_cached_median"));
+        assert!((0.0..=1.0).contains(&f(r, "top5_overlap")) && f(r, "kl_mean") >= 0.0);
         assert!((f(r, "speedup_vs_tract") - f(r, "ms_tract_median") / f(r, "ms_cached_median")).abs() < 1e-9);
         // tract computes the same model.
         assert!(f(r, "tract_max_abs_diff") < 1e-3, "tract differs: {}", r["tract_max_abs_diff"]);
@@ -106,19 +119,107 @@ fn json_has_every_field_and_consistent_figures() {
     assert_eq!((f(&runs[0], "mac_saving"), f(&runs[0], "max_abs_error")), (0.0, 0.0));
     assert!(f(&runs[1], "max_abs_error") < 1e-3, "exact mode differs: {}", runs[1]["max_abs_error"]);
     assert_eq!(f(&runs[1], "top1_agreement"), 1.0);
+    assert_eq!(f(&runs[1], "top5_overlap"), 1.0);
+    assert!(f(&runs[1], "kl_mean") < 1e-6);
     // A static camera: threshold mode reuses most of the input.
     assert!(f(&runs[2], "input_hit_rate_mean") > 0.5, "{}", runs[2]["input_hit_rate_mean"]);
 
     for plot in [
         "nodes_mobilenet_v2_static_coin_motion.png",
         "timeline_mobilenet_v2_static_coin_motion.png",
-        "tradeoff_mobilenet_v2.png",
+        "pareto_mobilenet_v2_static_coin_motion.png",
     ] {
         let img = image::open(dir.join("plots").join(plot)).unwrap_or_else(|e| panic!("{plot}: {e}")).to_rgb8();
         let distinct: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
         assert!(distinct.len() > 8, "{plot} looks blank: {} colours", distinct.len());
     }
     assert!(dir.join("plots/report.md").is_file() && dir.join("plots/report.json").is_file());
+}
+
+/// A 4:4:4 Y4M clip of 64x64 frames: `frames[i]` is the seed of frame i's texture.
+fn synthetic_y4m(path: &Path, frames: &[u8]) {
+    let mut bytes = b"YUV4MPEG2 W64 H64 F30:1 C444\n".to_vec();
+    for &seed in frames {
+        bytes.extend_from_slice(b"FRAME\n");
+        for plane in 0..3u32 {
+            for y in 0..64u32 {
+                for x in 0..64u32 {
+                    let v = (x * 7 + y * 13 + plane * 50) * u32::from(seed) + (x * y) % 17;
+                    bytes.push((v % 200 + 28) as u8);
+                }
+            }
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn run_of<'a>(report: &'a Value, mode: &str) -> &'a Value {
+    report["runs"].as_array().unwrap().iter().find(|r| r["mode"] == mode).unwrap_or_else(|| panic!("no {mode} run"))
+}
+
+fn computed(run: &Value) -> Vec<bool> {
+    run["per_frame"].as_array().unwrap().iter().map(|f| f["computed"].as_bool().unwrap()).collect()
+}
+
+#[test]
+fn skip_and_gate_baselines_hold_results_and_see_cuts() {
+    let dir = scratch("skip-gate");
+    let (constant, cut) = (dir.join("constant.y4m"), dir.join("cut.y4m"));
+    synthetic_y4m(&constant, &[3; 8]);
+    synthetic_y4m(&cut, &[3, 3, 3, 3, 9, 9, 9, 9]);
+    let json = dir.join("bench.json");
+    let out = framecache(&[
+        "bench",
+        "--clip",
+        constant.to_str().unwrap(),
+        "--clip",
+        cut.to_str().unwrap(),
+        "--mode",
+        "exact,skip=2,skip=3,gate=2",
+        "--baseline",
+        "none",
+        "--threads",
+        "1",
+        "--warmup",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("dominates_skip"), "{stdout}");
+    let report = read_json(&json);
+    let runs: Vec<&Value> = report["runs"].as_array().unwrap().iter().collect();
+    let (constant_runs, cut_runs): (Vec<&Value>, Vec<&Value>) = runs.iter().partition(|r| r["clip"] == "constant");
+    let pick = |rs: &[&Value], mode: &str| -> Value {
+        (*rs.iter().find(|r| r["mode"] == mode).unwrap_or_else(|| panic!("no {mode}"))).clone()
+    };
+    // A constant clip: holding the last result is exact, and so is the noise floor.
+    for mode in ["skip=2", "skip=3", "gate=2", "noise-floor"] {
+        let r = pick(&constant_runs, mode);
+        assert_eq!(f(&r, "top1_agreement"), 1.0, "{mode}");
+        assert_eq!(f(&r, "max_abs_error"), 0.0, "{mode}");
+    }
+    assert_eq!(computed(&pick(&constant_runs, "skip=3")), [true, false, false, true, false, false, true, false]);
+    assert_eq!(computed(&pick(&constant_runs, "gate=2")), [true, false, false, false, false, false, false, false]);
+    // A cut: the gate recomputes on the first frame after it and stays exact; skip-3 holds
+    // the old result on frames 5 and 6 (0-based 4 and 5).
+    let gate = pick(&cut_runs, "gate=2");
+    assert_eq!(computed(&gate), [true, false, false, false, true, false, false, false]);
+    assert_eq!(f(&gate, "max_abs_error"), 0.0);
+    let skip = pick(&cut_runs, "skip=3");
+    assert_eq!(computed(&skip), [true, false, false, true, false, false, true, false]);
+    assert!(f(&skip, "max_abs_error") > 0.0, "skip-3 holds a stale result after the cut");
+    // The noise floor of the cut sees the cut.
+    assert!(f(&pick(&cut_runs, "noise-floor"), "max_abs_error") > 0.0);
+    // Verdicts name every skip baseline.
+    let verdicts = report["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 2);
+    for v in verdicts {
+        let ns: Vec<u64> = v["skip"].as_array().unwrap().iter().map(|k| k["n"].as_u64().unwrap()).collect();
+        assert_eq!(ns, [2, 3], "{v}");
+    }
+    let _ = run_of(&report, "exact");
 }
 
 #[test]
@@ -181,7 +282,8 @@ fn bad_clips_are_reported_and_the_others_still_run() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "problems must make the exit code non-zero");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("5 problem(s); 1 run(s) measured"), "{stderr}");
+    // The bundled clip's exact run and its noise floor.
+    assert!(stderr.contains("5 problem(s); 2 run(s) measured"), "{stderr}");
     for expected in [
         "cannot read clip folder",
         "empty holds no PNG or JPEG frames",

@@ -15,6 +15,9 @@ pub enum Reset {
     Refresh,
     /// `run_full` was called: the reference path always recomputes everything.
     Full,
+    /// The adaptive bypass computed this frame densely: the last cached frame cost more than a
+    /// dense one, or the dense cost was due to be measured again.
+    Bypass,
 }
 
 /// Wall time per stage of one frame.
@@ -84,11 +87,8 @@ pub struct FrameStats {
     /// Set when the cache was not used for this frame.
     pub reset: Option<Reset>,
     pub tiles: usize,
-    /// Tiles recomputed (changed and, in motion mode, not found in the reference).
+    /// Tiles recomputed.
     pub dirty_tiles: usize,
-    /// Motion mode: changed tiles found in the reference at a shifted place and reused from
-    /// there (counted as reused by the input hit rate).
-    pub shifted_tiles: usize,
     /// The input tiling of this frame, and which tiles were recomputed (row-major, `true` =
     /// dirty): what a viewer draws as the reuse overlay. Tile bounds are in model-input pixels;
     /// [`crate::Preprocess::source_region`] maps them back onto the frame.

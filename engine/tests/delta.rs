@@ -32,7 +32,7 @@ proptest! {
         let graph = common::build(h, w, &layers, seed);
         let plan = Plan::new(graph, Preprocess::default()).unwrap();
         let g = plan.graph();
-        let opts = SessionOptions { mode: Mode::Delta { level }, tile, threads: Some(threads), dense_crossover: 0.5, ..Default::default() };
+        let opts = SessionOptions { mode: Mode::Delta { metric: framecache::diff::Metric::MaxAbs, level }, tile, threads: Some(threads), dense_crossover: 0.5, ..Default::default() };
         let mut session = Session::new(plan.clone(), opts).unwrap();
         let mut read = vec![false; g.nodes.len()];
         for n in &g.nodes {

@@ -105,7 +105,7 @@ fn threshold_and_delta_modes_do_not_drift() -> anyhow::Result<()> {
     let (path, pre) = core_models(&data).swap_remove(0);
     let plan = Plan::from_onnx(&path, pre)?;
     let threshold = Mode::Threshold { metric: framecache::diff::Metric::MaxAbs, level: 8.0 };
-    let delta = Mode::Delta { level: 8.0 };
+    let delta = Mode::Delta { metric: framecache::diff::Metric::MaxAbs, level: 8.0 };
     for clip_name in ["static_vtest_pedestrians", "static_coin_motion"] {
         let frames = clip(&data, clip_name)?;
         let mut savings = Vec::new();
@@ -137,49 +137,6 @@ fn threshold_and_delta_modes_do_not_drift() -> anyhow::Result<()> {
         }
         // Per-node thresholds let deep layers reuse what input-level thresholds cannot.
         assert!(savings[1] > savings[0] + 0.1, "{clip_name}: delta saves {} vs threshold {}", savings[1], savings[0]);
-    }
-    Ok(())
-}
-
-/// Motion mode on the moving-camera clips: per-frame logit error against engine-full, top-1
-/// agreement, and drift. The last quarter of each clip is no worse than the first quarter by
-/// more than a documented margin (2x + 0.25 logits), the same bound as the other modes: a
-/// shifted tile inherits the moved reference and is compared with it later, so errors do not
-/// pile up.
-#[test]
-fn motion_mode_does_not_drift_on_moving_cameras() -> anyhow::Result<()> {
-    let Some(data) = shared_data_or_skip("motion_mode_does_not_drift_on_moving_cameras") else { return Ok(()) };
-    let (path, pre) = core_models(&data).swap_remove(0);
-    let plan = Plan::from_onnx(&path, pre)?;
-    for clip_name in ["pan_city_night", "handheld_cockatoo", "handheld_office_short", "driving_highway_lanes"] {
-        let frames = clip(&data, clip_name)?;
-        let frames = &frames[..frames.len().min(60)];
-        let options = SessionOptions {
-            mode: Mode::Motion { level: 8.0 },
-            threads: Some(2),
-            motion_align: 2,
-            ..Default::default()
-        };
-        let mut cached = Session::new(plan.clone(), options)?;
-        let mut full = Session::new(plan.clone(), SessionOptions { threads: Some(2), ..Default::default() })?;
-        let (mut errors, mut agree, mut shifted) = (Vec::new(), 0, 0);
-        for f in frames {
-            let a = cached.process(&f.as_frame())?;
-            let b = full.run_full(&f.as_frame())?;
-            errors.push(max_abs_diff(&a[0].data, &b[0].data).0);
-            agree += usize::from(argmax(&a[0].data) == argmax(&b[0].data));
-            shifted += cached.last_stats().unwrap().shifted_tiles;
-        }
-        let quarter = errors.len() / 4;
-        let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
-        let (early, late) = (mean(&errors[1..quarter + 1]), mean(&errors[errors.len() - quarter..]));
-        eprintln!(
-            "{clip_name}, motion=8 (align 2): per-frame max-abs logit error {:?}; first quarter {early:.3}, last quarter {late:.3}; top-1 agreement {:.1}%; {shifted} shifted tiles",
-            errors.iter().map(|e| (e * 100.0).round() / 100.0).collect::<Vec<_>>(),
-            100.0 * agree as f64 / frames.len() as f64
-        );
-        assert!(shifted > 0, "{clip_name}: block matching never found a tile");
-        assert!(late <= 2.0 * early + 0.25, "{clip_name}: error grows from {early} to {late}");
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! One model on one clip: engine-full, every cached mode and tract, interleaved frame by
-//! frame, then summarised into one record per mode.
+//! One model on one clip: engine-full, every cached mode, the frame-skipping baselines and
+//! tract, interleaved frame by frame, then summarised into one record per mode, plus a
+//! noise-floor record (engine-full against itself one frame earlier).
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,21 +16,41 @@ use crate::baseline::TractModel;
 use crate::clip::{Clip, RgbFrame};
 use crate::model::{argmax, Model};
 
-/// A bench mode: engine-full, or the cache in one of its modes.
+/// A bench mode: engine-full, the cache in one of its modes, or a baseline that runs full
+/// inference on some frames and holds the last result on the others.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum BenchMode {
     Full,
     Cached(Mode),
+    /// `skip=N`: full inference on every Nth frame (the first of each pass included).
+    Skip(u32),
+    /// `gate=T`: full inference when the frame's mean absolute difference from the last
+    /// computed frame (all pixels and channels, 0–255) exceeds `T`.
+    Gate(f32),
 }
+
+/// The record name of the noise floor: engine-full at frame t against engine-full at t − 1.
+pub const NOISE_FLOOR: &str = "noise-floor";
 
 impl FromStr for BenchMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         if s == "full" {
-            Ok(Self::Full)
-        } else {
-            s.parse::<Mode>().map(Self::Cached).map_err(|e| format!("{e} (or `full`)"))
+            return Ok(Self::Full);
         }
+        if let Some(n) = s.strip_prefix("skip=") {
+            return match n.parse::<u32>() {
+                Ok(n @ 1..=1000) => Ok(Self::Skip(n)),
+                _ => Err(format!("`{s}`: skip=N takes a whole number of frames, 1 to 1000")),
+            };
+        }
+        if let Some(t) = s.strip_prefix("gate=") {
+            return match t.parse::<f32>() {
+                Ok(t) if (0.0..=255.0).contains(&t) => Ok(Self::Gate(t)),
+                _ => Err(format!("`{s}`: gate=T takes grey levels, 0 to 255")),
+            };
+        }
+        s.parse::<Mode>().map(Self::Cached).map_err(|e| format!("{e} (or `full`, `skip=N`, `gate=T`)"))
     }
 }
 
@@ -38,8 +59,36 @@ impl fmt::Display for BenchMode {
         match self {
             Self::Full => f.write_str("full"),
             Self::Cached(m) => write!(f, "{m}"),
+            Self::Skip(n) => write!(f, "skip={n}"),
+            Self::Gate(t) => write!(f, "gate={t}"),
         }
     }
+}
+
+/// Mean absolute difference of two frames of the same size, in grey levels.
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    let sum: u64 = a.iter().zip(b).map(|(&x, &y)| u64::from(x.abs_diff(y))).sum();
+    sum as f64 / a.len().max(1) as f64
+}
+
+/// What the statistics of a held frame say: nothing recomputed, everything reused.
+fn held_stats(last: &FrameStats) -> FrameStats {
+    let mut s = last.clone();
+    s.reset = None;
+    s.dirty_tiles = 0;
+    s.dirty.fill(false);
+    s.macs_executed = 0;
+    s.times = Default::default();
+    for n in &mut s.nodes {
+        *n = framecache::stats::NodeStats {
+            hit_rate: 1.0,
+            macs: 0,
+            dense: false,
+            changed: 0.0,
+            time: Default::default(),
+        };
+    }
+    s
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -49,8 +98,7 @@ pub struct MeasureOptions {
     pub repeat: usize,
     pub warmup: usize,
     pub refresh: Option<u32>,
-    pub search_range: usize,
-    pub motion_align: usize,
+    pub bypass: bool,
 }
 
 /// What one model on one clip produced.
@@ -70,16 +118,88 @@ struct Lane {
     /// Statistics and fidelity of the first pass.
     stats: Vec<FrameStats>,
     fidelity: Vec<Fidelity>,
+    /// Skip and gate: the last computed outputs and the frame they were computed from.
+    held: Option<(Vec<Output>, Vec<u8>)>,
+    /// Frames of this pass so far.
+    seen: u32,
 }
 
-/// Cached outputs against engine-full's, for one frame.
+impl Lane {
+    /// Runs this lane on the next frame of a pass (what the caller times).
+    fn run(&mut self, f: &RgbFrame) -> Result<Vec<Output>> {
+        let frame = f.as_frame();
+        let due = match (&self.held, self.mode) {
+            (_, BenchMode::Full) => return Ok(self.session.run_full(&frame)?),
+            (_, BenchMode::Cached(_)) => return Ok(self.session.process(&frame)?),
+            (None, _) => true,
+            (Some(_), BenchMode::Skip(n)) => self.seen.is_multiple_of(n),
+            (Some((_, from)), BenchMode::Gate(t)) => {
+                from.len() != f.data.len() || mean_abs_diff(from, &f.data) > f64::from(t)
+            }
+        };
+        self.seen += 1;
+        if due {
+            let out = self.session.run_full(&frame)?;
+            self.held = Some((out.clone(), f.data.clone()));
+            Ok(out)
+        } else {
+            Ok(self.held.as_ref().map(|(o, _)| o.clone()).unwrap_or_default())
+        }
+    }
+
+    /// This frame's statistics: the session's when it computed, a held frame's otherwise.
+    fn frame_stats(&self, computed: bool) -> FrameStats {
+        let last = self.session.last_stats().expect("stats after a frame");
+        if computed {
+            last.clone()
+        } else {
+            held_stats(last)
+        }
+    }
+
+    fn start_pass(&mut self) {
+        self.session.reset();
+        self.held = None;
+        self.seen = 0;
+    }
+}
+
+/// Outputs against engine-full's, for one frame: one definition per head kind.
 #[derive(Clone, Copy, Debug, Default)]
 struct Fidelity {
     max_abs: f64,
     mean_abs: f64,
     top1: Option<usize>,
     top1_agree: Option<bool>,
+    /// Classifiers: |top-5 ∩ full's top-5| / 5.
+    top5_overlap: Option<f64>,
+    /// Classifiers: KL(full ‖ this) of the softmax distributions, nats.
+    kl: Option<f64>,
+    /// Segmenters: IoU of the masks `p > mask_threshold` (1 when both are empty).
     iou: Option<f64>,
+    /// Segmenters: fraction of positions in full's mask.
+    cover: Option<f64>,
+}
+
+/// Indices of the `k` largest values, largest first.
+fn top_k(v: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+    idx.truncate(k);
+    idx
+}
+
+/// Softmax in f64 (stable).
+fn softmax(v: &[f32]) -> Vec<f64> {
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f64> = v.iter().map(|&x| f64::from(x - max).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.into_iter().map(|x| x / sum).collect()
+}
+
+/// KL(p ‖ q) in nats, with q floored so that a zero does not make it infinite.
+fn kl_divergence(p: &[f64], q: &[f64]) -> f64 {
+    p.iter().zip(q).filter(|(&a, _)| a > 0.0).map(|(&a, &b)| a * (a / b.max(1e-12)).ln()).sum()
 }
 
 /// Compares `cached` with `full` for a model of the given task.
@@ -95,20 +215,22 @@ fn compare(task: Task, mask_threshold: f32, cached: &[Output], full: &[Output]) 
     }
     let mut fid = Fidelity { max_abs, mean_abs: sum / count.max(1) as f64, ..Default::default() };
     let (Some(c), Some(f)) = (cached.first(), full.first()) else { return fid };
+    if c.data.len() != f.data.len() || c.data.is_empty() {
+        return fid;
+    }
     match task {
         Task::Classify => {
             let top1 = argmax(&c.data);
             fid.top1 = Some(top1);
             fid.top1_agree = Some(top1 == argmax(&f.data));
+            let (a, b) = (top_k(&c.data, 5), top_k(&f.data, 5));
+            fid.top5_overlap = Some(a.iter().filter(|i| b.contains(i)).count() as f64 / b.len() as f64);
+            fid.kl = Some(kl_divergence(&softmax(&f.data), &softmax(&c.data)));
         }
         Task::Segment => {
-            let (mut inter, mut union) = (0usize, 0usize);
-            for (&a, &b) in c.data.iter().zip(&f.data) {
-                let (a, b) = (a > mask_threshold, b > mask_threshold);
-                inter += usize::from(a && b);
-                union += usize::from(a || b);
-            }
-            fid.iou = Some(if union == 0 { 1.0 } else { inter as f64 / union as f64 });
+            let (iou, cover) = framecache::heads::mask_iou(&c.data, &f.data, mask_threshold);
+            fid.iou = Some(iou);
+            fid.cover = Some(cover);
         }
         Task::Other => {}
     }
@@ -119,8 +241,8 @@ fn median(v: &[f64]) -> f64 {
     percentile(v, 0.5)
 }
 
-/// Runs engine-full (always), each cached mode and tract over `frames`, interleaving the
-/// paths frame by frame in a rotating order, after `warmup` untimed frames.
+/// Runs engine-full (always), each cached mode and baseline, and tract over `frames`,
+/// interleaving the paths frame by frame in a rotating order, after `warmup` untimed frames.
 #[allow(clippy::too_many_arguments)]
 pub fn measure(
     model: &Model,
@@ -138,32 +260,37 @@ pub fn measure(
         tile: opts.tile,
         threads: Some(opts.threads),
         refresh_interval: opts.refresh,
-        search_range: opts.search_range,
-        motion_align: opts.motion_align,
+        bypass: opts.bypass,
         ..Default::default()
     };
-    // Lane 0 is engine-full; the others are the cached modes.
+    // Lane 0 is engine-full; the others are the cached modes and the baselines.
     let mut lanes = Vec::new();
-    let cached: Vec<Mode> =
-        modes.iter().filter_map(|m| if let BenchMode::Cached(c) = m { Some(*c) } else { None }).collect();
-    for mode in std::iter::once(BenchMode::Full).chain(cached.iter().map(|&m| BenchMode::Cached(m))) {
+    let others = modes.iter().copied().filter(|m| *m != BenchMode::Full);
+    for mode in std::iter::once(BenchMode::Full).chain(others) {
         let m = if let BenchMode::Cached(c) = mode { c } else { Mode::Exact };
         let session = Session::new(model.plan.clone(), session_opts(m))?;
-        lanes.push(Lane { mode, session, ms: vec![Vec::new(); frames.len()], stats: Vec::new(), fidelity: Vec::new() });
+        lanes.push(Lane {
+            mode,
+            session,
+            ms: vec![Vec::new(); frames.len()],
+            stats: Vec::new(),
+            fidelity: Vec::new(),
+            held: None,
+            seen: 0,
+        });
     }
     let dims = model.input_dims();
     let mut tract_ms: Vec<Vec<f64>> = vec![Vec::new(); frames.len()];
     let mut tract_diff = 0.0f64;
     let mut full_outputs = Vec::new();
+    // Engine-full's outputs of the previous frame, for the noise floor.
+    let mut previous_full: Option<Vec<Output>> = None;
+    let mut noise = Vec::new();
 
     // Warm-up: every path on the first frames, untimed; then the caches start cold.
     for f in frames.iter().take(opts.warmup.max(1)) {
-        for (k, lane) in lanes.iter_mut().enumerate() {
-            if k == 0 {
-                lane.session.run_full(&f.as_frame())?;
-            } else {
-                lane.session.process(&f.as_frame())?;
-            }
+        for lane in &mut lanes {
+            lane.run(f)?;
         }
         if let Some(t) = tract {
             t.run_nchw(&model.input_nchw(&f.as_frame()), dims)?;
@@ -175,7 +302,7 @@ pub fn measure(
     let mut interrupted = false;
     'passes: for r in 0..opts.repeat {
         for lane in &mut lanes {
-            lane.session.reset();
+            lane.start_pass();
         }
         for (i, f) in frames.iter().enumerate() {
             if stop.load(Ordering::Relaxed) {
@@ -185,18 +312,21 @@ pub fn measure(
                 }
                 break 'passes;
             }
-            let frame = f.as_frame();
             let mut outs: Vec<Vec<Output>> = vec![Vec::new(); lanes.len()];
+            let mut computed = vec![true; lanes.len()];
             let mut tract_out = None;
             for k in 0..paths {
                 let p = (k + i + r) % paths;
-                let t = Instant::now();
                 if let Some(lane) = lanes.get_mut(p) {
-                    let o = if p == 0 { lane.session.run_full(&frame)? } else { lane.session.process(&frame)? };
+                    let frame_before = lane.session.last_stats().map(|s| s.frame_index);
+                    let t = Instant::now();
+                    let o = lane.run(f)?;
                     lane.ms[i].push(t.elapsed().as_secs_f64() * 1e3);
+                    computed[p] = lane.session.last_stats().map(|s| s.frame_index) != frame_before;
                     outs[p] = o;
                 } else if let Some(tm) = tract {
-                    let o = tm.run_nchw(&model.input_nchw(&frame), dims)?;
+                    let t = Instant::now();
+                    let o = tm.run_nchw(&model.input_nchw(&f.as_frame()), dims)?;
                     tract_ms[i].push(t.elapsed().as_secs_f64() * 1e3);
                     tract_out = o.into_iter().next();
                 }
@@ -207,10 +337,13 @@ pub fn measure(
                     let d = t.iter().zip(&f0.data).map(|(a, b)| f64::from((a - b).abs())).fold(0.0, f64::max);
                     tract_diff = tract_diff.max(d);
                 }
-                for (lane, o) in lanes.iter_mut().zip(&outs) {
-                    lane.stats.push(lane.session.last_stats().expect("stats after a frame").clone());
+                for ((lane, o), &c) in lanes.iter_mut().zip(&outs).zip(&computed) {
+                    lane.stats.push(lane.frame_stats(c));
                     lane.fidelity.push(compare(model.task(), model.config.mask_threshold, o, full));
                 }
+                let before = previous_full.as_ref().unwrap_or(full);
+                noise.push(compare(model.task(), model.config.mask_threshold, before, full));
+                previous_full = Some(full.clone());
                 full_outputs.push(full.first().map(|o| o.data.clone()).unwrap_or_default());
             }
             tick();
@@ -227,18 +360,17 @@ pub fn measure(
         done,
         interrupted,
     };
-    let runs = if done == 0 {
-        Vec::new()
-    } else {
-        let mut runs = Vec::new();
+    let mut runs = Vec::new();
+    if done > 0 {
         for lane in &lanes {
             if lane.mode == BenchMode::Full && !modes.contains(&BenchMode::Full) {
                 continue;
             }
-            runs.push(ctx.record(lane));
+            runs.push(ctx.record(&lane.mode.to_string(), &lane.ms, &lane.stats, &lane.fidelity));
         }
-        runs
-    };
+        let full = &lanes[0];
+        runs.push(ctx.record(NOISE_FLOOR, &full.ms, &full.stats, &noise));
+    }
     Ok(Measured { runs, full_outputs, interrupted })
 }
 
@@ -254,14 +386,14 @@ struct Summary<'a> {
 }
 
 impl Summary<'_> {
-    fn record(&self, lane: &Lane) -> RunRecord {
+    fn record(&self, mode: &str, ms: &[Vec<f64>], stats: &[FrameStats], fid: &[Fidelity]) -> RunRecord {
         let warm = warm_frames(self.done);
         let per_frame_ms = |ms: &[Vec<f64>]| -> Vec<f64> { ms[..self.done].iter().map(|r| median(r)).collect() };
         let full_ms = per_frame_ms(&self.full.ms);
-        let cached_ms = per_frame_ms(&lane.ms);
+        let cached_ms = per_frame_ms(ms);
         let tract_ms = self.tract_ms.map(per_frame_ms);
-        let stats = &lane.stats[..self.done];
-        let fid = &lane.fidelity[..self.done];
+        let stats = &stats[..self.done];
+        let fid = &fid[..self.done];
         let hits: Vec<f64> = stats[warm.clone()].iter().map(FrameStats::input_hit_rate).collect();
         let agg = |v: &[f64]| (median(&v[warm.clone()]), percentile(&v[warm.clone()], 0.9));
         let (ms_full_median, ms_full_p90) = agg(&full_ms);
@@ -272,6 +404,11 @@ impl Summary<'_> {
             (!v.is_empty()).then(|| mean(&v))
         };
         let ious: Vec<f64> = fid[warm.clone()].iter().filter_map(|f| f.iou).collect();
+        let opt_mean = |f: &dyn Fn(&Fidelity) -> Option<f64>| -> Option<f64> {
+            let v: Vec<f64> = fid[warm.clone()].iter().filter_map(f).collect();
+            (!v.is_empty()).then(|| mean(&v))
+        };
+        let (ms_full_mean, ms_mean) = (mean(&full_ms[warm.clone()]), mean(&cached_ms[warm.clone()]));
 
         let plan = &self.model.plan;
         let graph = plan.graph();
@@ -294,14 +431,14 @@ impl Summary<'_> {
         let accuracy = self.reference.filter(|_| self.model.task() == Task::Classify).and_then(|r| {
             let labelled: Vec<(usize, usize)> =
                 warm.clone().filter_map(|i| r.expected(&self.clip.frame_name(i)).map(|c| (i, c))).collect();
-            let rate = |l: &Lane| {
-                labelled.iter().filter(|&&(i, c)| l.fidelity[i].top1 == Some(c)).count() as f64 / labelled.len() as f64
+            let rate = |f: &[Fidelity]| {
+                labelled.iter().filter(|&&(i, c)| f[i].top1 == Some(c)).count() as f64 / labelled.len() as f64
             };
             (!labelled.is_empty()).then(|| Accuracy {
                 source: r.label(),
                 frames: labelled.len(),
-                top1_full: rate(self.full),
-                top1_cached: rate(lane),
+                top1_full: rate(&self.full.fidelity),
+                top1_cached: rate(fid),
             })
         });
         let per_frame = (0..self.done)
@@ -315,7 +452,12 @@ impl Summary<'_> {
                 ms_ort: None,
                 max_abs_error: fid[i].max_abs,
                 top1_agree: fid[i].top1_agree,
+                top5_overlap: fid[i].top5_overlap,
+                kl: fid[i].kl,
                 mask_iou: fid[i].iou,
+                mask_cover: fid[i].cover,
+                computed: stats[i].macs_executed > 0 || stats[i].reset.is_some(),
+                dense: stats[i].reset.map(|r| format!("{r:?}")),
             })
             .collect();
         RunRecord {
@@ -323,7 +465,7 @@ impl Summary<'_> {
             model_path: self.model.path.display().to_string(),
             clip: self.clip.name.clone(),
             clip_path: self.clip.path.display().to_string(),
-            mode: lane.mode.to_string(),
+            mode: mode.to_owned(),
             task: format!("{:?}", self.model.task()).to_lowercase(),
             frames: self.done,
             input_hit_rate_mean: mean(&hits),
@@ -339,9 +481,17 @@ impl Summary<'_> {
             ms_tract_median: tract.map(|t| t.0),
             ms_tract_p90: tract.map(|t| t.1),
             speedup_vs_full: ms_full_median / ms_cached_median,
+            ms_full_mean,
+            ms_mean,
+            ms_max: cached_ms[warm.clone()].iter().copied().fold(0.0, f64::max),
+            speedup_mean: ms_full_mean / ms_mean,
             speedup_vs_tract: tract.map(|t| t.0 / ms_cached_median),
             top1_agreement: fraction(&|f| f.top1_agree),
             mask_iou_mean: (!ious.is_empty()).then(|| mean(&ious)),
+            mask_iou_p10: (!ious.is_empty()).then(|| percentile(&ious, 0.1)),
+            mask_cover: opt_mean(&|f| f.cover),
+            top5_overlap: opt_mean(&|f| f.top5_overlap),
+            kl_mean: opt_mean(&|f| f.kl),
             max_abs_error: fid[warm.clone()].iter().map(|f| f.max_abs).fold(0.0, f64::max),
             mean_abs_error: mean(&fid[warm.clone()].iter().map(|f| f.mean_abs).collect::<Vec<_>>()),
             tract_max_abs_diff: self.tract_diff,

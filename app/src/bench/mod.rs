@@ -21,6 +21,11 @@ use crate::baseline::{self, TractModel};
 use crate::clip::Clip;
 use crate::model::Model;
 
+/// What `framecache bench` measures unless told otherwise: the default mode, exact mode (the
+/// correctness reference), the other approximate presets, and the baselines to beat.
+pub const DEFAULT_BENCH_MODES: &str =
+    "full,exact,threshold=8,block-threshold=8,delta=8,block-delta=8,skip=2,skip=3,skip=4,skip=8,gate=2";
+
 /// Peer runtimes timed on the same frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Baseline {
@@ -46,11 +51,14 @@ pub struct BenchArgs {
     /// what sharing its backbone saves, cached vs full and per-head fidelity on the same clips.
     #[arg(long = "bundle")]
     pub bundles: Vec<PathBuf>,
-    /// Comma-separated modes: full, exact, threshold=N, mean-threshold=N, delta=N (grey
-    /// levels, 0-255; delta also holds back node outputs that moved less than N/255 of the
-    /// node's RMS).
-    /// Engine-full is always measured, as the reference.
-    #[arg(long, value_delimiter = ',', default_value = "full,exact,threshold=4,threshold=8")]
+    /// Comma-separated modes: full, exact, threshold=N, mean-threshold=N, block-threshold=N,
+    /// delta=N, block-delta=N (grey levels, 0-255; the delta presets also hold back node
+    /// outputs that moved less than N/255 of the node's RMS), and the baselines skip=N (full
+    /// inference every Nth frame, the last result held in between) and gate=T (full inference
+    /// when the frame's mean absolute difference from the last computed one exceeds T grey
+    /// levels). Engine-full is always measured, as the reference, and so is the noise floor
+    /// (engine-full against itself one frame earlier).
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_BENCH_MODES)]
     pub mode: Vec<BenchMode>,
     #[command(flatten)]
     pub engine: crate::cli::EngineArgs,
@@ -97,13 +105,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         });
     }
-    let report = match &args.replot {
+    let mut report: Report = match &args.replot {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             serde_json::from_str(&text).with_context(|| format!("{} is not a bench report", path.display()))?
         }
         None => bench(&args, &stop)?,
     };
+    report.verdicts = report::verdicts(&report.runs);
     let md = report::markdown(&report);
     println!("{md}");
     if let Some(json) = &args.json {
@@ -151,8 +160,7 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         repeat: args.repeat as usize,
         warmup: args.warmup,
         refresh: args.engine.refresh,
-        search_range: args.engine.search_range,
-        motion_align: args.engine.motion_align,
+        bypass: !args.engine.no_bypass,
     };
     let mut report = Report {
         tool: "framecache bench".into(),
@@ -166,12 +174,14 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         options: Options {
             tile: args.engine.tile,
             refresh: args.engine.refresh,
+            bypass: opts.bypass,
             threads,
             repeat: opts.repeat,
             warmup: args.warmup,
             baselines: args.baseline.iter().map(|b| format!("{b:?}").to_lowercase()).collect(),
             aggregation: "Aggregates cover frames 2..N (frame 1 is a cold start); times are per-frame medians \
-                          over repeats, then the median and p90 over frames; speedups are ratios of medians."
+                          over repeats, then the mean (throughput), median, p90 and max over frames; × full (mean) \
+                          is mean ms of engine-full ÷ mean ms of the mode, both from this run."
                 .into(),
         },
         ..Default::default()
@@ -290,7 +300,7 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
     for path in &args.bundles {
         for mode in args.mode.iter().filter_map(|m| match m {
             BenchMode::Cached(m) => Some(*m),
-            BenchMode::Full => None,
+            _ => None,
         }) {
             if stop.load(Ordering::SeqCst) {
                 report.interrupted = true;

@@ -8,7 +8,8 @@ use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use super::report::{FrameRecord, Report, RunRecord};
+use super::measure::NOISE_FLOOR;
+use super::report::{is_cached_mode, verdict_fidelity, FrameRecord, Report, RunRecord};
 
 const SIZE: (u32, u32) = (1200, 640);
 
@@ -75,26 +76,22 @@ pub fn render_all(report: &Report, out: &Path) -> Result<Vec<PathBuf>> {
     groups.dedup();
     for (model, clip) in groups {
         let runs: Vec<&RunRecord> = report.runs.iter().filter(|r| r.model == model && r.clip == clip).collect();
-        let cached: Vec<&RunRecord> = runs.iter().copied().filter(|r| r.mode != "full").collect();
+        let cached: Vec<&RunRecord> = runs.iter().copied().filter(|r| is_cached_mode(&r.mode)).collect();
         if !cached.is_empty() {
             let path = out.join(file_name(&["nodes", model, clip]));
             node_hit_rates(&path, model, clip, &cached)?;
             files.push(path);
         }
         let path = out.join(file_name(&["timeline", model, clip]));
-        timeline(&path, model, clip, &runs)?;
+        let timed: Vec<&RunRecord> = runs.iter().copied().filter(|r| r.mode != NOISE_FLOOR).collect();
+        timeline(&path, model, clip, &timed)?;
         files.push(path);
     }
-    let mut models: Vec<&str> = report.runs.iter().map(|r| r.model.as_str()).collect();
-    models.sort();
-    models.dedup();
-    for model in models {
-        let runs: Vec<&RunRecord> = report.runs.iter().filter(|r| r.model == model && r.mode != "full").collect();
-        if runs.iter().any(|r| fidelity(r).is_some()) {
-            let path = out.join(file_name(&["tradeoff", model]));
-            tradeoff(&path, model, &runs)?;
-            files.push(path);
-        }
+    for (model, clip) in pareto_groups(report) {
+        let runs: Vec<&RunRecord> = report.runs.iter().filter(|r| r.model == model && r.clip == clip).collect();
+        let path = out.join(file_name(&["pareto", model, clip]));
+        pareto(&path, model, clip, &runs)?;
+        files.push(path);
     }
     Ok(files)
 }
@@ -208,60 +205,98 @@ fn timeline(path: &Path, model: &str, clip: &str, runs: &[&RunRecord]) -> Result
     })
 }
 
-/// Top-1 agreement or mask IoU against engine-full, whichever the task has.
-fn fidelity(r: &RunRecord) -> Option<f64> {
-    r.top1_agreement.or(r.mask_iou_mean)
+/// The (model, clip) pairs that have a fidelity to plot.
+fn pareto_groups(report: &Report) -> Vec<(&str, &str)> {
+    let mut groups: Vec<(&str, &str)> = report
+        .runs
+        .iter()
+        .filter(|r| verdict_fidelity(r).is_some())
+        .map(|r| (r.model.as_str(), r.clip.as_str()))
+        .collect();
+    groups.dedup();
+    groups
 }
 
-/// Speedup over engine-full against fidelity, one line per clip through its modes.
-fn tradeoff(path: &Path, model: &str, runs: &[&RunRecord]) -> Result<()> {
+/// The speed–fidelity plane of one (model, clip): every cached mode and every baseline at
+/// (mean speedup over engine-full, fidelity), the frontier of the cached modes, and the noise
+/// floor (engine-full against its own previous frame) as a dashed line.
+fn pareto(path: &Path, model: &str, clip: &str, runs: &[&RunRecord]) -> Result<()> {
     save(path, |root| {
         let metric = if runs.iter().any(|r| r.top1_agreement.is_some()) { "top-1 agreement" } else { "mask IoU" };
-        let lo = runs.iter().filter_map(|r| fidelity(r)).fold(1.0f64, f64::min);
-        let x0 = (lo - 0.05).clamp(0.0, 0.95);
-        let y1 = runs.iter().map(|r| r.speedup_vs_full).fold(1.0f64, f64::max) * 1.1;
+        let points: Vec<(&RunRecord, f64)> =
+            runs.iter().filter(|r| r.mode != "full").filter_map(|r| verdict_fidelity(r).map(|f| (*r, f))).collect();
+        let lo = points.iter().map(|p| p.1).fold(1.0f64, f64::min);
+        let y0 = (lo - 0.05).clamp(0.0, 0.95);
+        let x1 = points.iter().map(|p| p.0.speedup_mean).filter(|v| v.is_finite()).fold(1.0f64, f64::max) * 1.15;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("{model}: speedup vs fidelity across modes"), ("sans-serif", 26))
+            .caption(format!("{model} on {clip}: speed vs fidelity"), ("sans-serif", 24))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(x0..1.01f64, 0f64..y1)?;
+            .build_cartesian_2d(0f64..x1, y0..1.01f64)?;
         chart
             .configure_mesh()
-            .x_desc(format!("{metric} with engine full"))
-            .y_desc("speedup over engine full (median ms)")
-            .x_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
+            .x_desc("speedup over engine full (mean ms per frame, same run)")
+            .y_desc(format!("{metric} with engine full"))
+            .y_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
             .draw()?;
-        let mut clips: Vec<&str> = runs.iter().map(|r| r.clip.as_str()).collect();
-        clips.dedup();
-        for (k, clip) in clips.iter().enumerate() {
-            let c = color(k);
-            let points: Vec<(f64, f64)> = runs
-                .iter()
-                .filter(|r| r.clip == *clip)
-                .filter_map(|r| fidelity(r).map(|f| (f, r.speedup_vs_full)))
-                .collect();
-            chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, c.filled())))?;
+        let kinds: [(&str, fn(&str) -> bool, RGBColor); 4] = [
+            ("cache", |m| !m.starts_with("skip=") && !m.starts_with("gate=") && m != NOISE_FLOOR, color(0)),
+            ("skip-N", |m| m.starts_with("skip="), color(1)),
+            ("gate", |m| m.starts_with("gate="), color(2)),
+            ("noise floor", |m| m == NOISE_FLOOR, color(3)),
+        ];
+        for (name, is, c) in kinds {
+            let mut these: Vec<(f64, f64)> =
+                points.iter().filter(|(r, _)| is(&r.mode)).map(|(r, f)| (r.speedup_mean, *f)).collect();
+            if these.is_empty() {
+                continue;
+            }
+            if name == "noise floor" {
+                let f = these[0].1;
+                chart
+                    .draw_series(DashedLineSeries::new(vec![(0.0, f), (x1, f)], 6, 4, c.stroke_width(2)))?
+                    .label(format!("noise floor: full(t) vs full(t-1), {:.1}%", 100.0 * f))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                continue;
+            }
+            these.sort_by(|a, b| a.0.total_cmp(&b.0));
             chart
-                .draw_series(LineSeries::new(points, c.stroke_width(2)))?
-                .label(clip.to_string())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                .draw_series(these.iter().map(|&p| Circle::new(p, 5, c.filled())))?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 9, y), 5, c.filled()));
+            if name == "cache" {
+                chart.draw_series(LineSeries::new(frontier(&these), c.stroke_width(2)))?;
+            }
         }
-        for r in runs {
-            if let Some(f) = fidelity(r) {
+        for (r, f) in &points {
+            if r.mode != NOISE_FLOOR {
                 chart.draw_series(std::iter::once(Text::new(
                     r.mode.clone(),
-                    (f, r.speedup_vs_full),
+                    (r.speedup_mean, *f),
                     ("sans-serif", 13).into_font(),
                 )))?;
             }
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()?;
         Ok(())
     })
+}
+
+/// The Pareto frontier of `(speed, fidelity)` points sorted by speed: the points that no other
+/// point beats on both axes, fastest last.
+fn frontier(sorted: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for &p in sorted.iter().rev() {
+        if out.last().is_none_or(|q| p.1 > q.1) {
+            out.push(p);
+        }
+    }
+    out.reverse();
+    out
 }

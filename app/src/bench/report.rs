@@ -21,6 +21,93 @@ pub struct Report {
     /// One markdown report per (bundle, cached mode): see `framecache bundle`.
     #[serde(default)]
     pub bundles: Vec<String>,
+    /// Per (model, clip): does some cached mode dominate skip-N? (See [`verdicts`].)
+    #[serde(default)]
+    pub verdicts: Vec<Verdict>,
+}
+
+/// Whether the cache beats frame skipping on one (model, clip).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Verdict {
+    pub model: String,
+    pub clip: String,
+    /// The fidelity compared: "top-1 agreement" or "mask IoU".
+    pub metric: String,
+    /// Why this pair has no verdict (a mask that covers under 1% of the frame, say).
+    pub excluded: Option<String>,
+    /// One entry per skip-N baseline measured.
+    pub skip: Vec<SkipVerdict>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SkipVerdict {
+    pub n: u32,
+    pub speedup_mean: f64,
+    pub fidelity: f64,
+    /// Some cached mode is at least as fast (mean) and at least as faithful.
+    pub dominates_skip: bool,
+    /// The cached modes that do.
+    pub by: Vec<String>,
+}
+
+/// Masks covering less than this fraction of the frame make IoU meaningless.
+pub const MIN_MASK_COVER: f64 = 0.01;
+
+/// Whether a record is a cached mode of the engine (not engine-full, a baseline or the
+/// noise floor).
+pub fn is_cached_mode(mode: &str) -> bool {
+    mode != "full" && mode != super::measure::NOISE_FLOOR && !mode.starts_with("skip=") && !mode.starts_with("gate=")
+}
+
+/// The fidelity that verdicts compare: top-1 agreement for classifiers, mean mask IoU for
+/// segmenters; `None` for other tasks.
+pub fn verdict_fidelity(r: &RunRecord) -> Option<f64> {
+    r.top1_agreement.or(r.mask_iou_mean)
+}
+
+/// Per (model, clip), for every skip-N: does some cached mode dominate it (mean speedup and
+/// fidelity both at least skip-N's)? Pure: the same runs give the same verdicts.
+pub fn verdicts(runs: &[RunRecord]) -> Vec<Verdict> {
+    let mut groups: Vec<(&str, &str)> = runs.iter().map(|r| (r.model.as_str(), r.clip.as_str())).collect();
+    groups.dedup();
+    let mut out = Vec::new();
+    for (model, clip) in groups {
+        let these: Vec<&RunRecord> = runs.iter().filter(|r| r.model == model && r.clip == clip).collect();
+        let skips: Vec<(u32, &RunRecord)> = these
+            .iter()
+            .filter_map(|r| r.mode.strip_prefix("skip=").and_then(|n| n.parse().ok()).map(|n| (n, *r)))
+            .collect();
+        if skips.is_empty() {
+            continue;
+        }
+        let metric = if these.iter().any(|r| r.top1_agreement.is_some()) { "top-1 agreement" } else { "mask IoU" };
+        let mut v = Verdict { model: model.into(), clip: clip.into(), metric: metric.into(), ..Default::default() };
+        let cover = these.iter().find_map(|r| r.mask_cover);
+        if these.iter().all(|r| verdict_fidelity(r).is_none()) {
+            v.excluded = Some("no fidelity metric for this task".into());
+        } else if let Some(c) = cover.filter(|&c| c < MIN_MASK_COVER) {
+            v.excluded = Some(format!("engine-full's mask covers {:.2}% of the frame (< 1%)", 100.0 * c));
+        } else {
+            for (n, s) in skips {
+                let Some(fs) = verdict_fidelity(s) else { continue };
+                let by: Vec<String> = these
+                    .iter()
+                    .filter(|r| is_cached_mode(&r.mode))
+                    .filter(|r| r.speedup_mean >= s.speedup_mean && verdict_fidelity(r).is_some_and(|f| f >= fs))
+                    .map(|r| r.mode.clone())
+                    .collect();
+                v.skip.push(SkipVerdict {
+                    n,
+                    speedup_mean: s.speedup_mean,
+                    fidelity: fs,
+                    dominates_skip: !by.is_empty(),
+                    by,
+                });
+            }
+        }
+        out.push(v);
+    }
+    out
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -36,6 +123,9 @@ pub struct Options {
     pub tile: usize,
     /// Full recomputation every N frames in the cached modes.
     pub refresh: Option<u32>,
+    /// The adaptive bypass of the cached modes (`--no-bypass` turns it off).
+    #[serde(default)]
+    pub bypass: bool,
     pub threads: usize,
     pub repeat: usize,
     pub warmup: usize,
@@ -79,12 +169,37 @@ pub struct RunRecord {
     pub ms_ort_p90: Option<f64>,
     /// `ms_full_median / ms_cached_median`, both from this run.
     pub speedup_vs_full: f64,
+    /// Mean wall time per frame of engine-full and of this mode: the throughput. Skip
+    /// schedules mix cheap and full-cost frames, so their medians mislead; compare means.
+    #[serde(default)]
+    pub ms_full_mean: f64,
+    #[serde(default)]
+    pub ms_mean: f64,
+    /// Slowest frame of this mode (the latency a user sees when reuse does not pay).
+    #[serde(default)]
+    pub ms_max: f64,
+    /// `ms_full_mean / ms_mean`, both from this run.
+    #[serde(default)]
+    pub speedup_mean: f64,
     pub speedup_vs_tract: Option<f64>,
     pub speedup_vs_ort: Option<f64>,
     /// Classifiers: fraction of frames whose top-1 equals engine-full's.
     pub top1_agreement: Option<f64>,
     /// Segmenters: mean IoU of the thresholded masks against engine-full's.
     pub mask_iou_mean: Option<f64>,
+    /// Segmenters: the worst decile of the per-frame IoU.
+    #[serde(default)]
+    pub mask_iou_p10: Option<f64>,
+    /// Segmenters: mean fraction of the frame in engine-full's mask. Under 1% the IoU means
+    /// nothing, and the clip is left out of the mask verdict.
+    #[serde(default)]
+    pub mask_cover: Option<f64>,
+    /// Classifiers: mean |top-5 ∩ full's top-5| / 5.
+    #[serde(default)]
+    pub top5_overlap: Option<f64>,
+    /// Classifiers: mean KL(full ‖ this) of the softmax outputs, nats.
+    #[serde(default)]
+    pub kl_mean: Option<f64>,
     /// Largest |cached − full| over every output value of every frame.
     pub max_abs_error: f64,
     /// Mean |cached − full| over every output value, averaged over frames.
@@ -149,7 +264,20 @@ pub struct FrameRecord {
     pub ms_ort: Option<f64>,
     pub max_abs_error: f64,
     pub top1_agree: Option<bool>,
+    #[serde(default)]
+    pub top5_overlap: Option<f64>,
+    #[serde(default)]
+    pub kl: Option<f64>,
     pub mask_iou: Option<f64>,
+    #[serde(default)]
+    pub mask_cover: Option<f64>,
+    /// Why this frame was computed densely, if it was (`Cold`, `Bypass`, `Refresh`, `Full`).
+    #[serde(default)]
+    pub dense: Option<String>,
+    /// Whether this frame recomputed anything (false: nothing changed, or a skip or gate
+    /// baseline held the last result).
+    #[serde(default)]
+    pub computed: bool,
 }
 
 /// Nearest-rank percentile of unsorted values (`q` in [0, 1]); 0 for no values.
@@ -183,11 +311,21 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "–".into(), f)
 }
 
-/// Fidelity in one cell: top-1 agreement, mask IoU, or the max error.
+/// Fidelity in one cell: top-1 agreement, top-5 overlap and KL; mask IoU (worst decile) and
+/// cover; or the max error.
 fn fidelity(r: &RunRecord) -> String {
     match (r.top1_agreement, r.mask_iou_mean) {
-        (Some(t), _) => format!("top-1 {:.1}%", 100.0 * t),
-        (None, Some(iou)) => format!("IoU {iou:.3}"),
+        (Some(t), _) => format!(
+            "top-1 {:.1}%, top-5 {:.2}, KL {:.3}",
+            100.0 * t,
+            r.top5_overlap.unwrap_or(0.0),
+            r.kl_mean.unwrap_or(0.0)
+        ),
+        (None, Some(iou)) => format!(
+            "IoU {iou:.3} (p10 {:.3}), cover {:.1}%",
+            r.mask_iou_p10.unwrap_or(0.0),
+            100.0 * r.mask_cover.unwrap_or(0.0)
+        ),
         _ => format!("max err {:.2e}", r.max_abs_error),
     }
 }
@@ -198,19 +336,20 @@ pub fn markdown(report: &Report) -> String {
     let ort = report.runs.iter().any(|r| r.ms_ort_median.is_some());
     let _ = writeln!(
         s,
-        "framecache bench: {} CPUs ({}), {} thread(s), tile {}, refresh {}, {} repeat(s), {} warm-up frame(s). {}\n",
+        "framecache bench: {} CPUs ({}), {} thread(s), tile {}, refresh {}, adaptive bypass {}, {} repeat(s), {} warm-up frame(s). {}\n",
         report.machine.cpus,
         report.machine.simd,
         report.options.threads,
         report.options.tile,
         report.options.refresh.map_or_else(|| "never".to_owned(), |n| format!("every {n} frames")),
+        if report.options.bypass { "on" } else { "off" },
         report.options.repeat,
         report.options.warmup,
         report.options.aggregation
     );
     let _ = write!(
         s,
-        "| model | clip | mode | frames | input hit mean (p10/p50/p90) | MAC saving | ms full | ms cached | ms tract |"
+        "| model | clip | mode | frames | input hit mean (p10/p50/p90) | MAC saving | ms full mean | ms mean | × full (mean) | ms median | ms p90 | ms max | ms tract |"
     );
     if ort {
         s.push_str(" ms ORT |");
@@ -219,7 +358,7 @@ pub fn markdown(report: &Report) -> String {
     if ort {
         s.push_str(" × ORT |");
     }
-    s.push_str(" fidelity vs full | max abs err | mean abs err |\n|---|---|---|---:|---|---:|---:|---:|---:|");
+    s.push_str(" fidelity vs full | max abs err | mean abs err |\n|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     if ort {
         s.push_str("---:|");
     }
@@ -231,7 +370,7 @@ pub fn markdown(report: &Report) -> String {
     for r in &report.runs {
         let _ = write!(
             s,
-            "| {} | {} | {} | {} | {:.1}% ({:.0}/{:.0}/{:.0}) | {:.1}% | {:.2} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {:.1}% ({:.0}/{:.0}/{:.0}) | {:.1}% | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} | {:.2} | {} |",
             r.model,
             r.clip,
             r.mode,
@@ -241,8 +380,12 @@ pub fn markdown(report: &Report) -> String {
             100.0 * r.input_hit_rate_p50,
             100.0 * r.input_hit_rate_p90,
             100.0 * r.mac_saving,
-            r.ms_full_median,
+            r.ms_full_mean,
+            r.ms_mean,
+            r.speedup_mean,
             r.ms_cached_median,
+            r.ms_cached_p90,
+            r.ms_max,
             opt(r.ms_tract_median, |v| format!("{v:.2}")),
         );
         if ort {
@@ -253,6 +396,34 @@ pub fn markdown(report: &Report) -> String {
             let _ = write!(s, " {} |", opt(r.speedup_vs_ort, |v| format!("{v:.2}x")));
         }
         let _ = writeln!(s, " {} | {:.2e} | {:.2e} |", fidelity(r), r.max_abs_error, r.mean_abs_error);
+    }
+
+    if !report.verdicts.is_empty() {
+        s.push_str(
+            "\nDoes the cache dominate skip-N (some cached mode at least as fast, by mean time per frame, \
+             and at least as faithful, against engine-full on the same frames)?\n\n",
+        );
+        s.push_str("| model | clip | fidelity | skip-N: × full (mean), fidelity | dominates_skip | by |\n|---|---|---|---|---|---|\n");
+        for v in &report.verdicts {
+            if let Some(why) = &v.excluded {
+                let _ = writeln!(s, "| {} | {} | {} | – | no verdict: {why} | |", v.model, v.clip, v.metric);
+                continue;
+            }
+            for k in &v.skip {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | skip-{}: {:.2}x, {:.3} | {} | {} |",
+                    v.model,
+                    v.clip,
+                    v.metric,
+                    k.n,
+                    k.speedup_mean,
+                    k.fidelity,
+                    k.dominates_skip,
+                    k.by.join(", ")
+                );
+            }
+        }
     }
 
     let with_accuracy: Vec<&RunRecord> = report.runs.iter().filter(|r| r.accuracy.is_some()).collect();
@@ -281,7 +452,7 @@ pub fn markdown(report: &Report) -> String {
     groups.dedup();
     for (model, clip) in groups {
         let runs: Vec<&RunRecord> =
-            report.runs.iter().filter(|r| r.model == model && r.clip == clip && r.mode != "full").collect();
+            report.runs.iter().filter(|r| r.model == model && r.clip == clip && is_cached_mode(&r.mode)).collect();
         let Some(first) = runs.first() else { continue };
         let _ = writeln!(s, "\nHit rate per node, {model} on {clip}:\n");
         s.push_str("| # | node | op | MMACs |");

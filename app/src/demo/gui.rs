@@ -62,7 +62,6 @@ enum ModeKind {
     Exact,
     Threshold,
     Delta,
-    Motion,
 }
 
 /// `--screenshot`: wait for N frames, pause, let the picture settle, shoot, toggle the
@@ -90,6 +89,8 @@ struct DemoApp {
     state: DemoState,
     settings: EngineSettings,
     kind: ModeKind,
+    /// The tile test of the threshold and delta presets (kept from the starting mode).
+    metric: Metric,
     level: f32,
     paused: bool,
     overlay: bool,
@@ -118,11 +119,10 @@ impl DemoApp {
         summary: Arc<Mutex<Option<String>>>,
     ) -> Self {
         pipeline.set_source(source::opener(start.spec.clone(), args.fps));
-        let (kind, level) = match settings.mode {
-            Mode::Exact => (ModeKind::Exact, 8.0),
-            Mode::Threshold { level, .. } => (ModeKind::Threshold, level),
-            Mode::Delta { level } => (ModeKind::Delta, level),
-            Mode::Motion { level } => (ModeKind::Motion, level),
+        let (kind, metric, level) = match settings.mode {
+            Mode::Exact => (ModeKind::Exact, Metric::BlockMean, 8.0),
+            Mode::Threshold { metric, level } => (ModeKind::Threshold, metric, level),
+            Mode::Delta { metric, level } => (ModeKind::Delta, metric, level),
         };
         let screenshot = args.screenshot.clone().map(|path| Screenshot {
             path,
@@ -136,6 +136,7 @@ impl DemoApp {
             state: DemoState::new(start.fallback, start.notice),
             settings,
             kind,
+            metric,
             level,
             paused: false,
             overlay: !args.no_overlay,
@@ -164,9 +165,8 @@ impl DemoApp {
     fn apply_settings(&mut self) {
         self.settings.mode = match self.kind {
             ModeKind::Exact => Mode::Exact,
-            ModeKind::Threshold => Mode::Threshold { metric: Metric::MaxAbs, level: self.level },
-            ModeKind::Delta => Mode::Delta { level: self.level },
-            ModeKind::Motion => Mode::Motion { level: self.level },
+            ModeKind::Threshold => Mode::Threshold { metric: self.metric, level: self.level },
+            ModeKind::Delta => Mode::Delta { metric: self.metric, level: self.level },
         };
         self.pipeline.set_settings(self.settings);
     }
@@ -264,7 +264,6 @@ impl DemoApp {
             ui.selectable_value(&mut self.kind, ModeKind::Exact, "exact");
             ui.selectable_value(&mut self.kind, ModeKind::Threshold, "threshold");
             ui.selectable_value(&mut self.kind, ModeKind::Delta, "delta");
-            ui.selectable_value(&mut self.kind, ModeKind::Motion, "motion");
         });
         ui.add_enabled(
             self.kind != ModeKind::Exact,

@@ -29,8 +29,9 @@ pub struct DemoArgs {
     /// assets/bundles/camera_stream.toml) (default: the bundled MobileNetV2).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// exact, threshold=N or delta=N (grey levels); changeable in the window.
-    #[arg(long, default_value = "exact", value_parser = crate::cli::parse_mode)]
+    /// exact (the correctness reference), threshold=N, block-threshold=N, delta=N or
+    /// block-delta=N (grey levels); changeable in the window.
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_MODE, value_parser = crate::cli::parse_mode)]
     pub mode: Mode,
     /// Tile size (changeable in the window), threads, refresh interval, preprocessing sidecar.
     #[command(flatten)]

@@ -475,6 +475,8 @@ impl Worker {
                     tile: self.settings.tile,
                     threads: self.threads,
                     refresh_interval: self.settings.refresh,
+                    // The live view gets out of the way when reuse does not pay.
+                    bypass: true,
                     ..Default::default()
                 };
                 let running = match &self.model {

@@ -283,7 +283,7 @@ fn session_options(o: &FcOptions) -> Result<SessionOptions> {
             return fail(FcStatus::InvalidArgument, format!("threshold {level} must lie in (0, 255] grey levels"))
         }
         FC_MODE_THRESHOLD => Mode::Threshold { metric: Default::default(), level },
-        FC_MODE_DELTA => Mode::Delta { level },
+        FC_MODE_DELTA => Mode::Delta { metric: Default::default(), level },
         m => return fail(FcStatus::InvalidArgument, format!("mode {m} is not FC_MODE_EXACT, _THRESHOLD or _DELTA")),
     };
     let options = SessionOptions {

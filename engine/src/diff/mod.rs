@@ -5,8 +5,6 @@
 //! accumulate until they cross the threshold instead of drifting away unseen (DeltaCNN,
 //! CBinfer). Values are on the 0–255 pixel scale, after resize/crop, before normalisation.
 
-pub mod motion;
-
 use crate::graph::Shape;
 use crate::reuse::Mask;
 
@@ -18,7 +16,16 @@ pub enum Metric {
     MaxAbs,
     /// Mean absolute difference over the tile's values.
     MeanAbs,
+    /// Largest absolute *signed* mean difference over blocks of
+    /// [`BLOCK`]x[`BLOCK`] pixels and all channels: a low-passed difference. Averaging 12
+    /// values divides independent sensor noise by about 3.5, so noise alone rarely crosses the
+    /// level, while a change of `c` grey levels over a whole block, or an edge of contrast `c`
+    /// moving by one pixel (half a block), still shows as `c` or `c / 2`.
+    BlockMean,
 }
+
+/// Block size of [`Metric::BlockMean`], in pixels.
+pub const BLOCK: usize = 2;
 
 /// The square tiling of a `h x w` input; edge tiles are smaller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +69,10 @@ pub fn dirty_tiles(
     for ty in 0..tiling.rows {
         for tx in 0..tiling.cols {
             let (y0, y1, x0, x1) = tiling.bounds(ty, tx, shape.h, shape.w);
+            if metric == Metric::BlockMean && threshold > 0.0 {
+                out[ty * tiling.cols + tx] = block_mean_max(reference, frame, shape, (y0, y1, x0, x1)) > threshold;
+                continue;
+            }
             let (mut max, mut sum) = (0.0f32, 0.0f32);
             let mut differs = false;
             for y in y0..y1 {
@@ -86,10 +97,39 @@ pub fn dirty_tiles(
                     _ if threshold == 0.0 => false,
                     Metric::MaxAbs => max > threshold,
                     Metric::MeanAbs => sum / n > threshold,
+                    Metric::BlockMean => unreachable!("handled above"),
                 };
         }
     }
     out
+}
+
+/// Largest |mean of `frame − reference`| over the [`BLOCK`]-pixel blocks (all channels) of the
+/// region `(y0, y1, x0, x1)`; edge blocks are smaller.
+fn block_mean_max(
+    reference: &[f32],
+    frame: &[f32],
+    shape: Shape,
+    (y0, y1, x0, x1): (usize, usize, usize, usize),
+) -> f32 {
+    let c = shape.c;
+    let mut max = 0.0f32;
+    let mut sums = vec![0.0f32; (x1 - x0).div_ceil(BLOCK)];
+    for by in (y0..y1).step_by(BLOCK) {
+        let rows = by..(by + BLOCK).min(y1);
+        sums.fill(0.0);
+        for y in rows.clone() {
+            let at = (y * shape.w + x0) * c..(y * shape.w + x1) * c;
+            for (k, (p, q)) in reference[at.clone()].iter().zip(&frame[at]).enumerate() {
+                sums[k / (BLOCK * c)] += q - p;
+            }
+        }
+        for (b, sum) in sums.iter().enumerate() {
+            let cols = (x1 - x0 - b * BLOCK).min(BLOCK);
+            max = max.max(sum.abs() / (rows.len() * cols * c) as f32);
+        }
+    }
+    max
 }
 
 /// Expands a tile map to a pixel mask over the `h x w` input.
@@ -123,6 +163,31 @@ mod tests {
         // Mean over 4 values: 20/4 = 5 > 4, 2/4 = 0.5.
         assert_eq!(dirty_tiles(&a, &b, shape, t, Metric::MeanAbs, 4.0), vec![false, false, false, true]);
         assert_eq!(dirty_tiles(&a, &b, shape, t, Metric::MeanAbs, 5.0), vec![false; 4]);
+    }
+
+    #[test]
+    fn block_means_ignore_zero_mean_noise_and_see_shifts_and_small_objects() {
+        let shape = Shape::new(8, 8, 3);
+        let t = Tiling::new(8, 8, 4);
+        let a = vec![100.0; shape.len()];
+        // +-9 grey levels alternating per value: max-abs sees it, block means do not.
+        let noisy: Vec<f32> = a.iter().enumerate().map(|(i, v)| v + if i % 2 == 0 { 9.0 } else { -9.0 }).collect();
+        assert_eq!(dirty_tiles(&a, &noisy, shape, t, Metric::MaxAbs, 8.0), vec![true; 4]);
+        assert_eq!(dirty_tiles(&a, &noisy, shape, t, Metric::BlockMean, 8.0), vec![false; 4]);
+        // One 2x2 object of +20 at pixels (5..7, 1..3): tile (1, 0) only.
+        let mut obj = a.clone();
+        for y in 5..7 {
+            for x in 1..3 {
+                for ch in 0..3 {
+                    obj[(y * 8 + x) * 3 + ch] += 20.0;
+                }
+            }
+        }
+        assert_eq!(dirty_tiles(&a, &obj, shape, t, Metric::BlockMean, 8.0), vec![false, false, true, false]);
+        // A vertical edge (0 | 60 at x = 4) moved one pixel left: half of a block changes by 60.
+        let edge =
+            |at: usize| -> Vec<f32> { (0..shape.len()).map(|i| if (i / 3) % 8 >= at { 60.0 } else { 0.0 }).collect() };
+        assert_eq!(dirty_tiles(&edge(4), &edge(3), shape, t, Metric::BlockMean, 8.0), vec![true, false, true, false]);
     }
 
     #[test]

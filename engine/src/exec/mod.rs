@@ -9,8 +9,6 @@ mod options;
 mod plan;
 mod session;
 
-pub use options::{
-    Mode, SessionOptions, DEFAULT_DENSE_CROSSOVER, DEFAULT_MOTION_ALIGN, DEFAULT_SEARCH_RANGE, DEFAULT_TILE,
-};
+pub use options::{Mode, SessionOptions, DEFAULT_DENSE_CROSSOVER, DEFAULT_MODE, DEFAULT_TILE};
 pub use plan::{HeadPart, Plan};
 pub use session::{Output, Session};

@@ -8,76 +8,76 @@ pub const DEFAULT_TILE: usize = 16;
 /// (measured; see README "Dense crossover").
 pub const DEFAULT_DENSE_CROSSOVER: f64 = 0.9;
 
-const EXPECTED: &str = "expected exact, threshold=N, mean-threshold=N, delta=N or motion=N";
+const EXPECTED: &str = "expected exact, threshold=N, mean-threshold=N, block-threshold=N, delta=N or block-delta=N";
 
-/// Default block-matching range in input pixels (`--search-range`).
-pub const DEFAULT_SEARCH_RANGE: usize = 16;
+/// The mode the app starts in (`framecache run`, `bench`, `demo`): the approximate preset that
+/// dominated on the static clips while the adaptive bypass keeps it out of the way elsewhere
+/// (docs/results-reuse.md: how it was chosen). The library's own default stays `Exact`.
+pub const DEFAULT_MODE: Mode = Mode::Threshold { metric: Metric::BlockMean, level: 8.0 };
 
-/// Default grid of motion vectors in input pixels (`--motion-align`): vectors that are
-/// multiples of 8 stay usable down to the stride-8 layers.
-pub const DEFAULT_MOTION_ALIGN: usize = 8;
-
-/// Change detection mode.
+/// What a session reuses, as a user-facing preset. Two orthogonal parts sit under it: the
+/// input tile test (a [`Metric`] and a level in grey levels) and, for the delta presets, the
+/// per-node change gates. Every preset runs through the same node loop.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
     /// A tile is reused only if it is bit-identical to its reference. Cached results equal
     /// full inference.
     Exact,
     /// A tile is reused while its difference to its reference, in grey levels (0–255), stays
-    /// at or below `level`.
+    /// at or below `level`. Nodes with a single output position (global pools, dense layers,
+    /// the squeeze-and-excitation vectors that scale whole maps) pass their output on only when
+    /// some channel moved by more than `level / 255` times its scale, as in `Delta`: otherwise
+    /// one changed tile anywhere would make every map they scale dirty.
     Threshold { metric: Metric, level: f32 },
-    /// Input tiles as in `Threshold` (max-abs, `level` grey levels), and per node
-    /// (DeltaCNN-style): a recomputed output position is passed on to the node's consumers only
-    /// when some channel moved by more than `level / 255` times the node's activation scale
-    /// (the root mean square of its output at the last full computation). Otherwise the cached
-    /// value is kept, so sub-threshold changes accumulate until they cross the threshold and
-    /// the error stays bounded per node. (Scaling by max − min instead saved more but lost
-    /// fidelity: coin clip, MobileNetV2, delta=4: 20% top-1 agreement vs 83% with RMS.)
-    Delta { level: f32 },
-    /// Input tiles as in `Threshold` (max-abs, `level` grey levels); a changed tile is then
-    /// searched for in its reference (block matching within `SessionOptions::search_range`,
-    /// vectors on a grid of `SessionOptions::motion_align` pixels, accepted when no value of
-    /// the moved reference differs by more than `level`, as a clean tile). Matched tiles and every node position whose
-    /// inputs moved by one stride-aligned vector copy the cached activations from the shifted
-    /// place instead of recomputing; see [`crate::reuse::motion`]. Nodes then apply the
-    /// per-node thresholds of `Delta { level }` to what they recompute.
-    Motion { level: f32 },
+    /// Input tiles as in `Threshold`, and per node (DeltaCNN-style): a recomputed output
+    /// position is passed on to the node's consumers only when some channel moved by more than
+    /// `level / 255` times the node's activation scale (the root mean square of its output at
+    /// the last full computation). Otherwise the cached value is kept, so sub-threshold changes
+    /// accumulate until they cross the threshold and the error stays bounded per node.
+    /// (Scaling by max − min instead saved more but lost fidelity: coin clip, MobileNetV2,
+    /// delta=4: 20% top-1 agreement vs 83% with RMS.)
+    Delta { metric: Metric, level: f32 },
 }
 
 impl Mode {
     pub(crate) fn level(self) -> (Metric, f32) {
         match self {
             Mode::Exact => (Metric::MaxAbs, 0.0),
-            Mode::Threshold { metric, level } => (metric, level),
-            Mode::Delta { level } | Mode::Motion { level } => (Metric::MaxAbs, level),
+            Mode::Threshold { metric, level } | Mode::Delta { metric, level } => (metric, level),
         }
     }
 
-    /// The per-node threshold as a fraction of each node's activation scale (delta and motion
-    /// modes).
-    pub(crate) fn node_delta(self) -> Option<f32> {
+    /// The per-node gate threshold as a fraction of each node's activation scale, and which
+    /// nodes are gated: every node with consumers (`true`, delta presets) or only those with
+    /// a single output position (`false`, threshold presets). `None` in exact mode.
+    pub(crate) fn node_delta(self) -> Option<(f32, bool)> {
         match self {
-            Mode::Delta { level } | Mode::Motion { level } => Some(level / 255.0),
-            _ => None,
+            Mode::Exact => None,
+            Mode::Threshold { level, .. } => Some((level / 255.0, false)),
+            Mode::Delta { level, .. } => Some((level / 255.0, true)),
         }
     }
 }
 
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let metric = |m: &Metric| match m {
+            Metric::MaxAbs => "",
+            Metric::MeanAbs => "mean-",
+            Metric::BlockMean => "block-",
+        };
         match self {
             Mode::Exact => write!(f, "exact"),
-            Mode::Threshold { metric: Metric::MaxAbs, level } => write!(f, "threshold={level}"),
-            Mode::Threshold { metric: Metric::MeanAbs, level } => write!(f, "mean-threshold={level}"),
-            Mode::Delta { level } => write!(f, "delta={level}"),
-            Mode::Motion { level } => write!(f, "motion={level}"),
+            Mode::Threshold { metric: m, level } => write!(f, "{}threshold={level}", metric(m)),
+            Mode::Delta { metric: m, level } => write!(f, "{}delta={level}", metric(m)),
         }
     }
 }
 
 impl std::str::FromStr for Mode {
     type Err = Error;
-    /// `exact`, `threshold=N` (max-abs), `mean-threshold=N`, `delta=N` or `motion=N`.
+    /// `exact`, `threshold=N` (max-abs), `mean-threshold=N`, `block-threshold=N`, `delta=N`
+    /// or `block-delta=N`.
     fn from_str(s: &str) -> Result<Self> {
         let bad = |reason: &str| Error::InvalidOption { name: "mode", value: s.to_owned(), reason: reason.to_owned() };
         if s == "exact" {
@@ -88,16 +88,15 @@ impl std::str::FromStr for Mode {
         if !(0.0..=255.0).contains(&level) {
             return Err(bad("the threshold is in grey levels, 0 to 255"));
         }
-        if level == 0.0 {
-            return Ok(Mode::Exact);
-        }
-        match kind {
-            "threshold" => Ok(Mode::Threshold { metric: Metric::MaxAbs, level }),
-            "mean-threshold" => Ok(Mode::Threshold { metric: Metric::MeanAbs, level }),
-            "delta" => Ok(Mode::Delta { level }),
-            "motion" => Ok(Mode::Motion { level }),
-            _ => Err(bad(EXPECTED)),
-        }
+        let mode = match kind {
+            "threshold" => Mode::Threshold { metric: Metric::MaxAbs, level },
+            "mean-threshold" => Mode::Threshold { metric: Metric::MeanAbs, level },
+            "block-threshold" => Mode::Threshold { metric: Metric::BlockMean, level },
+            "delta" => Mode::Delta { metric: Metric::MaxAbs, level },
+            "block-delta" => Mode::Delta { metric: Metric::BlockMean, level },
+            _ => return Err(bad(EXPECTED)),
+        };
+        Ok(if level == 0.0 { Mode::Exact } else { mode })
     }
 }
 
@@ -113,10 +112,11 @@ pub struct SessionOptions {
     pub dense_crossover: f64,
     /// Worker threads (`None`: all cores).
     pub threads: Option<usize>,
-    /// Motion mode: largest vector component searched, in input pixels.
-    pub search_range: usize,
-    /// Motion mode: vectors are multiples of this many input pixels.
-    pub motion_align: usize,
+    /// Adaptive bypass: when a cached frame costs more than a dense one (both measured in
+    /// this session), compute the next frames densely, backing off exponentially; see
+    /// [`super::Session`]. Off by default: decisions from wall time are not repeatable, and
+    /// the library's default is the deterministic correctness reference; the app turns it on.
+    pub bypass: bool,
 }
 
 impl Default for SessionOptions {
@@ -127,8 +127,7 @@ impl Default for SessionOptions {
             refresh_interval: None,
             dense_crossover: DEFAULT_DENSE_CROSSOVER,
             threads: None,
-            search_range: DEFAULT_SEARCH_RANGE,
-            motion_align: DEFAULT_MOTION_ALIGN,
+            bypass: false,
         }
     }
 }
@@ -155,20 +154,6 @@ impl SessionOptions {
                 name: "threads",
                 value: "0".into(),
                 reason: "at least one thread".into(),
-            });
-        }
-        if !(1..=64).contains(&self.motion_align) {
-            return Err(Error::InvalidOption {
-                name: "motion_align",
-                value: self.motion_align.to_string(),
-                reason: "must be 1 to 64 input pixels".into(),
-            });
-        }
-        if self.search_range > 256 {
-            return Err(Error::InvalidOption {
-                name: "search_range",
-                value: self.search_range.to_string(),
-                reason: "at most 256 input pixels".into(),
             });
         }
         if self.refresh_interval == Some(0) {

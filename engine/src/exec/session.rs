@@ -3,20 +3,73 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::options::{Mode, SessionOptions};
+use super::options::SessionOptions;
 use super::plan::Plan;
-use crate::diff::motion::{self, Search, TileMotion};
 use crate::diff::{self, Tiling};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::graph::Shape;
 use crate::kernels::{self, In, OutBuf};
-use crate::reuse::motion::{self as motion_labels, Label, Labels};
 use crate::reuse::{self, Mask, Rect};
 use crate::stats::{FrameStats, HeadStats, HeadStatus, NodeStats, Reset, StageTimes};
 
 /// Below this many MACs a node runs on the calling thread: forking costs more than it saves.
 const MIN_PARALLEL_MACS: u64 = 150_000;
+
+thread_local! {
+    /// Kernel scratch of each pool worker, kept across tasks and frames (see `Session::scratch`).
+    static POOL_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Adaptive bypass: the longest run of dense frames after a cached frame that did not pay.
+const MAX_BYPASS: u32 = 16;
+/// Adaptive bypass: the dense cost is measured again after this many frames without a dense one.
+const PROBE_INTERVAL: u32 = 64;
+
+/// The adaptive bypass (see [`Session`]): what a dense frame costs in this session, and how
+/// many of the next frames are computed densely.
+#[derive(Clone, Debug, Default)]
+struct Bypass {
+    /// Running mean (halving weights) of the wall time of dense frames.
+    dense_ms: Option<f64>,
+    /// Dense frames still to run.
+    left: u32,
+    /// The length of the next dense run, doubled each time a cached frame does not pay.
+    backoff: u32,
+    /// Frames since the last dense one.
+    since_dense: u32,
+}
+
+impl Bypass {
+    fn due(&self) -> bool {
+        self.left > 0 || self.dense_ms.is_none() || self.since_dense >= PROBE_INTERVAL
+    }
+
+    /// Records one frame's wall time, with the reason it was dense if it was.
+    fn record(&mut self, reset: Option<Reset>, ms: f64) {
+        match reset {
+            // A cold frame pays for first allocations and cold caches: not a dense frame's cost.
+            Some(Reset::Cold) => self.since_dense = 0,
+            Some(r) => {
+                self.dense_ms = Some(self.dense_ms.map_or(ms, |d| 0.5 * (d + ms)));
+                self.since_dense = 0;
+                if r == Reset::Bypass {
+                    self.left = self.left.saturating_sub(1);
+                }
+            }
+            None => {
+                self.since_dense += 1;
+                match self.dense_ms {
+                    Some(d) if ms > d => {
+                        self.backoff = (self.backoff * 2).clamp(1, MAX_BYPASS);
+                        self.left = self.backoff;
+                    }
+                    _ => self.backoff = 0,
+                }
+            }
+        }
+    }
+}
 
 /// A graph output in the layout the ONNX model declares (NCHW, `[1, C]`, or a reshaped view).
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +80,21 @@ pub struct Output {
 }
 
 /// One stream's state: cached activations, tile references, statistics.
+///
+/// Every frame goes through one node loop ([`Session::run_nodes`]): input tiles are tested
+/// against their references, the changed positions are propagated node by node, each node
+/// recomputes the rectangles covering them, and in the delta presets passes on only the
+/// positions that moved by more than its gate.
+///
+/// **Adaptive bypass** (`SessionOptions::bypass`): reuse only pays when the bookkeeping costs
+/// less than the work it saves, and no constant says when that is for every model, machine
+/// and scene. So the session measures it. It times dense frames (after the cold one) and every
+/// cached frame; when a cached frame took longer than a dense one, the next frames are computed
+/// densely, 1, 2, 4, … up to 16 of them while cached frames keep not paying (back to 1 as soon
+/// as one pays). The dense cost is first measured on the second frame (the cold one pays for
+/// first allocations and cold caches) and again after 64 frames without a dense one. A dense
+/// frame is a refresh: the cache and the references are rebuilt from it, so it costs full
+/// inference and no more, and fidelity only gains.
 pub struct Session {
     plan: Arc<Plan>,
     options: SessionOptions,
@@ -58,8 +126,10 @@ pub struct Session {
     pending: Vec<Option<Mask>>,
     /// Which heads run on the current frame.
     due: Vec<bool>,
-    /// Motion mode: the reference before matched tiles moved (reused across frames).
-    moved_from: Vec<f32>,
+    bypass: Bypass,
+    /// Kernel scratch (im2col rows) kept across nodes and frames: a fresh large allocation
+    /// per call is fresh pages, and page faults, every frame.
+    scratch: Vec<f32>,
 }
 
 impl Session {
@@ -78,7 +148,10 @@ impl Session {
             None
         };
         let input = plan.graph().input_shape();
-        let acts: Vec<Vec<f32>> = plan.graph().nodes.iter().map(|n| vec![0.0; n.shape.len()]).collect();
+        // Zeros written now (`vec![0.0; n]` would map zero pages lazily), so that page faults
+        // do not land in the first frame, whose time the adaptive bypass takes as what a dense
+        // frame costs.
+        let acts: Vec<Vec<f32>> = plan.graph().nodes.iter().map(|n| touched_zeros(n.shape.len())).collect();
         let fresh = vec![Vec::new(); acts.len()];
         let heads = plan.heads().len();
         let rates = plan.heads().iter().map(|h| h.rate.max(1)).collect();
@@ -88,7 +161,8 @@ impl Session {
             rates,
             pending,
             due: vec![true; heads],
-            moved_from: Vec::new(),
+            bypass: Bypass::default(),
+            scratch: Vec::new(),
             tiling: Tiling::new(input.h, input.w, options.tile),
             plan,
             options,
@@ -152,6 +226,7 @@ impl Session {
     pub fn reset(&mut self) {
         self.last_frame = None;
         self.since_refresh = 0;
+        self.bypass = Bypass::default();
     }
 
     /// Reference path: preprocesses `frame` and recomputes every node in full.
@@ -171,6 +246,7 @@ impl Session {
 
     fn step(&mut self, frame: &Frame<'_>, force_full: bool) -> Result<Vec<Output>> {
         frame.validate()?;
+        let started = Instant::now();
         let plan = Arc::clone(&self.plan);
         let graph = plan.graph();
         let input = graph.input_shape();
@@ -191,6 +267,7 @@ impl Session {
             None => Some(Reset::Cold),
             Some(prev) if prev != size => Some(Reset::FrameSize { from: prev, to: size }),
             Some(_) if refresh_due => Some(Reset::Refresh),
+            Some(_) if self.options.bypass && self.bypass.due() => Some(Reset::Bypass),
             Some(_) => None,
         };
         self.last_frame = Some(size);
@@ -198,21 +275,9 @@ impl Session {
         // Change detection, and the new input written where it changed.
         let t = Instant::now();
         let (metric, level) = self.options.mode.level();
-        let mut tiles = match reset {
+        let tiles = match reset {
             Some(_) => vec![true; self.tiling.len()],
             None => diff::dirty_tiles(&self.reference, &self.current, input, self.tiling, metric, level),
-        };
-        // Motion mode: look for the changed tiles in the reference.
-        let motion = match self.options.mode {
-            Mode::Motion { level } if reset.is_none() => {
-                let search = Search { range: self.options.search_range, align: self.options.motion_align, level };
-                let (m, _) = motion::match_tiles(&self.reference, &self.current, input, self.tiling, &tiles, search);
-                for (d, t) in tiles.iter_mut().zip(&m) {
-                    *d = *t == TileMotion::Dirty;
-                }
-                Some(m)
-            }
-            _ => None,
         };
         times.diff = t.elapsed();
 
@@ -223,9 +288,6 @@ impl Session {
             plan.preprocess().normalize(&self.reference, &mut self.acts[0]);
         } else {
             self.since_refresh += 1;
-            if let Some(m) = &motion {
-                self.write_shifted_tiles(m, input);
-            }
             self.write_dirty_tiles(&tiles, input);
         }
         times.copy = t.elapsed();
@@ -234,22 +296,21 @@ impl Session {
             Some(_) => Mask::full(input.h, input.w),
             None => diff::tile_mask(&tiles, self.tiling, input.h, input.w),
         };
-        let delta = self.options.mode.node_delta().filter(|_| reset.is_none());
-        let shifted_tiles =
-            motion.as_ref().map_or(0, |m| m.iter().filter(|t| matches!(t, TileMotion::Shift { .. })).count());
-        // Motion mode without any matched tile is delta mode.
-        let (nodes, macs_executed) = match (delta, motion) {
-            (_, Some(m)) if shifted_tiles > 0 => self.run_motion(&m, delta, &mut times),
-            (Some(rel), _) => self.run_delta(input_mask, rel, &mut times),
-            (None, _) => self.run_static(input_mask, reset.is_some(), &mut times),
-        };
-        if reset.is_some() && self.options.mode.node_delta().is_some() {
-            self.scales = self.acts.iter().map(|a| rms(a)).collect();
+        let gate = self.options.mode.node_delta().filter(|_| reset.is_none());
+        let (nodes, macs_executed) = self.run_nodes(input_mask, reset.is_some(), gate, &mut times);
+        if let Some((_, all)) = self.options.mode.node_delta().filter(|_| reset.is_some()) {
+            let nodes = &graph.nodes;
+            self.scales = (0..nodes.len())
+                .map(|i| if gated(&plan, i, all) { rms(&self.acts[i], nodes[i].shape.c) } else { 0.0 })
+                .collect();
         }
 
         let t = Instant::now();
         let outputs = self.outputs();
         times.copy += t.elapsed();
+        if self.options.bypass {
+            self.bypass.record(reset, started.elapsed().as_secs_f64() * 1e3);
+        }
 
         let heads = self.head_stats(&nodes);
         self.last = Some(FrameStats {
@@ -258,7 +319,6 @@ impl Session {
             reset,
             tiles: tiles.len(),
             dirty_tiles: tiles.iter().filter(|&&d| d).count(),
-            shifted_tiles,
             tiling: self.tiling,
             dirty: tiles,
             nodes,
@@ -304,69 +364,20 @@ impl Session {
         }
     }
 
-    /// Exact and threshold modes: the masks follow from the input mask alone. `full` computes
-    /// every position of every node, including positions that read no input at all (a
-    /// transposed convolution whose kernel is smaller than its stride leaves such gaps, which
-    /// hold the bias).
-    fn run_static(&mut self, input_mask: Mask, full: bool, times: &mut StageTimes) -> (Vec<NodeStats>, u64) {
-        let t = Instant::now();
-        let plan = Arc::clone(&self.plan);
-        let none = (Vec::new(), false, 0.0);
-        let work: Vec<_> = if full {
-            let nodes = &plan.graph().nodes;
-            (0..nodes.len())
-                .map(|i| {
-                    let s = nodes[i].shape;
-                    if self.active(i) {
-                        (vec![Rect::full(s)], true, 1.0)
-                    } else {
-                        self.pending[i] = Some(Mask::full(s.h, s.w));
-                        none.clone()
-                    }
-                })
-                .collect()
-        } else {
-            let masks = reuse::propagate(plan.graph(), input_mask);
-            masks
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut m)| {
-                    if !self.active(i) {
-                        self.defer(i, &m);
-                        return none.clone();
-                    }
-                    if let Some(p) = self.pending[i].take() {
-                        m.union_with(&p);
-                    }
-                    self.work_for(i, &m)
-                })
-                .collect()
-        };
-        times.propagate = t.elapsed();
-
-        let t = Instant::now();
-        let mut nodes = Vec::with_capacity(work.len());
-        let mut macs_executed = 0;
-        for (i, (rects, dense, frac)) in work.iter().enumerate() {
-            let pixels: usize = rects.iter().map(Rect::area).sum();
-            let macs = pixels as u64 * plan.macs_per_pixel(i);
-            macs_executed += macs;
-            let started = Instant::now();
-            if i > 0 && !rects.is_empty() {
-                self.compute_node(i, rects, macs, false);
-            }
-            let hit_rate = 1.0 - if *dense { 1.0 } else { *frac };
-            let time = started.elapsed();
-            nodes.push(NodeStats { hit_rate, macs, dense: *dense, changed: 1.0 - hit_rate, time });
-        }
-        times.compute = t.elapsed();
-        (nodes, macs_executed)
-    }
-
-    /// Delta mode: node by node, recompute what changed inputs reach, then pass on only the
-    /// positions that moved by more than the node's threshold and keep the cached value of the
-    /// others.
-    fn run_delta(&mut self, input_mask: Mask, rel: f32, times: &mut StageTimes) -> (Vec<NodeStats>, u64) {
+    /// The node loop of every mode. Node by node: the positions to recompute follow from what
+    /// changed in its inputs (`full`: every position, including positions that read no input
+    /// at all, such as the gaps a transposed convolution whose kernel is smaller than its
+    /// stride leaves, which hold the bias); the rectangles covering them are recomputed; with a
+    /// `gate` (approximate presets: a relative threshold, and whether every node is gated or
+    /// only single-position ones), only the positions that moved by more than the node's
+    /// threshold are passed on, and the others keep their cached value.
+    fn run_nodes(
+        &mut self,
+        input_mask: Mask,
+        full: bool,
+        gate: Option<(f32, bool)>,
+        times: &mut StageTimes,
+    ) -> (Vec<NodeStats>, u64) {
         let plan = Arc::clone(&self.plan);
         let graph = plan.graph();
         let mut nodes = Vec::with_capacity(graph.nodes.len());
@@ -374,7 +385,7 @@ impl Session {
         nodes.push(NodeStats {
             hit_rate: 1.0 - input_frac,
             macs: 0,
-            dense: false,
+            dense: full,
             changed: input_frac,
             time: Default::default(),
         });
@@ -383,8 +394,10 @@ impl Session {
         let mut macs_executed = 0;
         for (i, node) in graph.nodes.iter().enumerate().skip(1) {
             let t = Instant::now();
-            let mut m = reuse::propagate_node(graph, node, &changed);
+            let s = node.shape;
+            let mut m = if full { Mask::full(s.h, s.w) } else { reuse::propagate_node(graph, node, &changed) };
             if !self.active(i) {
+                // A skipped head catches up later by recomputing whatever changed meanwhile.
                 self.defer(i, &m);
                 nodes.push(NodeStats { hit_rate: 1.0, macs: 0, dense: false, changed: 0.0, time: Default::default() });
                 changed.push(m);
@@ -394,29 +407,31 @@ impl Session {
             if let Some(p) = self.pending[i].take() {
                 m.union_with(&p);
             }
-            let (rects, dense, frac) = self.work_for(i, &m);
+            let (rects, dense, frac) = if full { (vec![Rect::full(s)], true, 1.0) } else { self.work_for(i, &m) };
             times.propagate += t.elapsed();
 
             let pixels: usize = rects.iter().map(Rect::area).sum();
             let macs = pixels as u64 * plan.macs_per_pixel(i);
             macs_executed += macs;
-            // Nodes that nobody reads are written in place; the others into `fresh[i]`, then
-            // compared with their cached values.
-            let suppress = !rects.is_empty() && plan.has_consumers(i);
+            // Gated nodes compute into `fresh[i]`, then compare with their cached values; the
+            // others (and nodes nobody reads) write in place.
+            let gated = gate.filter(|&(_, all)| !rects.is_empty() && gated(&plan, i, all)).map(|(rel, _)| rel);
             let started = Instant::now();
             if !rects.is_empty() {
-                self.compute_node(i, &rects, macs, suppress);
+                self.compute_node(i, &rects, macs, gated.is_some());
             }
             let time = started.elapsed();
             times.compute += time;
-            let t = Instant::now();
-            let out = if suppress {
-                let threshold = rel * self.scales.get(i).copied().unwrap_or(0.0);
-                self.keep_large_changes(i, &rects, threshold)
-            } else {
-                m
+            let out = match gated {
+                Some(rel) => {
+                    let t = Instant::now();
+                    let threshold = rel * self.scales.get(i).copied().unwrap_or(0.0);
+                    let out = self.keep_large_changes(i, &rects, threshold);
+                    times.copy += t.elapsed();
+                    out
+                }
+                None => m,
             };
-            times.copy += t.elapsed();
             let hit_rate = 1.0 - if dense { 1.0 } else { frac };
             nodes.push(NodeStats { hit_rate, macs, dense, changed: out.fraction(), time });
             changed.push(out);
@@ -457,140 +472,6 @@ impl Session {
             std::mem::swap(cached, fresh);
         }
         out
-    }
-
-    /// Motion mode: every matched tile takes its reference from the shifted place of the old one
-    /// (the cache was computed from that), read from a snapshot so that tiles moving onto each
-    /// other's sources see the old values, and its input tensor is normalised from it.
-    fn write_shifted_tiles(&mut self, motion: &[TileMotion], input: Shape) {
-        if !motion.iter().any(|t| matches!(t, TileMotion::Shift { .. })) {
-            return;
-        }
-        let old_ref = &mut self.moved_from;
-        old_ref.clone_from(&self.reference);
-        let pre = self.plan.preprocess();
-        let c = input.c;
-        for ty in 0..self.tiling.rows {
-            for tx in 0..self.tiling.cols {
-                let TileMotion::Shift { dy, dx } = motion[ty * self.tiling.cols + tx] else { continue };
-                let (y0, y1, x0, x1) = self.tiling.bounds(ty, tx, input.h, input.w);
-                for y in y0..y1 {
-                    // In bounds: the search only accepts sources inside the image.
-                    let sy = (y as i64 - i64::from(dy)) as usize;
-                    let sx0 = (x0 as i64 - i64::from(dx)) as usize;
-                    let dst = (y * input.w + x0) * c..(y * input.w + x1) * c;
-                    let src = (sy * input.w + sx0) * c..(sy * input.w + sx0 + x1 - x0) * c;
-                    self.reference[dst.clone()].copy_from_slice(&old_ref[src]);
-                    pre.normalize(&self.reference[dst.clone()], &mut self.acts[0][dst]);
-                }
-            }
-        }
-    }
-
-    /// Motion mode: labels from the input tiles through the graph; per node, shifted positions
-    /// are copied from a snapshot of the cached output and dirty ones recomputed.
-    fn run_motion(
-        &mut self,
-        tiles: &[TileMotion],
-        delta: Option<f32>,
-        times: &mut StageTimes,
-    ) -> (Vec<NodeStats>, u64) {
-        let t = Instant::now();
-        let plan = Arc::clone(&self.plan);
-        let graph = plan.graph();
-        let input = graph.input_shape();
-        let mut labels = Labels::new(input.h, input.w, Label::Clean);
-        for ty in 0..self.tiling.rows {
-            for tx in 0..self.tiling.cols {
-                let l = match tiles[ty * self.tiling.cols + tx] {
-                    TileMotion::Clean => continue,
-                    TileMotion::Dirty => Label::Dirty,
-                    TileMotion::Shift { dy, dx } => Label::Shift(dy, dx),
-                };
-                let (y0, y1, x0, x1) = self.tiling.bounds(ty, tx, input.h, input.w);
-                for y in y0..y1 {
-                    for x in x0..x1 {
-                        labels.set(y, x, l);
-                    }
-                }
-            }
-        }
-        times.propagate = t.elapsed();
-        let input_changed = (input.pixels() - labels.count(|x| x == Label::Clean)) as f64 / input.pixels() as f64;
-        let mut nodes = vec![NodeStats {
-            hit_rate: 1.0 - labels.count(|x| x == Label::Dirty) as f64 / input.pixels() as f64,
-            macs: 0,
-            dense: false,
-            changed: input_changed,
-            time: Default::default(),
-        }];
-        let mut all = vec![labels];
-        let mut macs_executed = 0;
-        for (i, node) in graph.nodes.iter().enumerate().skip(1) {
-            let t = Instant::now();
-            let mut l = motion_labels::propagate_node(graph, node, &all);
-            times.propagate += t.elapsed();
-            let t = Instant::now();
-            let s = node.shape;
-            let mut dirty = l.dirty();
-            let shifted = l.count(|x| matches!(x, Label::Shift(..)));
-            if !self.active(i) {
-                // A skipped head catches up later by recomputing whatever moved.
-                self.defer(i, &l.mask(|x| x != Label::Clean));
-                nodes.push(NodeStats { hit_rate: 1.0, macs: 0, dense: false, changed: 0.0, time: Default::default() });
-                all.push(l);
-                continue;
-            }
-            if let Some(p) = self.pending[i].take() {
-                dirty.union_with(&p);
-                for y in 0..s.h {
-                    for x in 0..s.w {
-                        if p.get(y, x) {
-                            l.set(y, x, Label::Dirty);
-                        }
-                    }
-                }
-            }
-            if shifted > 0 {
-                shift_in_place(&mut self.acts[i], &mut self.fresh[i], s, &l, &dirty);
-            }
-            times.copy += t.elapsed();
-            let (rects, dense, frac) = self.work_for(i, &dirty);
-            let pixels: usize = rects.iter().map(Rect::area).sum();
-            let macs = pixels as u64 * plan.macs_per_pixel(i);
-            macs_executed += macs;
-            // With node deltas, recomputed positions that moved less than the node's threshold
-            // keep their cached value and become clean for the consumers.
-            let suppress = delta.filter(|_| !rects.is_empty() && plan.has_consumers(i));
-            let started = Instant::now();
-            if !rects.is_empty() {
-                self.compute_node(i, &rects, macs, suppress.is_some());
-            }
-            let time = started.elapsed();
-            times.compute += time;
-            if let Some(rel) = suppress {
-                let t = Instant::now();
-                let threshold = rel * self.scales.get(i).copied().unwrap_or(0.0);
-                let moved = self.keep_large_changes(i, &rects, threshold);
-                for r in &rects {
-                    for y in r.y0..r.y1 {
-                        for x in r.x0..r.x1 {
-                            match (moved.get(y, x), l.get(y, x)) {
-                                (true, _) => l.set(y, x, Label::Dirty),
-                                (false, Label::Dirty) => l.set(y, x, Label::Clean),
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-                times.copy += t.elapsed();
-            }
-            let hit_rate = 1.0 - if dense { 1.0 } else { frac };
-            let changed = (s.pixels() - l.count(|x| x == Label::Clean)) as f64 / s.pixels().max(1) as f64;
-            nodes.push(NodeStats { hit_rate, macs, dense, changed, time });
-            all.push(l);
-        }
-        (nodes, macs_executed)
     }
 
     /// Copies the dirty tiles of the current frame into the reference and the input tensor.
@@ -634,17 +515,19 @@ impl Session {
             Some(pool) if macs >= MIN_PARALLEL_MACS && !node.op.is_global() => {
                 let tasks = split_rows(rects, self.threads * 2);
                 pool.install(|| {
-                    tasks.par_iter().for_each_init(Vec::new, |scratch, r| {
-                        // SAFETY: tasks are disjoint pieces of a disjoint cover.
-                        unsafe { kernels::compute_rect(node, &inputs, &out, *r, scratch) }
+                    tasks.par_iter().for_each(|r| {
+                        POOL_SCRATCH.with_borrow_mut(|scratch| {
+                            // SAFETY: tasks are disjoint pieces of a disjoint cover.
+                            unsafe { kernels::compute_rect(node, &inputs, &out, *r, scratch) }
+                        })
                     })
                 });
             }
             _ => {
-                let mut scratch = Vec::new();
+                let scratch = &mut self.scratch;
                 for r in rects {
                     // SAFETY: disjoint rectangles, computed one after the other.
-                    unsafe { kernels::compute_rect(node, &inputs, &out, *r, &mut scratch) }
+                    unsafe { kernels::compute_rect(node, &inputs, &out, *r, scratch) }
                 }
             }
         }
@@ -665,55 +548,39 @@ impl Session {
     }
 }
 
-/// Copies every position labelled `Shift(dy, dx)` (and not in `dirty`) of `buf` from
-/// `(y - dy, x - dx)` of the values `buf` held before. With one vector in the node the copy
-/// runs in place, against the direction of the vector, so every source is read before it is
-/// overwritten; with several, from a snapshot in `scratch`.
-fn shift_in_place(buf: &mut [f32], scratch: &mut Vec<f32>, s: Shape, l: &Labels, dirty: &Mask) {
-    let mut vectors = l.labels.iter().filter_map(|x| match x {
-        Label::Shift(dy, dx) => Some((*dy, *dx)),
-        _ => None,
-    });
-    let first = vectors.next();
-    let single = first.filter(|v| vectors.all(|w| w == *v));
-    let rows: Vec<usize> = match single {
-        Some((dy, _)) if dy > 0 => (0..s.h).rev().collect(),
-        _ => (0..s.h).collect(),
-    };
-    let cols: Vec<usize> = match single {
-        Some((0, dx)) if dx > 0 => (0..s.w).rev().collect(),
-        _ => (0..s.w).collect(),
-    };
-    if single.is_none() {
-        scratch.clear();
-        scratch.extend_from_slice(buf);
-    }
-    for &y in &rows {
-        for &x in &cols {
-            let Label::Shift(dy, dx) = l.get(y, x) else { continue };
-            if dirty.get(y, x) {
-                continue;
-            }
-            let (sy, sx) = ((y as i64 - i64::from(dy)) as usize, (x as i64 - i64::from(dx)) as usize);
-            debug_assert!(sy < s.h && sx < s.w, "a shifted source outside the cached map");
-            let (d, from) = ((y * s.w + x) * s.c, (sy * s.w + sx) * s.c);
-            if single.is_some() {
-                buf.copy_within(from..from + s.c, d);
-            } else {
-                buf[d..d + s.c].copy_from_slice(&scratch[from..from + s.c]);
-            }
-        }
-    }
-}
-
 fn bad_head(k: usize) -> Error {
     Error::InvalidOption { name: "head", value: k.to_string(), reason: "no such head in this plan".into() }
 }
 
-/// Root mean square of a buffer (0 for an empty one).
-fn rms(a: &[f32]) -> f32 {
-    let sum: f64 = a.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-    (sum / a.len().max(1) as f64).sqrt() as f32
+/// `len` zeros in memory that has been written, not the lazily mapped zero pages of
+/// `vec![0.0; len]`.
+fn touched_zeros(len: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    v.resize(len, 0.0);
+    v
+}
+
+/// Whether node `i` passes on only the positions that moved by more than its gate: every node
+/// with consumers (`all`, delta presets) or only those with a single output position.
+fn gated(plan: &Plan, i: usize, all: bool) -> bool {
+    plan.has_consumers(i) && (all || plan.graph().nodes[i].shape.pixels() == 1)
+}
+
+/// Root mean square of an NHWC buffer with `c` channels (0 for an empty one), over evenly
+/// spaced positions (all their channels), about 16k values in all: a scale, not an exact
+/// statistic, so that taking it after a dense frame costs nothing next to the frame.
+fn rms(a: &[f32], c: usize) -> f32 {
+    let c = c.max(1);
+    let pixels = a.len() / c;
+    let step = (pixels * c).div_ceil(16 * 1024).max(1).min(pixels.max(1));
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for p in (0..pixels).step_by(step) {
+        for &v in &a[p * c..(p + 1) * c] {
+            sum += f64::from(v) * f64::from(v);
+        }
+        n += c;
+    }
+    (sum / n.max(1) as f64).sqrt() as f32
 }
 
 /// Splits rectangles into row bands so that there are about `target` tasks.
@@ -730,4 +597,51 @@ fn split_rows(rects: &[Rect], target: usize) -> Vec<Rect> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bypass state machine on made-up times: dense frames cost 10 ms.
+    #[test]
+    fn bypass_backs_off_exponentially_and_returns_when_reuse_pays() {
+        let mut b = Bypass::default();
+        b.record(Some(Reset::Cold), 30.0);
+        assert!(b.due(), "the second frame measures the dense cost");
+        b.record(Some(Reset::Bypass), 10.0);
+        assert_eq!(b.dense_ms, Some(10.0), "the cold frame is not a dense frame's cost");
+        assert!(!b.due());
+        // Cached frames that pay: never dense.
+        for _ in 0..5 {
+            b.record(None, 4.0);
+            assert!(!b.due());
+        }
+        // Cached frames that do not pay: runs of 1, 2, 4, ... dense frames, at most MAX_BYPASS.
+        let mut runs = Vec::new();
+        for _ in 0..7 {
+            b.record(None, 12.0);
+            let mut n = 0;
+            while b.due() {
+                b.record(Some(Reset::Bypass), 10.0);
+                n += 1;
+            }
+            runs.push(n);
+        }
+        assert_eq!(runs, [1, 2, 4, 8, 16, 16, 16]);
+        // One cached frame that pays resets the back-off.
+        b.record(None, 4.0);
+        b.record(None, 12.0);
+        assert_eq!(b.left, 1);
+        b.record(Some(Reset::Bypass), 10.0);
+        // The dense cost is re-measured after PROBE_INTERVAL frames without a dense one.
+        for _ in 0..PROBE_INTERVAL {
+            assert!(!b.due());
+            b.record(None, 4.0);
+        }
+        assert!(b.due());
+        b.record(Some(Reset::Bypass), 20.0);
+        assert_eq!(b.dense_ms, Some(15.0), "running mean of 10 and 20");
+        assert!(!b.due());
+    }
 }

@@ -158,13 +158,7 @@ pub fn agreement(cached: &Head, full: &Head) -> Option<(&'static str, f64)> {
             Some(("top-1 agreement", f64::from(u8::from(a.first()?.index == b.first()?.index))))
         }
         (Head::Mask { probs: a, threshold, .. }, Head::Mask { probs: b, .. }) if a.len() == b.len() => {
-            let (mut inter, mut union) = (0usize, 0usize);
-            for (&x, &y) in a.iter().zip(b) {
-                let (x, y) = (x >= *threshold, y >= *threshold);
-                inter += usize::from(x && y);
-                union += usize::from(x || y);
-            }
-            Some(("mask IoU", if union == 0 { 1.0 } else { inter as f64 / union as f64 }))
+            Some(("mask IoU", mask_iou(a, b, *threshold).0))
         }
         (Head::Detections { detections: a, .. }, Head::Detections { detections: b, .. }) => {
             let total = a.len() + b.len();
@@ -182,6 +176,21 @@ pub fn agreement(cached: &Head, full: &Head) -> Option<(&'static str, f64)> {
         }
         _ => None,
     }
+}
+
+/// The one mask comparison of every report: IoU of the masks `a > threshold` and
+/// `b > threshold` (1 when both are empty), and the cover of `b` (the fraction of positions in
+/// its mask), which says whether the IoU means anything (under 1%, it does not).
+pub fn mask_iou(a: &[f32], b: &[f32], threshold: f32) -> (f64, f64) {
+    let (mut inter, mut union, mut cover) = (0usize, 0usize, 0usize);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x > threshold, y > threshold);
+        inter += usize::from(x && y);
+        union += usize::from(x || y);
+        cover += usize::from(y);
+    }
+    let iou = if union == 0 { 1.0 } else { inter as f64 / union as f64 };
+    (iou, cover as f64 / b.len().max(1) as f64)
 }
 
 fn sigmoid(x: f32) -> f32 {

@@ -290,22 +290,35 @@ unsafe fn im2col_conv(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scra
 unsafe fn conv_transpose(ct: &ConvTranspose, input: In<'_>, out: &OutBuf, rect: Rect) {
     let w = &ct.window;
     let (ih, iw, cin, cout) = (input.shape.h, input.shape.w, ct.cin, ct.cout);
-    let taps = |o: usize, k: usize, s: usize, d: usize, p: usize, n: usize| {
-        (0..k).filter_map(move |kk| {
-            let t = o as isize + p as isize - (kk * d) as isize;
-            (t >= 0 && t % s as isize == 0 && ((t / s as isize) as usize) < n).then(|| (kk, (t / s as isize) as usize))
-        })
+    // The (kernel offset, input position) pairs that reach output coordinate `o` along one axis.
+    let taps = |o: usize, k: usize, s: usize, d: usize, p: usize, n: usize| -> Vec<(usize, usize)> {
+        (0..k)
+            .filter_map(move |kk| {
+                let t = o as isize + p as isize - (kk * d) as isize;
+                (t >= 0 && t % s as isize == 0 && ((t / s as isize) as usize) < n)
+                    .then(|| (kk, (t / s as isize) as usize))
+            })
+            .collect()
     };
+    // Column taps are the same for every row of the rectangle.
+    let cols: Vec<Vec<(usize, usize)>> =
+        (rect.x0..rect.x1).map(|ox| taps(ox, w.kw, w.sw, w.dw, w.pad[1], iw)).collect();
     for oy in rect.y0..rect.y1 {
+        let rows = taps(oy, w.kh, w.sh, w.dh, w.pad[0], ih);
         // SAFETY: this task's row segment.
         let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
         fill_bias(dst, &ct.bias);
-        for (p, ox) in (rect.x0..rect.x1).enumerate() {
+        for (p, col) in cols.iter().enumerate() {
             let acc = &mut dst[p * cout..(p + 1) * cout];
-            for (ky, iy) in taps(oy, w.kh, w.sh, w.dh, w.pad[0], ih) {
-                for (kx, ix) in taps(ox, w.kw, w.sw, w.dw, w.pad[1], iw) {
+            for &(ky, iy) in &rows {
+                for &(kx, ix) in col {
                     let inp = &input.data[(iy * iw + ix) * cin..][..cin];
                     let wk = &ct.weights[(ky * w.kw + kx) * cin * cout..][..cin * cout];
+                    if cout == 1 {
+                        // One output channel (a mask): weights are contiguous over `ci`.
+                        acc[0] += dot(inp, wk);
+                        continue;
+                    }
                     for (ci, &a) in inp.iter().enumerate() {
                         for (o, &b) in acc.iter_mut().zip(&wk[ci * cout..(ci + 1) * cout]) {
                             *o += a * b;
@@ -313,9 +326,22 @@ unsafe fn conv_transpose(ct: &ConvTranspose, input: In<'_>, out: &OutBuf, rect: 
                     }
                 }
             }
-            ct.activation.apply_slice(acc);
+        }
+        ct.activation.apply_slice(dst);
+    }
+}
+
+/// Dot product with eight partial sums, so that it vectorises.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
         }
     }
+    acc.iter().sum::<f32>() + tail
 }
 
 unsafe fn pool(kind: PoolKind, w: &crate::graph::Window, input: In<'_>, out: &OutBuf, rect: Rect) {

@@ -13,7 +13,6 @@
 
 mod cover;
 mod mask;
-pub mod motion;
 
 pub use cover::{cover, Rect};
 pub use mask::Mask;
