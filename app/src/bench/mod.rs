@@ -150,7 +150,11 @@ fn write_json(report: &Report, path: &std::path::Path) -> Result<()> {
 /// Measures every model on every clip. Failures are recorded and the rest goes on.
 pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
     let threads = args.engine.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let model_paths = if args.models.is_empty() { vec![crate::cli::default_model()?] } else { args.models.clone() };
+    // With only bundles to measure, no single model is (the default one would be).
+    let model_paths = match (args.models.is_empty(), args.bundles.is_empty()) {
+        (true, true) => vec![crate::cli::default_model()?],
+        _ => args.models.clone(),
+    };
     let clip_paths = if args.clips.is_empty() { vec![crate::cli::default_clip()?] } else { args.clips.clone() };
     let use_tract = args.baseline.contains(&Baseline::Tract);
     let use_ort = args.baseline.contains(&Baseline::Ort);

@@ -244,6 +244,14 @@ impl Session {
         &self.acts[i]
     }
 
+    /// The gate of node `i` in the approximate presets: how far one of its output values may
+    /// move before the position is passed on as changed (`level / 255` times the node's scale
+    /// at the last dense frame). `None` for nodes that are not gated, and in exact mode.
+    pub fn gate_threshold(&self, i: usize) -> Option<f32> {
+        let (rel, all) = self.options.mode.node_delta()?;
+        (gated(&self.plan, i, all) && self.scales.len() > i).then(|| rel * self.scales[i])
+    }
+
     fn step(&mut self, frame: &Frame<'_>, force_full: bool) -> Result<Vec<Output>> {
         frame.validate()?;
         let started = Instant::now();
@@ -572,7 +580,12 @@ fn gated(plan: &Plan, i: usize, all: bool) -> bool {
 fn rms(a: &[f32], c: usize) -> f32 {
     let c = c.max(1);
     let pixels = a.len() / c;
-    let step = (pixels * c).div_ceil(16 * 1024).max(1).min(pixels.max(1));
+    // An odd step, so that period-2 patterns (the gaps of a stride-2 transposed conv) do not
+    // alias with it.
+    let step = match (pixels * c).div_ceil(16 * 1024) {
+        0 | 1 => 1,
+        n => n | 1,
+    };
     let (mut sum, mut n) = (0.0f64, 0usize);
     for p in (0..pixels).step_by(step) {
         for &v in &a[p * c..(p + 1) * c] {
