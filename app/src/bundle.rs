@@ -177,8 +177,9 @@ pub fn report(args: &BundleArgs) -> Result<String> {
         let mut counts = [0usize; 3];
         let mut agree: Vec<(String, &'static str, Vec<f64>)> = Vec::new();
         // Skip-2: the full results of the last even frame, and its per-frame cost.
-        let (mut held, mut skip_ms, mut skip_agree): (Vec<framecache::HeadResult>, Vec<f64>, Vec<(String, Vec<f64>)>) =
-            (Vec::new(), Vec::new(), Vec::new());
+        let mut held: Vec<framecache::HeadResult> = Vec::new();
+        let mut skip_ms = Vec::new();
+        let mut skip_agree: Vec<(String, Vec<f64>)> = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             let started = Instant::now();
             let reference = full.run_full(&f.as_frame())?;

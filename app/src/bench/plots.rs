@@ -240,7 +240,8 @@ fn pareto(path: &Path, model: &str, clip: &str, runs: &[&RunRecord]) -> Result<(
             .y_desc(format!("{metric} with engine full"))
             .y_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
             .draw()?;
-        let kinds: [(&str, fn(&str) -> bool, RGBColor); 4] = [
+        type Kind = (&'static str, fn(&str) -> bool, RGBColor);
+        let kinds: [Kind; 4] = [
             ("cache", |m| !m.starts_with("skip=") && !m.starts_with("gate=") && m != NOISE_FLOOR, color(0)),
             ("skip-N", |m| m.starts_with("skip="), color(1)),
             ("gate", |m| m.starts_with("gate="), color(2)),

@@ -19,8 +19,9 @@ pub enum Metric {
     /// Largest absolute *signed* mean difference over blocks of
     /// [`BLOCK`]x[`BLOCK`] pixels and all channels: a low-passed difference. Averaging 12
     /// values divides independent sensor noise by about 3.5, so noise alone rarely crosses the
-    /// level, while a change of `c` grey levels over a whole block, or an edge of contrast `c`
-    /// moving by one pixel (half a block), still shows as `c` or `c / 2`.
+    /// level, while an object of 3x3 pixels or more changing by `c` grey levels (it covers a
+    /// whole block wherever it lies) shows as `c`, and an edge of contrast `c` moving by one
+    /// pixel as at least `c / 2`.
     BlockMean,
 }
 
@@ -174,10 +175,11 @@ mod tests {
         let noisy: Vec<f32> = a.iter().enumerate().map(|(i, v)| v + if i % 2 == 0 { 9.0 } else { -9.0 }).collect();
         assert_eq!(dirty_tiles(&a, &noisy, shape, t, Metric::MaxAbs, 8.0), vec![true; 4]);
         assert_eq!(dirty_tiles(&a, &noisy, shape, t, Metric::BlockMean, 8.0), vec![false; 4]);
-        // One 2x2 object of +20 at pixels (5..7, 1..3): tile (1, 0) only.
+        // One 3x3 object of +20 at pixels (5..8, 1..4), not aligned with the blocks: it covers
+        // the block (6..8, 2..4) whole, in tile (1, 0) only.
         let mut obj = a.clone();
-        for y in 5..7 {
-            for x in 1..3 {
+        for y in 5..8 {
+            for x in 1..4 {
                 for ch in 0..3 {
                     obj[(y * 8 + x) * 3 + ch] += 20.0;
                 }
