@@ -23,6 +23,9 @@ thread_local! {
 
 /// Adaptive bypass: the longest run of dense frames after a cached frame that did not pay.
 const MAX_BYPASS: u32 = 16;
+/// Adaptive bypass: a cached frame pays when it took less than this fraction of a dense one. A
+/// tie goes to the dense frame, which also refreshes the cache and its references.
+const PAYS: f64 = 0.95;
 /// Adaptive bypass: the dense cost is measured again after this many frames without a dense one.
 const PROBE_INTERVAL: u32 = 64;
 
@@ -60,7 +63,7 @@ impl Bypass {
             None => {
                 self.since_dense += 1;
                 match self.dense_ms {
-                    Some(d) if ms > d => {
+                    Some(d) if ms > PAYS * d => {
                         self.backoff = (self.backoff * 2).clamp(1, MAX_BYPASS);
                         self.left = self.backoff;
                     }
@@ -89,8 +92,8 @@ pub struct Output {
 /// **Adaptive bypass** (`SessionOptions::bypass`): reuse only pays when the bookkeeping costs
 /// less than the work it saves, and no constant says when that is for every model, machine
 /// and scene. So the session measures it. It times dense frames (after the cold one) and every
-/// cached frame; when a cached frame took longer than a dense one, the next frames are computed
-/// densely, 1, 2, 4, … up to 16 of them while cached frames keep not paying (back to 1 as soon
+/// cached frame; when a cached frame did not take clearly less than a dense one (under 95% of
+/// it), the next frames are computed densely, 1, 2, 4, … up to 16 of them while cached frames keep not paying (back to 1 as soon
 /// as one pays). The dense cost is first measured on the second frame (the cold one pays for
 /// first allocations and cold caches) and again after 64 frames without a dense one. A dense
 /// frame is a refresh: the cache and the references are rebuilt from it, so it costs full

@@ -55,6 +55,15 @@ fn dilate_into(graph: &Graph, node: &Node, k: usize, src: &Mask, out: &mut Mask)
     }
     let cols: Vec<_> = (0..out.w).map(|x| node.cols_read(graph, k, x)).collect();
     let rows: Vec<_> = (0..out.h).map(|y| node.rows_read(graph, k, y)).collect();
+    // Position-wise nodes (elementwise ops, unit-stride 1x1 convolutions at the same size):
+    // output position p reads input position p alone, so the mask passes through as it is.
+    let identity = |w: &[Option<crate::graph::AxisWindow>]| {
+        w.iter().enumerate().all(|(o, a)| a.is_some_and(|a| a.lo == o && a.hi == o))
+    };
+    if (src.h, src.w) == (out.h, out.w) && identity(&cols) && identity(&rows) {
+        out.union_with(src);
+        return;
+    }
     if count == src.h * src.w {
         // Everything changed: every position that reads any input is dirty.
         for (oy, r) in rows.iter().enumerate() {
