@@ -140,7 +140,10 @@ impl Lane {
         self.seen += 1;
         if due {
             let out = self.session.run_full(&frame)?;
-            self.held = Some((out.clone(), f.data.clone()));
+            // Reuses the held buffers from the last computed frame.
+            let (outputs, from) = self.held.get_or_insert_with(Default::default);
+            outputs.clone_from(&out);
+            from.clone_from(&f.data);
             Ok(out)
         } else {
             Ok(self.held.as_ref().map(|(o, _)| o.clone()).unwrap_or_default())

@@ -143,6 +143,8 @@ pub struct ErrorRecord {
 
 /// One (model, clip, mode).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+// Fields added later read as their default from older reports (`--replot`).
+#[serde(default)]
 pub struct RunRecord {
     pub model: String,
     pub model_path: String,
@@ -171,15 +173,11 @@ pub struct RunRecord {
     pub speedup_vs_full: f64,
     /// Mean wall time per frame of engine-full and of this mode: the throughput. Skip
     /// schedules mix cheap and full-cost frames, so their medians mislead; compare means.
-    #[serde(default)]
     pub ms_full_mean: f64,
-    #[serde(default)]
     pub ms_mean: f64,
     /// Slowest frame of this mode (the latency a user sees when reuse does not pay).
-    #[serde(default)]
     pub ms_max: f64,
     /// `ms_full_mean / ms_mean`, both from this run.
-    #[serde(default)]
     pub speedup_mean: f64,
     pub speedup_vs_tract: Option<f64>,
     pub speedup_vs_ort: Option<f64>,
@@ -188,17 +186,13 @@ pub struct RunRecord {
     /// Segmenters: mean IoU of the thresholded masks against engine-full's.
     pub mask_iou_mean: Option<f64>,
     /// Segmenters: the worst decile of the per-frame IoU.
-    #[serde(default)]
     pub mask_iou_p10: Option<f64>,
     /// Segmenters: mean fraction of the frame in engine-full's mask. Under 1% the IoU means
     /// nothing, and the clip is left out of the mask verdict.
-    #[serde(default)]
     pub mask_cover: Option<f64>,
     /// Classifiers: mean |top-5 ∩ full's top-5| / 5.
-    #[serde(default)]
     pub top5_overlap: Option<f64>,
     /// Classifiers: mean KL(full ‖ this) of the softmax outputs, nats.
-    #[serde(default)]
     pub kl_mean: Option<f64>,
     /// Largest |cached − full| over every output value of every frame.
     pub max_abs_error: f64,
@@ -254,6 +248,8 @@ pub struct NodeRecord {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+// Fields added later read as their default from older reports (`--replot`).
+#[serde(default)]
 pub struct FrameRecord {
     pub frame: String,
     pub input_hit_rate: f64,
@@ -264,19 +260,14 @@ pub struct FrameRecord {
     pub ms_ort: Option<f64>,
     pub max_abs_error: f64,
     pub top1_agree: Option<bool>,
-    #[serde(default)]
     pub top5_overlap: Option<f64>,
-    #[serde(default)]
     pub kl: Option<f64>,
     pub mask_iou: Option<f64>,
-    #[serde(default)]
     pub mask_cover: Option<f64>,
     /// Why this frame was computed densely, if it was (`Cold`, `Bypass`, `Refresh`, `Full`).
-    #[serde(default)]
     pub dense: Option<String>,
     /// Whether this frame recomputed anything (false: nothing changed, or a skip or gate
     /// baseline held the last result).
-    #[serde(default)]
     pub computed: bool,
 }
 

@@ -307,8 +307,7 @@ impl Session {
             Some(_) => Mask::full(input.h, input.w),
             None => diff::tile_mask(&tiles, self.tiling, input.h, input.w),
         };
-        let gate = self.options.mode.node_delta().filter(|_| reset.is_none());
-        let (nodes, macs_executed) = self.run_nodes(input_mask, reset.is_some(), gate, &mut times);
+        let (nodes, macs_executed) = self.run_nodes(input_mask, reset.is_some(), &mut times);
         if let Some((_, all)) = self.options.mode.node_delta().filter(|_| reset.is_some()) {
             let nodes = &graph.nodes;
             self.scales = (0..nodes.len())
@@ -378,17 +377,10 @@ impl Session {
     /// The node loop of every mode. Node by node: the positions to recompute follow from what
     /// changed in its inputs (`full`: every position, including positions that read no input
     /// at all, such as the gaps a transposed convolution whose kernel is smaller than its
-    /// stride leaves, which hold the bias); the rectangles covering them are recomputed; with a
-    /// `gate` (approximate presets: a relative threshold, and whether every node is gated or
-    /// only single-position ones), only the positions that moved by more than the node's
-    /// threshold are passed on, and the others keep their cached value.
-    fn run_nodes(
-        &mut self,
-        input_mask: Mask,
-        full: bool,
-        gate: Option<(f32, bool)>,
-        times: &mut StageTimes,
-    ) -> (Vec<NodeStats>, u64) {
+    /// stride leaves, which hold the bias); the rectangles covering them are recomputed; on a
+    /// cached frame, a gated node ([`Session::gate_threshold`]) passes on only the positions
+    /// that moved by more than its threshold, and the others keep their cached value.
+    fn run_nodes(&mut self, input_mask: Mask, full: bool, times: &mut StageTimes) -> (Vec<NodeStats>, u64) {
         let plan = Arc::clone(&self.plan);
         let graph = plan.graph();
         let mut nodes = Vec::with_capacity(graph.nodes.len());
@@ -426,17 +418,16 @@ impl Session {
             macs_executed += macs;
             // Gated nodes compute into `fresh[i]`, then compare with their cached values; the
             // others (and nodes nobody reads) write in place.
-            let gated = gate.filter(|&(_, all)| !rects.is_empty() && gated(&plan, i, all)).map(|(rel, _)| rel);
+            let gate = if full || rects.is_empty() { None } else { self.gate_threshold(i) };
             let started = Instant::now();
             if !rects.is_empty() {
-                self.compute_node(i, &rects, macs, gated.is_some());
+                self.compute_node(i, &rects, macs, gate.is_some());
             }
             let time = started.elapsed();
             times.compute += time;
-            let out = match gated {
-                Some(rel) => {
+            let out = match gate {
+                Some(threshold) => {
                     let t = Instant::now();
-                    let threshold = rel * self.scales.get(i).copied().unwrap_or(0.0);
                     let out = self.keep_large_changes(i, &rects, threshold);
                     times.copy += t.elapsed();
                     out
