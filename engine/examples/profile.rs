@@ -1,4 +1,6 @@
-//! Per-op-type time of full inference: `cargo run --release --example profile -- MODEL.onnx [threads]`.
+//! Per-op-type time of full inference:
+//! `cargo run --release --example profile -- MODEL.onnx [threads] [--nodes]`.
+//! `--nodes` also lists every node (shape, MACs, time, GMAC/s).
 
 use std::collections::BTreeMap;
 
@@ -6,31 +8,63 @@ use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let model = args.get(1).ok_or("usage: profile MODEL.onnx [threads]")?;
+    let nodes = args.iter().any(|a| a == "--nodes");
+    let args: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let model = args.get(1).ok_or("usage: profile MODEL.onnx [threads] [--nodes]")?;
     let threads = args.get(2).map(|t| t.parse()).transpose()?.unwrap_or(1);
     let plan = Plan::from_onnx(model, Preprocess::default())?;
     let mut s = Session::new(plan.clone(), SessionOptions { threads: Some(threads), ..Default::default() })?;
     let inp = plan.graph().input_shape();
     let px: Vec<u8> = (0..inp.len()).map(|i| (i * 7 % 251) as u8).collect();
     let f = Frame::rgb(inp.w, inp.h, &px);
-    let mut per: BTreeMap<&str, (f64, u64)> = BTreeMap::new();
+    const WARMUP: usize = 10;
+    const RUNS: usize = 40;
+    let mut per_node = vec![Vec::new(); plan.graph().nodes.len()];
     let mut totals = Vec::new();
-    for it in 0..30 {
+    for it in 0..WARMUP + RUNS {
         s.run_full(&f)?;
-        let st = s.last_stats().unwrap();
-        totals.push(st.times.total().as_secs_f64() * 1e3);
-        if it >= 10 {
-            for (n, ns) in plan.graph().nodes.iter().zip(&st.nodes) {
-                let e = per.entry(n.op.name()).or_default();
-                e.0 += ns.time.as_secs_f64() * 1e3 / 20.0;
-                e.1 += ns.macs / 20;
+        let st = s.last_stats().ok_or("no stats")?;
+        if it >= WARMUP {
+            totals.push(st.times.total().as_secs_f64() * 1e3);
+            for (acc, ns) in per_node.iter_mut().zip(&st.nodes) {
+                acc.push(ns.time.as_secs_f64() * 1e3);
             }
         }
     }
-    totals.sort_by(f64::total_cmp);
-    println!("median total {:.2} ms ({threads} threads)", totals[totals.len() / 2]);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("median total {:.2} ms ({threads} threads, {RUNS} runs)", median(&mut totals));
+    let graph = plan.graph();
+    let mut per: BTreeMap<&str, (f64, u64)> = BTreeMap::new();
+    let mut rows = Vec::new();
+    for (n, times) in graph.nodes.iter().zip(&mut per_node) {
+        let ms = median(times);
+        let macs = n.macs(graph);
+        let e = per.entry(n.op.name()).or_default();
+        e.0 += ms;
+        e.1 += macs;
+        rows.push((n, ms, macs));
+    }
+    println!("{:<16} {:>8} {:>9} {:>8}", "op", "ms", "MMACs", "GMAC/s");
     for (k, (ms, macs)) in per {
-        println!("{k:<16} {ms:>7.2} ms {:>8.1} MMACs {:>6.1} GMAC/s", macs as f64 / 1e6, macs as f64 / 1e6 / ms);
+        println!("{k:<16} {ms:>8.3} {:>9.2} {:>8.1}", macs as f64 / 1e6, macs as f64 / 1e6 / ms.max(1e-9));
+    }
+    if nodes {
+        println!();
+        for (n, ms, macs) in rows {
+            let ins: Vec<String> = n.inputs.iter().map(|&i| graph.nodes[i].shape.to_string()).collect();
+            println!(
+                "{:<16} {:>14} <- {:<28} {ms:>7.3} ms {:>7.2} MMACs {:>6.1} GMAC/s  {}",
+                n.op.name(),
+                n.shape.to_string(),
+                ins.join(","),
+                macs as f64 / 1e6,
+                macs as f64 / 1e6 / ms.max(1e-9),
+                n.name
+            );
+        }
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ fn rms(a: &[f32]) -> f32 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(128), ..ProptestConfig::default() })]
 
     #[test]
     fn every_node_stays_within_its_threshold_of_its_inputs(

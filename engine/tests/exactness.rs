@@ -5,13 +5,14 @@
 
 mod common;
 
+use framecache::kernels::SimdLevel;
 use framecache::{Frame, Mode, Plan, Preprocess, Session, SessionOptions};
 use proptest::prelude::*;
 
 use common::close;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(192), ..ProptestConfig::default() })]
 
     #[test]
     fn cached_equals_full_on_random_graphs(
@@ -26,10 +27,12 @@ proptest! {
         // The adaptive bypass decides from wall time which frames are dense; either way the
         // result is full inference's.
         bypass in any::<bool>(),
+        // Every kernel level this CPU runs.
+        level in prop::sample::select(SimdLevel::available()),
     ) {
         let graph = common::build(h, w, &layers, seed);
         let plan = Plan::new(graph, Preprocess::default()).unwrap();
-        let opts = SessionOptions { mode: Mode::Exact, tile, threads: Some(threads), dense_crossover: 0.5, bypass, ..Default::default() };
+        let opts = SessionOptions { mode: Mode::Exact, tile, threads: Some(threads), dense_crossover: 0.5, bypass, simd: Some(level), ..Default::default() };
         let mut cached = Session::new(plan.clone(), opts.clone()).unwrap();
         let mut full = Session::new(plan.clone(), opts).unwrap();
 
@@ -62,7 +65,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(96), ..ProptestConfig::default() })]
 
     /// Multi-task plans: the random graph's three outputs (a map, a dense vector, a flat
     /// concat) as three heads with random rates, some turned off and on again. Whenever a

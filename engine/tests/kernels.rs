@@ -4,11 +4,11 @@
 mod common;
 
 use framecache::graph::Graph;
-use framecache::kernels::{compute_full, reference};
+use framecache::kernels::{compute_full, reference, SimdLevel};
 use framecache::reuse::{Mask, Rect};
 use proptest::prelude::*;
 
-fn check_node(graph: &Graph, rect_seed: (usize, usize, usize, usize)) -> Result<(), TestCaseError> {
+fn check_node(level: SimdLevel, graph: &Graph, rect_seed: (usize, usize, usize, usize)) -> Result<(), TestCaseError> {
     // Random buffers for every node, then each node's kernel on a random rectangle.
     let mut rng = common::Weights(rect_seed.0 as u64 * 31 + rect_seed.1 as u64);
     let bufs: Vec<Vec<f32>> =
@@ -32,7 +32,7 @@ fn check_node(graph: &Graph, rect_seed: (usize, usize, usize, usize)) -> Result<
                 .collect();
             let out = framecache::kernels::OutBuf::new(&mut got, s);
             // SAFETY: a single rectangle inside the output.
-            unsafe { framecache::kernels::compute_rect(node, &ins, &out, rect, &mut Vec::new()) };
+            unsafe { framecache::kernels::compute_rect(level, node, &ins, &out, rect, &mut Vec::new()) };
         }
         // Named tolerance: 1e-5 relative to the tensor's magnitude, plus 1e-6 absolute for values
         // that cancel to nearly zero (summation order differs between kernels).
@@ -68,21 +68,16 @@ fn check_node(graph: &Graph, rect_seed: (usize, usize, usize, usize)) -> Result<
     Ok(())
 }
 
-/// Checks every node under every instruction-set variant this CPU can run. The override is
-/// process-wide; the tests of this binary all loop over every level, so whichever level a
-/// concurrent test sees, it is checked against the same reference.
+/// Checks every node at every instruction-set level this CPU runs, each passed explicitly.
 fn check_every_level(graph: &Graph, rect: (usize, usize, usize, usize)) -> Result<(), TestCaseError> {
-    for level in framecache::kernels::simd_levels() {
-        framecache::kernels::force_simd_level(Some(level));
-        let r = check_node(graph, rect).map_err(|e| TestCaseError::fail(format!("{level:?}: {e}")));
-        framecache::kernels::force_simd_level(None);
-        r?;
+    for level in SimdLevel::available() {
+        check_node(level, graph, rect).map_err(|e| TestCaseError::fail(format!("{level:?}: {e}")))?;
     }
     Ok(())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(256), ..ProptestConfig::default() })]
 
     #[test]
     fn fast_kernels_match_reference(
@@ -99,7 +94,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(96), ..ProptestConfig::default() })]
 
     /// Wide depthwise and pointwise layers: every channel-block size of the fast kernels
     /// (64-wide, 16-wide and the scalar tail), with padding, stride and dilation.

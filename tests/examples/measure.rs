@@ -69,7 +69,7 @@ fn main() -> Res<()> {
     println!(
         "machine: {} threads available; SIMD level {:?}",
         std::thread::available_parallelism()?.get(),
-        framecache::kernels::simd_level()
+        framecache::kernels::SimdLevel::best()
     );
     println!(
         "MobileNetV2 224x224, {:.0} MMACs, {reps} measured frames per cell after 5 warm-up frames\n",

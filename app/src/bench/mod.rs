@@ -171,7 +171,7 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         version: env!("CARGO_PKG_VERSION").into(),
         machine: Machine {
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            simd: format!("{:?}", framecache::kernels::simd_level()),
+            simd: format!("{:?}", framecache::kernels::SimdLevel::best()),
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
         },

@@ -1,5 +1,6 @@
 use crate::diff::Metric;
 use crate::error::{Error, Result};
+use crate::kernels::SimdLevel;
 
 /// Default tile size in input pixels (chosen by measurement; see README "Tile size").
 pub const DEFAULT_TILE: usize = 16;
@@ -117,6 +118,9 @@ pub struct SessionOptions {
     /// [`super::Session`]. Off by default: decisions from wall time are not repeatable, and
     /// the library's default is the deterministic correctness reference; the app turns it on.
     pub bypass: bool,
+    /// Instruction-set level of the kernels (`None`: the best this CPU runs). A level the
+    /// CPU lacks is an error.
+    pub simd: Option<SimdLevel>,
 }
 
 impl Default for SessionOptions {
@@ -128,6 +132,7 @@ impl Default for SessionOptions {
             dense_crossover: DEFAULT_DENSE_CROSSOVER,
             threads: None,
             bypass: false,
+            simd: None,
         }
     }
 }
@@ -154,6 +159,13 @@ impl SessionOptions {
                 name: "threads",
                 value: "0".into(),
                 reason: "at least one thread".into(),
+            });
+        }
+        if let Some(level) = self.simd.filter(|l| !l.is_available()) {
+            return Err(Error::InvalidOption {
+                name: "simd",
+                value: format!("{level:?}"),
+                reason: format!("this CPU runs {:?}", SimdLevel::available()),
             });
         }
         if self.refresh_interval == Some(0) {

@@ -9,7 +9,7 @@ use crate::diff::{self, Tiling};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::graph::Shape;
-use crate::kernels::{self, In, OutBuf};
+use crate::kernels::{self, In, OutBuf, SimdLevel};
 use crate::reuse::{self, Mask, Rect};
 use crate::stats::{FrameStats, HeadStats, HeadStatus, NodeStats, Reset, StageTimes};
 
@@ -133,6 +133,8 @@ pub struct Session {
     /// Kernel scratch (im2col rows) kept across nodes and frames: a fresh large allocation
     /// per call is fresh pages, and page faults, every frame.
     scratch: Vec<f32>,
+    /// Instruction-set level of every kernel call.
+    level: SimdLevel,
 }
 
 impl Session {
@@ -166,6 +168,7 @@ impl Session {
             due: vec![true; heads],
             bypass: Bypass::default(),
             scratch: Vec::new(),
+            level: options.simd.unwrap_or_else(SimdLevel::best),
             tiling: Tiling::new(input.h, input.w, options.tile),
             plan,
             options,
@@ -186,6 +189,11 @@ impl Session {
     pub fn plan(&self) -> &Arc<Plan> {
         &self.plan
     }
+    /// The instruction-set level this session's kernels run at.
+    pub fn simd_level(&self) -> SimdLevel {
+        self.level
+    }
+
     pub fn options(&self) -> &SessionOptions {
         &self.options
     }
@@ -516,20 +524,21 @@ impl Session {
         match &self.pool {
             Some(pool) if macs >= MIN_PARALLEL_MACS && !node.op.is_global() => {
                 let tasks = split_rows(rects, self.threads * 2);
+                let level = self.level;
                 pool.install(|| {
                     tasks.par_iter().for_each(|r| {
                         POOL_SCRATCH.with_borrow_mut(|scratch| {
                             // SAFETY: tasks are disjoint pieces of a disjoint cover.
-                            unsafe { kernels::compute_rect(node, &inputs, &out, *r, scratch) }
+                            unsafe { kernels::compute_rect(level, node, &inputs, &out, *r, scratch) }
                         })
                     })
                 });
             }
             _ => {
-                let scratch = &mut self.scratch;
+                let (scratch, level) = (&mut self.scratch, self.level);
                 for r in rects {
                     // SAFETY: disjoint rectangles, computed one after the other.
-                    unsafe { kernels::compute_rect(node, &inputs, &out, *r, scratch) }
+                    unsafe { kernels::compute_rect(level, node, &inputs, &out, *r, scratch) }
                 }
             }
         }

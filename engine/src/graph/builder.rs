@@ -63,7 +63,7 @@ impl GraphBuilder {
             weights: (0..n).map(|_| weight()).collect(),
             bias: (0..cout).map(|_| weight()).collect(),
             activation,
-            packed: None,
+            packed: Vec::new(),
         };
         self.push(Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))
     }
@@ -178,6 +178,7 @@ impl GraphBuilder {
             weights: (0..s.c * cout).map(|_| weight()).collect(),
             bias: (0..cout).map(|_| weight()).collect(),
             activation,
+            packed: Vec::new(),
         };
         self.push(Op::Dense(d), vec![x], Shape::new(1, 1, cout))
     }

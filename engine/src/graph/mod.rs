@@ -7,6 +7,7 @@
 //! cost (MACs), which the reuse propagation and the statistics both read.
 
 mod builder;
+pub mod fuse;
 mod geometry;
 pub use builder::GraphBuilder;
 pub(crate) use geometry::{resize_source as geometry_source, resize_taps as geometry_taps};
@@ -65,6 +66,12 @@ pub enum Activation {
         alpha: f32,
         beta: f32,
     },
+    /// `x · hard_sigmoid(x)`: ONNX HardSwish, or a HardSigmoid whose input is multiplied by
+    /// its output (fused by [`crate::import`]).
+    HardSwish {
+        alpha: f32,
+        beta: f32,
+    },
     Sigmoid,
 }
 
@@ -76,6 +83,7 @@ impl Activation {
             Activation::Relu => x.max(0.0),
             Activation::Clip { min, max } => x.max(min).min(max),
             Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Activation::HardSwish { alpha, beta } => x * (alpha * x + beta).clamp(0.0, 1.0),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         }
     }
@@ -137,9 +145,9 @@ pub struct Conv {
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
     pub activation: Activation,
-    /// Weights and bias packed for the pointwise micro-kernels (filled by
-    /// [`Graph::prepare`]; `None` falls back to the `gemm` crate).
-    pub packed: Option<(Vec<f32>, Vec<f32>)>,
+    /// Per group, weights and bias packed for the GEMM micro-kernels (filled by
+    /// [`Graph::prepare`]; empty for depthwise convolutions).
+    pub packed: Vec<Packed>,
 }
 
 impl Conv {
@@ -208,6 +216,16 @@ pub struct Dense {
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
     pub activation: Activation,
+    /// Weights and bias packed for the GEMM micro-kernel (filled by [`Graph::prepare`]).
+    pub packed: Vec<Packed>,
+}
+
+/// A `[k][n]` weight matrix and its bias packed into panels for
+/// [`crate::kernels::pointwise`] ([`crate::kernels::pointwise::pack`]).
+#[derive(Clone, Debug, Default)]
+pub struct Packed {
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
 }
 
 #[derive(Clone, Debug)]
@@ -365,10 +383,19 @@ impl Graph {
     /// Derives kernel-specific data (packed weights). Must run again after weights change;
     /// [`crate::Plan::new`] calls it.
     pub fn prepare(&mut self) {
+        use crate::kernels::pointwise::pack;
         for n in &mut self.nodes {
-            if let Op::Conv(c) = &mut n.op {
-                c.packed =
-                    c.is_pointwise().then(|| crate::kernels::pointwise::pack(&c.weights, &c.bias, c.cin, c.cout));
+            match &mut n.op {
+                Op::Conv(c) if c.is_depthwise() => c.packed.clear(),
+                Op::Conv(c) => {
+                    let (g, w) = (c.groups, &c.window);
+                    let (k, n) = (w.kh * w.kw * (c.cin / g), c.cout / g);
+                    c.packed = (0..g)
+                        .map(|gi| pack(&c.weights[gi * k * n..(gi + 1) * k * n], &c.bias[gi * n..(gi + 1) * n], k, n))
+                        .collect();
+                }
+                Op::Dense(d) => d.packed = vec![pack(&d.weights, &d.bias, d.cin, d.cout)],
+                _ => {}
             }
         }
     }

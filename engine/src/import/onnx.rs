@@ -258,7 +258,9 @@ impl Importer {
                 Value::Const(_) => None,
             })
             .collect();
-        Ok(Graph { input_name: self.input_name, nodes: self.nodes, outputs, tensors })
+        let mut graph = Graph { input_name: self.input_name, nodes: self.nodes, outputs, tensors };
+        crate::graph::fuse::hard_swish(&mut graph);
+        Ok(graph)
     }
 
     fn push(&mut self, name: String, op: Op, inputs: Vec<usize>, shape: Shape) -> usize {
@@ -353,6 +355,7 @@ impl Importer {
                 let a = Activation::HardSigmoid { alpha: ctx.float("alpha", 0.2), beta: ctx.float("beta", 0.5) };
                 self.activation(ctx, a, &["alpha", "beta"])
             }
+            "HardSwish" => self.activation(ctx, Activation::HardSwish { alpha: 1.0 / 6.0, beta: 0.5 }, &[]),
             "Clip" => self.clip(ctx),
             "Add" => self.binary(ctx, BinaryKind::Add),
             "Mul" => self.binary(ctx, BinaryKind::Mul),
@@ -466,8 +469,16 @@ impl Importer {
                 }
             }
         }
-        let conv =
-            Conv { window, groups, cin: input.c, cout, weights, bias, activation: Activation::Identity, packed: None };
+        let conv = Conv {
+            window,
+            groups,
+            cin: input.c,
+            cout,
+            weights,
+            bias,
+            activation: Activation::Identity,
+            packed: Vec::new(),
+        };
         self.emit(ctx, Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))
     }
 
@@ -728,7 +739,7 @@ impl Importer {
             }
             None => vec![0.0; n],
         };
-        let dense = Dense { cin: k, cout: n, weights, bias, activation: Activation::Identity };
+        let dense = Dense { cin: k, cout: n, weights, bias, activation: Activation::Identity, packed: Vec::new() };
         self.emit(ctx, Op::Dense(dense), vec![x], Shape::new(1, 1, n))?;
         self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, view: Some(vec![1, n]) })
     }

@@ -2,16 +2,19 @@
 //! preallocated NHWC buffer. Positions outside the rectangle are never written, which is what
 //! lets the session keep cached values there.
 //!
-//! GEMM-shaped work (pointwise and dense convolutions, via im2col rows) goes to the `gemm`
-//! crate, which selects its SIMD micro-kernels at run time. Depthwise convolution is a direct
-//! loop over channels, compiled for AVX-512/AVX2+FMA and chosen at run time ([`simd`]).
+//! The hot kernels are written once over [`simd::Vector`] and compiled per instruction-set
+//! level ([`SimdLevel`]): GEMM-shaped work (pointwise convolutions, im2col rows of dense
+//! convolutions, dense layers) in [`pointwise`], depthwise convolution in [`depthwise`], and
+//! activations fused into both epilogues. The level is an explicit argument of every call.
 //! [`reference`] holds a naive implementation of every op; the tests compare the two.
 
+mod depthwise;
 pub mod pointwise;
 pub mod reference;
 mod simd;
 
-pub use simd::{available as simd_levels, detected as simd_level, force_level as force_simd_level, Level as SimdLevel};
+pub use simd::Level as SimdLevel;
+use simd::{dispatch, Kernel, Vector};
 
 use crate::graph::{Activation, BinaryKind, Conv, ConvTranspose, Dense, Graph, Node, Op, PoolKind, Shape};
 use crate::reuse::Rect;
@@ -54,14 +57,34 @@ impl OutBuf {
         // SAFETY: in bounds by the assertion; exclusivity is the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add((y * self.shape.w + x0) * c), (x1 - x0) * c) }
     }
+
+    /// Rows `y0..y1`, whole, as one slice.
+    ///
+    /// # Safety
+    /// No other live reference may overlap these rows.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rows(&self, y0: usize, y1: usize) -> &mut [f32] {
+        debug_assert!(y0 <= y1 && y1 <= self.shape.h);
+        let n = self.shape.w * self.shape.c;
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(y0 * n), (y1 - y0) * n) }
+    }
 }
 
-/// Computes `rect` of `node`'s output.
+/// Computes `rect` of `node`'s output with the kernels of `level`.
 ///
 /// # Safety
 /// `rect` must lie inside the output and must not overlap any rectangle being computed
-/// concurrently into the same `out`.
-pub unsafe fn compute_rect(node: &Node, inputs: &[In<'_>], out: &OutBuf, rect: Rect, scratch: &mut Vec<f32>) {
+/// concurrently into the same `out`; `level` must be one this CPU runs
+/// ([`SimdLevel::available`]).
+pub unsafe fn compute_rect(
+    level: SimdLevel,
+    node: &Node,
+    inputs: &[In<'_>],
+    out: &OutBuf,
+    rect: Rect,
+    scratch: &mut Vec<f32>,
+) {
     debug_assert!(rect.y1 <= node.shape.h && rect.x1 <= node.shape.w);
     if rect.is_empty() {
         return;
@@ -70,13 +93,13 @@ pub unsafe fn compute_rect(node: &Node, inputs: &[In<'_>], out: &OutBuf, rect: R
     unsafe {
         match &node.op {
             Op::Input => {}
-            Op::Conv(conv) if conv.is_pointwise() => pointwise(conv, inputs[0], out, rect),
+            Op::Conv(conv) if conv.is_pointwise() => pointwise(level, conv, inputs[0], out, rect),
             Op::Conv(conv) if conv.is_depthwise() => {
                 for y in rect.y0..rect.y1 {
-                    simd::depthwise_row(conv, inputs[0], y, rect.x0, out.row(y, rect.x0, rect.x1));
+                    depthwise::row(level, conv, inputs[0], y, rect.x0, out.row(y, rect.x0, rect.x1));
                 }
             }
-            Op::Conv(conv) => im2col_conv(conv, inputs[0], out, rect, scratch),
+            Op::Conv(conv) => im2col_conv(level, conv, inputs[0], out, rect, scratch),
             Op::ConvTranspose(ct) => conv_transpose(ct, inputs[0], out, rect),
             Op::Pool { kind, window } => pool(*kind, window, inputs[0], out, rect),
             Op::GlobalAvgPool => global_avg_pool(inputs[0], out.row(0, 0, 1)),
@@ -91,7 +114,7 @@ pub unsafe fn compute_rect(node: &Node, inputs: &[In<'_>], out: &OutBuf, rect: R
                         [..(rect.x1 - rect.x0) * node.shape.c];
                     let dst = out.row(y, rect.x0, rect.x1);
                     dst.copy_from_slice(src);
-                    act.apply_slice(dst);
+                    activate(level, *act, dst);
                 }
             }
             Op::ChannelAffine { scale, bias } => {
@@ -106,7 +129,7 @@ pub unsafe fn compute_rect(node: &Node, inputs: &[In<'_>], out: &OutBuf, rect: R
                     }
                 }
             }
-            Op::Binary { kind, activation } => binary(*kind, *activation, inputs, node.shape, out, rect),
+            Op::Binary { kind, activation } => binary(level, *kind, *activation, inputs, node.shape, out, rect),
             Op::Concat => concat(inputs, node.shape, out, rect),
             Op::PadChannels { before, after } => {
                 let (cin, c) = (inputs[0].shape.c, node.shape.c);
@@ -128,103 +151,99 @@ pub unsafe fn compute_rect(node: &Node, inputs: &[In<'_>], out: &OutBuf, rect: R
                     at += i.data.len();
                 }
             }
-            Op::Dense(d) => dense(d, inputs[0].data, out.row(0, 0, 1)),
+            Op::Dense(d) => dense(level, d, inputs[0].data, out.row(0, 0, 1)),
         }
     }
 }
 
-/// Computes the whole output of `node` into `out` (single-threaded).
+/// Computes the whole output of `node` into `out` (single-threaded, best level).
 pub fn compute_full(node: &Node, graph: &Graph, bufs: &[&[f32]], out: &mut [f32]) {
     let inputs: Vec<In<'_>> =
         node.inputs.iter().zip(bufs).map(|(&i, d)| In { data: d, shape: graph.nodes[i].shape }).collect();
     let ob = OutBuf::new(out, node.shape);
-    // SAFETY: one rectangle covering the output, one writer.
-    unsafe { compute_rect(node, &inputs, &ob, Rect::full(node.shape), &mut Vec::new()) }
+    // SAFETY: one rectangle covering the output, one writer; the detected level.
+    unsafe { compute_rect(SimdLevel::best(), node, &inputs, &ob, Rect::full(node.shape), &mut Vec::new()) }
 }
 
-fn fill_bias(dst: &mut [f32], bias: &[f32]) {
-    for px in dst.chunks_exact_mut(bias.len()) {
-        px.copy_from_slice(bias);
+/// The activation on one vector. Sigmoid has no vector form and passes through unchanged:
+/// callers apply it to the stored values. Hard-sigmoid multiplies and adds separately, so the
+/// result equals [`Activation::apply`] bit for bit.
+#[inline(always)]
+pub(crate) fn vec_act<V: Vector>(act: Activation, v: V) -> V {
+    let hard_sigmoid = |v: V, a: f32, b: f32| v.mul(V::splat(a)).add(V::splat(b)).max(V::splat(0.0)).min(V::splat(1.0));
+    match act {
+        Activation::Identity | Activation::Sigmoid => v,
+        Activation::Relu => v.max(V::splat(0.0)),
+        Activation::Clip { min, max } => v.max(V::splat(min)).min(V::splat(max)),
+        Activation::HardSigmoid { alpha, beta } => hard_sigmoid(v, alpha, beta),
+        Activation::HardSwish { alpha, beta } => v.mul(hard_sigmoid(v, alpha, beta)),
     }
 }
 
-/// `dst[m x n] = dst + lhs[m x k] * rhs[k x n]`, row-major with the given row strides.
-///
-/// # Safety
-/// The pointers must address matrices of the given extents and strides.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_acc(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    lhs: *const f32,
-    lhs_rs: usize,
-    rhs: *const f32,
-    rhs_rs: usize,
-) {
-    // SAFETY: forwarded.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            true,
-            lhs,
-            1,
-            lhs_rs as isize,
-            rhs,
-            1,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
+/// Applies `act` to `xs` in place at `level`.
+pub fn activate(level: SimdLevel, act: Activation, xs: &mut [f32]) {
+    match act {
+        Activation::Identity => {}
+        Activation::Sigmoid => act.apply_slice(xs),
+        _ => dispatch(level, Activate(act, xs)),
     }
 }
 
-unsafe fn pointwise(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect) {
+struct Activate<'a>(Activation, &'a mut [f32]);
+
+impl Kernel for Activate<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        let Activate(act, xs) = self;
+        let mut chunks = xs.chunks_exact_mut(V::LANES);
+        for ch in &mut chunks {
+            // SAFETY: a chunk holds exactly LANES floats.
+            unsafe { vec_act(act, V::load(ch.as_ptr())).store(ch.as_mut_ptr()) };
+        }
+        act.apply_slice(chunks.into_remainder());
+    }
+}
+
+/// The packed weights of group `g`, which [`Graph::prepare`] made for every non-depthwise
+/// convolution ([`crate::Plan`] always prepares its graph).
+fn packed(conv: &Conv, g: usize) -> &crate::graph::Packed {
+    assert_eq!(conv.packed.len(), conv.groups, "convolution weights are not packed (Graph::prepare)");
+    &conv.packed[g]
+}
+
+unsafe fn pointwise(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect) {
     let (cin, cout) = (conv.cin, conv.cout);
     let (sh, sw) = (conv.window.sh, conv.window.sw);
     let ow = out.shape.w;
-    let contiguous = sh == 1 && sw == 1 && rect.x0 == 0 && rect.x1 == ow && input.shape.w == ow;
-    // Whole rows with unit stride form one matrix; otherwise one GEMM per row segment.
-    let bands: Vec<(usize, usize)> =
-        if contiguous { vec![(rect.y0, rect.y1)] } else { (rect.y0..rect.y1).map(|y| (y, y + 1)).collect() };
-    for (y0, y1) in bands {
-        let m = if contiguous { (y1 - y0) * ow } else { rect.x1 - rect.x0 };
-        // SAFETY: the rows y0..y1 of the rectangle are this task's; contiguous rows are adjacent.
-        let dst: &mut [f32] = unsafe {
-            if contiguous {
-                std::slice::from_raw_parts_mut(out.row(y0, 0, ow).as_mut_ptr(), m * cout)
-            } else {
-                out.row(y0, rect.x0, rect.x1)
-            }
+    let call = |src: &[f32], npix: usize, dst: &mut [f32]| {
+        let c = pointwise::Call {
+            src,
+            src_stride: sw * cin,
+            npix,
+            cin,
+            cout,
+            packed: packed(conv, 0),
+            act: conv.activation,
+            dst_stride: cout,
         };
-        let src = &input.data[((y0 * sh) * input.shape.w + rect.x0 * sw) * cin..];
-        if let Some((packed, bias)) = &conv.packed {
-            let call =
-                pointwise::Call { src, src_stride: sw * cin, npix: m, cin, cout, packed, bias, act: conv.activation };
-            if pointwise::run(&call, dst) {
-                continue;
-            }
-        }
-        fill_bias(dst, &conv.bias);
-        debug_assert!(src.len() >= ((m - 1) * sw + 1) * cin);
-        // SAFETY: src holds m pixels at stride sw*cin; weights are cin x cout.
-        unsafe { gemm_acc(m, cout, cin, dst.as_mut_ptr(), cout, src.as_ptr(), sw * cin, conv.weights.as_ptr(), cout) };
-        conv.activation.apply_slice(dst);
+        pointwise::run(level, &c, dst);
+    };
+    // Whole rows with unit stride form one matrix; otherwise one product per row segment.
+    if sh == 1 && sw == 1 && rect.x0 == 0 && rect.x1 == ow && input.shape.w == ow {
+        let src = &input.data[rect.y0 * ow * cin..rect.y1 * ow * cin];
+        // SAFETY: the rows y0..y1 are this task's.
+        call(src, (rect.y1 - rect.y0) * ow, unsafe { out.rows(rect.y0, rect.y1) });
+        return;
+    }
+    for y in rect.y0..rect.y1 {
+        let src = &input.data[((y * sh) * input.shape.w + rect.x0 * sw) * cin..];
+        // SAFETY: this task's row segment.
+        call(src, rect.x1 - rect.x0, unsafe { out.row(y, rect.x0, rect.x1) });
     }
 }
 
-unsafe fn im2col_conv(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scratch: &mut Vec<f32>) {
+unsafe fn im2col_conv(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scratch: &mut Vec<f32>) {
     let w = &conv.window;
     let (ih, iw, cin) = (input.shape.h, input.shape.w, input.shape.c);
     let g = conv.groups;
@@ -232,7 +251,7 @@ unsafe fn im2col_conv(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scra
     let cout_g = conv.cout / g;
     let kdim = w.kh * w.kw * cin_g;
     let npix = rect.x1 - rect.x0;
-    // Full-width rows are adjacent in memory, so several can share one GEMM call.
+    // Full-width rows are adjacent in memory, so several can share one product.
     let rows_per_band = if npix == out.shape.w { (4096 / npix).max(1) } else { 1 };
     let mut oy0 = rect.y0;
     while oy0 < rect.y1 {
@@ -241,12 +260,11 @@ unsafe fn im2col_conv(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scra
         // SAFETY: this task's rows; with several rows they span whole output rows.
         let dst: &mut [f32] = unsafe {
             if oy1 - oy0 > 1 {
-                std::slice::from_raw_parts_mut(out.row(oy0, 0, npix).as_mut_ptr(), m * conv.cout)
+                out.rows(oy0, oy1)
             } else {
                 out.row(oy0, rect.x0, rect.x1)
             }
         };
-        fill_bias(dst, &conv.bias);
         scratch.clear();
         scratch.resize(m * kdim, 0.0);
         for gi in 0..g {
@@ -266,23 +284,18 @@ unsafe fn im2col_conv(conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scra
                     }
                 }
             }
-            let wts = &conv.weights[gi * kdim * cout_g..(gi + 1) * kdim * cout_g];
-            // SAFETY: scratch is m x kdim, weights kdim x cout_g, dst m x cout (offset gi*cout_g).
-            unsafe {
-                gemm_acc(
-                    m,
-                    cout_g,
-                    kdim,
-                    dst.as_mut_ptr().add(gi * cout_g),
-                    conv.cout,
-                    scratch.as_ptr(),
-                    kdim,
-                    wts.as_ptr(),
-                    cout_g,
-                )
+            let call = pointwise::Call {
+                src: scratch,
+                src_stride: kdim,
+                npix: m,
+                cin: kdim,
+                cout: cout_g,
+                packed: packed(conv, gi),
+                act: conv.activation,
+                dst_stride: conv.cout,
             };
+            pointwise::run(level, &call, &mut dst[gi * cout_g..]);
         }
-        conv.activation.apply_slice(dst);
         oy0 = oy1;
     }
 }
@@ -328,6 +341,12 @@ unsafe fn conv_transpose(ct: &ConvTranspose, input: In<'_>, out: &OutBuf, rect: 
             }
         }
         ct.activation.apply_slice(dst);
+    }
+}
+
+fn fill_bias(dst: &mut [f32], bias: &[f32]) {
+    for px in dst.chunks_exact_mut(bias.len()) {
+        px.copy_from_slice(bias);
     }
 }
 
@@ -417,7 +436,15 @@ fn resize_row(
     }
 }
 
-unsafe fn binary(kind: BinaryKind, act: Activation, inputs: &[In<'_>], shape: Shape, out: &OutBuf, rect: Rect) {
+unsafe fn binary(
+    level: SimdLevel,
+    kind: BinaryKind,
+    act: Activation,
+    inputs: &[In<'_>],
+    shape: Shape,
+    out: &OutBuf,
+    rect: Rect,
+) {
     let (a, b) = (inputs[0], inputs[1]);
     let c = shape.c;
     let at = |t: In<'_>, y: usize, x: usize| {
@@ -458,7 +485,7 @@ unsafe fn binary(kind: BinaryKind, act: Activation, inputs: &[In<'_>], shape: Sh
                 }
             }
         }
-        act.apply_slice(dst);
+        activate(level, act, dst);
     }
 }
 
@@ -478,12 +505,17 @@ unsafe fn concat(inputs: &[In<'_>], shape: Shape, out: &OutBuf, rect: Rect) {
     }
 }
 
-fn dense(d: &Dense, x: &[f32], dst: &mut [f32]) {
-    dst.copy_from_slice(&d.bias);
-    for (k, &xv) in x.iter().enumerate() {
-        for (o, &w) in dst.iter_mut().zip(&d.weights[k * d.cout..(k + 1) * d.cout]) {
-            *o += xv * w;
-        }
-    }
-    d.activation.apply_slice(dst);
+fn dense(level: SimdLevel, d: &Dense, x: &[f32], dst: &mut [f32]) {
+    assert_eq!(d.packed.len(), 1, "dense weights are not packed (Graph::prepare)");
+    let call = pointwise::Call {
+        src: x,
+        src_stride: d.cin,
+        npix: 1,
+        cin: d.cin,
+        cout: d.cout,
+        packed: &d.packed[0],
+        act: d.activation,
+        dst_stride: d.cout,
+    };
+    pointwise::run(level, &call, dst);
 }

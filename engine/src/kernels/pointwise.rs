@@ -1,27 +1,22 @@
-//! Pointwise (1x1) convolution micro-kernels: `dst[p][co] = act(bias[co] + Σ_ci src[p][ci] · w[ci][co])`.
+//! Pointwise (1x1) convolution and every other GEMM-shaped product (im2col rows of dense
+//! convolutions): `dst[p][co] = act(bias[co] + Σ_ci src[p][ci] · w[ci][co])`.
 //!
 //! Weights are packed once per plan into panels of [`PANEL`] output channels
 //! (`[panel][ci][PANEL]`, zero-padded), so the inner loop streams one contiguous panel while
-//! a tile of pixels × `PANEL` outputs stays in registers: 8 × 32 on AVX-512, 6 × 16 on AVX2.
-//! Each output is summed over `ci` in order, starting from the bias, whatever rectangle it
-//! is computed in, so cached and full results are bit-identical. CPUs without AVX2+FMA use the
-//! `gemm` crate instead ([`super`]).
+//! a tile of `MR` pixels × `NV` vectors of outputs stays in registers. One driver serves every
+//! level; only the tile shape differs ([`run`]). Each output is summed over `ci` in order,
+//! starting from the bias, whatever rectangle it is computed in, so cached and full results
+//! are bit-identical at one level.
 
-// The micro-kernels are raw-pointer arithmetic from end to end; their one safety contract
-// (extents of src, dst and the panels) is checked once in `run`, so per-operation unsafe
-// blocks would add noise, not safety.
-#![allow(unsafe_op_in_unsafe_fn)]
+use super::simd::{dispatch, Kernel, Level, Vector};
+use super::vec_act;
+use crate::graph::{Activation, Packed};
 
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
-
-use crate::graph::Activation;
-
-/// Output channels per packed panel.
+/// Output channels per packed panel (a multiple of every level's tile width).
 pub const PANEL: usize = 32;
 
 /// Packs `[cin][cout]` weights and the bias into panels.
-pub fn pack(weights: &[f32], bias: &[f32], cin: usize, cout: usize) -> (Vec<f32>, Vec<f32>) {
+pub fn pack(weights: &[f32], bias: &[f32], cin: usize, cout: usize) -> Packed {
     let panels = cout.div_ceil(PANEL);
     let mut w = vec![0.0; panels * cin * PANEL];
     let mut b = vec![0.0; panels * PANEL];
@@ -33,205 +28,110 @@ pub fn pack(weights: &[f32], bias: &[f32], cin: usize, cout: usize) -> (Vec<f32>
         }
     }
     b[..cout].copy_from_slice(bias);
-    (w, b)
+    Packed { weights: w, bias: b }
 }
 
-/// Arguments of one pointwise call: `npix` pixels read at `src_stride` floats apart, written
-/// at `cout` floats apart.
+/// Arguments of one product: `npix` pixels read at `src_stride` floats apart, written at
+/// `dst_stride` floats apart (`cout` columns each).
 pub struct Call<'a> {
     pub src: &'a [f32],
     pub src_stride: usize,
     pub npix: usize,
     pub cin: usize,
     pub cout: usize,
-    pub packed: &'a [f32],
-    pub bias: &'a [f32],
+    pub packed: &'a Packed,
     pub act: Activation,
+    pub dst_stride: usize,
 }
 
-/// Runs the best micro-kernel for this CPU; returns `false` when none applies.
-pub fn run(call: &Call<'_>, dst: &mut [f32]) -> bool {
-    assert!(call.npix == 0 || call.src.len() >= (call.npix - 1) * call.src_stride + call.cin);
-    assert!(dst.len() >= call.npix * call.cout);
-    assert_eq!(call.packed.len(), call.cout.div_ceil(PANEL) * call.cin * PANEL);
-    let ran = match super::simd::detected() {
-        // SAFETY: features detected at run time; extents asserted above.
-        #[cfg(target_arch = "x86_64")]
-        super::simd::Level::Avx512 => unsafe {
-            avx512(call, dst.as_mut_ptr());
-            true
-        },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        super::simd::Level::Avx2Fma => unsafe {
-            avx2(call, dst.as_mut_ptr());
-            true
-        },
-        _ => false,
-    };
-    if !ran {
-        return false;
+/// Runs the product at `level` into `dst`. Panics if the extents do not hold (a kernel bug,
+/// never a property of the model: shapes are validated when the plan compiles).
+pub fn run(level: Level, call: &Call<'_>, dst: &mut [f32]) {
+    if call.npix == 0 || call.cout == 0 {
+        return;
     }
-    match call.act {
-        Activation::Identity | Activation::Relu | Activation::Clip { .. } => {}
-        // Activations without a vector form run on the stored outputs.
-        other => other.apply_slice(&mut dst[..call.npix * call.cout]),
+    assert!(call.src_stride >= call.cin && call.dst_stride >= call.cout);
+    assert!(call.src.len() >= (call.npix - 1) * call.src_stride + call.cin, "pointwise source too short");
+    assert!(dst.len() >= (call.npix - 1) * call.dst_stride + call.cout, "pointwise destination too short");
+    assert_eq!(call.packed.weights.len(), call.cout.div_ceil(PANEL) * call.cin * PANEL);
+    assert_eq!(call.packed.bias.len(), call.cout.div_ceil(PANEL) * PANEL);
+    dispatch(level, Product { call, dst: dst.as_mut_ptr() });
+    if matches!(call.act, Activation::Sigmoid) {
+        // No vector form: applied to the stored outputs.
+        for p in 0..call.npix {
+            call.act.apply_slice(&mut dst[p * call.dst_stride..][..call.cout]);
+        }
     }
-    true
 }
 
-/// Bounds of a vectorised activation: Relu and Clip; identity for everything else.
-#[cfg(target_arch = "x86_64")]
-fn bounds(act: Activation) -> (f32, f32) {
-    match act {
-        Activation::Relu => (0.0, f32::INFINITY),
-        Activation::Clip { min, max } => (min, max),
-        _ => (f32::NEG_INFINITY, f32::INFINITY),
+/// One product as a [`Kernel`]: `dst` holds the rows [`run`] checked.
+struct Product<'a, 'b> {
+    call: &'a Call<'b>,
+    dst: *mut f32,
+}
+
+impl Kernel for Product<'_, '_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        // Tile shapes: MR x NV accumulators fill most of the register file.
+        match (V::LANES, V::REGISTERS) {
+            (16, _) => drive::<V, 12, 2>(self.call, self.dst),
+            (4, 32) => drive::<V, 6, 4>(self.call, self.dst),
+            // 16 registers: 10 accumulators, 2 weights and the broadcast input, with room to spare
+            // (at 12 accumulators the compiler spills one, through memory, every iteration).
+            (8, _) => drive::<V, 5, 2>(self.call, self.dst),
+            _ => drive::<V, 4, 2>(self.call, self.dst),
+        }
     }
 }
 
 /// Pixels per block: the block's inputs stay in L1/L2 while every panel passes over them.
-#[cfg(target_arch = "x86_64")]
-const PIXEL_BLOCK: usize = 64;
+const PIXEL_BLOCK: usize = 96;
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn avx512(c: &Call<'_>, dst: *mut f32) {
+/// Every tile of the product. `dst` must hold `npix` rows at `dst_stride` (checked by [`run`]).
+#[inline(always)]
+fn drive<V: Vector, const MR: usize, const NV: usize>(c: &Call<'_>, dst: *mut f32) {
+    let width = NV * V::LANES;
+    debug_assert_eq!(PANEL % width, 0);
     let panels = c.cout.div_ceil(PANEL);
-    let (lo, hi) = bounds(c.act);
     let mut pb = 0;
     while pb < c.npix {
         let pe = (pb + PIXEL_BLOCK).min(c.npix);
         for panel in 0..panels {
-            let ncols = (c.cout - panel * PANEL).min(PANEL);
-            let w = c.packed.as_ptr().add(panel * c.cin * PANEL);
-            let b = c.bias.as_ptr().add(panel * PANEL);
-            let mut p = pb;
-            macro_rules! tile {
-                ($mr:literal) => {
-                    tile512::<$mr>(
-                        c.src.as_ptr().add(p * c.src_stride),
-                        c.src_stride,
-                        c.cin,
-                        w,
-                        b,
-                        dst.add(p * c.cout + panel * PANEL),
-                        c.cout,
-                        ncols,
-                        lo,
-                        hi,
-                    )
-                };
-            }
-            while p + 8 <= pe {
-                tile!(8);
-                p += 8;
-            }
-            match pe - p {
-                0 => {}
-                1 => tile!(1),
-                2 => tile!(2),
-                3 => tile!(3),
-                4 => tile!(4),
-                5 => tile!(5),
-                6 => tile!(6),
-                _ => tile!(7),
-            }
-        }
-        pb = pe;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile512<const MR: usize>(
-    src: *const f32,
-    stride: usize,
-    cin: usize,
-    w: *const f32,
-    bias: *const f32,
-    dst: *mut f32,
-    dst_stride: usize,
-    ncols: usize,
-    lo: f32,
-    hi: f32,
-) {
-    let mut a0 = [_mm512_loadu_ps(bias); MR];
-    let mut a1 = [_mm512_loadu_ps(bias.add(16)); MR];
-    for ci in 0..cin {
-        let w0 = _mm512_loadu_ps(w.add(ci * PANEL));
-        let w1 = _mm512_loadu_ps(w.add(ci * PANEL + 16));
-        for p in 0..MR {
-            let x = _mm512_set1_ps(*src.add(p * stride + ci));
-            a0[p] = _mm512_fmadd_ps(x, w0, a0[p]);
-            a1[p] = _mm512_fmadd_ps(x, w1, a1[p]);
-        }
-    }
-    let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-    let m0: __mmask16 = if ncols >= 16 { 0xffff } else { (1u32 << ncols) as u16 - 1 };
-    let m1: __mmask16 = if ncols >= 32 {
-        0xffff
-    } else if ncols <= 16 {
-        0
-    } else {
-        (1u32 << (ncols - 16)) as u16 - 1
-    };
-    for p in 0..MR {
-        let v0 = _mm512_min_ps(_mm512_max_ps(a0[p], vlo), vhi);
-        let v1 = _mm512_min_ps(_mm512_max_ps(a1[p], vlo), vhi);
-        let d = dst.add(p * dst_stride);
-        _mm512_mask_storeu_ps(d, m0, v0);
-        _mm512_mask_storeu_ps(d.add(16), m1, v1);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2(c: &Call<'_>, dst: *mut f32) {
-    let panels = c.cout.div_ceil(PANEL);
-    let (lo, hi) = bounds(c.act);
-    let mut pb = 0;
-    while pb < c.npix {
-        let pe = (pb + PIXEL_BLOCK).min(c.npix);
-        for panel in 0..panels {
-            for half in 0..2 {
-                let col = panel * PANEL + half * 16;
+            for sub in 0..PANEL / width {
+                let col = panel * PANEL + sub * width;
                 if col >= c.cout {
                     break;
                 }
-                let ncols = (c.cout - col).min(16);
-                let w = c.packed.as_ptr().add(panel * c.cin * PANEL + half * 16);
-                let b = c.bias.as_ptr().add(col);
+                let ncols = (c.cout - col).min(width);
                 let mut p = pb;
-                macro_rules! tile {
-                    ($mr:literal) => {
-                        tile256::<$mr>(
-                            c.src.as_ptr().add(p * c.src_stride),
-                            c.src_stride,
-                            c.cin,
-                            w,
-                            b,
-                            dst.add(p * c.cout + col),
-                            c.cout,
-                            ncols,
-                            lo,
-                            hi,
-                        )
-                    };
-                }
-                while p + 6 <= pe {
-                    tile!(6);
-                    p += 6;
-                }
-                match pe - p {
-                    0 => {}
-                    1 => tile!(1),
-                    2 => tile!(2),
-                    3 => tile!(3),
-                    4 => tile!(4),
-                    _ => tile!(5),
+                // SAFETY: pixel p < npix reads src[p * src_stride..][..cin] and writes
+                // dst[p * dst_stride + col..][..ncols]; panel columns col..col + width are inside
+                // the zero-padded packed weights and bias. All checked by `run`.
+                unsafe {
+                    let w = c.packed.weights.as_ptr().add(panel * c.cin * PANEL + sub * width);
+                    let b = c.packed.bias.as_ptr().add(col);
+                    let t = Tile { cin: c.cin, src_stride: c.src_stride, dst_stride: c.dst_stride, ncols, act: c.act };
+                    while p + MR <= pe {
+                        t.run::<V, MR, NV>(c.src.as_ptr().add(p * c.src_stride), w, b, dst.add(p * c.dst_stride + col));
+                        p += MR;
+                    }
+                    let (s, d) = (c.src.as_ptr().add(p * c.src_stride), dst.add(p * c.dst_stride + col));
+                    match pe - p {
+                        0 => {}
+                        1 => t.run::<V, 1, NV>(s, w, b, d),
+                        2 => t.run::<V, 2, NV>(s, w, b, d),
+                        3 => t.run::<V, 3, NV>(s, w, b, d),
+                        4 => t.run::<V, 4, NV>(s, w, b, d),
+                        5 => t.run::<V, 5, NV>(s, w, b, d),
+                        6 => t.run::<V, 6, NV>(s, w, b, d),
+                        7 => t.run::<V, 7, NV>(s, w, b, d),
+                        8 => t.run::<V, 8, NV>(s, w, b, d),
+                        9 => t.run::<V, 9, NV>(s, w, b, d),
+                        10 => t.run::<V, 10, NV>(s, w, b, d),
+                        _ => t.run::<V, 11, NV>(s, w, b, d),
+                    }
                 }
             }
         }
@@ -239,38 +139,60 @@ unsafe fn avx2(c: &Call<'_>, dst: *mut f32) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile256<const MR: usize>(
-    src: *const f32,
-    stride: usize,
+/// What every tile of one product shares.
+#[derive(Clone, Copy)]
+struct Tile {
     cin: usize,
-    w: *const f32,
-    bias: *const f32,
-    dst: *mut f32,
+    src_stride: usize,
     dst_stride: usize,
     ncols: usize,
-    lo: f32,
-    hi: f32,
-) {
-    let mut a0 = [_mm256_loadu_ps(bias); MR];
-    let mut a1 = [_mm256_loadu_ps(bias.add(8)); MR];
-    for ci in 0..cin {
-        let w0 = _mm256_loadu_ps(w.add(ci * PANEL));
-        let w1 = _mm256_loadu_ps(w.add(ci * PANEL + 8));
-        for p in 0..MR {
-            let x = _mm256_set1_ps(*src.add(p * stride + ci));
-            a0[p] = _mm256_fmadd_ps(x, w0, a0[p]);
-            a1[p] = _mm256_fmadd_ps(x, w1, a1[p]);
+    act: Activation,
+}
+
+impl Tile {
+    /// `MR` pixels × `NV` vectors of outputs, accumulated in registers.
+    ///
+    /// # Safety
+    /// `src` holds `MR` pixels of `cin` floats at `src_stride`; `w` and `b` hold `NV` vectors
+    /// per input channel (panel stride [`PANEL`]); `dst` holds `MR` rows of `ncols` floats at
+    /// `dst_stride`.
+    #[inline(always)]
+    unsafe fn run<V: Vector, const MR: usize, const NV: usize>(
+        self,
+        src: *const f32,
+        w: *const f32,
+        b: *const f32,
+        dst: *mut f32,
+    ) {
+        // SAFETY: the function's contract.
+        unsafe {
+            let bias: [V; NV] = std::array::from_fn(|j| V::load(b.add(j * V::LANES)));
+            let mut acc = [bias; MR];
+            for ci in 0..self.cin {
+                let wv: [V; NV] = std::array::from_fn(|j| V::load(w.add(ci * PANEL + j * V::LANES)));
+                #[allow(clippy::needless_range_loop)]
+                for p in 0..MR {
+                    let x = V::splat(*src.add(p * self.src_stride + ci));
+                    for j in 0..NV {
+                        acc[p][j] = x.mul_add(wv[j], acc[p][j]);
+                    }
+                }
+            }
+            #[allow(clippy::needless_range_loop)]
+            for p in 0..MR {
+                let d = dst.add(p * self.dst_stride);
+                if self.ncols == NV * V::LANES {
+                    for j in 0..NV {
+                        vec_act(self.act, acc[p][j]).store(d.add(j * V::LANES));
+                    }
+                } else {
+                    let mut tmp = [0.0f32; 64];
+                    for j in 0..NV {
+                        vec_act(self.act, acc[p][j]).store(tmp.as_mut_ptr().add(j * V::LANES));
+                    }
+                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), d, self.ncols);
+                }
+            }
         }
-    }
-    let (vlo, vhi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
-    for p in 0..MR {
-        let mut out = [0.0f32; 16];
-        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_min_ps(_mm256_max_ps(a0[p], vlo), vhi));
-        _mm256_storeu_ps(out.as_mut_ptr().add(8), _mm256_min_ps(_mm256_max_ps(a1[p], vlo), vhi));
-        std::ptr::copy_nonoverlapping(out.as_ptr(), dst.add(p * dst_stride), ncols);
     }
 }

@@ -1,230 +1,371 @@
-//! Depthwise convolution, compiled several times for different instruction sets and picked at
-//! run time (never by building for the host CPU). The loop body is written once; each variant only
-//! changes the target features the compiler may use, and whether multiply-add is fused.
+//! Instruction-set levels and the one vector abstraction every fast kernel is written in.
+//!
+//! A kernel is written once, generic over [`Vector`], and instantiated per level inside a
+//! `#[target_feature]` function ([`dispatch`]), so the compiler
+//! emits AVX-512, AVX2+FMA or NEON code from the same source. The level is chosen at run time
+//! from what the CPU reports (never by building for the host CPU) and passed explicitly to
+//! every kernel call: a session holds its level, and tests run each level side by side.
 
-use super::In;
-use crate::graph::Conv;
-
-trait MulAdd {
-    fn mul_add(acc: f32, a: f32, b: f32) -> f32;
-}
-struct Separate;
-impl MulAdd for Separate {
-    #[inline(always)]
-    fn mul_add(acc: f32, a: f32, b: f32) -> f32 {
-        acc + a * b
-    }
-}
+#[cfg(target_arch = "aarch64")]
+use std::arch::aarch64::*;
 #[cfg(target_arch = "x86_64")]
-struct Fused;
-#[cfg(target_arch = "x86_64")]
-impl MulAdd for Fused {
-    #[inline(always)]
-    fn mul_add(acc: f32, a: f32, b: f32) -> f32 {
-        a.mul_add(b, acc)
-    }
-}
+use std::arch::x86_64::*;
 
-/// Which depthwise variant this CPU runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An instruction-set level the kernels are compiled for.
+///
+/// Levels are ordered by capability: a CPU that runs one runs every lower one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
+    /// Portable Rust (four-lane arrays the compiler vectorises with the target's baseline:
+    /// SSE2 on x86-64, NEON on aarch64). Multiply and add are separate operations.
     Baseline,
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// Advanced SIMD with fused multiply-add (every aarch64 CPU that Android and iOS run on).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
-/// The best level this CPU supports, or the one forced by [`force_level`].
-pub fn detected() -> Level {
-    match FORCED.load(std::sync::atomic::Ordering::Relaxed) {
-        1 => return Level::Baseline,
-        #[cfg(target_arch = "x86_64")]
-        2 => return Level::Avx2Fma,
-        _ => {}
-    }
-    best()
-}
-
-/// Every level this CPU can run, lowest first.
-pub fn available() -> Vec<Level> {
-    #[cfg(target_arch = "x86_64")]
-    {
+impl Level {
+    /// Every level this CPU can run, lowest first.
+    pub fn available() -> Vec<Level> {
         let mut out = vec![Level::Baseline];
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            out.push(Level::Avx2Fma);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                out.push(Level::Avx2Fma);
+                if is_x86_feature_detected!("avx512f") {
+                    out.push(Level::Avx512);
+                }
+            }
         }
-        if best() == Level::Avx512 {
-            out.push(Level::Avx512);
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                out.push(Level::Neon);
+            }
         }
         out
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    vec![Level::Baseline]
-}
 
-static FORCED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    /// The best level this CPU supports (detected once).
+    pub fn best() -> Level {
+        static BEST: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| *Self::available().last().unwrap_or(&Level::Baseline))
+    }
 
-/// Forces a lower SIMD level process-wide (`None`: the best one), so that tests can check
-/// every code path on one machine. Levels the CPU lacks are ignored.
-pub fn force_level(level: Option<Level>) {
-    let code = match level {
-        Some(l) if !available().contains(&l) => 0,
-        Some(Level::Baseline) => 1,
-        #[cfg(target_arch = "x86_64")]
-        Some(Level::Avx2Fma) => 2,
-        _ => 0,
-    };
-    FORCED.store(code, std::sync::atomic::Ordering::Relaxed);
-}
+    /// Whether this CPU can run the level.
+    pub fn is_available(self) -> bool {
+        self <= Self::best()
+    }
 
-fn best() -> Level {
-    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-                return Level::Avx512;
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Level::Avx2Fma;
-            }
+    /// Float lanes of one vector register at this level.
+    pub fn lanes(self) -> usize {
+        match self {
+            Level::Baseline => Portable::LANES,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2Fma => 8,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => 16,
+            #[cfg(target_arch = "aarch64")]
+            Level::Neon => 4,
         }
-        Level::Baseline
-    })
+    }
 }
 
-/// One output row segment `x0..x0 + dst.len()/C` of depthwise convolution row `oy`.
-pub fn depthwise_row(conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
-    match detected() {
-        Level::Baseline => depthwise_row_impl::<Separate>(conv, input, oy, x0, dst),
-        // SAFETY: the features were detected at run time.
+/// One SIMD register of `f32` lanes. All methods are `#[inline(always)]`, so that they are
+/// compiled with the target features of the kernel they are inlined into.
+pub(crate) trait Vector: Copy {
+    const LANES: usize;
+    /// Vector registers of the level (the tile shapes depend on it).
+    const REGISTERS: usize;
+    /// # Safety
+    /// `p` must be valid for reading `LANES` floats.
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// `p` must be valid for writing `LANES` floats.
+    unsafe fn store(self, p: *mut f32);
+    fn splat(x: f32) -> Self;
+    /// `self * b + c` (fused where the level has FMA).
+    fn mul_add(self, b: Self, c: Self) -> Self;
+    fn add(self, b: Self) -> Self;
+    fn mul(self, b: Self) -> Self;
+    fn max(self, b: Self) -> Self;
+    fn min(self, b: Self) -> Self;
+}
+
+/// The portable vector: four lanes in a plain array.
+#[derive(Clone, Copy)]
+pub(crate) struct Portable([f32; 4]);
+
+impl Portable {
+    #[inline(always)]
+    fn zip(self, b: Self, f: impl Fn(f32, f32) -> f32) -> Self {
+        Portable([f(self.0[0], b.0[0]), f(self.0[1], b.0[1]), f(self.0[2], b.0[2]), f(self.0[3], b.0[3])])
+    }
+}
+
+impl Vector for Portable {
+    const LANES: usize = 4;
+    const REGISTERS: usize = 16;
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller's contract.
+        Portable(unsafe { p.cast::<[f32; 4]>().read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller's contract.
+        unsafe { p.cast::<[f32; 4]>().write_unaligned(self.0) }
+    }
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        Portable([x; 4])
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        Portable([
+            self.0[0] * b.0[0] + c.0[0],
+            self.0[1] * b.0[1] + c.0[1],
+            self.0[2] * b.0[2] + c.0[2],
+            self.0[3] * b.0[3] + c.0[3],
+        ])
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        self.zip(b, |x, y| x + y)
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        self.zip(b, |x, y| x * y)
+    }
+    #[inline(always)]
+    fn max(self, b: Self) -> Self {
+        self.zip(b, f32::max)
+    }
+    #[inline(always)]
+    fn min(self, b: Self) -> Self {
+        self.zip(b, f32::min)
+    }
+}
+
+// The intrinsics below need their target features, which every caller has: these methods are
+// only reached from kernels instantiated inside the `#[target_feature]` entry functions of
+// [`dispatch`], after the level was detected. That is the one safety argument for all of them.
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2(__m256);
+
+#[cfg(target_arch = "x86_64")]
+impl Vector for Avx2 {
+    const LANES: usize = 8;
+    const REGISTERS: usize = 16;
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: see above; `p` is the caller's contract.
+        Avx2(unsafe { _mm256_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        // SAFETY: as above.
+        Avx2(unsafe { _mm256_set1_ps(x) })
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        // SAFETY: as above.
+        Avx2(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Avx2(unsafe { _mm256_add_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Avx2(unsafe { _mm256_mul_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn max(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Avx2(unsafe { _mm256_max_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn min(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Avx2(unsafe { _mm256_min_ps(self.0, b.0) })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512(__m512);
+
+#[cfg(target_arch = "x86_64")]
+impl Vector for Avx512 {
+    const LANES: usize = 16;
+    const REGISTERS: usize = 32;
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: as above.
+        Avx512(unsafe { _mm512_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: as above.
+        unsafe { _mm512_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        // SAFETY: as above.
+        Avx512(unsafe { _mm512_set1_ps(x) })
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        // SAFETY: as above.
+        Avx512(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Avx512(unsafe { _mm512_add_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Avx512(unsafe { _mm512_mul_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn max(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Avx512(unsafe { _mm512_max_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn min(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Avx512(unsafe { _mm512_min_ps(self.0, b.0) })
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Neon(float32x4_t);
+
+#[cfg(target_arch = "aarch64")]
+impl Vector for Neon {
+    const LANES: usize = 4;
+    const REGISTERS: usize = 32;
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: as above.
+        Neon(unsafe { vld1q_f32(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: as above.
+        unsafe { vst1q_f32(p, self.0) }
+    }
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        // SAFETY: as above.
+        Neon(unsafe { vdupq_n_f32(x) })
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        // SAFETY: as above. vfmaq_f32(c, a, b) = c + a * b, fused.
+        Neon(unsafe { vfmaq_f32(c.0, self.0, b.0) })
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Neon(unsafe { vaddq_f32(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Neon(unsafe { vmulq_f32(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn max(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Neon(unsafe { vmaxq_f32(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn min(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Neon(unsafe { vminq_f32(self.0, b.0) })
+    }
+}
+
+/// A kernel written once over [`Vector`]: its arguments, and [`Kernel::run`] instantiated per
+/// level by [`dispatch`]. Implementations mark `run` `#[inline(always)]`, so that its body is
+/// compiled inside the level's `#[target_feature]` entry function.
+pub(crate) trait Kernel {
+    type Output;
+    fn run<V: Vector>(self) -> Self::Output;
+}
+
+/// Runs `kernel` with the vectors of `level`. Panics if this CPU cannot run `level` (running
+/// it anyway would be undefined behaviour); sessions validate their level up front.
+pub(crate) fn dispatch<K: Kernel>(level: Level, kernel: K) -> K::Output {
+    assert!(level.is_available(), "this CPU cannot run SIMD level {level:?}");
+    match level {
+        Level::Baseline => kernel.run::<Portable>(),
+        // SAFETY: the level's features were detected (asserted above).
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2Fma => unsafe { depthwise_row_avx2(conv, input, oy, x0, dst) },
-        // SAFETY: the features were detected at run time.
+        Level::Avx2Fma => unsafe { entry_avx2(kernel) },
+        // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { depthwise_row_avx512(conv, input, oy, x0, dst) },
+        Level::Avx512 => unsafe { entry_avx512(kernel) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon => unsafe { entry_neon(kernel) },
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_row_avx2(conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
-    depthwise_row_impl::<Fused>(conv, input, oy, x0, dst)
+unsafe fn entry_avx2<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<Avx2>()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn depthwise_row_avx512(conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
-    depthwise_row_impl::<Fused>(conv, input, oy, x0, dst)
+unsafe fn entry_avx512<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<Avx512>()
 }
 
-/// Floats per accumulator vector (one AVX-512 register, two AVX2 registers).
-const LANES: usize = 16;
-
-#[inline(always)]
-fn depthwise_row_impl<M: MulAdd>(conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
-    let w = &conv.window;
-    let c = conv.cout;
-    let (ih, iw) = (input.shape.h, input.shape.w);
-    assert_eq!(input.data.len(), ih * iw * c);
-    assert_eq!(conv.weights.len(), w.kh * w.kw * c);
-    assert_eq!(dst.len() % c, 0);
-    let npix = dst.len() / c;
-    let iy0 = (oy * w.sh) as isize - w.pad[0] as isize;
-    // Kernel rows whose input row is inside the image (a contiguous range; the rest is padding).
-    let ky0 = (0..w.kh).find(|&ky| iy0 + (ky * w.dh) as isize >= 0).unwrap_or(w.kh);
-    let ky1 = (ky0..w.kh).take_while(|&ky| iy0 + ((ky * w.dh) as isize) < ih as isize).last().map_or(ky0, |k| k + 1);
-    let geo = RowGeometry { iy0, ky0, ky1, x0, npix };
-    let mut c0 = 0;
-    // Wide blocks first: each tap's bookkeeping is shared by 4 vector FMAs.
-    while c0 + 4 * LANES <= c {
-        // SAFETY: extents asserted above; c0 + 64 <= c.
-        unsafe { block::<M, 4>(conv, input, &geo, c0, dst) };
-        c0 += 4 * LANES;
-    }
-    while c0 + LANES <= c {
-        // SAFETY: as above, c0 + 16 <= c.
-        unsafe { block::<M, 1>(conv, input, &geo, c0, dst) };
-        c0 += LANES;
-    }
-    for p in 0..npix {
-        let (ix0, kx0, kx1) = geo.columns(w, iw, p);
-        for ch in c0..c {
-            let mut acc = conv.bias[ch];
-            for ky in ky0..ky1 {
-                let iy = (iy0 + (ky * w.dh) as isize) as usize;
-                for kx in kx0..kx1 {
-                    let ix = (ix0 + (kx * w.dw) as isize) as usize;
-                    acc = M::mul_add(acc, input.data[(iy * iw + ix) * c + ch], conv.weights[(ky * w.kw + kx) * c + ch]);
-                }
-            }
-            dst[p * c + ch] = acc;
-        }
-    }
-    conv.activation.apply_slice(dst);
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn entry_neon<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<Neon>()
 }
 
-/// Where one output row segment reads: valid kernel rows `ky0..ky1`, first output column `x0`.
-struct RowGeometry {
-    iy0: isize,
-    ky0: usize,
-    ky1: usize,
-    x0: usize,
-    npix: usize,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl RowGeometry {
-    /// First input column and the valid kernel columns `kx0..kx1` of pixel `p`.
-    #[inline(always)]
-    fn columns(&self, w: &crate::graph::Window, iw: usize, p: usize) -> (isize, usize, usize) {
-        let ix0 = ((self.x0 + p) * w.sw) as isize - w.pad[1] as isize;
-        // Interior pixels (the common case) read every kernel column.
-        if ix0 >= 0 && ix0 + (((w.kw - 1) * w.dw) as isize) < iw as isize {
-            return (ix0, 0, w.kw);
-        }
-        let kx0 = (0..w.kw).find(|&kx| ix0 + (kx * w.dw) as isize >= 0).unwrap_or(w.kw);
-        let kx1 =
-            (kx0..w.kw).take_while(|&kx| ix0 + ((kx * w.dw) as isize) < iw as isize).last().map_or(kx0, |k| k + 1);
-        (ix0, kx0, kx1)
-    }
-}
-
-/// Channels `c0..c0 + NB * LANES` of every pixel of the row segment, accumulators in registers.
-///
-/// # Safety
-/// `input`, `conv.weights` and `dst` must have the extents asserted by the caller, and
-/// `c0 + NB * LANES <= conv.cout`.
-#[inline(always)]
-unsafe fn block<M: MulAdd, const NB: usize>(conv: &Conv, input: In<'_>, geo: &RowGeometry, c0: usize, dst: &mut [f32]) {
-    let w = &conv.window;
-    let c = conv.cout;
-    let iw = input.shape.w;
-    let src = input.data.as_ptr();
-    let wts = conv.weights.as_ptr();
-    for p in 0..geo.npix {
-        let (ix0, kx0, kx1) = geo.columns(w, iw, p);
-        let mut acc = [[0.0f32; LANES]; NB];
-        for (b, a) in acc.iter_mut().enumerate() {
-            a.copy_from_slice(&conv.bias[c0 + b * LANES..c0 + (b + 1) * LANES]);
-        }
-        for ky in geo.ky0..geo.ky1 {
-            let iy = (geo.iy0 + (ky * w.dh) as isize) as usize;
-            for kx in kx0..kx1 {
-                let ix = (ix0 + (kx * w.dw) as isize) as usize;
-                // SAFETY: iy < ih and ix < iw by the valid ranges; channel offsets < c.
-                let (s, k) = unsafe { (src.add((iy * iw + ix) * c + c0), wts.add((ky * w.kw + kx) * c + c0)) };
-                for (b, a) in acc.iter_mut().enumerate() {
-                    for j in 0..LANES {
-                        // SAFETY: as above.
-                        let (sv, kv) = unsafe { (*s.add(b * LANES + j), *k.add(b * LANES + j)) };
-                        a[j] = M::mul_add(a[j], sv, kv);
-                    }
-                }
-            }
-        }
-        for (b, a) in acc.iter().enumerate() {
-            dst[p * c + c0 + b * LANES..p * c + c0 + (b + 1) * LANES].copy_from_slice(a);
+    /// The kernel tests check every available level, so the levels the product ships must be
+    /// among them where they exist: NEON on every aarch64 CPU (and under qemu in CI).
+    #[test]
+    fn the_shipped_levels_are_detected() {
+        let levels = Level::available();
+        assert_eq!(levels[0], Level::Baseline);
+        assert!(levels.windows(2).all(|w| w[0] < w[1]), "levels ascend: {levels:?}");
+        #[cfg(target_arch = "aarch64")]
+        assert!(levels.contains(&Level::Neon), "NEON not detected: {levels:?}");
+        assert_eq!(Level::best(), *levels.last().unwrap());
+        for l in levels {
+            assert!(l.is_available());
+            assert!(l.lanes() >= 4);
         }
     }
 }

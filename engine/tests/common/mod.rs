@@ -66,19 +66,27 @@ pub enum Layer {
 }
 
 pub fn activation(i: u8) -> Activation {
-    match i % 5 {
+    match i % 6 {
         0 => Activation::Identity,
         1 => Activation::Relu,
         2 => Activation::Clip { min: 0.0, max: 6.0 },
         3 => Activation::HardSigmoid { alpha: 1.0 / 6.0, beta: 0.5 },
+        4 => Activation::HardSwish { alpha: 1.0 / 6.0, beta: 0.5 },
         _ => Activation::Sigmoid,
     }
+}
+
+/// Proptest cases: `n`, or at most `FRAMECACHE_PROPTEST_CASES` where that is set (the
+/// emulated aarch64 run in CI, `.ci/aarch64.sh`, runs fewer).
+#[allow(dead_code)]
+pub fn cases(n: u32) -> u32 {
+    std::env::var("FRAMECACHE_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).map_or(n, |m: u32| m.min(n))
 }
 
 pub fn layer() -> impl Strategy<Value = Layer> {
     prop_oneof![
         // Channel counts both below and across the micro-kernels' 16- and 32-wide panels.
-        4 => (0u8..3, prop_oneof![2usize..7, 14usize..40], prop::sample::select(vec![1usize, 3, 5]), 1usize..3, 1usize..3, prop::array::uniform4(0usize..3), 0u8..5)
+        4 => (0u8..3, prop_oneof![2usize..7, 14usize..40], prop::sample::select(vec![1usize, 3, 5]), 1usize..3, 1usize..3, prop::array::uniform4(0usize..3), 0u8..6)
             .prop_map(|(kind, cout, k, s, d, pad, act)| Layer::Conv { kind, cout, k, s, d, pad, act }),
         1 => (1usize..4, 1usize..3, 0usize..2, 1usize..5).prop_map(|(k, s, pad, cout)| Layer::ConvTranspose { k, s, pad, cout }),
         1 => (any::<bool>(), 2usize..4, 1usize..3, 0usize..2).prop_map(|(max, k, s, pad)| Layer::Pool { max, k, s, pad }),
@@ -87,7 +95,7 @@ pub fn layer() -> impl Strategy<Value = Layer> {
         1 => (0usize..3, 0usize..5).prop_map(|(before, after)| Layer::PaddedResidual { before, after }),
         1 => Just(Layer::Concat),
         1 => Just(Layer::SqueezeExcite),
-        1 => (0u8..5).prop_map(Layer::Act),
+        1 => (0u8..6).prop_map(Layer::Act),
     ]
 }
 

@@ -1,0 +1,120 @@
+//! Fusion passes on the IR, run after import: they count uses per IR node (not per source
+//! tensor name), so a value read elsewhere is never folded away.
+
+use super::{Activation, BinaryKind, Graph, Op};
+
+/// Uses of every node: reads by other nodes plus graph outputs.
+fn uses(graph: &Graph) -> Vec<usize> {
+    let mut n = vec![0; graph.nodes.len()];
+    for &i in graph.nodes.iter().flat_map(|node| &node.inputs) {
+        n[i] += 1;
+    }
+    for o in &graph.outputs {
+        n[o.node] += 1;
+    }
+    n
+}
+
+/// The activation slot of ops that apply one in their epilogue.
+fn activation_slot(op: &mut Op) -> Option<&mut Activation> {
+    match op {
+        Op::Conv(c) => Some(&mut c.activation),
+        Op::ConvTranspose(c) => Some(&mut c.activation),
+        Op::Dense(d) => Some(&mut d.activation),
+        Op::Binary { activation, .. } => Some(activation),
+        _ => None,
+    }
+}
+
+/// Hard-swish written as `x * HardSigmoid(x)` (MediaPipe's models, MobileNetV3) becomes one
+/// activation: in the epilogue of the op producing `x` when nothing else reads `x`, otherwise
+/// one standalone activation node instead of two. Returns how many were fused.
+///
+/// The fused node keeps the product's tensor names; the names of `x` before the activation
+/// and of the hard-sigmoid are dropped, since those values no longer exist (a manifest that
+/// taps them gets an unknown-tensor error instead of a silently different value).
+pub fn hard_swish(graph: &mut Graph) -> usize {
+    let uses = uses(graph);
+    let mut alias: Vec<usize> = (0..graph.nodes.len()).collect();
+    let mut dropped_names = Vec::new();
+    let mut fused = 0;
+    for m in 0..graph.nodes.len() {
+        let node = &graph.nodes[m];
+        if !matches!(node.op, Op::Binary { kind: BinaryKind::Mul, activation: Activation::Identity }) {
+            continue;
+        }
+        let [p, q] = node.inputs[..] else { continue };
+        // One operand is HardSigmoid(other operand), read only here.
+        let Some((x, h, alpha, beta)) = [(p, q), (q, p)].into_iter().find_map(|(x, h)| match graph.nodes[h].op {
+            Op::Unary(Activation::HardSigmoid { alpha, beta })
+                if graph.nodes[h].inputs == [x] && uses[h] == 1 && alias[h] == h =>
+            {
+                Some((x, h, alpha, beta))
+            }
+            _ => None,
+        }) else {
+            continue;
+        };
+        if graph.nodes[x].shape != node.shape || alias[x] != x {
+            continue;
+        }
+        let act = Activation::HardSwish { alpha, beta };
+        let into_producer =
+            uses[x] == 2 && activation_slot(&mut graph.nodes[x].op).is_some_and(|slot| *slot == Activation::Identity);
+        let target = if into_producer {
+            *activation_slot(&mut graph.nodes[x].op).expect("checked above") = act;
+            dropped_names.push(x);
+            x
+        } else {
+            graph.nodes[h].op = Op::Unary(act);
+            h
+        };
+        dropped_names.push(h);
+        alias[m] = target;
+        if target != h {
+            alias[h] = target;
+        }
+        fused += 1;
+    }
+    graph.tensors.retain(|_, id| !dropped_names.contains(id));
+    graph.remove_aliased(&alias);
+    fused
+}
+
+impl Graph {
+    /// Removes every node `i` with `alias[i] != i`; whatever read it reads `alias[i]` instead
+    /// (an earlier node computing the same value), and its tensor names move there too.
+    pub(crate) fn remove_aliased(&mut self, alias: &[usize]) {
+        let root = |mut i: usize| {
+            while alias[i] != i {
+                i = alias[i];
+            }
+            i
+        };
+        let mut new_id = vec![usize::MAX; self.nodes.len()];
+        let mut next = 0;
+        for (i, id) in new_id.iter_mut().enumerate() {
+            if alias[i] == i {
+                *id = next;
+                next += 1;
+            }
+        }
+        let map = |i: usize| new_id[root(i)];
+        let nodes = std::mem::take(&mut self.nodes);
+        self.nodes = nodes
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| alias[*i] == *i)
+            .map(|(_, mut n)| {
+                n.inputs.iter_mut().for_each(|j| *j = map(*j));
+                n
+            })
+            .collect();
+        for o in &mut self.outputs {
+            o.node = map(o.node);
+        }
+        for id in self.tensors.values_mut() {
+            *id = map(*id);
+        }
+    }
+}
