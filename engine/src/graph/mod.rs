@@ -82,9 +82,7 @@ impl Activation {
             Activation::Identity => x,
             Activation::Relu => x.max(0.0),
             Activation::Clip { min, max } => x.max(min).min(max),
-            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
-            Activation::HardSwish { alpha, beta } => x * (alpha * x + beta).clamp(0.0, 1.0),
-            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            other => crate::kernels::scalar_act(other, x),
         }
     }
 

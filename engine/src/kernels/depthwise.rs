@@ -9,7 +9,7 @@
 
 use super::simd::{dispatch, Kernel, Level, Vector};
 use super::{vec_act, In};
-use crate::graph::{Activation, Conv, Window};
+use crate::graph::{Conv, Window};
 
 /// One output row segment `x0..x0 + dst.len()/C` of depthwise convolution row `oy`.
 pub fn row(level: Level, conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
@@ -27,9 +27,6 @@ pub fn row(level: Level, conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: 
     let ky1 = (ky0..w.kh).take_while(|&ky| iy0 + ((ky * w.dh) as isize) < ih as isize).last().map_or(ky0, |k| k + 1);
     let geo = RowGeometry { iy0, ky0, ky1, x0, npix };
     dispatch(level, Row { conv, input, geo: &geo, dst });
-    if matches!(conv.activation, Activation::Sigmoid) {
-        conv.activation.apply_slice(dst);
-    }
 }
 
 /// Where one output row segment reads: valid kernel rows `ky0..ky1`, first output column `x0`.
@@ -163,7 +160,7 @@ fn scalar_tail(conv: &Conv, input: In<'_>, geo: &RowGeometry, p: usize, c0: usiz
                 acc += input.data[(iy * iw + ix) * c + ch] * conv.weights[(ky * w.kw + kx) * c + ch];
             }
         }
-        dst[p * c + ch] = if matches!(act, Activation::Sigmoid) { acc } else { act.apply(acc) };
+        dst[p * c + ch] = act.apply(acc);
     }
 }
 

@@ -56,12 +56,6 @@ pub fn run(level: Level, call: &Call<'_>, dst: &mut [f32]) {
     assert_eq!(call.packed.weights.len(), call.cout.div_ceil(PANEL) * call.cin * PANEL);
     assert_eq!(call.packed.bias.len(), call.cout.div_ceil(PANEL) * PANEL);
     dispatch(level, Product { call, dst: dst.as_mut_ptr() });
-    if matches!(call.act, Activation::Sigmoid) {
-        // No vector form: applied to the stored outputs.
-        for p in 0..call.npix {
-            call.act.apply_slice(&mut dst[p * call.dst_stride..][..call.cout]);
-        }
-    }
 }
 
 /// One product as a [`Kernel`]: `dst` holds the rows [`run`] checked.

@@ -92,13 +92,22 @@ pub(crate) trait Vector: Copy {
     fn mul_add(self, b: Self, c: Self) -> Self;
     fn add(self, b: Self) -> Self;
     fn mul(self, b: Self) -> Self;
+    fn div(self, b: Self) -> Self;
     fn max(self, b: Self) -> Self;
     fn min(self, b: Self) -> Self;
+    /// The sum of the lanes, in lane order.
+    #[inline(always)]
+    fn sum(self) -> f32 {
+        let mut a = [0.0f32; 16];
+        // SAFETY: 16 floats hold every level's lanes.
+        unsafe { self.store(a.as_mut_ptr()) };
+        a[..Self::LANES].iter().sum()
+    }
 }
 
 /// The portable vector: four lanes in a plain array.
 #[derive(Clone, Copy)]
-pub(crate) struct Portable([f32; 4]);
+pub(crate) struct Portable(pub(crate) [f32; 4]);
 
 impl Portable {
     #[inline(always)]
@@ -140,6 +149,10 @@ impl Vector for Portable {
     #[inline(always)]
     fn mul(self, b: Self) -> Self {
         self.zip(b, |x, y| x * y)
+    }
+    #[inline(always)]
+    fn div(self, b: Self) -> Self {
+        self.zip(b, |x, y| x / y)
     }
     #[inline(always)]
     fn max(self, b: Self) -> Self {
@@ -194,6 +207,11 @@ impl Vector for Avx2 {
         Avx2(unsafe { _mm256_mul_ps(self.0, b.0) })
     }
     #[inline(always)]
+    fn div(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Avx2(unsafe { _mm256_div_ps(self.0, b.0) })
+    }
+    #[inline(always)]
     fn max(self, b: Self) -> Self {
         // SAFETY: as above.
         Avx2(unsafe { _mm256_max_ps(self.0, b.0) })
@@ -244,6 +262,11 @@ impl Vector for Avx512 {
         Avx512(unsafe { _mm512_mul_ps(self.0, b.0) })
     }
     #[inline(always)]
+    fn div(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Avx512(unsafe { _mm512_div_ps(self.0, b.0) })
+    }
+    #[inline(always)]
     fn max(self, b: Self) -> Self {
         // SAFETY: as above.
         Avx512(unsafe { _mm512_max_ps(self.0, b.0) })
@@ -292,6 +315,11 @@ impl Vector for Neon {
     fn mul(self, b: Self) -> Self {
         // SAFETY: as above.
         Neon(unsafe { vmulq_f32(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn div(self, b: Self) -> Self {
+        // SAFETY: as above.
+        Neon(unsafe { vdivq_f32(self.0, b.0) })
     }
     #[inline(always)]
     fn max(self, b: Self) -> Self {
