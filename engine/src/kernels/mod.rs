@@ -272,6 +272,9 @@ unsafe fn pointwise(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf, 
     }
 }
 
+/// Floats of im2col rows per band (256 KB).
+const IM2COL_FLOATS: usize = 64 * 1024;
+
 unsafe fn im2col_conv(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scratch: &mut Vec<f32>) {
     let w = &conv.window;
     let (ih, iw, cin) = (input.shape.h, input.shape.w, input.shape.c);
@@ -280,8 +283,19 @@ unsafe fn im2col_conv(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf
     let cout_g = conv.cout / g;
     let kdim = w.kh * w.kw * cin_g;
     let npix = rect.x1 - rect.x0;
-    // Full-width rows are adjacent in memory, so several can share one product.
-    let rows_per_band = if npix == out.shape.w { (4096 / npix).max(1) } else { 1 };
+    if cout_g == 1 {
+        assert_eq!(conv.weights.len(), g * kdim, "convolution weights do not match the window");
+        for oy in rect.y0..rect.y1 {
+            // SAFETY: this task's row segment.
+            let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
+            dispatch(level, OneChannelRow { conv, input, oy, x0: rect.x0, dst });
+        }
+        return;
+    }
+    // Full-width rows are adjacent in memory, so several can share one product; a band's
+    // im2col rows stay within IM2COL_FLOATS, so that they are still in L2 when the product
+    // reads them.
+    let rows_per_band = if npix == out.shape.w { (IM2COL_FLOATS / (npix * kdim)).max(1) } else { 1 };
     let mut oy0 = rect.y0;
     while oy0 < rect.y1 {
         let oy1 = (oy0 + rows_per_band).min(rect.y1);
@@ -294,8 +308,11 @@ unsafe fn im2col_conv(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf
                 out.row(oy0, rect.x0, rect.x1)
             }
         };
-        scratch.clear();
-        scratch.resize(m * kdim, 0.0);
+        // Every value of the band's rows is written below (copied or zero padding).
+        if scratch.len() < m * kdim {
+            scratch.resize(m * kdim, 0.0);
+        }
+        let scratch = &mut scratch[..m * kdim];
         for gi in 0..g {
             for (p, (oy, ox)) in (oy0..oy1).flat_map(|y| (rect.x0..rect.x1).map(move |x| (y, x))).enumerate() {
                 let row = &mut scratch[p * kdim..(p + 1) * kdim];
@@ -326,6 +343,59 @@ unsafe fn im2col_conv(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf
             pointwise::run(level, &call, &mut dst[gi * cout_g..]);
         }
         oy0 = oy1;
+    }
+}
+
+/// A convolution with one output channel per group (a mask head), computed directly: per
+/// output pixel, the sum over its valid taps of input pixel · weights, vectorised over the
+/// input channels. (A GEMM tile would waste all but one of its columns, and im2col rows cost
+/// more to build than the product.)
+struct OneChannelRow<'a> {
+    conv: &'a Conv,
+    input: In<'a>,
+    oy: usize,
+    x0: usize,
+    dst: &'a mut [f32],
+}
+
+impl Kernel for OneChannelRow<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        let OneChannelRow { conv, input, oy, x0, dst } = self;
+        let (w, g, lanes) = (&conv.window, conv.groups, V::LANES);
+        let (ih, iw, cin) = (input.shape.h, input.shape.w, input.shape.c);
+        let cin_g = cin / g;
+        let vec_end = cin_g / lanes * lanes;
+        for (p, px) in dst.chunks_exact_mut(conv.cout).enumerate() {
+            let ox = x0 + p;
+            for (gi, out) in px.iter_mut().enumerate() {
+                let mut v = V::splat(0.0);
+                let mut tail = 0.0f32;
+                for ky in 0..w.kh {
+                    let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
+                    if iy < 0 || iy >= ih as isize {
+                        continue;
+                    }
+                    for kx in 0..w.kw {
+                        let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
+                        if ix < 0 || ix >= iw as isize {
+                            continue;
+                        }
+                        let inp = &input.data[(iy as usize * iw + ix as usize) * cin + gi * cin_g..][..cin_g];
+                        let wk = &conv.weights[(gi * w.kh * w.kw + ky * w.kw + kx) * cin_g..][..cin_g];
+                        for i in (0..vec_end).step_by(lanes) {
+                            // SAFETY: i + lanes <= cin_g, the length of both slices.
+                            unsafe { v = V::load(inp.as_ptr().add(i)).mul_add(V::load(wk.as_ptr().add(i)), v) };
+                        }
+                        for i in vec_end..cin_g {
+                            tail += inp[i] * wk[i];
+                        }
+                    }
+                }
+                *out = conv.activation.apply(conv.bias[gi] + v.sum() + tail);
+            }
+        }
     }
 }
 
