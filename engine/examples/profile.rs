@@ -3,6 +3,8 @@
 //! `--nodes` also lists every node (shape, MACs, time, GMAC/s).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
 
@@ -31,11 +33,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    let mut out = String::new();
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("median total {:.2} ms ({threads} threads, {RUNS} runs)", median(&mut totals));
+    writeln!(out, "median total {:.2} ms ({threads} threads, {RUNS} runs)", median(&mut totals))?;
     let graph = plan.graph();
     let mut per: BTreeMap<&str, (f64, u64)> = BTreeMap::new();
     let mut rows = Vec::new();
@@ -47,15 +50,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         e.1 += macs;
         rows.push((n, ms, macs));
     }
-    println!("{:<16} {:>8} {:>9} {:>8}", "op", "ms", "MMACs", "GMAC/s");
+    writeln!(out, "{:<16} {:>8} {:>9} {:>8}", "op", "ms", "MMACs", "GMAC/s")?;
     for (k, (ms, macs)) in per {
-        println!("{k:<16} {ms:>8.3} {:>9.2} {:>8.1}", macs as f64 / 1e6, macs as f64 / 1e6 / ms.max(1e-9));
+        writeln!(out, "{k:<16} {ms:>8.3} {:>9.2} {:>8.1}", macs as f64 / 1e6, macs as f64 / 1e6 / ms.max(1e-9))?;
     }
     if nodes {
-        println!();
+        writeln!(out)?;
         for (n, ms, macs) in rows {
             let ins: Vec<String> = n.inputs.iter().map(|&i| graph.nodes[i].shape.to_string()).collect();
-            println!(
+            writeln!(
+                out,
                 "{:<16} {:>14} <- {:<28} {ms:>7.3} ms {:>7.2} MMACs {:>6.1} GMAC/s  {}",
                 n.op.name(),
                 n.shape.to_string(),
@@ -63,8 +67,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 macs as f64 / 1e6,
                 macs as f64 / 1e6 / ms.max(1e-9),
                 n.name
-            );
+            )?;
         }
     }
-    Ok(())
+    // A closed pipe (`| head`) is the reader's choice, not an error.
+    match std::io::stdout().write_all(out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }

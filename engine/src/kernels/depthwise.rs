@@ -103,7 +103,8 @@ fn row_impl<V: Vector>(conv: &Conv, input: In<'_>, geo: &RowGeometry, dst: &mut 
     let mut p = 0;
     while p < geo.npix {
         if grouped && p + GROUP <= geo.npix && geo.interior(w, iw, p) && geo.interior(w, iw, p + GROUP - 1) {
-            let ix0 = ((geo.x0 + p) * w.sw) as isize as usize - w.pad[1];
+            // Interior: the first tap is inside the image, so this does not underflow.
+            let ix0 = (geo.x0 + p) * w.sw - w.pad[1];
             for cb in (0..cv).step_by(V::LANES) {
                 unsafe {
                     let bias = V::load(conv.bias.as_ptr().add(cb));

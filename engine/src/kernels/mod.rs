@@ -346,6 +346,22 @@ unsafe fn im2col_conv(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf
     }
 }
 
+/// Adds `a · b` to a vector accumulator (whole vectors) and a scalar one (the tail). `a` and
+/// `b` have the same length.
+#[inline(always)]
+fn dot_into<V: Vector>(a: &[f32], b: &[f32], mut v: V, mut tail: f32) -> (V, f32) {
+    assert_eq!(a.len(), b.len());
+    let vec_end = a.len() / V::LANES * V::LANES;
+    for i in (0..vec_end).step_by(V::LANES) {
+        // SAFETY: i + LANES <= len, the length of both slices.
+        unsafe { v = V::load(a.as_ptr().add(i)).mul_add(V::load(b.as_ptr().add(i)), v) };
+    }
+    for i in vec_end..a.len() {
+        tail += a[i] * b[i];
+    }
+    (v, tail)
+}
+
 /// A convolution with one output channel per group (a mask head), computed directly: per
 /// output pixel, the sum over its valid taps of input pixel · weights, vectorised over the
 /// input channels. (A GEMM tile would waste all but one of its columns, and im2col rows cost
@@ -363,10 +379,9 @@ impl Kernel for OneChannelRow<'_> {
     #[inline(always)]
     fn run<V: Vector>(self) {
         let OneChannelRow { conv, input, oy, x0, dst } = self;
-        let (w, g, lanes) = (&conv.window, conv.groups, V::LANES);
+        let (w, g) = (&conv.window, conv.groups);
         let (ih, iw, cin) = (input.shape.h, input.shape.w, input.shape.c);
         let cin_g = cin / g;
-        let vec_end = cin_g / lanes * lanes;
         for (p, px) in dst.chunks_exact_mut(conv.cout).enumerate() {
             let ox = x0 + p;
             for (gi, out) in px.iter_mut().enumerate() {
@@ -384,13 +399,7 @@ impl Kernel for OneChannelRow<'_> {
                         }
                         let inp = &input.data[(iy as usize * iw + ix as usize) * cin + gi * cin_g..][..cin_g];
                         let wk = &conv.weights[(gi * w.kh * w.kw + ky * w.kw + kx) * cin_g..][..cin_g];
-                        for i in (0..vec_end).step_by(lanes) {
-                            // SAFETY: i + lanes <= cin_g, the length of both slices.
-                            unsafe { v = V::load(inp.as_ptr().add(i)).mul_add(V::load(wk.as_ptr().add(i)), v) };
-                        }
-                        for i in vec_end..cin_g {
-                            tail += inp[i] * wk[i];
-                        }
+                        (v, tail) = dot_into(inp, wk, v, tail);
                     }
                 }
                 *out = conv.activation.apply(conv.bias[gi] + v.sum() + tail);
@@ -453,13 +462,7 @@ impl Kernel for TransposedRow<'_> {
                     let wk = &ct.weights[(ky * kw + kx) * cin * cout..][..cin * cout];
                     if cout == 1 {
                         // One output channel (a mask): weights are contiguous over `ci`.
-                        let mut v = V::splat(0.0);
-                        let vec_end = cin / lanes * lanes;
-                        for ci in (0..vec_end).step_by(lanes) {
-                            // SAFETY: ci + lanes <= cin, the length of both slices.
-                            unsafe { v = V::load(inp.as_ptr().add(ci)).mul_add(V::load(wk.as_ptr().add(ci)), v) };
-                        }
-                        let tail: f32 = inp[vec_end..].iter().zip(&wk[vec_end..]).map(|(a, b)| a * b).sum();
+                        let (v, tail) = dot_into(inp, wk, V::splat(0.0), 0.0);
                         acc[0] += v.sum() + tail;
                         continue;
                     }

@@ -60,19 +60,6 @@ impl Level {
     pub fn is_available(self) -> bool {
         self <= Self::best()
     }
-
-    /// Float lanes of one vector register at this level.
-    pub fn lanes(self) -> usize {
-        match self {
-            Level::Baseline => Portable::LANES,
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2Fma => 8,
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => 16,
-            #[cfg(target_arch = "aarch64")]
-            Level::Neon => 4,
-        }
-    }
 }
 
 /// One SIMD register of `f32` lanes. All methods are `#[inline(always)]`, so that they are
@@ -164,174 +151,84 @@ impl Vector for Portable {
     }
 }
 
-// The intrinsics below need their target features, which every caller has: these methods are
-// only reached from kernels instantiated inside the `#[target_feature]` entry functions of
-// [`dispatch`], after the level was detected. That is the one safety argument for all of them.
+/// A [`Vector`] over one intrinsic register type: the names of its intrinsics, and how its
+/// fused multiply-add `a * b + c` is spelled.
+macro_rules! intrinsic_vector {
+    ($arch:literal, $name:ident($reg:ty), lanes $lanes:literal, registers $regs:literal,
+     $load:ident, $store:ident, $splat:ident, $add:ident, $mul:ident, $div:ident, $max:ident, $min:ident,
+     |$a:ident, $b:ident, $c:ident| $fma:expr) => {
+        #[cfg(target_arch = $arch)]
+        #[derive(Clone, Copy)]
+        pub(crate) struct $name($reg);
 
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-pub(crate) struct Avx2(__m256);
-
-#[cfg(target_arch = "x86_64")]
-impl Vector for Avx2 {
-    const LANES: usize = 8;
-    const REGISTERS: usize = 16;
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: see above; `p` is the caller's contract.
-        Avx2(unsafe { _mm256_loadu_ps(p) })
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        // SAFETY: as above.
-        unsafe { _mm256_storeu_ps(p, self.0) }
-    }
-    #[inline(always)]
-    fn splat(x: f32) -> Self {
-        // SAFETY: as above.
-        Avx2(unsafe { _mm256_set1_ps(x) })
-    }
-    #[inline(always)]
-    fn mul_add(self, b: Self, c: Self) -> Self {
-        // SAFETY: as above.
-        Avx2(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
-    }
-    #[inline(always)]
-    fn add(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Avx2(unsafe { _mm256_add_ps(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn mul(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Avx2(unsafe { _mm256_mul_ps(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn div(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Avx2(unsafe { _mm256_div_ps(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn max(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Avx2(unsafe { _mm256_max_ps(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn min(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Avx2(unsafe { _mm256_min_ps(self.0, b.0) })
-    }
+        // SAFETY (every method): the intrinsics need their target features, which every caller
+        // has: these methods are only reached from kernels instantiated inside the
+        // `#[target_feature]` entry functions of [`dispatch`], after the level was detected;
+        // pointers are the caller's contract.
+        #[cfg(target_arch = $arch)]
+        impl Vector for $name {
+            const LANES: usize = $lanes;
+            const REGISTERS: usize = $regs;
+            #[inline(always)]
+            unsafe fn load(p: *const f32) -> Self {
+                // SAFETY: see above.
+                $name(unsafe { $load(p) })
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut f32) {
+                // SAFETY: see above.
+                unsafe { $store(p, self.0) }
+            }
+            #[inline(always)]
+            fn splat(x: f32) -> Self {
+                // SAFETY: see above.
+                $name(unsafe { $splat(x) })
+            }
+            #[inline(always)]
+            fn mul_add(self, b: Self, c: Self) -> Self {
+                let ($a, $b, $c) = (self.0, b.0, c.0);
+                // SAFETY: see above.
+                $name(unsafe { $fma })
+            }
+            #[inline(always)]
+            fn add(self, b: Self) -> Self {
+                // SAFETY: see above.
+                $name(unsafe { $add(self.0, b.0) })
+            }
+            #[inline(always)]
+            fn mul(self, b: Self) -> Self {
+                // SAFETY: see above.
+                $name(unsafe { $mul(self.0, b.0) })
+            }
+            #[inline(always)]
+            fn div(self, b: Self) -> Self {
+                // SAFETY: see above.
+                $name(unsafe { $div(self.0, b.0) })
+            }
+            #[inline(always)]
+            fn max(self, b: Self) -> Self {
+                // SAFETY: see above.
+                $name(unsafe { $max(self.0, b.0) })
+            }
+            #[inline(always)]
+            fn min(self, b: Self) -> Self {
+                // SAFETY: see above.
+                $name(unsafe { $min(self.0, b.0) })
+            }
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-pub(crate) struct Avx512(__m512);
-
-#[cfg(target_arch = "x86_64")]
-impl Vector for Avx512 {
-    const LANES: usize = 16;
-    const REGISTERS: usize = 32;
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: as above.
-        Avx512(unsafe { _mm512_loadu_ps(p) })
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        // SAFETY: as above.
-        unsafe { _mm512_storeu_ps(p, self.0) }
-    }
-    #[inline(always)]
-    fn splat(x: f32) -> Self {
-        // SAFETY: as above.
-        Avx512(unsafe { _mm512_set1_ps(x) })
-    }
-    #[inline(always)]
-    fn mul_add(self, b: Self, c: Self) -> Self {
-        // SAFETY: as above.
-        Avx512(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
-    }
-    #[inline(always)]
-    fn add(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Avx512(unsafe { _mm512_add_ps(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn mul(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Avx512(unsafe { _mm512_mul_ps(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn div(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Avx512(unsafe { _mm512_div_ps(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn max(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Avx512(unsafe { _mm512_max_ps(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn min(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Avx512(unsafe { _mm512_min_ps(self.0, b.0) })
-    }
-}
-
-#[cfg(target_arch = "aarch64")]
-#[derive(Clone, Copy)]
-pub(crate) struct Neon(float32x4_t);
-
-#[cfg(target_arch = "aarch64")]
-impl Vector for Neon {
-    const LANES: usize = 4;
-    const REGISTERS: usize = 32;
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: as above.
-        Neon(unsafe { vld1q_f32(p) })
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        // SAFETY: as above.
-        unsafe { vst1q_f32(p, self.0) }
-    }
-    #[inline(always)]
-    fn splat(x: f32) -> Self {
-        // SAFETY: as above.
-        Neon(unsafe { vdupq_n_f32(x) })
-    }
-    #[inline(always)]
-    fn mul_add(self, b: Self, c: Self) -> Self {
-        // SAFETY: as above. vfmaq_f32(c, a, b) = c + a * b, fused.
-        Neon(unsafe { vfmaq_f32(c.0, self.0, b.0) })
-    }
-    #[inline(always)]
-    fn add(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Neon(unsafe { vaddq_f32(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn mul(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Neon(unsafe { vmulq_f32(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn div(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Neon(unsafe { vdivq_f32(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn max(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Neon(unsafe { vmaxq_f32(self.0, b.0) })
-    }
-    #[inline(always)]
-    fn min(self, b: Self) -> Self {
-        // SAFETY: as above.
-        Neon(unsafe { vminq_f32(self.0, b.0) })
-    }
-}
+intrinsic_vector!("x86_64", Avx2(__m256), lanes 8, registers 16,
+    _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_mul_ps, _mm256_div_ps,
+    _mm256_max_ps, _mm256_min_ps, |a, b, c| _mm256_fmadd_ps(a, b, c));
+intrinsic_vector!("x86_64", Avx512(__m512), lanes 16, registers 32,
+    _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps, _mm512_mul_ps, _mm512_div_ps,
+    _mm512_max_ps, _mm512_min_ps, |a, b, c| _mm512_fmadd_ps(a, b, c));
+// vfmaq_f32(c, a, b) = c + a * b, fused.
+intrinsic_vector!("aarch64", Neon(float32x4_t), lanes 4, registers 32,
+    vld1q_f32, vst1q_f32, vdupq_n_f32, vaddq_f32, vmulq_f32, vdivq_f32,
+    vmaxq_f32, vminq_f32, |a, b, c| vfmaq_f32(c, a, b));
 
 /// A kernel written once over [`Vector`]: its arguments, and [`Kernel::run`] instantiated per
 /// level by [`dispatch`]. Implementations mark `run` `#[inline(always)]`, so that its body is
@@ -393,7 +290,6 @@ mod tests {
         assert_eq!(Level::best(), *levels.last().unwrap());
         for l in levels {
             assert!(l.is_available());
-            assert!(l.lanes() >= 4);
         }
     }
 }
