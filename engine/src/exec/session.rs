@@ -21,6 +21,12 @@ thread_local! {
     static POOL_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Delta presets: a node is gated only when it does at least this many multiply-adds per
+/// output value. The gate reads every recomputed value once more and compares it with the
+/// cached one, which costs about what an elementwise op or a small depthwise convolution
+/// costs to compute; on such nodes it cost more than it saved.
+const GATE_MACS_PER_VALUE: u64 = 8;
+
 /// Adaptive bypass: the longest run of dense frames after a cached frame that did not pay.
 const MAX_BYPASS: u32 = 16;
 /// Adaptive bypass: a cached frame pays when it took less than this fraction of a dense one. A
@@ -574,7 +580,9 @@ fn touched_zeros(len: usize) -> Vec<f32> {
 /// Whether node `i` passes on only the positions that moved by more than its gate: every node
 /// with consumers (`all`, delta presets) or only those with a single output position.
 fn gated(plan: &Plan, i: usize, all: bool) -> bool {
-    plan.has_consumers(i) && (all || plan.graph().nodes[i].shape.pixels() == 1)
+    let s = plan.graph().nodes[i].shape;
+    let costly = plan.macs_per_pixel(i) >= GATE_MACS_PER_VALUE * s.c as u64;
+    plan.has_consumers(i) && (s.pixels() == 1 || (all && costly))
 }
 
 /// Root mean square of an NHWC buffer with `c` channels (0 for an empty one), over evenly
