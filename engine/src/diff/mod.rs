@@ -115,19 +115,17 @@ fn block_mean_max(
 ) -> f32 {
     let c = shape.c;
     let mut max = 0.0f32;
-    let mut sums = vec![0.0f32; (x1 - x0).div_ceil(BLOCK)];
     for by in (y0..y1).step_by(BLOCK) {
         let rows = by..(by + BLOCK).min(y1);
-        sums.fill(0.0);
-        for y in rows.clone() {
-            let at = (y * shape.w + x0) * c..(y * shape.w + x1) * c;
-            for (k, (p, q)) in reference[at.clone()].iter().zip(&frame[at]).enumerate() {
-                sums[k / (BLOCK * c)] += q - p;
+        for bx in (x0..x1).step_by(BLOCK) {
+            let span = (bx * c)..((bx + BLOCK).min(x1) * c);
+            let mut sum = 0.0f32;
+            for y in rows.clone() {
+                let at = y * shape.w * c;
+                let (p, q) = (&reference[at + span.start..at + span.end], &frame[at + span.start..at + span.end]);
+                sum += q.iter().zip(p).map(|(q, p)| q - p).sum::<f32>();
             }
-        }
-        for (b, sum) in sums.iter().enumerate() {
-            let cols = (x1 - x0 - b * BLOCK).min(BLOCK);
-            max = max.max(sum.abs() / (rows.len() * cols * c) as f32);
+            max = max.max(sum.abs() / (rows.len() * span.len()) as f32);
         }
     }
     max

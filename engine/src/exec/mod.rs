@@ -9,6 +9,6 @@ mod options;
 mod plan;
 mod session;
 
-pub use options::{Mode, SessionOptions, DEFAULT_DENSE_CROSSOVER, DEFAULT_MODE, DEFAULT_TILE};
+pub use options::{Mode, SessionOptions, DEFAULT_DENSE_CROSSOVER, DEFAULT_MODE, DEFAULT_TILE, GATE_MACS_PER_VALUE};
 pub use plan::{HeadPart, Plan};
 pub use session::{Output, Session};

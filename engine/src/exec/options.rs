@@ -9,6 +9,14 @@ pub const DEFAULT_TILE: usize = 16;
 /// (measured; see README "Dense crossover").
 pub const DEFAULT_DENSE_CROSSOVER: f64 = 0.9;
 
+/// Delta presets: a node with several output positions is gated only when it does at least
+/// this many multiply-adds per output value. The gate reads every recomputed value once more
+/// and compares it with the cached one, which costs about what an elementwise op costs to
+/// compute: gating residual adds, products and thin maps cost more than it saved (selfie
+/// segmentation, docs/results-reuse.md). Pointwise convolutions with 8 or more input channels
+/// and 3x3 or larger depthwise convolutions are gated.
+pub const GATE_MACS_PER_VALUE: u64 = 8;
+
 const EXPECTED: &str = "expected exact, threshold=N, mean-threshold=N, block-threshold=N, delta=N or block-delta=N";
 
 /// The mode the app starts in (`framecache run`, `bench`, `demo`): the approximate preset that
@@ -30,10 +38,11 @@ pub enum Mode {
     /// some channel moved by more than `level / 255` times its scale, as in `Delta`: otherwise
     /// one changed tile anywhere would make every map they scale dirty.
     Threshold { metric: Metric, level: f32 },
-    /// Input tiles as in `Threshold`, and per node (DeltaCNN-style): a recomputed output
-    /// position is passed on to the node's consumers only when some channel moved by more than
-    /// `level / 255` times the node's activation scale (the root mean square of its output at
-    /// the last full computation). Otherwise the cached value is kept, so sub-threshold changes
+    /// Input tiles as in `Threshold`, and per node (DeltaCNN-style; the nodes that do at least
+    /// [`GATE_MACS_PER_VALUE`] multiply-adds per output value, and the single-position ones): a
+    /// recomputed output position is passed on to the node's consumers only when some channel
+    /// moved by more than `level / 255` times the node's activation scale (the root mean square
+    /// of its output at the last full computation). Otherwise the cached value is kept, so sub-threshold changes
     /// accumulate until they cross the threshold and the error stays bounded per node.
     /// (Scaling by max − min instead saved more but lost fidelity: coin clip, MobileNetV2,
     /// delta=4: 20% top-1 agreement vs 83% with RMS.)
@@ -49,8 +58,9 @@ impl Mode {
     }
 
     /// The per-node gate threshold as a fraction of each node's activation scale, and which
-    /// nodes are gated: every node with consumers (`true`, delta presets) or only those with
-    /// a single output position (`false`, threshold presets). `None` in exact mode.
+    /// nodes are gated: those costly enough (`true`, delta presets; see
+    /// [`GATE_MACS_PER_VALUE`]) or only those with a single output position (`false`,
+    /// threshold presets), among the nodes with consumers. `None` in exact mode.
     pub(crate) fn node_delta(self) -> Option<(f32, bool)> {
         match self {
             Mode::Exact => None,

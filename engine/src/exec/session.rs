@@ -3,7 +3,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::options::SessionOptions;
+use super::options::{SessionOptions, GATE_MACS_PER_VALUE};
 use super::plan::Plan;
 use crate::diff::{self, Tiling};
 use crate::error::{Error, Result};
@@ -20,12 +20,6 @@ thread_local! {
     /// Kernel scratch of each pool worker, kept across tasks and frames (see `Session::scratch`).
     static POOL_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
-
-/// Delta presets: a node is gated only when it does at least this many multiply-adds per
-/// output value. The gate reads every recomputed value once more and compares it with the
-/// cached one, which costs about what an elementwise op or a small depthwise convolution
-/// costs to compute; on such nodes it cost more than it saved.
-const GATE_MACS_PER_VALUE: u64 = 8;
 
 /// Adaptive bypass: the longest run of dense frames after a cached frame that did not pay.
 const MAX_BYPASS: u32 = 16;
@@ -577,8 +571,9 @@ fn touched_zeros(len: usize) -> Vec<f32> {
     v
 }
 
-/// Whether node `i` passes on only the positions that moved by more than its gate: every node
-/// with consumers (`all`, delta presets) or only those with a single output position.
+/// Whether node `i` passes on only the positions that moved by more than its gate: among the
+/// nodes with consumers, those with a single output position, and in the delta presets
+/// (`all`) also those that do at least [`GATE_MACS_PER_VALUE`] multiply-adds per output value.
 fn gated(plan: &Plan, i: usize, all: bool) -> bool {
     let s = plan.graph().nodes[i].shape;
     let costly = plan.macs_per_pixel(i) >= GATE_MACS_PER_VALUE * s.c as u64;
