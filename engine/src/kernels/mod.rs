@@ -413,24 +413,28 @@ unsafe fn conv_transpose(level: SimdLevel, ct: &ConvTranspose, input: In<'_>, ou
     let (ih, iw) = (input.shape.h, input.shape.w);
     assert_eq!(input.data.len(), ih * iw * ct.cin, "transposed-conv input does not match its shape");
     assert_eq!(ct.weights.len(), w.kh * w.kw * ct.cin * ct.cout, "transposed-conv weights do not match");
-    // The (kernel offset, input position) pairs that reach output coordinate `o` along one axis.
-    let taps = |o: usize, k: usize, s: usize, d: usize, p: usize, n: usize| -> Vec<(usize, usize)> {
-        (0..k)
-            .filter_map(move |kk| {
-                let t = o as isize + p as isize - (kk * d) as isize;
-                (t >= 0 && t % s as isize == 0 && ((t / s as isize) as usize) < n)
-                    .then(|| (kk, (t / s as isize) as usize))
-            })
-            .collect()
+    // The (kernel offset, input position) pairs that reach output coordinate `o` along one axis,
+    // appended to `out`.
+    let taps = |o: usize, k: usize, s: usize, d: usize, p: usize, n: usize, out: &mut Vec<(usize, usize)>| {
+        out.extend((0..k).filter_map(move |kk| {
+            let t = o as isize + p as isize - (kk * d) as isize;
+            (t >= 0 && t % s as isize == 0 && ((t / s as isize) as usize) < n).then(|| (kk, (t / s as isize) as usize))
+        }))
     };
-    // Column taps are the same for every row of the rectangle.
-    let cols: Vec<Vec<(usize, usize)>> =
-        (rect.x0..rect.x1).map(|ox| taps(ox, w.kw, w.sw, w.dw, w.pad[1], iw)).collect();
+    // Column taps are the same for every row of the rectangle: one flat list, with the end of
+    // each column's taps in `col_ends`.
+    let (mut cols, mut col_ends) = (Vec::new(), Vec::with_capacity(rect.x1 - rect.x0));
+    for ox in rect.x0..rect.x1 {
+        taps(ox, w.kw, w.sw, w.dw, w.pad[1], iw, &mut cols);
+        col_ends.push(cols.len());
+    }
+    let mut rows = Vec::with_capacity(w.kh);
     for oy in rect.y0..rect.y1 {
-        let rows = taps(oy, w.kh, w.sh, w.dh, w.pad[0], ih);
+        rows.clear();
+        taps(oy, w.kh, w.sh, w.dh, w.pad[0], ih, &mut rows);
         // SAFETY: this task's row segment.
         let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
-        dispatch(level, TransposedRow { ct, input, rows: &rows, cols: &cols, dst: &mut *dst });
+        dispatch(level, TransposedRow { ct, input, rows: &rows, cols: &cols, col_ends: &col_ends, dst: &mut *dst });
         activate(level, ct.activation, dst);
     }
 }
@@ -442,7 +446,9 @@ struct TransposedRow<'a> {
     ct: &'a ConvTranspose,
     input: In<'a>,
     rows: &'a [(usize, usize)],
-    cols: &'a [Vec<(usize, usize)>],
+    /// Every column's taps, one after the other; column `p`'s end at `col_ends[p]`.
+    cols: &'a [(usize, usize)],
+    col_ends: &'a [usize],
     dst: &'a mut [f32],
 }
 
@@ -450,10 +456,11 @@ impl Kernel for TransposedRow<'_> {
     type Output = ();
     #[inline(always)]
     fn run<V: Vector>(self) {
-        let TransposedRow { ct, input, rows, cols, dst } = self;
+        let TransposedRow { ct, input, rows, cols, col_ends, dst } = self;
         let (cin, cout, kw, iw) = (ct.cin, ct.cout, ct.window.kw, input.shape.w);
         let lanes = V::LANES;
-        for (p, col) in cols.iter().enumerate() {
+        for (p, &end) in col_ends.iter().enumerate() {
+            let col = &cols[if p == 0 { 0 } else { col_ends[p - 1] }..end];
             let acc = &mut dst[p * cout..(p + 1) * cout];
             acc.copy_from_slice(&ct.bias);
             for &(ky, iy) in rows {
