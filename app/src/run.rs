@@ -106,7 +106,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 fn read_lines(path: &std::path::Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading labels {}", path.display()))?;
+    let text = framecache::files::read_text(path).with_context(|| format!("reading labels {}", path.display()))?;
     Ok(text.lines().map(str::to_owned).collect())
 }
 

@@ -110,7 +110,7 @@ impl ModelConfig {
     /// Reads and validates a sidecar.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
+        let text = crate::files::read_text(path)
             .map_err(|e| Error::Config { path: path.to_owned(), reason: format!("cannot read: {e}") })?;
         Self::parse(&text, path)
     }
@@ -151,7 +151,7 @@ impl ModelConfig {
             path: self.path.clone(),
             reason: format!("labels = {:?} not found beside the sidecar or the model", named.display().to_string()),
         })?;
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Config {
+        let text = crate::files::read_text(&path).map_err(|e| Error::Config {
             path: self.path.clone(),
             reason: format!("labels {}: {e}", path.display()),
         })?;

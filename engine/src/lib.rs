@@ -20,12 +20,13 @@
 //! shared by several heads), [`heads`] (decoders: classes, masks, SSD boxes, keypoints), [`graph`] (IR, geometry, cost), [`import`] (ONNX), [`kernels`] (fast and
 //! reference kernels on rectangles), [`diff`] (change detection), [`reuse`] (mask propagation
 //! and rectangle cover), [`exec`] (Plan and Session), [`frame`] (frames and preprocessing),
-//! [`stats`].
+//! [`stats`], [`files`] (bounded reads of user files).
 
 pub mod config;
 pub mod diff;
 mod error;
 pub mod exec;
+pub mod files;
 pub mod frame;
 pub mod graph;
 pub mod heads;

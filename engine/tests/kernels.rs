@@ -125,3 +125,30 @@ proptest! {
         check_every_level(&graph, rect)?;
     }
 }
+
+/// Geometries whose im2col rows or transposed-conv column taps exceed the kernels' scratch
+/// bounds, so that they run in segments: a 3x3 convolution on 64 channels whose output rows
+/// are 576 x 150 im2col floats (over the 64K of one band), and a transposed convolution with a
+/// 300-wide kernel (its taps go in chunks of 218 columns).
+#[test]
+fn segmented_im2col_and_transposed_taps_match_reference() {
+    use framecache::graph::{Activation, GraphBuilder, Window};
+    let mut rng = common::Weights(7);
+    let mut wgt = || rng.next();
+    let one = Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] };
+    let mut b = GraphBuilder::new(3, 150, 3);
+    let x = b.conv(0, 64, one, 1, Activation::Identity, &mut wgt).unwrap();
+    let k3 = Window { kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pad: [1; 4] };
+    let y = b.conv(x, 5, k3, 1, Activation::Relu, &mut wgt).unwrap();
+    b.output(y);
+    let mut b2 = GraphBuilder::new(2, 300, 3);
+    let wide = Window { kh: 1, kw: 300, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] };
+    let t = b2.conv_transpose(0, 2, wide, Activation::Identity, &mut wgt).unwrap();
+    b2.output(t);
+    for mut graph in [b.build(), b2.build()] {
+        graph.prepare();
+        for rect in [(0, 63, 0, 63), (1, 0, 17, 40), (0, 63, 250, 63)] {
+            check_every_level(&graph, rect).unwrap();
+        }
+    }
+}

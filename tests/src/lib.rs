@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod onnx;
+
 use anyhow::Result;
 use framecache::Preprocess;
 

@@ -117,7 +117,9 @@ impl Clip {
     }
 }
 
-/// The frame files of a folder, in name order.
+/// The frame files of a folder, in frame-number order: names are compared with each run of
+/// digits read as a number, so `frame_2` comes before `frame_10` whether or not the numbers
+/// are zero-padded.
 pub fn frame_paths(path: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
         .with_context(|| format!("cannot read clip folder {}", path.display()))?
@@ -128,14 +130,72 @@ pub fn frame_paths(path: &Path) -> Result<Vec<PathBuf>> {
                 .is_some_and(|e| e == "png" || e == "jpg" || e == "jpeg")
         })
         .collect();
-    files.sort();
+    files.sort_by(|a, b| natural_cmp(&a.to_string_lossy(), &b.to_string_lossy()));
     if files.is_empty() {
         bail!("{} holds no PNG or JPEG frames", path.display());
     }
     Ok(files)
 }
 
+/// `a` against `b` with every run of ASCII digits compared as a number (then, for equal
+/// numbers such as `7` and `007`, by the text itself).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> impl Iterator<Item = (bool, &str)> {
+        let mut rest = s;
+        std::iter::from_fn(move || {
+            let first = rest.chars().next()?;
+            let digits = first.is_ascii_digit();
+            let end = rest.find(|c: char| c.is_ascii_digit() != digits).unwrap_or(rest.len());
+            let (chunk, tail) = rest.split_at(end);
+            rest = tail;
+            Some((digits, chunk))
+        })
+    }
+    let (mut x, mut y) = (chunks(a), chunks(b));
+    loop {
+        let order = match (x.next(), y.next()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some((true, p)), Some((true, q))) => {
+                let (p, q) = (p.trim_start_matches('0'), q.trim_start_matches('0'));
+                p.len().cmp(&q.len()).then_with(|| p.cmp(q))
+            }
+            (Some((_, p)), Some((_, q))) => p.cmp(q),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+}
+
+/// Largest frame side decoded from an image file (16384 pixels); the image crate's own
+/// allocation limit (512 MiB) applies too.
+pub const MAX_IMAGE_SIDE: u32 = 1 << 14;
+
+/// Decodes one image file. A FIFO or device is refused before it is opened.
 pub fn decode_image(path: &Path) -> Result<RgbFrame> {
-    let img = image::open(path).with_context(|| format!("cannot decode frame {}", path.display()))?.to_rgb8();
+    let ctx = || format!("cannot decode frame {}", path.display());
+    framecache::files::check_regular(path, framecache::files::MAX_MODEL_BYTES).with_context(ctx)?;
+    let mut reader = image::ImageReader::open(path).with_context(ctx)?.with_guessed_format().with_context(ctx)?;
+    let mut limits = image::Limits::default();
+    (limits.max_image_width, limits.max_image_height) = (Some(MAX_IMAGE_SIDE), Some(MAX_IMAGE_SIDE));
+    reader.limits(limits);
+    let img = reader.decode().with_context(ctx)?.to_rgb8();
     Ok(RgbFrame { width: img.width() as usize, height: img.height() as usize, data: img.into_raw() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+
+    #[test]
+    fn frames_sort_by_number() {
+        let mut names = vec!["frame_10.png", "frame_2.png", "frame_1.png", "frame_11.png", "frame_002.png"];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(names, ["frame_1.png", "frame_002.png", "frame_2.png", "frame_10.png", "frame_11.png"]);
+        let mut padded = vec!["f_0003.png", "f_0001.png", "f_0002.png"];
+        padded.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(padded, ["f_0001.png", "f_0002.png", "f_0003.png"]);
+    }
 }

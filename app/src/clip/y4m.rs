@@ -6,10 +6,14 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use framecache::frame::Plane;
 use framecache::{YuvImage, YuvRange};
 
 /// Longest header line accepted, in bytes.
 const MAX_HEADER: usize = 4096;
+/// Most pixels of one frame (64 Mpx, 8192x8192); each side is at most
+/// [`super::MAX_IMAGE_SIDE`].
+pub const MAX_PIXELS: usize = 1 << 26;
 
 /// Pixel layout of a Y4M stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +44,8 @@ impl Header {
         let (mut width, mut height, mut fps) = (None, None, None);
         let (mut chroma, mut range) = (Chroma::C420, YuvRange::Limited);
         for t in tokens.filter(|t| !t.is_empty()) {
-            let (tag, value) = t.split_at(1);
+            // Split after the first character, not byte: a header is untrusted text.
+            let (tag, value) = t.split_at(t.chars().next().map_or(0, char::len_utf8));
             match tag {
                 "W" => width = Some(parse_dim(value, "width")?),
                 "H" => height = Some(parse_dim(value, "height")?),
@@ -61,6 +66,9 @@ impl Header {
         }
         let width = width.context("the header has no width (W)")?;
         let height = height.context("the header has no height (H)")?;
+        if width * height > MAX_PIXELS {
+            bail!("{width}x{height} frames are over the limit of {MAX_PIXELS} pixels");
+        }
         Ok(Self { width, height, fps, chroma, range })
     }
 
@@ -81,9 +89,11 @@ impl Header {
             Chroma::C420 => YuvImage::i420(w, h, data, self.range)?.to_rgb(out)?,
             Chroma::C444 => YuvImage::yuv444(w, h, data, self.range)?.to_rgb(out)?,
             Chroma::Mono => {
-                let neutral = vec![128u8; 2 * w * h];
-                let planes = [data, &neutral].concat();
-                YuvImage::yuv444(w, h, &planes, self.range)?.to_rgb(out)?
+                // Neutral chroma as constant planes: no buffer beyond the luma and the output.
+                let neutral = Plane { data: &[128], stride: 0, step: 0 };
+                let y = Plane { data, stride: w, step: 1 };
+                let img = YuvImage { width: w, height: h, y, u: neutral, v: neutral, subsample: 1, range: self.range };
+                img.to_rgb(out)?
             }
         }
         Ok(())
@@ -92,7 +102,7 @@ impl Header {
 
 fn parse_dim(value: &str, what: &str) -> Result<usize> {
     match value.parse::<usize>() {
-        Ok(v) if v > 0 && v <= 1 << 15 => Ok(v),
+        Ok(v) if v > 0 && v <= super::MAX_IMAGE_SIDE as usize => Ok(v),
         _ => bail!("invalid {what} {value:?}"),
     }
 }
@@ -114,6 +124,8 @@ pub struct Y4m {
 impl Y4m {
     /// Reads the header and indexes every frame. A truncated last frame is an error naming it.
     pub fn open(path: &Path) -> Result<Self> {
+        // A FIFO or device is refused before it is opened (it would block or never end).
+        framecache::files::check_regular(path, u64::MAX).with_context(|| format!("cannot open {}", path.display()))?;
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let len = file.metadata()?.len();
         let mut r = BufReader::new(file);
@@ -214,5 +226,10 @@ mod tests {
         assert!(err("YUV4MPEG2 W320 H180 C422").contains("C422"));
         assert!(err("YUV4MPEG2 W320 H180 C420p10").contains("C420p10"));
         assert!(err("YUV4MPEG2 W320 H180 Q7").contains("Q7"));
+        // Non-ASCII tokens used to slice inside a character and panic.
+        assert!(err("YUV4MPEG2 W320 H180 é").contains("unknown header field"));
+        assert!(err("YUV4MPEG2 W320 H180 €x").contains("unknown header field"));
+        assert!(err("YUV4MPEG2 W16384 H16384").contains("over the limit"));
+        assert!(err("YUV4MPEG2 W32768 H16").contains("invalid width"));
     }
 }

@@ -9,6 +9,8 @@ mod options;
 mod plan;
 mod session;
 
-pub use options::{Mode, SessionOptions, DEFAULT_DENSE_CROSSOVER, DEFAULT_MODE, DEFAULT_TILE, GATE_MACS_PER_VALUE};
+pub use options::{
+    Mode, SessionOptions, DEFAULT_DENSE_CROSSOVER, DEFAULT_MODE, DEFAULT_TILE, GATE_MACS_PER_VALUE, MAX_THREADS,
+};
 pub use plan::{HeadPart, Plan};
 pub use session::{Output, Session};

@@ -17,6 +17,9 @@ pub const DEFAULT_DENSE_CROSSOVER: f64 = 0.9;
 /// and 3x3 or larger depthwise convolutions are gated.
 pub const GATE_MACS_PER_VALUE: u64 = 8;
 
+/// Most worker threads of one session.
+pub const MAX_THREADS: usize = 256;
+
 const EXPECTED: &str = "expected exact, threshold=N, mean-threshold=N, block-threshold=N, delta=N or block-delta=N";
 
 /// The mode the app starts in (`framecache run`, `bench`, `demo`): the approximate preset that
@@ -122,7 +125,7 @@ pub struct SessionOptions {
     pub refresh_interval: Option<u32>,
     /// Nodes whose dirty fraction exceeds this are computed densely.
     pub dense_crossover: f64,
-    /// Worker threads (`None`: all cores).
+    /// Worker threads (`None`: all cores), at most [`MAX_THREADS`].
     pub threads: Option<usize>,
     /// Adaptive bypass: when a cached frame costs more than a dense one (both measured in
     /// this session), compute the next frames densely, backing off exponentially; see
@@ -165,11 +168,20 @@ impl SessionOptions {
                 reason: "must be a fraction in 0..=1".into(),
             });
         }
-        if self.threads == Some(0) {
+        if let Some(t) = self.threads.filter(|t| !(1..=MAX_THREADS).contains(t)) {
             return Err(Error::InvalidOption {
                 name: "threads",
-                value: "0".into(),
-                reason: "at least one thread".into(),
+                value: t.to_string(),
+                reason: format!("1 to {MAX_THREADS} threads"),
+            });
+        }
+        let (_, level) = self.mode.level();
+        // `contains` is false for NaN, which would make no tile ever dirty.
+        if !(0.0..=255.0).contains(&level) {
+            return Err(Error::InvalidOption {
+                name: "mode",
+                value: self.mode.to_string(),
+                reason: "the threshold is in grey levels, 0 to 255".into(),
             });
         }
         if let Some(level) = self.simd.filter(|l| !l.is_available()) {

@@ -40,7 +40,7 @@ impl Plan {
         Self::compile(graph, preprocess, Vec::new(), Vec::new()).map(Arc::new)
     }
 
-    /// Checks the input, prepares the kernels' data and derives the per-node tables. `part`
+    /// Validates the graph ([`Graph::validate`]), checks the input, prepares the kernels' data and derives the per-node tables. `part`
     /// is empty for a plan without heads.
     fn compile(
         mut graph: Graph,
@@ -48,6 +48,7 @@ impl Plan {
         heads: Vec<HeadPart>,
         part: Vec<Option<usize>>,
     ) -> Result<Self> {
+        graph.validate()?;
         let input = graph.input_shape();
         if input.c != 3 || !matches!(graph.nodes[0].op, Op::Input) {
             return Err(Error::InvalidModel {

@@ -35,7 +35,9 @@ impl<'a> Frame<'a> {
         if self.channels != 3 && self.channels != 4 {
             return Err(Error::FrameChannels { got: self.channels });
         }
-        let expected = self.width * self.height * self.channels;
+        let expected = self.width.checked_mul(self.height).and_then(|n| n.checked_mul(self.channels));
+        // A geometry whose size overflows matches no buffer.
+        let expected = expected.unwrap_or(usize::MAX);
         if self.data.len() != expected {
             return Err(Error::FrameData {
                 width: self.width,

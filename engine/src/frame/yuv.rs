@@ -13,7 +13,8 @@ pub enum YuvRange {
     Full,
 }
 
-/// One plane: `data[y * stride + x * step]` is sample (x, y).
+/// One plane: `data[y * stride + x * step]` is sample (x, y). With `step` and `stride` both 0
+/// the plane is constant.
 #[derive(Clone, Copy, Debug)]
 pub struct Plane<'a> {
     pub data: &'a [u8],
@@ -74,12 +75,16 @@ impl<'a> YuvImage<'a> {
 
     fn packed_planar(width: usize, height: usize, data: &'a [u8], subsample: usize, range: YuvRange) -> Result<Self> {
         let (cw, ch) = (width.div_ceil(subsample), height.div_ceil(subsample));
-        let (ly, lc) = (width * height, cw * ch);
-        if data.len() != ly + 2 * lc {
+        let sizes = width.checked_mul(height).zip(cw.checked_mul(ch));
+        let total = sizes.and_then(|(ly, lc)| lc.checked_mul(2)?.checked_add(ly));
+        let (Some((ly, lc)), Some(total)) = (sizes, total) else {
+            return Err(Error::YuvLayout { width, height, reason: "the frame size overflows".into() });
+        };
+        if data.len() != total {
             return Err(Error::YuvLayout {
                 width,
                 height,
-                reason: format!("planar data holds {} bytes, expected {}", data.len(), ly + 2 * lc),
+                reason: format!("planar data holds {} bytes, expected {total}", data.len()),
             });
         }
         let img = Self {
@@ -106,15 +111,21 @@ impl<'a> YuvImage<'a> {
         }
         let (cw, ch) = (self.width.div_ceil(self.subsample), self.height.div_ceil(self.subsample));
         for (name, p, w, h) in [("Y", self.y, self.width, self.height), ("U", self.u, cw, ch), ("V", self.v, cw, ch)] {
-            if p.step == 0 || p.stride < (w - 1) * p.step + 1 {
+            // A constant plane (step and stride 0: every sample is `data[0]`) is allowed, so
+            // greyscale needs no chroma buffer.
+            let constant = p.step == 0 && p.stride == 0;
+            let row = (w - 1).checked_mul(p.step).and_then(|n| n.checked_add(1));
+            if !constant && (p.step == 0 || row.is_none_or(|row| p.stride < row)) {
                 return Err(err(format!(
                     "{name} plane: stride {} too small for {w} samples of step {}",
                     p.stride, p.step
                 )));
             }
-            let needed = (h - 1) * p.stride + (w - 1) * p.step + 1;
-            if p.data.len() < needed {
-                return Err(err(format!("{name} plane holds {} bytes, needs {needed}", p.data.len())));
+            let needed = row.and_then(|row| (h - 1).checked_mul(p.stride)?.checked_add(row));
+            match needed {
+                Some(needed) if p.data.len() >= needed => {}
+                Some(needed) => return Err(err(format!("{name} plane holds {} bytes, needs {needed}", p.data.len()))),
+                None => return Err(err(format!("{name} plane: stride {} by {h} rows overflows", p.stride))),
             }
         }
         Ok(())

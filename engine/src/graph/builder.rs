@@ -22,14 +22,13 @@ impl GraphBuilder {
 
     fn push(&mut self, op: Op, inputs: Vec<usize>, shape: Shape) -> Result<usize> {
         let name = format!("{}_{}", op.name(), self.nodes.len());
-        if shape.is_empty() {
-            return Err(Error::InvalidModel {
-                node: name,
-                op: op.name().into(),
-                reason: format!("empty output {shape}"),
-            });
-        }
-        self.nodes.push(Node { name, op, inputs, shape });
+        let node = Node { name, op, inputs, shape };
+        check_node(&self.nodes, &node).map_err(|reason| Error::InvalidModel {
+            node: node.name.clone(),
+            op: node.op.name().into(),
+            reason,
+        })?;
+        self.nodes.push(node);
         Ok(self.nodes.len() - 1)
     }
 
@@ -78,15 +77,10 @@ impl GraphBuilder {
         weight: &mut impl FnMut() -> f32,
     ) -> Result<usize> {
         let s = self.shape(x);
-        let o = |n: usize, k: usize, st: usize, d: usize, p0: usize, p1: usize| {
-            ((n - 1) * st + d * (k - 1) + 1).checked_sub(p0 + p1).filter(|&v| v > 0)
-        };
         let w = &window;
-        let (oh, ow) =
-            match (o(s.h, w.kh, w.sh, w.dh, w.pad[0], w.pad[2]), o(s.w, w.kw, w.sw, w.dw, w.pad[1], w.pad[3])) {
-                (Some(a), Some(b)) => (a, b),
-                _ => return Err(Self::invalid("ConvTranspose", "padding removes the output".into())),
-            };
+        let (oh, ow) = w
+            .transposed_output_hw(s.h, s.w)
+            .ok_or_else(|| Self::invalid("ConvTranspose", "padding removes the output".into()))?;
         let n = w.kh * w.kw * s.c * cout;
         let ct = ConvTranspose {
             window,

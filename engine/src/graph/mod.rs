@@ -7,9 +7,12 @@
 //! cost (MACs), which the reuse propagation and the statistics both read.
 
 mod builder;
+mod check;
 pub mod fuse;
 mod geometry;
 pub use builder::GraphBuilder;
+pub(crate) use check::product;
+pub use check::{check_node, check_shape, check_window, MAX_DIM, MAX_PLAN_MACS, MAX_PLAN_VALUES, MAX_TENSOR_VALUES};
 pub(crate) use geometry::{resize_source as geometry_source, resize_taps as geometry_taps};
 pub use geometry::{AxisWindow, NodeGeometry};
 
@@ -111,17 +114,36 @@ pub struct Window {
 }
 
 impl Window {
-    /// Output size of a forward window op (conv, pool) on an input of `h x w`, or `None` if the
-    /// window does not fit.
+    /// Output size of a forward window op (conv, pool) on an input of `h x w`, or `None` if
+    /// the window does not fit or its arithmetic overflows. With `ceil` (ONNX `ceil_mode`),
+    /// a last window that would start entirely in the end padding is dropped, as ONNX does.
     pub fn output_hw(&self, h: usize, w: usize, ceil: bool) -> Option<(usize, usize)> {
         let o = |n: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize| {
-            let span = d * (k - 1) + 1;
-            let total = n + p0 + p1;
+            let span = d.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
+            let total = n.checked_add(p0)?.checked_add(p1)?;
             if total < span || s == 0 {
                 return None;
             }
             let num = total - span;
-            Some(if ceil { num.div_ceil(s) } else { num / s } + 1)
+            let mut out = if ceil { num.div_ceil(s) } else { num / s } + 1;
+            if ceil && (out - 1).checked_mul(s)? >= n + p0 {
+                out -= 1;
+            }
+            Some(out)
+        };
+        Some((
+            o(h, self.kh, self.sh, self.dh, self.pad[0], self.pad[2])?,
+            o(w, self.kw, self.sw, self.dw, self.pad[1], self.pad[3])?,
+        ))
+    }
+
+    /// Output size of a transposed convolution (no output padding) on an input of `h x w`, or
+    /// `None` if the padding removes the whole output or the arithmetic overflows.
+    pub fn transposed_output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let o = |n: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize| {
+            let full =
+                n.checked_sub(1)?.checked_mul(s)?.checked_add(d.checked_mul(k.checked_sub(1)?)?)?.checked_add(1)?;
+            full.checked_sub(p0.checked_add(p1)?).filter(|&o| o > 0)
         };
         Some((
             o(h, self.kh, self.sh, self.dh, self.pad[0], self.pad[2])?,

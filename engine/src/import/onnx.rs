@@ -6,14 +6,15 @@ use tract_onnx::prelude::{Framework, Tensor};
 
 use crate::error::{Error, Result};
 use crate::graph::{
-    Activation, BinaryKind, Conv, ConvTranspose, CoordMode, Dense, Graph, GraphOutput, Node, Op, PoolKind, ResizeMode,
-    Shape, Window,
+    check_node, product, Activation, BinaryKind, Conv, ConvTranspose, CoordMode, Dense, Graph, GraphOutput, Node, Op,
+    PoolKind, ResizeMode, Shape, Window, MAX_DIM, MAX_TENSOR_VALUES,
 };
 
 /// Loads an ONNX model file into the engine's IR.
 pub fn load_onnx(path: impl AsRef<Path>) -> Result<Graph> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::ModelFile { path: path.to_owned(), reason: e.to_string() })?;
+    let bytes = crate::files::read(path, crate::files::MAX_MODEL_BYTES)
+        .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: e.to_string() })?;
     load_bytes(&bytes, path)
 }
 
@@ -30,7 +31,76 @@ fn load_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
         .graph
         .as_ref()
         .ok_or_else(|| Error::ModelFile { path: path.to_owned(), reason: "the file holds no graph".into() })?;
-    Importer::new(graph, path)?.run(graph)
+    let graph = Importer::new(graph, path)?.run(graph)?;
+    graph.validate()?;
+    Ok(graph)
+}
+
+/// External tensor data, read through [`crate::files`]: only regular files, and at most what
+/// the largest tensor can hold.
+struct ExternalData;
+
+impl tract_onnx::data_resolver::ModelDataResolver for ExternalData {
+    fn read_bytes_from_path(
+        &self,
+        buf: &mut Vec<u8>,
+        p: &Path,
+        offset: usize,
+        length: Option<usize>,
+    ) -> tract_onnx::prelude::TractResult<()> {
+        let limit = (MAX_TENSOR_VALUES * 8) as u64;
+        let size = crate::files::check_regular(p, crate::files::MAX_MODEL_BYTES)?;
+        let end = match length {
+            Some(n) => offset.checked_add(n),
+            None => Some(size as usize),
+        };
+        let Some(end) = end.filter(|&e| e as u64 <= size && offset <= e) else {
+            return Err(tract_onnx::prelude::TractError::msg(format!(
+                "external data {offset}+{length:?} is outside {} ({size} bytes)",
+                p.display()
+            )));
+        };
+        if (end - offset) as u64 > limit {
+            return Err(tract_onnx::prelude::TractError::msg(format!(
+                "external data of {} bytes is over the limit of {limit}",
+                end - offset
+            )));
+        }
+        use std::io::{Read, Seek};
+        let mut f = std::fs::File::open(p)?;
+        f.seek(std::io::SeekFrom::Start(offset as u64))?;
+        buf.resize(end - offset, 0);
+        f.read_exact(buf)?;
+        Ok(())
+    }
+}
+
+/// ONNX element types the engine reads (as f32 or i64): the numeric ones.
+fn element_size(data_type: i32) -> Option<usize> {
+    use pb::tensor_proto::DataType as T;
+    Some(match T::try_from(data_type).ok()? {
+        T::Uint8 | T::Int8 | T::Bool => 1,
+        T::Uint16 | T::Int16 | T::Float16 => 2,
+        T::Float | T::Int32 | T::Uint32 => 4,
+        T::Double | T::Int64 | T::Uint64 => 8,
+        _ => return None,
+    })
+}
+
+/// Loads a tensor of the model (an initializer or a Constant's value) after checking what
+/// tract does not: its element type is numeric (tract panics on others) and its size is within
+/// [`MAX_TENSOR_VALUES`].
+fn load_tensor(t: &pb::TensorProto, dir: Option<&str>) -> std::result::Result<Tensor, String> {
+    if element_size(t.data_type).is_none() {
+        return Err(format!("element type {} is not a numeric type the engine reads", t.data_type));
+    }
+    let dims: Option<Vec<usize>> = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect();
+    let dims = dims.ok_or_else(|| format!("negative dimension in {:?}", t.dims))?;
+    match product(&dims) {
+        Some(n) if n <= MAX_TENSOR_VALUES => {}
+        _ => return Err(format!("dimensions {dims:?} are over the limit of {MAX_TENSOR_VALUES} values per tensor")),
+    }
+    tract_onnx::tensor::load_tensor(&ExternalData, t, dir).map_err(|e| format!("{e:#}"))
 }
 
 /// What an ONNX value name refers to during import.
@@ -101,18 +171,22 @@ impl Ctx<'_> {
     fn pair(&self, name: &str, default: usize) -> Result<(usize, usize)> {
         match self.ints(name) {
             None => Ok((default, default)),
-            Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => Ok((v[0] as usize, v[1] as usize)),
-            Some(v) => Err(self.unsupported(name, format!("expected two positive values for a 2-D op, got {v:?}"))),
+            Some(v) if v.len() == 2 && v.iter().all(|&x| (1..=MAX_DIM as i64).contains(&x)) => {
+                Ok((v[0] as usize, v[1] as usize))
+            }
+            Some(v) => {
+                Err(self.unsupported(name, format!("expected two values in 1..={MAX_DIM} for a 2-D op, got {v:?}")))
+            }
         }
     }
     fn pads(&self) -> Result<[usize; 4]> {
         match self.ints("pads") {
             None => Ok([0; 4]),
-            Some(v) if v.len() == 4 && v.iter().all(|&x| x >= 0) => {
+            Some(v) if v.len() == 4 && v.iter().all(|&x| (0..=MAX_DIM as i64).contains(&x)) => {
                 // ONNX order: top, left, bottom, right.
                 Ok([v[0] as usize, v[1] as usize, v[2] as usize, v[3] as usize])
             }
-            Some(v) => Err(self.unsupported("pads", format!("expected 4 non-negative values, got {v:?}"))),
+            Some(v) => Err(self.unsupported("pads", format!("expected 4 values in 0..={MAX_DIM}, got {v:?}"))),
         }
     }
 }
@@ -172,13 +246,12 @@ fn window(ctx: &Ctx<'_>, input: Shape, kh: usize, kw: usize) -> Result<Window> {
 impl Importer {
     fn new(graph: &pb::GraphProto, path: &Path) -> Result<Self> {
         let mut values = HashMap::new();
-        let resolver = tract_onnx::data_resolver::FopenDataResolver;
         let dir = path.parent().and_then(|p| p.to_str());
         for init in &graph.initializer {
-            let t = tract_onnx::tensor::load_tensor(&resolver, init, dir).map_err(|e| Error::InvalidModel {
+            let t = load_tensor(init, dir).map_err(|reason| Error::InvalidModel {
                 node: init.name.clone(),
                 op: "initializer".into(),
-                reason: format!("{e:#}"),
+                reason,
             })?;
             values.insert(init.name.clone(), Value::Const(t));
         }
@@ -217,7 +290,11 @@ impl Importer {
         };
         let shape = input_shape(input)?;
         self.input_name = input.name.clone();
-        self.push(input.name.clone(), Op::Input, vec![], shape);
+        self.push(input.name.clone(), Op::Input, vec![], shape).map_err(|reason| Error::InvalidModel {
+            node: input.name.clone(),
+            op: "input".into(),
+            reason,
+        })?;
         self.values.insert(input.name.clone(), Value::Node { id: 0, view: None });
 
         for (i, node) in graph.node.iter().enumerate() {
@@ -263,9 +340,13 @@ impl Importer {
         Ok(graph)
     }
 
-    fn push(&mut self, name: String, op: Op, inputs: Vec<usize>, shape: Shape) -> usize {
-        self.nodes.push(Node { name, op, inputs, shape });
-        self.nodes.len() - 1
+    /// Appends a node after checking it ([`check_node`]) against the nodes before it; the
+    /// error is the reason.
+    fn push(&mut self, name: String, op: Op, inputs: Vec<usize>, shape: Shape) -> std::result::Result<usize, String> {
+        let node = Node { name, op, inputs, shape };
+        check_node(&self.nodes, &node)?;
+        self.nodes.push(node);
+        Ok(self.nodes.len() - 1)
     }
 
     fn node_input(&self, ctx: &Ctx<'_>, i: usize) -> Result<(usize, bool)> {
@@ -324,10 +405,7 @@ impl Importer {
     }
 
     fn emit(&mut self, ctx: &Ctx<'_>, op: Op, inputs: Vec<usize>, shape: Shape) -> Result<()> {
-        if shape.is_empty() {
-            return Err(ctx.invalid(format!("output shape {shape} is empty")));
-        }
-        let id = self.push(ctx.name.clone(), op, inputs, shape);
+        let id = self.push(ctx.name.clone(), op, inputs, shape).map_err(|r| ctx.invalid(r))?;
         self.set_output(ctx, Value::Node { id, view: None })
     }
 
@@ -381,7 +459,13 @@ impl Importer {
             }
             "Identity" | "Dropout" => {
                 ctx.check_attrs(&["seed", "ratio"])?;
-                let v = self.values.get(&ctx.node.input[0]).cloned().ok_or_else(|| ctx.invalid("unknown input"))?;
+                let v = ctx
+                    .node
+                    .input
+                    .first()
+                    .and_then(|i| self.values.get(i))
+                    .cloned()
+                    .ok_or_else(|| ctx.invalid("input 0 is missing or not produced by any earlier node"))?;
                 self.set_output(ctx, v)
             }
             "Gemm" => self.gemm(ctx),
@@ -396,8 +480,7 @@ impl Importer {
                     .attr("value")
                     .and_then(|a| a.t.as_ref())
                     .ok_or_else(|| ctx.unsupported("value", "only tensor constants are supported"))?;
-                let t = tract_onnx::tensor::load_tensor(&tract_onnx::data_resolver::FopenDataResolver, t, None)
-                    .map_err(|e| ctx.invalid(format!("{e:#}")))?;
+                let t = load_tensor(t, None).map_err(|e| ctx.invalid(e))?;
                 self.set_output(ctx, Value::Const(t))
             }
             other => Err(Error::UnsupportedOp { node: ctx.name.clone(), op: other.to_owned() }),
@@ -414,6 +497,9 @@ impl Importer {
             return Err(ctx.invalid(format!("weights of shape {ws:?}: only 2-D convolutions are supported")));
         }
         let (cout, cin_g, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+        if ws.iter().any(|&d| d == 0 || d > MAX_DIM) {
+            return Err(ctx.invalid(format!("weights of shape {ws:?}: every dimension must be in 1..={MAX_DIM}")));
+        }
         let groups = ctx.int("group", 1);
         if groups < 1 || input.c as i64 % groups != 0 || cout as i64 % groups != 0 {
             return Err(ctx.unsupported(
@@ -437,13 +523,18 @@ impl Importer {
         let mut window = window(ctx, input, kh, kw)?;
         if let Some(extra) = ctx.node.input.first().and_then(|n| self.pending_pads.get(n)) {
             for (p, e) in window.pad.iter_mut().zip(extra) {
-                *p += e;
+                *p = p.checked_add(*e).filter(|&p| p <= MAX_DIM).ok_or_else(|| {
+                    ctx.invalid(format!("padding with the Pad before it is over the limit of {MAX_DIM}"))
+                })?;
             }
         }
         let (oh, ow) = window
             .output_hw(input.h, input.w, false)
             .ok_or_else(|| ctx.invalid(format!("kernel does not fit input {input}")))?;
         let wdata = f32_data(w).ok_or_else(|| ctx.invalid("weights are not numeric"))?;
+        if Some(wdata.len()) != product(&ws) {
+            return Err(ctx.invalid(format!("weights hold {} values for shape {ws:?}", wdata.len())));
+        }
         let bias = match self.const_input(ctx, 2)? {
             Some(b) => f32_data(b)
                 .filter(|b| b.len() == cout)
@@ -502,17 +593,19 @@ impl Importer {
                 .invalid(format!("weights of shape {ws:?} do not match a 2-D ConvTranspose on {} channels", input.c)));
         }
         let (cin, cout, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+        if ws.iter().any(|&d| d == 0 || d > MAX_DIM) {
+            return Err(ctx.invalid(format!("weights of shape {ws:?}: every dimension must be in 1..={MAX_DIM}")));
+        }
         let (sh, sw) = ctx.pair("strides", 1)?;
         let (dh, dw) = ctx.pair("dilations", 1)?;
-        let pad = ctx.pads()?;
-        let out = |n: usize, s: usize, k: usize, d: usize, p0: usize, p1: usize| {
-            ((n - 1) * s + d * (k - 1) + 1).checked_sub(p0 + p1).filter(|&o| o > 0)
-        };
-        let (oh, ow) = match (out(input.h, sh, kh, dh, pad[0], pad[2]), out(input.w, sw, kw, dw, pad[1], pad[3])) {
-            (Some(h), Some(w)) => (h, w),
-            _ => return Err(ctx.unsupported("pads", "padding removes the whole output")),
-        };
+        let window = Window { kh, kw, sh, sw, dh, dw, pad: ctx.pads()? };
+        let (oh, ow) = window
+            .transposed_output_hw(input.h, input.w)
+            .ok_or_else(|| ctx.unsupported("pads", "padding removes the whole output"))?;
         let wdata = f32_data(w).ok_or_else(|| ctx.invalid("weights are not numeric"))?;
+        if Some(wdata.len()) != product(&ws) {
+            return Err(ctx.invalid(format!("weights hold {} values for shape {ws:?}", wdata.len())));
+        }
         let mut weights = vec![0.0; wdata.len()];
         for ci in 0..cin {
             for co in 0..cout {
@@ -530,7 +623,6 @@ impl Importer {
                 .ok_or_else(|| ctx.invalid("bias must hold one value per output channel"))?,
             None => vec![0.0; cout],
         };
-        let window = Window { kh, kw, sh, sw, dh, dw, pad };
         let ct = ConvTranspose { window, cin, cout, weights, bias, activation: Activation::Identity };
         self.emit(ctx, Op::ConvTranspose(ct), vec![x], Shape::new(oh, ow, cout))
     }
@@ -621,14 +713,17 @@ impl Importer {
                 let t = self.const_input(ctx, cst)?.expect("checked constant");
                 let dims = t.shape().to_vec();
                 let v = f32_data(t).ok_or_else(|| ctx.invalid("constant operand is not numeric"))?;
+                // ONNX broadcasts from the last axis: a per-channel constant of an NCHW map has
+                // its values on the third axis from the end ([C, 1, 1]); on a flat vector
+                // ([1, C]), on the last. A [C] constant on a map would run along W.
+                let on_channels = if flat {
+                    dims.len() <= 2 && dims.last() == Some(&v.len())
+                } else {
+                    (3..=4).contains(&dims.len()) && dims[dims.len() - 3] == v.len()
+                };
                 let per_channel = match v.len() {
-                    1 => vec![v[0]; shape.c],
-                    n if n == shape.c
-                        && dims.iter().filter(|&&d| d != 1).count() <= 1
-                        && (dims.len() < 3 || dims[dims.len() - 3] == n || flat) =>
-                    {
-                        v
-                    }
+                    1 if dims.len() <= 4 => vec![v[0]; shape.c],
+                    n if n == shape.c && dims.iter().filter(|&&d| d != 1).count() <= 1 && on_channels => v,
                     _ => {
                         return Err(ctx.invalid(format!(
                             "constant operand of shape {dims:?} does not broadcast per channel over {shape}"
@@ -679,20 +774,10 @@ impl Importer {
             }
         })?;
         let window = window(ctx, input, kh, kw)?;
-        let (sh, sw, pad) = (window.sh, window.sw, window.pad);
         let ceil = ctx.int("ceil_mode", 0) != 0;
-        let (mut oh, mut ow) = window
+        let (oh, ow) = window
             .output_hw(input.h, input.w, ceil)
             .ok_or_else(|| ctx.invalid(format!("window does not fit input {input}")))?;
-        if ceil {
-            // ONNX drops a last window that would start entirely in the end padding.
-            if (oh - 1) * sh >= input.h + pad[0] {
-                oh -= 1;
-            }
-            if (ow - 1) * sw >= input.w + pad[1] {
-                ow -= 1;
-            }
-        }
         let kind =
             if max { PoolKind::Max } else { PoolKind::Avg { count_include_pad: ctx.int("count_include_pad", 0) != 0 } };
         self.emit(ctx, Op::Pool { kind, window }, vec![x], Shape::new(oh, ow, input.c))
@@ -780,7 +865,11 @@ impl Importer {
         let s = self.nodes[x].shape;
         let (oh, ow) = if let Some(sizes) = self.const_input(ctx, 3)? {
             match i64_data(sizes).as_deref() {
-                Some([1, c, h, w]) if *c as usize == s.c && *h > 0 && *w > 0 => (*h as usize, *w as usize),
+                Some([1, c, h, w])
+                    if *c == s.c as i64 && (1..=MAX_DIM as i64).contains(h) && (1..=MAX_DIM as i64).contains(w) =>
+                {
+                    (*h as usize, *w as usize)
+                }
                 other => {
                     return Err(ctx.invalid(format!(
                         "sizes {other:?}: only spatial resizes of a [1, {}, H, W] tensor are supported",
@@ -791,7 +880,18 @@ impl Importer {
         } else if let Some(scales) = self.const_input(ctx, 2)? {
             match f32_data(scales).as_deref() {
                 Some([n, c, h, w]) if *n == 1.0 && *c == 1.0 && *h > 0.0 && *w > 0.0 => {
-                    ((s.h as f32 * h).floor() as usize, (s.w as f32 * w).floor() as usize)
+                    let size = |n: usize, scale: f32| {
+                        let o = (n as f64 * scale as f64).floor();
+                        (1.0..=MAX_DIM as f64).contains(&o).then_some(o as usize)
+                    };
+                    match (size(s.h, *h), size(s.w, *w)) {
+                        (Some(oh), Some(ow)) => (oh, ow),
+                        _ => {
+                            return Err(ctx.invalid(format!(
+                                "scales [{h}, {w}] on {s} give no output or one over the limit of {MAX_DIM} per side"
+                            )))
+                        }
+                    }
                 }
                 other => return Err(ctx.invalid(format!("scales {other:?}: only spatial scales are supported"))),
             }
@@ -825,9 +925,9 @@ impl Importer {
         let [n0, c0, t, l, n1, c1, b, r] = pads.as_slice() else {
             return Err(ctx.invalid(format!("pads {pads:?}: expected 8 values for a 4-D tensor")));
         };
-        if pads.iter().any(|&p| p < 0) || *n0 != 0 || *n1 != 0 {
+        if pads.iter().any(|&p| !(0..=MAX_DIM as i64).contains(&p)) || *n0 != 0 || *n1 != 0 {
             return Err(
-                ctx.invalid(format!("pads {pads:?}: only non-negative channel or spatial padding is supported"))
+                ctx.invalid(format!("pads {pads:?}: only channel or spatial padding in 0..={MAX_DIM} is supported"))
             );
         }
         let spatial = [*t as usize, *l as usize, *b as usize, *r as usize];
@@ -894,7 +994,7 @@ impl Importer {
             .const_input(ctx, 1)?
             .and_then(i64_data)
             .ok_or_else(|| ctx.invalid("input 1 (shape) must be a constant integer tensor"))?;
-        let total: usize = dims.iter().product();
+        let total = product(&dims).ok_or_else(|| ctx.invalid(format!("input dims {dims:?} overflow")))?;
         let mut out: Vec<usize> = Vec::with_capacity(spec.len());
         let mut infer = None;
         for (i, &d) in spec.iter().enumerate() {
@@ -910,14 +1010,16 @@ impl Importer {
                 _ => return Err(ctx.invalid(format!("shape {spec:?} is not a valid target shape"))),
             }
         }
-        let known: usize = out.iter().product();
+        let known = product(&out).filter(|&n| n <= total || infer.is_none());
+        let known =
+            known.ok_or_else(|| ctx.invalid(format!("shape {spec:?} does not hold {total} values of {dims:?}")))?;
         if let Some(i) = infer {
             if known == 0 || !total.is_multiple_of(known) {
                 return Err(ctx.invalid(format!("shape {spec:?} does not fit {total} values")));
             }
             out[i] = total / known;
         }
-        if out.iter().product::<usize>() != total {
+        if product(&out) != Some(total) {
             return Err(ctx.invalid(format!("shape {spec:?} does not hold {total} values of {dims:?}")));
         }
         self.set_output(ctx, Value::Node { id, view: Some(out) })
@@ -934,6 +1036,9 @@ impl Importer {
             }
             parts.push((id, dims));
         }
+        if parts.is_empty() {
+            return Err(ctx.invalid("Concat has no inputs"));
+        }
         let rank = parts[0].1.len() as i64;
         let axis = ctx.int("axis", 1);
         let axis = if axis < 0 { axis + rank } else { axis };
@@ -949,7 +1054,7 @@ impl Importer {
             if !same_rest {
                 return Err(ctx.invalid(format!("inputs {:?} and {d:?} differ outside axis {axis}", parts[0].1)));
             }
-            dims[axis] += d[axis];
+            dims[axis] = dims[axis].checked_add(d[axis]).ok_or_else(|| ctx.invalid("concatenated size overflows"))?;
         }
         if dims[..axis].iter().any(|&d| d != 1) {
             return Err(
@@ -957,8 +1062,8 @@ impl Importer {
             );
         }
         let ids: Vec<usize> = parts.iter().map(|(id, _)| *id).collect();
-        let n: usize = dims.iter().product();
-        let id = self.push(ctx.name.clone(), Op::FlatConcat, ids, Shape::new(1, 1, n));
+        let n = product(&dims).ok_or_else(|| ctx.invalid(format!("dims {dims:?} overflow")))?;
+        let id = self.push(ctx.name.clone(), Op::FlatConcat, ids, Shape::new(1, 1, n)).map_err(|r| ctx.invalid(r))?;
         self.set_output(ctx, Value::Node { id, view: Some(dims) })
     }
 
@@ -971,6 +1076,9 @@ impl Importer {
         for i in 0..ctx.node.input.len() {
             ids.push(self.node_input(ctx, i)?.0);
         }
+        if ids.is_empty() {
+            return Err(ctx.invalid("Concat has no inputs"));
+        }
         let first = self.nodes[ids[0]].shape;
         let axis = ctx.int("axis", 1);
         if axis != 1 && axis != -3 {
@@ -978,13 +1086,13 @@ impl Importer {
                 ctx.unsupported("axis", format!("only channel concatenation (axis 1) is supported, got {axis}"))
             );
         }
-        let mut c = 0;
+        let mut c = 0usize;
         for &id in &ids {
             let s = self.nodes[id].shape;
             if (s.h, s.w) != (first.h, first.w) {
                 return Err(ctx.invalid(format!("inputs {first} and {s} differ in spatial size")));
             }
-            c += s.c;
+            c = c.checked_add(s.c).ok_or_else(|| ctx.invalid("channel count overflows"))?;
         }
         self.emit(ctx, Op::Concat, ids, Shape::new(first.h, first.w, c))
     }
@@ -1008,7 +1116,9 @@ fn input_shape(input: &pb::ValueInfoProto) -> Result<Shape> {
         })
         .ok_or_else(|| bad("input has no tensor shape".into()))?;
     match dims.as_slice() {
-        [n, c, h, w] if *n == 1 && *c > 0 && *h > 0 && *w > 0 => Ok(Shape::new(*h as usize, *w as usize, *c as usize)),
+        [n, c, h, w] if *n == 1 && [c, h, w].iter().all(|d| (1..=MAX_DIM as i64).contains(d)) => {
+            Ok(Shape::new(*h as usize, *w as usize, *c as usize))
+        }
         _ => Err(bad(format!("input shape {dims:?}: a static [1, C, H, W] image input is required"))),
     }
 }

@@ -294,18 +294,26 @@ unsafe fn im2col_conv(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf
     }
     // Full-width rows are adjacent in memory, so several can share one product; a band's
     // im2col rows stay within IM2COL_FLOATS, so that they are still in L2 when the product
-    // reads them.
-    let rows_per_band = if npix == out.shape.w { (IM2COL_FLOATS / (npix * kdim)).max(1) } else { 1 };
+    // reads them. A row too long for that is cut into segments (so that scratch never exceeds
+    // IM2COL_FLOATS or one im2col row, whatever the geometry).
+    let full_width = npix == out.shape.w;
+    let rows_per_band = if full_width { (IM2COL_FLOATS / (npix * kdim)).max(1) } else { 1 };
+    let seg_px = if rows_per_band > 1 { npix } else { (IM2COL_FLOATS / kdim).clamp(1, npix) };
     let mut oy0 = rect.y0;
+    let mut x0 = rect.x0;
     while oy0 < rect.y1 {
-        let oy1 = (oy0 + rows_per_band).min(rect.y1);
-        let m = (oy1 - oy0) * npix;
+        let (oy1, x1) = if rows_per_band > 1 {
+            ((oy0 + rows_per_band).min(rect.y1), rect.x1)
+        } else {
+            (oy0 + 1, (x0 + seg_px).min(rect.x1))
+        };
+        let m = (oy1 - oy0) * (x1 - x0);
         // SAFETY: this task's rows; with several rows they span whole output rows.
         let dst: &mut [f32] = unsafe {
             if oy1 - oy0 > 1 {
                 out.rows(oy0, oy1)
             } else {
-                out.row(oy0, rect.x0, rect.x1)
+                out.row(oy0, x0, x1)
             }
         };
         // Every value of the band's rows is written below (copied or zero padding).
@@ -314,7 +322,7 @@ unsafe fn im2col_conv(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf
         }
         let scratch = &mut scratch[..m * kdim];
         for gi in 0..g {
-            for (p, (oy, ox)) in (oy0..oy1).flat_map(|y| (rect.x0..rect.x1).map(move |x| (y, x))).enumerate() {
+            for (p, (oy, ox)) in (oy0..oy1).flat_map(|y| (x0..x1).map(move |x| (y, x))).enumerate() {
                 let row = &mut scratch[p * kdim..(p + 1) * kdim];
                 for ky in 0..w.kh {
                     let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
@@ -342,7 +350,11 @@ unsafe fn im2col_conv(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf
             };
             pointwise::run(level, &call, &mut dst[gi * cout_g..]);
         }
-        oy0 = oy1;
+        if x1 == rect.x1 || rows_per_band > 1 {
+            (oy0, x0) = (oy1, rect.x0);
+        } else {
+            x0 = x1;
+        }
     }
 }
 
@@ -422,20 +434,28 @@ unsafe fn conv_transpose(level: SimdLevel, ct: &ConvTranspose, input: In<'_>, ou
         }))
     };
     // Column taps are the same for every row of the rectangle: one flat list, with the end of
-    // each column's taps in `col_ends`.
-    let (mut cols, mut col_ends) = (Vec::new(), Vec::with_capacity(rect.x1 - rect.x0));
-    for ox in rect.x0..rect.x1 {
-        taps(ox, w.kw, w.sw, w.dw, w.pad[1], iw, &mut cols);
-        col_ends.push(cols.len());
-    }
-    let mut rows = Vec::with_capacity(w.kh);
-    for oy in rect.y0..rect.y1 {
-        rows.clear();
-        taps(oy, w.kh, w.sh, w.dh, w.pad[0], ih, &mut rows);
-        // SAFETY: this task's row segment.
-        let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
-        dispatch(level, TransposedRow { ct, input, rows: &rows, cols: &cols, col_ends: &col_ends, dst: &mut *dst });
-        activate(level, ct.activation, dst);
+    // each column's taps in `col_ends`. A column has at most min(kw, iw) taps (each reads
+    // another input column), and the columns go in chunks so that the list stays within
+    // about 64K taps whatever the geometry.
+    let chunk = (65536 / w.kw.min(iw)).max(1);
+    let (mut cols, mut col_ends) = (Vec::new(), Vec::with_capacity(chunk.min(rect.x1 - rect.x0)));
+    let mut rows = Vec::with_capacity(w.kh.min(ih));
+    for cx0 in (rect.x0..rect.x1).step_by(chunk) {
+        let cx1 = (cx0 + chunk).min(rect.x1);
+        cols.clear();
+        col_ends.clear();
+        for ox in cx0..cx1 {
+            taps(ox, w.kw, w.sw, w.dw, w.pad[1], iw, &mut cols);
+            col_ends.push(cols.len());
+        }
+        for oy in rect.y0..rect.y1 {
+            rows.clear();
+            taps(oy, w.kh, w.sh, w.dh, w.pad[0], ih, &mut rows);
+            // SAFETY: this task's row segment.
+            let dst = unsafe { out.row(oy, cx0, cx1) };
+            dispatch(level, TransposedRow { ct, input, rows: &rows, cols: &cols, col_ends: &col_ends, dst: &mut *dst });
+            activate(level, ct.activation, dst);
+        }
     }
 }
 

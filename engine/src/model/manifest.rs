@@ -82,7 +82,7 @@ fn yes() -> bool {
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Manifest {
+        let text = crate::files::read_text(path).map_err(|e| Error::Manifest {
             path: path.to_owned(),
             field: "(file)".into(),
             value: path.display().to_string(),
@@ -276,7 +276,7 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
                         .ok_or_else(|| {
                             err("labels", l.display().to_string(), "not found beside the manifest or the model".into())
                         })?;
-                    let text = std::fs::read_to_string(&file)
+                    let text = crate::files::read_text(&file)
                         .map_err(|e| err("labels", file.display().to_string(), e.to_string()))?;
                     let labels: Vec<String> = text.lines().map(str::to_owned).collect();
                     if labels.len() != shapes[0][1] {

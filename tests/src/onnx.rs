@@ -1,0 +1,109 @@
+//! Small ONNX models written in code, for the hostile-input tests: each test builds the one
+//! graph it needs, then breaks one attribute or tensor of it.
+
+use prost::Message;
+use tract_onnx::pb::{
+    self, tensor_shape_proto::dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+/// A model under construction: one image input `x` of `[1, c, h, w]`.
+pub struct Onnx {
+    pub graph: GraphProto,
+}
+
+fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|&d| pb::tensor_shape_proto::Dimension {
+            value: Some(dimension::Value::DimValue(d)),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// An `INTS` attribute.
+pub fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto { name: name.into(), ints: v.to_vec(), r#type: 7, ..Default::default() }
+}
+
+/// An `INT` attribute.
+pub fn int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: name.into(), i: v, r#type: 2, ..Default::default() }
+}
+
+/// A `STRING` attribute.
+pub fn string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto { name: name.into(), s: v.as_bytes().to_vec(), r#type: 3, ..Default::default() }
+}
+
+/// An f32 tensor.
+pub fn f32_tensor(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
+    TensorProto { name: name.into(), dims: dims.to_vec(), data_type: 1, float_data: data, ..Default::default() }
+}
+
+/// An i64 tensor.
+pub fn i64_tensor(name: &str, dims: &[i64], data: Vec<i64>) -> TensorProto {
+    TensorProto { name: name.into(), dims: dims.to_vec(), data_type: 7, int64_data: data, ..Default::default() }
+}
+
+impl Onnx {
+    pub fn new(c: i64, h: i64, w: i64) -> Self {
+        Self::with_input(&[1, c, h, w])
+    }
+
+    /// A model whose input declares `dims` (which may be anything).
+    pub fn with_input(dims: &[i64]) -> Self {
+        Self { graph: GraphProto { name: "hostile".into(), input: vec![value_info("x", dims)], ..Default::default() } }
+    }
+
+    pub fn init(&mut self, t: TensorProto) -> &mut Self {
+        self.graph.initializer.push(t);
+        self
+    }
+
+    pub fn node(&mut self, op: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>) -> &mut Self {
+        self.graph.node.push(NodeProto {
+            name: format!("{op}_{}", self.graph.node.len()),
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute: attrs,
+            ..Default::default()
+        });
+        self
+    }
+
+    /// A 3x3 (or `k`x`k`) convolution from `x` to `y` with `cout` outputs, weights all 0.1.
+    pub fn conv(&mut self, x: &str, y: &str, cin: i64, cout: i64, k: i64, attrs: Vec<AttributeProto>) -> &mut Self {
+        let w = format!("{y}_w");
+        self.init(f32_tensor(&w, &[cout, cin, k, k], vec![0.1; (cout * cin * k * k) as usize]));
+        self.node("Conv", &[x, &w], y, attrs)
+    }
+
+    pub fn output(&mut self, name: &str) -> &mut Self {
+        self.graph.output.push(value_info(name, &[]));
+        self
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+            graph: Some(self.graph.clone()),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+}
