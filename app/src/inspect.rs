@@ -70,6 +70,13 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         )?;
     }
     writeln!(out, "total {:.1} MMACs per frame", plan.total_macs() as f64 / 1e6)?;
+    let values = plan.activation_values();
+    writeln!(
+        out,
+        "activations {values} values ({:.1} MiB of f32, one buffer per node; limit {} values)",
+        values as f64 * 4.0 / (1 << 20) as f64,
+        framecache::graph::MAX_PLAN_VALUES
+    )?;
     for o in &graph.outputs {
         writeln!(out, "output '{}' {:?} from node {}", o.name, o.onnx_shape, o.node)?;
     }

@@ -1,5 +1,6 @@
 //! `framecache run`: a model over a clip, with the frame cache, frame by frame.
 
+use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -36,7 +37,23 @@ pub struct RunArgs {
     pub full: bool,
 }
 
+/// Runs and prints; a reader that closes the pipe early (`| head`) ends the run quietly, and a
+/// failed write (`> /dev/full`) is an error, never a panic.
 pub fn run(args: RunArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match run_to(args, &mut out) {
+        Err(e)
+            if e.chain()
+                .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn run_to(args: RunArgs, out: &mut impl Write) -> Result<()> {
+    let write_err = |e: std::io::Error| anyhow::Error::new(e).context("cannot write the results to stdout");
     let model = match args.model {
         Some(m) => m,
         None => crate::cli::default_model()?,
@@ -55,7 +72,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut session = Session::new(plan.clone(), options)?;
     let source = Clip::open(&clip)?;
     let count = args.frames.map_or(source.len(), |n| n.min(source.len()));
-    println!(
+    writeln!(
+        out,
         "model {} ({:.0} MMACs), clip {} ({} frames), mode {}, tile {}, preprocess {}",
         model.display(),
         plan.total_macs() as f64 / 1e6,
@@ -64,8 +82,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         args.mode,
         args.engine.tile,
         loaded.config.path.display()
-    );
-    println!("{:>6} {:>8} {:>8} {:>8}  result", "frame", "hit", "MACsave", "ms");
+    )
+    .map_err(write_err)?;
+    writeln!(out, "{:>6} {:>8} {:>8} {:>8}  result", "frame", "hit", "MACsave", "ms").map_err(write_err)?;
     let (mut hits, mut savings, mut times) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..count {
         let frame = source.decode(i)?;
@@ -79,13 +98,15 @@ pub fn run(args: RunArgs) -> Result<()> {
             Some(r) if i > 0 && !args.full => format!(" [cache reset: {r:?}]"),
             _ => String::new(),
         };
-        println!(
+        writeln!(
+            out,
             "{:>6} {:>7.1}% {:>7.1}% {:>8.2}  {summary}{note}",
             i + 1,
             100.0 * stats.input_hit_rate(),
             100.0 * stats.mac_saving(),
             ms
-        );
+        )
+        .map_err(write_err)?;
         if i > 0 {
             hits.push(stats.input_hit_rate());
             savings.push(stats.mac_saving());
@@ -95,12 +116,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     if !times.is_empty() {
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         times.sort_by(f64::total_cmp);
-        println!(
+        writeln!(
+            out,
             "after the first frame: mean input hit rate {:.1}%, mean MAC saving {:.1}%, median {:.2} ms/frame",
             100.0 * mean(&hits),
             100.0 * mean(&savings),
             times[times.len() / 2]
-        );
+        )
+        .map_err(write_err)?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ fn inspect_prints_the_bundled_graph() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ConvDepthwise+Clip"), "{text}");
     assert!(text.contains("total 301.1 MMACs per frame"), "{text}");
+    assert!(text.contains("activations ") && text.contains("MiB of f32"), "{text}");
     assert!(text.contains("output 'logits' [1, 1000]"), "{text}");
 }
 
@@ -58,6 +59,52 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     let out = framecache(&["run", "--tile", "64"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tile"));
+}
+
+/// A reader that stops early ends `run` quietly; a full disk is an error, not a panic; special
+/// files as the model are refused without blocking or reading for ever.
+#[test]
+fn failed_output_and_special_files_are_errors_not_panics() {
+    use std::process::Stdio;
+    let bin = env!("CARGO_BIN_EXE_framecache");
+    let mut child = Command::new(bin)
+        .args(["run", "--frames", "4", "--threads", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe.
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    assert!(first.starts_with("model "), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
+
+    if std::path::Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = Command::new(bin).args(["run", "--frames", "2", "--threads", "1"]).stdout(full).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("cannot write the results to stdout"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+
+    let dir = std::env::temp_dir().join(format!("framecache-special-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("model.onnx");
+    let mut specials = vec!["/dev/zero".to_string()];
+    if Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success()) {
+        specials.push(fifo.display().to_string());
+    }
+    let sidecar = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/models/mobilenet_v2.onnx.toml");
+    for special in specials {
+        for args in [["--model", &special, "--preprocess", sidecar], ["--preprocess", &special, "--frames", "1"]] {
+            let out = framecache(&[&["run"], &args[..]].concat());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && err.contains("not a regular file"), "{args:?}: {err}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The MobileNetV2 bundle cut at stride 16 runs from the bundled assets: the split, the

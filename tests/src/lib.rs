@@ -23,9 +23,14 @@ pub fn project_root() -> PathBuf {
 }
 
 /// Returns the shared data folder, or prints why the test is skipped and returns `None`.
+/// With `FRAMECACHE_REQUIRE_SHARED=1` (set by `.ci/run`) a missing folder fails the test.
 pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
     let d = shared_data();
     if d.is_none() {
+        assert!(
+            std::env::var_os("FRAMECACHE_REQUIRE_SHARED").is_none(),
+            "{test}: ../shared/data is required here (FRAMECACHE_REQUIRE_SHARED) but absent"
+        );
         eprintln!("SKIPPED {test}: ../shared/data is absent (real models and clips live there)");
     }
     d

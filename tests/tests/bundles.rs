@@ -251,6 +251,24 @@ fn manifest_errors_name_the_field_and_value() {
         other => panic!("expected AnchorMismatch, got {other:?}"),
     }
 
+    // Floats out of range, NaN among them (NMS with iou_threshold NaN or 1 used to panic).
+    for (field, value) in [("iou_threshold", "nan"), ("iou_threshold", "1.0"), ("anchor_offset", "nan"), ("top_k", "0")]
+    {
+        let p = write_manifest(
+            &dir,
+            "floats.toml",
+            &format!(
+                "[[backbone]]\nmodel = \"face_detection_short_range.onnx\"\n[backbone.preprocess]\nfit = \"stretch\"\n\
+                 [[backbone.head]]\nname = \"faces\"\ndecoder = \"detect_ssd\"\noutputs = [\"regressors\", \"classificators\"]\n\
+                 strides = [8, 16, 16, 16]\nkeypoints = 6\n{field} = {value}\n"
+            ),
+        );
+        match Bundle::load(&p, &dirs) {
+            Err(e @ Error::Manifest { .. }) => assert!(e.to_string().contains(field), "{e}"),
+            other => panic!("{field} = {value}: expected Manifest, got {other:?}"),
+        }
+    }
+
     // A field of the wrong decoder kind, and an unknown decoder.
     let p = write_manifest(
         &dir,

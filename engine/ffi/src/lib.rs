@@ -252,10 +252,21 @@ fn lookup(handle: FcEngine) -> Result<Arc<Mutex<Engine>>> {
     }
 }
 
-/// Runs `f` on the engine behind `handle`.
+/// Runs `f` on the engine behind `handle`. An engine whose last call panicked (status
+/// `FC_STATUS_PANIC`) may hold a half-computed cache: its cache and last result are dropped
+/// first, so the call after a panic starts from a full inference.
 fn with_engine<T>(handle: FcEngine, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<T> {
     let engine = lookup(handle)?;
-    let mut guard = engine.lock().unwrap_or_else(|p| p.into_inner());
+    let mut guard = match engine.lock() {
+        Ok(g) => g,
+        Err(poisoned) => {
+            let mut g = poisoned.into_inner();
+            g.session.reset();
+            g.last = None;
+            engine.clear_poison();
+            g
+        }
+    };
     f(&mut guard)
 }
 
@@ -758,4 +769,49 @@ pub extern "C" fn fc_last_error() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn fc_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_resets_the_engine_before_its_next_call() {
+        use framecache::graph::{GraphBuilder, Window};
+        let mut b = GraphBuilder::new(8, 8, 3);
+        let one = Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] };
+        let x = b.conv(0, 4, one, 1, Default::default(), &mut || 0.5).unwrap();
+        b.output(x);
+        let plan = Plan::new(b.build(), framecache::Preprocess::default()).unwrap();
+        let config = ModelConfig::parse(
+            "task = \"classify\"\n[preprocess]\nfit = \"stretch\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let options = SessionOptions { threads: Some(1), ..Default::default() };
+        let handle = register(plan, config, None, options).map_err(|f| f.1).unwrap();
+        let frame = vec![9u8; 8 * 8 * 3];
+        let push = |e: &mut Engine| {
+            let outs = e.session.process(&framecache::Frame::rgb(8, 8, &frame)).map_err(model_error)?;
+            e.last = Some(Last {
+                stats: e.session.last_stats().unwrap().clone(),
+                heads: Vec::new(),
+                engine_ms: 0.0,
+                frame: (8, 8),
+            });
+            assert_eq!(outs.len(), 1);
+            Ok(())
+        };
+        with_engine(handle, push).map_err(|f| f.1).unwrap();
+        // A panic in the middle of a call (after the cache was touched).
+        let status = guard("test", || with_engine(handle, |_| -> Result<()> { panic!("inside the engine") }));
+        assert_eq!(status, FcStatus::Panic);
+        // The next call sees no result and a cache that starts over.
+        let no_result = with_engine(handle, |e| Ok(e.last.is_none())).map_err(|f| f.1).unwrap();
+        assert!(no_result, "the half-computed result of the panicked call is dropped");
+        with_engine(handle, push).map_err(|f| f.1).unwrap();
+        let reset = with_engine(handle, |e| Ok(e.session.last_stats().unwrap().reset)).map_err(|f| f.1).unwrap();
+        assert!(reset.is_some(), "the frame after a panic is a full inference, got {reset:?}");
+        registry().lock().unwrap().remove(&handle);
+    }
 }

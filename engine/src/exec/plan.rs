@@ -161,6 +161,11 @@ impl Plan {
     pub fn total_macs(&self) -> u64 {
         self.total_macs
     }
+    /// Activation values of all nodes together: what a session allocates, one buffer per
+    /// node (within [`crate::graph::MAX_PLAN_VALUES`], checked when the plan compiles).
+    pub fn activation_values(&self) -> u64 {
+        self.graph.nodes.iter().map(|n| n.shape.len() as u64).sum()
+    }
     /// The heads of a multi-task plan (empty for a plain model).
     pub fn heads(&self) -> &[HeadPart] {
         &self.heads

@@ -236,6 +236,7 @@ impl Session {
     /// Forgets the cache: the next frame is computed in full.
     pub fn reset(&mut self) {
         self.last_frame = None;
+        self.pending.iter_mut().for_each(|p| *p = None);
         self.since_refresh = 0;
         self.bypass = Bypass::default();
     }

@@ -100,8 +100,7 @@ impl Decoder {
         let output = o.name.clone();
         match self {
             Decoder::Classify { labels, top_k } => {
-                let mut top = top_k_of(&o.data, o.data.len(), labels.as_deref());
-                top.truncate(*top_k);
+                let top = top_k_of(&o.data, o.data.len(), labels.as_deref(), *top_k);
                 Head::Classes { output, top }
             }
             Decoder::Segment { threshold } => {
@@ -246,7 +245,9 @@ pub fn decode(outputs: &[Output], config: &ModelConfig, labels: Option<&[String]
     outputs
         .iter()
         .map(|o| match (config.task, o.shape.as_slice()) {
-            (Task::Classify, [1, n]) => Head::Classes { output: o.name.clone(), top: top_k_of(&o.data, *n, labels) },
+            (Task::Classify, [1, n]) => {
+                Head::Classes { output: o.name.clone(), top: top_k_of(&o.data, *n, labels, TOP_K) }
+            }
             (Task::Segment, [1, 1, h, w]) => Head::Mask {
                 output: o.name.clone(),
                 width: *w,
@@ -271,12 +272,12 @@ pub fn softmax(scores: &[f32]) -> Vec<f32> {
     exp.into_iter().map(|e| e / total).collect()
 }
 
-fn top_k_of(scores: &[f32], n: usize, labels: Option<&[String]>) -> Vec<Class> {
+fn top_k_of(scores: &[f32], n: usize, labels: Option<&[String]>, k: usize) -> Vec<Class> {
     let probs = softmax(scores);
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     let name = |i: usize| labels.filter(|l| l.len() == n).map_or_else(|| format!("class {i}"), |l| l[i].clone());
-    order.into_iter().take(TOP_K).map(|i| Class { index: i, label: name(i), prob: probs[i] }).collect()
+    order.into_iter().take(k).map(|i| Class { index: i, label: name(i), prob: probs[i] }).collect()
 }
 
 /// The map itself when its values lie in [0, 1], else its sigmoid.
@@ -312,6 +313,14 @@ mod tests {
         let total: f32 = top.iter().map(|c| c.prob).sum();
         assert!((total - 1.0).abs() < 1e-6);
         assert!((top[0].prob - 0.665_240_9).abs() < 1e-5, "{}", top[0].prob);
+    }
+
+    #[test]
+    fn top_k_gives_k_classes_beyond_five() {
+        // A manifest's top_k = 7 used to give 5.
+        let scores: Vec<f32> = (0..10).map(|i| i as f32).collect();
+        let top = top_k_of(&scores, 10, None, 7);
+        assert_eq!(top.iter().map(|c| c.index).collect::<Vec<_>>(), [9, 8, 7, 6, 5, 4, 3]);
     }
 
     #[test]

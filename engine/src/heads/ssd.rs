@@ -16,14 +16,7 @@ pub struct Anchor {
 /// `per_layer` anchors per layer, centred at `(cell + offset) / grid`.
 pub fn anchors(input_h: usize, input_w: usize, strides: &[usize], per_layer: usize, offset: f32) -> Vec<Anchor> {
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < strides.len() {
-        let stride = strides[i];
-        let mut layers = 0;
-        while i < strides.len() && strides[i] == stride {
-            layers += 1;
-            i += 1;
-        }
+    for (stride, layers) in stride_groups(strides) {
         let (gh, gw) = (input_h.div_ceil(stride), input_w.div_ceil(stride));
         for y in 0..gh {
             for x in 0..gw {
@@ -33,6 +26,23 @@ pub fn anchors(input_h: usize, input_w: usize, strides: &[usize], per_layer: usi
         }
     }
     out
+}
+
+/// Runs of equal strides: (stride, number of layers).
+fn stride_groups(strides: &[usize]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    strides.chunk_by(|a, b| a == b).map(|run| (run[0], run.len()))
+}
+
+/// How many anchors [`anchors`] makes, without making them; `None` when a stride is 0 or the
+/// count overflows. Checked before the anchors are allocated.
+pub fn anchor_count(input_h: usize, input_w: usize, strides: &[usize], per_layer: usize) -> Option<usize> {
+    stride_groups(strides).try_fold(0usize, |acc, (stride, layers)| {
+        if stride == 0 {
+            return None;
+        }
+        let cells = input_h.div_ceil(stride).checked_mul(input_w.div_ceil(stride))?;
+        acc.checked_add(cells.checked_mul(layers)?.checked_mul(per_layer)?)
+    })
 }
 
 /// A detection in normalised input coordinates (0..1), before mapping onto the frame.
@@ -153,10 +163,12 @@ pub fn weighted_nms(mut dets: Vec<RawDetection>, threshold: f32) -> Vec<RawDetec
     dets.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut out = Vec::new();
     while !dets.is_empty() {
-        let best = dets[0].bbox;
-        let (group, rest): (Vec<_>, Vec<_>) = dets.into_iter().partition(|d| iou(&best, &d.bbox) > threshold);
+        let best = dets.remove(0);
+        // The best box always leads its group, whatever the overlap test gives for it (a
+        // degenerate or NaN box overlaps nothing, not even itself).
+        let (others, rest): (Vec<_>, Vec<_>) = dets.into_iter().partition(|d| iou(&best.bbox, &d.bbox) > threshold);
         dets = rest;
-        // The best box overlaps itself, so the group is never empty.
+        let group: Vec<RawDetection> = std::iter::once(best).chain(others).collect();
         let total: f32 = group.iter().map(|d| d.score).sum();
         let mut merged = RawDetection { score: group[0].score, bbox: [0.0; 4], keypoints: group[0].keypoints.clone() };
         merged.keypoints.iter_mut().for_each(|p| *p = [0.0; 2]);
@@ -229,6 +241,29 @@ mod tests {
         assert!((out[0].bbox[0] - 0.6 * 0.2 / 1.5).abs() < 1e-6, "{:?}", out[0].bbox);
         assert!((out[0].keypoints[0][0] - 0.08).abs() < 1e-6);
         assert_eq!(out[1].bbox[0], 5.0);
+    }
+
+    #[test]
+    fn suppression_never_panics_on_degenerate_thresholds_or_boxes() {
+        // An IoU threshold of 1 or NaN, or a NaN box, used to leave the best box out of its
+        // own group and index an empty one.
+        let d = |score: f32, x0: f32| RawDetection { score, bbox: [x0, 0.0, x0 + 1.0, 1.0], keypoints: vec![] };
+        for threshold in [1.0, f32::NAN, 2.0] {
+            let out = weighted_nms(vec![d(0.6, 0.2), d(0.9, 0.0)], threshold);
+            assert_eq!(out.len(), 2, "{threshold}: nothing merges, nothing is lost");
+        }
+        let out = weighted_nms(vec![d(0.5, f32::NAN), d(0.7, 0.0)], 0.3);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn anchor_count_matches_the_anchors_and_overflow_is_none() {
+        assert_eq!(
+            anchor_count(128, 128, &[8, 16, 16, 16], 2),
+            Some(anchors(128, 128, &[8, 16, 16, 16], 2, 0.5).len())
+        );
+        assert_eq!(anchor_count(128, 128, &[8, 0], 2), None);
+        assert_eq!(anchor_count(128, 128, &[1, 1], usize::MAX / 2), None);
     }
 
     #[test]

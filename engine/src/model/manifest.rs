@@ -264,6 +264,16 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
     if !(0.0..=1.0).contains(&threshold) {
         return Err(err("threshold", threshold.to_string(), "must lie in [0, 1]".into()));
     }
+    // `contains` is false for NaN: every float of a manifest is finite and in range.
+    if let Some(v) = h.iou_threshold.filter(|v| !(0.0..1.0).contains(v)) {
+        return Err(err("iou_threshold", v.to_string(), "must lie in [0, 1)".into()));
+    }
+    if let Some(v) = h.anchor_offset.filter(|v| !(0.0..=1.0).contains(v)) {
+        return Err(err("anchor_offset", v.to_string(), "must lie in [0, 1] (a fraction of a cell)".into()));
+    }
+    if h.top_k == Some(0) {
+        return Err(err("top_k", "0".into(), "at least one class".into()));
+    }
     let input = g.input_shape();
     Ok(match h.decoder {
         DecoderKind::Classify => {
@@ -309,15 +319,30 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
             if strides.is_empty() || strides.contains(&0) {
                 return Err(err("strides", format!("{strides:?}"), "positive strides, one per anchor layer".into()));
             }
+            let per_layer = h.anchors_per_layer.unwrap_or(2);
+            // Counted before the anchors are made: a hostile count must not allocate.
+            let count = ssd::anchor_count(input.h, input.w, &strides, per_layer);
+            let rows = shapes[0].get(1).copied();
+            if count.is_none() || count != rows {
+                let n = count.map_or_else(|| "too many".into(), |n| n.to_string());
+                return Err(Error::AnchorMismatch {
+                    head: h.name.clone(),
+                    field: "strides".into(),
+                    value: format!("{strides:?} x {per_layer} per layer: {n} anchors"),
+                    reason: format!(
+                        "the strides give {n} anchors but the box output has {} rows ({:?})",
+                        rows.unwrap_or(0),
+                        shapes[0]
+                    ),
+                });
+            }
+            let keypoints = h.keypoints.unwrap_or(0);
+            if keypoints > 1024 {
+                return Err(err("keypoints", keypoints.to_string(), "at most 1024 per box".into()));
+            }
             let cfg = ssd::SsdConfig {
-                anchors: ssd::anchors(
-                    input.h,
-                    input.w,
-                    &strides,
-                    h.anchors_per_layer.unwrap_or(2),
-                    h.anchor_offset.unwrap_or(0.5),
-                ),
-                keypoints: h.keypoints.unwrap_or(0),
+                anchors: ssd::anchors(input.h, input.w, &strides, per_layer, h.anchor_offset.unwrap_or(0.5)),
+                keypoints,
                 scale: (input.w as f32, input.h as f32),
                 score_threshold: threshold,
                 iou_threshold: h.iou_threshold.unwrap_or(0.3),
