@@ -107,6 +107,21 @@ fn failed_output_and_special_files_are_errors_not_panics() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// What bench could not measure is on stderr, in full: with stdout redirected it is still seen.
+#[test]
+fn bench_lists_what_it_could_not_measure_on_stderr() {
+    let dir = std::env::temp_dir().join(format!("framecache-bench-err-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("mobilenet_v2.onnx");
+    std::fs::write(&bad, b"not a model").unwrap();
+    let bad = bad.to_str().unwrap();
+    let out = framecache(&["bench", "--model", bad, "--frames", "2", "--mode", "exact", "--baseline", "none"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Not measured:") && err.contains(bad) && err.contains("cannot read ONNX model"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The MobileNetV2 bundle cut at stride 16 runs from the bundled assets: the split, the
 /// sharing table and the cached-vs-full table are printed with consistent numbers.
 #[test]

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod fuzz;
 pub mod onnx;
 
 use anyhow::Result;

@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use framecache::graph::MAX_TENSOR_VALUES;
 use framecache::import::load_onnx_bytes;
 use framecache::{Error, Frame, Plan, Preprocess, Session, SessionOptions};
-use framecache_tests::onnx::{f32_tensor, i64_tensor, int, ints, string, Onnx};
+use framecache_tests::onnx::{f32_tensor, i64_tensor, int, ints, zoo, Onnx};
 use tract_onnx::pb::GraphProto;
 
 /// Imports, compiles and runs one frame; the first error.
@@ -226,59 +226,6 @@ fn frames_and_options_out_of_range_are_errors() {
     ] {
         assert!(matches!(Session::new(plan.clone(), options), Err(Error::InvalidOption { .. })));
     }
-}
-
-/// A 16x16 model that uses every op the importer supports, with attributes and integer tensors
-/// for the sweep to break.
-fn zoo() -> Onnx {
-    let mut m = Onnx::new(3, 16, 16);
-    m.conv("x", "c1", 3, 8, 3, vec![ints("pads", &[1, 1, 1, 1]), ints("strides", &[2, 2])])
-        .node("Relu", &["c1"], "r1", vec![])
-        .init(f32_tensor("dw_w", &[8, 1, 3, 3], vec![0.1; 72]))
-        .node("Conv", &["r1", "dw_w"], "d1", vec![int("group", 8), string("auto_pad", "SAME_UPPER")])
-        .init(i64_tensor("sp", &[8], vec![0, 0, 1, 1, 0, 0, 1, 1]))
-        .node("Pad", &["d1", "sp"], "p1", vec![])
-        .conv("p1", "c2", 8, 8, 3, vec![ints("dilations", &[1, 1])])
-        .init(f32_tensor("ct_w", &[8, 4, 2, 2], vec![0.05; 128]))
-        .node("ConvTranspose", &["c2", "ct_w"], "t1", vec![ints("strides", &[2, 2]), ints("kernel_shape", &[2, 2])])
-        .node("HardSigmoid", &["t1"], "h1", vec![])
-        .node(
-            "MaxPool",
-            &["h1"],
-            "m1",
-            vec![ints("kernel_shape", &[3, 3]), ints("strides", &[2, 2]), int("ceil_mode", 1)],
-        )
-        .node(
-            "AveragePool",
-            &["m1"],
-            "a1",
-            vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1]), int("count_include_pad", 1)],
-        )
-        .init(f32_tensor("scales", &[4], vec![1.0, 1.0, 2.0, 2.0]))
-        .node("Resize", &["a1", "", "scales"], "rs", vec![string("mode", "linear")])
-        .init(i64_tensor("cp", &[8], vec![0, 1, 0, 0, 0, 1, 0, 0]))
-        .node("Pad", &["rs", "cp"], "pc", vec![])
-        .init(i64_tensor("sizes", &[4], vec![1, 8, 16, 16]))
-        .node("Resize", &["c2", "", "", "sizes"], "up", vec![])
-        .node("Concat", &["pc", "up"], "cat", vec![int("axis", 1)])
-        .init(f32_tensor("k", &[14, 1, 1], vec![0.5; 14]))
-        .node("Add", &["cat", "k"], "ad", vec![])
-        .node("Sigmoid", &["ad"], "sg", vec![])
-        .node("Mul", &["ad", "sg"], "mu", vec![])
-        .node("Clip", &["mu"], "cl", vec![])
-        .node("GlobalAveragePool", &["cl"], "gap", vec![])
-        .node("Flatten", &["gap"], "fl", vec![int("axis", 1)])
-        .init(f32_tensor("gw", &[14, 5], vec![0.1; 70]))
-        .init(f32_tensor("gb", &[5], vec![0.0; 5]))
-        .node("Gemm", &["fl", "gw", "gb"], "gm", vec![])
-        .node("Transpose", &["c2"], "tr", vec![ints("perm", &[0, 2, 3, 1])])
-        .init(i64_tensor("flat", &[2], vec![1, -1]))
-        .node("Reshape", &["tr", "flat"], "rr", vec![])
-        .node("Concat", &["rr", "gm"], "fc", vec![int("axis", 1)])
-        .node("Identity", &["fc"], "out", vec![])
-        .output("out")
-        .output("cl");
-    m
 }
 
 /// Values that break integer fields: signs, zero, the edges of the engine's limits and of 32

@@ -115,8 +115,9 @@ struct Lane {
     session: Session,
     /// Wall time per frame, one entry per repeat.
     ms: Vec<Vec<f64>>,
-    /// Statistics and fidelity of the first pass.
-    stats: Vec<FrameStats>,
+    /// Statistics and fidelity of the first pass: a few figures per frame, and per-node and
+    /// per-stage sums (so that memory does not grow by a per-node table each frame).
+    stats: Stats,
     fidelity: Vec<Fidelity>,
     /// Skip and gate: the last computed outputs and the frame they were computed from.
     held: Option<(Vec<Output>, Vec<u8>)>,
@@ -164,6 +165,72 @@ impl Lane {
         self.session.reset();
         self.held = None;
         self.seen = 0;
+    }
+}
+
+/// What the report keeps of one frame's statistics.
+#[derive(Clone, Copy, Debug)]
+struct FrameFigures {
+    input_hit_rate: f64,
+    mac_saving: f64,
+    computed: bool,
+    reset: Option<framecache::Reset>,
+}
+
+/// Sums over frames of each node's (hit rate, changed fraction, ms) and of each stage's ms
+/// (preprocess, diff, propagate, compute, copy).
+#[derive(Clone, Debug, Default)]
+struct Sums {
+    frames: usize,
+    nodes: Vec<[f64; 3]>,
+    stages: [f64; 5],
+}
+
+impl Sums {
+    fn add(&mut self, s: &FrameStats) {
+        self.nodes.resize(s.nodes.len(), [0.0; 3]);
+        for (sum, n) in self.nodes.iter_mut().zip(&s.nodes) {
+            sum[0] += n.hit_rate;
+            sum[1] += n.changed;
+            sum[2] += n.time.as_secs_f64() * 1e3;
+        }
+        let t = &s.times;
+        for (sum, d) in self.stages.iter_mut().zip([t.preprocess, t.diff, t.propagate, t.compute, t.copy]) {
+            *sum += d.as_secs_f64() * 1e3;
+        }
+        self.frames += 1;
+    }
+    fn mean(&self, sum: f64) -> f64 {
+        sum / self.frames.max(1) as f64
+    }
+}
+
+/// A lane's statistics of the first pass: per frame a few figures, per node and stage the sums
+/// over the warm frames ([`warm_frames`]: frame 1 is summed apart, for a one-frame run).
+#[derive(Clone, Debug, Default)]
+struct Stats {
+    frames: Vec<FrameFigures>,
+    first: Sums,
+    warm: Sums,
+}
+
+impl Stats {
+    fn push(&mut self, s: &FrameStats, i: usize) {
+        self.frames.push(FrameFigures {
+            input_hit_rate: s.input_hit_rate(),
+            mac_saving: s.mac_saving(),
+            computed: s.macs_executed > 0 || s.reset.is_some(),
+            reset: s.reset,
+        });
+        if i == 0 { &mut self.first } else { &mut self.warm }.add(s);
+    }
+    /// The sums over `warm_frames(done)`.
+    fn warm_sums(&self, done: usize) -> &Sums {
+        if warm_frames(done).start == 0 {
+            &self.first
+        } else {
+            &self.warm
+        }
     }
 }
 
@@ -244,14 +311,18 @@ fn median(v: &[f64]) -> f64 {
     percentile(v, 0.5)
 }
 
-/// Runs engine-full (always), each cached mode and baseline, and tract over `frames`,
-/// interleaving the paths frame by frame in a rotating order, after `warmup` untimed frames.
+/// Runs engine-full (always), each cached mode and baseline, and tract over the first
+/// `count` frames of `clip`, interleaving the paths frame by frame in a rotating order, after
+/// `warmup` untimed frames. Frames are decoded one at a time (untimed), so memory does not grow
+/// with the clip; what is kept per frame is the report's figures, and engine-full's first output
+/// only when `keep_outputs` (for another baseline to be checked against).
 #[allow(clippy::too_many_arguments)]
 pub fn measure(
     model: &Model,
     tract: Option<&TractModel>,
     clip: &Clip,
-    frames: &[RgbFrame],
+    count: usize,
+    keep_outputs: bool,
     modes: &[BenchMode],
     opts: MeasureOptions,
     reference: Option<&Reference>,
@@ -275,23 +346,27 @@ pub fn measure(
         lanes.push(Lane {
             mode,
             session,
-            ms: vec![Vec::new(); frames.len()],
-            stats: Vec::new(),
+            ms: vec![Vec::new(); count],
+            stats: Stats::default(),
             fidelity: Vec::new(),
             held: None,
             seen: 0,
         });
     }
     let dims = model.input_dims();
-    let mut tract_ms: Vec<Vec<f64>> = vec![Vec::new(); frames.len()];
+    let mut tract_ms: Vec<Vec<f64>> = vec![Vec::new(); count];
     let mut tract_diff = 0.0f64;
     let mut full_outputs = Vec::new();
     // Engine-full's outputs of the previous frame, for the noise floor.
     let mut previous_full: Option<Vec<Output>> = None;
     let mut noise = Vec::new();
 
+    let first = clip.decode(0)?;
+    let size = (first.width, first.height);
+    let frame = |i: usize| if i == 0 { Ok(first.clone()) } else { clip.decode_sized(i, size) };
     // Warm-up: every path on the first frames, untimed; then the caches start cold.
-    for f in frames.iter().take(opts.warmup.max(1)) {
+    for i in 0..opts.warmup.max(1).min(count) {
+        let f = &frame(i)?;
         for lane in &mut lanes {
             lane.run(f)?;
         }
@@ -301,13 +376,14 @@ pub fn measure(
     }
 
     let paths = lanes.len() + usize::from(tract.is_some());
-    let mut done = frames.len();
+    let mut done = count;
     let mut interrupted = false;
     'passes: for r in 0..opts.repeat {
         for lane in &mut lanes {
             lane.start_pass();
         }
-        for (i, f) in frames.iter().enumerate() {
+        for i in 0..count {
+            let f = &frame(i)?;
             if stop.load(Ordering::Relaxed) {
                 interrupted = true;
                 if r == 0 {
@@ -341,13 +417,16 @@ pub fn measure(
                     tract_diff = tract_diff.max(d);
                 }
                 for ((lane, o), &c) in lanes.iter_mut().zip(&outs).zip(&computed) {
-                    lane.stats.push(lane.frame_stats(c));
+                    let s = lane.frame_stats(c);
+                    lane.stats.push(&s, i);
                     lane.fidelity.push(compare(model.task(), model.config.mask_threshold, o, full));
                 }
                 let before = previous_full.as_ref().unwrap_or(full);
                 noise.push(compare(model.task(), model.config.mask_threshold, before, full));
                 previous_full = Some(full.clone());
-                full_outputs.push(full.first().map(|o| o.data.clone()).unwrap_or_default());
+                if keep_outputs {
+                    full_outputs.push(full.first().map(|o| o.data.clone()).unwrap_or_default());
+                }
             }
             tick();
         }
@@ -389,15 +468,16 @@ struct Summary<'a> {
 }
 
 impl Summary<'_> {
-    fn record(&self, mode: &str, ms: &[Vec<f64>], stats: &[FrameStats], fid: &[Fidelity]) -> RunRecord {
+    fn record(&self, mode: &str, ms: &[Vec<f64>], stats: &Stats, fid: &[Fidelity]) -> RunRecord {
         let warm = warm_frames(self.done);
         let per_frame_ms = |ms: &[Vec<f64>]| -> Vec<f64> { ms[..self.done].iter().map(|r| median(r)).collect() };
         let full_ms = per_frame_ms(&self.full.ms);
         let cached_ms = per_frame_ms(ms);
         let tract_ms = self.tract_ms.map(per_frame_ms);
-        let stats = &stats[..self.done];
+        let sums = stats.warm_sums(self.done);
+        let stats = &stats.frames[..self.done];
         let fid = &fid[..self.done];
-        let hits: Vec<f64> = stats[warm.clone()].iter().map(FrameStats::input_hit_rate).collect();
+        let hits: Vec<f64> = stats[warm.clone()].iter().map(|s| s.input_hit_rate).collect();
         let agg = |v: &[f64]| (median(&v[warm.clone()]), percentile(&v[warm.clone()], 0.9));
         let (ms_full_median, ms_full_p90) = agg(&full_ms);
         let (ms_cached_median, ms_cached_p90) = agg(&cached_ms);
@@ -423,14 +503,12 @@ impl Summary<'_> {
                 name: n.name.clone(),
                 op: n.op.name().to_owned(),
                 macs: n.shape.pixels() as u64 * plan.macs_per_pixel(i),
-                hit_rate: mean(&stats[warm.clone()].iter().map(|s| s.nodes[i].hit_rate).collect::<Vec<_>>()),
-                changed: mean(&stats[warm.clone()].iter().map(|s| s.nodes[i].changed).collect::<Vec<_>>()),
-                ms: mean(&stats[warm.clone()].iter().map(|s| s.nodes[i].time.as_secs_f64() * 1e3).collect::<Vec<_>>()),
+                hit_rate: sums.mean(sums.nodes[i][0]),
+                changed: sums.mean(sums.nodes[i][1]),
+                ms: sums.mean(sums.nodes[i][2]),
             })
             .collect();
-        let stage = |f: &dyn Fn(&FrameStats) -> std::time::Duration| {
-            mean(&stats[warm.clone()].iter().map(|s| f(s).as_secs_f64() * 1e3).collect::<Vec<_>>())
-        };
+        let stage = |k: usize| sums.mean(sums.stages[k]);
         let accuracy = self.reference.filter(|_| self.model.task() == Task::Classify).and_then(|r| {
             let labelled: Vec<(usize, usize)> =
                 warm.clone().filter_map(|i| r.expected(&self.clip.frame_name(i)).map(|c| (i, c))).collect();
@@ -447,8 +525,8 @@ impl Summary<'_> {
         let per_frame = (0..self.done)
             .map(|i| FrameRecord {
                 frame: self.clip.frame_name(i),
-                input_hit_rate: stats[i].input_hit_rate(),
-                mac_saving: stats[i].mac_saving(),
+                input_hit_rate: stats[i].input_hit_rate,
+                mac_saving: stats[i].mac_saving,
                 ms_full: full_ms[i],
                 ms_cached: cached_ms[i],
                 ms_tract: tract_ms.as_ref().map(|t| t[i]),
@@ -459,7 +537,7 @@ impl Summary<'_> {
                 kl: fid[i].kl,
                 mask_iou: fid[i].iou,
                 mask_cover: fid[i].cover,
-                computed: stats[i].macs_executed > 0 || stats[i].reset.is_some(),
+                computed: stats[i].computed,
                 dense: stats[i].reset.map(|r| format!("{r:?}")),
             })
             .collect();
@@ -475,7 +553,7 @@ impl Summary<'_> {
             input_hit_rate_p10: percentile(&hits, 0.1),
             input_hit_rate_p50: percentile(&hits, 0.5),
             input_hit_rate_p90: percentile(&hits, 0.9),
-            mac_saving: mean(&stats[warm.clone()].iter().map(FrameStats::mac_saving).collect::<Vec<_>>()),
+            mac_saving: mean(&stats[warm.clone()].iter().map(|s| s.mac_saving).collect::<Vec<_>>()),
             macs_full: plan.total_macs(),
             ms_full_median,
             ms_full_p90,
@@ -500,11 +578,11 @@ impl Summary<'_> {
             tract_max_abs_diff: self.tract_diff,
             accuracy,
             stage_ms: StageMs {
-                preprocess: stage(&|s| s.times.preprocess),
-                diff: stage(&|s| s.times.diff),
-                propagate: stage(&|s| s.times.propagate),
-                compute: stage(&|s| s.times.compute),
-                copy: stage(&|s| s.times.copy),
+                preprocess: stage(0),
+                diff: stage(1),
+                propagate: stage(2),
+                compute: stage(3),
+                copy: stage(4),
             },
             nodes,
             per_frame,

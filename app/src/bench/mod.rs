@@ -6,6 +6,7 @@ pub mod plots;
 pub mod reference;
 pub mod report;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -114,7 +115,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     report.verdicts = report::verdicts(&report.runs);
     let md = report::markdown(&report);
-    println!("{md}");
+    // The report goes to stdout; a closed pipe is not an error, a failed write is.
+    match writeln!(std::io::stdout().lock(), "{md}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(anyhow::Error::new(e).context("cannot write the report to stdout"))
+        }
+        _ => {}
+    }
     if let Some(json) = &args.json {
         write_json(&report, json)?;
         eprintln!("wrote {}", json.display());
@@ -130,10 +137,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Err(Interrupted.into());
     }
     if !report.errors.is_empty() {
+        // Errors go to stderr in full: with stdout redirected, the report's "Not measured"
+        // list is not where the user looks.
+        let list: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
         anyhow::bail!(
-            "{} problem(s); {} run(s) measured. See \"Not measured\" above.",
+            "{} problem(s); {} run(s) measured. Not measured:\n{}",
             report.errors.len(),
-            report.runs.len()
+            report.runs.len(),
+            list.join("\n")
         );
     }
     Ok(())
@@ -238,28 +249,17 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         }
     }
     let limit = |c: &Clip| args.frames.map_or(c.len(), |n| n.min(c.len()));
-    let total: usize = clips.iter().map(|c| limit(c) * (1 + models.len() * opts.repeat)).sum();
+    let total: usize = clips.iter().map(|c| limit(c) * models.len() * opts.repeat).sum();
     let bar = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} frames {elapsed_precise} (eta {eta}) {msg}")
             .expect("valid template"),
     );
 
     'clips: for clip in &clips {
-        bar.set_message(format!("decoding {}", clip.name));
-        let frames = match clip.decode_all(args.frames, || bar.inc(1)) {
-            Ok(f) => f,
-            Err(e) => {
-                report.errors.push(ErrorRecord {
-                    model: None,
-                    clip: Some(clip.name.clone()),
-                    message: format!("{e:#}"),
-                });
-                continue;
-            }
-        };
+        let count = limit(clip);
         let dirs = reference_dirs(&args.reference, clip);
         for (model, tract) in &models {
-            let what = format!("{} on {} ({} frames)", model.name, clip.name, frames.len());
+            let what = format!("{} on {} ({count} frames)", model.name, clip.name);
             if bar.is_hidden() {
                 eprintln!("measuring {what}");
             }
@@ -269,7 +269,8 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
                     model,
                     tract.as_ref(),
                     clip,
-                    &frames,
+                    count,
+                    ort.is_some(),
                     &args.mode,
                     opts,
                     r.as_ref(),
@@ -281,7 +282,7 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
                 Ok(mut m) => {
                     if let Some(script) = ort.as_ref().filter(|_| !m.interrupted) {
                         bar.set_message(format!("{} on {}: ONNX Runtime", model.name, clip.name));
-                        if let Err(e) = add_ort(&mut m, script, model, &frames, opts) {
+                        if let Err(e) = add_ort(&mut m, script, model, clip, count, opts) {
                             report.notes.push(format!("ONNX Runtime on {} / {}: {e:#}", model.name, clip.name));
                         }
                     }
@@ -344,13 +345,16 @@ fn add_ort(
     m: &mut measure::Measured,
     script: &std::path::Path,
     model: &Model,
-    frames: &[crate::clip::RgbFrame],
+    clip: &Clip,
+    count: usize,
     opts: MeasureOptions,
 ) -> Result<()> {
-    let inputs: Vec<Vec<f32>> = frames.iter().map(|f| model.input_nchw(&f.as_frame())).collect();
+    // ONNX Runtime runs in its own process on every input tensor at once: this baseline holds
+    // one model input per frame (bound it with --frames on long clips).
+    let inputs = (0..count).map(|i| Ok(model.input_nchw(&clip.decode(i)?.as_frame()))).collect::<Result<Vec<_>>>()?;
     let ort =
         baseline::run_ort(script, &model.path, &inputs, model.input_dims(), opts.threads, opts.warmup, opts.repeat)?;
-    let per = ort.outputs.len() / frames.len().max(1);
+    let per = ort.outputs.len() / count.max(1);
     let diff = m
         .full_outputs
         .iter()

@@ -141,6 +141,14 @@ pub struct ErrorRecord {
     pub message: String,
 }
 
+/// `- model on clip: message`, as the report and the final error list it.
+impl std::fmt::Display for ErrorRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what: Vec<&str> = [self.model.as_deref(), self.clip.as_deref()].into_iter().flatten().collect();
+        write!(f, "- {}: {}", what.join(" on "), self.message)
+    }
+}
+
 /// One (model, clip, mode).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 // Fields added later read as their default from older reports (`--replot`).
@@ -474,8 +482,7 @@ pub fn markdown(report: &Report) -> String {
     if !report.errors.is_empty() {
         s.push_str("\nNot measured:\n");
         for e in &report.errors {
-            let what = [e.model.as_deref(), e.clip.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" on ");
-            let _ = writeln!(s, "- {what}: {}", e.message);
+            let _ = writeln!(s, "{e}");
         }
     }
     if report.interrupted {

@@ -88,28 +88,36 @@ impl Clip {
         }
     }
 
+    /// Decodes frame `i`, which must have the size of frame 1, `first` (errors name both).
+    pub fn decode_sized(&self, i: usize, first: (usize, usize)) -> Result<RgbFrame> {
+        let f = self.decode(i)?;
+        if (f.width, f.height) != first {
+            bail!(
+                "{}: frame {} ({}) is {}x{} but frame 1 ({}) is {}x{}: a clip's frames must share one size",
+                self.path.display(),
+                i + 1,
+                self.frame_name(i),
+                f.width,
+                f.height,
+                self.frame_name(0),
+                first.0,
+                first.1
+            );
+        }
+        Ok(f)
+    }
+
     /// Decodes the first `limit` frames (all when `None`); all must have the size of the
-    /// first. `each` is called per frame.
+    /// first. `each` is called per frame. This holds every frame: long clips go frame by
+    /// frame through [`Clip::decode_sized`] instead.
     pub fn decode_all(&self, limit: Option<usize>, mut each: impl FnMut()) -> Result<Vec<RgbFrame>> {
         let n = limit.map_or(self.len(), |l| l.min(self.len()));
         let mut frames: Vec<RgbFrame> = Vec::with_capacity(n);
         for i in 0..n {
-            let f = self.decode(i)?;
-            if let Some(first) = frames.first() {
-                if (f.width, f.height) != (first.width, first.height) {
-                    bail!(
-                        "{}: frame {} ({}) is {}x{} but frame 1 ({}) is {}x{}: a clip's frames must share one size",
-                        self.path.display(),
-                        i + 1,
-                        self.frame_name(i),
-                        f.width,
-                        f.height,
-                        self.frame_name(0),
-                        first.width,
-                        first.height
-                    );
-                }
-            }
+            let f = match frames.first() {
+                Some(first) => self.decode_sized(i, (first.width, first.height))?,
+                None => self.decode(i)?,
+            };
             frames.push(f);
             each();
         }
