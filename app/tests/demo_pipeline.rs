@@ -179,6 +179,41 @@ fn a_source_error_reaches_the_window_state_and_the_demo_goes_on() {
     assert!(!state.source_failed);
 }
 
+/// A source that panics: the capture thread's panic reaches the window as a source error
+/// (the window used to wait for frames for ever), and a new source runs.
+#[test]
+fn a_panicking_source_or_opener_is_an_error_event_and_the_demo_goes_on() {
+    struct Panics(u32);
+    impl FrameSource for Panics {
+        fn describe(&self) -> String {
+            "panics".into()
+        }
+        fn next_frame(&mut self) -> Result<Option<Arc<RgbFrame>>, SourceError> {
+            self.0 += 1;
+            assert!(self.0 < 3, "decoder bug");
+            Ok(Some(Arc::new(RgbFrame { width: 32, height: 24, data: vec![9; 32 * 24 * 3] })))
+        }
+        fn interval(&self) -> Option<Duration> {
+            None
+        }
+    }
+    let mut p = start();
+    p.set_source(Box::new(|| Ok(Box::new(Panics(0)) as Box<dyn FrameSource>)));
+    let failed = until(&p, |e| match e {
+        Event::SourceFailed(e) => Some(e.to_string()),
+        _ => None,
+    });
+    assert!(failed.contains("internal error (panic): decoder bug"), "{failed}");
+    p.set_source(Box::new(|| panic!("opener bug")));
+    let failed = until(&p, |e| match e {
+        Event::SourceFailed(e) => Some(e.to_string()),
+        _ => None,
+    });
+    assert!(failed.contains("opener bug"), "{failed}");
+    p.set_source(Box::new(|| Ok(Box::new(Scripted::new(None, None)) as Box<dyn FrameSource>)));
+    until(&p, |e| matches!(e, Event::Result(_)).then_some(()));
+}
+
 #[test]
 fn paused_capture_lets_exactly_one_frame_through_per_step() {
     let mut p = start();

@@ -17,6 +17,8 @@ use framecache::heads::{self, Head};
 
 /// How many results may wait for the window before the worker waits for it.
 const RESULTS: usize = 2;
+/// Settings and model changes waiting for the worker (it takes them between frames).
+const COMMANDS: usize = 16;
 
 /// A one-slot channel whose sender replaces a waiting value instead of blocking: the consumer
 /// always gets the newest frame, and stale ones are counted and dropped.
@@ -231,7 +233,7 @@ impl Pipeline {
         let model = model.into();
         let (frames, frames_rx) = latest();
         let (events_tx, events) = crossbeam_channel::bounded(RESULTS);
-        let (commands, commands_rx) = crossbeam_channel::unbounded();
+        let (commands, commands_rx) = crossbeam_channel::bounded(COMMANDS);
         let worker = {
             let (events_tx, notify) = (events_tx.clone(), Arc::clone(&notify));
             std::thread::Builder::new()
@@ -277,9 +279,13 @@ impl Pipeline {
         self.command(Command::Model(path));
     }
 
+    /// Queues a command for the worker without blocking the window. A full queue means the
+    /// worker has not taken the last [`COMMANDS`]: the command is dropped, and said so.
     fn command(&self, c: Command) {
         if let Some(tx) = &self.commands {
-            let _ = tx.send(c);
+            if let Err(crossbeam_channel::TrySendError::Full(_)) = tx.try_send(c) {
+                tracing::warn!("the engine worker is behind by {COMMANDS} commands; one was dropped");
+            }
         }
     }
 
@@ -348,7 +354,7 @@ fn capture(
         notify();
         sent
     };
-    let mut source = match open() {
+    let mut source = match caught(open).unwrap_or_else(|p| Err(SourceError::Clip(p))) {
         Ok(s) => s,
         Err(e) => {
             say(Event::SourceFailed(e));
@@ -377,7 +383,7 @@ fn capture(
             // Keep the rate, but never burst to catch up after a stall.
             due = (due + interval).max(Instant::now());
         }
-        match source.next_frame() {
+        match caught(|| source.next_frame()).unwrap_or_else(|p| Err(SourceError::Clip(p))) {
             Ok(Some(frame)) => {
                 frames.offer(Captured { index, frame, at: Instant::now() });
                 index += 1;
@@ -392,6 +398,15 @@ fn capture(
             }
         }
     }
+}
+
+/// Runs `f`, turning a panic into its message: a worker's panic must reach the window as an
+/// error (the demo goes on), not end the thread and leave the window waiting.
+fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+        format!("internal error (panic): {}", what.unwrap_or_else(|| "unknown".into()))
+    })
 }
 
 struct Worker {
@@ -420,9 +435,15 @@ impl Worker {
                 }
                 recv(frames) -> f => {
                     let Ok(captured) = f else { return };
-                    let event = match self.process(captured) {
-                        Ok(r) => Event::Result(Box::new(r)),
-                        Err(e) => Event::EngineFailed(e),
+                    let event = match caught(|| self.process(captured)) {
+                        Ok(Ok(r)) => Event::Result(Box::new(r)),
+                        Ok(Err(e)) => Event::EngineFailed(e),
+                        // The session may hold a half-computed cache: the next frame starts a
+                        // fresh one, with the same model.
+                        Err(panic) => {
+                            self.session = None;
+                            Event::EngineFailed(panic)
+                        }
                     };
                     if !self.say(event) {
                         return;
@@ -443,7 +464,7 @@ impl Worker {
                 true
             }
             Command::Model(path) => {
-                let event = match Loaded::load(&path, None) {
+                let event = match caught(|| Loaded::load(&path, None)).map_err(anyhow::Error::msg).and_then(|r| r) {
                     Ok(m) => {
                         self.model = m;
                         self.session = None;
