@@ -92,8 +92,13 @@ impl Onnx {
         self.node("Conv", &[x, &w], y, attrs)
     }
 
+    /// Declares `name` a graph output (of unknown shape).
     pub fn output(&mut self, name: &str) -> &mut Self {
-        self.graph.output.push(value_info(name, &[]));
+        let mut v = value_info(name, &[]);
+        if let Some(type_proto::Value::TensorType(t)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.shape = None;
+        }
+        self.graph.output.push(v);
         self
     }
 

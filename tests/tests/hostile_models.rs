@@ -183,6 +183,35 @@ fn a_one_dimensional_constant_broadcasts_along_width_not_channels() {
 }
 
 #[test]
+fn a_value_read_under_two_names_is_not_fused_away() {
+    // Conv -> A; Identity(A) -> B; Relu(A) -> C; BatchNormalization(B) -> D. B's only reader is
+    // the BatchNormalization, but A is read by the Relu too: folding the BatchNormalization into
+    // the Conv (the use count of the name B is 1) used to scale C as well.
+    let mut m = Onnx::new(3, 8, 8);
+    m.conv("x", "a", 3, 4, 3, vec![ints("pads", &[1, 1, 1, 1])])
+        .node("Identity", &["a"], "b", vec![])
+        .node("Relu", &["a"], "c", vec![])
+        .init(f32_tensor("gamma", &[4], vec![2.0; 4]))
+        .init(f32_tensor("beta", &[4], vec![1.0; 4]))
+        .init(f32_tensor("mean", &[4], vec![0.0; 4]))
+        .init(f32_tensor("var", &[4], vec![1.0; 4]))
+        .node("BatchNormalization", &["b", "gamma", "beta", "mean", "var"], "d", vec![])
+        .output("c")
+        .output("d");
+    let plan = Plan::new(load_onnx_bytes(&m.bytes()).unwrap(), Preprocess::default()).unwrap();
+    let mut s = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+    let pixels: Vec<u8> = (0..8 * 8 * 3).map(|i| (i * 37 % 256) as u8).collect();
+    let out = s.run_full(&Frame::rgb(8, 8, &pixels)).unwrap();
+    let (c, d) = (&out[0].data, &out[1].data);
+    let scale = 2.0 / (1.0f32 + 1e-5).sqrt();
+    // C = relu(conv) and D = scale * conv + 1, so C = relu((D - 1) / scale).
+    for (k, (&c, &d)) in c.iter().zip(d).enumerate() {
+        let want = ((d - 1.0) / scale).max(0.0);
+        assert!((c - want).abs() <= 1e-4 * (1.0 + want.abs()), "at {k}: relu output {c}, expected {want}");
+    }
+}
+
+#[test]
 fn a_hand_built_graph_is_validated_when_it_compiles() {
     use framecache::graph::{GraphBuilder, Op, Window};
     let build = || {

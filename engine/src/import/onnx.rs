@@ -123,6 +123,8 @@ struct Importer {
     graph_outputs: HashSet<String>,
     /// Op types of the nodes reading each value.
     readers: HashMap<String, Vec<String>>,
+    /// Per IR node, the reads of it that only gave it another name ([`Importer::alias`]).
+    alias_reads: HashMap<usize, usize>,
     /// Spatial zero padding of a Pad node, waiting to be folded into the Conv that reads it.
     pending_pads: HashMap<String, [usize; 4]>,
     input_name: String,
@@ -271,6 +273,7 @@ impl Importer {
             graph_outputs,
             readers,
             pending_pads: HashMap::new(),
+            alias_reads: HashMap::new(),
             input_name: String::new(),
         })
     }
@@ -411,15 +414,30 @@ impl Importer {
 
     /// The producer of input 0 if this node may be fused into it: a single consumer and not a
     /// graph output.
+    ///
+    /// Consumers are counted per IR node, not per ONNX name: Identity, Dropout, Flatten, zero
+    /// Pad, views and fused ops give one node several names, and a reader of any of them
+    /// reads the node. The reads that only made such a name are not consumers.
     fn fusable_producer(&self, ctx: &Ctx<'_>) -> Option<usize> {
-        let name = ctx.node.input.first()?;
-        if self.uses.get(name).copied() != Some(1) || self.graph_outputs.contains(name) {
-            return None;
+        let Some(Value::Node { id, .. }) = self.values.get(ctx.node.input.first()?) else { return None };
+        let mut readers = 0;
+        for (name, v) in &self.values {
+            if matches!(v, Value::Node { id: j, .. } if j == id) {
+                if self.graph_outputs.contains(name) {
+                    return None;
+                }
+                readers += self.uses.get(name).copied().unwrap_or(0);
+            }
         }
-        match self.values.get(name) {
-            Some(Value::Node { id, .. }) => Some(*id),
-            _ => None,
+        (readers - self.alias_reads.get(id).copied().unwrap_or(0) == 1).then_some(*id)
+    }
+
+    /// Sets this node's output to another name of an existing value (no new IR node).
+    fn alias(&mut self, ctx: &Ctx<'_>, value: Value) -> Result<()> {
+        if let Value::Node { id, .. } = value {
+            *self.alias_reads.entry(id).or_insert(0) += 1;
         }
+        self.set_output(ctx, value)
     }
 
     fn import_node(&mut self, ctx: &Ctx<'_>) -> Result<()> {
@@ -455,7 +473,7 @@ impl Importer {
                 if s.h != 1 || s.w != 1 {
                     return Err(ctx.invalid(format!("Flatten of a {s} map is not supported (only 1x1 spatial maps)")));
                 }
-                self.set_output(ctx, Value::Node { id: x, view: Some(vec![1, s.c]) })
+                self.alias(ctx, Value::Node { id: x, view: Some(vec![1, s.c]) })
             }
             "Identity" | "Dropout" => {
                 ctx.check_attrs(&["seed", "ratio"])?;
@@ -466,7 +484,7 @@ impl Importer {
                     .and_then(|i| self.values.get(i))
                     .cloned()
                     .ok_or_else(|| ctx.invalid("input 0 is missing or not produced by any earlier node"))?;
-                self.set_output(ctx, v)
+                self.alias(ctx, v)
             }
             "Gemm" => self.gemm(ctx),
             "Resize" => self.resize(ctx),
@@ -659,7 +677,7 @@ impl Importer {
                     for (co, b) in conv.bias.iter_mut().enumerate() {
                         *b = *b * scale[co] + bias[co];
                     }
-                    return self.set_output(ctx, Value::Node { id: p, view: None });
+                    return self.alias(ctx, Value::Node { id: p, view: None });
                 }
             }
         }
@@ -695,7 +713,7 @@ impl Importer {
             };
             if let Some(slot) = slot.filter(|s| **s == Activation::Identity) {
                 *slot = act;
-                return self.set_output(ctx, Value::Node { id: p, view });
+                return self.alias(ctx, Value::Node { id: p, view });
             }
         }
         let shape = self.nodes[x].shape;
@@ -934,7 +952,7 @@ impl Importer {
         let channels = (*c0 as usize, *c1 as usize);
         let out = ctx.node.output.first().ok_or_else(|| ctx.invalid("node has no output"))?.clone();
         match (spatial == [0; 4], channels == (0, 0)) {
-            (true, true) => self.set_output(ctx, Value::Node { id: x, view: None }),
+            (true, true) => self.alias(ctx, Value::Node { id: x, view: None }),
             (true, false) => {
                 let s = self.nodes[x].shape;
                 let shape = Shape::new(s.h, s.w, s.c + channels.0 + channels.1);
@@ -948,7 +966,7 @@ impl Importer {
                     )));
                 }
                 self.pending_pads.insert(out, spatial);
-                self.set_output(ctx, Value::Node { id: x, view: None })
+                self.alias(ctx, Value::Node { id: x, view: None })
             }
             (false, false) => Err(ctx.invalid(format!("pads {pads:?} pad channels and space at once"))),
         }
@@ -975,7 +993,7 @@ impl Importer {
             moved.windows(2).all(|w| w[0] < w[1])
         };
         if (is_nchw_map && perm == [0, 2, 3, 1]) || (row_major && keeps_order(&perm)) {
-            self.set_output(ctx, Value::Node { id, view: Some(permuted) })
+            self.alias(ctx, Value::Node { id, view: Some(permuted) })
         } else {
             Err(ctx.unsupported("perm", format!("{perm:?} of {dims:?} reorders data; only NCHW to NHWC is supported")))
         }
@@ -1022,7 +1040,7 @@ impl Importer {
         if product(&out) != Some(total) {
             return Err(ctx.invalid(format!("shape {spec:?} does not hold {total} values of {dims:?}")));
         }
-        self.set_output(ctx, Value::Node { id, view: Some(out) })
+        self.alias(ctx, Value::Node { id, view: Some(out) })
     }
 
     /// Concatenation of row-major views along an axis with only unit axes before it: the
