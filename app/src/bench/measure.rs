@@ -597,7 +597,7 @@ mod tests {
     use super::*;
 
     fn out(data: Vec<f32>) -> Vec<Output> {
-        vec![Output { name: "o".into(), shape: vec![1, data.len()], data }]
+        vec![Output { name: "o".into(), shape: vec![1, data.len()], data, probabilities: false }]
     }
 
     #[test]

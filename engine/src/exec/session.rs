@@ -80,6 +80,10 @@ pub struct Output {
     pub name: String,
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+    /// Whether the model bounds every value of this output to [0, 1] (its last op ends in a
+    /// sigmoid, a hard sigmoid or a clip to [0, 1]): decoders then read it as probabilities,
+    /// otherwise as logits. Decided once per model, from the graph.
+    pub probabilities: bool,
 }
 
 /// One stream's state: cached activations, tile references, statistics.
@@ -554,7 +558,8 @@ impl Session {
                 let s = graph.nodes[o.node].shape;
                 let src = &self.acts[o.node];
                 let data = if o.nchw { s.nhwc_to_nchw(src) } else { src.clone() };
-                Output { name: o.name.clone(), shape: o.onnx_shape.clone(), data }
+                let probabilities = graph.nodes[o.node].op.activation().is_unit_bounded();
+                Output { name: o.name.clone(), shape: o.onnx_shape.clone(), data, probabilities }
             })
             .collect()
     }

@@ -89,6 +89,15 @@ impl Activation {
         }
     }
 
+    /// Whether every output of the activation lies in [0, 1].
+    pub fn is_unit_bounded(self) -> bool {
+        match self {
+            Activation::Sigmoid | Activation::HardSigmoid { .. } => true,
+            Activation::Clip { min, max } => min >= 0.0 && max <= 1.0,
+            _ => false,
+        }
+    }
+
     /// Applies the activation to a slice in place.
     pub fn apply_slice(self, xs: &mut [f32]) {
         match self {

@@ -100,12 +100,12 @@ impl Decoder {
         let output = o.name.clone();
         match self {
             Decoder::Classify { labels, top_k } => {
-                let top = top_k_of(&o.data, o.data.len(), labels.as_deref(), *top_k);
+                let top = top_k_of(o, o.data.len(), labels.as_deref(), *top_k);
                 Head::Classes { output, top }
             }
             Decoder::Segment { threshold } => {
                 let (h, w) = (o.shape[o.shape.len() - 2], o.shape[o.shape.len() - 1]);
-                Head::Mask { output, width: w, height: h, probs: as_probabilities(&o.data), threshold: *threshold }
+                Head::Mask { output, width: w, height: h, probs: as_probabilities(o), threshold: *threshold }
             }
             Decoder::DetectSsd(cfg) => {
                 let detections = cfg
@@ -245,14 +245,12 @@ pub fn decode(outputs: &[Output], config: &ModelConfig, labels: Option<&[String]
     outputs
         .iter()
         .map(|o| match (config.task, o.shape.as_slice()) {
-            (Task::Classify, [1, n]) => {
-                Head::Classes { output: o.name.clone(), top: top_k_of(&o.data, *n, labels, TOP_K) }
-            }
+            (Task::Classify, [1, n]) => Head::Classes { output: o.name.clone(), top: top_k_of(o, *n, labels, TOP_K) },
             (Task::Segment, [1, 1, h, w]) => Head::Mask {
                 output: o.name.clone(),
                 width: *w,
                 height: *h,
-                probs: as_probabilities(&o.data),
+                probs: as_probabilities(o),
                 threshold: config.mask_threshold,
             },
             _ => values_of(o),
@@ -260,32 +258,31 @@ pub fn decode(outputs: &[Output], config: &ModelConfig, labels: Option<&[String]
         .collect()
 }
 
-/// Softmax of `scores`, unless they already sum to one within 1%.
+/// Softmax of `scores`.
 pub fn softmax(scores: &[f32]) -> Vec<f32> {
-    let sum: f32 = scores.iter().sum();
-    if scores.iter().all(|&v| (0.0..=1.0).contains(&v)) && (sum - 1.0).abs() < 0.01 {
-        return scores.to_vec();
-    }
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f32> = scores.iter().map(|&v| (v - max).exp()).collect();
     let total: f32 = exp.iter().sum();
     exp.into_iter().map(|e| e / total).collect()
 }
 
-fn top_k_of(scores: &[f32], n: usize, labels: Option<&[String]>, k: usize) -> Vec<Class> {
-    let probs = softmax(scores);
+/// The `k` best classes of `o`: its scores as they are when the model ends in an activation
+/// bounded to [0, 1] ([`Output::probabilities`], decided once per model), else their softmax.
+fn top_k_of(o: &Output, n: usize, labels: Option<&[String]>, k: usize) -> Vec<Class> {
+    let probs = if o.probabilities { o.data.clone() } else { softmax(&o.data) };
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     let name = |i: usize| labels.filter(|l| l.len() == n).map_or_else(|| format!("class {i}"), |l| l[i].clone());
     order.into_iter().take(k).map(|i| Class { index: i, label: name(i), prob: probs[i] }).collect()
 }
 
-/// The map itself when its values lie in [0, 1], else its sigmoid.
-fn as_probabilities(values: &[f32]) -> Vec<f32> {
-    if values.iter().all(|&v| (0.0..=1.0).contains(&v)) {
-        values.to_vec()
+/// The map itself when the model ends in an activation bounded to [0, 1]
+/// ([`Output::probabilities`], decided once per model, not per frame), else its sigmoid.
+fn as_probabilities(o: &Output) -> Vec<f32> {
+    if o.probabilities {
+        o.data.clone()
     } else {
-        values.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect()
+        o.data.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect()
     }
 }
 
@@ -304,7 +301,7 @@ mod tests {
 
     #[test]
     fn classes_are_softmaxed_and_ranked_with_names() {
-        let out = Output { name: "logits".into(), shape: vec![1, 3], data: vec![1.0, 3.0, 2.0] };
+        let out = Output { name: "logits".into(), shape: vec![1, 3], data: vec![1.0, 3.0, 2.0], probabilities: false };
         let labels = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
         let heads = decode(&[out], &config(Task::Classify), Some(&labels));
         let Head::Classes { top, .. } = &heads[0] else { panic!("{heads:?}") };
@@ -318,19 +315,36 @@ mod tests {
     #[test]
     fn top_k_gives_k_classes_beyond_five() {
         // A manifest's top_k = 7 used to give 5.
-        let scores: Vec<f32> = (0..10).map(|i| i as f32).collect();
-        let top = top_k_of(&scores, 10, None, 7);
+        let out = Output {
+            name: "s".into(),
+            shape: vec![1, 10],
+            data: (0..10).map(|i| i as f32).collect(),
+            probabilities: false,
+        };
+        let top = top_k_of(&out, 10, None, 7);
         assert_eq!(top.iter().map(|c| c.index).collect::<Vec<_>>(), [9, 8, 7, 6, 5, 4, 3]);
     }
 
     #[test]
     fn probabilities_pass_through_and_logit_masks_get_a_sigmoid() {
-        assert_eq!(softmax(&[0.25, 0.75]), vec![0.25, 0.75]);
-        let out = Output { name: "mask".into(), shape: vec![1, 1, 1, 2], data: vec![0.0, 10.0] };
-        let heads = decode(&[out], &config(Task::Segment), None);
+        let mask = |data: Vec<f32>, probabilities| Output {
+            name: "mask".into(),
+            shape: vec![1, 1, 1, 2],
+            data,
+            probabilities,
+        };
+        let heads = decode(&[mask(vec![0.0, 10.0], false)], &config(Task::Segment), None);
         let Head::Mask { probs, width, height, .. } = &heads[0] else { panic!("{heads:?}") };
         assert_eq!((*width, *height), (2, 1));
         assert!((probs[0] - 0.5).abs() < 1e-6 && probs[1] > 0.99);
+        // Decided by the model, not by the frame: logits that happen to lie in [0, 1] are
+        // still logits (they used to pass through as probabilities on such frames).
+        let heads = decode(&[mask(vec![0.0, 1.0], false)], &config(Task::Segment), None);
+        let Head::Mask { probs, .. } = &heads[0] else { panic!("{heads:?}") };
+        assert!((probs[0] - 0.5).abs() < 1e-6 && (probs[1] - 0.731_058_6).abs() < 1e-6, "{probs:?}");
+        let heads = decode(&[mask(vec![0.25, 0.75], true)], &config(Task::Segment), None);
+        let Head::Mask { probs, .. } = &heads[0] else { panic!("{heads:?}") };
+        assert_eq!(probs, &[0.25, 0.75]);
     }
 
     #[test]
@@ -363,7 +377,8 @@ mod tests {
 
     #[test]
     fn other_outputs_report_shape_and_range() {
-        let out = Output { name: "x".into(), shape: vec![1, 2, 2], data: vec![-1.0, 0.0, 2.0, 1.0] };
+        let out =
+            Output { name: "x".into(), shape: vec![1, 2, 2], data: vec![-1.0, 0.0, 2.0, 1.0], probabilities: false };
         let heads = decode(&[out], &config(Task::Other), None);
         assert_eq!(heads[0], Head::Values { output: "x".into(), shape: vec![1, 2, 2], min: -1.0, max: 2.0 });
     }
