@@ -105,6 +105,9 @@ struct DemoApp {
     model_field: String,
     models: Vec<PathBuf>,
     cameras: Option<std::result::Result<Vec<(u32, String)>, String>>,
+    /// A camera query running on its own thread: listing cameras can wait for the system's
+    /// permission prompt (up to a minute on macOS), which must not freeze the window.
+    camera_query: Option<std::sync::mpsc::Receiver<std::result::Result<Vec<(u32, String)>, String>>>,
     frames: Option<u64>,
     screenshot: Option<Screenshot>,
     summary: Arc<Mutex<Option<String>>>,
@@ -150,6 +153,7 @@ impl DemoApp {
             model_field: String::new(),
             models: bundled_models(),
             cameras: None,
+            camera_query: None,
             frames: if args.screenshot.is_some() { None } else { args.frames },
             screenshot,
             summary,
@@ -293,8 +297,23 @@ impl DemoApp {
         ui.separator();
         ui.heading("Source");
         ui.horizontal_wrapped(|ui| {
-            if ui.button("find cameras").clicked() {
-                self.cameras = Some(source::cameras().map_err(|e| e.to_string()));
+            if let Some(found) = self.camera_query.as_ref().and_then(|rx| rx.try_recv().ok()) {
+                self.cameras = Some(found);
+                self.camera_query = None;
+            }
+            if self.camera_query.is_some() {
+                ui.label("looking for cameras...");
+            } else if ui.button("find cameras").clicked() {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let ctx = ui.ctx().clone();
+                let spawned = std::thread::Builder::new().name("framecache-cameras".into()).spawn(move || {
+                    let _ = tx.send(source::cameras().map_err(|e| e.to_string()));
+                    ctx.request_repaint();
+                });
+                match spawned {
+                    Ok(_) => self.camera_query = Some(rx),
+                    Err(e) => self.cameras = Some(Err(format!("cannot look for cameras: {e}"))),
+                }
             }
             if let Some(clip) = self.bundled_clip.clone() {
                 if ui.button("bundled clip").clicked() {

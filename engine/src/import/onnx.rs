@@ -75,23 +75,32 @@ impl tract_onnx::data_resolver::ModelDataResolver for ExternalData {
     }
 }
 
-/// ONNX element types the engine reads (as f32 or i64): the numeric ones.
-fn element_size(data_type: i32) -> Option<usize> {
+/// Whether the engine reads tensors of this ONNX element type (as f32 or i64): the numeric
+/// ones that tract loads.
+fn is_numeric(data_type: i32) -> bool {
     use pb::tensor_proto::DataType as T;
-    Some(match T::try_from(data_type).ok()? {
-        T::Uint8 | T::Int8 | T::Bool => 1,
-        T::Uint16 | T::Int16 | T::Float16 => 2,
-        T::Float | T::Int32 | T::Uint32 => 4,
-        T::Double | T::Int64 | T::Uint64 => 8,
-        _ => return None,
-    })
+    matches!(
+        T::try_from(data_type),
+        Ok(T::Uint8
+            | T::Int8
+            | T::Bool
+            | T::Uint16
+            | T::Int16
+            | T::Float16
+            | T::Float
+            | T::Int32
+            | T::Uint32
+            | T::Double
+            | T::Int64
+            | T::Uint64)
+    )
 }
 
 /// Loads a tensor of the model (an initializer or a Constant's value) after checking what
 /// tract does not: its element type is numeric (tract panics on others) and its size is within
 /// [`MAX_TENSOR_VALUES`].
 fn load_tensor(t: &pb::TensorProto, dir: Option<&str>) -> std::result::Result<Tensor, String> {
-    if element_size(t.data_type).is_none() {
+    if !is_numeric(t.data_type) {
         return Err(format!("element type {} is not a numeric type the engine reads", t.data_type));
     }
     let dims: Option<Vec<usize>> = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect();

@@ -29,21 +29,23 @@ pub struct In<'a> {
 /// Shared write access to a node's output buffer for kernels running on disjoint rectangles.
 ///
 /// The executor hands one `OutBuf` to several threads at once; each writes only the rows and
-/// columns of its own rectangle, and rectangles of one node never overlap.
-pub struct OutBuf {
+/// columns of its own rectangle, and rectangles of one node never overlap. It borrows the
+/// buffer mutably for its lifetime, so the buffer cannot be read, moved or freed meanwhile.
+pub struct OutBuf<'a> {
     ptr: *mut f32,
     shape: Shape,
+    buf: std::marker::PhantomData<&'a mut [f32]>,
 }
 
 // SAFETY: writers touch disjoint rectangles (guaranteed by the rectangle cover), and the
 // buffer outlives every task of the node.
-unsafe impl Send for OutBuf {}
-unsafe impl Sync for OutBuf {}
+unsafe impl Send for OutBuf<'_> {}
+unsafe impl Sync for OutBuf<'_> {}
 
-impl OutBuf {
-    pub fn new(buf: &mut [f32], shape: Shape) -> Self {
+impl<'a> OutBuf<'a> {
+    pub fn new(buf: &'a mut [f32], shape: Shape) -> Self {
         assert_eq!(buf.len(), shape.len(), "output buffer does not match its shape");
-        Self { ptr: buf.as_mut_ptr(), shape }
+        Self { ptr: buf.as_mut_ptr(), shape, buf: std::marker::PhantomData }
     }
 
     /// The segment `x0..x1` (all channels) of row `y`.
@@ -81,7 +83,7 @@ pub unsafe fn compute_rect(
     level: SimdLevel,
     node: &Node,
     inputs: &[In<'_>],
-    out: &OutBuf,
+    out: &OutBuf<'_>,
     rect: Rect,
     scratch: &mut Vec<f32>,
 ) {
@@ -241,7 +243,7 @@ fn packed(conv: &Conv, g: usize) -> &crate::graph::Packed {
     &conv.packed[g]
 }
 
-unsafe fn pointwise(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect) {
+unsafe fn pointwise(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf<'_>, rect: Rect) {
     let (cin, cout) = (conv.cin, conv.cout);
     let (sh, sw) = (conv.window.sh, conv.window.sw);
     let ow = out.shape.w;
@@ -275,7 +277,14 @@ unsafe fn pointwise(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf, 
 /// Floats of im2col rows per band (256 KB).
 const IM2COL_FLOATS: usize = 64 * 1024;
 
-unsafe fn im2col_conv(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf, rect: Rect, scratch: &mut Vec<f32>) {
+unsafe fn im2col_conv(
+    level: SimdLevel,
+    conv: &Conv,
+    input: In<'_>,
+    out: &OutBuf<'_>,
+    rect: Rect,
+    scratch: &mut Vec<f32>,
+) {
     let w = &conv.window;
     let (ih, iw, cin) = (input.shape.h, input.shape.w, input.shape.c);
     let g = conv.groups;
@@ -420,7 +429,7 @@ impl Kernel for OneChannelRow<'_> {
     }
 }
 
-unsafe fn conv_transpose(level: SimdLevel, ct: &ConvTranspose, input: In<'_>, out: &OutBuf, rect: Rect) {
+unsafe fn conv_transpose(level: SimdLevel, ct: &ConvTranspose, input: In<'_>, out: &OutBuf<'_>, rect: Rect) {
     let w = &ct.window;
     let (ih, iw) = (input.shape.h, input.shape.w);
     assert_eq!(input.data.len(), ih * iw * ct.cin, "transposed-conv input does not match its shape");
@@ -514,7 +523,7 @@ impl Kernel for TransposedRow<'_> {
     }
 }
 
-unsafe fn pool(kind: PoolKind, w: &crate::graph::Window, input: In<'_>, out: &OutBuf, rect: Rect) {
+unsafe fn pool(kind: PoolKind, w: &crate::graph::Window, input: In<'_>, out: &OutBuf<'_>, rect: Rect) {
     let (ih, iw, c) = (input.shape.h, input.shape.w, input.shape.c);
     for oy in rect.y0..rect.y1 {
         // SAFETY: this task's row segment.
@@ -593,7 +602,7 @@ unsafe fn binary(
     act: Activation,
     inputs: &[In<'_>],
     shape: Shape,
-    out: &OutBuf,
+    out: &OutBuf<'_>,
     rect: Rect,
 ) {
     let (a, b) = (inputs[0], inputs[1]);
@@ -640,7 +649,7 @@ unsafe fn binary(
     }
 }
 
-unsafe fn concat(inputs: &[In<'_>], shape: Shape, out: &OutBuf, rect: Rect) {
+unsafe fn concat(inputs: &[In<'_>], shape: Shape, out: &OutBuf<'_>, rect: Rect) {
     for y in rect.y0..rect.y1 {
         // SAFETY: this task's row segment.
         let dst = unsafe { out.row(y, rect.x0, rect.x1) };
