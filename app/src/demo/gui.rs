@@ -84,6 +84,9 @@ enum Stage {
     Done,
 }
 
+/// The cameras the system lists, as `(index, name)`, or why there are none.
+type CameraList = std::result::Result<Vec<(u32, String)>, String>;
+
 struct DemoApp {
     pipeline: Pipeline,
     state: DemoState,
@@ -104,10 +107,10 @@ struct DemoApp {
     clip_field: String,
     model_field: String,
     models: Vec<PathBuf>,
-    cameras: Option<std::result::Result<Vec<(u32, String)>, String>>,
+    cameras: Option<CameraList>,
     /// A camera query running on its own thread: listing cameras can wait for the system's
     /// permission prompt (up to a minute on macOS), which must not freeze the window.
-    camera_query: Option<std::sync::mpsc::Receiver<std::result::Result<Vec<(u32, String)>, String>>>,
+    camera_query: Option<std::sync::mpsc::Receiver<CameraList>>,
     frames: Option<u64>,
     screenshot: Option<Screenshot>,
     summary: Arc<Mutex<Option<String>>>,
