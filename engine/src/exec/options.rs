@@ -1,3 +1,6 @@
+//! Session options and the user-facing reuse presets ([`Mode`]), with their ranges and the
+//! defaults chosen by measurement.
+
 use crate::diff::Metric;
 use crate::error::{Error, Result};
 use crate::kernels::SimdLevel;

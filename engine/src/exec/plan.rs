@@ -1,3 +1,6 @@
+//! [`Plan`]: a validated, compiled model (graph, preprocessing, per-node costs and geometry,
+//! and the backbone/head split of a multi-task plan). Immutable and shared by sessions.
+
 use std::path::Path;
 use std::sync::Arc;
 

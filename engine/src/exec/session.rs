@@ -1,3 +1,7 @@
+//! [`Session`]: one stream's cache and its node loop. Each frame's input tiles are tested
+//! against their references, the changes are propagated node by node, and each node
+//! recomputes only the rectangles covering them; [`Session::run_full`] is the reference path.
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -88,7 +92,7 @@ pub struct Output {
 
 /// One stream's state: cached activations, tile references, statistics.
 ///
-/// Every frame goes through one node loop ([`Session::run_nodes`]): input tiles are tested
+/// Every frame goes through one node loop (`Session::run_nodes`): input tiles are tested
 /// against their references, the changed positions are propagated node by node, each node
 /// recomputes the rectangles covering them, and in the delta presets passes on only the
 /// positions that moved by more than its gate.

@@ -1,3 +1,7 @@
+//! The ONNX importer: initializers checked and loaded, nodes converted one by one into the
+//! IR (each checked with [`crate::graph::check_node`] as it is added), activations and
+//! BatchNormalization fused where the producer has no other consumer.
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 

@@ -1,3 +1,5 @@
+//! [`Mask`]: which output positions of a node must be recomputed.
+
 /// A boolean map over a node's output positions: `true` = must be recomputed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mask {
