@@ -111,9 +111,12 @@ fn drive<V: Vector, const MR: usize, const NV: usize>(c: &Call<'_>, dst: *mut f3
                         t.run::<V, MR, NV>(c.src.as_ptr().add(p * c.src_stride), w, b, dst.add(p * c.dst_stride + col));
                         p += MR;
                     }
+                    if p == pe {
+                        // No tail: the pointers below would lie past the buffers (Miri).
+                        continue;
+                    }
                     let (s, d) = (c.src.as_ptr().add(p * c.src_stride), dst.add(p * c.dst_stride + col));
                     match pe - p {
-                        0 => {}
                         1 => t.run::<V, 1, NV>(s, w, b, d),
                         2 => t.run::<V, 2, NV>(s, w, b, d),
                         3 => t.run::<V, 3, NV>(s, w, b, d),
