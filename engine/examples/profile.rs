@@ -1,21 +1,33 @@
 //! Per-op-type time of full inference:
 //! `cargo run --release --example profile -- MODEL.onnx [threads] [--nodes]`.
-//! `--nodes` also lists every node (shape, MACs, time, GMAC/s).
+//! `--nodes` also lists every node (shape, MACs, time, GMAC/s); `--level=baseline|avx2|avx512|neon`
+//! forces a SIMD level (default: the best this CPU has).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
+use framecache::kernels::SimdLevel;
 use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let nodes = args.iter().any(|a| a == "--nodes");
+    let level = match args.iter().find_map(|a| a.strip_prefix("--level=")) {
+        None => None,
+        Some(name) => Some(
+            SimdLevel::available()
+                .into_iter()
+                .find(|l| format!("{l:?}").to_lowercase().starts_with(name))
+                .ok_or_else(|| format!("this CPU has no SIMD level {name:?} ({:?})", SimdLevel::available()))?,
+        ),
+    };
     let args: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let model = args.get(1).ok_or("usage: profile MODEL.onnx [threads] [--nodes]")?;
     let threads = args.get(2).map(|t| t.parse()).transpose()?.unwrap_or(1);
     let plan = Plan::from_onnx(model, Preprocess::default())?;
-    let mut s = Session::new(plan.clone(), SessionOptions { threads: Some(threads), ..Default::default() })?;
+    let mut s =
+        Session::new(plan.clone(), SessionOptions { threads: Some(threads), simd: level, ..Default::default() })?;
     let inp = plan.graph().input_shape();
     let px: Vec<u8> = (0..inp.len()).map(|i| (i * 7 % 251) as u8).collect();
     let f = Frame::rgb(inp.w, inp.h, &px);
@@ -38,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    writeln!(out, "median total {:.2} ms ({threads} threads, {RUNS} runs)", median(&mut totals))?;
+    writeln!(out, "median total {:.2} ms ({threads} threads, {RUNS} runs, {:?})", median(&mut totals), s.simd_level())?;
     let graph = plan.graph();
     let mut per: BTreeMap<&str, (f64, u64)> = BTreeMap::new();
     let mut rows = Vec::new();

@@ -116,18 +116,20 @@ fn drive<V: Vector, const MR: usize, const NV: usize>(c: &Call<'_>, dst: *mut f3
                         continue;
                     }
                     let (s, d) = (c.src.as_ptr().add(p * c.src_stride), dst.add(p * c.dst_stride + col));
+                    // The tail has fewer than MR pixels: arms for MR or more are compiled out.
                     match pe - p {
                         1 => t.run::<V, 1, NV>(s, w, b, d),
-                        2 => t.run::<V, 2, NV>(s, w, b, d),
-                        3 => t.run::<V, 3, NV>(s, w, b, d),
-                        4 => t.run::<V, 4, NV>(s, w, b, d),
-                        5 => t.run::<V, 5, NV>(s, w, b, d),
-                        6 => t.run::<V, 6, NV>(s, w, b, d),
-                        7 => t.run::<V, 7, NV>(s, w, b, d),
-                        8 => t.run::<V, 8, NV>(s, w, b, d),
-                        9 => t.run::<V, 9, NV>(s, w, b, d),
-                        10 => t.run::<V, 10, NV>(s, w, b, d),
-                        _ => t.run::<V, 11, NV>(s, w, b, d),
+                        2 if MR > 2 => t.run::<V, 2, NV>(s, w, b, d),
+                        3 if MR > 3 => t.run::<V, 3, NV>(s, w, b, d),
+                        4 if MR > 4 => t.run::<V, 4, NV>(s, w, b, d),
+                        5 if MR > 5 => t.run::<V, 5, NV>(s, w, b, d),
+                        6 if MR > 6 => t.run::<V, 6, NV>(s, w, b, d),
+                        7 if MR > 7 => t.run::<V, 7, NV>(s, w, b, d),
+                        8 if MR > 8 => t.run::<V, 8, NV>(s, w, b, d),
+                        9 if MR > 9 => t.run::<V, 9, NV>(s, w, b, d),
+                        10 if MR > 10 => t.run::<V, 10, NV>(s, w, b, d),
+                        11 if MR > 11 => t.run::<V, 11, NV>(s, w, b, d),
+                        n => unreachable!("a tail of {n} pixels with tiles of {MR}"),
                     }
                 }
             }
@@ -175,17 +177,22 @@ impl Tile {
                     }
                 }
             }
+            // The epilogue indexes rows at run time (its loop is too big to unroll). Reading the
+            // accumulators through a copy keeps `acc` itself constant-indexed, so it stays in
+            // registers through the loop above (indexed directly, LLVM kept it on the stack and
+            // stored all MR x NV accumulators back on every input channel).
+            let out = std::hint::black_box(acc);
             #[allow(clippy::needless_range_loop)]
             for p in 0..MR {
                 let d = dst.add(p * self.dst_stride);
                 if self.ncols == NV * V::LANES {
                     for j in 0..NV {
-                        vec_act(self.act, acc[p][j]).store(d.add(j * V::LANES));
+                        vec_act(self.act, out[p][j]).store(d.add(j * V::LANES));
                     }
                 } else {
                     let mut tmp = [0.0f32; 64];
                     for j in 0..NV {
-                        vec_act(self.act, acc[p][j]).store(tmp.as_mut_ptr().add(j * V::LANES));
+                        vec_act(self.act, out[p][j]).store(tmp.as_mut_ptr().add(j * V::LANES));
                     }
                     std::ptr::copy_nonoverlapping(tmp.as_ptr(), d, self.ncols);
                 }
