@@ -26,20 +26,7 @@ pub fn row(level: Level, conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: 
     let ky0 = (0..w.kh).find(|&ky| iy0 + (ky * w.dh) as isize >= 0).unwrap_or(w.kh);
     let ky1 = (ky0..w.kh).take_while(|&ky| iy0 + ((ky * w.dh) as isize) < ih as isize).last().map_or(ky0, |k| k + 1);
     let geo = RowGeometry { iy0, ky0, ky1, x0, npix };
-    dispatch(vector_level(level, c), Row { conv, input, geo: &geo, dst });
-}
-
-/// The level whose vectors this channel count fills: AVX-512 only when `c` is a multiple of 16,
-/// AVX2 (8 lanes, run by every AVX-512 CPU) otherwise. Channels past the last whole vector take
-/// the scalar tail, so 8 channels on AVX-512 (BlazePose's 256x256x8 maps) were all scalar.
-/// The rule depends only on (level, c), so every rectangle of a node uses the same vectors.
-fn vector_level(level: Level, c: usize) -> Level {
-    #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx512 && !c.is_multiple_of(16) {
-        return Level::Avx2Fma;
-    }
-    let _ = c;
-    level
+    dispatch(level.for_width(c), Row { conv, input, geo: &geo, dst });
 }
 
 /// Where one output row segment reads: valid kernel rows `ky0..ky1`, first output column `x0`.

@@ -297,7 +297,7 @@ unsafe fn im2col_conv(
         for oy in rect.y0..rect.y1 {
             // SAFETY: this task's row segment.
             let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
-            dispatch(level, OneChannelRow { conv, input, oy, x0: rect.x0, dst });
+            dispatch(level.for_width(cin_g), OneChannelRow { conv, input, oy, x0: rect.x0, dst });
         }
         return;
     }
@@ -434,6 +434,8 @@ unsafe fn conv_transpose(level: SimdLevel, ct: &ConvTranspose, input: In<'_>, ou
     let (ih, iw) = (input.shape.h, input.shape.w);
     assert_eq!(input.data.len(), ih * iw * ct.cin, "transposed-conv input does not match its shape");
     assert_eq!(ct.weights.len(), w.kh * w.kw * ct.cin * ct.cout, "transposed-conv weights do not match");
+    // Vectors run along the output channels, or along the input channels for one output channel.
+    let vector_level = level.for_width(if ct.cout == 1 { ct.cin } else { ct.cout });
     // The (kernel offset, input position) pairs that reach output coordinate `o` along one axis,
     // appended to `out`.
     let taps = |o: usize, k: usize, s: usize, d: usize, p: usize, n: usize, out: &mut Vec<(usize, usize)>| {
@@ -462,7 +464,10 @@ unsafe fn conv_transpose(level: SimdLevel, ct: &ConvTranspose, input: In<'_>, ou
             taps(oy, w.kh, w.sh, w.dh, w.pad[0], ih, &mut rows);
             // SAFETY: this task's row segment.
             let dst = unsafe { out.row(oy, cx0, cx1) };
-            dispatch(level, TransposedRow { ct, input, rows: &rows, cols: &cols, col_ends: &col_ends, dst: &mut *dst });
+            dispatch(
+                vector_level,
+                TransposedRow { ct, input, rows: &rows, cols: &cols, col_ends: &col_ends, dst: &mut *dst },
+            );
             activate(level, ct.activation, dst);
         }
     }

@@ -60,6 +60,19 @@ impl Level {
     pub fn is_available(self) -> bool {
         self <= Self::best()
     }
+
+    /// The level for a kernel whose vectors run along `n` contiguous floats (channels): AVX-512
+    /// only when `n` fills whole 16-lane vectors, AVX2 (8 lanes, which every AVX-512 CPU runs)
+    /// otherwise. Values past the last whole vector take a scalar tail, so 8 channels on
+    /// AVX-512 were computed one float at a time. The choice depends only on the level and
+    /// `n`, so every rectangle of a node runs the same code and cached equals full bit for bit.
+    pub(crate) fn for_width(self, n: usize) -> Level {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 if !n.is_multiple_of(16) => Level::Avx2Fma,
+            level => level,
+        }
+    }
 }
 
 /// One SIMD register of `f32` lanes. All methods are `#[inline(always)]`, so that they are
