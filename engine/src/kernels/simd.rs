@@ -66,6 +66,7 @@ impl Level {
     /// otherwise. Values past the last whole vector take a scalar tail, so 8 channels on
     /// AVX-512 were computed one float at a time. The choice depends only on the level and
     /// `n`, so every rectangle of a node runs the same code and cached equals full bit for bit.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     pub(crate) fn for_width(self, n: usize) -> Level {
         match self {
             #[cfg(target_arch = "x86_64")]
