@@ -1,62 +1,52 @@
-//! Depthwise convolution on NHWC rows, one channel vector at a time, written once over
-//! [`Vector`] and compiled per level.
+//! Depthwise convolution on NHWC rectangles, written once over [`Vector`] and compiled per
+//! level.
 //!
-//! Interior pixels of 3x3 and 5x5 windows (dilation 1) go four at a time: per kernel row, the
-//! four outputs share the row's weight vectors and, at stride 1, most input loads. Border
-//! pixels read only their valid taps; channels beyond the last whole vector go through a
-//! scalar loop. Each output is summed over the taps in one fixed order from the bias, so a
-//! value does not depend on the rectangle it is computed in.
+//! Square 3x3 and 5x5 windows (dilation 1, stride 1 or 2) go row by row and, within a row,
+//! channel vector by channel vector: the vector's weights are loaded once and stay in
+//! registers while the row's outputs go by, four interior columns at a time (at stride 1 they
+//! share most input loads), border columns one at a time over their valid taps only. Rows
+//! outer and channels inner keeps every access a contiguous run of channels, which the
+//! hardware prefetchers follow. Other windows go pixel by pixel; channels beyond the last
+//! whole vector go through a scalar loop. Each output is summed over its valid taps in one
+//! fixed order from the bias (kernel rows, then columns, ascending), so a value does not
+//! depend on the rectangle it is computed in, nor on the path that computed it.
 
 use super::simd::{dispatch, Kernel, Level, Vector};
-use super::{vec_act, In};
-use crate::graph::{Conv, Window};
+use super::{vec_act, In, OutBuf};
+use crate::graph::{Activation, Conv, Window};
+use crate::reuse::Rect;
 
-/// One output row segment `x0..x0 + dst.len()/C` of depthwise convolution row `oy`.
-pub fn row(level: Level, conv: &Conv, input: In<'_>, oy: usize, x0: usize, dst: &mut [f32]) {
+/// Rectangle `rect` of a depthwise convolution's output.
+///
+/// # Safety
+/// `rect` lies inside the output, and no other writer touches it meanwhile.
+pub(super) unsafe fn rect(level: Level, conv: &Conv, input: In<'_>, out: &OutBuf<'_>, rect: Rect) {
     let w = &conv.window;
     let c = conv.cout;
-    let (ih, iw) = (input.shape.h, input.shape.w);
-    assert_eq!(input.data.len(), ih * iw * c, "depthwise input does not match its shape");
+    assert_eq!(input.data.len(), input.shape.h * input.shape.w * c, "depthwise input does not match its shape");
     assert_eq!(conv.weights.len(), w.kh * w.kw * c, "depthwise weights do not match the window");
     assert_eq!(conv.bias.len(), c, "depthwise bias does not match the channels");
-    assert_eq!(dst.len() % c.max(1), 0);
-    let npix = dst.len() / c.max(1);
-    let iy0 = (oy * w.sh) as isize - w.pad[0] as isize;
-    // Kernel rows whose input row is inside the image (a contiguous range; the rest is padding).
-    let ky0 = (0..w.kh).find(|&ky| iy0 + (ky * w.dh) as isize >= 0).unwrap_or(w.kh);
-    let ky1 = (ky0..w.kh).take_while(|&ky| iy0 + ((ky * w.dh) as isize) < ih as isize).last().map_or(ky0, |k| k + 1);
-    let geo = RowGeometry { iy0, ky0, ky1, x0, npix };
-    dispatch(level.for_width(c), Row { conv, input, geo: &geo, dst });
+    assert!(rect.y1 <= out.shape.h && rect.x1 <= out.shape.w && out.shape.c == c);
+    dispatch(level.for_width(c), RectKernel { conv, input, out, rect });
 }
 
-/// Where one output row segment reads: valid kernel rows `ky0..ky1`, first output column `x0`.
+/// Where output row `oy` reads: the input row of kernel row 0 (`iy0`, possibly above the
+/// image) and the kernel rows `ky0..ky1` whose input row is inside the image.
+#[derive(Clone, Copy)]
 struct RowGeometry {
     iy0: isize,
     ky0: usize,
     ky1: usize,
-    x0: usize,
-    npix: usize,
 }
 
 impl RowGeometry {
-    /// First input column and the valid kernel columns `kx0..kx1` of pixel `p`.
     #[inline(always)]
-    fn columns(&self, w: &Window, iw: usize, p: usize) -> (isize, usize, usize) {
-        let ix0 = ((self.x0 + p) * w.sw) as isize - w.pad[1] as isize;
-        if self.interior(w, iw, p) {
-            return (ix0, 0, w.kw);
-        }
-        let kx0 = (0..w.kw).find(|&kx| ix0 + (kx * w.dw) as isize >= 0).unwrap_or(w.kw);
-        let kx1 =
-            (kx0..w.kw).take_while(|&kx| ix0 + ((kx * w.dw) as isize) < iw as isize).last().map_or(kx0, |k| k + 1);
-        (ix0, kx0, kx1)
-    }
-
-    /// Whether pixel `p` reads every kernel column.
-    #[inline(always)]
-    fn interior(&self, w: &Window, iw: usize, p: usize) -> bool {
-        let ix0 = ((self.x0 + p) * w.sw) as isize - w.pad[1] as isize;
-        ix0 >= 0 && ix0 + (((w.kw - 1) * w.dw) as isize) < iw as isize
+    fn new(w: &Window, ih: usize, oy: usize) -> Self {
+        let iy0 = (oy * w.sh) as isize - w.pad[0] as isize;
+        let inside = |ky: usize| (0..ih as isize).contains(&(iy0 + (ky * w.dh) as isize));
+        let ky0 = (0..w.kh).find(|&ky| inside(ky)).unwrap_or(w.kh);
+        let ky1 = (ky0..w.kh).take_while(|&ky| inside(ky)).last().map_or(ky0, |k| k + 1);
+        Self { iy0, ky0, ky1 }
     }
 
     /// Input row of kernel row `ky` (inside the image for `ky0 <= ky < ky1`).
@@ -66,92 +56,234 @@ impl RowGeometry {
     }
 }
 
-/// One row segment as a [`Kernel`].
-struct Row<'a, 'b> {
-    conv: &'a Conv,
-    input: In<'a>,
-    geo: &'a RowGeometry,
-    dst: &'b mut [f32],
+/// First input column of output column `ox`, and its valid kernel columns `kx0..kx1`.
+#[inline(always)]
+fn columns(w: &Window, iw: usize, ox: usize) -> (isize, usize, usize) {
+    let ix0 = (ox * w.sw) as isize - w.pad[1] as isize;
+    let inside = |kx: usize| (0..iw as isize).contains(&(ix0 + (kx * w.dw) as isize));
+    let kx0 = (0..w.kw).find(|&kx| inside(kx)).unwrap_or(w.kw);
+    let kx1 = (kx0..w.kw).take_while(|&kx| inside(kx)).last().map_or(kx0, |k| k + 1);
+    (ix0, kx0, kx1)
 }
 
-impl Kernel for Row<'_, '_> {
+/// The output columns `xa..xb` of `x0..x1` that read every kernel column (contiguous: the
+/// first input column grows with the output column); `xa == xb` when there are none.
+fn interior_columns(w: &Window, iw: usize, x0: usize, x1: usize) -> (usize, usize) {
+    let interior = |x: usize| {
+        let (_, kx0, kx1) = columns(w, iw, x);
+        kx0 == 0 && kx1 == w.kw
+    };
+    let xa = (x0..x1).find(|&x| interior(x)).unwrap_or(x1);
+    let xb = (xa..x1).find(|&x| !interior(x)).unwrap_or(x1);
+    (xa, xb)
+}
+
+/// One rectangle as a [`Kernel`].
+struct RectKernel<'a, 'b> {
+    conv: &'a Conv,
+    input: In<'a>,
+    out: &'a OutBuf<'b>,
+    rect: Rect,
+}
+
+impl Kernel for RectKernel<'_, '_> {
     type Output = ();
     #[inline(always)]
     fn run<V: Vector>(self) {
-        row_impl::<V>(self.conv, self.input, self.geo, self.dst)
+        let w = &self.conv.window;
+        let (conv, input, out, rect) = (self.conv, self.input, self.out, self.rect);
+        // SAFETY (every arm): `rect`'s contract is forwarded from `rect`.
+        unsafe {
+            match (w.kh, w.kw, w.dh, w.dw, w.sw) {
+                (3, 3, 1, 1, 1) => rect_impl::<V, 3, 1>(conv, input, out, rect),
+                (3, 3, 1, 1, 2) => rect_impl::<V, 3, 2>(conv, input, out, rect),
+                (5, 5, 1, 1, 1) => rect_impl::<V, 5, 1>(conv, input, out, rect),
+                (5, 5, 1, 1, 2) => rect_impl::<V, 5, 2>(conv, input, out, rect),
+                _ => rect_impl::<V, 0, 0>(conv, input, out, rect),
+            }
+        }
     }
 }
 
-/// Output pixels per group on the interior fast path.
+/// Output columns per block on the interior fast path.
 const GROUP: usize = 4;
 
+/// The rectangle. With `K > 0` (a `K x K` window of stride `SW`, dilation 1), row by row and
+/// channel vector by channel vector through [`Taps`]; other windows pixel by pixel.
+///
+/// # Safety
+/// As [`rect`].
 #[inline(always)]
-fn row_impl<V: Vector>(conv: &Conv, input: In<'_>, geo: &RowGeometry, dst: &mut [f32]) {
+unsafe fn rect_impl<V: Vector, const K: usize, const SW: usize>(
+    conv: &Conv,
+    input: In<'_>,
+    out: &OutBuf<'_>,
+    rect: Rect,
+) {
+    let w = &conv.window;
+    let c = conv.cout;
+    let (ih, iw) = (input.shape.h, input.shape.w);
+    let cv = c / V::LANES * V::LANES;
+    let src = input.data.as_ptr();
+    let (xa, xb) = if K > 0 { interior_columns(w, iw, rect.x0, rect.x1) } else { (rect.x0, rect.x0) };
+    // Rows outer, channel vectors inner: a row's pixels are read and written as whole
+    // contiguous runs of channels, which the hardware prefetchers follow (channel vectors
+    // outer, each pass would touch one cache line in every `c / LANES`).
+    let fast = if K > 0 { cv } else { 0 };
+    for oy in rect.y0..rect.y1 {
+        let geo = RowGeometry::new(w, ih, oy);
+        for cb in (0..fast).step_by(V::LANES) {
+            // SAFETY (every pointer below): the valid taps of rows ky0..ky1 are inside the
+            // input; cb + LANES <= cv <= c; outputs are inside `rect`, which is ours.
+            unsafe {
+                let mut weights = [[V::splat(0.0); K]; K];
+                for (ky, row) in weights.iter_mut().enumerate() {
+                    for (kx, v) in row.iter_mut().enumerate() {
+                        *v = V::load(conv.weights.as_ptr().add((ky * K + kx) * c + cb));
+                    }
+                }
+                let bias = V::load(conv.bias.as_ptr().add(cb));
+                let taps = Taps { weights, bias, c, row: iw * c, act: conv.activation, geo };
+                // Input column `ix` of kernel row 0's input row (which may be above the
+                // image: only valid rows are read).
+                let row0 = src.wrapping_offset(geo.iy0 * (iw * c) as isize);
+                let at = |ix: usize| row0.wrapping_add(ix * c + cb);
+                for ox in (rect.x0..xa).chain(xb..rect.x1) {
+                    let (ix0, kx0, kx1) = columns(w, iw, ox);
+                    // The first valid tap's column is inside the image.
+                    let first = at((ix0 + kx0 as isize) as usize).wrapping_sub(kx0 * c);
+                    taps.border::<SW>(first, kx0, kx1, out.row_ptr(oy, ox).add(cb));
+                }
+                let mut ox = xa;
+                while ox + GROUP <= xb {
+                    taps.block::<SW, GROUP>(at(ox * SW - w.pad[1]), out.row_ptr(oy, ox).add(cb));
+                    ox += GROUP;
+                }
+                for ox in ox..xb {
+                    taps.block::<SW, 1>(at(ox * SW - w.pad[1]), out.row_ptr(oy, ox).add(cb));
+                }
+            }
+        }
+        // SAFETY: the row segment is inside `rect`, which is ours (this function's contract);
+        // no pointer above is used past this point of the row.
+        let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
+        for ox in rect.x0..rect.x1 {
+            let px = &mut dst[(ox - rect.x0) * c..][..c];
+            if K == 0 {
+                pixel::<V>(conv, input, geo, ox, px);
+            } else {
+                scalar_tail(conv, input, geo, ox, cv, px);
+            }
+        }
+    }
+}
+
+/// One channel vector of a `K x K` window in one output row: its weights and bias, the
+/// channel count `c` (the distance between pixels), the floats per input row and the row's
+/// valid kernel rows.
+struct Taps<V, const K: usize> {
+    weights: [[V; K]; K],
+    bias: V,
+    c: usize,
+    row: usize,
+    act: Activation,
+    geo: RowGeometry,
+}
+
+impl<V: Vector, const K: usize> Taps<V, K> {
+    /// `G` interior outputs whose first taps are at `first` (in the input row of kernel row
+    /// 0, moved to its row per kernel row), written at `out`, `out + c`, ...; summed from the
+    /// bias over the valid taps in the order of [`pixel`].
+    ///
+    /// # Safety
+    /// Every valid tap of the `G` pixels is inside the input, and `out` is valid for writing
+    /// `G` pixels.
+    #[inline(always)]
+    unsafe fn block<const SW: usize, const G: usize>(&self, first: *const f32, out: *mut f32) {
+        let mut acc = [self.bias; G];
+        for ky in 0..K {
+            if ky < self.geo.ky0 || ky >= self.geo.ky1 {
+                continue;
+            }
+            let r = first.wrapping_offset(ky as isize * self.row as isize);
+            for (p, a) in acc.iter_mut().enumerate() {
+                for kx in 0..K {
+                    // SAFETY: the function's contract (a valid tap).
+                    let s = unsafe { V::load(r.add((p * SW + kx) * self.c)) };
+                    *a = s.mul_add(self.weights[ky][kx], *a);
+                }
+            }
+        }
+        for (p, a) in acc.iter().enumerate() {
+            // SAFETY: the function's contract.
+            unsafe { vec_act(self.act, *a).store(out.add(p * self.c)) };
+        }
+    }
+
+    /// One border output, which reads kernel columns `kx0..kx1` only; `first` is where
+    /// kernel column 0 would read (possibly outside the image). Same order as [`Self::block`].
+    ///
+    /// # Safety
+    /// As [`Self::block`], for the valid taps.
+    #[inline(always)]
+    unsafe fn border<const SW: usize>(&self, first: *const f32, kx0: usize, kx1: usize, out: *mut f32) {
+        let mut acc = self.bias;
+        for ky in 0..K {
+            if ky < self.geo.ky0 || ky >= self.geo.ky1 {
+                continue;
+            }
+            let r = first.wrapping_offset(ky as isize * self.row as isize);
+            for kx in 0..K {
+                if kx < kx0 || kx >= kx1 {
+                    continue;
+                }
+                // SAFETY: the function's contract (a valid tap).
+                acc = unsafe { V::load(r.wrapping_add(kx * self.c)) }.mul_add(self.weights[ky][kx], acc);
+            }
+        }
+        // SAFETY: the function's contract.
+        unsafe { vec_act(self.act, acc).store(out) };
+    }
+}
+
+/// Every channel of output column `ox` in the row of `geo`, reading only its valid taps, into
+/// `dst` (the pixel's `c` floats).
+#[inline(always)]
+fn pixel<V: Vector>(conv: &Conv, input: In<'_>, geo: RowGeometry, ox: usize, dst: &mut [f32]) {
     let w = &conv.window;
     let c = conv.cout;
     let iw = input.shape.w;
     let cv = c / V::LANES * V::LANES;
-    let src = input.data.as_ptr();
-    let wts = conv.weights.as_ptr();
-    let act = conv.activation;
-    let grouped = w.dw == 1 && (w.kw == 3 || w.kw == 5);
-    // SAFETY (every pointer below): rows ky0..ky1 and the columns `columns` returns are inside
-    // the input (asserted extents in `row`); channel offsets cb + LANES <= cv <= c; pixel p <
-    // npix writes dst[p * c..][..c], and dst holds npix * c floats.
-    // Pixels outer, channel vectors inner: a pixel group's input window is read from memory
-    // once and stays in L1 while every channel vector passes over it.
-    let mut p = 0;
-    while p < geo.npix {
-        if grouped && p + GROUP <= geo.npix && geo.interior(w, iw, p) && geo.interior(w, iw, p + GROUP - 1) {
-            // Interior: the first tap is inside the image, so this does not underflow.
-            let ix0 = (geo.x0 + p) * w.sw - w.pad[1];
-            for cb in (0..cv).step_by(V::LANES) {
-                unsafe {
-                    let bias = V::load(conv.bias.as_ptr().add(cb));
-                    let acc = if w.kw == 3 {
-                        group::<V, 3>(src, wts, c, iw, w, geo, ix0, cb, bias)
-                    } else {
-                        group::<V, 5>(src, wts, c, iw, w, geo, ix0, cb, bias)
-                    };
-                    for (k, a) in acc.iter().enumerate() {
-                        vec_act(act, *a).store(dst.as_mut_ptr().add((p + k) * c + cb));
-                    }
+    let (src, wts) = (input.data.as_ptr(), conv.weights.as_ptr());
+    let (ix0, kx0, kx1) = columns(w, iw, ox);
+    assert_eq!(dst.len(), c);
+    for cb in (0..cv).step_by(V::LANES) {
+        // SAFETY: rows ky0..ky1 and columns kx0..kx1 are inside the input (asserted extents
+        // in `rect`); cb + LANES <= cv <= c = dst.len().
+        unsafe {
+            let mut acc = V::load(conv.bias.as_ptr().add(cb));
+            for ky in geo.ky0..geo.ky1 {
+                let iy = geo.input_row(w, ky);
+                for kx in kx0..kx1 {
+                    let ix = (ix0 + (kx * w.dw) as isize) as usize;
+                    let s = V::load(src.add((iy * iw + ix) * c + cb));
+                    acc = s.mul_add(V::load(wts.add((ky * w.kw + kx) * c + cb)), acc);
                 }
             }
-            for k in p..p + GROUP {
-                scalar_tail(conv, input, geo, k, cv, dst);
-            }
-            p += GROUP;
-            continue;
+            vec_act(conv.activation, acc).store(dst.as_mut_ptr().add(cb));
         }
-        let (ix0, kx0, kx1) = geo.columns(w, iw, p);
-        for cb in (0..cv).step_by(V::LANES) {
-            unsafe {
-                let mut acc = V::load(conv.bias.as_ptr().add(cb));
-                for ky in geo.ky0..geo.ky1 {
-                    let iy = geo.input_row(w, ky);
-                    for kx in kx0..kx1 {
-                        let ix = (ix0 + (kx * w.dw) as isize) as usize;
-                        let s = V::load(src.add((iy * iw + ix) * c + cb));
-                        acc = s.mul_add(V::load(wts.add((ky * w.kw + kx) * c + cb)), acc);
-                    }
-                }
-                vec_act(act, acc).store(dst.as_mut_ptr().add(p * c + cb));
-            }
-        }
-        scalar_tail(conv, input, geo, p, cv, dst);
-        p += 1;
     }
+    scalar_tail(conv, input, geo, ox, cv, dst);
 }
 
-/// Channels `c0..` of pixel `p`, one at a time (those past the last whole vector).
+/// Channels `c0..` of output column `ox` (those past the last whole vector), one at a time.
 #[inline(always)]
-fn scalar_tail(conv: &Conv, input: In<'_>, geo: &RowGeometry, p: usize, c0: usize, dst: &mut [f32]) {
+fn scalar_tail(conv: &Conv, input: In<'_>, geo: RowGeometry, ox: usize, c0: usize, dst: &mut [f32]) {
     let (w, c, iw, act) = (&conv.window, conv.cout, input.shape.w, conv.activation);
     if c0 == c {
         return;
     }
-    let (ix0, kx0, kx1) = geo.columns(w, iw, p);
+    let (ix0, kx0, kx1) = columns(w, iw, ox);
     for ch in c0..c {
         let mut acc = conv.bias[ch];
         for ky in geo.ky0..geo.ky1 {
@@ -161,42 +293,6 @@ fn scalar_tail(conv: &Conv, input: In<'_>, geo: &RowGeometry, p: usize, c0: usiz
                 acc += input.data[(iy * iw + ix) * c + ch] * conv.weights[(ky * w.kw + kx) * c + ch];
             }
         }
-        dst[p * c + ch] = act.apply(acc);
+        dst[ch] = act.apply(acc);
     }
-}
-
-/// [`GROUP`] interior pixels from input column `ix0` (stride `w.sw`), channels `cb..cb + LANES`.
-///
-/// # Safety
-/// Every tap of the four pixels must be inside the input, and `cb + LANES <= c`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn group<V: Vector, const KW: usize>(
-    src: *const f32,
-    wts: *const f32,
-    c: usize,
-    iw: usize,
-    w: &Window,
-    geo: &RowGeometry,
-    ix0: usize,
-    cb: usize,
-    bias: V,
-) -> [V; GROUP] {
-    let mut acc = [bias; GROUP];
-    for ky in geo.ky0..geo.ky1 {
-        // SAFETY: the function's contract.
-        unsafe {
-            let row = src.add((geo.input_row(w, ky) * iw + ix0) * c + cb);
-            let mut wk = [V::splat(0.0); KW];
-            for (kx, v) in wk.iter_mut().enumerate() {
-                *v = V::load(wts.add((ky * KW + kx) * c + cb));
-            }
-            for (p, a) in acc.iter_mut().enumerate() {
-                for (kx, wv) in wk.iter().enumerate() {
-                    *a = V::load(row.add((p * w.sw + kx) * c)).mul_add(*wv, *a);
-                }
-            }
-        }
-    }
-    acc
 }

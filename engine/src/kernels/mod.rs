@@ -60,6 +60,17 @@ impl<'a> OutBuf<'a> {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add((y * self.shape.w + x0) * c), (x1 - x0) * c) }
     }
 
+    /// Pixel `x` of row `y` (its first channel), for kernels that write through pointers.
+    ///
+    /// # Safety
+    /// `y` and `x` must be inside the output; writes through the pointer follow the rules of
+    /// [`OutBuf::row`].
+    unsafe fn row_ptr(&self, y: usize, x: usize) -> *mut f32 {
+        debug_assert!(y < self.shape.h && x < self.shape.w);
+        // SAFETY: in bounds by the contract.
+        unsafe { self.ptr.add((y * self.shape.w + x) * self.shape.c) }
+    }
+
     /// Rows `y0..y1`, whole, as one slice.
     ///
     /// # Safety
@@ -96,11 +107,7 @@ pub unsafe fn compute_rect(
         match &node.op {
             Op::Input => {}
             Op::Conv(conv) if conv.is_pointwise() => pointwise(level, conv, inputs[0], out, rect),
-            Op::Conv(conv) if conv.is_depthwise() => {
-                for y in rect.y0..rect.y1 {
-                    depthwise::row(level, conv, inputs[0], y, rect.x0, out.row(y, rect.x0, rect.x1));
-                }
-            }
+            Op::Conv(conv) if conv.is_depthwise() => depthwise::rect(level, conv, inputs[0], out, rect),
             Op::Conv(conv) => im2col_conv(level, conv, inputs[0], out, rect, scratch),
             Op::ConvTranspose(ct) => conv_transpose(level, ct, inputs[0], out, rect),
             Op::Pool { kind, window } => pool(*kind, window, inputs[0], out, rect),
