@@ -340,12 +340,27 @@ unsafe fn im2col_conv(
         for gi in 0..g {
             for (p, (oy, ox)) in (oy0..oy1).flat_map(|y| (x0..x1).map(move |x| (y, x))).enumerate() {
                 let row = &mut scratch[p * kdim..(p + 1) * kdim];
+                let ix0 = (ox * w.sw) as isize - w.pad[1] as isize;
+                // Ungrouped, dilation 1 and inside the image: a kernel row's taps are one
+                // contiguous run of the input, copied at once (per tap, a stem's 3 channels
+                // were one call each).
+                let run = g == 1 && w.dw == 1 && ix0 >= 0 && ix0 as usize + w.kw <= iw;
                 for ky in 0..w.kh {
                     let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
+                    let taps = &mut row[ky * w.kw * cin_g..][..w.kw * cin_g];
+                    if iy < 0 || iy >= ih as isize {
+                        taps.fill(0.0);
+                        continue;
+                    }
+                    if run {
+                        let base = (iy as usize * iw + ix0 as usize) * cin;
+                        taps.copy_from_slice(&input.data[base..base + w.kw * cin]);
+                        continue;
+                    }
                     for kx in 0..w.kw {
-                        let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
-                        let seg = &mut row[(ky * w.kw + kx) * cin_g..][..cin_g];
-                        if iy < 0 || ix < 0 || iy >= ih as isize || ix >= iw as isize {
+                        let ix = ix0 + (kx * w.dw) as isize;
+                        let seg = &mut taps[kx * cin_g..][..cin_g];
+                        if ix < 0 || ix >= iw as isize {
                             seg.fill(0.0);
                         } else {
                             let base = (iy as usize * iw + ix as usize) * cin + gi * cin_g;
@@ -412,6 +427,11 @@ impl Kernel for OneChannelRow<'_> {
         let cin_g = cin / g;
         for (p, px) in dst.chunks_exact_mut(conv.cout).enumerate() {
             let ox = x0 + p;
+            let ix0 = (ox * w.sw) as isize - w.pad[1] as isize;
+            // Ungrouped, dilation 1 and inside the image: a kernel row's taps and their
+            // weights are each one contiguous run, one dot product (whole vectors across the
+            // taps, where a tap alone may be shorter than a vector).
+            let run = g == 1 && w.dw == 1 && ix0 >= 0 && ix0 as usize + w.kw <= iw;
             for (gi, out) in px.iter_mut().enumerate() {
                 let mut v = V::splat(0.0);
                 let mut tail = 0.0f32;
@@ -420,8 +440,13 @@ impl Kernel for OneChannelRow<'_> {
                     if iy < 0 || iy >= ih as isize {
                         continue;
                     }
+                    if run {
+                        let inp = &input.data[(iy as usize * iw + ix0 as usize) * cin..][..w.kw * cin];
+                        (v, tail) = dot_into(inp, &conv.weights[ky * w.kw * cin..][..w.kw * cin], v, tail);
+                        continue;
+                    }
                     for kx in 0..w.kw {
-                        let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
+                        let ix = ix0 + (kx * w.dw) as isize;
                         if ix < 0 || ix >= iw as isize {
                             continue;
                         }
