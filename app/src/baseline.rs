@@ -55,7 +55,7 @@ impl TractModel {
 /// The ONNX Runtime baseline script: `$FRAMECACHE_ORT_SCRIPT`, or `bench/ort_baseline.py` in
 /// the project.
 pub fn ort_script() -> Option<PathBuf> {
-    crate::cli::project_path("FRAMECACHE_ORT_SCRIPT", "bench/ort_baseline.py", Path::is_file)
+    crate::args::project_path("FRAMECACHE_ORT_SCRIPT", "bench/ort_baseline.py", Path::is_file)
 }
 
 /// Checks that `python3` can import onnxruntime and numpy; returns ORT's version, or why not.

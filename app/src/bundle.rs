@@ -26,7 +26,7 @@ pub struct BundleArgs {
     #[arg(long, default_value_t = 30)]
     pub frames: usize,
     /// Change detection of the cached runs.
-    #[arg(long, default_value_t = framecache::exec::DEFAULT_MODE, value_parser = crate::cli::parse_mode)]
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_MODE, value_parser = crate::args::parse_mode)]
     pub mode: Mode,
     /// Extra folders to look for model files in (after the manifest's folder, assets/models
     /// and ../shared/data/models/*).
@@ -42,7 +42,7 @@ pub struct BundleArgs {
 pub fn model_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs = extra.to_vec();
     dirs.extend(crate::model::sidecar_dirs());
-    if let Some(data) = crate::cli::project_path("FRAMECACHE_SHARED_DATA", "../shared/data", |p| p.is_dir()) {
+    if let Some(data) = crate::args::project_path("FRAMECACHE_SHARED_DATA", "../shared/data", |p| p.is_dir()) {
         dirs.extend(["mediapipe", "imagenet"].map(|sub| data.join("models").join(sub)));
     }
     dirs
@@ -73,7 +73,7 @@ pub fn report(args: &BundleArgs) -> Result<String> {
     let mut out = String::new();
     let bundle = Bundle::load(&args.bundle, &model_dirs(&args.model_dir))
         .with_context(|| format!("loading bundle {}", args.bundle.display()))?;
-    let clips = if args.clip.is_empty() { vec![crate::cli::default_clip()?] } else { args.clip.clone() };
+    let clips = if args.clip.is_empty() { vec![crate::args::default_clip()?] } else { args.clip.clone() };
     // The cached sessions run as the product does, adaptive bypass on; the full ones are the
     // reference.
     let options = SessionOptions { mode: args.mode, threads: args.threads, bypass: true, ..Default::default() };

@@ -19,7 +19,7 @@ pub struct InspectArgs {
 pub fn inspect(args: InspectArgs) -> Result<()> {
     let model = match args.model {
         Some(m) => m,
-        None => crate::cli::default_model()?,
+        None => crate::args::default_model()?,
     };
     let plan = Plan::from_onnx(&model, Default::default())?;
     let graph = plan.graph();

@@ -4,8 +4,10 @@
 //! Commands: [`run`] (one model over a clip), [`bench`] (reuse, speed and fidelity),
 //! [`inspect`] (the imported graph), [`demo`] (live video in a window), [`bundle`] (multi-task
 //! bundles: split, sharing, cached vs full). Shared parts: [`clip`] (PNG/JPEG folders and Y4M),
-//! [`model`] (plan + sidecar), [`baseline`] (tract and ONNX Runtime).
+//! [`model`] (plan + sidecar), [`baseline`] (tract and ONNX Runtime), [`args`] (engine options
+//! and the bundled assets); [`cli`] dispatches the commands.
 
+pub mod args;
 pub mod baseline;
 pub mod bench;
 pub mod bundle;

@@ -70,5 +70,5 @@ pub fn argmax(v: &[f32]) -> usize {
 
 /// Where sidecars of models in read-only folders are kept: the project's `assets/models/`.
 pub fn sidecar_dirs() -> Vec<PathBuf> {
-    crate::cli::assets_dir().map(|a| vec![a.join("models")]).unwrap_or_default()
+    crate::args::assets_dir().map(|a| vec![a.join("models")]).unwrap_or_default()
 }

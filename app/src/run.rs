@@ -22,10 +22,10 @@ pub struct RunArgs {
     pub clip: Option<PathBuf>,
     /// exact (the correctness reference), threshold=N, mean-threshold=N, block-threshold=N,
     /// delta=N or block-delta=N (grey levels, 0-255).
-    #[arg(long, default_value_t = framecache::exec::DEFAULT_MODE, value_parser = crate::cli::parse_mode)]
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_MODE, value_parser = crate::args::parse_mode)]
     pub mode: Mode,
     #[command(flatten)]
-    pub engine: crate::cli::EngineArgs,
+    pub engine: crate::args::EngineArgs,
     /// Class names, one per line (default: the labels its sidecar names).
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -56,11 +56,11 @@ fn run_to(args: RunArgs, out: &mut impl Write) -> Result<()> {
     let write_err = |e: std::io::Error| anyhow::Error::new(e).context("cannot write the results to stdout");
     let model = match args.model {
         Some(m) => m,
-        None => crate::cli::default_model()?,
+        None => crate::args::default_model()?,
     };
     let clip = match args.clip {
         Some(c) => c,
-        None => crate::cli::default_clip()?,
+        None => crate::args::default_clip()?,
     };
     let loaded = Model::load(&model, args.engine.preprocess.as_deref())?;
     let labels = match &args.labels {

@@ -88,7 +88,7 @@ proptest! {
         rect in (0usize..64, 0usize..64, 0usize..64, 0usize..64),
     ) {
         let mut graph = common::build(h, w, &layers, seed);
-        graph.prepare();
+        framecache::kernels::prepare(&mut graph);
         check_every_level(&graph, rect)?;
     }
 }
@@ -121,7 +121,7 @@ proptest! {
         let z = b.conv(y, c + 3, one, 1, Activation::Identity, &mut wgt).unwrap();
         b.output(z);
         let mut graph = b.build();
-        graph.prepare();
+        framecache::kernels::prepare(&mut graph);
         check_every_level(&graph, rect)?;
     }
 }
@@ -146,7 +146,7 @@ fn segmented_im2col_and_transposed_taps_match_reference() {
     let t = b2.conv_transpose(0, 2, wide, Activation::Identity, &mut wgt).unwrap();
     b2.output(t);
     for mut graph in [b.build(), b2.build()] {
-        graph.prepare();
+        framecache::kernels::prepare(&mut graph);
         for rect in [(0, 63, 0, 63), (1, 0, 17, 40), (0, 63, 250, 63)] {
             check_every_level(&graph, rect).unwrap();
         }

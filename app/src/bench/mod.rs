@@ -62,7 +62,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_BENCH_MODES)]
     pub mode: Vec<BenchMode>,
     #[command(flatten)]
-    pub engine: crate::cli::EngineArgs,
+    pub engine: crate::args::EngineArgs,
     /// Passes over each clip; each frame's time is the median over passes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
@@ -163,10 +163,10 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
     let threads = args.engine.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // With only bundles to measure, no single model is (the default one would be).
     let model_paths = match (args.models.is_empty(), args.bundles.is_empty()) {
-        (true, true) => vec![crate::cli::default_model()?],
+        (true, true) => vec![crate::args::default_model()?],
         _ => args.models.clone(),
     };
-    let clip_paths = if args.clips.is_empty() { vec![crate::cli::default_clip()?] } else { args.clips.clone() };
+    let clip_paths = if args.clips.is_empty() { vec![crate::args::default_clip()?] } else { args.clips.clone() };
     let use_tract = args.baseline.contains(&Baseline::Tract);
     let use_ort = args.baseline.contains(&Baseline::Ort);
     let opts = MeasureOptions {

@@ -26,7 +26,7 @@ const KEYPOINT: Color32 = Color32::from_rgb(60, 230, 255);
 pub fn run(args: DemoArgs) -> Result<()> {
     let model_path = match &args.model {
         Some(m) => m.clone(),
-        None => crate::cli::default_model()?,
+        None => crate::args::default_model()?,
     };
     let model = Loaded::load(&model_path, args.engine.preprocess.as_deref())?;
     let start = super::choose_source(args.source.clone())?;
@@ -136,7 +136,7 @@ impl DemoApp {
             stage: Stage::Running,
             shot: Arc::default(),
         });
-        let bundled_clip = crate::cli::default_clip().ok().map(|p| p.canonicalize().unwrap_or(p));
+        let bundled_clip = crate::args::default_clip().ok().map(|p| p.canonicalize().unwrap_or(p));
         Self {
             pipeline,
             state: DemoState::new(start.fallback, start.notice),
@@ -668,7 +668,7 @@ fn node_chart(ui: &mut egui::Ui, rates: &[f32]) {
 /// the bundle manifests in `assets/bundles/` (some need ../shared/data; a failed switch keeps
 /// the running model and says why).
 fn bundled_models() -> Vec<PathBuf> {
-    let Ok(assets) = crate::cli::assets_dir() else { return Vec::new() };
+    let Ok(assets) = crate::args::assets_dir() else { return Vec::new() };
     let list = |dir: PathBuf, ext: &str| {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map(|entries| {

@@ -31,11 +31,11 @@ pub struct DemoArgs {
     pub model: Option<PathBuf>,
     /// exact (the correctness reference), threshold=N, block-threshold=N, delta=N or
     /// block-delta=N (grey levels); changeable in the window.
-    #[arg(long, default_value_t = framecache::exec::DEFAULT_MODE, value_parser = crate::cli::parse_mode)]
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_MODE, value_parser = crate::args::parse_mode)]
     pub mode: Mode,
     /// Tile size (changeable in the window), threads, refresh interval, preprocessing sidecar.
     #[command(flatten)]
-    pub engine: crate::cli::EngineArgs,
+    pub engine: crate::args::EngineArgs,
     /// Frame rate for a folder of frames (Y4M files carry their own; default 30).
     #[arg(long)]
     pub fps: Option<f64>,
@@ -65,7 +65,7 @@ pub fn choose_source(asked: Option<SourceSpec>) -> Result<Start> {
     if let Some(spec) = asked {
         return Ok(Start { spec, fallback: None, notice: None });
     }
-    let clip = crate::cli::default_clip()?;
+    let clip = crate::args::default_clip()?;
     let clip = clip.canonicalize().unwrap_or(clip);
     let why = match source::cameras() {
         Ok(list) if !list.is_empty() => {

@@ -60,7 +60,7 @@ impl Plan {
                 reason: format!("the input must be a 3-channel image, got {input}"),
             });
         }
-        graph.prepare();
+        crate::kernels::prepare(&mut graph);
         let macs_per_pixel = graph.nodes.iter().map(|n| n.macs_per_pixel(&graph)).collect();
         let geometry = graph.geometry();
         let total_macs = graph.total_macs();

@@ -79,32 +79,12 @@ pub enum Activation {
 }
 
 impl Activation {
-    #[inline(always)]
-    pub fn apply(self, x: f32) -> f32 {
-        match self {
-            Activation::Identity => x,
-            Activation::Relu => x.max(0.0),
-            Activation::Clip { min, max } => x.max(min).min(max),
-            other => crate::kernels::scalar_act(other, x),
-        }
-    }
-
     /// Whether every output of the activation lies in [0, 1].
     pub fn is_unit_bounded(self) -> bool {
         match self {
             Activation::Sigmoid | Activation::HardSigmoid { .. } => true,
             Activation::Clip { min, max } => min >= 0.0 && max <= 1.0,
             _ => false,
-        }
-    }
-
-    /// Applies the activation to a slice in place.
-    pub fn apply_slice(self, xs: &mut [f32]) {
-        match self {
-            Activation::Identity => {}
-            Activation::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
-            Activation::Clip { min, max } => xs.iter_mut().for_each(|x| *x = x.max(min).min(max)),
-            other => xs.iter_mut().for_each(|x| *x = other.apply(*x)),
         }
     }
 }
@@ -175,7 +155,7 @@ pub struct Conv {
     pub bias: Vec<f32>,
     pub activation: Activation,
     /// Per group, weights and bias packed for the GEMM micro-kernels (filled by
-    /// [`Graph::prepare`]; empty for depthwise convolutions).
+    /// `kernels::prepare`; empty for depthwise convolutions).
     pub packed: Vec<Packed>,
 }
 
@@ -245,12 +225,12 @@ pub struct Dense {
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
     pub activation: Activation,
-    /// Weights and bias packed for the GEMM micro-kernel (filled by [`Graph::prepare`]).
+    /// Weights and bias packed for the GEMM micro-kernel (filled by `kernels::prepare`).
     pub packed: Vec<Packed>,
 }
 
-/// A `[k][n]` weight matrix and its bias packed into panels for
-/// [`crate::kernels::pointwise`] ([`crate::kernels::pointwise::pack`]).
+/// A `[k][n]` weight matrix and its bias packed into panels for the GEMM micro-kernel (by
+/// `kernels::prepare`, which the plan runs).
 #[derive(Clone, Debug, Default)]
 pub struct Packed {
     pub weights: Vec<f32>,
@@ -407,26 +387,6 @@ impl Graph {
     /// Total MACs of one full inference.
     pub fn total_macs(&self) -> u64 {
         self.nodes.iter().map(|n| n.macs(self)).sum()
-    }
-
-    /// Derives kernel-specific data (packed weights). Must run again after weights change;
-    /// [`crate::Plan::new`] calls it.
-    pub fn prepare(&mut self) {
-        use crate::kernels::pointwise::pack;
-        for n in &mut self.nodes {
-            match &mut n.op {
-                Op::Conv(c) if c.is_depthwise() => c.packed.clear(),
-                Op::Conv(c) => {
-                    let (g, w) = (c.groups, &c.window);
-                    let (k, n) = (w.kh * w.kw * (c.cin / g), c.cout / g);
-                    c.packed = (0..g)
-                        .map(|gi| pack(&c.weights[gi * k * n..(gi + 1) * k * n], &c.bias[gi * n..(gi + 1) * n], k, n))
-                        .collect();
-                }
-                Op::Dense(d) => d.packed = vec![pack(&d.weights, &d.bias, d.cin, d.cout)],
-                _ => {}
-            }
-        }
     }
 
     /// Appends `head`, a graph whose input is fed by node `at` of this graph (same shape; the

@@ -215,9 +215,51 @@ const TANH_NUM: [f32; 7] =
 /// Even denominator, highest power first (x^6 .. x^0).
 const TANH_DEN: [f32; 4] = [1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_7e-3, 4.893_525e-3];
 
-/// [`vec_act`] on one value (the portable vector's first lane).
-pub(crate) fn scalar_act(act: Activation, x: f32) -> f32 {
-    vec_act(act, simd::Portable([x; 4])).0[0]
+/// The scalar forms of [`vec_act`], defined beside it (the graph module names activations;
+/// their arithmetic lives here).
+impl Activation {
+    /// The activation of one value: the same bits as a vector lane at every level.
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Clip { min, max } => x.max(min).min(max),
+            other => vec_act(other, simd::Portable([x; 4])).0[0],
+        }
+    }
+
+    /// Applies the activation to a slice in place.
+    pub fn apply_slice(self, xs: &mut [f32]) {
+        match self {
+            Activation::Identity => {}
+            Activation::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Activation::Clip { min, max } => xs.iter_mut().for_each(|x| *x = x.max(min).min(max)),
+            other => xs.iter_mut().for_each(|x| *x = other.apply(*x)),
+        }
+    }
+}
+
+/// Derives the kernels' data from `graph`'s weights: the GEMM panels of every convolution
+/// (per group) and dense layer. Must run again after weights change; [`crate::Plan::new`]
+/// runs it.
+pub fn prepare(graph: &mut Graph) {
+    for n in &mut graph.nodes {
+        match &mut n.op {
+            Op::Conv(c) if c.is_depthwise() => c.packed.clear(),
+            Op::Conv(c) => {
+                let (g, w) = (c.groups, &c.window);
+                let (k, n) = (w.kh * w.kw * (c.cin / g), c.cout / g);
+                c.packed = (0..g)
+                    .map(|gi| {
+                        pointwise::pack(&c.weights[gi * k * n..(gi + 1) * k * n], &c.bias[gi * n..(gi + 1) * n], k, n)
+                    })
+                    .collect();
+            }
+            Op::Dense(d) => d.packed = vec![pointwise::pack(&d.weights, &d.bias, d.cin, d.cout)],
+            _ => {}
+        }
+    }
 }
 
 /// Applies `act` to `xs` in place at `level`.
@@ -243,10 +285,10 @@ impl Kernel for Activate<'_> {
     }
 }
 
-/// The packed weights of group `g`, which [`Graph::prepare`] made for every non-depthwise
+/// The packed weights of group `g`, which [`prepare`] made for every non-depthwise
 /// convolution ([`crate::Plan`] always prepares its graph).
 fn packed(conv: &Conv, g: usize) -> &crate::graph::Packed {
-    assert_eq!(conv.packed.len(), conv.groups, "convolution weights are not packed (Graph::prepare)");
+    assert_eq!(conv.packed.len(), conv.groups, "convolution weights are not packed (kernels::prepare)");
     &conv.packed[g]
 }
 
@@ -703,7 +745,7 @@ unsafe fn concat(inputs: &[In<'_>], shape: Shape, out: &OutBuf<'_>, rect: Rect) 
 }
 
 fn dense(level: SimdLevel, d: &Dense, x: &[f32], dst: &mut [f32]) {
-    assert_eq!(d.packed.len(), 1, "dense weights are not packed (Graph::prepare)");
+    assert_eq!(d.packed.len(), 1, "dense weights are not packed (kernels::prepare)");
     let call = pointwise::Call {
         src: x,
         src_stride: d.cin,

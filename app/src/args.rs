@@ -1,0 +1,75 @@
+//! What the commands share: engine options, mode parsing, and where the project's bundled
+//! model, clip and scripts are.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use framecache::Mode;
+
+/// Engine options shared by `run`, `bench` and `demo`.
+#[derive(Args, Debug)]
+pub struct EngineArgs {
+    /// Tile size in input pixels (8-32).
+    #[arg(long, default_value_t = framecache::exec::DEFAULT_TILE)]
+    pub tile: usize,
+    /// Worker threads (default: all cores); bench gives its baselines as many.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Recompute everything every N frames (drift control; default: never).
+    #[arg(long)]
+    pub refresh: Option<u32>,
+    /// Preprocessing sidecar (TOML) to use instead of each model's own `<file name>.toml`.
+    #[arg(long)]
+    pub preprocess: Option<PathBuf>,
+    /// Turn off the adaptive bypass (by default, when a cached frame costs more than a dense
+    /// one, the next frames are computed densely; see `Session`), so that every frame takes
+    /// the cached path.
+    #[arg(long)]
+    pub no_bypass: bool,
+}
+
+impl EngineArgs {
+    /// Session options for `mode` with these settings.
+    pub fn session_options(&self, mode: Mode) -> framecache::SessionOptions {
+        framecache::SessionOptions {
+            mode,
+            tile: self.tile,
+            threads: self.threads,
+            refresh_interval: self.refresh,
+            bypass: !self.no_bypass,
+            ..Default::default()
+        }
+    }
+}
+
+pub fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse().map_err(|e: framecache::Error| e.to_string())
+}
+
+/// A file or folder of the project: `$env` when set, else `relative` in the workspace this
+/// binary was built from, else in the current directory; the first that `accept` takes.
+pub fn project_path(env: &str, relative: &str, accept: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(PathBuf::from(p));
+    }
+    let candidates = [
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)),
+        std::env::current_dir().ok().map(|d| d.join(relative)),
+    ];
+    candidates.into_iter().flatten().find(|p| accept(p))
+}
+
+/// The project's `assets/` folder (or `$FRAMECACHE_ASSETS`).
+pub fn assets_dir() -> Result<PathBuf> {
+    project_path("FRAMECACHE_ASSETS", "assets", |p| p.join("models").is_dir())
+        .context("cannot find the bundled assets/ folder; pass --model and --clip, or set FRAMECACHE_ASSETS")
+}
+
+pub fn default_model() -> Result<PathBuf> {
+    Ok(assets_dir()?.join("models/mobilenet_v2.onnx"))
+}
+
+pub fn default_clip() -> Result<PathBuf> {
+    Ok(assets_dir()?.join("clips/static_coin_motion"))
+}
