@@ -497,9 +497,11 @@ impl Kernel for OneChannelRow<'_> {
                         (v, tail) = dot_into(inp, wk, v, tail);
                     }
                 }
-                *out = conv.activation.apply(conv.bias[gi] + v.sum() + tail);
+                *out = conv.bias[gi] + v.sum() + tail;
             }
         }
+        // The activation over the whole row in vectors (the same bits as one value at a time).
+        Activate(conv.activation, dst).run::<V>();
     }
 }
 
@@ -569,18 +571,26 @@ impl Kernel for TransposedRow<'_> {
         let lanes = V::LANES;
         for (p, &end) in col_ends.iter().enumerate() {
             let col = &cols[if p == 0 { 0 } else { col_ends[p - 1] }..end];
+            if cout == 1 {
+                // One output channel (a mask): per tap, one dot product over the input
+                // channels, whose weights are contiguous.
+                let mut acc = ct.bias[0];
+                for &(ky, iy) in rows {
+                    for &(kx, ix) in col {
+                        let inp = &input.data[(iy * iw + ix) * cin..][..cin];
+                        let (v, tail) = dot_into(inp, &ct.weights[(ky * kw + kx) * cin..][..cin], V::splat(0.0), 0.0);
+                        acc += v.sum() + tail;
+                    }
+                }
+                dst[p] = acc;
+                continue;
+            }
             let acc = &mut dst[p * cout..(p + 1) * cout];
             acc.copy_from_slice(&ct.bias);
             for &(ky, iy) in rows {
                 for &(kx, ix) in col {
                     let inp = &input.data[(iy * iw + ix) * cin..][..cin];
                     let wk = &ct.weights[(ky * kw + kx) * cin * cout..][..cin * cout];
-                    if cout == 1 {
-                        // One output channel (a mask): weights are contiguous over `ci`.
-                        let (v, tail) = dot_into(inp, wk, V::splat(0.0), 0.0);
-                        acc[0] += v.sum() + tail;
-                        continue;
-                    }
                     let vec_end = cout / lanes * lanes;
                     for (ci, &a) in inp.iter().enumerate() {
                         let row = &wk[ci * cout..(ci + 1) * cout];

@@ -96,14 +96,10 @@ pub(crate) trait Vector: Copy {
     fn div(self, b: Self) -> Self;
     fn max(self, b: Self) -> Self;
     fn min(self, b: Self) -> Self;
-    /// The sum of the lanes, in lane order.
-    #[inline(always)]
-    fn sum(self) -> f32 {
-        let mut a = [0.0f32; 16];
-        // SAFETY: 16 floats hold every level's lanes.
-        unsafe { self.store(a.as_mut_ptr()) };
-        a[..Self::LANES].iter().sum()
-    }
+    /// The sum of the lanes, in one fixed order per level (halves added pairwise down to one
+    /// lane on the SIMD levels: a few shuffles where adding the lanes one by one is a chain of
+    /// `LANES` dependent additions).
+    fn sum(self) -> f32;
 }
 
 /// The portable vector: four lanes in a plain array.
@@ -163,6 +159,11 @@ impl Vector for Portable {
     fn min(self, b: Self) -> Self {
         self.zip(b, f32::min)
     }
+    #[inline(always)]
+    fn sum(self) -> f32 {
+        let [a, b, c, d] = self.0;
+        (a + c) + (b + d)
+    }
 }
 
 /// A [`Vector`] over one intrinsic register type: the names of its intrinsics, and how its
@@ -170,7 +171,7 @@ impl Vector for Portable {
 macro_rules! intrinsic_vector {
     ($arch:literal, $name:ident($reg:ty), lanes $lanes:literal, registers $regs:literal,
      $load:ident, $store:ident, $splat:ident, $add:ident, $mul:ident, $div:ident, $max:ident, $min:ident,
-     |$a:ident, $b:ident, $c:ident| $fma:expr) => {
+     |$a:ident, $b:ident, $c:ident| $fma:expr, sum |$v:ident| $sum:expr) => {
         #[cfg(target_arch = $arch)]
         #[derive(Clone, Copy)]
         pub(crate) struct $name($reg);
@@ -229,20 +230,42 @@ macro_rules! intrinsic_vector {
                 // SAFETY: see above.
                 $name(unsafe { $min(self.0, b.0) })
             }
+            #[inline(always)]
+            fn sum(self) -> f32 {
+                let $v = self.0;
+                // SAFETY: see above.
+                unsafe { $sum }
+            }
         }
     };
 }
 
+/// The sum of an AVX register's 8 lanes: upper half onto lower, then pairs, then the last two.
+///
+/// # Safety
+/// The CPU must have AVX.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn sum8(v: __m256) -> f32 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2)))
+    }
+}
+
 intrinsic_vector!("x86_64", Avx2(__m256), lanes 8, registers 16,
     _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_mul_ps, _mm256_div_ps,
-    _mm256_max_ps, _mm256_min_ps, |a, b, c| _mm256_fmadd_ps(a, b, c));
+    _mm256_max_ps, _mm256_min_ps, |a, b, c| _mm256_fmadd_ps(a, b, c), sum |v| sum8(v));
 intrinsic_vector!("x86_64", Avx512(__m512), lanes 16, registers 32,
     _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps, _mm512_mul_ps, _mm512_div_ps,
-    _mm512_max_ps, _mm512_min_ps, |a, b, c| _mm512_fmadd_ps(a, b, c));
+    _mm512_max_ps, _mm512_min_ps, |a, b, c| _mm512_fmadd_ps(a, b, c),
+    sum |v| sum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))))));
 // vfmaq_f32(c, a, b) = c + a * b, fused.
 intrinsic_vector!("aarch64", Neon(float32x4_t), lanes 4, registers 32,
     vld1q_f32, vst1q_f32, vdupq_n_f32, vaddq_f32, vmulq_f32, vdivq_f32,
-    vmaxq_f32, vminq_f32, |a, b, c| vfmaq_f32(c, a, b));
+    vmaxq_f32, vminq_f32, |a, b, c| vfmaq_f32(c, a, b), sum |v| vaddvq_f32(v));
 
 /// A kernel written once over [`Vector`]: its arguments, and [`Kernel::run`] instantiated per
 /// level by [`dispatch`]. Implementations mark `run` `#[inline(always)]`, so that its body is
