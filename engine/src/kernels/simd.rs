@@ -92,6 +92,7 @@ pub(crate) trait Vector: Copy {
     /// `self * b + c` (fused where the level has FMA).
     fn mul_add(self, b: Self, c: Self) -> Self;
     fn add(self, b: Self) -> Self;
+    fn sub(self, b: Self) -> Self;
     fn mul(self, b: Self) -> Self;
     fn div(self, b: Self) -> Self;
     fn max(self, b: Self) -> Self;
@@ -144,6 +145,10 @@ impl Vector for Portable {
         self.zip(b, |x, y| x + y)
     }
     #[inline(always)]
+    fn sub(self, b: Self) -> Self {
+        self.zip(b, |x, y| x - y)
+    }
+    #[inline(always)]
     fn mul(self, b: Self) -> Self {
         self.zip(b, |x, y| x * y)
     }
@@ -170,7 +175,7 @@ impl Vector for Portable {
 /// fused multiply-add `a * b + c` is spelled.
 macro_rules! intrinsic_vector {
     ($arch:literal, $name:ident($reg:ty), lanes $lanes:literal, registers $regs:literal,
-     $load:ident, $store:ident, $splat:ident, $add:ident, $mul:ident, $div:ident, $max:ident, $min:ident,
+     $load:ident, $store:ident, $splat:ident, $add:ident, $sub:ident, $mul:ident, $div:ident, $max:ident, $min:ident,
      |$a:ident, $b:ident, $c:ident| $fma:expr, sum |$v:ident| $sum:expr) => {
         #[cfg(target_arch = $arch)]
         #[derive(Clone, Copy)]
@@ -209,6 +214,11 @@ macro_rules! intrinsic_vector {
             fn add(self, b: Self) -> Self {
                 // SAFETY: see above.
                 $name(unsafe { $add(self.0, b.0) })
+            }
+            #[inline(always)]
+            fn sub(self, b: Self) -> Self {
+                // SAFETY: see above.
+                $name(unsafe { $sub(self.0, b.0) })
             }
             #[inline(always)]
             fn mul(self, b: Self) -> Self {
@@ -256,15 +266,15 @@ unsafe fn sum8(v: __m256) -> f32 {
 }
 
 intrinsic_vector!("x86_64", Avx2(__m256), lanes 8, registers 16,
-    _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_mul_ps, _mm256_div_ps,
+    _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_mul_ps, _mm256_div_ps,
     _mm256_max_ps, _mm256_min_ps, |a, b, c| _mm256_fmadd_ps(a, b, c), sum |v| sum8(v));
 intrinsic_vector!("x86_64", Avx512(__m512), lanes 16, registers 32,
-    _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps, _mm512_mul_ps, _mm512_div_ps,
+    _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps, _mm512_div_ps,
     _mm512_max_ps, _mm512_min_ps, |a, b, c| _mm512_fmadd_ps(a, b, c),
     sum |v| sum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))))));
 // vfmaq_f32(c, a, b) = c + a * b, fused.
 intrinsic_vector!("aarch64", Neon(float32x4_t), lanes 4, registers 32,
-    vld1q_f32, vst1q_f32, vdupq_n_f32, vaddq_f32, vmulq_f32, vdivq_f32,
+    vld1q_f32, vst1q_f32, vdupq_n_f32, vaddq_f32, vsubq_f32, vmulq_f32, vdivq_f32,
     vmaxq_f32, vminq_f32, |a, b, c| vfmaq_f32(c, a, b), sum |v| vaddvq_f32(v));
 
 /// A kernel written once over [`Vector`]: its arguments, and [`Kernel::run`] instantiated per
