@@ -35,11 +35,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     const RUNS: usize = 40;
     let mut per_node = vec![Vec::new(); plan.graph().nodes.len()];
     let mut totals = Vec::new();
+    // Per stage: frame to input tensor, kernels, input and output copies.
+    let mut stages = [Vec::new(), Vec::new(), Vec::new()];
     for it in 0..WARMUP + RUNS {
         s.run_full(&f)?;
         let st = s.last_stats().ok_or("no stats")?;
         if it >= WARMUP {
             totals.push(st.times.total().as_secs_f64() * 1e3);
+            for (v, d) in stages.iter_mut().zip([st.times.preprocess, st.times.compute, st.times.copy]) {
+                v.push(d.as_secs_f64() * 1e3);
+            }
             for (acc, ns) in per_node.iter_mut().zip(&st.nodes) {
                 acc.push(ns.time.as_secs_f64() * 1e3);
             }
@@ -51,6 +56,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         v[v.len() / 2]
     };
     writeln!(out, "median total {:.2} ms ({threads} threads, {RUNS} runs, {:?})", median(&mut totals), s.simd_level())?;
+    let [pre, compute, copy] = &mut stages;
+    writeln!(
+        out,
+        "stages (medians): preprocess {:.2} ms, kernels {:.2} ms, copies {:.2} ms",
+        median(pre),
+        median(compute),
+        median(copy)
+    )?;
     let graph = plan.graph();
     let mut per: BTreeMap<&str, (f64, u64)> = BTreeMap::new();
     let mut rows = Vec::new();

@@ -1,0 +1,60 @@
+//! Standalone layers, one thread, through `kernels::compute_full`: the depthwise, transposed,
+//! one-output-channel and resize shapes of MobileNetV2, EfficientNet-Lite0, selfie
+//! segmentation and BlazePose. `cargo run --release --example layers`. Prints the 5th
+//! percentile of 300 calls per layer (the machines are shared: compare binaries by
+//! alternating their runs, never across runs minutes apart).
+
+use std::time::Instant;
+
+use framecache::graph::{Activation, CoordMode, Graph, GraphBuilder, ResizeMode, Window};
+use framecache::kernels::{compute_full, prepare};
+
+fn window(k: usize, s: usize, pad: usize) -> Window {
+    Window { kh: k, kw: k, sh: s, sw: s, dh: 1, dw: 1, pad: [pad; 4] }
+}
+
+/// Times the graph's last node on a fixed input.
+fn time(name: &str, mut graph: Graph) {
+    prepare(&mut graph);
+    let node = graph.nodes.last().expect("a layer");
+    let input: Vec<f32> = (0..graph.nodes[0].shape.len()).map(|i| (i % 17) as f32 * 0.1).collect();
+    let mut out = vec![0.0; node.shape.len()];
+    let mut ms: Vec<f64> = (0..300)
+        .map(|_| {
+            let t = Instant::now();
+            compute_full(node, &graph, &[&input], &mut out);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    println!("{name:40} p5 {:.4} ms", ms[15]);
+}
+
+fn main() {
+    let mut v = 0.0f32;
+    let mut wt = move || {
+        v = (v + 0.37) % 1.0;
+        v - 0.5
+    };
+    let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+    for (size, c, k, s) in [(14, 384, 3, 1), (56, 144, 3, 1), (112, 96, 3, 2), (28, 240, 5, 1), (14, 672, 5, 2)] {
+        let mut b = GraphBuilder::new(size, size, c);
+        let y = b.conv(0, c, window(k, s, k / 2), c, relu6, &mut wt).expect("depthwise");
+        b.output(y);
+        time(&format!("depthwise {size}x{size}x{c} {k}x{k}/{s}"), b.build());
+    }
+    let mut b = GraphBuilder::new(128, 128, 16);
+    let y = b.conv_transpose(0, 1, window(2, 2, 0), Activation::Sigmoid, &mut wt).expect("transposed");
+    b.output(y);
+    time("transposed 128x128x16 -> 256x256x1 2x2/2", b.build());
+    let mut b = GraphBuilder::new(256, 256, 8);
+    let y = b.conv(0, 1, window(3, 1, 1), 1, Activation::Sigmoid, &mut wt).expect("mask conv");
+    b.output(y);
+    time("conv 256x256x8 -> 1 3x3", b.build());
+    for (size, c) in [(64, 16), (32, 24), (16, 128)] {
+        let mut b = GraphBuilder::new(size, size, c);
+        let y = b.resize(0, 2 * size, 2 * size, ResizeMode::Linear, CoordMode::HalfPixel).expect("resize");
+        b.output(y);
+        time(&format!("bilinear 2x {size}x{size}x{c}"), b.build());
+    }
+}
