@@ -43,9 +43,7 @@ impl RowGeometry {
     #[inline(always)]
     fn new(w: &Window, ih: usize, oy: usize) -> Self {
         let iy0 = (oy * w.sh) as isize - w.pad[0] as isize;
-        let inside = |ky: usize| (0..ih as isize).contains(&(iy0 + (ky * w.dh) as isize));
-        let ky0 = (0..w.kh).find(|&ky| inside(ky)).unwrap_or(w.kh);
-        let ky1 = (ky0..w.kh).take_while(|&ky| inside(ky)).last().map_or(ky0, |k| k + 1);
+        let (ky0, ky1) = valid_taps(iy0, w.kh, w.dh, ih);
         Self { iy0, ky0, ky1 }
     }
 
@@ -60,10 +58,18 @@ impl RowGeometry {
 #[inline(always)]
 fn columns(w: &Window, iw: usize, ox: usize) -> (isize, usize, usize) {
     let ix0 = (ox * w.sw) as isize - w.pad[1] as isize;
-    let inside = |kx: usize| (0..iw as isize).contains(&(ix0 + (kx * w.dw) as isize));
-    let kx0 = (0..w.kw).find(|&kx| inside(kx)).unwrap_or(w.kw);
-    let kx1 = (kx0..w.kw).take_while(|&kx| inside(kx)).last().map_or(kx0, |k| k + 1);
+    let (kx0, kx1) = valid_taps(ix0, w.kw, w.dw, iw);
     (ix0, kx0, kx1)
+}
+
+/// Along one axis: the taps `k0..k1` of a `k`-tap window with dilation `d` starting at input
+/// position `start` that fall inside `0..n` (a contiguous range; empty when none do).
+#[inline(always)]
+fn valid_taps(start: isize, k: usize, d: usize, n: usize) -> (usize, usize) {
+    let inside = |t: usize| (0..n as isize).contains(&(start + (t * d) as isize));
+    let k0 = (0..k).find(|&t| inside(t)).unwrap_or(k);
+    let k1 = (k0..k).take_while(|&t| inside(t)).last().map_or(k0, |t| t + 1);
+    (k0, k1)
 }
 
 /// The output columns `xa..xb` of `x0..x1` that read every kernel column (contiguous: the
@@ -152,15 +158,15 @@ unsafe fn rect_impl<V: Vector, const K: usize, const SW: usize>(
                     let (ix0, kx0, kx1) = columns(w, iw, ox);
                     // The first valid tap's column is inside the image.
                     let first = at((ix0 + kx0 as isize) as usize).wrapping_sub(kx0 * c);
-                    taps.border::<SW>(first, kx0, kx1, out.row_ptr(oy, ox).add(cb));
+                    taps.block::<SW, 1>(first, (kx0, kx1), out.row_ptr(oy, ox).add(cb));
                 }
                 let mut ox = xa;
                 while ox + GROUP <= xb {
-                    taps.block::<SW, GROUP>(at(ox * SW - w.pad[1]), out.row_ptr(oy, ox).add(cb));
+                    taps.block::<SW, GROUP>(at(ox * SW - w.pad[1]), (0, K), out.row_ptr(oy, ox).add(cb));
                     ox += GROUP;
                 }
                 for ox in ox..xb {
-                    taps.block::<SW, 1>(at(ox * SW - w.pad[1]), out.row_ptr(oy, ox).add(cb));
+                    taps.block::<SW, 1>(at(ox * SW - w.pad[1]), (0, K), out.row_ptr(oy, ox).add(cb));
                 }
             }
         }
@@ -191,15 +197,22 @@ struct Taps<V, const K: usize> {
 }
 
 impl<V: Vector, const K: usize> Taps<V, K> {
-    /// `G` interior outputs whose first taps are at `first` (in the input row of kernel row
-    /// 0, moved to its row per kernel row), written at `out`, `out + c`, ...; summed from the
-    /// bias over the valid taps in the order of [`pixel`].
+    /// `G` outputs whose kernel column 0 reads at `first` (in the input row of kernel row 0,
+    /// moved to its row per kernel row; possibly outside the image for a border output),
+    /// written at `out`, `out + c`, ...; each summed from the bias over the valid kernel rows
+    /// and the kernel columns `kx0..kx1` in the order of [`pixel`]. Interior outputs pass
+    /// `0..K`, a constant, so their loop has no column test.
     ///
     /// # Safety
     /// Every valid tap of the `G` pixels is inside the input, and `out` is valid for writing
     /// `G` pixels.
     #[inline(always)]
-    unsafe fn block<const SW: usize, const G: usize>(&self, first: *const f32, out: *mut f32) {
+    unsafe fn block<const SW: usize, const G: usize>(
+        &self,
+        first: *const f32,
+        (kx0, kx1): (usize, usize),
+        out: *mut f32,
+    ) {
         let mut acc = [self.bias; G];
         for ky in 0..K {
             if ky < self.geo.ky0 || ky >= self.geo.ky1 {
@@ -207,9 +220,9 @@ impl<V: Vector, const K: usize> Taps<V, K> {
             }
             let r = first.wrapping_offset(ky as isize * self.row as isize);
             for (p, a) in acc.iter_mut().enumerate() {
-                for kx in 0..K {
+                for kx in kx0..kx1 {
                     // SAFETY: the function's contract (a valid tap).
-                    let s = unsafe { V::load(r.add((p * SW + kx) * self.c)) };
+                    let s = unsafe { V::load(r.wrapping_add((p * SW + kx) * self.c)) };
                     *a = s.mul_add(self.weights[ky][kx], *a);
                 }
             }
@@ -218,31 +231,6 @@ impl<V: Vector, const K: usize> Taps<V, K> {
             // SAFETY: the function's contract.
             unsafe { vec_act(self.act, *a).store(out.add(p * self.c)) };
         }
-    }
-
-    /// One border output, which reads kernel columns `kx0..kx1` only; `first` is where
-    /// kernel column 0 would read (possibly outside the image). Same order as [`Self::block`].
-    ///
-    /// # Safety
-    /// As [`Self::block`], for the valid taps.
-    #[inline(always)]
-    unsafe fn border<const SW: usize>(&self, first: *const f32, kx0: usize, kx1: usize, out: *mut f32) {
-        let mut acc = self.bias;
-        for ky in 0..K {
-            if ky < self.geo.ky0 || ky >= self.geo.ky1 {
-                continue;
-            }
-            let r = first.wrapping_offset(ky as isize * self.row as isize);
-            for kx in 0..K {
-                if kx < kx0 || kx >= kx1 {
-                    continue;
-                }
-                // SAFETY: the function's contract (a valid tap).
-                acc = unsafe { V::load(r.wrapping_add(kx * self.c)) }.mul_add(self.weights[ky][kx], acc);
-            }
-        }
-        // SAFETY: the function's contract.
-        unsafe { vec_act(self.act, acc).store(out) };
     }
 }
 

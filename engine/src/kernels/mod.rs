@@ -114,16 +114,22 @@ pub unsafe fn compute_rect(
             Op::GlobalAvgPool => global_avg_pool(inputs[0], out.row(0, 0, 1)),
             Op::Resize { mode, coord } => {
                 use crate::graph::geometry_taps as taps;
-                // Column taps are the same for every row of the rectangle.
+                // Column taps are the same for every row: computed once per chunk of columns
+                // (on the stack), not per pixel.
+                const CHUNK: usize = 64;
                 let (iw, ow) = (inputs[0].shape.w, node.shape.w);
-                let cols: Vec<_> = (rect.x0..rect.x1).map(|x| taps(*mode, *coord, x, iw, ow)).collect();
-                for y in rect.y0..rect.y1 {
-                    let (y0, y1, fy) = taps(*mode, *coord, y, inputs[0].shape.h, node.shape.h);
-                    let dst = out.row(y, rect.x0, rect.x1);
-                    dispatch(
-                        level.for_width(node.shape.c),
-                        ResizeRow { input: inputs[0], rows: (y0, y1, fy), cols: &cols, dst },
-                    );
+                let mut cols = [(0, 0, 0.0); CHUNK];
+                for cx0 in (rect.x0..rect.x1).step_by(CHUNK) {
+                    let cx1 = (cx0 + CHUNK).min(rect.x1);
+                    let cols = &mut cols[..cx1 - cx0];
+                    for (t, x) in cols.iter_mut().zip(cx0..cx1) {
+                        *t = taps(*mode, *coord, x, iw, ow);
+                    }
+                    for y in rect.y0..rect.y1 {
+                        let rows = taps(*mode, *coord, y, inputs[0].shape.h, node.shape.h);
+                        let dst = out.row(y, cx0, cx1);
+                        dispatch(level.for_width(node.shape.c), ResizeRow { input: inputs[0], rows, cols, dst });
+                    }
                 }
             }
             Op::Unary(act) => {
@@ -335,6 +341,13 @@ unsafe fn pointwise(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf<'
 /// Floats of im2col rows per band (256 KB).
 const IM2COL_FLOATS: usize = 64 * 1024;
 
+/// Whether the kernel row of an output column whose first tap is input column `ix0` reads one
+/// contiguous run of `kw · cin` input floats: ungrouped, dilation 1, every tap inside the
+/// image. The answer depends on the column only, so every rectangle takes the same path.
+fn row_is_one_run(conv: &Conv, ix0: isize, iw: usize) -> bool {
+    conv.groups == 1 && conv.window.dw == 1 && ix0 >= 0 && ix0 as usize + conv.window.kw <= iw
+}
+
 unsafe fn im2col_conv(
     level: SimdLevel,
     conv: &Conv,
@@ -392,10 +405,9 @@ unsafe fn im2col_conv(
             for (p, (oy, ox)) in (oy0..oy1).flat_map(|y| (x0..x1).map(move |x| (y, x))).enumerate() {
                 let row = &mut scratch[p * kdim..(p + 1) * kdim];
                 let ix0 = (ox * w.sw) as isize - w.pad[1] as isize;
-                // Ungrouped, dilation 1 and inside the image: a kernel row's taps are one
-                // contiguous run of the input, copied at once (per tap, a stem's 3 channels
+                // A kernel row in one run is copied at once (per tap, a stem's 3 channels
                 // were one call each).
-                let run = g == 1 && w.dw == 1 && ix0 >= 0 && ix0 as usize + w.kw <= iw;
+                let run = row_is_one_run(conv, ix0, iw);
                 for ky in 0..w.kh {
                     let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
                     let taps = &mut row[ky * w.kw * cin_g..][..w.kw * cin_g];
@@ -479,10 +491,9 @@ impl Kernel for OneChannelRow<'_> {
         for (p, px) in dst.chunks_exact_mut(conv.cout).enumerate() {
             let ox = x0 + p;
             let ix0 = (ox * w.sw) as isize - w.pad[1] as isize;
-            // Ungrouped, dilation 1 and inside the image: a kernel row's taps and their
-            // weights are each one contiguous run, one dot product (whole vectors across the
-            // taps, where a tap alone may be shorter than a vector).
-            let run = g == 1 && w.dw == 1 && ix0 >= 0 && ix0 as usize + w.kw <= iw;
+            // A kernel row in one run (its weights are one too) is one dot product: whole
+            // vectors across the taps, where a tap alone may be shorter than a vector.
+            let run = row_is_one_run(conv, ix0, iw);
             for (gi, out) in px.iter_mut().enumerate() {
                 let mut v = V::splat(0.0);
                 let mut tail = 0.0f32;
