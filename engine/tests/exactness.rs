@@ -118,3 +118,55 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: common::cases(192), ..ProptestConfig::default() })]
+
+    /// Propagation through the reach tables (word operations over runs) equals its definition
+    /// on random graphs and random masks: an output position is changed when any position of
+    /// its window over any input changed (global ops: when anything did).
+    #[test]
+    fn propagation_equals_the_window_definition(
+        h in 9usize..40,
+        w in 9usize..80,
+        layers in prop::collection::vec(common::layer(), 1..7),
+        seed in any::<u64>(),
+        rects in prop::collection::vec((0usize..40, 1usize..12, 0usize..80, 1usize..12), 0..4),
+        dots in prop::collection::vec((0usize..40, 0usize..80), 0..6),
+    ) {
+        use framecache::reuse::{propagate, Mask, Reach};
+        let graph = common::build(h, w, &layers, seed);
+        let mut input = Mask::new(h, w);
+        for (y, dy, x, dx) in rects {
+            input.set_rect(y % h, y % h + dy, x % w, x % w + dx);
+        }
+        for (y, x) in dots {
+            input.set(y % h, x % w, true);
+        }
+        let got = propagate(&graph, &Reach::new(&graph), input.clone());
+        let mut want = vec![input];
+        for node in &graph.nodes[1..] {
+            let s = node.shape;
+            let mut m = Mask::new(s.h, s.w);
+            for oy in 0..s.h {
+                for ox in 0..s.w {
+                    let hit = node.inputs.iter().enumerate().any(|(k, &j)| {
+                        let src = &want[j];
+                        if node.op.is_global() {
+                            return src.any();
+                        }
+                        let (Some(r), Some(c)) = (node.rows_read(&graph, k, oy), node.cols_read(&graph, k, ox)) else {
+                            return false;
+                        };
+                        (r.lo..=r.hi).any(|iy| (c.lo..=c.hi).any(|ix| src.get(iy, ix)))
+                    });
+                    m.set(oy, ox, hit);
+                }
+            }
+            want.push(m);
+        }
+        for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+            prop_assert!(g == e, "node {} ({}): {} positions, want {}", i, graph.nodes[i].op.name(), g.count(), e.count());
+        }
+    }
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::frame::Preprocess;
 use crate::graph::{Graph, NodeGeometry, Op};
+use crate::reuse::Reach;
 
 /// What a multi-task plan's head is made of: its name, the graph outputs it produces, how
 /// often it runs by default, and (filled by [`Plan::with_heads`]) the nodes only it needs.
@@ -30,6 +31,7 @@ pub struct Plan {
     preprocess: Preprocess,
     macs_per_pixel: Vec<u64>,
     geometry: Vec<NodeGeometry>,
+    reach: Reach,
     total_macs: u64,
     has_consumers: Vec<bool>,
     heads: Vec<HeadPart>,
@@ -63,13 +65,14 @@ impl Plan {
         crate::kernels::prepare(&mut graph);
         let macs_per_pixel = graph.nodes.iter().map(|n| n.macs_per_pixel(&graph)).collect();
         let geometry = graph.geometry();
+        let reach = Reach::new(&graph);
         let total_macs = graph.total_macs();
         let mut has_consumers = vec![false; graph.nodes.len()];
         for &i in graph.nodes.iter().flat_map(|n| &n.inputs) {
             has_consumers[i] = true;
         }
         let part = if part.is_empty() { vec![None; graph.nodes.len()] } else { part };
-        Ok(Self { graph, preprocess, macs_per_pixel, geometry, total_macs, has_consumers, heads, part })
+        Ok(Self { graph, preprocess, macs_per_pixel, geometry, reach, total_macs, has_consumers, heads, part })
     }
 
     /// Compiles a graph split into a shared backbone and heads. Each head names the graph
@@ -151,6 +154,10 @@ impl Plan {
     }
     pub fn geometry(&self) -> &[NodeGeometry] {
         &self.geometry
+    }
+    /// The propagation tables of the graph.
+    pub fn reach(&self) -> &Reach {
+        &self.reach
     }
     /// MACs of one output pixel of node `i`.
     pub fn macs_per_pixel(&self, i: usize) -> u64 {

@@ -415,7 +415,8 @@ impl Session {
         for (i, node) in graph.nodes.iter().enumerate().skip(1) {
             let t = Instant::now();
             let s = node.shape;
-            let mut m = if full { Mask::full(s.h, s.w) } else { reuse::propagate_node(graph, node, &changed) };
+            let mut m =
+                if full { Mask::full(s.h, s.w) } else { reuse::propagate_node(graph, plan.reach(), i, &changed) };
             if !self.active(i) {
                 // A skipped head catches up later by recomputing whatever changed meanwhile.
                 self.defer(i, &m);

@@ -31,20 +31,9 @@ impl Rect {
 /// Covers the set positions of `mask` with disjoint rectangles.
 pub fn cover(mask: &Mask) -> Vec<Rect> {
     let mut done = Vec::new();
-    let mut open: Vec<Rect> = Vec::new();
+    let (mut open, mut next_open): (Vec<Rect>, Vec<Rect>) = (Vec::new(), Vec::new());
     for y in 0..mask.h {
-        let row = mask.row(y);
-        let mut next_open = Vec::with_capacity(open.len());
-        let mut x = 0;
-        while x < mask.w {
-            if !row[x] {
-                x += 1;
-                continue;
-            }
-            let x0 = x;
-            while x < mask.w && row[x] {
-                x += 1;
-            }
+        for (x0, x) in mask.runs(y) {
             match open.iter().position(|r| r.x0 == x0 && r.x1 == x) {
                 Some(i) => {
                     let mut r = open.swap_remove(i);
@@ -54,8 +43,9 @@ pub fn cover(mask: &Mask) -> Vec<Rect> {
                 None => next_open.push(Rect { y0: y, y1: y + 1, x0, x1: x }),
             }
         }
+        // `open` keeps the rectangles that did not continue; both buffers are reused.
         done.append(&mut open);
-        open = next_open;
+        std::mem::swap(&mut open, &mut next_open);
     }
     done.append(&mut open);
     done

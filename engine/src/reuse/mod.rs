@@ -15,98 +15,180 @@ mod cover;
 mod mask;
 
 pub use cover::{cover, Rect};
-pub use mask::Mask;
+pub use mask::{Mask, Runs};
 
-use crate::graph::{Graph, Node, Op};
+use crate::graph::{AxisWindow, Graph, Node};
+
+/// Geometry tables for propagation, derived once per graph: for every node and input, which
+/// output positions read each input position, per axis. Propagating a frame's changes is then
+/// a few word operations per changed run of positions, with no per-position window arithmetic.
+#[derive(Clone, Debug)]
+pub struct Reach {
+    nodes: Vec<NodeReach>,
+}
+
+#[derive(Clone, Debug)]
+enum NodeReach {
+    /// Any change in any input changes every output position (global ops, and the input).
+    Global,
+    /// One entry per input.
+    Inputs(Vec<InputReach>),
+}
+
+#[derive(Clone, Debug)]
+enum InputReach {
+    /// Output position `p` reads input position `p` alone: the mask passes through as it is.
+    Identity,
+    /// Separable windows: rows and columns apart.
+    Window { rows: Box<AxisReach>, cols: Box<AxisReach> },
+}
+
+/// One axis of one input: for every input position `i`, the outputs whose window contains it.
+/// Windows are contiguous and move monotonically with the output position (true of every op
+/// in the IR), so these outputs are one contiguous range `first[i]..=last[i]`.
+#[derive(Clone, Debug)]
+struct AxisReach {
+    /// `first[i]..=last[i]`: outputs reading input `i` (`first > last`: none).
+    first: Vec<u32>,
+    last: Vec<u32>,
+    /// `next[a]`: the first input at or after `a` that some output reads (`n_in` if none).
+    next: Vec<u32>,
+    /// `prev[b]`: one past the last input before `b` that some output reads (0 if none).
+    prev: Vec<u32>,
+    /// Output positions whose window is not empty (the gaps of a transposed convolution
+    /// whose kernel is smaller than its stride read nothing), as row words.
+    readable: Vec<u64>,
+}
+
+impl AxisReach {
+    fn new(n_in: usize, n_out: usize, window: impl Fn(usize) -> Option<AxisWindow>) -> Self {
+        let (mut first, mut last) = (vec![u32::MAX; n_in], vec![0u32; n_in]);
+        let mut readable = vec![0u64; n_out.div_ceil(64)];
+        for o in 0..n_out {
+            let Some(win) = window(o) else { continue };
+            readable[o / 64] |= 1 << (o % 64);
+            // Windows are at most the whole input, and n_out fits in u32 (shapes are checked).
+            for i in win.lo..=win.hi {
+                first[i] = first[i].min(o as u32);
+                last[i] = last[i].max(o as u32);
+            }
+        }
+        let read = |i: usize| first[i] <= last[i];
+        let mut next = vec![n_in as u32; n_in + 1];
+        for a in (0..n_in).rev() {
+            next[a] = if read(a) { a as u32 } else { next[a + 1] };
+        }
+        let mut prev = vec![0u32; n_in + 1];
+        for b in 1..=n_in {
+            prev[b] = if read(b - 1) { b as u32 } else { prev[b - 1] };
+        }
+        Self { first, last, next, prev, readable }
+    }
+
+    /// The outputs reading some input in `a..b`, as a half-open range, once the outputs that
+    /// read nothing are taken out ([`AxisReach::reads`]): windows are monotone, so they run
+    /// from the first output reading the run's first read input to the last one reading its
+    /// last.
+    fn outputs(&self, a: usize, b: usize) -> Option<(usize, usize)> {
+        let (i0, i1) = (self.next[a] as usize, self.prev[b] as usize);
+        (i0 < i1).then(|| (self.first[i0] as usize, self.last[i1 - 1] as usize + 1))
+    }
+
+    /// Whether output `o`'s window is not empty.
+    fn reads(&self, o: usize) -> bool {
+        self.readable[o / 64] >> (o % 64) & 1 == 1
+    }
+}
+
+impl Reach {
+    pub fn new(graph: &Graph) -> Self {
+        let nodes = graph.nodes.iter().map(|node| node_reach(graph, node)).collect();
+        Self { nodes }
+    }
+}
+
+fn node_reach(graph: &Graph, node: &Node) -> NodeReach {
+    if node.op.is_global() || node.inputs.is_empty() {
+        return NodeReach::Global;
+    }
+    let out = node.shape;
+    let inputs = (0..node.inputs.len())
+        .map(|k| {
+            let src = graph.nodes[node.inputs[k]].shape;
+            let identity = |n: usize, f: &dyn Fn(usize) -> Option<AxisWindow>| {
+                (0..n).all(|o| f(o).is_some_and(|a| a.lo == o && a.hi == o))
+            };
+            let rows = |y: usize| node.rows_read(graph, k, y);
+            let cols = |x: usize| node.cols_read(graph, k, x);
+            if (src.h, src.w) == (out.h, out.w) && identity(out.h, &rows) && identity(out.w, &cols) {
+                InputReach::Identity
+            } else {
+                InputReach::Window {
+                    rows: Box::new(AxisReach::new(src.h, out.h, rows)),
+                    cols: Box::new(AxisReach::new(src.w, out.w, cols)),
+                }
+            }
+        })
+        .collect();
+    NodeReach::Inputs(inputs)
+}
 
 /// Propagates the input mask through the graph: one mask per node, node 0 being `input`.
-pub fn propagate(graph: &Graph, input: Mask) -> Vec<Mask> {
+pub fn propagate(graph: &Graph, reach: &Reach, input: Mask) -> Vec<Mask> {
     let mut masks: Vec<Mask> = Vec::with_capacity(graph.nodes.len());
     masks.push(input);
-    for node in &graph.nodes[1..] {
-        let m = propagate_node(graph, node, &masks);
+    for i in 1..graph.nodes.len() {
+        let m = propagate_node(graph, reach, i, &masks);
         masks.push(m);
     }
     masks
 }
 
-/// The positions of `node`'s output to recompute, given the changed positions of every earlier
-/// node (`changed[j]` for node `j`; only `node`'s inputs are read).
-pub fn propagate_node(graph: &Graph, node: &Node, changed: &[Mask]) -> Mask {
+/// The positions of node `i`'s output to recompute, given the changed positions of every
+/// earlier node (`changed[j]` for node `j`; only node `i`'s inputs are read).
+pub fn propagate_node(graph: &Graph, reach: &Reach, i: usize, changed: &[Mask]) -> Mask {
+    let node = &graph.nodes[i];
     let s = node.shape;
     let mut out = Mask::new(s.h, s.w);
-    if node.op.is_global() || matches!(node.op, Op::Input) {
-        if node.inputs.iter().any(|&i| changed[i].any()) {
-            out.fill(true);
+    match &reach.nodes[i] {
+        NodeReach::Global => {
+            if node.inputs.iter().any(|&j| changed[j].any()) {
+                out.fill(true);
+            }
         }
-    } else {
-        for (k, &i) in node.inputs.iter().enumerate() {
-            dilate_into(graph, node, k, &changed[i], &mut out);
+        NodeReach::Inputs(inputs) => {
+            let mut row = vec![0u64; s.w.div_ceil(64)];
+            for (&j, r) in node.inputs.iter().zip(inputs) {
+                match r {
+                    InputReach::Identity => out.union_with(&changed[j]),
+                    InputReach::Window { rows, cols } => dilate_into(&changed[j], rows, cols, &mut row, &mut out),
+                }
+            }
         }
     }
     out
 }
 
-/// ORs into `out` the positions of `node`'s output whose window over input `k` meets `src`.
-fn dilate_into(graph: &Graph, node: &Node, k: usize, src: &Mask, out: &mut Mask) {
-    let count = src.count();
-    if count == 0 {
-        return;
-    }
-    let cols: Vec<_> = (0..out.w).map(|x| node.cols_read(graph, k, x)).collect();
-    let rows: Vec<_> = (0..out.h).map(|y| node.rows_read(graph, k, y)).collect();
-    // Position-wise nodes (elementwise ops, unit-stride 1x1 convolutions at the same size):
-    // output position p reads input position p alone, so the mask passes through as it is.
-    let identity = |w: &[Option<crate::graph::AxisWindow>]| {
-        w.iter().enumerate().all(|(o, a)| a.is_some_and(|a| a.lo == o && a.hi == o))
-    };
-    if (src.h, src.w) == (out.h, out.w) && identity(&cols) && identity(&rows) {
-        out.union_with(src);
-        return;
-    }
-    if count == src.h * src.w {
-        // Everything changed: every position that reads any input is dirty.
-        for (oy, r) in rows.iter().enumerate() {
-            if r.is_some() {
-                for (ox, c) in cols.iter().enumerate() {
-                    if c.is_some() {
-                        out.set(oy, ox, true);
-                    }
-                }
-            }
-        }
-        return;
-    }
-    // Horizontal pass with per-row prefix counts: tmp[iy][ox] = any src[iy][window(ox)].
-    let mut tmp = vec![false; src.h * out.w];
-    let mut prefix = vec![0u32; src.w + 1];
+/// ORs into `out` the positions whose window meets `src`: per changed input row, the output
+/// columns reading its runs (`row`, scratch of one output row), then that row into every
+/// output row reading the input row.
+fn dilate_into(src: &Mask, rows: &AxisReach, cols: &AxisReach, row: &mut [u64], out: &mut Mask) {
     for iy in 0..src.h {
-        let row = src.row(iy);
-        for (x, &b) in row.iter().enumerate() {
-            prefix[x + 1] = prefix[x] + u32::from(b);
-        }
-        if prefix[src.w] == 0 {
+        if !src.row_any(iy) || rows.first[iy] > rows.last[iy] {
             continue;
         }
-        for (ox, win) in cols.iter().enumerate() {
-            if let Some(win) = win {
-                tmp[iy * out.w + ox] = prefix[win.hi + 1] > prefix[win.lo];
+        row.fill(0);
+        for (a, b) in src.runs(iy) {
+            if let Some((x0, x1)) = cols.outputs(a, b) {
+                mask::set_bits(row, x0, x1);
             }
         }
-    }
-    // Vertical pass with per-column prefix counts.
-    let mut colpre = vec![0u32; (src.h + 1) * out.w];
-    for iy in 0..src.h {
-        for ox in 0..out.w {
-            colpre[(iy + 1) * out.w + ox] = colpre[iy * out.w + ox] + u32::from(tmp[iy * out.w + ox]);
+        for (w, r) in row.iter_mut().zip(&cols.readable) {
+            *w &= r;
         }
-    }
-    for (oy, win) in rows.iter().enumerate() {
-        let Some(win) = win else { continue };
-        let (lo, hi) = (win.lo * out.w, (win.hi + 1) * out.w);
-        for ox in 0..out.w {
-            if colpre[hi + ox] > colpre[lo + ox] {
-                out.set(oy, ox, true);
+        for oy in rows.first[iy] as usize..=rows.last[iy] as usize {
+            if rows.reads(oy) {
+                out.or_row(oy, row);
             }
         }
     }
