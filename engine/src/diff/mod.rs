@@ -67,11 +67,13 @@ pub fn dirty_tiles(
 ) -> Vec<bool> {
     let row_len = shape.w * shape.c;
     let mut out = vec![false; tiling.len()];
+    let mut col = vec![0.0; tiling.tile * shape.c];
     for ty in 0..tiling.rows {
         for tx in 0..tiling.cols {
             let (y0, y1, x0, x1) = tiling.bounds(ty, tx, shape.h, shape.w);
             if metric == Metric::BlockMean && threshold > 0.0 {
-                out[ty * tiling.cols + tx] = block_mean_max(reference, frame, shape, (y0, y1, x0, x1)) > threshold;
+                out[ty * tiling.cols + tx] =
+                    block_mean_max(reference, frame, shape, (y0, y1, x0, x1), &mut col) > threshold;
                 continue;
             }
             let (mut max, mut sum) = (0.0f32, 0.0f32);
@@ -106,26 +108,32 @@ pub fn dirty_tiles(
 }
 
 /// Largest |mean of `frame − reference`| over the [`BLOCK`]-pixel blocks (all channels) of the
-/// region `(y0, y1, x0, x1)`; edge blocks are smaller.
+/// region `(y0, y1, x0, x1)`; edge blocks are smaller. `col` is scratch of at least the
+/// region's width times the channels: per band of block rows, the differences are summed down
+/// the columns first (whole rows at a time, so the loop vectorises), then across each block.
 fn block_mean_max(
     reference: &[f32],
     frame: &[f32],
     shape: Shape,
     (y0, y1, x0, x1): (usize, usize, usize, usize),
+    col: &mut [f32],
 ) -> f32 {
     let c = shape.c;
+    let col = &mut col[..(x1 - x0) * c];
     let mut max = 0.0f32;
     for by in (y0..y1).step_by(BLOCK) {
         let rows = by..(by + BLOCK).min(y1);
-        for bx in (x0..x1).step_by(BLOCK) {
-            let span = (bx * c)..((bx + BLOCK).min(x1) * c);
-            let mut sum = 0.0f32;
-            for y in rows.clone() {
-                let at = y * shape.w * c;
-                let (p, q) = (&reference[at + span.start..at + span.end], &frame[at + span.start..at + span.end]);
-                sum += q.iter().zip(p).map(|(q, p)| q - p).sum::<f32>();
+        col.fill(0.0);
+        for y in rows.clone() {
+            let at = (y * shape.w + x0) * c;
+            let (p, q) = (&reference[at..at + col.len()], &frame[at..at + col.len()]);
+            for ((s, q), p) in col.iter_mut().zip(q).zip(p) {
+                *s += q - p;
             }
-            max = max.max(sum.abs() / (rows.len() * span.len()) as f32);
+        }
+        for block in col.chunks(BLOCK * c) {
+            let sum: f32 = block.iter().sum();
+            max = max.max(sum.abs() / (rows.len() * block.len()) as f32);
         }
     }
     max
