@@ -1,8 +1,8 @@
 //! The per-node bound of the gated presets: after every frame, each gated node's cached output
 //! differs from the node applied to its cached inputs by at most the node's threshold
 //! (`level / 255` times the RMS of its output on the first, full frame), at every position.
-//! Delta presets gate every node that is read and does at least `GATE_MACS_PER_VALUE`
-//! multiply-adds per output value; both families gate the single-position nodes (pools and
+//! Delta presets gate every convolution that is read, narrows the channels and does at least
+//! `GATE_MACS_PER_VALUE` multiply-adds per output value; both families gate the single-position nodes (pools and
 //! dense vectors) that are read, and every other node matches its inputs exactly. Nodes nobody
 //! reads are never held back, so they match exactly. This is what keeps the error bounded per node
 //! instead of compounding: every consumer sees inputs within its producer's threshold of the
@@ -12,6 +12,7 @@ mod common;
 
 use framecache::diff::Metric;
 use framecache::exec::GATE_MACS_PER_VALUE;
+use framecache::graph::Op;
 use framecache::kernels::reference;
 use framecache::{Frame, Mode, Plan, Preprocess, Session, SessionOptions};
 use proptest::prelude::*;
@@ -53,7 +54,8 @@ proptest! {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let costly = plan.macs_per_pixel(i) >= GATE_MACS_PER_VALUE * n.shape.c as u64;
+                let narrows = matches!(n.op, Op::Conv(_)) && g.nodes[n.inputs[0]].shape.c > n.shape.c;
+                let costly = narrows && plan.macs_per_pixel(i) >= GATE_MACS_PER_VALUE * n.shape.c as u64;
                 read[i] && (n.shape.pixels() == 1 || (all && costly))
             })
             .collect();

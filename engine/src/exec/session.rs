@@ -12,7 +12,7 @@ use super::plan::Plan;
 use crate::diff::{self, Tiling};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::graph::Shape;
+use crate::graph::{Op, Shape};
 use crate::kernels::{self, In, OutBuf, SimdLevel};
 use crate::reuse::{self, Mask, Rect};
 use crate::stats::{FrameStats, HeadStats, HeadStatus, NodeStats, Reset, StageTimes};
@@ -584,10 +584,14 @@ fn touched_zeros(len: usize) -> Vec<f32> {
 
 /// Whether node `i` passes on only the positions that moved by more than its gate: among the
 /// nodes with consumers, those with a single output position, and in the delta presets
-/// (`all`) also those that do at least [`GATE_MACS_PER_VALUE`] multiply-adds per output value.
+/// (`all`) also the convolutions that narrow the channels with at least
+/// [`GATE_MACS_PER_VALUE`] multiply-adds per output value.
 fn gated(plan: &Plan, i: usize, all: bool) -> bool {
-    let s = plan.graph().nodes[i].shape;
-    let costly = plan.macs_per_pixel(i) >= GATE_MACS_PER_VALUE * s.c as u64;
+    let graph = plan.graph();
+    let node = &graph.nodes[i];
+    let s = node.shape;
+    let narrows = matches!(node.op, Op::Conv(_)) && graph.nodes[node.inputs[0]].shape.c > s.c;
+    let costly = narrows && plan.macs_per_pixel(i) >= GATE_MACS_PER_VALUE * s.c as u64;
     plan.has_consumers(i) && (s.pixels() == 1 || (all && costly))
 }
 
