@@ -135,23 +135,36 @@ impl Preprocess {
         };
         let xt = taps(input.w, kx, sx0, sw, fw);
         let yt = taps(input.h, ky, sy0, sh, fh);
+        // Separable: per output row, the `ky` vertical blends summed per source column (whole
+        // rows, contiguous), then the `kx` horizontal blends of those sums per output pixel.
+        // The column sums live past the end of `out`, so a frame allocates nothing once the
+        // buffer has grown.
+        let xlo = xt.iter().map(|t| t.0).min().unwrap_or(0);
+        let xhi = xt.iter().map(|t| t.1).max().unwrap_or(0);
+        let n = input.h * input.w * 3;
+        out.resize(n + (xhi + 1 - xlo) * 3, 0.0);
+        let (out_px, cols) = out.split_at_mut(n);
         let data = frame.data;
         let row_len = fw * ch;
         for oy in 0..input.h {
-            let out_row = &mut out[oy * input.w * 3..(oy + 1) * input.w * 3];
+            cols.fill(0.0);
+            for &(y0, y1, ty) in &yt[oy * ky..(oy + 1) * ky] {
+                let (r0, r1) = (
+                    &data[y0 * row_len + xlo * ch..][..cols.len() / 3 * ch],
+                    &data[y1 * row_len + xlo * ch..][..cols.len() / 3 * ch],
+                );
+                match ch {
+                    4 => blend_rows::<4>(r0, r1, ty, cols),
+                    _ => blend_rows::<3>(r0, r1, ty, cols),
+                }
+            }
+            let out_row = &mut out_px[oy * input.w * 3..(oy + 1) * input.w * 3];
             for (ox, o) in out_row.chunks_exact_mut(3).enumerate() {
                 let mut acc = [0.0f32; 3];
-                for &(y0, y1, ty) in &yt[oy * ky..(oy + 1) * ky] {
-                    let (r0, r1) = (&data[y0 * row_len..][..row_len], &data[y1 * row_len..][..row_len]);
-                    for &(x0, x1, tx) in &xt[ox * kx..(ox + 1) * kx] {
-                        let (x0, x1) = (x0 * ch, x1 * ch);
-                        for (c, a) in acc.iter_mut().enumerate() {
-                            let (p00, p01) = (r0[x0 + c] as f32, r0[x1 + c] as f32);
-                            let (p10, p11) = (r1[x0 + c] as f32, r1[x1 + c] as f32);
-                            let top = p00 + (p01 - p00) * tx;
-                            let bot = p10 + (p11 - p10) * tx;
-                            *a += top + (bot - top) * ty;
-                        }
+                for &(x0, x1, tx) in &xt[ox * kx..(ox + 1) * kx] {
+                    let (p, q) = (&cols[(x0 - xlo) * 3..][..3], &cols[(x1 - xlo) * 3..][..3]);
+                    for c in 0..3 {
+                        acc[c] += p[c] + (q[c] - p[c]) * tx;
                     }
                 }
                 for c in 0..3 {
@@ -159,6 +172,7 @@ impl Preprocess {
                 }
             }
         }
+        out.truncate(n);
     }
 
     /// Normalises one pixel run (0–255 scale, RGB interleaved) into `dst`.
@@ -169,6 +183,17 @@ impl Preprocess {
             for c in 0..3 {
                 d[c] = s[c] * scale[c] - shift[c];
             }
+        }
+    }
+}
+
+/// Adds the vertical blend `r0 + (r1 - r0) * t` of two source rows (`CH` channels per pixel,
+/// the first three kept) to `cols` (three per pixel).
+fn blend_rows<const CH: usize>(r0: &[u8], r1: &[u8], t: f32, cols: &mut [f32]) {
+    for ((a, b), d) in r0.chunks_exact(CH).zip(r1.chunks_exact(CH)).zip(cols.chunks_exact_mut(3)) {
+        for c in 0..3 {
+            let (p, q) = (f32::from(a[c]), f32::from(b[c]));
+            d[c] += p + (q - p) * t;
         }
     }
 }
@@ -196,18 +221,23 @@ mod tests {
             let inv = 1.0 / (kx * ky) as f32;
             for oy in 0..input.h {
                 for ox in 0..input.w {
+                    // Bilinear, blended vertically first: per tap column, the sum over the
+                    // vertical taps, then the horizontal blend of the two column sums.
                     let mut acc = [0.0f32; 3];
-                    for sy in 0..ky {
-                        let fy = sy0 + (oy as f32 + (sy as f32 + 0.5) / ky as f32) * sh / input.h as f32 - 0.5;
-                        let (y0, y1, ty) = sample(fy, fh);
-                        for sx in 0..kx {
-                            let fx = sx0 + (ox as f32 + (sx as f32 + 0.5) / kx as f32) * sw / input.w as f32 - 0.5;
-                            let (x0, x1, tx) = sample(fx, fw);
-                            for (c, a) in acc.iter_mut().enumerate() {
-                                let top = px(x0, y0, c) + (px(x1, y0, c) - px(x0, y0, c)) * tx;
-                                let bot = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * tx;
-                                *a += top + (bot - top) * ty;
+                    for sx in 0..kx {
+                        let fx = sx0 + (ox as f32 + (sx as f32 + 0.5) / kx as f32) * sw / input.w as f32 - 0.5;
+                        let (x0, x1, tx) = sample(fx, fw);
+                        let (mut c0, mut c1) = ([0.0f32; 3], [0.0f32; 3]);
+                        for sy in 0..ky {
+                            let fy = sy0 + (oy as f32 + (sy as f32 + 0.5) / ky as f32) * sh / input.h as f32 - 0.5;
+                            let (y0, y1, ty) = sample(fy, fh);
+                            for c in 0..3 {
+                                c0[c] += px(x0, y0, c) + (px(x0, y1, c) - px(x0, y0, c)) * ty;
+                                c1[c] += px(x1, y0, c) + (px(x1, y1, c) - px(x1, y0, c)) * ty;
                             }
+                        }
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            *a += c0[c] + (c1[c] - c0[c]) * tx;
                         }
                     }
                     let o = &mut out[(oy * input.w + ox) * 3..][..3];
