@@ -19,10 +19,10 @@ cargo run --release -- bench \
   --model "$data/models/imagenet/efficientnet_lite0.onnx" \
   --model "$data/models/mediapipe/selfie_segmentation.onnx" \
   "${clips[@]}" --threads 1 --baseline none \
-  --mode full,exact,threshold=8,block-threshold=8,threshold=16,block-threshold=16,delta=8,block-delta=8,skip=2,skip=3,skip=4,skip=8,gate=2,gate=4 \
+  --mode full,exact,threshold=8,block-threshold=8,threshold=16,block-threshold=16,delta=8,block-delta=8,block-delta=16,block-delta=32,skip=2,skip=3,skip=4,skip=8,gate=2,gate=4 \
   --out "$out" --json "$out/bench.json" "$@"
 cargo run --release -- bench --bundle assets/bundles/blazepose.toml \
   --clip "$data/video/static_vtest_pedestrians" --clip "$data/video/handheld_office_short" \
   --clip "$data/video/static_coin_motion" --clip "$data/video/handheld_cockatoo" \
-  --threads 1 --baseline none --mode block-threshold=8,threshold=8,delta=8 \
+  --threads 1 --baseline none --mode block-threshold=8,threshold=8,delta=8,block-delta=8,block-delta=32 \
   --out "$out/blazepose" --json "$out/blazepose/bench.json" "$@"
