@@ -18,6 +18,9 @@ pub enum Reset {
     /// The adaptive bypass computed this frame densely: the last cached frame cost more than a
     /// dense one, or the dense cost was due to be measured again.
     Bypass,
+    /// The scene moved as a whole (an approximate preset; see [`crate::diff::scene_moved`]):
+    /// the frame was computed densely and became every tile's reference.
+    Motion,
 }
 
 /// Wall time per stage of one frame.

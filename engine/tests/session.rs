@@ -1,5 +1,5 @@
-//! Session behaviour: resets on a new frame size, periodic refresh, `reset()`, and the
-//! thread-safety contract of `Plan`.
+//! Session behaviour: resets on a new frame size, periodic refresh, scene motion, `reset()`,
+//! and the thread-safety contract of `Plan`.
 
 use framecache::graph::{Activation, GraphBuilder, Window};
 use framecache::{Frame, Mode, Plan, Preprocess, Reset, Session, SessionOptions};
@@ -55,21 +55,60 @@ fn refresh_interval_recomputes_every_n_frames() {
     assert_eq!(resets, vec![Some(Reset::Cold), None, None, r, None, None, r]);
 }
 
+/// A 16x16 frame of grey `base`, with `by` added to the 8x8 tiles listed (row, column).
+fn frame_with(base: u8, by: u8, tiles: &[(usize, usize)]) -> Vec<u8> {
+    let mut px = vec![base; 16 * 16 * 3];
+    for &(ty, tx) in tiles {
+        for y in ty * 8..ty * 8 + 8 {
+            for x in tx * 8..tx * 8 + 8 {
+                for c in 0..3 {
+                    px[(y * 16 + x) * 3 + c] += by;
+                }
+            }
+        }
+    }
+    px
+}
+
 #[test]
 fn threshold_mode_accumulates_changes_against_the_reference() {
     let opts = SessionOptions { mode: "threshold=4".parse().unwrap(), tile: 8, threads: Some(1), ..Default::default() };
     let mut s = Session::new(plan(), opts).unwrap();
-    // Brighten by 3 grey levels per frame: each step is under the threshold, but the
+    // Brighten one tile by 3 grey levels per frame: each step is under the threshold, but the
     // accumulated change crosses it on the second step because tiles are compared with the
     // reference, not with the previous frame.
-    let dirty: Vec<usize> = (0..4u8)
+    let dirty: Vec<(usize, Option<Reset>)> = (0..4u8)
         .map(|i| {
-            let px = vec![100 + 3 * i; 16 * 16 * 3];
-            s.process(&Frame::rgb(16, 16, &px)).unwrap();
-            s.last_stats().unwrap().dirty_tiles
+            s.process(&Frame::rgb(16, 16, &frame_with(100, 3 * i, &[(0, 0)]))).unwrap();
+            let st = s.last_stats().unwrap();
+            (st.dirty_tiles, st.reset)
         })
         .collect();
-    assert_eq!(dirty, vec![4, 0, 4, 0]);
+    assert_eq!(dirty, vec![(4, Some(Reset::Cold)), (0, None), (1, None), (0, None)]);
+}
+
+#[test]
+fn a_scene_that_moves_as_a_whole_is_computed_densely() {
+    for mode in ["threshold=4", "block-delta=4"] {
+        let opts = SessionOptions { mode: mode.parse().unwrap(), tile: 8, threads: Some(1), ..Default::default() };
+        let mut s = Session::new(plan(), opts).unwrap();
+        let mut step = |px: Vec<u8>| {
+            s.process(&Frame::rgb(16, 16, &px)).unwrap();
+            let st = s.last_stats().unwrap();
+            (st.reset, st.dirty_tiles, st.macs_executed == st.macs_full)
+        };
+        step(frame_with(100, 0, &[]));
+        // Half of the tiles drifted by more than half the level: still a subject on a background.
+        assert_eq!(step(frame_with(100, 3, &[(0, 0), (1, 1)])), (None, 0, false), "{mode}");
+        // Three quarters: the scene moved, every tile is recomputed and becomes the reference.
+        assert_eq!(step(frame_with(100, 3, &[(0, 0), (0, 1), (1, 1)])), (Some(Reset::Motion), 4, true), "{mode}");
+        assert_eq!(step(frame_with(100, 3, &[(0, 0), (0, 1), (1, 1)])), (None, 0, false), "{mode}");
+    }
+    // Exact mode recomputes what changed and never more.
+    let mut s = Session::new(plan(), SessionOptions { tile: 8, threads: Some(1), ..Default::default() }).unwrap();
+    s.process(&Frame::rgb(16, 16, &frame_with(100, 0, &[]))).unwrap();
+    s.process(&Frame::rgb(16, 16, &frame_with(100, 3, &[(0, 0), (0, 1), (1, 1)]))).unwrap();
+    assert_eq!((s.last_stats().unwrap().reset, s.last_stats().unwrap().dirty_tiles), (None, 3));
 }
 
 #[test]

@@ -272,7 +272,8 @@ pub struct FrameRecord {
     pub kl: Option<f64>,
     pub mask_iou: Option<f64>,
     pub mask_cover: Option<f64>,
-    /// Why this frame was computed densely, if it was (`Cold`, `Bypass`, `Refresh`, `Full`).
+    /// Why this frame was computed densely, if it was (`Cold`, `Bypass`, `Refresh`, `Full`,
+    /// `Motion`, `FrameSize`).
     pub dense: Option<String>,
     /// Whether this frame recomputed anything (false: nothing changed, or a skip or gate
     /// baseline held the last result).

@@ -53,58 +53,67 @@ impl Tiling {
     }
 }
 
-/// Marks the tiles of `frame` that differ from `reference` (both `shape`, HWC).
+/// Scores how much each tile of `frame` differs from `reference` (both `shape`, HWC), in grey
+/// levels by `metric`; a tile is dirty when its score exceeds the level.
 ///
-/// With `threshold == 0` (exact mode) a tile is dirty if any value differs at all; otherwise
-/// when the tile's `metric` exceeds `threshold`.
-pub fn dirty_tiles(
+/// With `exact` a tile scores 0 when it is bit-identical to its reference and 1 otherwise (the
+/// comparison stops at the first difference), for exact mode's level of 0.
+pub fn tile_scores(
     reference: &[f32],
     frame: &[f32],
     shape: Shape,
     tiling: Tiling,
     metric: Metric,
-    threshold: f32,
-) -> Vec<bool> {
+    exact: bool,
+) -> Vec<f32> {
     let row_len = shape.w * shape.c;
-    let mut out = vec![false; tiling.len()];
+    let mut out = vec![0.0; tiling.len()];
     let mut col = vec![0.0; tiling.tile * shape.c];
     for ty in 0..tiling.rows {
         for tx in 0..tiling.cols {
             let (y0, y1, x0, x1) = tiling.bounds(ty, tx, shape.h, shape.w);
-            if metric == Metric::BlockMean && threshold > 0.0 {
-                out[ty * tiling.cols + tx] =
-                    block_mean_max(reference, frame, shape, (y0, y1, x0, x1), &mut col) > threshold;
+            let rows = (y0..y1).map(|y| y * row_len + x0 * shape.c..y * row_len + x1 * shape.c);
+            let score = &mut out[ty * tiling.cols + tx];
+            if exact {
+                *score = if rows.clone().all(|r| reference[r.clone()] == frame[r]) { 0.0 } else { 1.0 };
+                continue;
+            }
+            if metric == Metric::BlockMean {
+                *score = block_mean_max(reference, frame, shape, (y0, y1, x0, x1), &mut col);
                 continue;
             }
             let (mut max, mut sum) = (0.0f32, 0.0f32);
-            let mut differs = false;
-            for y in y0..y1 {
-                let a = &reference[y * row_len + x0 * shape.c..y * row_len + x1 * shape.c];
-                let b = &frame[y * row_len + x0 * shape.c..y * row_len + x1 * shape.c];
-                if threshold == 0.0 {
-                    if a != b {
-                        differs = true;
-                        break;
-                    }
-                    continue;
-                }
-                for (p, q) in a.iter().zip(b) {
+            for r in rows {
+                for (p, q) in reference[r.clone()].iter().zip(&frame[r]) {
                     let d = (p - q).abs();
                     max = max.max(d);
                     sum += d;
                 }
             }
-            let n = ((y1 - y0) * (x1 - x0) * shape.c) as f32;
-            out[ty * tiling.cols + tx] = differs
-                || match metric {
-                    _ if threshold == 0.0 => false,
-                    Metric::MaxAbs => max > threshold,
-                    Metric::MeanAbs => sum / n > threshold,
-                    Metric::BlockMean => unreachable!("handled above"),
-                };
+            *score = match metric {
+                Metric::MaxAbs => max,
+                Metric::MeanAbs => sum / ((y1 - y0) * (x1 - x0) * shape.c) as f32,
+                Metric::BlockMean => unreachable!("handled above"),
+            };
         }
     }
     out
+}
+
+/// The tiles whose score exceeds `level` (0 in exact mode: any difference).
+pub fn dirty(scores: &[f32], level: f32) -> Vec<bool> {
+    scores.iter().map(|&s| s > level).collect()
+}
+
+/// Whether the scene moved as a whole: more than half of the tiles have drifted by more than
+/// half the level from their references. Reuse assumes that most of the picture stays put
+/// (a fixed camera, a moving subject). When the camera moves instead, nearly every tile is
+/// stale, and the tiles still under the level are exactly the ones whose held content is
+/// drifting away from the picture (docs/results-reuse.md, the moving-clip fidelity of the delta
+/// presets). Half the tiles is where a frame stops being "a subject on a background"; half the
+/// level is where a tile is closer to crossing than to being still. Never in exact mode.
+pub fn scene_moved(scores: &[f32], level: f32) -> bool {
+    level > 0.0 && 2 * scores.iter().filter(|&&s| s > level / 2.0).count() > scores.len()
 }
 
 /// Largest |mean of `frame − reference`| over the [`BLOCK`]-pixel blocks (all channels) of the
@@ -165,11 +174,12 @@ mod tests {
         let mut b = a.clone();
         b[0] = 12.0; // tile (0,0), +2
         b[15] = 30.0; // tile (1,1), +20
-        assert_eq!(dirty_tiles(&a, &b, shape, t, Metric::MaxAbs, 0.0), vec![true, false, false, true]);
-        assert_eq!(dirty_tiles(&a, &b, shape, t, Metric::MaxAbs, 4.0), vec![false, false, false, true]);
+        let scores = |m, level: f32| dirty(&tile_scores(&a, &b, shape, t, m, level == 0.0), level);
+        assert_eq!(scores(Metric::MaxAbs, 0.0), vec![true, false, false, true]);
+        assert_eq!(scores(Metric::MaxAbs, 4.0), vec![false, false, false, true]);
         // Mean over 4 values: 20/4 = 5 > 4, 2/4 = 0.5.
-        assert_eq!(dirty_tiles(&a, &b, shape, t, Metric::MeanAbs, 4.0), vec![false, false, false, true]);
-        assert_eq!(dirty_tiles(&a, &b, shape, t, Metric::MeanAbs, 5.0), vec![false; 4]);
+        assert_eq!(scores(Metric::MeanAbs, 4.0), vec![false, false, false, true]);
+        assert_eq!(scores(Metric::MeanAbs, 5.0), vec![false; 4]);
     }
 
     #[test]
@@ -179,8 +189,8 @@ mod tests {
         let a = vec![100.0; shape.len()];
         // +-9 grey levels alternating per value: max-abs sees it, block means do not.
         let noisy: Vec<f32> = a.iter().enumerate().map(|(i, v)| v + if i % 2 == 0 { 9.0 } else { -9.0 }).collect();
-        assert_eq!(dirty_tiles(&a, &noisy, shape, t, Metric::MaxAbs, 8.0), vec![true; 4]);
-        assert_eq!(dirty_tiles(&a, &noisy, shape, t, Metric::BlockMean, 8.0), vec![false; 4]);
+        assert_eq!(dirty(&tile_scores(&a, &noisy, shape, t, Metric::MaxAbs, false), 8.0), vec![true; 4]);
+        assert_eq!(dirty(&tile_scores(&a, &noisy, shape, t, Metric::BlockMean, false), 8.0), vec![false; 4]);
         // One 3x3 object of +20 at pixels (5..8, 1..4), not aligned with the blocks: it covers
         // the block (6..8, 2..4) whole, in tile (1, 0) only.
         let mut obj = a.clone();
@@ -191,11 +201,17 @@ mod tests {
                 }
             }
         }
-        assert_eq!(dirty_tiles(&a, &obj, shape, t, Metric::BlockMean, 8.0), vec![false, false, true, false]);
+        assert_eq!(
+            dirty(&tile_scores(&a, &obj, shape, t, Metric::BlockMean, false), 8.0),
+            vec![false, false, true, false]
+        );
         // A vertical edge (0 | 60 at x = 4) moved one pixel left: half of a block changes by 60.
         let edge =
             |at: usize| -> Vec<f32> { (0..shape.len()).map(|i| if (i / 3) % 8 >= at { 60.0 } else { 0.0 }).collect() };
-        assert_eq!(dirty_tiles(&edge(4), &edge(3), shape, t, Metric::BlockMean, 8.0), vec![true, false, true, false]);
+        assert_eq!(
+            dirty(&tile_scores(&edge(4), &edge(3), shape, t, Metric::BlockMean, false), 8.0),
+            vec![true, false, true, false]
+        );
     }
 
     #[test]

@@ -303,9 +303,19 @@ impl Session {
         // Change detection, and the new input written where it changed.
         let t = Instant::now();
         let (metric, level) = self.options.mode.level();
+        let mut reset = reset;
         let tiles = match reset {
             Some(_) => vec![true; self.tiling.len()],
-            None => diff::dirty_tiles(&self.reference, &self.current, input, self.tiling, metric, level),
+            None => {
+                let scores =
+                    diff::tile_scores(&self.reference, &self.current, input, self.tiling, metric, level == 0.0);
+                if diff::scene_moved(&scores, level) {
+                    reset = Some(Reset::Motion);
+                    vec![true; self.tiling.len()]
+                } else {
+                    diff::dirty(&scores, level)
+                }
+            }
         };
         times.diff = t.elapsed();
 
