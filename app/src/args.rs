@@ -22,6 +22,10 @@ pub struct EngineArgs {
     /// Preprocessing sidecar (TOML) to use instead of each model's own `<file name>.toml`.
     #[arg(long)]
     pub preprocess: Option<PathBuf>,
+    /// Input size WxH for models with dynamic spatial input dims (overrides the sidecar's
+    /// `input_size`).
+    #[arg(long, value_parser = parse_size)]
+    pub input_size: Option<(usize, usize)>,
     /// Turn off the adaptive bypass (by default, when a cached frame costs more than a dense
     /// one, the next frames are computed densely; see `Session`), so that every frame takes
     /// the cached path.
@@ -40,6 +44,16 @@ impl EngineArgs {
             bypass: !self.no_bypass,
             ..Default::default()
         }
+    }
+}
+
+/// `WxH`, e.g. `320x240`.
+pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("'{s}' is not WxH (e.g. 320x240)"))?;
+    let side = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| n > 0);
+    match (side(w), side(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!("'{s}' is not WxH with positive whole numbers (e.g. 320x240)")),
     }
 }
 

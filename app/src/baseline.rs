@@ -17,8 +17,18 @@ pub struct TractModel {
 impl TractModel {
     /// Loads and optimises the model; it runs single-threaded.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with_input(path, None)
+    }
+
+    /// Loads the model with its input fixed to `dims` (NCHW): the size the engine was given
+    /// for a model with dynamic input dims.
+    pub fn load_with_input(path: &Path, dims: Option<[usize; 4]>) -> Result<Self> {
         let model = tract_onnx::onnx()
             .model_for_path(path)
+            .and_then(|m| match dims {
+                Some(d) => m.with_input_fact(0, f32::fact(d).into()),
+                None => Ok(m),
+            })
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| anyhow::anyhow!("tract cannot load {}: {e:#}", path.display()))?;

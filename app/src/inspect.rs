@@ -14,6 +14,9 @@ use framecache::Plan;
 pub struct InspectArgs {
     /// ONNX model (default: the bundled MobileNetV2).
     pub model: Option<PathBuf>,
+    /// Input size WxH for a model with dynamic spatial input dims.
+    #[arg(long, value_parser = crate::args::parse_size)]
+    pub input_size: Option<(usize, usize)>,
 }
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
@@ -21,7 +24,8 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         Some(m) => m,
         None => crate::args::default_model()?,
     };
-    let plan = Plan::from_onnx(&model, Default::default())?;
+    let options = framecache::import::ImportOptions { input_size: args.input_size };
+    let plan = Plan::new(framecache::import::load_onnx_with(&model, options)?, Default::default())?;
     let graph = plan.graph();
     let geo = plan.geometry();
     let total = plan.total_macs().max(1);

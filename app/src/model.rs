@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use framecache::import::ImportOptions;
 use framecache::{Frame, ModelConfig, Plan, Task};
 
 /// A loaded model.
@@ -19,8 +20,9 @@ pub struct Model {
 
 impl Model {
     /// Imports `path` with the preprocessing of `sidecar`, or of the sidecar found beside the
-    /// model or in the project's `assets/models/`.
-    pub fn load(path: &Path, sidecar: Option<&Path>) -> Result<Self> {
+    /// model or in the project's `assets/models/`. `input_size` (`--input-size`) fixes dynamic
+    /// spatial input dims, before the sidecar's `input_size`.
+    pub fn load(path: &Path, sidecar: Option<&Path>, input_size: Option<(usize, usize)>) -> Result<Self> {
         if let Err(e) = std::fs::metadata(path) {
             return Err(framecache::Error::ModelFile { path: path.to_owned(), reason: e.to_string() }.into());
         }
@@ -36,7 +38,9 @@ impl Model {
             })?,
         };
         let config = ModelConfig::load(&sidecar)?;
-        let plan = Plan::from_onnx(path, config.preprocess.clone())
+        let options = ImportOptions { input_size: input_size.or(config.input_size) };
+        let plan = framecache::import::load_onnx_with(path, options)
+            .and_then(|g| Plan::new(g, config.preprocess.clone()))
             .with_context(|| format!("cannot load model {}", path.display()))?;
         let labels = config.load_labels(path)?;
         let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());

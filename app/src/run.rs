@@ -62,7 +62,7 @@ fn run_to(args: RunArgs, out: &mut impl Write) -> Result<()> {
         Some(c) => c,
         None => crate::args::default_clip()?,
     };
-    let loaded = Model::load(&model, args.engine.preprocess.as_deref())?;
+    let loaded = Model::load(&model, args.engine.preprocess.as_deref(), args.engine.input_size)?;
     let labels = match &args.labels {
         Some(p) => Some(read_lines(p)?),
         None => loaded.labels.clone(),

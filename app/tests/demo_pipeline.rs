@@ -71,7 +71,7 @@ impl Drop for Scripted {
 
 fn model() -> Model {
     let path = framecache_app::args::default_model().expect("bundled assets");
-    Model::load(&path, None).expect("bundled model loads")
+    Model::load(&path, None, None).expect("bundled model loads")
 }
 
 fn settings() -> EngineSettings {
@@ -275,7 +275,7 @@ fn source_specs_parse() {
 fn a_bundle_runs_in_the_worker_and_reports_its_heads() {
     use framecache_app::demo::pipeline::Loaded;
     let manifest = framecache_app::args::assets_dir().expect("bundled assets").join("bundles/mobilenet_v2_s16.toml");
-    let loaded = Loaded::load(&manifest, None).expect("bundled manifest loads");
+    let loaded = Loaded::load(&manifest, None, None).expect("bundled manifest loads");
     let mut p = Pipeline::start(loaded, settings(), Some(1), Arc::new(|| {}));
     let info = until(&p, |e| match e {
         Event::ModelLoaded(m) => Some(m),

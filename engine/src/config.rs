@@ -12,6 +12,9 @@
 //! std = [0.229, 0.224, 0.225]
 //! ```
 //!
+//! A model whose input has dynamic spatial dims (a fully convolutional detector) also needs
+//! `input_size = [W, H]`: the size its frames are resampled to (`--input-size` overrides it).
+//!
 //! A sidecar is looked up beside the model first, then in the folders the caller names (the
 //! project keeps sidecars for models that live in read-only folders).
 
@@ -90,6 +93,7 @@ struct ModelToml {
     labels: Option<PathBuf>,
     #[serde(default = "default_mask_threshold")]
     mask_threshold: f32,
+    input_size: Option<[usize; 2]>,
     preprocess: PreprocessToml,
 }
 
@@ -103,6 +107,8 @@ pub struct ModelConfig {
     pub labels: Option<PathBuf>,
     /// Probability above which a segmentation pixel counts as foreground.
     pub mask_threshold: f32,
+    /// `(width, height)` for a model with dynamic spatial input dims.
+    pub input_size: Option<(usize, usize)>,
     pub preprocess: Preprocess,
 }
 
@@ -123,7 +129,20 @@ impl ModelConfig {
         if !(0.0..=1.0).contains(&t.mask_threshold) {
             return Err(err(format!("mask_threshold = {} must lie in [0, 1]", t.mask_threshold)));
         }
-        Ok(Self { path: path.to_owned(), task: t.task, labels: t.labels, mask_threshold: t.mask_threshold, preprocess })
+        let input_size = match t.input_size {
+            Some([w, h]) if !(1..=crate::graph::MAX_DIM).contains(&w) || !(1..=crate::graph::MAX_DIM).contains(&h) => {
+                return Err(err(format!("input_size = [{w}, {h}] must lie in 1..={} per side", crate::graph::MAX_DIM)))
+            }
+            other => other.map(|[w, h]| (w, h)),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            task: t.task,
+            labels: t.labels,
+            mask_threshold: t.mask_threshold,
+            input_size,
+            preprocess,
+        })
     }
 
     /// The sidecar of `model`: `<model file name>.toml` beside the model, then in each of

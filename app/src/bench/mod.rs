@@ -205,8 +205,12 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
     // Models: the engine's plan, and tract's when it is a baseline.
     let mut models = Vec::new();
     for path in &model_paths {
-        let loaded = Model::load(path, args.engine.preprocess.as_deref()).and_then(|m| {
-            let tract = if use_tract { Some(TractModel::load(path)?.with_threads(threads)) } else { None };
+        let loaded = Model::load(path, args.engine.preprocess.as_deref(), args.engine.input_size).and_then(|m| {
+            let tract = if use_tract {
+                Some(TractModel::load_with_input(path, Some(m.input_dims()))?.with_threads(threads))
+            } else {
+                None
+            };
             Ok((m, tract))
         });
         match loaded {

@@ -28,7 +28,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         Some(m) => m.clone(),
         None => crate::args::default_model()?,
     };
-    let model = Loaded::load(&model_path, args.engine.preprocess.as_deref())?;
+    let model = Loaded::load(&model_path, args.engine.preprocess.as_deref(), args.engine.input_size)?;
     let start = super::choose_source(args.source.clone())?;
     let settings =
         EngineSettings { mode: args.mode, tile: args.engine.tile, full: false, refresh: args.engine.refresh };

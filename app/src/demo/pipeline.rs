@@ -99,12 +99,13 @@ impl From<Model> for Loaded {
 }
 
 impl Loaded {
-    /// A bundle manifest (`.toml`) or an ONNX model with its sidecar (`sidecar` overrides it).
-    pub fn load(path: &Path, sidecar: Option<&Path>) -> anyhow::Result<Self> {
+    /// A bundle manifest (`.toml`) or an ONNX model with its sidecar (`sidecar` overrides it;
+    /// `input_size` fixes dynamic input dims, see [`Model::load`]).
+    pub fn load(path: &Path, sidecar: Option<&Path>, input_size: Option<(usize, usize)>) -> anyhow::Result<Self> {
         if path.extension().is_some_and(|e| e == "toml") {
             Ok(Loaded::Bundle(Bundle::load(path, &crate::bundle::model_dirs(&[]))?))
         } else {
-            Ok(Loaded::Model(Model::load(path, sidecar)?))
+            Ok(Loaded::Model(Model::load(path, sidecar, input_size)?))
         }
     }
 
@@ -464,7 +465,8 @@ impl Worker {
                 true
             }
             Command::Model(path) => {
-                let event = match caught(|| Loaded::load(&path, None)).map_err(anyhow::Error::msg).and_then(|r| r) {
+                let event = match caught(|| Loaded::load(&path, None, None)).map_err(anyhow::Error::msg).and_then(|r| r)
+                {
                     Ok(m) => {
                         self.model = m;
                         self.session = None;

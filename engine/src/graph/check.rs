@@ -141,7 +141,11 @@ pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
         }
         Op::GlobalAvgPool => Shape::new(1, 1, ins[0].c),
         Op::Resize { .. } => Shape::new(s.h, s.w, ins[0].c),
-        Op::Unary(_) => ins[0],
+        Op::Unary(_) | Op::Softmax => ins[0],
+        Op::PRelu { slope } => {
+            expect_len("slope", slope.len(), &[ins[0].c])?;
+            ins[0]
+        }
         Op::ChannelAffine { scale, bias } => {
             expect_len("scale", scale.len(), &[ins[0].c])?;
             expect_len("bias", bias.len(), &[ins[0].c])?;
@@ -173,6 +177,14 @@ pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
                 return Err(format!("channel padding {before}+{after} is over the limit of {MAX_DIM}"));
             }
             Shape::new(x.h, x.w, x.c + before + after)
+        }
+        Op::Permute { perm } => {
+            let mut sorted = *perm;
+            sorted.sort_unstable();
+            if sorted != [0, 1, 2, 3] {
+                return Err(format!("{perm:?} is not a permutation of 4 axes"));
+            }
+            Shape::new(1, 1, ins[0].len())
         }
         Op::FlatConcat => {
             let n = ins.iter().try_fold(0usize, |acc, x| acc.checked_add(x.len())).ok_or("length overflows")?;

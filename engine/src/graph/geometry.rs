@@ -113,8 +113,14 @@ impl Node {
                 let (i0, i1, _) = resize_taps(*mode, *coord, o, n_in, n_out);
                 Some(AxisWindow { lo: i0, hi: i1 })
             }
-            Op::GlobalAvgPool | Op::Dense(_) | Op::FlatConcat => clip(0, n_in as i64 - 1, n_in),
-            Op::Unary(_) | Op::Binary { .. } | Op::ChannelAffine { .. } | Op::Concat | Op::PadChannels { .. } => {
+            Op::GlobalAvgPool | Op::Dense(_) | Op::FlatConcat | Op::Permute { .. } => clip(0, n_in as i64 - 1, n_in),
+            Op::Unary(_)
+            | Op::Binary { .. }
+            | Op::ChannelAffine { .. }
+            | Op::PRelu { .. }
+            | Op::Softmax
+            | Op::Concat
+            | Op::PadChannels { .. } => {
                 if n_in == 1 {
                     Some(AxisWindow { lo: 0, hi: 0 })
                 } else {
@@ -177,16 +183,20 @@ pub(super) fn node_geometry(graph: &Graph) -> Vec<NodeGeometry> {
                 let sw = s_in.1 * src.w as f64 / node.shape.w as f64;
                 NodeGeometry { stride: (sh, sw), receptive_field: (rf_in.0 + s_in.0, rf_in.1 + s_in.1) }
             }
-            Op::GlobalAvgPool | Op::Dense(_) | Op::FlatConcat => {
+            Op::GlobalAvgPool | Op::Dense(_) | Op::FlatConcat | Op::Permute { .. } => {
                 let input = graph.input_shape();
                 NodeGeometry {
                     stride: (input.h as f64, input.w as f64),
                     receptive_field: (input.h as f64, input.w as f64),
                 }
             }
-            Op::Unary(_) | Op::Binary { .. } | Op::ChannelAffine { .. } | Op::Concat | Op::PadChannels { .. } => {
-                NodeGeometry { stride: s_in, receptive_field: rf_in }
-            }
+            Op::Unary(_)
+            | Op::Binary { .. }
+            | Op::ChannelAffine { .. }
+            | Op::PRelu { .. }
+            | Op::Softmax
+            | Op::Concat
+            | Op::PadChannels { .. } => NodeGeometry { stride: s_in, receptive_field: rf_in },
         };
         geo.push(g);
     }

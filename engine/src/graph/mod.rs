@@ -263,6 +263,14 @@ pub enum Op {
         scale: Vec<f32>,
         bias: Vec<f32>,
     },
+    /// Per-channel leaky rectifier: `x` where `x >= 0`, else `x * slope[c]` (ONNX PRelu with
+    /// a per-channel or scalar slope).
+    PRelu {
+        slope: Vec<f32>,
+    },
+    /// Softmax over the channels of each pixel (ONNX Softmax on axis 1 of a map, or on the
+    /// last axis of a `[1, C]` vector).
+    Softmax,
     /// Concatenation along channels.
     Concat,
     /// Zero channels added before and after the input's channels (ONNX Pad on the channel axis,
@@ -274,6 +282,11 @@ pub enum Op {
     /// The inputs' buffers one after the other, as a `1x1xN` vector: an ONNX Concat of
     /// row-major views (Transpose to NHWC, then Reshape), as SSD heads end.
     FlatConcat,
+    /// The input NCHW map with its axes permuted (ONNX Transpose `perm`), written row-major as
+    /// a `1x1xN` vector: Caffe-ported models (MTCNN) flatten in `[N, W, H, C]` order.
+    Permute {
+        perm: [usize; 4],
+    },
     Dense(Dense),
 }
 
@@ -293,9 +306,12 @@ impl Op {
             Op::Binary { kind: BinaryKind::Add, .. } => "Add",
             Op::Binary { kind: BinaryKind::Mul, .. } => "Mul",
             Op::ChannelAffine { .. } => "ChannelAffine",
+            Op::PRelu { .. } => "PRelu",
+            Op::Softmax => "Softmax",
             Op::Concat => "Concat",
             Op::PadChannels { .. } => "PadChannels",
             Op::FlatConcat => "FlatConcat",
+            Op::Permute { .. } => "Permute",
             Op::Dense(_) => "Dense",
         }
     }
@@ -303,7 +319,7 @@ impl Op {
     /// Whether every output value depends on every input position (global pool, dense).
     /// Such nodes are recomputed whole whenever anything upstream changed.
     pub fn is_global(&self) -> bool {
-        matches!(self, Op::GlobalAvgPool | Op::Dense(_) | Op::FlatConcat)
+        matches!(self, Op::GlobalAvgPool | Op::Dense(_) | Op::FlatConcat | Op::Permute { .. })
     }
 
     pub fn activation(&self) -> Activation {
@@ -345,9 +361,12 @@ impl Node {
             Op::Unary(_)
             | Op::Binary { .. }
             | Op::ChannelAffine { .. }
+            | Op::PRelu { .. }
+            | Op::Softmax
             | Op::Concat
             | Op::PadChannels { .. }
-            | Op::FlatConcat => c,
+            | Op::FlatConcat
+            | Op::Permute { .. } => c,
         }
     }
 

@@ -11,4 +11,4 @@
 
 mod onnx;
 
-pub use onnx::{load_onnx, load_onnx_bytes};
+pub use onnx::{load_onnx, load_onnx_bytes, load_onnx_with, ImportOptions};

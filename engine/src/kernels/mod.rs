@@ -153,6 +153,28 @@ pub unsafe fn compute_rect(
                     }
                 }
             }
+            Op::PRelu { slope } => {
+                let c = node.shape.c;
+                for y in rect.y0..rect.y1 {
+                    let src = &inputs[0].data[(y * node.shape.w + rect.x0) * c..][..(rect.x1 - rect.x0) * c];
+                    let dst = out.row(y, rect.x0, rect.x1);
+                    for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                        for i in 0..c {
+                            d[i] = if s[i] >= 0.0 { s[i] } else { s[i] * slope[i] };
+                        }
+                    }
+                }
+            }
+            Op::Softmax => {
+                let c = node.shape.c;
+                for y in rect.y0..rect.y1 {
+                    let src = &inputs[0].data[(y * node.shape.w + rect.x0) * c..][..(rect.x1 - rect.x0) * c];
+                    let dst = out.row(y, rect.x0, rect.x1);
+                    for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                        softmax(s, d);
+                    }
+                }
+            }
             Op::Binary { kind, activation } => binary(level, *kind, *activation, inputs, node.shape, out, rect),
             Op::Concat => concat(inputs, node.shape, out, rect),
             Op::PadChannels { before, after } => {
@@ -175,9 +197,44 @@ pub unsafe fn compute_rect(
                     at += i.data.len();
                 }
             }
+            Op::Permute { perm } => permute(inputs[0], *perm, out.row(0, 0, 1)),
             Op::Dense(d) => dense(level, d, inputs[0].data, out.row(0, 0, 1)),
         }
     }
+}
+
+/// The NCHW map `x` (held NHWC) with its axes permuted, row-major: a gather, walking the
+/// output in order with the source index stepped by each output axis's stride in the source.
+fn permute(x: In<'_>, perm: [usize; 4], out: &mut [f32]) {
+    let s = x.shape;
+    let dims = [1, s.c, s.h, s.w];
+    // Strides of N, C, H, W in the NHWC buffer.
+    let strides = [s.len(), 1, s.w * s.c, s.c];
+    let (pd, ps) = (perm.map(|p| dims[p]), perm.map(|p| strides[p]));
+    let mut o = 0;
+    for a in 0..pd[0] {
+        for b in 0..pd[1] {
+            for c in 0..pd[2] {
+                let base = a * ps[0] + b * ps[1] + c * ps[2];
+                for d in 0..pd[3] {
+                    out[o] = x.data[base + d * ps[3]];
+                    o += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Softmax of one pixel's channels: the maximum subtracted, then normalised by the sum of the
+/// exponentials (summed in channel order).
+fn softmax(x: &[f32], out: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v - max).exp();
+        sum += *o;
+    }
+    out.iter_mut().for_each(|o| *o /= sum);
 }
 
 /// Computes the whole output of `node` into `out` (single-threaded, best level).

@@ -153,6 +153,23 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
                 *o = bufs[0][i] * scale[c] + bias[c];
             }
         }
+        Op::PRelu { slope } => {
+            for (i, o) in out.iter_mut().enumerate() {
+                let x = bufs[0][i];
+                *o = if x >= 0.0 { x } else { x * slope[i % os.c] };
+            }
+        }
+        Op::Softmax => {
+            for (o, x) in out.chunks_exact_mut(os.c).zip(bufs[0].chunks_exact(os.c)) {
+                let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let mut sum = 0.0;
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = (v - max).exp();
+                    sum += *o;
+                }
+                o.iter_mut().for_each(|o| *o /= sum);
+            }
+        }
         Op::Binary { kind, .. } => {
             let get = |k: usize, y: usize, x: usize, c: usize| {
                 let s = shapes[k];
@@ -189,6 +206,21 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
                 for x in 0..os.w {
                     for c in 0..s.c {
                         out[at(os, y, x, before + c)] = bufs[0][at(s, y, x, c)];
+                    }
+                }
+            }
+        }
+        Op::Permute { perm } => {
+            // Scatter each source value to its row-major place in the permuted dims.
+            let s = shapes[0];
+            let dims = [1, s.c, s.h, s.w];
+            let pd = perm.map(|p| dims[p]);
+            for h in 0..s.h {
+                for w in 0..s.w {
+                    for c in 0..s.c {
+                        let src = [0, c, h, w];
+                        let o = perm.map(|p| src[p]);
+                        out[((o[0] * pd[1] + o[1]) * pd[2] + o[2]) * pd[3] + o[3]] = bufs[0][at(s, h, w, c)];
                     }
                 }
             }

@@ -10,6 +10,7 @@
 mod attrs;
 mod conv;
 mod elementwise;
+mod fold;
 mod spatial;
 mod tensors;
 mod views;
@@ -21,25 +22,39 @@ use tract_onnx::pb;
 use tract_onnx::prelude::{Framework, Tensor};
 
 use attrs::Ctx;
+use elementwise::BinaryOnnx;
 use tensors::load_tensor;
 
 use crate::error::{Error, Result};
-use crate::graph::{check_node, Activation, BinaryKind, Graph, GraphOutput, Node, Op, Shape, MAX_DIM};
+use crate::graph::{check_node, Activation, Graph, GraphOutput, Node, Op, Shape, MAX_DIM};
+
+/// How the importer fixes what the file leaves open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// `(width, height)` of a model whose input has dynamic spatial dims (fully convolutional
+    /// models such as MTCNN's P-Net or a text detector). A dynamic batch dim is always 1.
+    pub input_size: Option<(usize, usize)>,
+}
 
 /// Loads an ONNX model file into the engine's IR.
 pub fn load_onnx(path: impl AsRef<Path>) -> Result<Graph> {
+    load_onnx_with(path, ImportOptions::default())
+}
+
+/// Loads an ONNX model file, with `options` fixing its dynamic input dims.
+pub fn load_onnx_with(path: impl AsRef<Path>, options: ImportOptions) -> Result<Graph> {
     let path = path.as_ref();
     let bytes = crate::files::read(path, crate::files::MAX_MODEL_BYTES)
         .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: e.to_string() })?;
-    load_bytes(&bytes, path)
+    load_bytes(&bytes, path, options)
 }
 
 /// Loads an ONNX model from memory (for the mobile ABI and for tests).
 pub fn load_onnx_bytes(bytes: &[u8]) -> Result<Graph> {
-    load_bytes(bytes, Path::new("<memory>"))
+    load_bytes(bytes, Path::new("<memory>"), ImportOptions::default())
 }
 
-fn load_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
+fn load_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &*bytes)
         .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: format!("{e:#}") })?;
@@ -47,7 +62,12 @@ fn load_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
         .graph
         .as_ref()
         .ok_or_else(|| Error::ModelFile { path: path.to_owned(), reason: "the file holds no graph".into() })?;
-    let graph = Importer::new(graph, path)?.run(graph)?;
+    // The default-domain opset: some ops changed their defaults with it (Softmax's axis).
+    let opset =
+        proto.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(1, |o| o.version);
+    let mut importer = Importer::new(graph, path)?;
+    importer.opset = opset;
+    let graph = importer.run(graph, options)?;
     graph.validate()?;
     Ok(graph)
 }
@@ -76,6 +96,8 @@ struct Importer {
     /// Spatial zero padding of a Pad node, waiting to be folded into the Conv that reads it.
     pending_pads: HashMap<String, [usize; 4]>,
     input_name: String,
+    /// The model's default-domain opset version.
+    opset: i64,
 }
 
 impl Importer {
@@ -108,10 +130,11 @@ impl Importer {
             pending_pads: HashMap::new(),
             alias_reads: HashMap::new(),
             input_name: String::new(),
+            opset: 1,
         })
     }
 
-    fn run(mut self, graph: &pb::GraphProto) -> Result<Graph> {
+    fn run(mut self, graph: &pb::GraphProto, options: ImportOptions) -> Result<Graph> {
         let inputs: Vec<&pb::ValueInfoProto> =
             graph.input.iter().filter(|i| !self.values.contains_key(&i.name)).collect();
         let input = match inputs.as_slice() {
@@ -124,7 +147,7 @@ impl Importer {
                 })
             }
         };
-        let shape = input_shape(input)?;
+        let shape = input_shape(input, options.input_size)?;
         self.input_name = input.name.clone();
         self.push(input.name.clone(), Op::Input, vec![], shape).map_err(|reason| Error::InvalidModel {
             node: input.name.clone(),
@@ -274,7 +297,11 @@ impl Importer {
     }
 
     fn import_node(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        if self.foldable(ctx) {
+            return self.fold(ctx);
+        }
         match ctx.node.op_type.as_str() {
+            "Shape" => self.shape_of(ctx),
             "Conv" => self.conv(ctx),
             "ConvTranspose" => self.conv_transpose(ctx),
             "BatchNormalization" => self.batch_norm(ctx),
@@ -286,8 +313,14 @@ impl Importer {
             }
             "HardSwish" => self.activation(ctx, Activation::HardSwish { alpha: 1.0 / 6.0, beta: 0.5 }, &[]),
             "Clip" => self.clip(ctx),
-            "Add" => self.binary(ctx, BinaryKind::Add),
-            "Mul" => self.binary(ctx, BinaryKind::Mul),
+            "Add" => self.binary(ctx, BinaryOnnx::Add),
+            "Mul" => self.binary(ctx, BinaryOnnx::Mul),
+            "Sub" => self.binary(ctx, BinaryOnnx::Sub),
+            "Div" => self.binary(ctx, BinaryOnnx::Div),
+            "PRelu" => self.prelu(ctx),
+            "Softmax" => self.softmax(ctx),
+            "ReduceMean" => self.reduce_mean(ctx),
+            "MatMul" => self.gemm(ctx),
             "AveragePool" => self.pool(ctx, false),
             "MaxPool" => self.pool(ctx, true),
             "GlobalAveragePool" => {
@@ -298,15 +331,17 @@ impl Importer {
             }
             "Flatten" => {
                 ctx.check_attrs(&["axis"])?;
-                let (x, _) = self.node_input(ctx, 0)?;
-                let s = self.nodes[x].shape;
                 if ctx.int("axis", 1) != 1 {
                     return Err(ctx.unsupported("axis", "only axis=1 is supported"));
                 }
-                if s.h != 1 || s.w != 1 {
-                    return Err(ctx.invalid(format!("Flatten of a {s} map is not supported (only 1x1 spatial maps)")));
+                let (x, dims, row_major) = self.row_major_input(ctx, 0)?;
+                if !row_major {
+                    return Err(
+                        ctx.invalid(format!("Flatten of a {dims:?} map is not supported (only 1x1 spatial maps)"))
+                    );
                 }
-                self.alias(ctx, Value::Node { id: x, view: Some(vec![1, s.c]) })
+                let n = crate::graph::product(&dims[1..]).ok_or_else(|| ctx.invalid("dims overflow"))?;
+                self.alias(ctx, Value::Node { id: x, view: Some(vec![dims[0], n]) })
             }
             "Identity" | "Dropout" => {
                 ctx.check_attrs(&["seed", "ratio"])?;
@@ -339,7 +374,9 @@ impl Importer {
     }
 }
 
-fn input_shape(input: &pb::ValueInfoProto) -> Result<Shape> {
+/// The input's NHWC shape: a dynamic (or 1) batch dim is 1; dynamic spatial dims are
+/// `size` (`(width, height)`), which static ones must equal if given.
+fn input_shape(input: &pb::ValueInfoProto, size: Option<(usize, usize)>) -> Result<Shape> {
     let bad = |reason: String| Error::InvalidModel { node: input.name.clone(), op: "input".into(), reason };
     let dims: Vec<i64> = input
         .r#type
@@ -350,16 +387,41 @@ fn input_shape(input: &pb::ValueInfoProto) -> Result<Shape> {
             s.dim
                 .iter()
                 .map(|d| match &d.value {
-                    Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => *v,
+                    Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if *v > 0 => *v,
                     _ => -1,
                 })
                 .collect()
         })
         .ok_or_else(|| bad("input has no tensor shape".into()))?;
-    match dims.as_slice() {
-        [n, c, h, w] if *n == 1 && [c, h, w].iter().all(|d| (1..=MAX_DIM as i64).contains(d)) => {
-            Ok(Shape::new(*h as usize, *w as usize, *c as usize))
-        }
-        _ => Err(bad(format!("input shape {dims:?}: a static [1, C, H, W] image input is required"))),
+    let ok = |d: i64| (1..=MAX_DIM as i64).contains(&d);
+    let [n, c, h, w] = dims.as_slice() else {
+        return Err(bad(format!("input shape {dims:?}: a [N, C, H, W] image input is required")));
+    };
+    if !(*n == 1 || *n == -1) || !ok(*c) {
+        return Err(bad(format!("input shape {dims:?}: a [1, C, H, W] image input with static C is required")));
     }
+    let dynamic = *h == -1 || *w == -1;
+    let (h, w) = match size {
+        None if dynamic => {
+            return Err(bad(format!(
+                "input shape {dims:?} has dynamic spatial dims: give the size (`input_size = [W, H]` in the \
+                 sidecar, or --input-size WxH)"
+            )))
+        }
+        None => (*h, *w),
+        Some((sw, sh)) => {
+            let (sw, sh) = (sw as i64, sh as i64);
+            if !ok(sw) || !ok(sh) {
+                return Err(bad(format!("input size {sw}x{sh} is outside 1..={MAX_DIM} per side")));
+            }
+            if (*h != -1 && *h != sh) || (*w != -1 && *w != sw) {
+                return Err(bad(format!("input shape {dims:?} is static; the input size {sw}x{sh} does not fit it")));
+            }
+            (sh, sw)
+        }
+    };
+    if !ok(h) || !ok(w) {
+        return Err(bad(format!("input shape {dims:?}: a [1, C, H, W] image input is required")));
+    }
+    Ok(Shape::new(h as usize, w as usize, *c as usize))
 }

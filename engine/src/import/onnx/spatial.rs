@@ -3,7 +3,7 @@
 use super::attrs::{f32_data, i64_data, window, Ctx};
 use super::{Importer, Value};
 use crate::error::Result;
-use crate::graph::{CoordMode, Op, PoolKind, ResizeMode, Shape, MAX_DIM};
+use crate::graph::{Activation, Conv, CoordMode, Op, PoolKind, ResizeMode, Shape, Window, MAX_DIM};
 
 impl Importer {
     pub(super) fn pool(&mut self, ctx: &Ctx<'_>, max: bool) -> Result<()> {
@@ -30,6 +30,55 @@ impl Importer {
         let kind =
             if max { PoolKind::Max } else { PoolKind::Avg { count_include_pad: ctx.int("count_include_pad", 0) != 0 } };
         self.emit(ctx, Op::Pool { kind, window }, vec![x], Shape::new(oh, ow, input.c))
+    }
+
+    /// ReduceMean over the spatial axes of an NCHW map (a global average pool), or over its
+    /// channels (a 1x1 convolution with weights 1/C). The axes come from the attribute (up to
+    /// opset 17) or from input 1 (opset 18).
+    pub(super) fn reduce_mean(&mut self, ctx: &Ctx<'_>) -> Result<()> {
+        ctx.check_attrs(&["axes", "keepdims", "noop_with_empty_axes"])?;
+        let (x, _) = self.node_input(ctx, 0)?;
+        if self.view_of(ctx, 0).is_some() {
+            return Err(ctx.invalid("ReduceMean of a reshaped view is not supported (only of NCHW maps)"));
+        }
+        let mut axes = match ctx.ints("axes") {
+            Some(a) => a,
+            None => self.const_input(ctx, 1)?.and_then(i64_data).unwrap_or_default(),
+        };
+        if axes.is_empty() {
+            return Err(ctx.unsupported("axes", "a reduction over all axes is not supported; name the axes"));
+        }
+        axes.iter_mut().for_each(|a| *a = if *a < 0 { *a + 4 } else { *a });
+        axes.sort_unstable();
+        let keep = ctx.int("keepdims", 1) != 0;
+        let s = self.nodes[x].shape;
+        match axes.as_slice() {
+            [2, 3] => {
+                self.emit(ctx, Op::GlobalAvgPool, vec![x], Shape::new(1, 1, s.c))?;
+                if !keep {
+                    let id = self.nodes.len() - 1;
+                    self.set_output(ctx, Value::Node { id, view: Some(vec![1, s.c]) })?;
+                }
+                Ok(())
+            }
+            [1] if keep => {
+                let conv = Conv {
+                    window: Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
+                    groups: 1,
+                    cin: s.c,
+                    cout: 1,
+                    weights: vec![1.0 / s.c as f32; s.c],
+                    bias: vec![0.0],
+                    activation: Activation::Identity,
+                    packed: Vec::new(),
+                };
+                self.emit(ctx, Op::Conv(conv), vec![x], Shape::new(s.h, s.w, 1))
+            }
+            other => Err(ctx.unsupported(
+                "axes",
+                format!("{other:?} (keepdims={}): only [2, 3], or [1] with keepdims=1, are supported", u8::from(keep)),
+            )),
+        }
     }
 
     pub(super) fn resize(&mut self, ctx: &Ctx<'_>) -> Result<()> {

@@ -28,6 +28,13 @@ impl Importer {
         };
         if (is_nchw_map && perm == [0, 2, 3, 1]) || (row_major && keeps_order(&perm)) {
             self.alias(ctx, Value::Node { id, view: Some(permuted) })
+        } else if is_nchw_map {
+            // Any other order of a map's axes: its values gathered into a vector.
+            let perm = [perm[0], perm[1], perm[2], perm[3]].map(|p| p as usize);
+            let n = self.nodes[id].shape.len();
+            let node = self.push(ctx.name.clone(), Op::Permute { perm }, vec![id], Shape::new(1, 1, n));
+            let node = node.map_err(|r| ctx.invalid(r))?;
+            self.set_output(ctx, Value::Node { id: node, view: Some(permuted) })
         } else {
             Err(ctx.unsupported("perm", format!("{perm:?} of {dims:?} reorders data; only NCHW to NHWC is supported")))
         }
