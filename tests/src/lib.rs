@@ -71,3 +71,32 @@ pub fn percentile_abs_diff(a: &[f32], reference: &[f32], q: f64) -> f32 {
     d.sort_by(f32::total_cmp);
     d[((d.len() - 1) as f64 * q).round() as usize]
 }
+
+/// A real background with a real moving patch pasted in: frame 1 of the vtest clip, with a
+/// 40x40 crop of the cockatoo clip's frame `i` pasted at a position that moves 3 px per frame.
+/// Frames repeat every 8th step, so exact reuse of whole frames happens too.
+pub fn pasted_sequence(data: &Path, n: usize) -> Result<Vec<Rgb>> {
+    let background = clip(data, "static_vtest_pedestrians")?.swap_remove(0);
+    let birds = clip(data, "handheld_cockatoo")?;
+    let mut out: Vec<Rgb> = Vec::new();
+    for i in 0..n {
+        if i % 8 == 7 {
+            let prev = &out[i - 1];
+            out.push(Rgb { width: prev.width, height: prev.height, data: prev.data.clone() });
+            continue;
+        }
+        let mut f = Rgb { width: background.width, height: background.height, data: background.data.clone() };
+        let src = &birds[i % birds.len()];
+        let (px, py) = (20 + 3 * i, 60 + (i % 10) * 2);
+        for y in 0..40 {
+            for x in 0..40 {
+                let (dy, dx) = (py + y, (px + x) % f.width);
+                let d = (dy * f.width + dx) * 3;
+                let s = ((70 + y) * src.width + 140 + x) * 3;
+                f.data[d..d + 3].copy_from_slice(&src.data[s..s + 3]);
+            }
+        }
+        out.push(f);
+    }
+    Ok(out)
+}

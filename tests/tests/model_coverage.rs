@@ -1,0 +1,88 @@
+//! Every ONNX model in `../shared/data/models` imports, matches tract on real frames, and in
+//! cached exact mode equals its own full inference frame by frame. Models with dynamic spatial
+//! input dims run at a size given here, as a user gives it (`input_size` or `--input-size`).
+
+use framecache::import::{load_onnx_with, ImportOptions};
+use framecache::{Mode, Plan, Preprocess, Session, SessionOptions};
+use framecache_tests::*;
+
+/// `(file under models/, preprocessing, input size for dynamic dims)`.
+fn all_models() -> Vec<(&'static str, Preprocess, Option<(usize, usize)>)> {
+    let sym = Preprocess::tf_symmetric();
+    let unit = Preprocess::default();
+    vec![
+        ("imagenet/mobilenet_v2.onnx", Preprocess::imagenet(), None),
+        ("imagenet/efficientnet_lite0.onnx", sym.clone(), None),
+        ("mediapipe/face_detection_full_range.onnx", sym.clone(), None),
+        ("mediapipe/face_detection_short_range.onnx", sym.clone(), None),
+        ("mediapipe/face_landmark.onnx", unit.clone(), None),
+        ("mediapipe/hand_landmark_lite.onnx", unit.clone(), None),
+        ("mediapipe/iris_landmark.onnx", unit.clone(), None),
+        ("mediapipe/palm_detection_lite.onnx", unit.clone(), None),
+        ("mediapipe/pose_landmark_full.onnx", unit.clone(), None),
+        ("mediapipe/selfie_segmentation.onnx", unit.clone(), None),
+        ("mediapipe/selfie_segmentation_landscape.onnx", unit.clone(), None),
+        // MTCNN: (x - 127.5) / 128, as the original Caffe nets.
+        ("mtcnn/mtcnn_pnet.onnx", sym.clone(), Some((160, 120))),
+        ("mtcnn/mtcnn_rnet.onnx", sym.clone(), None),
+        ("mtcnn/mtcnn_onet.onnx", sym.clone(), None),
+        // RapidOCR: the detector takes multiples of 32; the classifier 192x48 text lines.
+        ("rapidocr/ch_PP-OCRv4_det_infer.onnx", Preprocess::imagenet(), Some((320, 224))),
+        ("rapidocr/ch_ppocr_mobile_v2.0_cls_infer.onnx", sym, Some((192, 48))),
+    ]
+}
+
+#[test]
+fn every_shared_model_imports_and_matches_tract_full_and_cached() -> anyhow::Result<()> {
+    let Some(data) = shared_data_or_skip("every_shared_model_imports_and_matches_tract_full_and_cached") else {
+        return Ok(());
+    };
+    // Tract on two real frames (the clip of the BlazePose check in real_models.rs); the cache on
+    // a sequence with a moving patch, so that exact reuse happens.
+    let office = clip(&data, "handheld_office_short")?;
+    let real = [&office[0], &office[35]];
+    let frames = pasted_sequence(&data, 4)?;
+    let on_disk = std::fs::read_dir(data.join("models"))?
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).into_iter().flatten())
+        .filter(|f| f.as_ref().is_ok_and(|f| f.path().extension().is_some_and(|e| e == "onnx")))
+        .count();
+    assert_eq!(on_disk, all_models().len(), "a model in ../shared/data/models is not in this test's list");
+    for (file, pre, size) in all_models() {
+        let path = data.join("models").join(file);
+        let graph = load_onnx_with(&path, ImportOptions { input_size: size })?;
+        let plan = Plan::new(graph, pre)?;
+        let s = plan.graph().input_shape();
+        let tract = TractModel::load_with_input(&path, Some([1, s.c, s.h, s.w]))?;
+        let opts = SessionOptions { mode: Mode::Exact, threads: Some(2), ..Default::default() };
+        let (mut cached, mut full) = (Session::new(plan.clone(), opts.clone())?, Session::new(plan.clone(), opts)?);
+        let mut worst = 0.0f32;
+        for (i, f) in real.iter().enumerate() {
+            let ours = full.run_full(&f.as_frame())?;
+            let theirs = tract.run_nhwc(full.activation(0), s.h, s.w, s.c)?;
+            assert_eq!(ours.len(), theirs.len(), "{file}: output count");
+            for (o, t) in ours.iter().zip(&theirs) {
+                let (d, scale) = max_abs_diff(&o.data, t);
+                let p99 = percentile_abs_diff(&o.data, t, 0.99);
+                worst = worst.max(d / scale.max(1.0));
+                // As for BlazePose in real_models.rs: ill-conditioned logits may reach 1e-3 of
+                // the scale at their worst value; 99% must be within 1e-4.
+                let tol = 1e-4 * scale.max(1.0);
+                assert!(
+                    d <= tol || (p99 <= tol && d <= 10.0 * tol),
+                    "{file}: output {} differs from tract by {d} (p99 {p99}, scale {scale}) at frame {i}",
+                    o.name
+                );
+            }
+        }
+        for (i, f) in frames.iter().enumerate() {
+            let ours = full.run_full(&f.as_frame())?;
+            let reused = cached.process(&f.as_frame())?;
+            for (c, o) in reused.iter().zip(&ours) {
+                let (d, scale) = max_abs_diff(&c.data, &o.data);
+                assert!(d <= 1e-5 * scale.max(1e-3), "{file}: frame {i}, {}: cached differs from full by {d}", c.name);
+            }
+        }
+        eprintln!("{file} ({s}): worst |ours - tract| / max(1, scale) = {worst:.2e}");
+    }
+    Ok(())
+}
