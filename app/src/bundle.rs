@@ -43,7 +43,7 @@ pub fn model_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs = extra.to_vec();
     dirs.extend(crate::model::sidecar_dirs());
     if let Some(data) = crate::args::project_path("FRAMECACHE_SHARED_DATA", "../shared/data", |p| p.is_dir()) {
-        dirs.extend(["mediapipe", "imagenet"].map(|sub| data.join("models").join(sub)));
+        dirs.extend(["mediapipe", "imagenet", "mtcnn", "rapidocr"].map(|sub| data.join("models").join(sub)));
     }
     dirs
 }

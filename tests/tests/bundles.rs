@@ -11,7 +11,10 @@ use framecache::{Bundle, BundleSession, Error, Frame, HeadStatus, Plan, Session,
 use framecache_tests::*;
 
 fn model_dirs(data: &Path) -> Vec<PathBuf> {
-    vec![data.join("models/mediapipe"), data.join("models/imagenet"), project_root().join("assets/models")]
+    let mut dirs: Vec<PathBuf> =
+        ["mediapipe", "imagenet", "mtcnn", "rapidocr"].map(|d| data.join("models").join(d)).into();
+    dirs.push(project_root().join("assets/models"));
+    dirs
 }
 
 fn bundle(data: &Path, name: &str) -> anyhow::Result<Arc<Bundle>> {
@@ -66,6 +69,56 @@ fn split_bundles_equal_the_unsplit_models_run_by_tract() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every bundle in `assets/bundles` loads; each single-model backbone, run cached in exact
+/// mode over real frames, gives every output of its model as tract computes it on the same
+/// input tensor (at the manifest's `input_size` for fully convolutional models).
+#[test]
+fn every_bundle_in_assets_matches_tract() -> anyhow::Result<()> {
+    let Some(data) = shared_data_or_skip("every_bundle_in_assets_matches_tract") else { return Ok(()) };
+    let frames = clip(&data, "handheld_office_short")?;
+    let mut names: Vec<String> = std::fs::read_dir(project_root().join("assets/bundles"))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    assert!(names.len() >= 9, "{names:?}");
+    for name in names.iter().filter(|n| n.ends_with(".toml")) {
+        let b = bundle(&data, name)?;
+        for bb in b.backbones.iter().filter(|bb| bb.models.len() == 1) {
+            let plan = &bb.plan;
+            let s = plan.graph().input_shape();
+            let tract = TractModel::load_with_input(&bb.model, Some([1, s.c, s.h, s.w]))?;
+            let names = tract_output_names(&bb.model)?;
+            let mut session = Session::new(Arc::clone(plan), options())?;
+            for f in [&frames[0], &frames[1], &frames[20]] {
+                let ours = session.process(&f.as_frame())?;
+                let theirs = tract.run_nhwc(session.activation(0), s.h, s.w, s.c)?;
+                for o in &ours {
+                    let k = names.iter().position(|n| *n == o.name).expect("an output of the model");
+                    let (d, scale) = max_abs_diff(&o.data, &theirs[k]);
+                    let p99 = percentile_abs_diff(&o.data, &theirs[k], 0.99);
+                    let tol = 1e-4 * scale.max(1.0);
+                    // BlazePose's segmentation logits: see real_models.rs.
+                    assert!(
+                        d <= tol || (p99 <= tol && d <= 10.0 * tol),
+                        "{name} ({}): {} differs by {d} (p99 {p99})",
+                        bb.name(),
+                        o.name
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The output names of an ONNX file, in order.
+fn tract_output_names(model: &Path) -> anyhow::Result<Vec<String>> {
+    use tract_onnx::prelude::Framework;
+    let bytes = std::fs::read(model)?;
+    let proto = tract_onnx::onnx().proto_model_for_read(&mut &*bytes)?;
+    Ok(proto.graph.map(|g| g.output.into_iter().map(|o| o.name).collect()).unwrap_or_default())
 }
 
 /// BlazeFace on a face crop of a dev clip finds the face where it was measured by hand, and

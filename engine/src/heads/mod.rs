@@ -1,8 +1,10 @@
 //! Decoders: what the demo window, the phone apps (through the C ABI) and the bundles show.
 //! Classification (softmax top-k with labels), segmentation (a probability mask, resizable to
-//! the frame), SSD detection ([`ssd`]: anchors, boxes and keypoints, weighted NMS) and
+//! the frame), SSD detection ([`ssd`]: anchors, boxes and keypoints, weighted NMS), sliding-window
+//! detection ([`grid`]: MTCNN's P-Net, NMS) and
 //! keypoints (landmarks with visibility).
 
+pub mod grid;
 pub mod ssd;
 
 use crate::config::{ModelConfig, Task};
@@ -86,6 +88,9 @@ pub enum Decoder {
     Segment { threshold: f32 },
     /// Output 0: box regressors `[1, anchors, 4 + 2k]`, output 1: score logits `[1, anchors, 1]`.
     DetectSsd(ssd::SsdConfig),
+    /// Output 0: class probabilities `[1, 2, h, w]`, output 1: box offsets `[1, 4, h, w]` of
+    /// a sliding-window detector (MTCNN's P-Net, [`grid`]).
+    DetectGrid(grid::GridConfig),
     /// Output 0: `count x values` per-landmark values (x, y, z in input pixels, then the
     /// visibility logit at `visibility`); output 1 (optional): a presence score.
     Keypoints { count: usize, values: usize, visibility: Option<usize>, input: (usize, usize) },
@@ -107,18 +112,10 @@ impl Decoder {
                 let (h, w) = (o.shape[o.shape.len() - 2], o.shape[o.shape.len() - 1]);
                 Head::Mask { output, width: w, height: h, probs: as_probabilities(o), threshold: *threshold }
             }
-            Decoder::DetectSsd(cfg) => {
-                let detections = cfg
-                    .decode(&o.data, &outputs[1].data)
-                    .into_iter()
-                    .map(|d| {
-                        let [x0, y0] = map.point(d.bbox[0], d.bbox[1]);
-                        let [x1, y1] = map.point(d.bbox[2], d.bbox[3]);
-                        let keypoints = d.keypoints.iter().map(|p| map.point(p[0], p[1])).collect();
-                        Detection { score: d.score, bbox: [x0, y0, x1, y1], keypoints }
-                    })
-                    .collect();
-                Head::Detections { output, detections }
+            Decoder::DetectSsd(cfg) => detections(output, cfg.decode(&o.data, &outputs[1].data), map),
+            Decoder::DetectGrid(cfg) => {
+                let (h, w) = (o.shape[o.shape.len() - 2], o.shape[o.shape.len() - 1]);
+                detections(output, cfg.decode(&o.data, &outputs[1].data, h, w), map)
             }
             Decoder::Keypoints { count, values, visibility, input } => {
                 let (ih, iw) = (input.0 as f32, input.1 as f32);
@@ -190,6 +187,20 @@ pub fn mask_iou(a: &[f32], b: &[f32], threshold: f32) -> (f64, f64) {
     }
     let iou = if union == 0 { 1.0 } else { inter as f64 / union as f64 };
     (iou, cover as f64 / b.len().max(1) as f64)
+}
+
+/// Detections in normalised input coordinates, mapped onto the frame.
+fn detections(output: String, raw: Vec<ssd::RawDetection>, map: &FrameMap) -> Head {
+    let detections = raw
+        .into_iter()
+        .map(|d| {
+            let [x0, y0] = map.point(d.bbox[0], d.bbox[1]);
+            let [x1, y1] = map.point(d.bbox[2], d.bbox[3]);
+            let keypoints = d.keypoints.iter().map(|p| map.point(p[0], p[1])).collect();
+            Detection { score: d.score, bbox: [x0, y0, x1, y1], keypoints }
+        })
+        .collect();
+    Head::Detections { output, detections }
 }
 
 fn sigmoid(x: f32) -> f32 {

@@ -28,6 +28,8 @@ pub struct BackboneManifest {
     #[serde(default)]
     pub taps: Vec<String>,
     pub(crate) preprocess: PreprocessToml,
+    /// `[W, H]` for a model with dynamic spatial input dims.
+    pub input_size: Option<[usize; 2]>,
     #[serde(rename = "head")]
     pub heads: Vec<HeadManifest>,
 }
@@ -38,6 +40,7 @@ pub enum DecoderKind {
     Classify,
     Segment,
     DetectSsd,
+    DetectGrid,
     Keypoints,
     Raw,
 }
@@ -59,13 +62,16 @@ pub struct HeadManifest {
     // classify
     pub labels: Option<PathBuf>,
     pub top_k: Option<usize>,
-    // segment: mask threshold; detect_ssd: score threshold
+    // segment: mask threshold; detect_ssd, detect_grid: score threshold
     pub threshold: Option<f32>,
     // detect_ssd
     pub strides: Option<Vec<usize>>,
     pub anchors_per_layer: Option<usize>,
     pub anchor_offset: Option<f32>,
     pub iou_threshold: Option<f32>,
+    // detect_grid: input pixels between cells, and the window side of a cell
+    pub stride: Option<usize>,
+    pub cell: Option<usize>,
     // detect_ssd: keypoints per box; keypoints: number of landmarks
     pub keypoints: Option<usize>,
     // keypoints
@@ -129,7 +135,8 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManif
         )
     })?;
     let preprocess = b.preprocess.validate().map_err(|r| err(field("preprocess"), String::new(), r))?;
-    let mut graph = crate::import::load_onnx(&model)?;
+    let options = crate::import::ImportOptions { input_size: b.input_size.map(|[w, h]| (w, h)) };
+    let mut graph = crate::import::load_onnx_with(&model, options)?;
     let unknown = |field: String, tensor: &str, model: &Path| Error::UnknownTensor {
         path: path.to_owned(),
         field,
@@ -349,6 +356,33 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
             };
             cfg.check(&h.name, shapes[0], shapes[1])?;
             Decoder::DetectSsd(cfg)
+        }
+        DecoderKind::DetectGrid => {
+            let ok = shapes.len() == 2
+                && matches!(shapes[0], [1, 2, _, _])
+                && matches!(shapes[1], [1, 4, _, _])
+                && shapes[0][2..] == shapes[1][2..];
+            if !ok {
+                return Err(err(
+                    "outputs",
+                    outputs_str,
+                    "detect_grid reads [1, 2, h, w] probabilities, then [1, 4, h, w] box offsets".into(),
+                ));
+            }
+            let stride = need("stride", h.stride)?;
+            let cell = need("cell", h.cell)?;
+            for (f, v) in [("stride", stride), ("cell", cell)] {
+                if !(1..=crate::graph::MAX_DIM).contains(&v) {
+                    return Err(err(f, v.to_string(), format!("must lie in 1..={}", crate::graph::MAX_DIM)));
+                }
+            }
+            Decoder::DetectGrid(crate::heads::grid::GridConfig {
+                stride,
+                cell,
+                input: (input.w, input.h),
+                score_threshold: h.threshold.unwrap_or(0.6),
+                iou_threshold: h.iou_threshold.unwrap_or(0.5),
+            })
         }
         DecoderKind::Keypoints => {
             let count = need("keypoints", h.keypoints)?;

@@ -14,7 +14,7 @@
 //!
 //! [[backbone.head]]
 //! name = "landmarks"
-//! decoder = "keypoints"               # classify | segment | detect_ssd | keypoints | raw
+//! decoder = "keypoints"               # classify | segment | detect_ssd | detect_grid | keypoints | raw
 //! outputs = ["Identity", "Identity_1"]
 //! keypoints = 39
 //! values = 5
