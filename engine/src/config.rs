@@ -10,6 +10,7 @@
 //! resize_shorter = 256            # center-crop: shorter side before cropping (omit: largest crop)
 //! mean = [0.485, 0.456, 0.406]    # x = (p / 255 - mean) / std
 //! std = [0.229, 0.224, 0.225]
+//! resample = "pil"                # area (default: the engine's) | pil (Pillow, as torchvision)
 //! ```
 //!
 //! A model whose input has dynamic spatial dims (a fully convolutional detector) also needs
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::frame::{Fit, Preprocess};
+use crate::frame::{Fit, Preprocess, Resample};
 
 /// What a model's (first) output means, for decoding and fidelity metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -54,6 +55,8 @@ pub(crate) struct PreprocessToml {
     mean: [f32; 3],
     #[serde(default = "unit_std")]
     std: [f32; 3],
+    #[serde(default)]
+    resample: Resample,
 }
 
 impl PreprocessToml {
@@ -73,7 +76,7 @@ impl PreprocessToml {
         if let Some(m) = self.mean.iter().find(|m| !m.is_finite()) {
             return Err(format!("preprocess.mean = {m} must be finite"));
         }
-        Ok(Preprocess { fit, mean: self.mean, std: self.std })
+        Ok(Preprocess { fit, mean: self.mean, std: self.std, resample: self.resample })
     }
 }
 

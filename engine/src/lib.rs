@@ -39,6 +39,6 @@ pub mod stats;
 pub use config::{ModelConfig, Task};
 pub use error::{Error, Result};
 pub use exec::{Mode, Output, Plan, Session, SessionOptions};
-pub use frame::{Fit, Frame, Preprocess, YuvImage, YuvRange};
+pub use frame::{Fit, Frame, Preprocess, Resample, YuvImage, YuvRange};
 pub use model::{Bundle, BundleSession, HeadResult};
 pub use stats::{FrameStats, HeadStats, HeadStatus, Reset};

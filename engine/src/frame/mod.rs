@@ -5,6 +5,7 @@
 //! (where thresholds are meaningful), and [`Preprocess::normalize`] turns those values into
 //! the model's input range.
 
+mod pil;
 mod yuv;
 
 pub use yuv::{Plane, YuvImage, YuvRange};
@@ -62,37 +63,102 @@ pub enum Fit {
     CenterCrop { shorter: Option<usize> },
 }
 
+/// How frame pixels are resampled to the model's input (`resample = "area" | "pil"` in a
+/// sidecar).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resample {
+    /// Bilinear at half-pixel centres, area-averaged over `k x k` points when shrinking by `k`
+    /// (2 or more): the engine's own, and its fastest.
+    #[default]
+    Area,
+    /// Pillow's antialiased bilinear resize, bit for bit, with torchvision's `Resize` and
+    /// `CenterCrop` rounding: what torchvision models were trained and evaluated with.
+    Pil,
+}
+
 /// Frame → model input: fit, then `x = (p / 255 - mean[c]) / std[c]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Preprocess {
     pub fit: Fit,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    pub resample: Resample,
 }
 
 impl Default for Preprocess {
     /// Stretch to size, values in [0, 1].
     fn default() -> Self {
-        Self { fit: Fit::Stretch, mean: [0.0; 3], std: [1.0; 3] }
+        Self { fit: Fit::Stretch, mean: [0.0; 3], std: [1.0; 3], resample: Resample::Area }
     }
 }
 
 impl Preprocess {
     /// torchvision ImageNet: resize 256, centre crop 224, ImageNet mean and std.
     pub fn imagenet() -> Self {
-        Self { fit: Fit::CenterCrop { shorter: Some(256) }, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
+        Self {
+            fit: Fit::CenterCrop { shorter: Some(256) },
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            resample: Resample::Area,
+        }
     }
     /// `(p - 127) / 128`, centre crop (EfficientNet-Lite).
     pub fn tf_symmetric() -> Self {
-        Self { fit: Fit::CenterCrop { shorter: Some(256) }, mean: [127.0 / 255.0; 3], std: [128.0 / 255.0; 3] }
+        Self {
+            fit: Fit::CenterCrop { shorter: Some(256) },
+            mean: [127.0 / 255.0; 3],
+            std: [128.0 / 255.0; 3],
+            resample: Resample::Area,
+        }
     }
     /// Values in [-1, 1], stretched (MediaPipe detectors).
     pub fn signed_unit() -> Self {
-        Self { fit: Fit::Stretch, mean: [0.5; 3], std: [0.5; 3] }
+        Self { fit: Fit::Stretch, mean: [0.5; 3], std: [0.5; 3], resample: Resample::Area }
+    }
+
+    /// Pillow's resize of `fit`: the source box, the full resized size and the window of it
+    /// that is the model input.
+    #[allow(clippy::type_complexity)]
+    fn pil_geometry(
+        &self,
+        fw: usize,
+        fh: usize,
+        input: Shape,
+    ) -> (((f64, f64), (f64, f64)), (usize, usize), (usize, usize, usize, usize)) {
+        let full = ((0.0, fw as f64), (0.0, fh as f64));
+        let whole = (0, 0, input.w, input.h);
+        match self.fit {
+            Fit::Stretch => (full, (input.w, input.h), whole),
+            Fit::CenterCrop { shorter: Some(s) } => {
+                // A crop larger than the resized frame: the frame is resized to cover it.
+                let (rw, rh) = pil::torchvision_size(fw, fh, s);
+                let (rw, rh) = (rw.max(input.w), rh.max(input.h));
+                let window = (pil::crop_offset(rw, input.w), pil::crop_offset(rh, input.h), input.w, input.h);
+                (full, (rw, rh), window)
+            }
+            Fit::CenterCrop { shorter: None } => {
+                let (x0, y0, w, h) = self.area_region(fw, fh, input);
+                let (x0, y0, w, h) = (f64::from(x0), f64::from(y0), f64::from(w), f64::from(h));
+                (((x0, x0 + w), (y0, y0 + h)), (input.w, input.h), whole)
+            }
+        }
     }
 
     /// The source region `(x0, y0, width, height)` in frame pixels that maps onto the input.
     pub fn source_region(&self, fw: usize, fh: usize, input: Shape) -> (f32, f32, f32, f32) {
+        match self.resample {
+            Resample::Area => self.area_region(fw, fh, input),
+            Resample::Pil => {
+                let (((bx0, bx1), (by0, by1)), (rw, rh), (x0, y0, w, h)) = self.pil_geometry(fw, fh, input);
+                let (sx, sy) = ((bx1 - bx0) / rw as f64, (by1 - by0) / rh as f64);
+                let at = |o: f64, v: usize, s: f64| (o + v as f64 * s) as f32;
+                (at(bx0, x0, sx), at(by0, y0, sy), at(0.0, w, sx), at(0.0, h, sy))
+            }
+        }
+    }
+
+    fn area_region(&self, fw: usize, fh: usize, input: Shape) -> (f32, f32, f32, f32) {
         match self.fit {
             Fit::Stretch => (0.0, 0.0, fw as f32, fh as f32),
             Fit::CenterCrop { shorter } => {
@@ -110,8 +176,14 @@ impl Preprocess {
 
     /// Resamples `frame` (bilinear, half-pixel centres, area-averaged when shrinking by 2x or
     /// more) to `input.h x input.w x 3` values on the 0–255 scale.
+    /// With [`Resample::Pil`], Pillow's resize instead ([`pil`]).
     pub fn resample(&self, frame: &Frame<'_>, input: Shape, out: &mut Vec<f32>) {
-        let (sx0, sy0, sw, sh) = self.source_region(frame.width, frame.height, input);
+        if self.resample == Resample::Pil {
+            let (boxes, size, window) = self.pil_geometry(frame.width, frame.height, input);
+            let dims = (frame.width, frame.height, frame.channels);
+            return pil::resize(frame.data, dims, boxes, size, window, out);
+        }
+        let (sx0, sy0, sw, sh) = self.area_region(frame.width, frame.height, input);
         out.clear();
         out.resize(input.h * input.w * 3, 0.0);
         let (fw, fh, ch) = (frame.width, frame.height, frame.channels);

@@ -1,0 +1,167 @@
+//! PIL's bilinear resize, as torchvision's `Resize` runs it on PIL images: the triangle filter
+//! widened by the scale factor when shrinking (antialiased), coefficients normalised per output
+//! pixel and rounded to 22-bit fixed point, the horizontal pass first, then the vertical pass,
+//! each rounded to 8 bits (Pillow's `Resample.c`, `ImagingResample` with `BILINEAR`).
+//!
+//! Only the output pixels inside `window` are computed, so a resize followed by a centre crop
+//! costs the crop.
+
+/// Fixed-point precision of the coefficients (Pillow: `32 - 8 - 2`).
+const PRECISION_BITS: u32 = 22;
+
+/// One output position's taps: the first source index and its fixed-point weights.
+struct Taps {
+    first: usize,
+    weights: Vec<i32>,
+}
+
+/// Pillow's `precompute_coeffs` for the bilinear filter, then `normalize_coeffs_8bpc`: the taps
+/// of output positions `out` of a resize of source span `[in0, in1)` (of `in_size` source
+/// pixels) to `out_size` pixels.
+fn coeffs(in_size: usize, (in0, in1): (f64, f64), out_size: usize, out: std::ops::Range<usize>) -> Vec<Taps> {
+    let scale = (in1 - in0) / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = filterscale; // the bilinear filter's support is 1
+    let ss = 1.0 / filterscale;
+    let triangle = |x: f64| {
+        let x = x.abs();
+        if x < 1.0 {
+            1.0 - x
+        } else {
+            0.0
+        }
+    };
+    out.map(|xx| {
+        let center = in0 + (xx as f64 + 0.5) * scale;
+        // C's `(int)` truncates toward zero.
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).clamp(0, in_size as i64) as usize;
+        let w: Vec<f64> = (xmin..xmax.max(xmin)).map(|x| triangle((x as f64 - center + 0.5) * ss)).collect();
+        let total: f64 = w.iter().sum();
+        let one = f64::from(1u32 << PRECISION_BITS);
+        let weights = w
+            .iter()
+            .map(|&k| {
+                let k = if total != 0.0 { k / total } else { k };
+                if k < 0.0 {
+                    (-0.5 + k * one) as i32
+                } else {
+                    (0.5 + k * one) as i32
+                }
+            })
+            .collect();
+        Taps { first: xmin, weights }
+    })
+    .collect()
+}
+
+/// Pillow's `clip8`: the rounded fixed-point sum as a byte.
+fn clip8(acc: i32) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// The region `window = (x0, y0, w, h)` of the resize of the source box `bx`, `by` of an
+/// RGB(A) image (`channels` per pixel) to `size = (width, height)`, as `h x w x 3` values on
+/// the 0–255 scale.
+pub(super) fn resize(
+    data: &[u8],
+    (fw, fh, channels): (usize, usize, usize),
+    (bx, by): ((f64, f64), (f64, f64)),
+    size: (usize, usize),
+    (x0, y0, w, h): (usize, usize, usize, usize),
+    out: &mut Vec<f32>,
+) {
+    let xt = coeffs(fw, bx, size.0, x0..x0 + w);
+    let yt = coeffs(fh, by, size.1, y0..y0 + h);
+    let rows_lo = yt.iter().map(|t| t.first).min().unwrap_or(0);
+    let rows_hi = yt.iter().map(|t| t.first + t.weights.len()).max().unwrap_or(0);
+    // Pillow sums in 32-bit ints: 255 x (1 << 22) x (a weight sum of 1 plus rounding) fits.
+    let half = 1i32 << (PRECISION_BITS - 1);
+    // Horizontal pass over the source rows the vertical pass reads, rounded to bytes.
+    let mut mid = vec![0u8; (rows_hi - rows_lo) * w * 3];
+    for (y, dst) in (rows_lo..rows_hi).zip(mid.chunks_exact_mut(w * 3)) {
+        let row = &data[y * fw * channels..(y + 1) * fw * channels];
+        for (t, d) in xt.iter().zip(dst.chunks_exact_mut(3)) {
+            let mut acc = [half; 3];
+            let src = &row[t.first * channels..];
+            for (px, &wt) in src.chunks(channels).zip(&t.weights) {
+                for c in 0..3 {
+                    acc[c] += i32::from(px[c]) * wt;
+                }
+            }
+            for c in 0..3 {
+                d[c] = clip8(acc[c]);
+            }
+        }
+    }
+    // Vertical pass: whole rows at a time.
+    out.clear();
+    out.resize(w * h * 3, 0.0);
+    let mut acc = vec![0i32; w * 3];
+    for (t, dst) in yt.iter().zip(out.chunks_exact_mut(w * 3)) {
+        acc.fill(half);
+        for (k, &wt) in t.weights.iter().enumerate() {
+            let src = &mid[(t.first + k - rows_lo) * w * 3..][..w * 3];
+            for (a, &v) in acc.iter_mut().zip(src) {
+                *a += i32::from(v) * wt;
+            }
+        }
+        for (d, &a) in dst.iter_mut().zip(&acc) {
+            *d = f32::from(clip8(a));
+        }
+    }
+}
+
+/// torchvision's `Resize(shorter)` size: the shorter side set to `shorter`, the longer one
+/// scaled and truncated (`int(shorter * long / short)`).
+pub(super) fn torchvision_size(fw: usize, fh: usize, shorter: usize) -> (usize, usize) {
+    let long = |l: usize, s: usize| ((shorter as f64 * l as f64 / s as f64) as usize).max(1);
+    if fw <= fh {
+        (shorter, long(fh, fw))
+    } else {
+        (long(fw, fh), shorter)
+    }
+}
+
+/// torchvision's `CenterCrop` offset: `int(round((size - crop) / 2))`, rounding half to even
+/// as Python does; 0 when the crop is larger.
+pub(super) fn crop_offset(size: usize, crop: usize) -> usize {
+    if crop >= size {
+        return 0;
+    }
+    let twice = size - crop;
+    let (q, r) = (twice / 2, twice % 2);
+    // r == 1 means a .5: round to the even neighbour.
+    if r == 1 && q % 2 == 1 {
+        q + 1
+    } else {
+        q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torchvision_sizes_and_crop_offsets() {
+        assert_eq!(torchvision_size(768, 576, 256), (341, 256));
+        assert_eq!(torchvision_size(576, 768, 256), (256, 341));
+        assert_eq!(crop_offset(341, 224), 58); // round(58.5) = 58
+        assert_eq!(crop_offset(343, 224), 60); // round(59.5) = 60
+        assert_eq!(crop_offset(256, 224), 16);
+        assert_eq!(crop_offset(100, 224), 0);
+    }
+
+    #[test]
+    fn an_identity_resize_is_exact_and_coefficients_sum_to_one() {
+        let data: Vec<u8> = (0..5 * 4 * 3).map(|i| (i * 37 % 256) as u8).collect();
+        let mut out = Vec::new();
+        resize(&data, (5, 4, 3), ((0.0, 5.0), (0.0, 4.0)), (5, 4), (0, 0, 5, 4), &mut out);
+        assert_eq!(out, data.iter().map(|&v| f32::from(v)).collect::<Vec<_>>());
+        for t in coeffs(768, (0.0, 768.0), 341, 0..341) {
+            let sum: i64 = t.weights.iter().map(|&w| i64::from(w)).sum();
+            assert!((sum - (1 << PRECISION_BITS)).abs() <= t.weights.len() as i64, "{sum}");
+        }
+    }
+}
