@@ -25,7 +25,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         None => crate::args::default_model()?,
     };
     let options = framecache::import::ImportOptions { input_size: args.input_size };
-    let plan = Plan::new(framecache::import::load_onnx_with(&model, options)?, Default::default())?;
+    let plan = Plan::new(framecache::import::load_model(&model, options)?, Default::default())?;
     let graph = plan.graph();
     let geo = plan.geometry();
     let total = plan.total_macs().max(1);

@@ -39,7 +39,7 @@ impl Model {
         };
         let config = ModelConfig::load(&sidecar)?;
         let options = ImportOptions { input_size: input_size.or(config.input_size) };
-        let plan = framecache::import::load_onnx_with(path, options)
+        let plan = framecache::import::load_model(path, options)
             .and_then(|g| Plan::new(g, config.preprocess.clone()))
             .with_context(|| format!("cannot load model {}", path.display()))?;
         let labels = config.load_labels(path)?;

@@ -34,6 +34,9 @@ fn main() -> anyhow::Result<()> {
         .output("y");
     write(dir, "onnx", "seed_convtranspose.onnx", &ct.bytes())?;
 
+    // tflite: a convolution with a fused ReLU and a logistic, built with the schema's builders.
+    write(dir, "tflite", "seed_conv.tflite", &framecache_tests::tflite::conv_model())?;
+
     // y4m: 4:2:0 with two frames, 4:4:4 full range, greyscale.
     let frame = |n: usize| [b"FRAME\n".as_slice(), &(0..n).map(|i| (i * 37 % 256) as u8).collect::<Vec<_>>()].concat();
     let y420 = [b"YUV4MPEG2 W4 H4 F25:1 Ip A1:1 C420jpeg\n".as_slice(), &frame(24), &frame(24)].concat();

@@ -12,8 +12,8 @@ use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
 pub type Target = fn(&[u8]);
 
 /// The targets by name (the folder names under `fuzz/corpus/`).
-pub const TARGETS: [(&str, Target); 5] =
-    [("onnx", onnx), ("y4m", y4m), ("png_clip", png_clip), ("toml", toml), ("abi_push", abi_push)];
+pub const TARGETS: [(&str, Target); 6] =
+    [("onnx", onnx), ("tflite", tflite), ("y4m", y4m), ("png_clip", png_clip), ("toml", toml), ("abi_push", abi_push)];
 
 /// Work bounds that keep one execution fast: the limits themselves are the engine's, checked
 /// before allocation; a model within them may still be slow to run, so run only small ones.
@@ -23,6 +23,23 @@ const RUN_VALUES: u64 = 4_000_000;
 /// ONNX import and plan compile, then two frames through a session when the plan is small.
 pub fn onnx(data: &[u8]) {
     let Ok(graph) = framecache::import::load_onnx_bytes(data) else { return };
+    run_small(graph);
+}
+
+/// TFLite import (the flatbuffer reader), then as [`onnx`].
+pub fn tflite(data: &[u8]) {
+    let path = std::path::Path::new("fuzz.tflite");
+    let options = framecache::import::ImportOptions::default();
+    // Only TFLite-identified inputs: the rest would go to the ONNX reader, fuzzed on its own.
+    if !framecache::import::is_tflite(data) {
+        return;
+    }
+    let Ok(graph) = framecache::import::load_model_bytes(data, path, options) else { return };
+    run_small(graph);
+}
+
+/// Plan compile, then two frames through a session when the plan is small.
+fn run_small(graph: framecache::graph::Graph) {
     let Ok(plan) = Plan::new(graph, Preprocess::default()) else { return };
     if plan.total_macs() > RUN_MACS || plan.activation_values() > RUN_VALUES {
         return;

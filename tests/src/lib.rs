@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 pub mod fuzz;
 pub mod onnx;
+pub mod tflite;
 
 use anyhow::Result;
 use framecache::Preprocess;

@@ -2,7 +2,7 @@
 //! cached exact mode equals its own full inference frame by frame. Models with dynamic spatial
 //! input dims run at a size given here, as a user gives it (`input_size` or `--input-size`).
 
-use framecache::import::{load_onnx_with, ImportOptions};
+use framecache::import::{load_model, ImportOptions};
 use framecache::{Mode, Plan, Preprocess, Session, SessionOptions};
 use framecache_tests::*;
 
@@ -49,7 +49,7 @@ fn every_shared_model_imports_and_matches_tract_full_and_cached() -> anyhow::Res
     assert_eq!(on_disk, all_models().len(), "a model in ../shared/data/models is not in this test's list");
     for (file, pre, size) in all_models() {
         let path = data.join("models").join(file);
-        let graph = load_onnx_with(&path, ImportOptions { input_size: size })?;
+        let graph = load_model(&path, ImportOptions { input_size: size })?;
         let plan = Plan::new(graph, pre)?;
         let s = plan.graph().input_shape();
         let tract = TractModel::load_with_input(&path, Some([1, s.c, s.h, s.w]))?;

@@ -3,7 +3,7 @@
 //! then the engine's cached exact mode against its full inference on a second frame that
 //! changes in one corner. None of this needs `../shared`.
 
-use framecache::import::{load_onnx_with, ImportOptions};
+use framecache::import::{load_model, ImportOptions};
 use framecache::{Mode, Plan, Preprocess, Session, SessionOptions};
 use framecache_tests::onnx::*;
 use framecache_tests::*;
@@ -30,7 +30,7 @@ fn matches_tract(test: &str, m: &Onnx, size: Option<(usize, usize)>) -> anyhow::
     let path = std::env::temp_dir().join(format!("framecache-ops-{}-{test}.onnx", std::process::id()));
     std::fs::write(&path, m.bytes())?;
     let result = (|| {
-        let graph = load_onnx_with(&path, ImportOptions { input_size: size })?;
+        let graph = load_model(&path, ImportOptions { input_size: size })?;
         let plan = Plan::new(graph, Preprocess { mean: [0.5; 3], std: [0.5; 3], ..Default::default() })?;
         let s = plan.graph().input_shape();
         let tract = TractModel::load_with_input(&path, Some([1, s.c, s.h, s.w]))?;
@@ -189,7 +189,7 @@ fn dynamic_input_dims_take_the_given_size() -> anyhow::Result<()> {
     matches_tract("dynamic", &m, Some((20, 12)))?;
     let path = std::env::temp_dir().join(format!("framecache-ops-{}-dynamic-none.onnx", std::process::id()));
     std::fs::write(&path, m.bytes())?;
-    let err = load_onnx_with(&path, ImportOptions::default()).unwrap_err().to_string();
+    let err = load_model(&path, ImportOptions::default()).unwrap_err().to_string();
     let _ = std::fs::remove_file(&path);
     assert!(err.contains("dynamic spatial dims") && err.contains("--input-size"), "{err}");
     Ok(())

@@ -141,9 +141,9 @@ impl Plan {
         Self::compile(graph, preprocess, heads, part).map(Arc::new)
     }
 
-    /// Imports an ONNX file and compiles it.
+    /// Imports a model file (ONNX or TFLite) and compiles it.
     pub fn from_onnx(path: impl AsRef<Path>, preprocess: Preprocess) -> Result<Arc<Self>> {
-        Self::new(crate::import::load_onnx(path)?, preprocess)
+        Self::new(crate::import::load_model(path, Default::default())?, preprocess)
     }
 
     pub fn graph(&self) -> &Graph {

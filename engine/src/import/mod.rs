@@ -10,5 +10,39 @@
 //! ([`crate::graph::check_node`]), before anything is allocated for it.
 
 mod onnx;
+mod tflite;
 
-pub use onnx::{load_onnx, load_onnx_bytes, load_onnx_with, ImportOptions};
+use std::path::Path;
+
+pub use onnx::{load_onnx, load_onnx_bytes};
+pub use tflite::is_tflite;
+
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+
+/// How the importer fixes what the file leaves open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// `(width, height)` of a model whose input has dynamic spatial dims (fully convolutional
+    /// models such as MTCNN's P-Net or a text detector). A dynamic batch dim is always 1.
+    pub input_size: Option<(usize, usize)>,
+}
+
+/// Loads a model file, ONNX or TFLite (told apart by content: a TFLite flatbuffer carries the
+/// `TFL3` identifier), with `options` fixing its dynamic input dims.
+pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Graph> {
+    let path = path.as_ref();
+    let bytes = crate::files::read(path, crate::files::MAX_MODEL_BYTES)
+        .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: e.to_string() })?;
+    load_model_bytes(&bytes, path, options)
+}
+
+/// [`load_model`] from memory; `path` names the model in errors (and, for ONNX, is where
+/// external data is looked up).
+pub fn load_model_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
+    if tflite::is_tflite(bytes) {
+        tflite::load_tflite_bytes(bytes, path, options)
+    } else {
+        onnx::load_bytes(bytes, path, options)
+    }
+}

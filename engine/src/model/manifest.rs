@@ -136,7 +136,7 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManif
     })?;
     let preprocess = b.preprocess.validate().map_err(|r| err(field("preprocess"), String::new(), r))?;
     let options = crate::import::ImportOptions { input_size: b.input_size.map(|[w, h]| (w, h)) };
-    let mut graph = crate::import::load_onnx_with(&model, options)?;
+    let mut graph = crate::import::load_model(&model, options)?;
     let unknown = |field: String, tensor: &str, model: &Path| Error::UnknownTensor {
         path: path.to_owned(),
         field,
@@ -165,7 +165,7 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManif
                         "not found beside the manifest or in the model folders".into(),
                     )
                 })?;
-                let head = crate::import::load_onnx(&head_path)?;
+                let head = crate::import::load_model(&head_path, Default::default())?;
                 let tap = *graph.tensors.get(input).ok_or_else(|| unknown(hfield("input"), input, &model))?;
                 let (want, got) = (head.input_shape(), graph.nodes[tap].shape);
                 if want != got {

@@ -25,28 +25,17 @@ use attrs::Ctx;
 use elementwise::BinaryOnnx;
 use tensors::load_tensor;
 
+use super::ImportOptions;
 use crate::error::{Error, Result};
 use crate::graph::{check_node, Activation, Graph, GraphOutput, Node, Op, Shape, MAX_DIM};
 
-/// How the importer fixes what the file leaves open.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ImportOptions {
-    /// `(width, height)` of a model whose input has dynamic spatial dims (fully convolutional
-    /// models such as MTCNN's P-Net or a text detector). A dynamic batch dim is always 1.
-    pub input_size: Option<(usize, usize)>,
-}
-
-/// Loads an ONNX model file into the engine's IR.
+/// Loads an ONNX model file into the engine's IR ([`crate::import::load_model`] loads ONNX
+/// and TFLite files, with options).
 pub fn load_onnx(path: impl AsRef<Path>) -> Result<Graph> {
-    load_onnx_with(path, ImportOptions::default())
-}
-
-/// Loads an ONNX model file, with `options` fixing its dynamic input dims.
-pub fn load_onnx_with(path: impl AsRef<Path>, options: ImportOptions) -> Result<Graph> {
     let path = path.as_ref();
     let bytes = crate::files::read(path, crate::files::MAX_MODEL_BYTES)
         .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: e.to_string() })?;
-    load_bytes(&bytes, path, options)
+    load_bytes(&bytes, path, ImportOptions::default())
 }
 
 /// Loads an ONNX model from memory (for the mobile ABI and for tests).
@@ -54,7 +43,7 @@ pub fn load_onnx_bytes(bytes: &[u8]) -> Result<Graph> {
     load_bytes(bytes, Path::new("<memory>"), ImportOptions::default())
 }
 
-fn load_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
+pub(super) fn load_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &*bytes)
         .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: format!("{e:#}") })?;
