@@ -109,7 +109,7 @@ impl Decoder {
                 Head::Classes { output, top }
             }
             Decoder::Segment { threshold } => {
-                let (h, w) = (o.shape[o.shape.len() - 2], o.shape[o.shape.len() - 1]);
+                let (h, w) = mask_dims(&o.shape).unwrap_or((1, o.data.len()));
                 Head::Mask { output, width: w, height: h, probs: as_probabilities(o), threshold: *threshold }
             }
             Decoder::DetectSsd(cfg) => detections(output, cfg.decode(&o.data, &outputs[1].data), map),
@@ -249,6 +249,15 @@ pub fn mask_to_frame(
     out
 }
 
+/// `(height, width)` of a one-channel map: `[1, 1, H, W]` (ONNX, NCHW) or `[1, H, W, 1]`
+/// (TFLite, NHWC); the buffer is row-major `H x W` either way.
+pub fn mask_dims(shape: &[usize]) -> Option<(usize, usize)> {
+    match shape {
+        [1, 1, h, w] | [1, h, w, 1] => Some((*h, *w)),
+        _ => None,
+    }
+}
+
 /// Decodes every output of a model. Classifiers: softmax (unless the scores already are
 /// probabilities) and the top [`TOP_K`]; segmenters: the `[1, 1, H, W]` map as probabilities
 /// (a sigmoid when the values are logits).
@@ -257,13 +266,16 @@ pub fn decode(outputs: &[Output], config: &ModelConfig, labels: Option<&[String]
         .iter()
         .map(|o| match (config.task, o.shape.as_slice()) {
             (Task::Classify, [1, n]) => Head::Classes { output: o.name.clone(), top: top_k_of(o, *n, labels, TOP_K) },
-            (Task::Segment, [1, 1, h, w]) => Head::Mask {
-                output: o.name.clone(),
-                width: *w,
-                height: *h,
-                probs: as_probabilities(o),
-                threshold: config.mask_threshold,
-            },
+            (Task::Segment, shape) if mask_dims(shape).is_some() => {
+                let (height, width) = mask_dims(shape).expect("checked");
+                Head::Mask {
+                    output: o.name.clone(),
+                    width,
+                    height,
+                    probs: as_probabilities(o),
+                    threshold: config.mask_threshold,
+                }
+            }
             _ => values_of(o),
         })
         .collect()

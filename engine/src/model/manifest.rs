@@ -310,8 +310,8 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
             Decoder::Classify { labels, top_k: h.top_k.unwrap_or(TOP_K) }
         }
         DecoderKind::Segment => {
-            if !matches!(shapes[0], [1, 1, _, _]) {
-                return Err(err("outputs", outputs_str, "segment reads a [1, 1, H, W] map".into()));
+            if crate::heads::mask_dims(shapes[0]).is_none() {
+                return Err(err("outputs", outputs_str, "segment reads a [1, 1, H, W] (or [1, H, W, 1]) map".into()));
             }
             Decoder::Segment { threshold }
         }
