@@ -7,7 +7,9 @@ use framecache::{Mode, Plan, Preprocess, Session, SessionOptions};
 use framecache_tests::*;
 
 /// `(file under models/, preprocessing, input size for dynamic dims)`.
-fn all_models() -> Vec<(&'static str, Preprocess, Option<(usize, usize)>)> {
+type Case = (&'static str, Preprocess, Option<(usize, usize)>);
+
+fn all_models() -> Vec<Case> {
     let sym = Preprocess::tf_symmetric();
     let unit = Preprocess::default();
     vec![

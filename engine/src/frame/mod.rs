@@ -119,13 +119,7 @@ impl Preprocess {
 
     /// Pillow's resize of `fit`: the source box, the full resized size and the window of it
     /// that is the model input.
-    #[allow(clippy::type_complexity)]
-    fn pil_geometry(
-        &self,
-        fw: usize,
-        fh: usize,
-        input: Shape,
-    ) -> (((f64, f64), (f64, f64)), (usize, usize), (usize, usize, usize, usize)) {
+    fn pil_geometry(&self, fw: usize, fh: usize, input: Shape) -> (pil::SourceBox, (usize, usize), pil::Region) {
         let full = ((0.0, fw as f64), (0.0, fh as f64));
         let whole = (0, 0, input.w, input.h);
         match self.fit {

@@ -6,6 +6,11 @@
 //! Only the output pixels inside `window` are computed, so a resize followed by a centre crop
 //! costs the crop.
 
+/// The source box `((x0, x1), (y0, y1))` in frame pixels.
+pub(super) type SourceBox = ((f64, f64), (f64, f64));
+/// A region `(x0, y0, width, height)` of the resized image.
+pub(super) type Region = (usize, usize, usize, usize);
+
 /// Fixed-point precision of the coefficients (Pillow: `32 - 8 - 2`).
 const PRECISION_BITS: u32 = 22;
 
@@ -66,9 +71,9 @@ fn clip8(acc: i32) -> u8 {
 pub(super) fn resize(
     data: &[u8],
     (fw, fh, channels): (usize, usize, usize),
-    (bx, by): ((f64, f64), (f64, f64)),
+    (bx, by): SourceBox,
     size: (usize, usize),
-    (x0, y0, w, h): (usize, usize, usize, usize),
+    (x0, y0, w, h): Region,
     out: &mut Vec<f32>,
 ) {
     let xt = coeffs(fw, bx, size.0, x0..x0 + w);

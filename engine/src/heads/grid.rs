@@ -41,8 +41,8 @@ impl GridConfig {
             for x in 0..w {
                 let i = y * w + x;
                 let score = probs[n + i];
-                // `!(>=)` also skips NaN.
-                if !(score >= self.score_threshold) {
+                // NaN is not `>=` anything: skipped too.
+                if score.is_nan() || score < self.score_threshold {
                     continue;
                 }
                 let (x0, y0) = ((self.stride * x) as f32, (self.stride * y) as f32);
