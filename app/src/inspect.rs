@@ -24,7 +24,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         Some(m) => m,
         None => crate::args::default_model()?,
     };
-    let options = framecache::import::ImportOptions { input_size: args.input_size };
+    let options = framecache::import::ImportOptions { input_size: args.input_size, ..Default::default() };
     let plan = Plan::new(framecache::import::load_model(&model, options)?, Default::default())?;
     let graph = plan.graph();
     let geo = plan.geometry();

@@ -20,9 +20,15 @@ pub struct Model {
 
 impl Model {
     /// Imports `path` with the preprocessing of `sidecar`, or of the sidecar found beside the
-    /// model or in the project's `assets/models/`. `input_size` (`--input-size`) fixes dynamic
-    /// spatial input dims, before the sidecar's `input_size`.
-    pub fn load(path: &Path, sidecar: Option<&Path>, input_size: Option<(usize, usize)>) -> Result<Self> {
+    /// model or in the project's `assets/models/`. Dynamic spatial input dims take
+    /// `input_size` (`--input-size`), else the sidecar's `input_size`, else `frame_size` (the
+    /// first frame's) rounded down to the sidecar's `input_multiple`.
+    pub fn load(
+        path: &Path,
+        sidecar: Option<&Path>,
+        input_size: Option<(usize, usize)>,
+        frame_size: Option<(usize, usize)>,
+    ) -> Result<Self> {
         if let Err(e) = std::fs::metadata(path) {
             return Err(framecache::Error::ModelFile { path: path.to_owned(), reason: e.to_string() }.into());
         }
@@ -38,7 +44,8 @@ impl Model {
             })?,
         };
         let config = ModelConfig::load(&sidecar)?;
-        let options = ImportOptions { input_size: input_size.or(config.input_size) };
+        let options =
+            ImportOptions { input_size: input_size.or(config.input_size), frame_size, multiple: config.input_multiple };
         let plan = framecache::import::load_model(path, options)
             .and_then(|g| Plan::new(g, config.preprocess.clone()))
             .with_context(|| format!("cannot load model {}", path.display()))?;

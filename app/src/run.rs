@@ -62,7 +62,11 @@ fn run_to(args: RunArgs, out: &mut impl Write) -> Result<()> {
         Some(c) => c,
         None => crate::args::default_clip()?,
     };
-    let loaded = Model::load(&model, args.engine.preprocess.as_deref(), args.engine.input_size)?;
+    let source = Clip::open(&clip)?;
+    // A fully convolutional model without an input size runs at the frame's.
+    let first = if source.is_empty() { None } else { Some(source.decode(0)?) };
+    let frame_size = first.map(|f| (f.width, f.height));
+    let loaded = Model::load(&model, args.engine.preprocess.as_deref(), args.engine.input_size, frame_size)?;
     let labels = match &args.labels {
         Some(p) => Some(read_lines(p)?),
         None => loaded.labels.clone(),
@@ -70,7 +74,6 @@ fn run_to(args: RunArgs, out: &mut impl Write) -> Result<()> {
     let plan = loaded.plan.clone();
     let options = args.engine.session_options(args.mode);
     let mut session = Session::new(plan.clone(), options)?;
-    let source = Clip::open(&clip)?;
     let count = args.frames.map_or(source.len(), |n| n.min(source.len()));
     writeln!(
         out,

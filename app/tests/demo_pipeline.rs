@@ -71,7 +71,7 @@ impl Drop for Scripted {
 
 fn model() -> Model {
     let path = framecache_app::args::default_model().expect("bundled assets");
-    Model::load(&path, None, None).expect("bundled model loads")
+    Model::load(&path, None, None, None).expect("bundled model loads")
 }
 
 fn settings() -> EngineSettings {

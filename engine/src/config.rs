@@ -13,8 +13,9 @@
 //! resample = "pil"                # area (default: the engine's) | pil (Pillow, as torchvision)
 //! ```
 //!
-//! A model whose input has dynamic spatial dims (a fully convolutional detector) also needs
-//! `input_size = [W, H]`: the size its frames are resampled to (`--input-size` overrides it).
+//! A model whose input has dynamic spatial dims (a fully convolutional detector) runs at
+//! `input_size = [W, H]` when given (`--input-size` overrides it), else at the frame's size
+//! rounded down to a multiple of `input_multiple` (its total stride, e.g. 32; default 1).
 //!
 //! A sidecar is looked up beside the model first, then in the folders the caller names (the
 //! project keeps sidecars for models that live in read-only folders).
@@ -97,6 +98,7 @@ struct ModelToml {
     #[serde(default = "default_mask_threshold")]
     mask_threshold: f32,
     input_size: Option<[usize; 2]>,
+    input_multiple: Option<usize>,
     preprocess: PreprocessToml,
 }
 
@@ -112,6 +114,9 @@ pub struct ModelConfig {
     pub mask_threshold: f32,
     /// `(width, height)` for a model with dynamic spatial input dims.
     pub input_size: Option<(usize, usize)>,
+    /// Without `input_size`, dynamic dims take the frame's size rounded down to a multiple of
+    /// this (the model's total stride; 1: any size).
+    pub input_multiple: usize,
     pub preprocess: Preprocess,
 }
 
@@ -138,12 +143,19 @@ impl ModelConfig {
             }
             other => other.map(|[w, h]| (w, h)),
         };
+        let input_multiple = match t.input_multiple {
+            Some(m) if !(1..=1024).contains(&m) => {
+                return Err(err(format!("input_multiple = {m} must lie in 1..=1024")))
+            }
+            m => m.unwrap_or(1),
+        };
         Ok(Self {
             path: path.to_owned(),
             task: t.task,
             labels: t.labels,
             mask_threshold: t.mask_threshold,
             input_size,
+            input_multiple,
             preprocess,
         })
     }

@@ -51,7 +51,7 @@ fn every_shared_model_imports_and_matches_tract_full_and_cached() -> anyhow::Res
     assert_eq!(on_disk, all_models().len(), "a model in ../shared/data/models is not in this test's list");
     for (file, pre, size) in all_models() {
         let path = data.join("models").join(file);
-        let graph = load_model(&path, ImportOptions { input_size: size })?;
+        let graph = load_model(&path, ImportOptions { input_size: size, ..Default::default() })?;
         let plan = Plan::new(graph, pre)?;
         let s = plan.graph().input_shape();
         let tract = TractModel::load_with_input(&path, Some([1, s.c, s.h, s.w]))?;

@@ -30,7 +30,7 @@ fn matches_tract(test: &str, m: &Onnx, size: Option<(usize, usize)>) -> anyhow::
     let path = std::env::temp_dir().join(format!("framecache-ops-{}-{test}.onnx", std::process::id()));
     std::fs::write(&path, m.bytes())?;
     let result = (|| {
-        let graph = load_model(&path, ImportOptions { input_size: size })?;
+        let graph = load_model(&path, ImportOptions { input_size: size, ..Default::default() })?;
         let plan = Plan::new(graph, Preprocess { mean: [0.5; 3], std: [0.5; 3], ..Default::default() })?;
         let s = plan.graph().input_shape();
         let tract = TractModel::load_with_input(&path, Some([1, s.c, s.h, s.w]))?;
@@ -190,8 +190,22 @@ fn dynamic_input_dims_take_the_given_size() -> anyhow::Result<()> {
     let path = std::env::temp_dir().join(format!("framecache-ops-{}-dynamic-none.onnx", std::process::id()));
     std::fs::write(&path, m.bytes())?;
     let err = load_model(&path, ImportOptions::default()).unwrap_err().to_string();
-    let _ = std::fs::remove_file(&path);
     assert!(err.contains("dynamic spatial dims") && err.contains("--input-size"), "{err}");
+    // Without an input size, the frame's size rounded down to the multiple; an explicit size
+    // wins over it; a static model ignores the frame size.
+    let at = |options: ImportOptions| load_model(&path, options).map(|g| g.input_shape());
+    let frame = ImportOptions { frame_size: Some((37, 21)), multiple: 8, ..Default::default() };
+    assert_eq!(at(frame)?, framecache::graph::Shape::new(16, 32, 3));
+    assert_eq!(at(ImportOptions { frame_size: Some((5, 5)), multiple: 8, ..Default::default() })?.h, 8);
+    assert_eq!(at(ImportOptions { input_size: Some((20, 12)), ..frame })?, framecache::graph::Shape::new(12, 20, 3));
+    let _ = std::fs::remove_file(&path);
+    let mut fixed = Onnx::new(3, 10, 10);
+    init(&mut fixed, "w", &[4, 3, 3, 3], 16);
+    fixed.node("Conv", &["x", "w"], "c", vec![]).output("c");
+    std::fs::write(&path, fixed.bytes())?;
+    assert_eq!(at(frame)?, framecache::graph::Shape::new(10, 10, 3));
+    assert!(at(ImportOptions { input_size: Some((12, 12)), ..Default::default() }).is_err());
+    let _ = std::fs::remove_file(&path);
     Ok(())
 }
 

@@ -202,17 +202,33 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         ..Default::default()
     };
 
+    let mut clips = Vec::new();
+    for path in &clip_paths {
+        match Clip::open(path) {
+            Ok(c) => clips.push(c),
+            Err(e) => report.errors.push(ErrorRecord {
+                model: None,
+                clip: Some(path.display().to_string()),
+                message: format!("{e:#}"),
+            }),
+        }
+    }
+    // A fully convolutional model without an input size runs at the first clip's frame size.
+    let frame_size =
+        clips.first().filter(|c| !c.is_empty()).and_then(|c| c.decode(0).ok()).map(|f| (f.width, f.height));
+
     // Models: the engine's plan, and tract's when it is a baseline.
     let mut models = Vec::new();
     for path in &model_paths {
-        let loaded = Model::load(path, args.engine.preprocess.as_deref(), args.engine.input_size).and_then(|m| {
-            let tract = if use_tract {
-                Some(TractModel::load_with_input(path, Some(m.input_dims()))?.with_threads(threads))
-            } else {
-                None
-            };
-            Ok((m, tract))
-        });
+        let loaded =
+            Model::load(path, args.engine.preprocess.as_deref(), args.engine.input_size, frame_size).and_then(|m| {
+                let tract = if use_tract {
+                    Some(TractModel::load_with_input(path, Some(m.input_dims()))?.with_threads(threads))
+                } else {
+                    None
+                };
+                Ok((m, tract))
+            });
         match loaded {
             Ok(m) => models.push(m),
             Err(e) => report.errors.push(ErrorRecord {
@@ -241,17 +257,6 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         eprintln!("{n}");
     }
 
-    let mut clips = Vec::new();
-    for path in &clip_paths {
-        match Clip::open(path) {
-            Ok(c) => clips.push(c),
-            Err(e) => report.errors.push(ErrorRecord {
-                model: None,
-                clip: Some(path.display().to_string()),
-                message: format!("{e:#}"),
-            }),
-        }
-    }
     let limit = |c: &Clip| args.frames.map_or(c.len(), |n| n.min(c.len()));
     let total: usize = clips.iter().map(|c| limit(c) * models.len() * opts.repeat).sum();
     let bar = ProgressBar::new(total as u64).with_style(

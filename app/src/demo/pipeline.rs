@@ -105,7 +105,7 @@ impl Loaded {
         if path.extension().is_some_and(|e| e == "toml") {
             Ok(Loaded::Bundle(Bundle::load(path, &crate::bundle::model_dirs(&[]))?))
         } else {
-            Ok(Loaded::Model(Model::load(path, sidecar, input_size)?))
+            Ok(Loaded::Model(Model::load(path, sidecar, input_size, None)?))
         }
     }
 

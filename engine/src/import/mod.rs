@@ -24,8 +24,24 @@ use crate::graph::Graph;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImportOptions {
     /// `(width, height)` of a model whose input has dynamic spatial dims (fully convolutional
-    /// models such as MTCNN's P-Net or a text detector). A dynamic batch dim is always 1.
+    /// models such as MTCNN's P-Net or a text detector); static dims must equal it. A dynamic
+    /// batch dim is always 1.
     pub input_size: Option<(usize, usize)>,
+    /// The frames' `(width, height)`: the size of dynamic spatial dims when `input_size` is
+    /// `None`, each side rounded down to a multiple of `multiple` (at least one multiple).
+    /// Ignored for static dims.
+    pub frame_size: Option<(usize, usize)>,
+    /// The multiple a model's dynamic sides must be (its total stride; 0 and 1: any size).
+    pub multiple: usize,
+}
+
+impl ImportOptions {
+    /// The size for dynamic spatial dims, and whether it was given explicitly.
+    pub fn dynamic_size(&self) -> Option<((usize, usize), bool)> {
+        let m = self.multiple.max(1);
+        let round = |n: usize| (n / m * m).max(m);
+        self.input_size.map(|s| (s, true)).or(self.frame_size.map(|(w, h)| ((round(w), round(h)), false)))
+    }
 }
 
 /// Loads a model file, ONNX or TFLite (told apart by content: a TFLite flatbuffer carries the

@@ -135,7 +135,7 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManif
         )
     })?;
     let preprocess = b.preprocess.validate().map_err(|r| err(field("preprocess"), String::new(), r))?;
-    let options = crate::import::ImportOptions { input_size: b.input_size.map(|[w, h]| (w, h)) };
+    let options = crate::import::ImportOptions { input_size: b.input_size.map(|[w, h]| (w, h)), ..Default::default() };
     let mut graph = crate::import::load_model(&model, options)?;
     let unknown = |field: String, tensor: &str, model: &Path| Error::UnknownTensor {
         path: path.to_owned(),

@@ -136,7 +136,7 @@ impl Importer {
                 })
             }
         };
-        let shape = input_shape(input, options.input_size)?;
+        let shape = input_shape(input, options)?;
         self.input_name = input.name.clone();
         self.push(input.name.clone(), Op::Input, vec![], shape).map_err(|reason| Error::InvalidModel {
             node: input.name.clone(),
@@ -363,9 +363,9 @@ impl Importer {
     }
 }
 
-/// The input's NHWC shape: a dynamic (or 1) batch dim is 1; dynamic spatial dims are
-/// `size` (`(width, height)`), which static ones must equal if given.
-fn input_shape(input: &pb::ValueInfoProto, size: Option<(usize, usize)>) -> Result<Shape> {
+/// The input's NHWC shape: a dynamic (or 1) batch dim is 1; dynamic spatial dims take
+/// [`ImportOptions::dynamic_size`]; static ones must equal an explicit `input_size`.
+fn input_shape(input: &pb::ValueInfoProto, options: ImportOptions) -> Result<Shape> {
     let bad = |reason: String| Error::InvalidModel { node: input.name.clone(), op: "input".into(), reason };
     let dims: Vec<i64> = input
         .r#type
@@ -390,15 +390,14 @@ fn input_shape(input: &pb::ValueInfoProto, size: Option<(usize, usize)>) -> Resu
         return Err(bad(format!("input shape {dims:?}: a [1, C, H, W] image input with static C is required")));
     }
     let dynamic = *h == -1 || *w == -1;
-    let (h, w) = match size {
+    let (h, w) = match options.dynamic_size() {
         None if dynamic => {
             return Err(bad(format!(
                 "input shape {dims:?} has dynamic spatial dims: give the size (`input_size = [W, H]` in the \
                  sidecar, or --input-size WxH)"
             )))
         }
-        None => (*h, *w),
-        Some((sw, sh)) => {
+        Some(((sw, sh), explicit)) if dynamic || explicit => {
             let (sw, sh) = (sw as i64, sh as i64);
             if !ok(sw) || !ok(sh) {
                 return Err(bad(format!("input size {sw}x{sh} is outside 1..={MAX_DIM} per side")));
@@ -408,6 +407,7 @@ fn input_shape(input: &pb::ValueInfoProto, size: Option<(usize, usize)>) -> Resu
             }
             (sh, sw)
         }
+        _ => (*h, *w),
     };
     if !ok(h) || !ok(w) {
         return Err(bad(format!("input shape {dims:?}: a [1, C, H, W] image input is required")));
