@@ -88,13 +88,13 @@ pub struct ModelInfo {
 
 /// What the worker runs: one model with its sidecar, or a multi-task bundle.
 pub enum Loaded {
-    Model(Model),
+    Model(Box<Model>),
     Bundle(Arc<Bundle>),
 }
 
 impl From<Model> for Loaded {
     fn from(m: Model) -> Self {
-        Loaded::Model(m)
+        Loaded::Model(Box::new(m))
     }
 }
 
@@ -105,7 +105,7 @@ impl Loaded {
         if path.extension().is_some_and(|e| e == "toml") {
             Ok(Loaded::Bundle(Bundle::load(path, &crate::bundle::model_dirs(&[]))?))
         } else {
-            Ok(Loaded::Model(Model::load(path, sidecar, input_size, None)?))
+            Ok(Loaded::Model(Box::new(Model::load(path, sidecar, input_size, None)?)))
         }
     }
 
