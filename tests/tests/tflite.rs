@@ -59,6 +59,46 @@ fn mediapipe_tflite_files_match_their_onnx_conversions() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The classifiers converted to TFLite by `../shared/tools/peers/setup.sh` (onnx2tf 2.6.9,
+/// float32) against the ONNX files they came from. They live in the peers' folder
+/// (`$PEERS_DIR`, default `~/.cache/framecache-peers`), not in `../shared`, so the test skips
+/// with a message where the peers are not set up.
+#[test]
+fn onnx2tf_classifiers_match_their_onnx_sources() -> anyhow::Result<()> {
+    let Some(data) = shared_data_or_skip("onnx2tf_classifiers_match_their_onnx_sources") else { return Ok(()) };
+    let peers = std::env::var_os("PEERS_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/framecache-peers")));
+    let Some(dir) = peers.map(|p| p.join("models/tflite")).filter(|d| d.is_dir()) else {
+        eprintln!("skipping onnx2tf_classifiers_match_their_onnx_sources: no peers' models/tflite (run ../shared/tools/peers/setup.sh)");
+        return Ok(());
+    };
+    let frames = clip(&data, "static_vtest_pedestrians")?;
+    for name in ["mobilenet_v2", "efficientnet_lite0"] {
+        let lite = dir.join(name).join(format!("{name}_float32.tflite"));
+        if !lite.is_file() {
+            eprintln!("skipping {name}: {} is missing", lite.display());
+            continue;
+        }
+        let pre = Preprocess::imagenet();
+        let (a, b) = (
+            Plan::from_onnx(&lite, pre.clone())?,
+            Plan::from_onnx(data.join(format!("models/imagenet/{name}.onnx")), pre)?,
+        );
+        let opts = SessionOptions { threads: Some(2), ..Default::default() };
+        let (mut a, mut b) = (Session::new(a, opts.clone())?, Session::new(b, opts)?);
+        let mut worst = 0.0f32;
+        for f in [&frames[0], &frames[40]] {
+            let (x, y) = (a.run_full(&f.as_frame())?, b.run_full(&f.as_frame())?);
+            let (d, scale) = max_abs_diff(&x[0].data, &y[0].data);
+            worst = worst.max(d / scale.max(1.0));
+            assert!(d <= 1e-4 * scale.max(1.0), "{name}: the TFLite conversion differs by {d} (scale {scale})");
+        }
+        eprintln!("{name}_float32.tflite: worst |tflite - onnx| / max(1, scale) = {worst:.2e}");
+    }
+    Ok(())
+}
+
 #[test]
 fn a_small_built_model_imports_and_runs() -> anyhow::Result<()> {
     let g = load(&conv_model())?;

@@ -17,7 +17,7 @@ use tract_tflite::tflite::{self, ActivationFunctionType, BuiltinOperator, Operat
 use super::ImportOptions;
 use crate::error::{Error, Result};
 use crate::graph::{
-    check_node, product, Activation, BinaryKind, Conv, ConvTranspose, CoordMode, Graph, GraphOutput, Node, Op,
+    check_node, product, Activation, BinaryKind, Conv, ConvTranspose, CoordMode, Dense, Graph, GraphOutput, Node, Op,
     PoolKind, ResizeMode, Shape, Window, MAX_DIM, MAX_TENSOR_VALUES,
 };
 
@@ -349,6 +349,8 @@ impl<'a> Importer<'a> {
             }
             BuiltinOperator::AVERAGE_POOL_2D | BuiltinOperator::MAX_POOL_2D => self.pool(&ctx, op, code, &ins)?,
             BuiltinOperator::RESIZE_BILINEAR => self.resize(&ctx, op, &ins)?,
+            BuiltinOperator::MEAN => self.mean(&ctx, op, &ins)?,
+            BuiltinOperator::FULLY_CONNECTED => self.fully_connected(&ctx, op, &ins)?,
             BuiltinOperator::PAD => self.pad(&ctx, &ins, out)?,
             BuiltinOperator::RESHAPE => self.reshape(&ctx, &ins, out)?,
             BuiltinOperator::CONCATENATION => self.concat(&ctx, op, &ins)?,
@@ -621,6 +623,67 @@ impl<'a> Importer<'a> {
             id = self.push(ctx, Op::Unary(act), vec![id], shape)?;
         }
         Ok(Self::node(id))
+    }
+
+    /// MEAN over the spatial axes `[1, 2]` (a global average pool; without `keep_dims` a
+    /// `[1, C]` vector), or over the channels `[3]` with `keep_dims` (a 1x1 conv of weights 1/C).
+    fn mean(&mut self, ctx: &Ctx, op: &Operator<'a>, ins: &[usize]) -> Result<Value> {
+        let (x, s) = self.map_input(ctx, ins, 0)?;
+        let (_, axes) = self.const_input(ctx, ins, 1)?;
+        let keep = op.builtin_options_as_reducer_options().is_some_and(|o| o.keep_dims());
+        let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0.0 { a as i64 + 4 } else { a as i64 }).collect();
+        axes.sort_unstable();
+        match (axes.as_slice(), keep) {
+            ([1, 2], _) => {
+                let id = self.push(ctx, Op::GlobalAvgPool, vec![x], Shape::new(1, 1, s.c))?;
+                Ok(Value::Node { id, view: (!keep).then(|| vec![1, s.c]) })
+            }
+            ([3], true) => {
+                let conv = Conv {
+                    window: Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
+                    groups: 1,
+                    cin: s.c,
+                    cout: 1,
+                    weights: vec![1.0 / s.c as f32; s.c],
+                    bias: vec![0.0],
+                    activation: Activation::Identity,
+                    packed: Vec::new(),
+                };
+                Ok(Self::node(self.push(ctx, Op::Conv(conv), vec![x], Shape::new(s.h, s.w, 1))?))
+            }
+            (other, _) => Err(ctx.unsupported(
+                "axes",
+                format!("{other:?} (keep_dims={keep}): only [1, 2], or [3] with keep_dims, are supported"),
+            )),
+        }
+    }
+
+    /// FULLY_CONNECTED on a vector (a one-pixel node): weights `[N, K]`, bias, fused activation.
+    fn fully_connected(&mut self, ctx: &Ctx, op: &Operator<'a>, ins: &[usize]) -> Result<Value> {
+        let (x, s) = self.map_input(ctx, ins, 0)?;
+        if s.pixels() != 1 {
+            return Err(ctx.invalid(format!("input is a {s} map; a vector was expected")));
+        }
+        let o = op.builtin_options_as_fully_connected_options();
+        if o.is_some_and(|o| o.weights_format() != tflite::FullyConnectedOptionsWeightsFormat::DEFAULT) {
+            return Err(ctx.unsupported("weights_format", "only DEFAULT (float) weights are supported"));
+        }
+        let act = Self::activation(ctx, o.map_or(ActivationFunctionType::NONE, |o| o.fused_activation_function()))?;
+        let (wd, w) = self.const_input(ctx, ins, 1)?;
+        let [n, k] = wd[..] else { return Err(ctx.invalid(format!("weights of dims {wd:?} are not [N, K]"))) };
+        if k != s.c {
+            return Err(ctx.invalid(format!("weights expect {k} inputs, the vector has {}", s.c)));
+        }
+        let mut weights = vec![0.0; k * n];
+        for ni in 0..n {
+            for ki in 0..k {
+                weights[ki * n + ni] = w[ni * k + ki];
+            }
+        }
+        let bias = self.bias(ctx, ins, 2, n)?;
+        let dense = Dense { cin: k, cout: n, weights, bias, activation: act, packed: Vec::new() };
+        let id = self.push(ctx, Op::Dense(dense), vec![x], Shape::new(1, 1, n))?;
+        Ok(Value::Node { id, view: Some(vec![1, n]) })
     }
 
     fn resize(&mut self, ctx: &Ctx, op: &Operator<'a>, ins: &[usize]) -> Result<Value> {
