@@ -11,6 +11,7 @@
 //! mean = [0.485, 0.456, 0.406]    # x = (p / 255 - mean) / std
 //! std = [0.229, 0.224, 0.225]
 //! resample = "pil"                # area (default: the engine's) | pil (Pillow, as torchvision)
+//!                                 # | mediapipe (OpenCV warp, as MediaPipe's CPU path)
 //! ```
 //!
 //! A model whose input has dynamic spatial dims (a fully convolutional detector) runs at

@@ -63,8 +63,8 @@ pub enum Fit {
     CenterCrop { shorter: Option<usize> },
 }
 
-/// How frame pixels are resampled to the model's input (`resample = "area" | "pil"` in a
-/// sidecar).
+/// How frame pixels are resampled to the model's input (`resample = "area" | "pil" |
+/// "mediapipe"` in a sidecar).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Resample {
@@ -75,6 +75,12 @@ pub enum Resample {
     /// Pillow's antialiased bilinear resize, bit for bit, with torchvision's `Resize` and
     /// `CenterCrop` rounding: what torchvision models were trained and evaluated with.
     Pil,
+    /// MediaPipe's CPU `ImageToTensorCalculator`: OpenCV's `warpPerspective` with
+    /// `INTER_LINEAR` and replicated borders, mapping the region's corners onto the output's
+    /// corners (output pixel `x` samples source `x0 + x · w / W`, no half-pixel offset, no
+    /// antialiasing), rounded to bytes.
+    #[serde(rename = "mediapipe")]
+    MediaPipe,
 }
 
 /// Frame → model input: fit, then `x = (p / 255 - mean[c]) / std[c]`.
@@ -142,7 +148,7 @@ impl Preprocess {
     /// The source region `(x0, y0, width, height)` in frame pixels that maps onto the input.
     pub fn source_region(&self, fw: usize, fh: usize, input: Shape) -> (f32, f32, f32, f32) {
         match self.resample {
-            Resample::Area => self.area_region(fw, fh, input),
+            Resample::Area | Resample::MediaPipe => self.area_region(fw, fh, input),
             Resample::Pil => {
                 let (((bx0, bx1), (by0, by1)), (rw, rh), (x0, y0, w, h)) = self.pil_geometry(fw, fh, input);
                 let (sx, sy) = ((bx1 - bx0) / rw as f64, (by1 - by0) / rh as f64);
@@ -172,10 +178,17 @@ impl Preprocess {
     /// more) to `input.h x input.w x 3` values on the 0–255 scale.
     /// With [`Resample::Pil`], Pillow's resize instead ([`pil`]).
     pub fn resample(&self, frame: &Frame<'_>, input: Shape, out: &mut Vec<f32>) {
-        if self.resample == Resample::Pil {
-            let (boxes, size, window) = self.pil_geometry(frame.width, frame.height, input);
-            let dims = (frame.width, frame.height, frame.channels);
-            return pil::resize(frame.data, dims, boxes, size, window, out);
+        let dims = (frame.width, frame.height, frame.channels);
+        match self.resample {
+            Resample::Pil => {
+                let (boxes, size, window) = self.pil_geometry(frame.width, frame.height, input);
+                return pil::resize(frame.data, dims, boxes, size, window, out);
+            }
+            Resample::MediaPipe => {
+                let region = self.area_region(frame.width, frame.height, input);
+                return warp_linear(frame.data, dims, region, input, out);
+            }
+            Resample::Area => {}
         }
         let (sx0, sy0, sw, sh) = self.area_region(frame.width, frame.height, input);
         out.clear();
@@ -248,6 +261,46 @@ impl Preprocess {
         for (d, s) in dst.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
             for c in 0..3 {
                 d[c] = s[c] * scale[c] - shift[c];
+            }
+        }
+    }
+}
+
+/// MediaPipe's resampling ([`Resample::MediaPipe`]) of the frame region `(x0, y0, w, h)` to
+/// `input`: bilinear at `x0 + x · w / W` (corner-aligned), borders replicated, each value
+/// rounded to a byte (half to even). All in f32, which is OpenCV 5's `warpPerspective` for an
+/// upright region exactly; OpenCV 4's fixed-point path (5-bit positions, 15-bit weights) is
+/// within one grey level of it.
+fn warp_linear(
+    data: &[u8],
+    (fw, fh, ch): (usize, usize, usize),
+    (x0, y0, w, h): (f32, f32, f32, f32),
+    input: Shape,
+    out: &mut Vec<f32>,
+) {
+    out.clear();
+    out.resize(input.h * input.w * 3, 0.0);
+    let taps = |n_out: usize, start: f32, span: f32, n_in: usize| -> Vec<(usize, usize, f32)> {
+        let scale = span / n_out as f32;
+        (0..n_out)
+            .map(|o| {
+                let p = start + o as f32 * scale;
+                let i = p.floor();
+                let clamp = |v: f32| v.clamp(0.0, (n_in - 1) as f32) as usize;
+                (clamp(i), clamp(i + 1.0), p - i)
+            })
+            .collect()
+    };
+    let (xt, yt) = (taps(input.w, x0, w, fw), taps(input.h, y0, h, fh));
+    for (oy, &(r0, r1, fy)) in yt.iter().enumerate() {
+        let (row0, row1) = (&data[r0 * fw * ch..][..fw * ch], &data[r1 * fw * ch..][..fw * ch]);
+        for (ox, &(c0, c1, fx)) in xt.iter().enumerate() {
+            for c in 0..3 {
+                let px = |row: &[u8], col: usize| f32::from(row[col * ch + c]);
+                let top = px(row0, c0) * (1.0 - fx) + px(row0, c1) * fx;
+                let bottom = px(row1, c0) * (1.0 - fx) + px(row1, c1) * fx;
+                let v = top * (1.0 - fy) + bottom * fy;
+                out[(oy * input.w + ox) * 3 + c] = v.round_ties_even().clamp(0.0, 255.0);
             }
         }
     }
