@@ -160,6 +160,21 @@ pub struct Conv {
 }
 
 impl Conv {
+    /// The mean over `c` channels as a 1x1 convolution to one channel (ONNX ReduceMean and
+    /// TFLite MEAN over the channel axis).
+    pub fn channel_mean(c: usize) -> Self {
+        Self {
+            window: Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
+            groups: 1,
+            cin: c,
+            cout: 1,
+            weights: vec![1.0 / c as f32; c],
+            bias: vec![0.0],
+            activation: Activation::Identity,
+            packed: Vec::new(),
+        }
+    }
+
     pub fn is_depthwise(&self) -> bool {
         self.groups > 1 && self.groups == self.cin && self.groups == self.cout
     }

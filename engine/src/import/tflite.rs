@@ -639,17 +639,7 @@ impl<'a> Importer<'a> {
                 Ok(Value::Node { id, view: (!keep).then(|| vec![1, s.c]) })
             }
             ([3], true) => {
-                let conv = Conv {
-                    window: Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
-                    groups: 1,
-                    cin: s.c,
-                    cout: 1,
-                    weights: vec![1.0 / s.c as f32; s.c],
-                    bias: vec![0.0],
-                    activation: Activation::Identity,
-                    packed: Vec::new(),
-                };
-                Ok(Self::node(self.push(ctx, Op::Conv(conv), vec![x], Shape::new(s.h, s.w, 1))?))
+                Ok(Self::node(self.push(ctx, Op::Conv(Conv::channel_mean(s.c)), vec![x], Shape::new(s.h, s.w, 1))?))
             }
             (other, _) => Err(ctx.unsupported(
                 "axes",

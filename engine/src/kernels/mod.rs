@@ -141,40 +141,17 @@ pub unsafe fn compute_rect(
                     activate(level, *act, dst);
                 }
             }
-            Op::ChannelAffine { scale, bias } => {
-                let c = node.shape.c;
-                for y in rect.y0..rect.y1 {
-                    let src = &inputs[0].data[(y * node.shape.w + rect.x0) * c..][..(rect.x1 - rect.x0) * c];
-                    let dst = out.row(y, rect.x0, rect.x1);
-                    for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
-                        for i in 0..c {
-                            d[i] = s[i] * scale[i] + bias[i];
-                        }
-                    }
+            Op::ChannelAffine { scale, bias } => per_pixel(inputs[0], out, rect, |s, d| {
+                for i in 0..s.len() {
+                    d[i] = s[i] * scale[i] + bias[i];
                 }
-            }
-            Op::PRelu { slope } => {
-                let c = node.shape.c;
-                for y in rect.y0..rect.y1 {
-                    let src = &inputs[0].data[(y * node.shape.w + rect.x0) * c..][..(rect.x1 - rect.x0) * c];
-                    let dst = out.row(y, rect.x0, rect.x1);
-                    for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
-                        for i in 0..c {
-                            d[i] = if s[i] >= 0.0 { s[i] } else { s[i] * slope[i] };
-                        }
-                    }
+            }),
+            Op::PRelu { slope } => per_pixel(inputs[0], out, rect, |s, d| {
+                for i in 0..s.len() {
+                    d[i] = if s[i] >= 0.0 { s[i] } else { s[i] * slope[i] };
                 }
-            }
-            Op::Softmax => {
-                let c = node.shape.c;
-                for y in rect.y0..rect.y1 {
-                    let src = &inputs[0].data[(y * node.shape.w + rect.x0) * c..][..(rect.x1 - rect.x0) * c];
-                    let dst = out.row(y, rect.x0, rect.x1);
-                    for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
-                        softmax(s, d);
-                    }
-                }
-            }
+            }),
+            Op::Softmax => per_pixel(inputs[0], out, rect, softmax),
             Op::Binary { kind, activation } => binary(level, *kind, *activation, inputs, node.shape, out, rect),
             Op::Concat => concat(inputs, node.shape, out, rect),
             Op::PadChannels { before, after } => {
@@ -221,6 +198,23 @@ fn permute(x: In<'_>, perm: [usize; 4], out: &mut [f32]) {
                     o += 1;
                 }
             }
+        }
+    }
+}
+
+/// `f(input pixel, output pixel)` over every pixel of `rect`, for ops that map each pixel's
+/// channels to as many output channels.
+///
+/// # Safety
+/// As [`compute_rect`]: `rect` lies inside the output, and no other writer touches it.
+unsafe fn per_pixel(x: In<'_>, out: &OutBuf<'_>, rect: Rect, mut f: impl FnMut(&[f32], &mut [f32])) {
+    let (w, c) = (x.shape.w, x.shape.c);
+    for y in rect.y0..rect.y1 {
+        let src = &x.data[(y * w + rect.x0) * c..][..(rect.x1 - rect.x0) * c];
+        // SAFETY: forwarded from this function's contract.
+        let dst = unsafe { out.row(y, rect.x0, rect.x1) };
+        for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+            f(s, d);
         }
     }
 }

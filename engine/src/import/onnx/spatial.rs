@@ -3,7 +3,7 @@
 use super::attrs::{f32_data, i64_data, window, Ctx};
 use super::{Importer, Value};
 use crate::error::Result;
-use crate::graph::{Activation, Conv, CoordMode, Op, PoolKind, ResizeMode, Shape, Window, MAX_DIM};
+use crate::graph::{Conv, CoordMode, Op, PoolKind, ResizeMode, Shape, MAX_DIM};
 
 impl Importer {
     pub(super) fn pool(&mut self, ctx: &Ctx<'_>, max: bool) -> Result<()> {
@@ -61,19 +61,7 @@ impl Importer {
                 }
                 Ok(())
             }
-            [1] if keep => {
-                let conv = Conv {
-                    window: Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
-                    groups: 1,
-                    cin: s.c,
-                    cout: 1,
-                    weights: vec![1.0 / s.c as f32; s.c],
-                    bias: vec![0.0],
-                    activation: Activation::Identity,
-                    packed: Vec::new(),
-                };
-                self.emit(ctx, Op::Conv(conv), vec![x], Shape::new(s.h, s.w, 1))
-            }
+            [1] if keep => self.emit(ctx, Op::Conv(Conv::channel_mean(s.c)), vec![x], Shape::new(s.h, s.w, 1)),
             other => Err(ctx.unsupported(
                 "axes",
                 format!("{other:?} (keepdims={}): only [2, 3], or [1] with keepdims=1, are supported", u8::from(keep)),
