@@ -98,9 +98,12 @@ fn resize_to_an_absurd_size_is_an_error() {
 
 #[test]
 fn absurd_input_sizes_are_errors() {
-    rejects(&Onnx::with_input(&[1, 3, 1, 1 << 40]), "static [1, C, H, W]");
+    rejects(&Onnx::with_input(&[1, 3, 1, 1 << 40]), "a [1, C, H, W] image input is required");
     rejects(&Onnx::with_input(&[1, 3, 20000, 20000]), "over the limit");
-    rejects(&Onnx::with_input(&[1, 3, -1, 8]), "static [1, C, H, W]");
+    rejects(&Onnx::with_input(&[2, 3, 8, 8]), "a [1, C, H, W] image input with static C is required");
+    rejects(&Onnx::with_input(&[1, -1, 8, 8]), "static C");
+    // Dynamic spatial dims need a size: the error says how to give one.
+    rejects(&Onnx::with_input(&[1, 3, -1, 8]), "--input-size");
 }
 
 #[test]

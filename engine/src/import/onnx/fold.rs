@@ -14,9 +14,10 @@ use crate::graph::{product, MAX_TENSOR_VALUES};
 pub(super) const FOLDED: &[&str] = &["Cast", "Slice", "Concat", "Reshape", "Unsqueeze", "Squeeze"];
 
 impl Importer {
-    /// Whether this node is folded into a constant (all its inputs are constants).
+    /// Whether this node is folded into a constant (it has inputs, and all are constants).
     pub(super) fn foldable(&self, ctx: &Ctx<'_>) -> bool {
         FOLDED.contains(&ctx.node.op_type.as_str())
+            && ctx.node.input.iter().any(|i| !i.is_empty())
             && (0..ctx.node.input.len()).all(|i| ctx.node.input[i].is_empty() || self.is_const(ctx, i))
     }
 
