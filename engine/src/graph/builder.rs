@@ -119,18 +119,9 @@ impl GraphBuilder {
     /// Elementwise op with broadcasting of dimensions equal to 1.
     pub fn binary(&mut self, a: usize, b: usize, kind: BinaryKind, activation: Activation) -> Result<usize> {
         let (sa, sb) = (self.shape(a), self.shape(b));
-        let d = |x: usize, y: usize| {
-            if x == y || y == 1 {
-                Some(x)
-            } else if x == 1 {
-                Some(y)
-            } else {
-                None
-            }
-        };
-        match (d(sa.h, sb.h), d(sa.w, sb.w), d(sa.c, sb.c)) {
-            (Some(h), Some(w), Some(c)) => self.push(Op::Binary { kind, activation }, vec![a, b], Shape::new(h, w, c)),
-            _ => Err(Self::invalid("Binary", format!("{sa} and {sb} do not broadcast"))),
+        match sa.broadcast(sb) {
+            Some(s) => self.push(Op::Binary { kind, activation }, vec![a, b], s),
+            None => Err(Self::invalid("Binary", format!("{sa} and {sb} do not broadcast"))),
         }
     }
 

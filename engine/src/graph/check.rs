@@ -153,14 +153,9 @@ pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
         }
         Op::Binary { .. } => {
             let (a, b) = (ins[0], ins[1]);
-            let dim = |x: usize, y: usize| match (x, y) {
-                _ if x == y || y == 1 => Some(x),
-                (1, _) => Some(y),
-                _ => None,
-            };
-            match (dim(a.h, b.h), dim(a.w, b.w), dim(a.c, b.c)) {
-                (Some(h), Some(w), Some(c)) => Shape::new(h, w, c),
-                _ => return Err(format!("inputs {a} and {b} do not broadcast")),
+            match a.broadcast(b) {
+                Some(s) => s,
+                None => return Err(format!("inputs {a} and {b} do not broadcast")),
             }
         }
         Op::Concat => {

@@ -37,6 +37,16 @@ impl Shape {
     pub const fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The shape of an elementwise op on `self` and `other` with numpy broadcasting (a
+    /// dimension of 1 stretches to the other's), or `None` when they do not broadcast.
+    pub fn broadcast(self, other: Shape) -> Option<Shape> {
+        let dim = |x: usize, y: usize| match (x, y) {
+            _ if x == y || y == 1 => Some(x),
+            (1, _) => Some(y),
+            _ => None,
+        };
+        Some(Shape::new(dim(self.h, other.h)?, dim(self.w, other.w)?, dim(self.c, other.c)?))
+    }
     /// `nhwc` (this shape, channels last) reordered to channels first, as ONNX lays it out.
     pub fn nhwc_to_nchw(&self, nhwc: &[f32]) -> Vec<f32> {
         let mut nchw = vec![0.0; nhwc.len()];

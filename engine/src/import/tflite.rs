@@ -578,19 +578,9 @@ impl<'a> Importer<'a> {
             }
             (Value::Node { id: p, view: vp }, Value::Node { id: q, .. }) => {
                 let (sa, sb) = (self.nodes[p].shape, self.nodes[q].shape);
-                let dim = |x: usize, y: usize| {
-                    if x == y || y == 1 {
-                        Some(x)
-                    } else if x == 1 {
-                        Some(y)
-                    } else {
-                        None
-                    }
-                };
-                let (Some(h), Some(w), Some(c)) = (dim(sa.h, sb.h), dim(sa.w, sb.w), dim(sa.c, sb.c)) else {
-                    return Err(ctx.invalid(format!("shapes {sa} and {sb} do not broadcast")));
-                };
-                (self.push(ctx, Op::Binary { kind, activation: act }, vec![p, q], Shape::new(h, w, c))?, vp)
+                let shape =
+                    sa.broadcast(sb).ok_or_else(|| ctx.invalid(format!("shapes {sa} and {sb} do not broadcast")))?;
+                (self.push(ctx, Op::Binary { kind, activation: act }, vec![p, q], shape)?, vp)
             }
             _ => return Err(ctx.invalid("both inputs are constants")),
         };

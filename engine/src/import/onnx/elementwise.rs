@@ -4,7 +4,7 @@
 use super::attrs::{f32_data, Ctx};
 use super::{Importer, Value};
 use crate::error::Result;
-use crate::graph::{Activation, BinaryKind, Op, Shape};
+use crate::graph::{Activation, BinaryKind, Op};
 
 /// The ONNX binary ops the importer maps to [`Op::Binary`] or [`Op::ChannelAffine`].
 #[derive(Clone, Copy)]
@@ -143,16 +143,7 @@ impl Importer {
         let (a, fa) = self.node_input(ctx, 0)?;
         let (b, fb) = self.node_input(ctx, 1)?;
         let (sa, sb) = (self.nodes[a].shape, self.nodes[b].shape);
-        let dim = |x: usize, y: usize| -> Result<usize> {
-            if x == y || y == 1 {
-                Ok(x)
-            } else if x == 1 {
-                Ok(y)
-            } else {
-                Err(ctx.invalid(format!("shapes {sa} and {sb} do not broadcast")))
-            }
-        };
-        let shape = Shape::new(dim(sa.h, sb.h)?, dim(sa.w, sb.w)?, dim(sa.c, sb.c)?);
+        let shape = sa.broadcast(sb).ok_or_else(|| ctx.invalid(format!("shapes {sa} and {sb} do not broadcast")))?;
         self.emit(ctx, Op::Binary { kind, activation: Activation::Identity }, vec![a, b], shape)?;
         let view = if fa && fb { self.view_of(ctx, 0) } else { None };
         self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, view })
