@@ -64,13 +64,34 @@ impl AxisReach {
     fn new(n_in: usize, n_out: usize, window: impl Fn(usize) -> Option<AxisWindow>) -> Self {
         let (mut first, mut last) = (vec![u32::MAX; n_in], vec![0u32; n_in]);
         let mut readable = vec![0u64; n_out.div_ceil(64)];
-        for o in 0..n_out {
-            let Some(win) = window(o) else { continue };
-            readable[o / 64] |= 1 << (o % 64);
-            // Windows are at most the whole input, and n_out fits in u32 (shapes are checked).
-            for i in win.lo..=win.hi {
-                first[i] = first[i].min(o as u32);
-                last[i] = last[i].max(o as u32);
+        // The outputs that read something, with their windows (n_out fits in u32: shapes are
+        // checked).
+        let readers: Vec<(u32, AxisWindow)> = (0..n_out).filter_map(|o| window(o).map(|w| (o as u32, w))).collect();
+        for &(o, _) in &readers {
+            readable[o as usize / 64] |= 1 << (o % 64);
+        }
+        // Windows are monotone (`lo` and `hi` never decrease with the output), so one sweep each
+        // way finds every input's first and last reader, in O(inputs + outputs) rather than
+        // O(outputs x window): the readers with `hi >= i` are a suffix, and the first of them
+        // reads `i` if any does; the readers with `lo <= i` are a prefix, and its last one
+        // reads `i` if any does.
+        let mut k = 0;
+        for (i, f) in first.iter_mut().enumerate() {
+            while k < readers.len() && readers[k].1.hi < i {
+                k += 1;
+            }
+            if let Some(&(o, w)) = readers.get(k).filter(|(_, w)| w.lo <= i) {
+                debug_assert!(w.hi >= i);
+                *f = o;
+            }
+        }
+        let mut k = readers.len();
+        for (i, l) in last.iter_mut().enumerate().rev() {
+            while k > 0 && readers[k - 1].1.lo > i {
+                k -= 1;
+            }
+            if let Some(&(o, _)) = k.checked_sub(1).map(|j| &readers[j]).filter(|(_, w)| w.hi >= i) {
+                *l = o;
             }
         }
         let read = |i: usize| first[i] <= last[i];
