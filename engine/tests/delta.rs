@@ -36,8 +36,12 @@ proptest! {
         threads in 1usize..3,
         all in any::<bool>(),
         metric in prop::sample::select(vec![Metric::MaxAbs, Metric::BlockMean]),
+        fuse in any::<bool>(),
     ) {
-        let graph = common::build(h, w, &layers, seed);
+        let mut graph = common::build(h, w, &layers, seed);
+        if fuse {
+            framecache::graph::fuse::bottlenecks(&mut graph);
+        }
         let plan = Plan::new(graph, Preprocess::default()).unwrap();
         let g = plan.graph();
         let mode = if all { Mode::Delta { metric, level } } else { Mode::Threshold { metric, level } };
@@ -54,8 +58,13 @@ proptest! {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let narrows = matches!(n.op, Op::Conv(_)) && g.nodes[n.inputs[0]].shape.c > n.shape.c;
-                let costly = narrows && plan.macs_per_pixel(i) >= GATE_MACS_PER_VALUE * n.shape.c as u64;
+                // A bottleneck is gated as its projection alone would be.
+                let (cin, macs) = match &n.op {
+                    Op::Conv(_) => (g.nodes[n.inputs[0]].shape.c, plan.macs_per_pixel(i)),
+                    Op::Bottleneck(b) => (b.project.cin, b.project.macs_per_output_pixel()),
+                    _ => (0, 0),
+                };
+                let costly = cin > n.shape.c && macs >= GATE_MACS_PER_VALUE * n.shape.c as u64;
                 read[i] && (n.shape.pixels() == 1 || (all && costly))
             })
             .collect();

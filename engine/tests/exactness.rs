@@ -29,8 +29,13 @@ proptest! {
         bypass in any::<bool>(),
         // Every kernel level this CPU runs.
         level in prop::sample::select(SimdLevel::available()),
+        // Inverted-residual blocks as one node each, as the importer fuses them, or not.
+        fuse in any::<bool>(),
     ) {
-        let graph = common::build(h, w, &layers, seed);
+        let mut graph = common::build(h, w, &layers, seed);
+        if fuse {
+            framecache::graph::fuse::bottlenecks(&mut graph);
+        }
         let plan = Plan::new(graph, Preprocess::default()).unwrap();
         let opts = SessionOptions { mode: Mode::Exact, tile, threads: Some(threads), dense_crossover: 0.5, bypass, simd: Some(level), ..Default::default() };
         let mut cached = Session::new(plan.clone(), opts.clone()).unwrap();

@@ -86,8 +86,12 @@ proptest! {
         layers in prop::collection::vec(common::layer(), 1..5),
         seed in any::<u64>(),
         rect in (0usize..64, 0usize..64, 0usize..64, 0usize..64),
+        fuse in any::<bool>(),
     ) {
         let mut graph = common::build(h, w, &layers, seed);
+        if fuse {
+            framecache::graph::fuse::bottlenecks(&mut graph);
+        }
         framecache::kernels::prepare(&mut graph);
         check_every_level(&graph, rect)?;
     }
@@ -123,6 +127,93 @@ proptest! {
         let mut graph = b.build();
         framecache::kernels::prepare(&mut graph);
         check_every_level(&graph, rect)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: common::cases(64), ..ProptestConfig::default() })]
+
+    /// A bottleneck node gives the same bits as its three convolutions computed one after the
+    /// other, on any rectangle and at every level: maps tall and wide enough that the kernel
+    /// runs several bands (and keeps their shared expanded rows), with and without the
+    /// expansion, 3x3 and 5x5 windows, stride 1 and 2, and channel counts off the vector widths.
+    #[test]
+    fn bottleneck_is_bit_identical_to_its_convolutions(
+        h in 4usize..64,
+        w in 4usize..64,
+        // A depthwise conv needs 2 or more channels (on one it is a plain conv).
+        cin in 2usize..40,
+        expand in prop::sample::select(vec![0usize, 1, 6]),
+        k in prop::sample::select(vec![3usize, 5]),
+        s in 1usize..3,
+        cout in 1usize..40,
+        rect in (0usize..64, 0usize..64, 0usize..64, 0usize..64),
+    ) {
+        use framecache::graph::{fuse, Activation, GraphBuilder, Op, Window};
+        let mut b = GraphBuilder::new(h, w, 3);
+        let mut rng = common::Weights((h * 131 + w * 17 + cin) as u64);
+        let mut wgt = || rng.next();
+        let one = Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] };
+        let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+        // A 3x3 stem, so that the block's input is not the graph input.
+        let stem = Window { kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pad: [1; 4] };
+        let x = b.conv(0, cin, stem, 1, Activation::Relu, &mut wgt).unwrap();
+        let e = if expand == 0 { x } else { b.conv(x, cin * expand, one, 1, relu6, &mut wgt).unwrap() };
+        let c = b.shape(e).c;
+        let dw = Window { kh: k, kw: k, sh: s, sw: s, dh: 1, dw: 1, pad: [k / 2; 4] };
+        let d = b.conv(e, c, dw, c, relu6, &mut wgt).unwrap();
+        let y = b.conv(d, cout, one, 1, Activation::Identity, &mut wgt).unwrap();
+        b.output(y);
+        let mut plain = b.build();
+        let mut fused = plain.clone();
+        prop_assert_eq!(fuse::bottlenecks(&mut fused), 1);
+        let last = fused.nodes.len() - 1;
+        prop_assert!(matches!(fused.nodes[last].op, Op::Bottleneck(_)));
+        framecache::kernels::prepare(&mut plain);
+        framecache::kernels::prepare(&mut fused);
+        let s_out = plain.nodes[plain.nodes.len() - 1].shape;
+        let input: Vec<f32> = (0..h * w * 3).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        for level in SimdLevel::available() {
+            // The three convolutions one after the other, each in full.
+            let mut bufs = vec![input.clone()];
+            for node in plain.nodes.iter().skip(1) {
+                let ins: Vec<framecache::kernels::In<'_>> = node
+                    .inputs
+                    .iter()
+                    .map(|&j| framecache::kernels::In { data: &bufs[j], shape: plain.nodes[j].shape })
+                    .collect();
+                let mut out = vec![0.0; node.shape.len()];
+                let ob = framecache::kernels::OutBuf::new(&mut out, node.shape);
+                // SAFETY: one rectangle covering the output, one writer, a level this CPU runs.
+                unsafe { framecache::kernels::compute_rect(level, node, &ins, &ob, Rect::full(node.shape), &mut Vec::new()) };
+                bufs.push(out);
+            }
+            let want = &bufs[bufs.len() - 1];
+            // The bottleneck on a random rectangle, from the stem's output.
+            let (a, bb, cc, dd) = rect;
+            let (y0, x0) = (a % s_out.h, cc % s_out.w);
+            let r = Rect { y0, y1: y0 + 1 + bb % (s_out.h - y0), x0, x1: x0 + 1 + dd % (s_out.w - x0) };
+            let mut got = vec![f32::NAN; s_out.len()];
+            {
+                let ins = [framecache::kernels::In { data: &bufs[1], shape: plain.nodes[1].shape }];
+                let ob = framecache::kernels::OutBuf::new(&mut got, s_out);
+                // SAFETY: as above, one rectangle inside the output.
+                unsafe { framecache::kernels::compute_rect(level, &fused.nodes[last], &ins, &ob, r, &mut Vec::new()) };
+            }
+            for yy in 0..s_out.h {
+                for xx in 0..s_out.w {
+                    for ch in 0..s_out.c {
+                        let i = (yy * s_out.w + xx) * s_out.c + ch;
+                        let inside = (r.y0..r.y1).contains(&yy) && (r.x0..r.x1).contains(&xx);
+                        if inside {
+                            prop_assert_eq!(got[i].to_bits(), want[i].to_bits(), "{:?} {:?} at ({},{},{})", level, r, yy, xx, ch);
+                        } else {
+                            prop_assert!(got[i].is_nan(), "{:?}: wrote outside {:?} at ({},{})", level, r, yy, xx);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

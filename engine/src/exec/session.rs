@@ -600,8 +600,14 @@ fn gated(plan: &Plan, i: usize, all: bool) -> bool {
     let graph = plan.graph();
     let node = &graph.nodes[i];
     let s = node.shape;
-    let narrows = matches!(node.op, Op::Conv(_)) && graph.nodes[node.inputs[0]].shape.c > s.c;
-    let costly = narrows && plan.macs_per_pixel(i) >= GATE_MACS_PER_VALUE * s.c as u64;
+    // A bottleneck ends in its projection, which is what narrows: the same rule as the
+    // projection on its own.
+    let (cin, macs) = match &node.op {
+        Op::Conv(_) => (graph.nodes[node.inputs[0]].shape.c, plan.macs_per_pixel(i)),
+        Op::Bottleneck(b) => (b.project.cin, b.project.macs_per_output_pixel()),
+        _ => (0, 0),
+    };
+    let costly = cin > s.c && macs >= GATE_MACS_PER_VALUE * s.c as u64;
     plan.has_consumers(i) && (s.pixels() == 1 || (all && costly))
 }
 

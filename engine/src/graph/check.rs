@@ -10,7 +10,7 @@
 //! in all and does 0.3 GMAC per frame); they exist so that a hostile or corrupt model file is
 //! an error that names the node and the size, not an allocation abort or a hang.
 
-use super::{Graph, Node, Op, Shape, Window};
+use super::{Conv, Graph, Node, Op, Shape, Window};
 
 /// Largest value of any one dimension (height, width, channels) and of any window attribute
 /// (kernel size, stride, dilation, padding, channel padding).
@@ -97,22 +97,20 @@ pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
             }
             s
         }
-        Op::Conv(conv) => {
-            check_window(&conv.window)?;
-            let x = ins[0];
-            let g = conv.groups;
-            if conv.cin != x.c || g == 0 || !conv.cin.is_multiple_of(g) || !conv.cout.is_multiple_of(g) {
-                return Err(format!(
-                    "{} groups, {} input and {} output channels on a {x} input",
-                    g, conv.cin, conv.cout
-                ));
+        Op::Conv(conv) => conv_output(conv, ins[0])?,
+        Op::Bottleneck(b) => {
+            let one_to_one = |c: &Conv| c.is_pointwise() && (c.window.sh, c.window.sw) == (1, 1);
+            if !b.expand.as_ref().is_none_or(one_to_one) || !one_to_one(&b.project) || !b.depthwise.is_depthwise() {
+                return Err("a bottleneck is a stride-1 pointwise, a depthwise and a stride-1 pointwise conv".into());
             }
-            let w = &conv.window;
-            expect_len("weights", conv.weights.len(), &[w.kh, w.kw, conv.cin / g, conv.cout])?;
-            expect_len("bias", conv.bias.len(), &[conv.cout])?;
-            let (oh, ow) =
-                w.output_hw(x.h, x.w, false).ok_or_else(|| format!("the window {w:?} does not fit the input {x}"))?;
-            Shape::new(oh, ow, conv.cout)
+            let expanded = match &b.expand {
+                Some(e) => conv_output(e, ins[0]).map_err(|e| format!("expansion: {e}"))?,
+                None => ins[0],
+            };
+            check_shape(expanded)?;
+            let d = conv_output(&b.depthwise, expanded).map_err(|e| format!("depthwise: {e}"))?;
+            check_shape(d)?;
+            conv_output(&b.project, d).map_err(|e| format!("projection: {e}"))?
         }
         Op::ConvTranspose(ct) => {
             check_window(&ct.window)?;
@@ -261,4 +259,19 @@ impl Graph {
         }
         Ok(())
     }
+}
+
+/// The output shape of `conv` on an `x` input, or why it does not apply.
+fn conv_output(conv: &Conv, x: Shape) -> Result<Shape, String> {
+    check_window(&conv.window)?;
+    let g = conv.groups;
+    if conv.cin != x.c || g == 0 || !conv.cin.is_multiple_of(g) || !conv.cout.is_multiple_of(g) {
+        return Err(format!("{} groups, {} input and {} output channels on a {x} input", g, conv.cin, conv.cout));
+    }
+    let w = &conv.window;
+    expect_len("weights", conv.weights.len(), &[w.kh, w.kw, conv.cin / g, conv.cout])?;
+    expect_len("bias", conv.bias.len(), &[conv.cout])?;
+    let (oh, ow) =
+        w.output_hw(x.h, x.w, false).ok_or_else(|| format!("the window {w:?} does not fit the input {x}"))?;
+    Ok(Shape::new(oh, ow, conv.cout))
 }

@@ -118,3 +118,49 @@ impl Graph {
         }
     }
 }
+
+/// Inverted-residual blocks become [`Op::Bottleneck`] nodes: a stride-1 pointwise conv (the
+/// projection) whose input is a depthwise conv read by nothing else, itself fed (optionally)
+/// by a stride-1 pointwise conv read by nothing else (the expansion). The expanded tensors no
+/// longer exist as nodes, so their tensor names are dropped (a manifest that taps one gets an
+/// unknown-tensor error). Returns how many were fused.
+pub fn bottlenecks(graph: &mut Graph) -> usize {
+    let uses = uses(graph);
+    let one_to_one = |op: &Op| match op {
+        Op::Conv(c) => c.is_pointwise() && (c.window.sh, c.window.sw) == (1, 1),
+        _ => false,
+    };
+    let take = |graph: &mut Graph, i: usize| match std::mem::replace(&mut graph.nodes[i].op, Op::Input) {
+        Op::Conv(c) => c,
+        _ => unreachable!("a convolution, checked before"),
+    };
+    let mut alias: Vec<usize> = (0..graph.nodes.len()).collect();
+    let mut fused = 0;
+    for p in 0..graph.nodes.len() {
+        if !one_to_one(&graph.nodes[p].op) {
+            continue;
+        }
+        let d = graph.nodes[p].inputs[0];
+        if uses[d] != 1 || !matches!(&graph.nodes[d].op, Op::Conv(c) if c.is_depthwise()) {
+            continue;
+        }
+        let x = graph.nodes[d].inputs[0];
+        let (expand, input) = if x > 0 && uses[x] == 1 && one_to_one(&graph.nodes[x].op) {
+            // Nothing reads the removed nodes any more; aliasing them to the block's input
+            // only makes `remove_aliased` drop them.
+            alias[x] = graph.nodes[x].inputs[0];
+            (Some(take(graph, x)), graph.nodes[x].inputs[0])
+        } else {
+            (None, x)
+        };
+        alias[d] = input;
+        let depthwise = take(graph, d);
+        let project = take(graph, p);
+        graph.nodes[p].op = Op::Bottleneck(Box::new(super::Bottleneck { expand, depthwise, project }));
+        graph.nodes[p].inputs = vec![input];
+        fused += 1;
+    }
+    graph.tensors.retain(|_, id| alias[*id] == *id);
+    graph.remove_aliased(&alias);
+    fused
+}

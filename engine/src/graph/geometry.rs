@@ -97,8 +97,8 @@ impl Node {
         };
         match &self.op {
             Op::Input => None,
-            Op::Conv(super::Conv { window, .. }) | Op::Pool { window, .. } => {
-                let (k, s, d, p) = pick(window);
+            Op::Conv(_) | Op::Pool { .. } | Op::Bottleneck(_) => {
+                let (k, s, d, p) = pick(self.op.window().expect("a window op"));
                 let lo = (o * s) as i64 - p as i64;
                 clip(lo, lo + (d * (k - 1)) as i64, n_in)
             }
@@ -162,13 +162,16 @@ pub(super) fn node_geometry(graph: &Graph) -> Vec<NodeGeometry> {
         let rf_in = (worst(|g| g.receptive_field.0), worst(|g| g.receptive_field.1));
         let g = match &node.op {
             Op::Input => NodeGeometry { stride: (1.0, 1.0), receptive_field: (1.0, 1.0) },
-            Op::Conv(super::Conv { window: w, .. }) | Op::Pool { window: w, .. } => NodeGeometry {
-                stride: (s_in.0 * w.sh as f64, s_in.1 * w.sw as f64),
-                receptive_field: (
-                    rf_in.0 + (w.dh * (w.kh - 1)) as f64 * s_in.0,
-                    rf_in.1 + (w.dw * (w.kw - 1)) as f64 * s_in.1,
-                ),
-            },
+            op @ (Op::Conv(_) | Op::Pool { .. } | Op::Bottleneck(_)) => {
+                let w = op.window().expect("a window op");
+                NodeGeometry {
+                    stride: (s_in.0 * w.sh as f64, s_in.1 * w.sw as f64),
+                    receptive_field: (
+                        rf_in.0 + (w.dh * (w.kh - 1)) as f64 * s_in.0,
+                        rf_in.1 + (w.dw * (w.kw - 1)) as f64 * s_in.1,
+                    ),
+                }
+            }
             Op::ConvTranspose(ct) => {
                 let w = &ct.window;
                 let taps = |k: usize, s: usize| (k.div_ceil(s).max(1) - 1) as f64;

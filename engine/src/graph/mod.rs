@@ -197,6 +197,26 @@ impl Conv {
     }
 }
 
+/// An inverted-residual block's convolutions as one node: an optional pointwise expansion
+/// (stride 1), a depthwise convolution and a pointwise projection (stride 1), as MobileNetV2,
+/// EfficientNet-Lite and BlazePose chain them (fused by [`fuse::bottlenecks`]). The kernel
+/// computes the expanded and depthwise tensors band by band in its scratch, so they never
+/// leave the cache, and the session keeps no copy of them: the node's window is the
+/// depthwise window, and each output is the same bits as the three convolutions' own.
+#[derive(Clone, Debug)]
+pub struct Bottleneck {
+    pub expand: Option<Conv>,
+    pub depthwise: Conv,
+    pub project: Conv,
+}
+
+impl Bottleneck {
+    /// Channels of the expanded (and depthwise) tensor.
+    pub fn expanded(&self) -> usize {
+        self.depthwise.cout
+    }
+}
+
 /// A 2-D transposed convolution (groups = 1).
 #[derive(Clone, Debug)]
 pub struct ConvTranspose {
@@ -313,6 +333,7 @@ pub enum Op {
         perm: [usize; 4],
     },
     Dense(Dense),
+    Bottleneck(Box<Bottleneck>),
 }
 
 impl Op {
@@ -338,6 +359,18 @@ impl Op {
             Op::FlatConcat => "FlatConcat",
             Op::Permute { .. } => "Permute",
             Op::Dense(_) => "Dense",
+            Op::Bottleneck(_) => "Bottleneck",
+        }
+    }
+
+    /// The sliding window of a forward window op (convolution, pool, bottleneck): which input
+    /// positions each output position reads.
+    pub fn window(&self) -> Option<&Window> {
+        match self {
+            Op::Conv(c) => Some(&c.window),
+            Op::Pool { window, .. } => Some(window),
+            Op::Bottleneck(b) => Some(&b.depthwise.window),
+            _ => None,
         }
     }
 
@@ -352,6 +385,7 @@ impl Op {
             Op::Conv(c) => c.activation,
             Op::ConvTranspose(c) => c.activation,
             Op::Dense(d) => d.activation,
+            Op::Bottleneck(b) => b.project.activation,
             Op::Binary { activation, .. } => *activation,
             Op::Unary(a) => *a,
             _ => Activation::Identity,
@@ -383,6 +417,16 @@ impl Node {
             Op::GlobalAvgPool => graph.nodes[self.inputs[0]].shape.pixels() as u64 * c,
             Op::Resize { .. } => 4 * c,
             Op::Dense(d) => (d.cin * d.cout) as u64,
+            // The expansion runs once per input pixel (a band's overlap rows are kept, not
+            // recomputed), which is `sh * sw` per output pixel away from the borders.
+            Op::Bottleneck(b) => {
+                let input = graph.nodes[self.inputs[0]].shape.pixels() as u128;
+                let expand = b.expand.as_ref().map_or(0, |e| u128::from(e.macs_per_output_pixel()) * input);
+                let expand = u64::try_from(expand.div_ceil(self.shape.pixels().max(1) as u128)).unwrap_or(u64::MAX);
+                expand
+                    .saturating_add(b.depthwise.macs_per_output_pixel())
+                    .saturating_add(b.project.macs_per_output_pixel())
+            }
             Op::Unary(_)
             | Op::Binary { .. }
             | Op::ChannelAffine { .. }

@@ -45,7 +45,8 @@ impl ImportOptions {
 }
 
 /// Loads a model file, ONNX or TFLite (told apart by content: a TFLite flatbuffer carries the
-/// `TFL3` identifier), with `options` fixing its dynamic input dims.
+/// `TFL3` identifier), with `options` fixing its dynamic input dims. Inverted-residual blocks
+/// are fused into one node each ([`crate::graph::fuse::bottlenecks`]).
 pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Graph> {
     let path = path.as_ref();
     let bytes = crate::files::read(path, crate::files::MAX_MODEL_BYTES)
@@ -56,9 +57,11 @@ pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Grap
 /// [`load_model`] from memory; `path` names the model in errors (and, for ONNX, is where
 /// external data is looked up).
 pub fn load_model_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
-    if tflite::is_tflite(bytes) {
+    let mut graph = if tflite::is_tflite(bytes) {
         tflite::load_tflite_bytes(bytes, path, options)
     } else {
         onnx::load_bytes(bytes, path, options)
-    }
+    }?;
+    crate::graph::fuse::bottlenecks(&mut graph);
+    Ok(graph)
 }

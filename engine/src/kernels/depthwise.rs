@@ -13,20 +13,71 @@
 
 use super::simd::{dispatch, Kernel, Level, Vector};
 use super::{vec_act, In, OutBuf};
-use crate::graph::{Activation, Conv, Window};
+use crate::graph::{Activation, Conv, Shape, Window};
 use crate::reuse::Rect;
+
+/// The input of a depthwise convolution: the rectangle `view` of a `shape` map, held
+/// row-major in `data` (the whole map, or the band of an expanded tensor that a
+/// [`super::bottleneck`] kernel holds in its scratch). Positions are the map's, so padding and
+/// borders follow the map, not the view.
+#[derive(Clone, Copy)]
+pub(super) struct Source<'a> {
+    pub data: &'a [f32],
+    pub shape: Shape,
+    pub view: Rect,
+}
+
+impl<'a> Source<'a> {
+    pub fn whole(input: In<'a>) -> Self {
+        Self { data: input.data, shape: input.shape, view: Rect::full(input.shape) }
+    }
+
+    /// Offset of pixel `(y, x)` of the map in `data` (inside the view).
+    #[inline(always)]
+    fn offset(&self, y: usize, x: usize) -> usize {
+        ((y - self.view.y0) * (self.view.x1 - self.view.x0) + (x - self.view.x0)) * self.shape.c
+    }
+}
+
+/// Along one axis: the input positions `lo..hi` that outputs `o0..o1` of window geometry
+/// `(k, s, d, p)` read, clipped to `0..n` (`lo == hi` when they read only padding).
+pub(super) fn input_span(o0: usize, o1: usize, (k, s, d, p): (usize, usize, usize, usize), n: usize) -> (usize, usize) {
+    if o0 >= o1 {
+        return (0, 0);
+    }
+    let lo = (o0 * s) as isize - p as isize;
+    let hi = ((o1 - 1) * s + d * (k - 1)) as isize - p as isize + 1;
+    let (lo, hi) = (lo.clamp(0, n as isize) as usize, hi.clamp(0, n as isize) as usize);
+    (lo.min(hi), hi)
+}
+
+/// The input rows and columns that `rect` of `w`'s output reads, clipped to an `h x w` map.
+pub(super) fn input_rect(w: &Window, rect: Rect, (h, iw): (usize, usize)) -> Rect {
+    let (y0, y1) = input_span(rect.y0, rect.y1, (w.kh, w.sh, w.dh, w.pad[0]), h);
+    let (x0, x1) = input_span(rect.x0, rect.x1, (w.kw, w.sw, w.dw, w.pad[1]), iw);
+    Rect { y0, y1, x0, x1 }
+}
 
 /// Rectangle `rect` of a depthwise convolution's output.
 ///
 /// # Safety
 /// `rect` lies inside the output, and no other writer touches it meanwhile.
-pub(super) unsafe fn rect(level: Level, conv: &Conv, input: In<'_>, out: &OutBuf<'_>, rect: Rect) {
+pub(super) unsafe fn rect(level: Level, conv: &Conv, input: Source<'_>, out: &OutBuf<'_>, rect: Rect) {
     let w = &conv.window;
     let c = conv.cout;
-    assert_eq!(input.data.len(), input.shape.h * input.shape.w * c, "depthwise input does not match its shape");
+    let v = input.view;
+    assert!(v.y1 <= input.shape.h && v.x1 <= input.shape.w && input.shape.c == c, "depthwise input view");
+    assert_eq!(input.data.len(), v.area() * c, "depthwise input does not match its view");
     assert_eq!(conv.weights.len(), w.kh * w.kw * c, "depthwise weights do not match the window");
     assert_eq!(conv.bias.len(), c, "depthwise bias does not match the channels");
     assert!(rect.y1 <= out.shape.h && rect.x1 <= out.shape.w && out.shape.c == c);
+    // Every input position the rectangle reads must be in the view.
+    let reads = input_rect(w, rect, (input.shape.h, input.shape.w));
+    let held = |(a, b): (usize, usize), (lo, hi): (usize, usize)| a >= b || (lo <= a && b <= hi);
+    assert!(
+        held((reads.y0, reads.y1), (v.y0, v.y1)) && held((reads.x0, reads.x1), (v.x0, v.x1)),
+        "the depthwise input view does not hold what the rectangle reads"
+    );
     dispatch(level.for_width(c), RectKernel { conv, input, out, rect });
 }
 
@@ -87,7 +138,7 @@ fn interior_columns(w: &Window, iw: usize, x0: usize, x1: usize) -> (usize, usiz
 /// One rectangle as a [`Kernel`].
 struct RectKernel<'a, 'b> {
     conv: &'a Conv,
-    input: In<'a>,
+    input: Source<'a>,
     out: &'a OutBuf<'b>,
     rect: Rect,
 }
@@ -122,7 +173,7 @@ const GROUP: usize = 4;
 #[inline(always)]
 unsafe fn rect_impl<V: Vector, const K: usize, const SW: usize>(
     conv: &Conv,
-    input: In<'_>,
+    input: Source<'_>,
     out: &OutBuf<'_>,
     rect: Rect,
 ) {
@@ -130,7 +181,10 @@ unsafe fn rect_impl<V: Vector, const K: usize, const SW: usize>(
     let c = conv.cout;
     let (ih, iw) = (input.shape.h, input.shape.w);
     let cv = c / V::LANES * V::LANES;
-    let src = input.data.as_ptr();
+    // Where pixel (0, 0) of the map would be: positions are the map's, the data the view's
+    // (only positions inside the view are read, which `rect` checked).
+    let vw = input.view.x1 - input.view.x0;
+    let src = input.data.as_ptr().wrapping_sub((input.view.y0 * vw + input.view.x0) * c);
     let (xa, xb) = if K > 0 { interior_columns(w, iw, rect.x0, rect.x1) } else { (rect.x0, rect.x0) };
     // Rows outer, channel vectors inner: a row's pixels are read and written as whole
     // contiguous runs of channels, which the hardware prefetchers follow (channel vectors
@@ -149,10 +203,10 @@ unsafe fn rect_impl<V: Vector, const K: usize, const SW: usize>(
                     }
                 }
                 let bias = V::load(conv.bias.as_ptr().add(cb));
-                let taps = Taps { weights, bias, c, row: iw * c, act: conv.activation, geo };
+                let taps = Taps { weights, bias, c, row: vw * c, act: conv.activation, geo };
                 // Input column `ix` of kernel row 0's input row (which may be above the
                 // image: only valid rows are read).
-                let row0 = src.wrapping_offset(geo.iy0 * (iw * c) as isize);
+                let row0 = src.wrapping_offset(geo.iy0 * (vw * c) as isize);
                 let at = |ix: usize| row0.wrapping_add(ix * c + cb);
                 for ox in (rect.x0..xa).chain(xb..rect.x1) {
                     let (ix0, kx0, kx1) = columns(w, iw, ox);
@@ -237,7 +291,7 @@ impl<V: Vector, const K: usize> Taps<V, K> {
 /// Every channel of output column `ox` in the row of `geo`, reading only its valid taps, into
 /// `dst` (the pixel's `c` floats).
 #[inline(always)]
-fn pixel<V: Vector>(conv: &Conv, input: In<'_>, geo: RowGeometry, ox: usize, dst: &mut [f32]) {
+fn pixel<V: Vector>(conv: &Conv, input: Source<'_>, geo: RowGeometry, ox: usize, dst: &mut [f32]) {
     let w = &conv.window;
     let c = conv.cout;
     let iw = input.shape.w;
@@ -254,7 +308,7 @@ fn pixel<V: Vector>(conv: &Conv, input: In<'_>, geo: RowGeometry, ox: usize, dst
                 let iy = geo.input_row(w, ky);
                 for kx in kx0..kx1 {
                     let ix = (ix0 + (kx * w.dw) as isize) as usize;
-                    let s = V::load(src.add((iy * iw + ix) * c + cb));
+                    let s = V::load(src.add(input.offset(iy, ix) + cb));
                     acc = s.mul_add(V::load(wts.add((ky * w.kw + kx) * c + cb)), acc);
                 }
             }
@@ -266,7 +320,7 @@ fn pixel<V: Vector>(conv: &Conv, input: In<'_>, geo: RowGeometry, ox: usize, dst
 
 /// Channels `c0..` of output column `ox` (those past the last whole vector), one at a time.
 #[inline(always)]
-fn scalar_tail(conv: &Conv, input: In<'_>, geo: RowGeometry, ox: usize, c0: usize, dst: &mut [f32]) {
+fn scalar_tail(conv: &Conv, input: Source<'_>, geo: RowGeometry, ox: usize, c0: usize, dst: &mut [f32]) {
     let (w, c, iw, act) = (&conv.window, conv.cout, input.shape.w, conv.activation);
     if c0 == c {
         return;
@@ -278,7 +332,7 @@ fn scalar_tail(conv: &Conv, input: In<'_>, geo: RowGeometry, ox: usize, c0: usiz
             let iy = geo.input_row(w, ky);
             for kx in kx0..kx1 {
                 let ix = (ix0 + (kx * w.dw) as isize) as usize;
-                acc += input.data[(iy * iw + ix) * c + ch] * conv.weights[(ky * w.kw + kx) * c + ch];
+                acc += input.data[input.offset(iy, ix) + ch] * conv.weights[(ky * w.kw + kx) * c + ch];
             }
         }
         dst[ch] = act.apply(acc);

@@ -8,6 +8,7 @@
 //! activations fused into both epilogues. The level is an explicit argument of every call.
 //! [`reference`] holds a naive implementation of every op; the tests compare the two.
 
+mod bottleneck;
 mod depthwise;
 pub mod pointwise;
 pub mod reference;
@@ -31,9 +32,12 @@ pub struct In<'a> {
 /// The executor hands one `OutBuf` to several threads at once; each writes only the rows and
 /// columns of its own rectangle, and rectangles of one node never overlap. It borrows the
 /// buffer mutably for its lifetime, so the buffer cannot be read, moved or freed meanwhile.
+/// The buffer holds the rectangle `view` of a `shape` map (the whole map, or one band of it
+/// in a kernel's scratch); positions are the map's.
 pub struct OutBuf<'a> {
     ptr: *mut f32,
     shape: Shape,
+    view: Rect,
     buf: std::marker::PhantomData<&'a mut [f32]>,
 }
 
@@ -44,8 +48,19 @@ unsafe impl Sync for OutBuf<'_> {}
 
 impl<'a> OutBuf<'a> {
     pub fn new(buf: &'a mut [f32], shape: Shape) -> Self {
-        assert_eq!(buf.len(), shape.len(), "output buffer does not match its shape");
-        Self { ptr: buf.as_mut_ptr(), shape, buf: std::marker::PhantomData }
+        Self::view(buf, shape, Rect::full(shape))
+    }
+
+    /// The positions `view` of a `shape` map, held row-major in `buf`.
+    pub(crate) fn view(buf: &'a mut [f32], shape: Shape, view: Rect) -> Self {
+        assert!(view.y1 <= shape.h && view.x1 <= shape.w, "the view lies outside the map");
+        assert_eq!(buf.len(), view.area() * shape.c, "output buffer does not match its shape");
+        Self { ptr: buf.as_mut_ptr(), shape, view, buf: std::marker::PhantomData }
+    }
+
+    /// Offset of pixel `(y, x)` of the map in the buffer (inside the view).
+    fn offset(&self, y: usize, x: usize) -> usize {
+        ((y - self.view.y0) * (self.view.x1 - self.view.x0) + (x - self.view.x0)) * self.shape.c
     }
 
     /// The segment `x0..x1` (all channels) of row `y`.
@@ -54,33 +69,35 @@ impl<'a> OutBuf<'a> {
     /// No other live reference may overlap this segment.
     #[allow(clippy::mut_from_ref)]
     unsafe fn row(&self, y: usize, x0: usize, x1: usize) -> &mut [f32] {
-        debug_assert!(y < self.shape.h && x0 <= x1 && x1 <= self.shape.w);
-        let c = self.shape.c;
-        // SAFETY: in bounds by the assertion; exclusivity is the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add((y * self.shape.w + x0) * c), (x1 - x0) * c) }
+        let v = self.view;
+        assert!(v.y0 <= y && y < v.y1 && v.x0 <= x0 && x0 <= x1 && x1 <= v.x1, "row outside the output");
+        // SAFETY: inside the buffer by the assertion; exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(self.offset(y, x0)), (x1 - x0) * self.shape.c) }
     }
 
     /// Pixel `x` of row `y` (its first channel), for kernels that write through pointers.
     ///
     /// # Safety
-    /// `y` and `x` must be inside the output; writes through the pointer follow the rules of
+    /// `y` and `x` must be inside the view; writes through the pointer follow the rules of
     /// [`OutBuf::row`].
     unsafe fn row_ptr(&self, y: usize, x: usize) -> *mut f32 {
-        debug_assert!(y < self.shape.h && x < self.shape.w);
+        let v = self.view;
+        debug_assert!(v.y0 <= y && y < v.y1 && v.x0 <= x && x < v.x1);
         // SAFETY: in bounds by the contract.
-        unsafe { self.ptr.add((y * self.shape.w + x) * self.shape.c) }
+        unsafe { self.ptr.add(self.offset(y, x)) }
     }
 
-    /// Rows `y0..y1`, whole, as one slice.
+    /// Rows `y0..y1`, whole, as one slice (the view must span the map's width).
     ///
     /// # Safety
     /// No other live reference may overlap these rows.
     #[allow(clippy::mut_from_ref)]
     unsafe fn rows(&self, y0: usize, y1: usize) -> &mut [f32] {
-        debug_assert!(y0 <= y1 && y1 <= self.shape.h);
+        let v = self.view;
+        assert!(v.x0 == 0 && v.x1 == self.shape.w && v.y0 <= y0 && y0 <= y1 && y1 <= v.y1, "rows outside the output");
         let n = self.shape.w * self.shape.c;
         // SAFETY: as above.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(y0 * n), (y1 - y0) * n) }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(self.offset(y0, 0)), (y1 - y0) * n) }
     }
 }
 
@@ -107,7 +124,10 @@ pub unsafe fn compute_rect(
         match &node.op {
             Op::Input => {}
             Op::Conv(conv) if conv.is_pointwise() => pointwise(level, conv, inputs[0], out, rect),
-            Op::Conv(conv) if conv.is_depthwise() => depthwise::rect(level, conv, inputs[0], out, rect),
+            Op::Conv(conv) if conv.is_depthwise() => {
+                depthwise::rect(level, conv, depthwise::Source::whole(inputs[0]), out, rect)
+            }
+            Op::Bottleneck(b) => bottleneck::rect(level, b, inputs[0], out, rect, scratch),
             Op::Conv(conv) => im2col_conv(level, conv, inputs[0], out, rect, scratch),
             Op::ConvTranspose(ct) => conv_transpose(level, ct, inputs[0], out, rect),
             Op::Pool { kind, window } => pool(*kind, window, inputs[0], out, rect),
@@ -312,20 +332,28 @@ impl Activation {
 pub fn prepare(graph: &mut Graph) {
     for n in &mut graph.nodes {
         match &mut n.op {
-            Op::Conv(c) if c.is_depthwise() => c.packed.clear(),
-            Op::Conv(c) => {
-                let (g, w) = (c.groups, &c.window);
-                let (k, n) = (w.kh * w.kw * (c.cin / g), c.cout / g);
-                c.packed = (0..g)
-                    .map(|gi| {
-                        pointwise::pack(&c.weights[gi * k * n..(gi + 1) * k * n], &c.bias[gi * n..(gi + 1) * n], k, n)
-                    })
-                    .collect();
+            Op::Conv(c) => pack_conv(c),
+            Op::Bottleneck(b) => {
+                b.expand.iter_mut().for_each(pack_conv);
+                pack_conv(&mut b.project);
             }
             Op::Dense(d) => d.packed = vec![pointwise::pack(&d.weights, &d.bias, d.cin, d.cout)],
             _ => {}
         }
     }
+}
+
+/// The GEMM panels of one convolution, per group (none for a depthwise one).
+fn pack_conv(c: &mut Conv) {
+    if c.is_depthwise() {
+        c.packed.clear();
+        return;
+    }
+    let (g, w) = (c.groups, &c.window);
+    let (k, n) = (w.kh * w.kw * (c.cin / g), c.cout / g);
+    c.packed = (0..g)
+        .map(|gi| pointwise::pack(&c.weights[gi * k * n..(gi + 1) * k * n], &c.bias[gi * n..(gi + 1) * n], k, n))
+        .collect();
 }
 
 /// Applies `act` to `xs` in place at `level`.

@@ -1,7 +1,7 @@
 //! Naive reference implementations: one straightforward loop nest per op, computing the whole
 //! output with no rectangles, no GEMM and no SIMD. The fast kernels are tested against these.
 
-use crate::graph::{BinaryKind, Graph, Node, Op, PoolKind, Shape};
+use crate::graph::{BinaryKind, Conv, Graph, Node, Op, PoolKind, Shape};
 
 fn at(s: Shape, y: usize, x: usize, c: usize) -> usize {
     (y * s.w + x) * s.c + c
@@ -15,37 +15,14 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
     let act = node.op.activation();
     match &node.op {
         Op::Input => {}
-        Op::Conv(conv) => {
-            let (is, w) = (shapes[0], &conv.window);
-            let cin_g = conv.cin / conv.groups;
-            let cout_g = conv.cout / conv.groups;
-            for oy in 0..os.h {
-                for ox in 0..os.w {
-                    for co in 0..conv.cout {
-                        let g = co / cout_g;
-                        let mut acc = conv.bias[co];
-                        for ky in 0..w.kh {
-                            for kx in 0..w.kw {
-                                let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
-                                let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
-                                if iy < 0 || ix < 0 || iy >= is.h as isize || ix >= is.w as isize {
-                                    continue;
-                                }
-                                for ci in 0..cin_g {
-                                    let wv = if conv.is_depthwise() {
-                                        conv.weights[(ky * w.kw + kx) * conv.cout + co]
-                                    } else {
-                                        conv.weights
-                                            [(((g * w.kh + ky) * w.kw + kx) * cin_g + ci) * cout_g + co % cout_g]
-                                    };
-                                    acc += bufs[0][at(is, iy as usize, ix as usize, g * cin_g + ci)] * wv;
-                                }
-                            }
-                        }
-                        out[at(os, oy, ox, co)] = act.apply(acc);
-                    }
-                }
-            }
+        Op::Conv(conv) => out = conv_ref(conv, shapes[0], os, bufs[0]),
+        Op::Bottleneck(b) => {
+            let (is, e) = (shapes[0], b.expanded());
+            let es = Shape::new(is.h, is.w, e);
+            let expanded = b.expand.as_ref().map(|ex| conv_ref(ex, is, es, bufs[0]));
+            let d = Shape::new(os.h, os.w, e);
+            let dw = conv_ref(&b.depthwise, es, d, expanded.as_deref().unwrap_or(bufs[0]));
+            out = conv_ref(&b.project, d, os, &dw);
         }
         Op::ConvTranspose(ct) => {
             // Scatter formulation: each input pixel adds its kernel footprint to the output.
@@ -238,6 +215,41 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
             for n in 0..d.cout {
                 let s: f32 = (0..d.cin).map(|k| bufs[0][k] * d.weights[k * d.cout + n]).sum();
                 out[n] = act.apply(s + d.bias[n]);
+            }
+        }
+    }
+    out
+}
+
+/// A convolution (its own activation applied) of an `is` input into an `os` output.
+fn conv_ref(conv: &Conv, is: Shape, os: Shape, src: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0f32; os.len()];
+    let w = &conv.window;
+    let cin_g = conv.cin / conv.groups;
+    let cout_g = conv.cout / conv.groups;
+    for oy in 0..os.h {
+        for ox in 0..os.w {
+            for co in 0..conv.cout {
+                let g = co / cout_g;
+                let mut acc = conv.bias[co];
+                for ky in 0..w.kh {
+                    for kx in 0..w.kw {
+                        let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
+                        let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
+                        if iy < 0 || ix < 0 || iy >= is.h as isize || ix >= is.w as isize {
+                            continue;
+                        }
+                        for ci in 0..cin_g {
+                            let wv = if conv.is_depthwise() {
+                                conv.weights[(ky * w.kw + kx) * conv.cout + co]
+                            } else {
+                                conv.weights[(((g * w.kh + ky) * w.kw + kx) * cin_g + ci) * cout_g + co % cout_g]
+                            };
+                            acc += src[at(is, iy as usize, ix as usize, g * cin_g + ci)] * wv;
+                        }
+                    }
+                }
+                out[at(os, oy, ox, co)] = conv.activation.apply(acc);
             }
         }
     }

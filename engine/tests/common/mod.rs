@@ -63,6 +63,15 @@ pub enum Layer {
     Concat,
     SqueezeExcite,
     Act(u8),
+    /// MobileNetV2's block: a pointwise expansion by `expand` (none when 0), a `k x k`
+    /// depthwise conv of stride `s`, a pointwise projection to `cout` channels, and the
+    /// residual Add where the shapes allow it.
+    InvertedResidual {
+        expand: usize,
+        k: usize,
+        s: usize,
+        cout: usize,
+    },
 }
 
 pub fn activation(i: u8) -> Activation {
@@ -96,6 +105,8 @@ pub fn layer() -> impl Strategy<Value = Layer> {
         1 => Just(Layer::Concat),
         1 => Just(Layer::SqueezeExcite),
         1 => (0u8..6).prop_map(Layer::Act),
+        2 => (prop::sample::select(vec![0usize, 2, 6]), prop::sample::select(vec![3usize, 5]), 1usize..3, 1usize..24)
+            .prop_map(|(expand, k, s, cout)| Layer::InvertedResidual { expand, k, s, cout }),
     ]
 }
 
@@ -157,6 +168,23 @@ pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
                 .and_then(|g| b.unary(g, Activation::Sigmoid))
                 .and_then(|g| b.binary(x, g, BinaryKind::Mul, Activation::Identity)),
             Layer::Act(a) => b.unary(x, activation(a)),
+            Layer::InvertedResidual { expand, k, s: st, cout } => {
+                let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+                let one = window(1, 1, 1, [0; 4]);
+                let e = if expand == 0 { Ok(x) } else { b.conv(x, s.c * expand, one, 1, relu6, &mut wgt) };
+                e.and_then(|e| {
+                    let c = b.shape(e).c;
+                    b.conv(e, c, window(k, st, 1, [k / 2; 4]), c, relu6, &mut wgt)
+                })
+                .and_then(|d| b.conv(d, cout, one, 1, Activation::Identity, &mut wgt))
+                .and_then(|y| {
+                    if b.shape(y) == s {
+                        b.binary(x, y, BinaryKind::Add, Activation::Identity)
+                    } else {
+                        Ok(y)
+                    }
+                })
+            }
         };
         if let Ok(n) = next {
             x = n;
