@@ -51,6 +51,11 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
             }
             Op::ConvTranspose(c) => format!("{}x{}/{} p{:?}", c.window.kh, c.window.kw, c.window.sh, c.window.pad),
             Op::Pool { window: w, .. } => format!("{}x{}/{} p{:?}", w.kh, w.kw, w.sh, w.pad),
+            // Expanded channels, then the depthwise window.
+            Op::Bottleneck(b) => {
+                let w = &b.depthwise.window;
+                format!("e{} {}x{}/{} p{:?}", b.expanded(), w.kh, w.kw, w.sh, w.pad)
+            }
             _ => String::new(),
         };
         let act = match n.op.activation() {

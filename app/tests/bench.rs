@@ -96,11 +96,11 @@ fn json_has_every_field_and_consistent_figures() {
         }
         assert!(f(r, "input_hit_rate_p10") <= f(r, "input_hit_rate_p50"));
         assert!(f(r, "input_hit_rate_p50") <= f(r, "input_hit_rate_p90"));
-        // MAC saving equals the per-node hit rates weighted by each node's MACs.
+        // MAC saving equals the per-node MAC savings weighted by each node's MACs.
         let nodes = r["nodes"].as_array().unwrap();
         let total: f64 = nodes.iter().map(|n| f(n, "macs")).sum();
         assert_eq!(total, f(r, "macs_full"), "node MACs add up to the model's");
-        let weighted: f64 = nodes.iter().map(|n| f(n, "macs") * f(n, "hit_rate")).sum::<f64>() / total;
+        let weighted: f64 = nodes.iter().map(|n| f(n, "macs") * f(n, "mac_saving")).sum::<f64>() / total;
         assert!((weighted - f(r, "mac_saving")).abs() < 1e-9, "weighted {weighted} vs {}", r["mac_saving"]);
         for n in nodes {
             assert!((0.0..=1.0).contains(&f(n, "hit_rate")), "{n}");

@@ -11,7 +11,8 @@ fn inspect_prints_the_bundled_graph() {
     let out = framecache(&["inspect"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("ConvDepthwise+Clip"), "{text}");
+    // MobileNetV2's inverted-residual blocks are one node each.
+    assert!(text.contains("Bottleneck") && text.contains("e96 3x3/2 p[1, 1, 1, 1]"), "{text}");
     assert!(text.contains("total 301.1 MMACs per frame"), "{text}");
     assert!(text.contains("activations ") && text.contains("MiB of f32"), "{text}");
     assert!(text.contains("output 'logits' [1, 1000]"), "{text}");

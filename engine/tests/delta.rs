@@ -72,6 +72,11 @@ proptest! {
         let mut thresholds = Vec::new();
         for (f, px) in sequence.iter().enumerate() {
             session.process(&Frame::rgb(w, h, px)).unwrap();
+            // A dense frame (the first, or a scene that moved as a whole) takes the nodes'
+            // scales again, and the gates of the next frames follow them.
+            if session.last_stats().unwrap().reset.is_some() && f > 0 {
+                thresholds = (0..g.nodes.len()).map(|i| session.gate_threshold(i).unwrap_or(0.0)).collect();
+            }
             if f == 0 {
                 thresholds = (0..g.nodes.len()).map(|i| level / 255.0 * rms(session.activation(i))).collect();
                 for (i, node) in g.nodes.iter().enumerate() {

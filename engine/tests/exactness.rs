@@ -85,10 +85,14 @@ proptest! {
         rates in prop::array::uniform3(1u32..4),
         off in prop::collection::vec((0usize..3, any::<bool>()), 0..6),
         frames in prop::collection::vec(prop::collection::vec(common::patch(), 0..3), 2..7),
+        fuse in any::<bool>(),
     ) {
         use framecache::exec::HeadPart;
         use framecache::HeadStatus;
-        let graph = common::build(h, w, &layers, seed);
+        let mut graph = common::build(h, w, &layers, seed);
+        if fuse {
+            framecache::graph::fuse::bottlenecks(&mut graph);
+        }
         let parts = (0..3)
             .map(|k| HeadPart { name: format!("h{k}"), outputs: vec![k], rate: rates[k], nodes: vec![], reads: vec![] })
             .collect();

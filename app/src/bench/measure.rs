@@ -177,22 +177,23 @@ struct FrameFigures {
     reset: Option<framecache::Reset>,
 }
 
-/// Sums over frames of each node's (hit rate, changed fraction, ms) and of each stage's ms
-/// (preprocess, diff, propagate, compute, copy).
+/// Sums over frames of each node's (hit rate, changed fraction, ms, MACs executed) and of
+/// each stage's ms (preprocess, diff, propagate, compute, copy).
 #[derive(Clone, Debug, Default)]
 struct Sums {
     frames: usize,
-    nodes: Vec<[f64; 3]>,
+    nodes: Vec<[f64; 4]>,
     stages: [f64; 5],
 }
 
 impl Sums {
     fn add(&mut self, s: &FrameStats) {
-        self.nodes.resize(s.nodes.len(), [0.0; 3]);
+        self.nodes.resize(s.nodes.len(), [0.0; 4]);
         for (sum, n) in self.nodes.iter_mut().zip(&s.nodes) {
             sum[0] += n.hit_rate;
             sum[1] += n.changed;
             sum[2] += n.time.as_secs_f64() * 1e3;
+            sum[3] += n.macs as f64;
         }
         let t = &s.times;
         for (sum, d) in self.stages.iter_mut().zip([t.preprocess, t.diff, t.propagate, t.compute, t.copy]) {
@@ -502,7 +503,12 @@ impl Summary<'_> {
             .map(|(i, n)| NodeRecord {
                 name: n.name.clone(),
                 op: n.op.name().to_owned(),
-                macs: n.shape.pixels() as u64 * plan.macs_per_pixel(i),
+                macs: n.macs(graph),
+                mac_saving: if n.macs(graph) == 0 {
+                    0.0
+                } else {
+                    1.0 - sums.mean(sums.nodes[i][3]) / n.macs(graph) as f64
+                },
                 hit_rate: sums.mean(sums.nodes[i][0]),
                 changed: sums.mean(sums.nodes[i][1]),
                 ms: sums.mean(sums.nodes[i][2]),

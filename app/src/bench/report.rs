@@ -246,6 +246,10 @@ pub struct NodeRecord {
     pub op: String,
     /// MACs of this node in one full inference.
     pub macs: u64,
+    /// MACs not executed ÷ `macs`, mean over frames (equals `hit_rate` except for a
+    /// bottleneck, whose expansion runs on the input positions that changed).
+    #[serde(default)]
+    pub mac_saving: f64,
     /// Output pixels reused ÷ all, mean over frames.
     pub hit_rate: f64,
     /// Output pixels passed on to consumers as changed ÷ all, mean over frames (below

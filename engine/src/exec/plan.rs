@@ -172,9 +172,15 @@ impl Plan {
         self.total_macs
     }
     /// Activation values of all nodes together: what a session allocates, one buffer per
-    /// node (within [`crate::graph::MAX_PLAN_VALUES`], checked when the plan compiles).
+    /// node plus the expanded map of each bottleneck with an expansion (within
+    /// [`crate::graph::MAX_PLAN_VALUES`], checked when the plan compiles).
     pub fn activation_values(&self) -> u64 {
-        self.graph.nodes.iter().map(|n| n.shape.len() as u64).sum()
+        let g = &self.graph;
+        let expanded = |n: &crate::graph::Node| match &n.op {
+            Op::Bottleneck(b) if b.expand.is_some() => g.nodes[n.inputs[0]].shape.pixels() * b.expanded(),
+            _ => 0,
+        };
+        g.nodes.iter().map(|n| (n.shape.len() + expanded(n)) as u64).sum()
     }
     /// The heads of a multi-task plan (empty for a plain model).
     pub fn heads(&self) -> &[HeadPart] {

@@ -135,6 +135,13 @@ pub struct Session {
     /// Per node of a head that did not run: the positions that changed since it last ran,
     /// recomputed when it runs again (propagation distributes over unions, so this is exact).
     pending: Vec<Option<Mask>>,
+    /// The same for the input of a bottleneck with an expansion: where its expanded map is
+    /// stale.
+    pending_input: Vec<Option<Mask>>,
+    /// Per bottleneck node with an expansion, its expanded map (empty for other nodes): cached
+    /// like an activation, so that a cached frame expands only the input positions that
+    /// changed, while the depthwise output lives only in the kernel's scratch.
+    expanded: Vec<Vec<f32>>,
     /// Which heads run on the current frame.
     due: Vec<bool>,
     bypass: Bypass,
@@ -169,7 +176,20 @@ impl Session {
         let heads = plan.heads().len();
         let rates = plan.heads().iter().map(|h| h.rate.max(1)).collect();
         let pending = vec![None; acts.len()];
+        let graph = plan.graph();
+        let expanded = graph
+            .nodes
+            .iter()
+            .map(|n| match &n.op {
+                Op::Bottleneck(b) if b.expand.is_some() => {
+                    touched_zeros(graph.nodes[n.inputs[0]].shape.pixels() * b.expanded())
+                }
+                _ => Vec::new(),
+            })
+            .collect();
         Ok(Self {
+            pending_input: pending.clone(),
+            expanded,
             enabled: vec![true; heads],
             rates,
             pending,
@@ -234,17 +254,21 @@ impl Session {
     }
 
     /// Head node `i` does not run this frame: remember what changed for when it does.
-    fn defer(&mut self, i: usize, m: &Mask) {
-        match &mut self.pending[i] {
+    fn defer(&mut self, i: usize, m: &Mask, input: Option<&Mask>) {
+        let add = |slot: &mut Option<Mask>, m: &Mask| match slot {
             Some(p) => p.union_with(m),
             slot => *slot = Some(m.clone()),
+        };
+        add(&mut self.pending[i], m);
+        if let Some(input) = input {
+            add(&mut self.pending_input[i], input);
         }
     }
 
     /// Forgets the cache: the next frame is computed in full.
     pub fn reset(&mut self) {
         self.last_frame = None;
-        self.pending.iter_mut().for_each(|p| *p = None);
+        self.pending.iter_mut().chain(&mut self.pending_input).for_each(|p| *p = None);
         self.since_refresh = 0;
         self.bypass = Bypass::default();
     }
@@ -427,9 +451,12 @@ impl Session {
             let s = node.shape;
             let mut m =
                 if full { Mask::full(s.h, s.w) } else { reuse::propagate_node(graph, plan.reach(), i, &changed) };
+            // A bottleneck with an expansion also expands the input positions that changed.
+            let expands = matches!(&node.op, Op::Bottleneck(b) if b.expand.is_some());
+            let input_changed = expands.then(|| &changed[node.inputs[0]]);
             if !self.active(i) {
                 // A skipped head catches up later by recomputing whatever changed meanwhile.
-                self.defer(i, &m);
+                self.defer(i, &m, input_changed);
                 nodes.push(NodeStats { hit_rate: 1.0, macs: 0, dense: false, changed: 0.0, time: Default::default() });
                 changed.push(m);
                 times.propagate += t.elapsed();
@@ -439,17 +466,32 @@ impl Session {
                 m.union_with(&p);
             }
             let (rects, dense, frac) = if full { (vec![Rect::full(s)], true, 1.0) } else { self.work_for(i, &m) };
+            let input_rects = input_changed.map(|c| {
+                let x = graph.nodes[node.inputs[0]].shape;
+                let mut c = c.clone();
+                if let Some(p) = self.pending_input[i].take() {
+                    c.union_with(&p);
+                }
+                if full || dense || c.fraction() > self.options.dense_crossover {
+                    vec![Rect::full(x)]
+                } else {
+                    reuse::cover(&c)
+                }
+            });
             times.propagate += t.elapsed();
 
             let pixels: usize = rects.iter().map(Rect::area).sum();
-            let macs = pixels as u64 * plan.macs_per_pixel(i);
+            let macs = match (&node.op, &input_rects) {
+                (Op::Bottleneck(b), Some(r)) => b.macs(r.iter().map(Rect::area).sum(), pixels),
+                _ => pixels as u64 * plan.macs_per_pixel(i),
+            };
             macs_executed += macs;
             // Gated nodes compute into `fresh[i]`, then compare with their cached values; the
             // others (and nodes nobody reads) write in place.
             let gate = if full || rects.is_empty() { None } else { self.gate_threshold(i) };
             let started = Instant::now();
-            if !rects.is_empty() {
-                self.compute_node(i, &rects, macs, gate.is_some());
+            if !rects.is_empty() || input_rects.as_ref().is_some_and(|r| !r.is_empty()) {
+                self.compute_node(i, &rects, input_rects.as_deref(), macs, gate.is_some());
             }
             let time = started.elapsed();
             times.compute += time;
@@ -523,7 +565,10 @@ impl Session {
     }
 
     /// Computes `rects` of node `i` into its cached buffer, or into `fresh[i]` when `into_fresh`.
-    fn compute_node(&mut self, i: usize, rects: &[Rect], macs: u64, into_fresh: bool) {
+    /// A bottleneck with an expansion first expands `input_rects` of its input into its
+    /// expanded map; computed whole on one thread, it expands each band's rows just before
+    /// they are read.
+    fn compute_node(&mut self, i: usize, rects: &[Rect], input_rects: Option<&[Rect]>, macs: u64, into_fresh: bool) {
         let graph = self.plan.graph();
         let node = &graph.nodes[i];
         // Inputs always precede the node, so split the buffers there.
@@ -541,26 +586,39 @@ impl Session {
             &mut rest[0][..]
         };
         let out = OutBuf::new(dst, node.shape);
-        match &self.pool {
-            Some(pool) if macs >= MIN_PARALLEL_MACS && !node.op.is_global() => {
-                let tasks = split_rows(rects, self.threads * 2);
-                let level = self.level;
-                pool.install(|| {
-                    tasks.par_iter().for_each(|r| {
-                        POOL_SCRATCH.with_borrow_mut(|scratch| {
-                            // SAFETY: tasks are disjoint pieces of a disjoint cover.
-                            unsafe { kernels::compute_rect(level, node, &inputs, &out, *r, scratch) }
-                        })
-                    })
+        let level = self.level;
+        let parallel = macs >= MIN_PARALLEL_MACS && !node.op.is_global();
+        let pool = self.pool.as_ref().filter(|_| parallel);
+        let tasks = Tasks { pool, threads: self.threads };
+        let scratch = &mut self.scratch;
+        match (&node.op, input_rects) {
+            (Op::Bottleneck(b), Some(input_rects)) => {
+                let x = inputs[0];
+                let store = &mut self.expanded[i];
+                let whole = |r: &[Rect], s: Shape| r.len() == 1 && r[0] == Rect::full(s);
+                if pool.is_none() && whole(rects, node.shape) && whole(input_rects, x.shape) {
+                    // SAFETY: one writer of the whole output and the whole map; the session's
+                    // level.
+                    unsafe { kernels::bottleneck::dense(level, b, x, store, &out, scratch) };
+                    return;
+                }
+                let e = Shape::new(x.shape.h, x.shape.w, b.expanded());
+                {
+                    let map = OutBuf::new(store, e);
+                    // SAFETY: disjoint rectangles of the map (a cover, split into row bands).
+                    tasks
+                        .run(input_rects, scratch, |r, _| unsafe { kernels::bottleneck::expand(level, b, x, &map, r) });
+                }
+                let map = In { data: store, shape: e };
+                // SAFETY: disjoint rectangles of the output, reading the map expanded above.
+                tasks.run(rects, scratch, |r, scratch| unsafe {
+                    kernels::bottleneck::from_expanded(level, b, map, &out, r, scratch)
                 });
             }
-            _ => {
-                let (scratch, level) = (&mut self.scratch, self.level);
-                for r in rects {
-                    // SAFETY: disjoint rectangles, computed one after the other.
-                    unsafe { kernels::compute_rect(level, node, &inputs, &out, *r, scratch) }
-                }
-            }
+            // SAFETY: disjoint rectangles of the output (a cover, split into row bands).
+            _ => tasks.run(rects, scratch, |r, scratch| unsafe {
+                kernels::compute_rect(level, node, &inputs, &out, r, scratch)
+            }),
         }
     }
 
@@ -631,6 +689,26 @@ fn rms(a: &[f32], c: usize) -> f32 {
         n += c;
     }
     (sum / n.max(1) as f64).sqrt() as f32
+}
+
+/// Where a node's rectangles are computed: on the pool when it has one (each worker with its
+/// own kernel scratch), otherwise one after the other on the calling thread.
+struct Tasks<'a> {
+    pool: Option<&'a rayon::ThreadPool>,
+    threads: usize,
+}
+
+impl Tasks<'_> {
+    /// Runs `f` on every rectangle of `rects`, cut into row bands for the pool.
+    fn run(&self, rects: &[Rect], scratch: &mut Vec<f32>, f: impl Fn(Rect, &mut Vec<f32>) + Sync) {
+        match self.pool {
+            Some(pool) => {
+                let tasks = split_rows(rects, self.threads * 2);
+                pool.install(|| tasks.par_iter().for_each(|r| POOL_SCRATCH.with_borrow_mut(|scratch| f(*r, scratch))));
+            }
+            None => rects.iter().for_each(|r| f(*r, scratch)),
+        }
+    }
 }
 
 /// Splits rectangles into row bands so that there are about `target` tasks.

@@ -215,6 +215,14 @@ impl Bottleneck {
     pub fn expanded(&self) -> usize {
         self.depthwise.cout
     }
+
+    /// MACs of expanding `input_pixels` positions and computing `output_pixels` positions of
+    /// the output from the expanded map.
+    pub fn macs(&self, input_pixels: usize, output_pixels: usize) -> u64 {
+        let expand = self.expand.as_ref().map_or(0, |e| e.macs_per_output_pixel());
+        let rest = self.depthwise.macs_per_output_pixel() + self.project.macs_per_output_pixel();
+        expand.saturating_mul(input_pixels as u64).saturating_add(rest.saturating_mul(output_pixels as u64))
+    }
 }
 
 /// A 2-D transposed convolution (groups = 1).
@@ -441,7 +449,10 @@ impl Node {
 
     /// MACs of computing the whole output.
     pub fn macs(&self, graph: &Graph) -> u64 {
-        self.macs_per_pixel(graph) * self.shape.pixels() as u64
+        match &self.op {
+            Op::Bottleneck(b) => b.macs(graph.nodes[self.inputs[0]].shape.pixels(), self.shape.pixels()),
+            _ => self.macs_per_pixel(graph) * self.shape.pixels() as u64,
+        }
     }
 }
 

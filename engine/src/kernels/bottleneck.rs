@@ -33,10 +33,13 @@ fn product(level: SimdLevel, conv: &Conv, src: &[f32], npix: usize, dst: &mut [f
     pointwise::run(level, &call, dst);
 }
 
-/// Rectangle `rect` of the block's output.
+/// Rectangle `rect` of the block's output, from the block's input. With `store` (the whole
+/// expanded map, which a session keeps as its cache of it), the expanded rows each band reads
+/// are computed there, at their place in the map; without, into the scratch, band by band.
 ///
 /// # Safety
-/// As [`super::compute_rect`]: `rect` lies inside the output, and no other writer touches it.
+/// As [`super::compute_rect`]: `rect` lies inside the output, and no other writer touches it;
+/// nothing else reads or writes the rows of `store` that the rectangle reads meanwhile.
 pub(super) unsafe fn rect(
     level: SimdLevel,
     b: &Bottleneck,
@@ -44,13 +47,12 @@ pub(super) unsafe fn rect(
     out: &OutBuf<'_>,
     rect: Rect,
     scratch: &mut Vec<f32>,
+    mut store: Option<&mut [f32]>,
 ) {
-    let dw = &b.depthwise;
-    let w = &dw.window;
+    let w = &b.depthwise.window;
     let e = b.expanded();
     let (ih, iw) = (input.shape.h, input.shape.w);
     let expanded = Shape::new(ih, iw, e);
-    let depthwise = Shape::new(out.shape.h, out.shape.w, e);
     // The input columns the rectangle reads, and the band height that keeps the expanded rows
     // within BAND_BYTES (at least one output row).
     let reads = depthwise::input_rect(w, rect, (ih, iw));
@@ -58,22 +60,33 @@ pub(super) unsafe fn rect(
     let span = w.dh * (w.kh - 1) + 1;
     let fit = BAND_BYTES / (4 * (cols * e).max(1));
     let band = (fit.saturating_sub(span) / w.sh + 1).min(rect.y1 - rect.y0);
-    let rows_max = if b.expand.is_some() { (band - 1) * w.sh + span } else { 0 };
+    let in_scratch = b.expand.is_some() && store.is_none();
+    let rows_max = if in_scratch { (band - 1) * w.sh + span } else { 0 };
     let (e_len, d_len) = (rows_max.min(ih) * cols * e, band * width * e);
+    if let Some(st) = &store {
+        assert_eq!(st.len(), expanded.len(), "the expanded map does not match the block");
+    }
     if scratch.len() < e_len + d_len {
         scratch.resize(e_len + d_len, 0.0);
     }
     let (ebuf, dbuf) = scratch[..e_len + d_len].split_at_mut(e_len);
-    let full_width = rect.x0 == 0 && rect.x1 == out.shape.w;
-    // The expanded rows held in `ebuf` (from its start).
+    // The expanded rows computed so far (held from the start of `ebuf`, or in `store`).
     let (mut h0, mut h1) = (0, 0);
     let mut y = rect.y0;
     while y < rect.y1 {
         let band = Rect { y0: y, y1: (y + band).min(rect.y1), ..rect };
         let need = depthwise::input_rect(w, band, (ih, iw));
-        let source = match &b.expand {
-            None => Source::whole(input),
-            Some(ex) => {
+        let source = match (&b.expand, store.as_deref_mut()) {
+            (None, _) => Source::whole(input),
+            (Some(ex), Some(st)) => {
+                let first_new = h1.max(need.y0);
+                let rows = Rect { y0: first_new, y1: need.y1.max(first_new), ..reads };
+                // SAFETY: the rows are inside the expanded map, and ours (the contract).
+                unsafe { super::pointwise(level, ex, input, &OutBuf::new(st, expanded), rows) };
+                h1 = rows.y1;
+                Source { data: st, shape: expanded, view: Rect::full(expanded) }
+            }
+            (Some(ex), None) => {
                 let row = cols * e;
                 // Rows computed for the previous band that this one reads move to the front.
                 let first_new = if need.y0 >= h0 && need.y0 < h1 {
@@ -99,18 +112,95 @@ pub(super) unsafe fn rect(
                 Source { data: &ebuf[..view.area() * e], shape: expanded, view }
             }
         };
-        let dband = &mut dbuf[..band.area() * e];
-        // SAFETY: the band is inside the depthwise map, and its view buffer is ours alone.
-        unsafe { depthwise::rect(level, dw, source, &OutBuf::view(dband, depthwise, band), band) };
-        if full_width {
-            // SAFETY: the band's rows are inside `rect`, which is ours (this function's contract).
-            product(level, &b.project, dband, band.area(), unsafe { out.rows(band.y0, band.y1) });
-        } else {
-            for (oy, src) in (band.y0..band.y1).zip(dband.chunks_exact(width * e)) {
-                // SAFETY: as above, one row segment of `rect`.
-                product(level, &b.project, src, width, unsafe { out.row(oy, rect.x0, rect.x1) });
-            }
-        }
+        // SAFETY: forwarded from this function's contract.
+        unsafe { project_band(level, b, source, out, band, dbuf) };
         y = band.y1;
     }
+}
+
+/// Rectangle `rect` of the block's output from its expanded map (whole, held by a session):
+/// the depthwise convolution and the projection, band by band.
+///
+/// # Safety
+/// As [`rect`].
+pub unsafe fn from_expanded(
+    level: SimdLevel,
+    b: &Bottleneck,
+    expanded: In<'_>,
+    out: &OutBuf<'_>,
+    rect: Rect,
+    scratch: &mut Vec<f32>,
+) {
+    let e = b.expanded();
+    assert_eq!(expanded.shape.c, e, "the expanded map does not match the block");
+    let width = rect.x1 - rect.x0;
+    let band = (BAND_BYTES / (4 * (width * e).max(1))).clamp(1, (rect.y1 - rect.y0).max(1));
+    if scratch.len() < band * width * e {
+        scratch.resize(band * width * e, 0.0);
+    }
+    let mut y = rect.y0;
+    while y < rect.y1 {
+        let band = Rect { y0: y, y1: (y + band).min(rect.y1), ..rect };
+        // SAFETY: forwarded from this function's contract.
+        unsafe { project_band(level, b, Source::whole(expanded), out, band, scratch) };
+        y = band.y1;
+    }
+}
+
+/// The depthwise convolution of `band` from `source` into `dbuf`, then its projection into
+/// `out`.
+///
+/// # Safety
+/// As [`rect`], for `band`.
+unsafe fn project_band(
+    level: SimdLevel,
+    b: &Bottleneck,
+    source: Source<'_>,
+    out: &OutBuf<'_>,
+    band: Rect,
+    dbuf: &mut [f32],
+) {
+    let e = b.expanded();
+    let width = band.x1 - band.x0;
+    let dband = &mut dbuf[..band.area() * e];
+    let depthwise = Shape::new(out.shape.h, out.shape.w, e);
+    // SAFETY: the band is inside the depthwise map, and its view buffer is ours alone.
+    unsafe { depthwise::rect(level, &b.depthwise, source, &OutBuf::view(dband, depthwise, band), band) };
+    if band.x0 == 0 && band.x1 == out.shape.w {
+        // SAFETY: the band's rows are ours (this function's contract).
+        product(level, &b.project, dband, band.area(), unsafe { out.rows(band.y0, band.y1) });
+    } else {
+        for (oy, src) in (band.y0..band.y1).zip(dband.chunks_exact(width * e)) {
+            // SAFETY: as above, one row segment of the band.
+            product(level, &b.project, src, width, unsafe { out.row(oy, band.x0, band.x1) });
+        }
+    }
+}
+
+/// The whole output from the block's input, with the expanded rows computed into `store` (the
+/// whole expanded map, which the session keeps) band by band, each just before the depthwise
+/// convolution reads it.
+///
+/// # Safety
+/// `level` is one this CPU runs; nothing else touches `out` or `store` meanwhile.
+pub unsafe fn dense(
+    level: SimdLevel,
+    b: &Bottleneck,
+    input: In<'_>,
+    store: &mut [f32],
+    out: &OutBuf<'_>,
+    scratch: &mut Vec<f32>,
+) {
+    // SAFETY: the whole output, one writer (this function's contract).
+    unsafe { rect(level, b, input, out, Rect::full(out.shape), scratch, Some(store)) }
+}
+
+/// Rectangle `rect` of the block's expanded map (`store`, whole) from the block's input.
+///
+/// # Safety
+/// As [`super::compute_rect`], for `store`.
+pub unsafe fn expand(level: SimdLevel, b: &Bottleneck, input: In<'_>, store: &OutBuf<'_>, rect: Rect) {
+    let ex = b.expand.as_ref().expect("a bottleneck with an expansion");
+    // SAFETY: forwarded from this function's contract.
+    unsafe { super::pointwise(level, ex, input, store, rect) }
 }

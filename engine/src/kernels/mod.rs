@@ -8,7 +8,7 @@
 //! activations fused into both epilogues. The level is an explicit argument of every call.
 //! [`reference`] holds a naive implementation of every op; the tests compare the two.
 
-mod bottleneck;
+pub mod bottleneck;
 mod depthwise;
 pub mod pointwise;
 pub mod reference;
@@ -127,7 +127,7 @@ pub unsafe fn compute_rect(
             Op::Conv(conv) if conv.is_depthwise() => {
                 depthwise::rect(level, conv, depthwise::Source::whole(inputs[0]), out, rect)
             }
-            Op::Bottleneck(b) => bottleneck::rect(level, b, inputs[0], out, rect, scratch),
+            Op::Bottleneck(b) => bottleneck::rect(level, b, inputs[0], out, rect, scratch, None),
             Op::Conv(conv) => im2col_conv(level, conv, inputs[0], out, rect, scratch),
             Op::ConvTranspose(ct) => conv_transpose(level, ct, inputs[0], out, rect),
             Op::Pool { kind, window } => pool(*kind, window, inputs[0], out, rect),
@@ -386,6 +386,10 @@ fn packed(conv: &Conv, g: usize) -> &crate::graph::Packed {
     &conv.packed[g]
 }
 
+/// Rectangle `rect` of a pointwise convolution.
+///
+/// # Safety
+/// As [`compute_rect`].
 unsafe fn pointwise(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf<'_>, rect: Rect) {
     let (cin, cout) = (conv.cin, conv.cout);
     let (sh, sw) = (conv.window.sh, conv.window.sw);

@@ -195,8 +195,20 @@ pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
     let g = b.global_avg_pool(x).expect("gap");
     let d = b.dense(g, 3, Activation::Identity, &mut wgt).expect("dense");
     b.output(d);
-    // An SSD-style tail as a third: a 1x1 conv flattened and concatenated with the vector.
-    let box_map = b.conv(x, 2, window(1, 1, 1, [0; 4]), 1, Activation::Identity, &mut wgt).expect("1x1 fits");
+    // An SSD-style tail as a third: an inverted-residual block to 2 channels (when `x` has
+    // two or more, else a 1x1 conv), flattened and concatenated with the vector. As a head of
+    // its own, it is skipped and caught up (a bottleneck's expanded map included).
+    let one = window(1, 1, 1, [0; 4]);
+    let c = b.shape(x).c;
+    let box_map = if c >= 2 {
+        let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+        let e = b.conv(x, 2 * c, one, 1, relu6, &mut wgt).expect("1x1 fits");
+        let d = b.conv(e, 2 * c, window(3, 1, 1, [1; 4]), 2 * c, relu6, &mut wgt).expect("3x3 fits");
+        b.conv(d, 2, one, 1, Activation::Identity, &mut wgt)
+    } else {
+        b.conv(x, 2, one, 1, Activation::Identity, &mut wgt)
+    }
+    .expect("the box map fits");
     let flat = b.flat_concat(&[box_map, d]).expect("flat concat");
     b.output(flat);
     b.build()
