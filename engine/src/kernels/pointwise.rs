@@ -55,6 +55,10 @@ pub fn run(level: Level, call: &Call<'_>, dst: &mut [f32]) {
     assert!(dst.len() >= (call.npix - 1) * call.dst_stride + call.cout, "pointwise destination too short");
     assert_eq!(call.packed.weights.len(), call.cout.div_ceil(PANEL) * call.cin * PANEL);
     assert_eq!(call.packed.bias.len(), call.cout.div_ceil(PANEL) * PANEL);
+    // At most 8 output channels fill one 8-lane vector: a 16-lane one would compute as many
+    // columns again for nothing. The choice depends on `cout` alone, so every rectangle of a
+    // node runs the same code (and every level sums each output in the same order).
+    let level = if call.cout <= 8 { level.for_width(call.cout) } else { level };
     dispatch(level, Product { call, dst: dst.as_mut_ptr() });
 }
 
@@ -68,9 +72,15 @@ impl Kernel for Product<'_, '_> {
     type Output = ();
     #[inline(always)]
     fn run<V: Vector>(self) {
-        // Tile shapes: MR x NV accumulators fill most of the register file.
+        // Tile shapes: MR x NV accumulators fill most of the register file. Outputs of one
+        // vector's width or less take one vector per row: a wider tile would compute columns
+        // past `cout` (selfie segmentation's and BlazePose's 8- and 16-channel maps).
+        let thin = self.call.cout <= V::LANES;
         match (V::LANES, V::REGISTERS) {
+            (16, _) if thin => drive::<V, 12, 1>(self.call, self.dst),
             (16, _) => drive::<V, 12, 2>(self.call, self.dst),
+            // 10 accumulators, the weights and the broadcast input: 12 of the 16 registers.
+            (8, _) if thin => drive::<V, 10, 1>(self.call, self.dst),
             (4, 32) => drive::<V, 6, 4>(self.call, self.dst),
             // 16 registers: 10 accumulators, 2 weights and the broadcast input, with room to spare
             // (at 12 accumulators the compiler spills one, through memory, every iteration).
