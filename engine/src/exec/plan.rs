@@ -176,11 +176,7 @@ impl Plan {
     /// [`crate::graph::MAX_PLAN_VALUES`], checked when the plan compiles).
     pub fn activation_values(&self) -> u64 {
         let g = &self.graph;
-        let expanded = |n: &crate::graph::Node| match &n.op {
-            Op::Bottleneck(b) if b.expand.is_some() => g.nodes[n.inputs[0]].shape.pixels() * b.expanded(),
-            _ => 0,
-        };
-        g.nodes.iter().map(|n| (n.shape.len() + expanded(n)) as u64).sum()
+        g.nodes.iter().map(|n| (n.shape.len() + n.expanded_len(g)) as u64).sum()
     }
     /// The heads of a multi-task plan (empty for a plain model).
     pub fn heads(&self) -> &[HeadPart] {

@@ -177,16 +177,7 @@ impl Session {
         let rates = plan.heads().iter().map(|h| h.rate.max(1)).collect();
         let pending = vec![None; acts.len()];
         let graph = plan.graph();
-        let expanded = graph
-            .nodes
-            .iter()
-            .map(|n| match &n.op {
-                Op::Bottleneck(b) if b.expand.is_some() => {
-                    touched_zeros(graph.nodes[n.inputs[0]].shape.pixels() * b.expanded())
-                }
-                _ => Vec::new(),
-            })
-            .collect();
+        let expanded = graph.nodes.iter().map(|n| touched_zeros(n.expanded_len(graph))).collect();
         Ok(Self {
             pending_input: pending.clone(),
             expanded,
@@ -468,14 +459,17 @@ impl Session {
             let (rects, dense, frac) = if full { (vec![Rect::full(s)], true, 1.0) } else { self.work_for(i, &m) };
             let input_rects = input_changed.map(|c| {
                 let x = graph.nodes[node.inputs[0]].shape;
-                let mut c = c.clone();
-                if let Some(p) = self.pending_input[i].take() {
-                    c.union_with(&p);
-                }
+                // What changed while the head was skipped, merged into its own buffer (no
+                // copy of the mask on the frames that have nothing pending).
+                let pending = self.pending_input[i].take().map(|mut p| {
+                    p.union_with(c);
+                    p
+                });
+                let c = pending.as_ref().unwrap_or(c);
                 if full || dense || c.fraction() > self.options.dense_crossover {
                     vec![Rect::full(x)]
                 } else {
-                    reuse::cover(&c)
+                    reuse::cover(c)
                 }
             });
             times.propagate += t.elapsed();

@@ -216,13 +216,8 @@ impl Graph {
         let (mut values, mut macs) = (0u64, 0u64);
         for (i, node) in self.nodes.iter().enumerate() {
             check_node(&self.nodes[..i], node).map_err(|r| invalid(&node.name, node.op.name(), r))?;
-            values += node.shape.len() as u64;
             // A bottleneck's session also keeps its expanded map.
-            if let Op::Bottleneck(b) = &node.op {
-                if b.expand.is_some() {
-                    values += (self.nodes[node.inputs[0]].shape.pixels() * b.expanded()) as u64;
-                }
-            }
+            values += (node.shape.len() + node.expanded_len(self)) as u64;
             // Shapes and attributes are bounded by now, so the cost fits in u128.
             let cost = node.macs_per_pixel(self) as u128 * node.shape.pixels() as u128;
             macs = macs.saturating_add(u64::try_from(cost).unwrap_or(u64::MAX));

@@ -98,9 +98,9 @@ impl Node {
         match &self.op {
             Op::Input => None,
             Op::Conv(_) | Op::Pool { .. } | Op::Bottleneck(_) => {
-                let (k, s, d, p) = pick(self.op.window().expect("a window op"));
-                let lo = (o * s) as i64 - p as i64;
-                clip(lo, lo + (d * (k - 1)) as i64, n_in)
+                let w = self.op.window().expect("a window op");
+                let (lo, hi) = w.input_span(matches!(axis, Axis::H), o, o + 1, n_in);
+                (lo < hi).then_some(AxisWindow { lo, hi: hi - 1 })
             }
             Op::ConvTranspose(ct) => {
                 let (k, s, d, p) = pick(&ct.window);

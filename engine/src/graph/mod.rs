@@ -113,6 +113,21 @@ pub struct Window {
 }
 
 impl Window {
+    /// The input positions `lo..hi` that outputs `o0..o1` of this forward window read along
+    /// the rows (`vertical`) or the columns, clipped to `0..n` (`lo == hi` when they read only
+    /// padding).
+    pub fn input_span(&self, vertical: bool, o0: usize, o1: usize, n: usize) -> (usize, usize) {
+        let (k, s, d, p) =
+            if vertical { (self.kh, self.sh, self.dh, self.pad[0]) } else { (self.kw, self.sw, self.dw, self.pad[1]) };
+        if o0 >= o1 {
+            return (0, 0);
+        }
+        let lo = (o0 * s) as i64 - p as i64;
+        let hi = ((o1 - 1) * s + d * (k - 1)) as i64 - p as i64 + 1;
+        let (lo, hi) = (lo.clamp(0, n as i64) as usize, hi.clamp(0, n as i64) as usize);
+        (lo.min(hi), hi)
+    }
+
     /// Output size of a forward window op (conv, pool) on an input of `h x w`, or `None` if
     /// the window does not fit or its arithmetic overflows. With `ceil` (ONNX `ceil_mode`),
     /// a last window that would start entirely in the end padding is dropped, as ONNX does.
@@ -425,15 +440,11 @@ impl Node {
             Op::GlobalAvgPool => graph.nodes[self.inputs[0]].shape.pixels() as u64 * c,
             Op::Resize { .. } => 4 * c,
             Op::Dense(d) => (d.cin * d.cout) as u64,
-            // The expansion runs once per input pixel (a band's overlap rows are kept, not
-            // recomputed), which is `sh * sw` per output pixel away from the borders.
+            // The expansion runs once per input pixel, which is `sh * sw` per output pixel away
+            // from the borders: the whole node's MACs spread over its output pixels.
             Op::Bottleneck(b) => {
-                let input = graph.nodes[self.inputs[0]].shape.pixels() as u128;
-                let expand = b.expand.as_ref().map_or(0, |e| u128::from(e.macs_per_output_pixel()) * input);
-                let expand = u64::try_from(expand.div_ceil(self.shape.pixels().max(1) as u128)).unwrap_or(u64::MAX);
-                expand
-                    .saturating_add(b.depthwise.macs_per_output_pixel())
-                    .saturating_add(b.project.macs_per_output_pixel())
+                let pixels = self.shape.pixels().max(1);
+                b.macs(graph.nodes[self.inputs[0]].shape.pixels(), pixels).div_ceil(pixels as u64)
             }
             Op::Unary(_)
             | Op::Binary { .. }
@@ -444,6 +455,14 @@ impl Node {
             | Op::PadChannels { .. }
             | Op::FlatConcat
             | Op::Permute { .. } => c,
+        }
+    }
+
+    /// Values a session keeps for this node besides its output: a bottleneck's expanded map.
+    pub fn expanded_len(&self, graph: &Graph) -> usize {
+        match &self.op {
+            Op::Bottleneck(b) if b.expand.is_some() => graph.nodes[self.inputs[0]].shape.pixels() * b.expanded(),
+            _ => 0,
         }
     }
 

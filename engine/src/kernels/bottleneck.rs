@@ -33,13 +33,21 @@ fn product(level: SimdLevel, conv: &Conv, src: &[f32], npix: usize, dst: &mut [f
     pointwise::run(level, &call, dst);
 }
 
-/// Rectangle `rect` of the block's output, from the block's input. With `store` (the whole
-/// expanded map, which a session keeps as its cache of it), the expanded rows each band reads
-/// are computed there, at their place in the map; without, into the scratch, band by band.
+/// Where the expanded rows a band reads come from.
+enum Expanded<'s> {
+    /// Computed into the kernel's scratch, band by band (rows shared by two bands are kept).
+    Scratch,
+    /// Computed into the whole expanded map, which the session keeps, at their place in it.
+    Store(&'s mut [f32]),
+    /// The kernel's input is already the expanded map (or the block has no expansion).
+    Given,
+}
+
+/// Rectangle `rect` of the block's output, from the block's input (the expanded rows in the
+/// kernel's scratch).
 ///
 /// # Safety
-/// As [`super::compute_rect`]: `rect` lies inside the output, and no other writer touches it;
-/// nothing else reads or writes the rows of `store` that the rectangle reads meanwhile.
+/// As [`super::compute_rect`]: `rect` lies inside the output, and no other writer touches it.
 pub(super) unsafe fn rect(
     level: SimdLevel,
     b: &Bottleneck,
@@ -47,12 +55,78 @@ pub(super) unsafe fn rect(
     out: &OutBuf<'_>,
     rect: Rect,
     scratch: &mut Vec<f32>,
-    mut store: Option<&mut [f32]>,
+) {
+    let expanded = if b.expand.is_some() { Expanded::Scratch } else { Expanded::Given };
+    // SAFETY: forwarded from this function's contract.
+    unsafe { bands(level, b, input, out, rect, scratch, expanded) }
+}
+
+/// Rectangle `rect` of the block's output from its expanded map (whole, held by a session):
+/// the depthwise convolution and the projection, band by band.
+///
+/// # Safety
+/// As [`rect`].
+pub unsafe fn from_expanded(
+    level: SimdLevel,
+    b: &Bottleneck,
+    expanded: In<'_>,
+    out: &OutBuf<'_>,
+    rect: Rect,
+    scratch: &mut Vec<f32>,
+) {
+    assert_eq!(expanded.shape.c, b.expanded(), "the expanded map does not match the block");
+    // SAFETY: forwarded from this function's contract.
+    unsafe { bands(level, b, expanded, out, rect, scratch, Expanded::Given) }
+}
+
+/// The whole output from the block's input, with the expanded rows computed into `store` (the
+/// whole expanded map, which the session keeps) band by band, each just before the depthwise
+/// convolution reads it.
+///
+/// # Safety
+/// `level` is one this CPU runs; nothing else touches `out` or `store` meanwhile.
+pub unsafe fn dense(
+    level: SimdLevel,
+    b: &Bottleneck,
+    input: In<'_>,
+    store: &mut [f32],
+    out: &OutBuf<'_>,
+    scratch: &mut Vec<f32>,
+) {
+    let expanded = if b.expand.is_some() { Expanded::Store(store) } else { Expanded::Given };
+    // SAFETY: the whole output, one writer (this function's contract).
+    unsafe { bands(level, b, input, out, Rect::full(out.shape), scratch, expanded) }
+}
+
+/// Rectangle `rect` of the block's expanded map (`store`, whole) from the block's input.
+///
+/// # Safety
+/// As [`super::compute_rect`], for `store`.
+pub unsafe fn expand(level: SimdLevel, b: &Bottleneck, input: In<'_>, store: &OutBuf<'_>, rect: Rect) {
+    let ex = b.expand.as_ref().expect("a bottleneck with an expansion");
+    // SAFETY: forwarded from this function's contract.
+    unsafe { super::pointwise(level, ex, input, store, rect) }
+}
+
+/// The one band loop of every entry point: per band of output rows, the expanded rows it
+/// reads (`expanded` says from where), then [`project_band`]. `input` is the block's input,
+/// or its expanded map with [`Expanded::Given`].
+///
+/// # Safety
+/// As [`rect`]; nothing else touches the store meanwhile.
+unsafe fn bands(
+    level: SimdLevel,
+    b: &Bottleneck,
+    input: In<'_>,
+    out: &OutBuf<'_>,
+    rect: Rect,
+    scratch: &mut Vec<f32>,
+    mut expanded: Expanded<'_>,
 ) {
     let w = &b.depthwise.window;
     let e = b.expanded();
     let (ih, iw) = (input.shape.h, input.shape.w);
-    let expanded = Shape::new(ih, iw, e);
+    let map = Shape::new(ih, iw, e);
     // The input columns the rectangle reads, and the band height that keeps the expanded rows
     // within BAND_BYTES (at least one output row).
     let reads = depthwise::input_rect(w, rect, (ih, iw));
@@ -60,33 +134,32 @@ pub(super) unsafe fn rect(
     let span = w.dh * (w.kh - 1) + 1;
     let fit = BAND_BYTES / (4 * (cols * e).max(1));
     let band = (fit.saturating_sub(span) / w.sh + 1).min(rect.y1 - rect.y0);
-    let in_scratch = b.expand.is_some() && store.is_none();
-    let rows_max = if in_scratch { (band - 1) * w.sh + span } else { 0 };
+    let rows_max = if matches!(expanded, Expanded::Scratch) { (band - 1) * w.sh + span } else { 0 };
     let (e_len, d_len) = (rows_max.min(ih) * cols * e, band * width * e);
-    if let Some(st) = &store {
-        assert_eq!(st.len(), expanded.len(), "the expanded map does not match the block");
+    if let Expanded::Store(st) = &expanded {
+        assert_eq!(st.len(), map.len(), "the expanded map does not match the block");
     }
     if scratch.len() < e_len + d_len {
         scratch.resize(e_len + d_len, 0.0);
     }
     let (ebuf, dbuf) = scratch[..e_len + d_len].split_at_mut(e_len);
-    // The expanded rows computed so far (held from the start of `ebuf`, or in `store`).
+    // The expanded rows computed so far (held from the start of `ebuf`, or in the store).
     let (mut h0, mut h1) = (0, 0);
     let mut y = rect.y0;
     while y < rect.y1 {
         let band = Rect { y0: y, y1: (y + band).min(rect.y1), ..rect };
         let need = depthwise::input_rect(w, band, (ih, iw));
-        let source = match (&b.expand, store.as_deref_mut()) {
-            (None, _) => Source::whole(input),
-            (Some(ex), Some(st)) => {
-                let first_new = h1.max(need.y0);
-                let rows = Rect { y0: first_new, y1: need.y1.max(first_new), ..reads };
+        let source = match (&b.expand, &mut expanded) {
+            (None, _) | (_, Expanded::Given) => Source::whole(input),
+            (Some(ex), Expanded::Store(st)) => {
+                let y0 = h1.max(need.y0);
+                let rows = Rect { y0, y1: need.y1.max(y0), ..reads };
                 // SAFETY: the rows are inside the expanded map, and ours (the contract).
-                unsafe { super::pointwise(level, ex, input, &OutBuf::new(st, expanded), rows) };
+                unsafe { super::pointwise(level, ex, input, &OutBuf::new(st, map), rows) };
                 h1 = rows.y1;
-                Source { data: st, shape: expanded, view: Rect::full(expanded) }
+                Source { data: st, shape: map, view: Rect::full(map) }
             }
-            (Some(ex), None) => {
+            (Some(ex), Expanded::Scratch) => {
                 let row = cols * e;
                 // Rows computed for the previous band that this one reads move to the front.
                 let first_new = if need.y0 >= h0 && need.y0 < h1 {
@@ -109,40 +182,11 @@ pub(super) unsafe fn rect(
                 }
                 (h0, h1) = (need.y0, need.y1.max(need.y0));
                 let view = Rect { y0: h0, y1: h1, x0: reads.x0, x1: reads.x1 };
-                Source { data: &ebuf[..view.area() * e], shape: expanded, view }
+                Source { data: &ebuf[..view.area() * e], shape: map, view }
             }
         };
         // SAFETY: forwarded from this function's contract.
         unsafe { project_band(level, b, source, out, band, dbuf) };
-        y = band.y1;
-    }
-}
-
-/// Rectangle `rect` of the block's output from its expanded map (whole, held by a session):
-/// the depthwise convolution and the projection, band by band.
-///
-/// # Safety
-/// As [`rect`].
-pub unsafe fn from_expanded(
-    level: SimdLevel,
-    b: &Bottleneck,
-    expanded: In<'_>,
-    out: &OutBuf<'_>,
-    rect: Rect,
-    scratch: &mut Vec<f32>,
-) {
-    let e = b.expanded();
-    assert_eq!(expanded.shape.c, e, "the expanded map does not match the block");
-    let width = rect.x1 - rect.x0;
-    let band = (BAND_BYTES / (4 * (width * e).max(1))).clamp(1, (rect.y1 - rect.y0).max(1));
-    if scratch.len() < band * width * e {
-        scratch.resize(band * width * e, 0.0);
-    }
-    let mut y = rect.y0;
-    while y < rect.y1 {
-        let band = Rect { y0: y, y1: (y + band).min(rect.y1), ..rect };
-        // SAFETY: forwarded from this function's contract.
-        unsafe { project_band(level, b, Source::whole(expanded), out, band, scratch) };
         y = band.y1;
     }
 }
@@ -175,32 +219,4 @@ unsafe fn project_band(
             product(level, &b.project, src, width, unsafe { out.row(oy, band.x0, band.x1) });
         }
     }
-}
-
-/// The whole output from the block's input, with the expanded rows computed into `store` (the
-/// whole expanded map, which the session keeps) band by band, each just before the depthwise
-/// convolution reads it.
-///
-/// # Safety
-/// `level` is one this CPU runs; nothing else touches `out` or `store` meanwhile.
-pub unsafe fn dense(
-    level: SimdLevel,
-    b: &Bottleneck,
-    input: In<'_>,
-    store: &mut [f32],
-    out: &OutBuf<'_>,
-    scratch: &mut Vec<f32>,
-) {
-    // SAFETY: the whole output, one writer (this function's contract).
-    unsafe { rect(level, b, input, out, Rect::full(out.shape), scratch, Some(store)) }
-}
-
-/// Rectangle `rect` of the block's expanded map (`store`, whole) from the block's input.
-///
-/// # Safety
-/// As [`super::compute_rect`], for `store`.
-pub unsafe fn expand(level: SimdLevel, b: &Bottleneck, input: In<'_>, store: &OutBuf<'_>, rect: Rect) {
-    let ex = b.expand.as_ref().expect("a bottleneck with an expansion");
-    // SAFETY: forwarded from this function's contract.
-    unsafe { super::pointwise(level, ex, input, store, rect) }
 }

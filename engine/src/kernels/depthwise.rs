@@ -35,26 +35,14 @@ impl<'a> Source<'a> {
     /// Offset of pixel `(y, x)` of the map in `data` (inside the view).
     #[inline(always)]
     fn offset(&self, y: usize, x: usize) -> usize {
-        ((y - self.view.y0) * (self.view.x1 - self.view.x0) + (x - self.view.x0)) * self.shape.c
+        super::view_offset(self.view, self.shape.c, y, x)
     }
-}
-
-/// Along one axis: the input positions `lo..hi` that outputs `o0..o1` of window geometry
-/// `(k, s, d, p)` read, clipped to `0..n` (`lo == hi` when they read only padding).
-pub(super) fn input_span(o0: usize, o1: usize, (k, s, d, p): (usize, usize, usize, usize), n: usize) -> (usize, usize) {
-    if o0 >= o1 {
-        return (0, 0);
-    }
-    let lo = (o0 * s) as isize - p as isize;
-    let hi = ((o1 - 1) * s + d * (k - 1)) as isize - p as isize + 1;
-    let (lo, hi) = (lo.clamp(0, n as isize) as usize, hi.clamp(0, n as isize) as usize);
-    (lo.min(hi), hi)
 }
 
 /// The input rows and columns that `rect` of `w`'s output reads, clipped to an `h x w` map.
 pub(super) fn input_rect(w: &Window, rect: Rect, (h, iw): (usize, usize)) -> Rect {
-    let (y0, y1) = input_span(rect.y0, rect.y1, (w.kh, w.sh, w.dh, w.pad[0]), h);
-    let (x0, x1) = input_span(rect.x0, rect.x1, (w.kw, w.sw, w.dw, w.pad[1]), iw);
+    let (y0, y1) = w.input_span(true, rect.y0, rect.y1, h);
+    let (x0, x1) = w.input_span(false, rect.x0, rect.x1, iw);
     Rect { y0, y1, x0, x1 }
 }
 

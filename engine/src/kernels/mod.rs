@@ -60,7 +60,7 @@ impl<'a> OutBuf<'a> {
 
     /// Offset of pixel `(y, x)` of the map in the buffer (inside the view).
     fn offset(&self, y: usize, x: usize) -> usize {
-        ((y - self.view.y0) * (self.view.x1 - self.view.x0) + (x - self.view.x0)) * self.shape.c
+        view_offset(self.view, self.shape.c, y, x)
     }
 
     /// The segment `x0..x1` (all channels) of row `y`.
@@ -101,6 +101,13 @@ impl<'a> OutBuf<'a> {
     }
 }
 
+/// Where pixel `(y, x)` of a map with `c` channels lies in a row-major buffer holding only the
+/// rectangle `view` of it (`OutBuf`, `depthwise::Source`).
+#[inline(always)]
+fn view_offset(view: Rect, c: usize, y: usize, x: usize) -> usize {
+    ((y - view.y0) * (view.x1 - view.x0) + (x - view.x0)) * c
+}
+
 /// Computes `rect` of `node`'s output with the kernels of `level`.
 ///
 /// # Safety
@@ -127,7 +134,7 @@ pub unsafe fn compute_rect(
             Op::Conv(conv) if conv.is_depthwise() => {
                 depthwise::rect(level, conv, depthwise::Source::whole(inputs[0]), out, rect)
             }
-            Op::Bottleneck(b) => bottleneck::rect(level, b, inputs[0], out, rect, scratch, None),
+            Op::Bottleneck(b) => bottleneck::rect(level, b, inputs[0], out, rect, scratch),
             Op::Conv(conv) => im2col_conv(level, conv, inputs[0], out, rect, scratch),
             Op::ConvTranspose(ct) => conv_transpose(level, ct, inputs[0], out, rect),
             Op::Pool { kind, window } => pool(*kind, window, inputs[0], out, rect),
