@@ -57,6 +57,14 @@ impl Bypass {
         match reset {
             // A cold frame pays for first allocations and cold caches: not a dense frame's cost.
             Some(Reset::Cold) => self.since_dense = 0,
+            // The whole scene moved: the frame ran densely after paying for the change
+            // detection, so it did not pay, like a cached frame that costs more than a dense
+            // one, and starts (or lengthens) a dense run. Its time is not a dense frame's cost.
+            Some(Reset::Motion) => {
+                self.since_dense = 0;
+                self.backoff = (self.backoff * 2).clamp(1, MAX_BYPASS);
+                self.left = self.backoff;
+            }
             Some(r) => {
                 self.dense_ms = Some(self.dense_ms.map_or(ms, |d| 0.5 * (d + ms)));
                 self.since_dense = 0;
@@ -105,7 +113,9 @@ pub struct Output {
 /// as one pays). The dense cost is first measured on the second frame (the cold one pays for
 /// first allocations and cold caches) and again after 64 frames without a dense one. A dense
 /// frame is a refresh: the cache and the references are rebuilt from it, so it costs full
-/// inference and no more, and fidelity only gains.
+/// inference and no more, and fidelity only gains. A frame on which the whole scene moved
+/// ([`Reset::Motion`]) counts as a cached frame that did not pay: while the camera keeps
+/// moving, the change detection runs on one frame in 17 at most instead of on every frame.
 pub struct Session {
     plan: Arc<Plan>,
     options: SessionOptions,
@@ -765,5 +775,33 @@ mod tests {
         b.record(Some(Reset::Bypass), 20.0);
         assert_eq!(b.dense_ms, Some(15.0), "running mean of 10 and 20");
         assert!(!b.due());
+    }
+
+    /// A moving camera: every tested frame is a whole-scene motion frame, which backs off like a
+    /// cached frame that does not pay, and its time (change detection included) is not taken as
+    /// the dense cost.
+    #[test]
+    fn whole_scene_motion_backs_off_like_a_frame_that_does_not_pay() {
+        let mut b = Bypass::default();
+        b.record(Some(Reset::Cold), 30.0);
+        b.record(Some(Reset::Bypass), 10.0);
+        let mut runs = Vec::new();
+        for _ in 0..6 {
+            assert!(!b.due());
+            b.record(Some(Reset::Motion), 11.0);
+            let mut n = 0;
+            while b.due() {
+                b.record(Some(Reset::Bypass), 10.0);
+                n += 1;
+            }
+            runs.push(n);
+        }
+        assert_eq!(runs, [1, 2, 4, 8, 16, 16]);
+        assert_eq!(b.dense_ms, Some(10.0));
+        // The camera stops: the first cached frame that pays ends the back-off.
+        b.record(None, 4.0);
+        assert!(!b.due());
+        b.record(Some(Reset::Motion), 11.0);
+        assert_eq!(b.left, 1);
     }
 }
