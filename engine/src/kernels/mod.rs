@@ -827,25 +827,23 @@ unsafe fn binary(
         let xx = if t.shape.w == 1 { 0 } else { x };
         (yy * t.shape.w + xx) * t.shape.c
     };
-    // One loop per op kind so that the inner loops are plain vector code.
-    fn combine(kind: BinaryKind, dst: &mut [f32], x: &[f32], y: &[f32]) {
-        match kind {
-            BinaryKind::Add => dst.iter_mut().zip(x.iter().zip(y)).for_each(|(d, (p, q))| *d = p + q),
-            BinaryKind::Mul => dst.iter_mut().zip(x.iter().zip(y)).for_each(|(d, (p, q))| *d = p * q),
-        }
-    }
     for y in rect.y0..rect.y1 {
         // SAFETY: this task's row segment.
         let dst = unsafe { out.row(y, rect.x0, rect.x1) };
         if a.shape == shape && b.shape == shape {
             let n = dst.len();
-            combine(kind, dst, &a.data[at(a, y, rect.x0)..][..n], &b.data[at(b, y, rect.x0)..][..n]);
+            let (x, y) = (&a.data[at(a, y, rect.x0)..][..n], &b.data[at(b, y, rect.x0)..][..n]);
+            // One "pixel" of the whole row (at least 1 long, for `chunks_exact`).
+            dispatch(level, BinaryRow { kind, dst, x, y, c: n.max(1), x_step: 0, y_step: 0 });
         } else if a.shape.c == c && b.shape.c == c {
-            // Spatial broadcast only (squeeze-excite): whole channel vectors per pixel.
-            for (p, px) in dst.chunks_exact_mut(c).enumerate() {
-                let x = rect.x0 + p;
-                combine(kind, px, &a.data[at(a, y, x)..][..c], &b.data[at(b, y, x)..][..c]);
-            }
+            // Spatial broadcast only (squeeze-excite): whole channel vectors per pixel, a
+            // broadcast side staying on its one pixel.
+            let pixels = (rect.x1 - rect.x0).max(1);
+            let step = |t: In<'_>| if t.shape.w == 1 { 0 } else { c };
+            let span = |t: In<'_>| (pixels - 1) * step(t) + c;
+            let x = &a.data[at(a, y, rect.x0)..][..span(a)];
+            let y = &b.data[at(b, y, rect.x0)..][..span(b)];
+            dispatch(level, BinaryRow { kind, dst, x, y, c, x_step: step(a), y_step: step(b) });
         } else {
             for (p, px) in dst.chunks_exact_mut(c).enumerate() {
                 let x = rect.x0 + p;
@@ -861,6 +859,46 @@ unsafe fn binary(
             }
         }
         activate(level, act, dst);
+    }
+}
+
+/// One output row segment of an elementwise Add or Mul: per pixel of `c` channels
+/// (`dst.len() / c` of them), `x` and `y` advance by `x_step` and `y_step` (0: broadcast).
+/// Each value is one IEEE operation, the same bits at every vector width.
+struct BinaryRow<'a> {
+    kind: BinaryKind,
+    dst: &'a mut [f32],
+    x: &'a [f32],
+    y: &'a [f32],
+    c: usize,
+    x_step: usize,
+    y_step: usize,
+}
+
+impl Kernel for BinaryRow<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        let BinaryRow { kind, dst, x, y, c, x_step, y_step } = self;
+        #[inline(always)]
+        fn pixel<V: Vector>(d: &mut [f32], p: &[f32], q: &[f32], f: impl Fn(V, V) -> V, g: impl Fn(f32, f32) -> f32) {
+            let (p, q) = (&p[..d.len()], &q[..d.len()]);
+            let end = d.len() / V::LANES * V::LANES;
+            for i in (0..end).step_by(V::LANES) {
+                // SAFETY: i + LANES <= end <= the length of all three slices.
+                unsafe { f(V::load(p.as_ptr().add(i)), V::load(q.as_ptr().add(i))).store(d.as_mut_ptr().add(i)) };
+            }
+            for i in end..d.len() {
+                d[i] = g(p[i], q[i]);
+            }
+        }
+        for (k, d) in dst.chunks_exact_mut(c).enumerate() {
+            let (p, q) = (&x[k * x_step..][..c], &y[k * y_step..][..c]);
+            match kind {
+                BinaryKind::Add => pixel::<V>(d, p, q, |a, b| a.add(b), |a, b| a + b),
+                BinaryKind::Mul => pixel::<V>(d, p, q, |a, b| a.mul(b), |a, b| a * b),
+            }
+        }
     }
 }
 
