@@ -380,6 +380,14 @@ mod tests {
         }
     }
 
+    /// A reproducible stream of pseudo-random bytes (a linear congruential generator).
+    fn bytes(mut seed: u32) -> impl FnMut() -> u8 {
+        move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 24) as u8
+        }
+    }
+
     /// The per-pixel form of [`warp_linear`] that it must reproduce bit for bit.
     fn warp_linear_reference(
         data: &[u8],
@@ -405,11 +413,7 @@ mod tests {
 
     #[test]
     fn warp_linear_matches_the_per_pixel_reference_bit_for_bit() {
-        let mut seed = 5u32;
-        let mut next = || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 24) as u8
-        };
+        let mut next = bytes(5);
         // Every byte pair and every rounding tie, beside real geometries.
         for v in 0..=(255 * 8) {
             let v = v as f32 / 8.0;
@@ -436,11 +440,7 @@ mod tests {
 
     #[test]
     fn resample_matches_the_per_pixel_reference_bit_for_bit() {
-        let mut seed = 17u32;
-        let mut next = || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 24) as u8
-        };
+        let mut next = bytes(17);
         let fits = [Fit::Stretch, Fit::CenterCrop { shorter: Some(256) }, Fit::CenterCrop { shorter: None }];
         for (fw, fh, ch) in [(320, 240, 3), (320, 180, 4), (57, 91, 3), (640, 480, 3), (224, 224, 3), (5, 7, 3)] {
             let data: Vec<u8> = (0..fw * fh * ch).map(|_| next()).collect();
