@@ -52,6 +52,13 @@ impl Bypass {
         self.left > 0 || self.dense_ms.is_none() || self.since_dense >= PROBE_INTERVAL
     }
 
+    /// A frame that did not pay: the next dense run is twice the last one (1 at first, at most
+    /// [`MAX_BYPASS`]).
+    fn back_off(&mut self) {
+        self.backoff = (self.backoff * 2).clamp(1, MAX_BYPASS);
+        self.left = self.backoff;
+    }
+
     /// Records one frame's wall time, with the reason it was dense if it was.
     fn record(&mut self, reset: Option<Reset>, ms: f64) {
         match reset {
@@ -62,8 +69,7 @@ impl Bypass {
             // one, and starts (or lengthens) a dense run. Its time is not a dense frame's cost.
             Some(Reset::Motion) => {
                 self.since_dense = 0;
-                self.backoff = (self.backoff * 2).clamp(1, MAX_BYPASS);
-                self.left = self.backoff;
+                self.back_off();
             }
             Some(r) => {
                 self.dense_ms = Some(self.dense_ms.map_or(ms, |d| 0.5 * (d + ms)));
@@ -75,10 +81,7 @@ impl Bypass {
             None => {
                 self.since_dense += 1;
                 match self.dense_ms {
-                    Some(d) if ms > PAYS * d => {
-                        self.backoff = (self.backoff * 2).clamp(1, MAX_BYPASS);
-                        self.left = self.backoff;
-                    }
+                    Some(d) if ms > PAYS * d => self.back_off(),
                     _ => self.backoff = 0,
                 }
             }

@@ -827,23 +827,27 @@ unsafe fn binary(
         let xx = if t.shape.w == 1 { 0 } else { x };
         (yy * t.shape.w + xx) * t.shape.c
     };
+    // Nothing to write; `BinaryRow` needs runs of at least one value.
+    if rect.x0 >= rect.x1 || c == 0 {
+        return;
+    }
     for y in rect.y0..rect.y1 {
         // SAFETY: this task's row segment.
         let dst = unsafe { out.row(y, rect.x0, rect.x1) };
         if a.shape == shape && b.shape == shape {
+            // The whole row segment as one run of values.
             let n = dst.len();
-            let (x, y) = (&a.data[at(a, y, rect.x0)..][..n], &b.data[at(b, y, rect.x0)..][..n]);
-            // One "pixel" of the whole row (at least 1 long, for `chunks_exact`).
-            dispatch(level, BinaryRow { kind, dst, x, y, c: n.max(1), x_step: 0, y_step: 0 });
+            let (lhs, rhs) = (&a.data[at(a, y, rect.x0)..][..n], &b.data[at(b, y, rect.x0)..][..n]);
+            dispatch(level, BinaryRow { kind, dst, lhs, rhs, c: n, lhs_step: 0, rhs_step: 0 });
         } else if a.shape.c == c && b.shape.c == c {
             // Spatial broadcast only (squeeze-excite): whole channel vectors per pixel, a
             // broadcast side staying on its one pixel.
-            let pixels = (rect.x1 - rect.x0).max(1);
+            let pixels = rect.x1 - rect.x0;
             let step = |t: In<'_>| if t.shape.w == 1 { 0 } else { c };
             let span = |t: In<'_>| (pixels - 1) * step(t) + c;
-            let x = &a.data[at(a, y, rect.x0)..][..span(a)];
-            let y = &b.data[at(b, y, rect.x0)..][..span(b)];
-            dispatch(level, BinaryRow { kind, dst, x, y, c, x_step: step(a), y_step: step(b) });
+            let lhs = &a.data[at(a, y, rect.x0)..][..span(a)];
+            let rhs = &b.data[at(b, y, rect.x0)..][..span(b)];
+            dispatch(level, BinaryRow { kind, dst, lhs, rhs, c, lhs_step: step(a), rhs_step: step(b) });
         } else {
             for (p, px) in dst.chunks_exact_mut(c).enumerate() {
                 let x = rect.x0 + p;
@@ -862,24 +866,25 @@ unsafe fn binary(
     }
 }
 
-/// One output row segment of an elementwise Add or Mul: per pixel of `c` channels
-/// (`dst.len() / c` of them), `x` and `y` advance by `x_step` and `y_step` (0: broadcast).
-/// Each value is one IEEE operation, the same bits at every vector width.
+/// One output row segment of an elementwise Add or Mul, in runs of `c` values (`dst.len() / c`
+/// of them, `c` > 0): from one run to the next, `lhs` and `rhs` advance by `lhs_step` and
+/// `rhs_step` (0: broadcast). Each value is one IEEE operation, the same bits at every vector
+/// width.
 struct BinaryRow<'a> {
     kind: BinaryKind,
     dst: &'a mut [f32],
-    x: &'a [f32],
-    y: &'a [f32],
+    lhs: &'a [f32],
+    rhs: &'a [f32],
     c: usize,
-    x_step: usize,
-    y_step: usize,
+    lhs_step: usize,
+    rhs_step: usize,
 }
 
 impl Kernel for BinaryRow<'_> {
     type Output = ();
     #[inline(always)]
     fn run<V: Vector>(self) {
-        let BinaryRow { kind, dst, x, y, c, x_step, y_step } = self;
+        let BinaryRow { kind, dst, lhs, rhs, c, lhs_step, rhs_step } = self;
         #[inline(always)]
         fn pixel<V: Vector>(d: &mut [f32], p: &[f32], q: &[f32], f: impl Fn(V, V) -> V, g: impl Fn(f32, f32) -> f32) {
             let (p, q) = (&p[..d.len()], &q[..d.len()]);
@@ -893,7 +898,7 @@ impl Kernel for BinaryRow<'_> {
             }
         }
         for (k, d) in dst.chunks_exact_mut(c).enumerate() {
-            let (p, q) = (&x[k * x_step..][..c], &y[k * y_step..][..c]);
+            let (p, q) = (&lhs[k * lhs_step..][..c], &rhs[k * rhs_step..][..c]);
             match kind {
                 BinaryKind::Add => pixel::<V>(d, p, q, |a, b| a.add(b), |a, b| a + b),
                 BinaryKind::Mul => pixel::<V>(d, p, q, |a, b| a.mul(b), |a, b| a * b),
