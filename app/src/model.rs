@@ -30,7 +30,7 @@ impl Model {
         frame_size: Option<(usize, usize)>,
     ) -> Result<Self> {
         if let Err(e) = std::fs::metadata(path) {
-            return Err(framecache::Error::ModelFile { path: path.to_owned(), reason: e.to_string() }.into());
+            return Err(framecache::Error::model_file(path, "I/O error", e).into());
         }
         let sidecar = match sidecar {
             Some(s) => s.to_owned(),

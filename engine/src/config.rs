@@ -125,15 +125,22 @@ impl ModelConfig {
     /// Reads and validates a sidecar.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = crate::files::read_text(path)
-            .map_err(|e| Error::Config { path: path.to_owned(), reason: format!("cannot read: {e}") })?;
+        let text = crate::files::read_text(path).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            reason: "cannot read".into(),
+            source: Some(e.into()),
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses sidecar text; `path` is used for messages and to resolve relative labels.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let err = |reason: String| Error::Config { path: path.to_owned(), reason };
-        let t: ModelToml = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
+        let err = |reason: String| Error::Config { path: path.to_owned(), reason, source: None };
+        let t: ModelToml = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            reason: "invalid TOML".into(),
+            source: Some(e.into()),
+        })?;
         let preprocess = t.preprocess.validate().map_err(err)?;
         if !(0.0..=1.0).contains(&t.mask_threshold) {
             return Err(err(format!("mask_threshold = {} must lie in [0, 1]", t.mask_threshold)));
@@ -185,10 +192,12 @@ impl ModelConfig {
         let path = self.labels_path(model).ok_or_else(|| Error::Config {
             path: self.path.clone(),
             reason: format!("labels = {:?} not found beside the sidecar or the model", named.display().to_string()),
+            source: None,
         })?;
         let text = crate::files::read_text(&path).map_err(|e| Error::Config {
             path: self.path.clone(),
-            reason: format!("labels {}: {e}", path.display()),
+            reason: format!("cannot read labels {}", path.display()),
+            source: Some(e.into()),
         })?;
         Ok(Some(text.lines().map(str::to_owned).collect()))
     }
@@ -224,7 +233,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let msg = |t: &str| parse(t).unwrap_err().to_string();
+        let msg = |t: &str| parse(t).unwrap_err().report();
         assert!(msg("[preprocess]\nfit = \"squash\"\n").contains("squash"));
         assert!(msg("[preprocess]\nfit = \"stretch\"\nsize = 3\n").contains("size"));
         assert!(msg("[preprocess]\nfit = \"stretch\"\nresize_shorter = 256\n").contains("resize_shorter"));

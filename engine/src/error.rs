@@ -6,12 +6,21 @@ use std::path::PathBuf;
 /// Result alias used throughout the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The underlying error of a failed read or parse (I/O, protobuf, TOML, flatbuffer), kept as
+/// the [`std::error::Error::source`] of the engine's error so that a `caused by:` chain shows it.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong when loading a model or processing a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The model file could not be read or is not a valid ONNX protobuf.
-    #[error("cannot read ONNX model {path}: {reason}")]
-    ModelFile { path: PathBuf, reason: String },
+    /// The model file could not be read, or is not a valid ONNX protobuf or TFLite flatbuffer.
+    #[error("cannot read model {path}: {reason}")]
+    ModelFile {
+        path: PathBuf,
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
 
     /// The ONNX graph uses an operator this engine does not implement.
     #[error("node '{node}': unsupported op type '{op}'")]
@@ -40,7 +49,12 @@ pub enum Error {
 
     /// A model sidecar (TOML) that cannot be read or names an invalid value.
     #[error("model config {path}: {reason}")]
-    Config { path: PathBuf, reason: String },
+    Config {
+        path: PathBuf,
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
 
     /// A YUV frame whose planes do not match its declared geometry.
     #[error("YUV frame {width}x{height}: {reason}")]
@@ -48,7 +62,14 @@ pub enum Error {
 
     /// A bundle manifest (TOML) that cannot be read or names an invalid value.
     #[error("bundle manifest {path}: {field} = {value}: {reason}")]
-    Manifest { path: PathBuf, field: String, value: String, reason: String },
+    Manifest {
+        path: PathBuf,
+        field: String,
+        value: String,
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
 
     /// A bundle manifest names a tensor (tap or output) that its model does not have.
     #[error(
@@ -70,6 +91,30 @@ pub enum Error {
     InvalidOption { name: &'static str, value: String, reason: String },
 
     /// The worker thread pool could not be created.
-    #[error("cannot create a thread pool of {threads} threads: {reason}")]
-    ThreadPool { threads: usize, reason: String },
+    #[error("cannot create a thread pool of {threads} threads")]
+    ThreadPool {
+        threads: usize,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
+}
+
+impl Error {
+    /// The message followed by its causes, on one line (`a: b: c`): for callers that cannot
+    /// print a `caused by:` chain, such as the C ABI's last-error string.
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+
+    /// A model file that cannot be read or decoded, with the error that says why.
+    pub fn model_file(path: &std::path::Path, reason: &str, source: impl Into<Cause>) -> Self {
+        Error::ModelFile { path: path.to_owned(), reason: reason.to_owned(), source: Some(source.into()) }
+    }
 }

@@ -18,14 +18,20 @@ fn truncated_onnx_is_a_model_file_error() {
     let path = dir.join("truncated.onnx");
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
     match framecache::import::load_onnx(&path) {
-        Err(Error::ModelFile { path: p, reason }) => {
-            assert_eq!(p, path);
-            assert!(!reason.is_empty());
+        Err(e @ Error::ModelFile { .. }) => {
+            let Error::ModelFile { path: p, reason, .. } = &e else { unreachable!() };
+            assert_eq!(p, &path);
+            assert_eq!(reason, "not an ONNX protobuf");
+            // The protobuf decoder's own message is the source, shown by `caused by:` and `report`.
+            let source = std::error::Error::source(&e).expect("the decoder's error as source");
+            assert!(e.report().ends_with(&source.to_string()), "{}", e.report());
         }
         other => panic!("expected ModelFile, got {other:?}"),
     }
-    // A missing file too.
-    assert!(matches!(framecache::import::load_onnx(dir.join("nope.onnx")), Err(Error::ModelFile { .. })));
+    // A missing file too, with the I/O error as its source.
+    let e = framecache::import::load_onnx(dir.join("nope.onnx")).unwrap_err();
+    let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert_eq!(io.map(std::io::Error::kind), Some(std::io::ErrorKind::NotFound), "{e:?}");
 }
 
 fn edited(bytes: &[u8], edit: impl FnOnce(&mut tract_onnx::pb::ModelProto)) -> Vec<u8> {

@@ -317,7 +317,7 @@ fn manifest_errors_name_the_field_and_value() {
             ),
         );
         match Bundle::load(&p, &dirs) {
-            Err(e @ Error::Manifest { .. }) => assert!(e.to_string().contains(field), "{e}"),
+            Err(e @ Error::Manifest { .. }) => assert!(e.report().contains(field), "{e}"),
             other => panic!("{field} = {value}: expected Manifest, got {other:?}"),
         }
     }
@@ -329,7 +329,7 @@ fn manifest_errors_name_the_field_and_value() {
         &format!("{mobilenet}[[backbone.head]]\nname = \"c\"\ndecoder = \"detect\"\noutputs = [\"logits\"]\n"),
     );
     match Bundle::load(&p, &dirs) {
-        Err(e @ Error::Manifest { .. }) => assert!(e.to_string().contains("detect"), "{e}"),
+        Err(e @ Error::Manifest { .. }) => assert!(e.report().contains("detect"), "{e}"),
         other => panic!("expected Manifest, got {other:?}"),
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -77,7 +77,7 @@ pub unsafe fn yuv_image(f: &FcYuv420) -> Result<YuvImage<'_>> {
         subsample: 2,
         range,
     };
-    image.validate().map_err(|e| Fail(FcStatus::Frame, e.to_string()))?;
+    image.validate().map_err(|e| Fail(FcStatus::Frame, e.report()))?;
     Ok(image)
 }
 

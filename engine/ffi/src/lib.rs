@@ -303,7 +303,7 @@ fn session_options(o: &FcOptions) -> Result<SessionOptions> {
         threads: (o.threads > 0).then_some(o.threads as usize),
         ..Default::default()
     };
-    options.validate().map_err(|e| Fail(FcStatus::InvalidArgument, e.to_string()))?;
+    options.validate().map_err(|e| Fail(FcStatus::InvalidArgument, e.report()))?;
     Ok(options)
 }
 
@@ -313,7 +313,7 @@ fn register(
     labels: Option<Vec<String>>,
     options: SessionOptions,
 ) -> Result<FcEngine> {
-    let session = Session::new(plan, options).map_err(|e| Fail(FcStatus::InvalidArgument, e.to_string()))?;
+    let session = Session::new(plan, options).map_err(|e| Fail(FcStatus::InvalidArgument, e.report()))?;
     let engine =
         Engine { session, config, labels, labels_c: Vec::new(), rgb: Vec::new(), scratch: Vec::new(), last: None };
     let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
@@ -322,7 +322,7 @@ fn register(
 }
 
 fn model_error(e: framecache::Error) -> Fail {
-    Fail(FcStatus::Model, e.to_string())
+    Fail(FcStatus::Model, e.report())
 }
 
 /// Writes the defaults: exact mode, threshold 8 (used when a threshold mode is chosen), tile 16,
@@ -513,7 +513,7 @@ pub unsafe extern "C" fn fc_engine_push_yuv420(engine: FcEngine, frame: *const F
             let started = Instant::now();
             // SAFETY: the caller promises the planes' bytes.
             let image = unsafe { frames::yuv_image(&f) }?;
-            image.to_rgb(&mut e.scratch).map_err(|err| Fail(FcStatus::Frame, err.to_string()))?;
+            image.to_rgb(&mut e.scratch).map_err(|err| Fail(FcStatus::Frame, err.report()))?;
             e.process((w, h), rotation, started)
         })
     })
@@ -531,7 +531,7 @@ impl Engine {
             }
         };
         let frame = framecache::Frame::rgb(w, h, pixels);
-        let outputs = self.session.process(&frame).map_err(|e| Fail(FcStatus::Frame, e.to_string()))?;
+        let outputs = self.session.process(&frame).map_err(|e| Fail(FcStatus::Frame, e.report()))?;
         let stats =
             self.session.last_stats().cloned().ok_or_else(|| Fail(FcStatus::NoResult, "no statistics".into()))?;
         let heads = heads::decode(&outputs, &self.config, self.labels.as_deref());

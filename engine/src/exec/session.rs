@@ -175,7 +175,7 @@ impl Session {
                     .num_threads(threads)
                     .thread_name(|i| format!("framecache-{i}"))
                     .build()
-                    .map_err(|e| Error::ThreadPool { threads, reason: e.to_string() })?,
+                    .map_err(|source| Error::ThreadPool { threads, source })?,
             )
         } else {
             None

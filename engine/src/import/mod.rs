@@ -49,8 +49,8 @@ impl ImportOptions {
 /// are fused into one node each ([`crate::graph::fuse::bottlenecks`]).
 pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Graph> {
     let path = path.as_ref();
-    let bytes = crate::files::read(path, crate::files::MAX_MODEL_BYTES)
-        .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: e.to_string() })?;
+    let bytes =
+        crate::files::read(path, crate::files::MAX_MODEL_BYTES).map_err(|e| Error::model_file(path, "I/O error", e))?;
     load_model_bytes(&bytes, path, options)
 }
 

@@ -28,11 +28,11 @@ pub fn is_tflite(bytes: &[u8]) -> bool {
 
 /// Loads a TFLite model from memory; `path` names it in errors.
 pub fn load_tflite_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
-    let bad_file = |reason: String| Error::ModelFile { path: path.to_owned(), reason };
+    let bad_file = |reason: String| Error::ModelFile { path: path.to_owned(), reason, source: None };
     if !is_tflite(bytes) {
         return Err(bad_file("not a TFLite file (no TFL3 identifier at byte 4)".into()));
     }
-    let model = tflite::root_as_model(bytes).map_err(|e| bad_file(format!("invalid TFLite flatbuffer: {e}")))?;
+    let model = tflite::root_as_model(bytes).map_err(|e| Error::model_file(path, "invalid TFLite flatbuffer", e))?;
     let subgraphs = model.subgraphs().ok_or_else(|| bad_file("the file holds no subgraph".into()))?;
     if subgraphs.len() != 1 {
         return Err(bad_file(format!("{} subgraphs: only single-subgraph models are supported", subgraphs.len())));
@@ -91,8 +91,11 @@ fn op_name(op: BuiltinOperator) -> String {
 
 impl<'a> Importer<'a> {
     fn new(model: tflite::Model<'a>, graph: tflite::SubGraph<'a>, path: &'a Path) -> Result<Self> {
-        let tensors =
-            graph.tensors().ok_or_else(|| Error::ModelFile { path: path.to_owned(), reason: "no tensors".into() })?;
+        let tensors = graph.tensors().ok_or_else(|| Error::ModelFile {
+            path: path.to_owned(),
+            reason: "no tensors".into(),
+            source: None,
+        })?;
         let mut readers: HashMap<usize, Vec<BuiltinOperator>> = HashMap::new();
         let mut importer = Self {
             model,
@@ -115,7 +118,7 @@ impl<'a> Importer<'a> {
     }
 
     fn file_error(&self, reason: String) -> Error {
-        Error::ModelFile { path: self.path.to_owned(), reason }
+        Error::ModelFile { path: self.path.to_owned(), reason, source: None }
     }
 
     /// The builtin code of an operator, and its custom code for `CUSTOM`.

@@ -92,7 +92,8 @@ impl Manifest {
             path: path.to_owned(),
             field: "(file)".into(),
             value: path.display().to_string(),
-            reason: format!("cannot read: {e}"),
+            reason: "cannot read".into(),
+            source: Some(e.into()),
         })?;
         Self::parse(&text, path)
     }
@@ -102,7 +103,8 @@ impl Manifest {
             path: path.to_owned(),
             field: "(syntax)".into(),
             value: String::new(),
-            reason: e.to_string().trim_end().to_owned(),
+            reason: "invalid TOML".into(),
+            source: Some(e.into()),
         })?;
         if m.backbones.is_empty() {
             return Err(Error::Manifest {
@@ -110,6 +112,7 @@ impl Manifest {
                 field: "backbone".into(),
                 value: "[]".into(),
                 reason: "a bundle needs at least one [[backbone]]".into(),
+                source: None,
             });
         }
         Ok(m)
@@ -124,8 +127,13 @@ fn locate(manifest: &Path, dirs: &[PathBuf], file: &Path) -> Option<PathBuf> {
 
 /// Compiles backbone `i` of the manifest at `path`.
 pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManifest) -> Result<Backbone> {
-    let err =
-        |field: String, value: String, reason: String| Error::Manifest { path: path.to_owned(), field, value, reason };
+    let err = |field: String, value: String, reason: String| Error::Manifest {
+        path: path.to_owned(),
+        field,
+        value,
+        reason,
+        source: None,
+    };
     let field = |f: &str| format!("backbone[{i}].{f}");
     let model = locate(path, dirs, &b.model).ok_or_else(|| {
         err(
@@ -262,6 +270,7 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
         field: field(f),
         value,
         reason,
+        source: None,
     };
     let need = |f: &str, v: Option<usize>| {
         v.ok_or_else(|| err(f, "(missing)".into(), format!("required by decoder {:?}", h.decoder)))
@@ -293,8 +302,13 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
                         .ok_or_else(|| {
                             err("labels", l.display().to_string(), "not found beside the manifest or the model".into())
                         })?;
-                    let text = crate::files::read_text(&file)
-                        .map_err(|e| err("labels", file.display().to_string(), e.to_string()))?;
+                    let text = crate::files::read_text(&file).map_err(|e| Error::Manifest {
+                        path: path.to_owned(),
+                        field: field("labels"),
+                        value: file.display().to_string(),
+                        reason: "cannot read".into(),
+                        source: Some(e.into()),
+                    })?;
                     let labels: Vec<String> = text.lines().map(str::to_owned).collect();
                     if labels.len() != shapes[0][1] {
                         return Err(err(

@@ -33,8 +33,8 @@ use crate::graph::{check_node, Activation, Graph, GraphOutput, Node, Op, Shape, 
 /// and TFLite files, with options).
 pub fn load_onnx(path: impl AsRef<Path>) -> Result<Graph> {
     let path = path.as_ref();
-    let bytes = crate::files::read(path, crate::files::MAX_MODEL_BYTES)
-        .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: e.to_string() })?;
+    let bytes =
+        crate::files::read(path, crate::files::MAX_MODEL_BYTES).map_err(|e| Error::model_file(path, "I/O error", e))?;
     load_bytes(&bytes, path, ImportOptions::default())
 }
 
@@ -46,11 +46,12 @@ pub fn load_onnx_bytes(bytes: &[u8]) -> Result<Graph> {
 pub(super) fn load_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &*bytes)
-        .map_err(|e| Error::ModelFile { path: path.to_owned(), reason: format!("{e:#}") })?;
-    let graph = proto
-        .graph
-        .as_ref()
-        .ok_or_else(|| Error::ModelFile { path: path.to_owned(), reason: "the file holds no graph".into() })?;
+        .map_err(|e| Error::model_file(path, "not an ONNX protobuf", e))?;
+    let graph = proto.graph.as_ref().ok_or_else(|| Error::ModelFile {
+        path: path.to_owned(),
+        reason: "the file holds no graph".into(),
+        source: None,
+    })?;
     // The default-domain opset: some ops changed their defaults with it (Softmax's axis).
     let opset =
         proto.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(1, |o| o.version);
