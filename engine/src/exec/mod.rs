@@ -13,4 +13,5 @@ pub use options::{
     Mode, SessionOptions, DEFAULT_DENSE_CROSSOVER, DEFAULT_MODE, DEFAULT_TILE, GATE_MACS_PER_VALUE, MAX_THREADS,
 };
 pub use plan::{HeadPart, Plan};
+pub(crate) use session::WorkerPool;
 pub use session::{Output, Session};

@@ -122,7 +122,7 @@ pub struct Output {
 pub struct Session {
     plan: Arc<Plan>,
     options: SessionOptions,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Arc<rayon::ThreadPool>>,
     threads: usize,
     tiling: Tiling,
     /// Output of every node; `acts[0]` is the normalised input tensor.
@@ -168,18 +168,15 @@ pub struct Session {
 impl Session {
     pub fn new(plan: Arc<Plan>, options: SessionOptions) -> Result<Self> {
         options.validate()?;
-        let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("framecache-{i}"))
-                    .build()
-                    .map_err(|source| Error::ThreadPool { threads, source })?,
-            )
-        } else {
-            None
-        };
+        let pool = WorkerPool::new(&options)?;
+        Self::with_pool(plan, options, pool)
+    }
+
+    /// A session that computes on `pool`, which other sessions may share (the backbones of a
+    /// [`crate::model::BundleSession`] run one after the other, so one pool serves them all).
+    pub(crate) fn with_pool(plan: Arc<Plan>, options: SessionOptions, pool: WorkerPool) -> Result<Self> {
+        options.validate()?;
+        let WorkerPool { pool, threads } = pool;
         let input = plan.graph().input_shape();
         // Zeros written now (`vec![0.0; n]` would map zero pages lazily), so that page faults
         // do not land in the first frame, whose time the adaptive bypass takes as what a dense
@@ -595,7 +592,7 @@ impl Session {
         let out = OutBuf::new(dst, node.shape);
         let level = self.level;
         let parallel = macs >= MIN_PARALLEL_MACS && !node.op.is_global();
-        let pool = self.pool.as_ref().filter(|_| parallel);
+        let pool = self.pool.as_deref().filter(|_| parallel);
         let tasks = Tasks { pool, threads: self.threads };
         let scratch = &mut self.scratch;
         match (&node.op, input_rects) {
@@ -696,6 +693,31 @@ fn rms(a: &[f32], c: usize) -> f32 {
         n += c;
     }
     (sum / n.max(1) as f64).sqrt() as f32
+}
+
+/// The worker threads of one or more sessions: none for one thread, else a rayon pool of
+/// `threads` workers ([`SessionOptions::threads`], all cores when unset).
+#[derive(Clone)]
+pub(crate) struct WorkerPool {
+    pool: Option<Arc<rayon::ThreadPool>>,
+    threads: usize,
+}
+
+impl WorkerPool {
+    pub(crate) fn new(options: &SessionOptions) -> Result<Self> {
+        let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = if threads > 1 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("framecache-{i}"))
+                .build()
+                .map_err(|source| Error::ThreadPool { threads, source })?;
+            Some(Arc::new(pool))
+        } else {
+            None
+        };
+        Ok(Self { pool, threads })
+    }
 }
 
 /// Where a node's rectangles are computed: on the pool when it has one (each worker with its

@@ -38,7 +38,7 @@ use std::time::Duration;
 pub use manifest::{BackboneManifest, HeadManifest, Manifest};
 
 use crate::error::{Error, Result};
-use crate::exec::{HeadPart, Output, Plan, Session, SessionOptions};
+use crate::exec::{HeadPart, Output, Plan, Session, SessionOptions, WorkerPool};
 use crate::frame::Frame;
 use crate::graph::{Node, Op};
 use crate::heads::{Decoder, FrameMap, Head};
@@ -205,8 +205,10 @@ pub struct BundleSession {
 impl BundleSession {
     pub fn new(bundle: Arc<Bundle>, options: SessionOptions) -> Result<Self> {
         let mut sessions = Vec::with_capacity(bundle.backbones.len());
+        // The backbones run one after the other: one pool of workers serves them all.
+        let pool = WorkerPool::new(&options)?;
         for b in &bundle.backbones {
-            let mut s = Session::new(Arc::clone(&b.plan), options.clone())?;
+            let mut s = Session::with_pool(Arc::clone(&b.plan), options.clone(), pool.clone())?;
             for (k, h) in b.heads.iter().enumerate() {
                 s.set_head_enabled(k, h.enabled)?;
             }
