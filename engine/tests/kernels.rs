@@ -81,9 +81,9 @@ proptest! {
 
     #[test]
     fn fast_kernels_match_reference(
-        h in 5usize..30,
-        w in 5usize..30,
-        layers in prop::collection::vec(common::layer(), 1..5),
+        h in 5usize..common::size(30, 10),
+        w in 5usize..common::size(30, 10),
+        layers in prop::collection::vec(common::layer(), 1..common::size(5, 3)),
         seed in any::<u64>(),
         rect in (0usize..64, 0usize..64, 0usize..64, 0usize..64),
         fuse in any::<bool>(),
@@ -104,9 +104,9 @@ proptest! {
     /// (64-wide, 16-wide and the scalar tail), with padding, stride and dilation.
     #[test]
     fn wide_channel_kernels_match_reference(
-        h in 3usize..12,
-        w in 3usize..12,
-        c in 1usize..150,
+        h in 3usize..common::size(12, 6),
+        w in 3usize..common::size(12, 6),
+        c in 1usize..common::size(150, 70),
         k in 1usize..6,
         s in 1usize..3,
         d in 1usize..3,
@@ -139,14 +139,14 @@ proptest! {
     /// expansion, 3x3 and 5x5 windows, stride 1 and 2, and channel counts off the vector widths.
     #[test]
     fn bottleneck_is_bit_identical_to_its_convolutions(
-        h in 4usize..64,
-        w in 4usize..64,
+        h in 4usize..common::size(64, 12),
+        w in 4usize..common::size(64, 12),
         // A depthwise conv needs 2 or more channels (on one it is a plain conv).
-        cin in 2usize..40,
+        cin in 2usize..common::size(40, 20),
         expand in prop::sample::select(vec![0usize, 1, 6]),
         k in prop::sample::select(vec![3usize, 5]),
         s in 1usize..3,
-        cout in 1usize..40,
+        cout in 1usize..common::size(40, 20),
         rect in (0usize..64, 0usize..64, 0usize..64, 0usize..64),
     ) {
         use framecache::graph::{fuse, Activation, GraphBuilder, Op, Window};
@@ -222,6 +222,7 @@ proptest! {
 /// are 576 x 150 im2col floats (over the 64K of one band), and a transposed convolution with a
 /// 300-wide kernel (its taps go in chunks of 218 columns).
 #[test]
+#[cfg_attr(miri, ignore = "its fixed geometry (the segment bounds) takes Miri over ten minutes")]
 fn segmented_im2col_and_transposed_taps_match_reference() {
     use framecache::graph::{Activation, GraphBuilder, Window};
     let mut rng = common::Weights(7);
