@@ -305,3 +305,36 @@ fn a_bundle_runs_in_the_worker_and_reports_its_heads() {
     assert_eq!(info.kind, "Classify");
     p.shutdown();
 }
+
+/// With no `--source`, the demo starts on the first camera, listed on the capture thread (so
+/// a camera-access prompt cannot hold up the window); where no camera opens, as here, the
+/// window state switches to the bundled clip and says why, and the clip plays.
+#[test]
+fn the_default_source_lists_cameras_on_the_capture_thread_and_falls_back_to_the_clip() {
+    let chosen = framecache_app::demo::choose_source(None, Some(60.0)).unwrap();
+    let clip = chosen.fallback.clone().expect("the bundled clip as the fallback");
+    let mut p = start();
+    p.set_source(chosen.open);
+    let mut state = DemoState::new(chosen.fallback);
+    loop {
+        match p.wait_event(WAIT).expect("an event") {
+            Event::SourceStarted(what) if what.starts_with("camera") => {
+                eprintln!("this machine has a camera ({what}); the fallback is not exercised");
+                return;
+            }
+            e @ Event::SourceFailed(_) => {
+                state.apply(e);
+                break;
+            }
+            e => state.apply(e),
+        }
+    }
+    assert_eq!(state.switch_to.take(), Some(clip.clone()));
+    let notice = state.notice.clone().unwrap();
+    assert!(notice.contains("bundled clip"), "{notice}");
+    p.set_source(source::opener(SourceSpec::Clip(clip), Some(60.0)));
+    while state.processed < 2 {
+        state.apply(p.wait_event(WAIT).expect("an event"));
+    }
+    assert!(state.source.as_deref().unwrap().starts_with("clip"), "{:?}", state.source);
+}

@@ -372,3 +372,50 @@ fn models_with_one_input_geometry_share_preprocessing_and_change_detection() -> 
     }
     Ok(())
 }
+
+/// Twenty backbone entries of one model (same taps, size and preprocessing) are one backbone:
+/// the model is loaded and compiled once and runs once per frame, its nodes shared by every
+/// entry's head, and each head gives what the model alone gives. Head names stay unique across
+/// the bundle. Needs only the bundled model.
+#[test]
+fn backbone_entries_of_one_model_compile_once() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("framecache-dedup-{}", std::process::id()));
+    let model = project_root().join("assets/models/mobilenet_v2.onnx");
+    let entry = |k: usize| {
+        format!(
+            "[[backbone]]\nmodel = {model:?}\n[backbone.preprocess]\nfit = \"stretch\"\n\
+             [[backbone.head]]\nname = \"c{k}\"\ndecoder = \"classify\"\noutputs = [\"logits\"]\n",
+            model = model.display().to_string()
+        )
+    };
+    let one = Bundle::load(write_manifest(&dir, "one.toml", &entry(0)), &[])?;
+    let many_text: String = (0..20).map(entry).collect();
+    let many = Bundle::load(write_manifest(&dir, "many.toml", &many_text), &[])?;
+    assert_eq!(many.backbones.len(), 1);
+    assert_eq!(many.backbones[0].models.len(), 1);
+    assert_eq!(many.backbones[0].heads.len(), 20);
+    assert_eq!(many.backbones[0].plan.graph().nodes.len(), one.backbones[0].plan.graph().nodes.len());
+
+    let (mut one, mut many) = (BundleSession::new(one, options())?, BundleSession::new(many, options())?);
+    let frames = framecache_app::clip::Clip::open(&project_root().join("assets/clips/static_coin_motion"))?
+        .decode_all(Some(3), || {})?;
+    for f in &frames {
+        let frame = f.as_frame();
+        let alone = one.process(&frame)?.remove(0).output;
+        let shared = many.process(&frame)?;
+        assert_eq!(shared.len(), 20);
+        for r in &shared {
+            assert_eq!(format!("{:?}", r.output), format!("{alone:?}"), "head {}", r.name);
+        }
+    }
+
+    match Bundle::load(write_manifest(&dir, "twice.toml", &format!("{}{}", entry(3), entry(3))), &[]) {
+        Err(e @ Error::Manifest { .. }) => {
+            let m = e.report();
+            assert!(m.contains("backbone[1].head[0] ('c3').name") && m.contains("two heads have this name"), "{m}")
+        }
+        other => panic!("expected a Manifest error, got {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

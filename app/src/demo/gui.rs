@@ -29,7 +29,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         None => crate::args::default_model()?,
     };
     let model = Loaded::load(&model_path, args.engine.preprocess.as_deref(), args.engine.input_size)?;
-    let start = super::choose_source(args.source.clone())?;
+    let start = super::choose_source(args.source.clone(), args.fps)?;
     let settings =
         EngineSettings { mode: args.mode, tile: args.engine.tile, full: false, refresh: args.engine.refresh };
     args.engine.session_options(args.mode).validate()?;
@@ -124,7 +124,7 @@ impl DemoApp {
         args: &DemoArgs,
         summary: Arc<Mutex<Option<String>>>,
     ) -> Self {
-        pipeline.set_source(source::opener(start.spec.clone(), args.fps));
+        pipeline.set_source(start.open);
         let (kind, metric, level) = match settings.mode {
             Mode::Exact => (ModeKind::Exact, Metric::BlockMean, 8.0),
             Mode::Threshold { metric, level } => (ModeKind::Threshold, metric, level),
@@ -139,7 +139,7 @@ impl DemoApp {
         let bundled_clip = crate::args::default_clip().ok().map(|p| p.canonicalize().unwrap_or(p));
         Self {
             pipeline,
-            state: DemoState::new(start.fallback, start.notice),
+            state: DemoState::new(start.fallback),
             settings,
             kind,
             metric,

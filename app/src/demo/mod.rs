@@ -51,35 +51,24 @@ pub struct DemoArgs {
     pub no_overlay: bool,
 }
 
-/// The source to start with, and a notice when it is not what the user would expect (no camera,
-/// so the bundled clip plays).
+/// The source to start with, opened on the capture thread.
 pub struct Start {
-    pub spec: SourceSpec,
-    /// The user named no source: on a camera failure, fall back to the bundled clip.
+    pub open: pipeline::Opener,
+    /// The user named no source: when the first camera cannot be listed or opened, play the
+    /// bundled clip (the window says why).
     pub fallback: Option<PathBuf>,
-    pub notice: Option<String>,
 }
 
-/// `--source` if given; else the first camera nokhwa lists; else the bundled clip, saying why.
-pub fn choose_source(asked: Option<SourceSpec>) -> Result<Start> {
+/// `--source` if given; else the first camera the system lists, with the bundled clip as the
+/// fallback. The cameras are listed on the capture thread, not here: listing can wait for the
+/// user to grant camera access (macOS), and the window must open first.
+pub fn choose_source(asked: Option<SourceSpec>, fps: Option<f64>) -> Result<Start> {
     if let Some(spec) = asked {
-        return Ok(Start { spec, fallback: None, notice: None });
+        return Ok(Start { open: source::opener(spec, fps), fallback: None });
     }
     let clip = crate::args::default_clip()?;
     let clip = clip.canonicalize().unwrap_or(clip);
-    let why = match source::cameras() {
-        Ok(list) if !list.is_empty() => {
-            return Ok(Start { spec: SourceSpec::Camera(list[0].0), fallback: Some(clip), notice: None })
-        }
-        Ok(_) => "no camera found".to_owned(),
-        Err(e) => e.to_string(),
-    };
-    let name = clip.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(Start {
-        spec: SourceSpec::Clip(clip.clone()),
-        fallback: None,
-        notice: Some(format!("{why}: playing the bundled clip {name}")),
-    })
+    Ok(Start { open: source::first_camera(), fallback: Some(clip) })
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {

@@ -75,23 +75,35 @@ pub trait FrameSource {
     fn interval(&self) -> Option<Duration>;
 }
 
-/// A clip played in a loop. Frames are decoded on demand and kept, so later loops cost nothing.
+/// Decoded frames a clip keeps for its next loops, in bytes. A short clip loops without decoding
+/// again; beyond this the rest is decoded on every loop, so memory stays bounded whatever the
+/// clip's length (a minute of 1080p is 11 GB decoded).
+const CLIP_KEEP_BYTES: usize = 256 << 20;
+
+/// A clip played in a loop. Frames are decoded on demand; the first [`CLIP_KEEP_BYTES`] of them
+/// are kept, so later loops of a short clip cost nothing.
 pub struct ClipSource {
     clip: Clip,
     decoded: Vec<Option<Arc<RgbFrame>>>,
+    /// Bytes that may still be kept.
+    keep: usize,
     next: usize,
     interval: Duration,
 }
 
 impl ClipSource {
     pub fn open(path: &std::path::Path, fps: Option<f64>) -> Result<Self, SourceError> {
+        Self::keeping(path, fps, CLIP_KEEP_BYTES)
+    }
+
+    fn keeping(path: &std::path::Path, fps: Option<f64>, keep: usize) -> Result<Self, SourceError> {
         let clip = Clip::open(path).map_err(|e| SourceError::Clip(format!("{e:#}")))?;
         if clip.is_empty() {
             return Err(SourceError::Clip(format!("{}: no frames", path.display())));
         }
         let fps = fps.or(clip.fps()).filter(|f| *f > 0.0).unwrap_or(DEFAULT_CLIP_FPS);
         let decoded = vec![None; clip.len()];
-        Ok(Self { clip, decoded, next: 0, interval: Duration::from_secs_f64(1.0 / fps) })
+        Ok(Self { clip, decoded, keep, next: 0, interval: Duration::from_secs_f64(1.0 / fps) })
     }
 }
 
@@ -107,11 +119,15 @@ impl FrameSource for ClipSource {
     fn next_frame(&mut self) -> Result<Option<Arc<RgbFrame>>, SourceError> {
         let i = self.next;
         self.next = (i + 1) % self.clip.len();
-        if self.decoded[i].is_none() {
-            let frame = self.clip.decode(i).map_err(|e| SourceError::Clip(format!("{e:#}")))?;
-            self.decoded[i] = Some(Arc::new(frame));
+        if let Some(frame) = &self.decoded[i] {
+            return Ok(Some(Arc::clone(frame)));
         }
-        Ok(self.decoded[i].clone())
+        let frame = Arc::new(self.clip.decode(i).map_err(|e| SourceError::Clip(format!("{e:#}")))?);
+        if frame.data.len() <= self.keep {
+            self.keep -= frame.data.len();
+            self.decoded[i] = Some(Arc::clone(&frame));
+        }
+        Ok(Some(frame))
     }
     fn interval(&self) -> Option<Duration> {
         Some(self.interval)
@@ -246,10 +262,44 @@ mod camera {
     }
 }
 
+/// Opens the first camera the system lists, when the capture thread calls it (listing may wait
+/// for camera access to be granted).
+pub fn first_camera() -> super::pipeline::Opener {
+    Box::new(|| {
+        let (index, _) = cameras()?.into_iter().next().ok_or(SourceError::NoCamera)?;
+        open_camera(index)
+    })
+}
+
 /// Opens `spec` when the capture thread calls it. `fps` overrides a clip's frame rate.
 pub fn opener(spec: SourceSpec, fps: Option<f64>) -> super::pipeline::Opener {
     Box::new(move || match spec {
         SourceSpec::Camera(i) => open_camera(i),
         SourceSpec::Clip(p) => Ok(Box::new(ClipSource::open(&p, fps)?) as Box<dyn FrameSource>),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clip longer than the keep budget streams: only what fits is kept, and every loop
+    /// still gives the same frames.
+    #[test]
+    fn a_clip_beyond_the_keep_budget_is_decoded_again_not_kept() {
+        let path = crate::args::default_clip().unwrap();
+        let first = ClipSource::open(&path, None).unwrap().next_frame().unwrap().unwrap();
+        let frame_bytes = first.data.len();
+        let mut clip = ClipSource::keeping(&path, None, 2 * frame_bytes + frame_bytes / 2).unwrap();
+        let n = clip.clip.len();
+        assert!(n > 2, "the bundled clip has {n} frames");
+        let one: Vec<_> = (0..n).map(|_| clip.next_frame().unwrap().unwrap()).collect();
+        assert_eq!(clip.decoded.iter().filter(|f| f.is_some()).count(), 2);
+        assert!(clip.keep < frame_bytes);
+        for (i, before) in one.iter().enumerate() {
+            let again = clip.next_frame().unwrap().unwrap();
+            assert_eq!(again.data, before.data, "frame {i}");
+            assert_eq!(Arc::ptr_eq(&again, before), i < 2, "frame {i}");
+        }
+    }
 }

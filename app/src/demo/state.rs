@@ -40,9 +40,9 @@ pub struct DemoState {
 }
 
 impl DemoState {
-    /// The state before any event: `fallback` and `notice` as [`super::Start`] chose them.
-    pub fn new(fallback: Option<std::path::PathBuf>, notice: Option<String>) -> Self {
-        Self { fallback, notice, ..Default::default() }
+    /// The state before any event, with the clip to fall back on that [`super::Start`] chose.
+    pub fn new(fallback: Option<std::path::PathBuf>) -> Self {
+        Self { fallback, ..Default::default() }
     }
 
     pub fn apply(&mut self, event: Event) {
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn a_failing_default_camera_falls_back_to_the_clip_once() {
-        let mut state = DemoState::new(Some("clip".into()), None);
+        let mut state = DemoState::new(Some("clip".into()));
         let busy = || SourceError::Camera { index: 0, reason: "Device or resource busy (the camera is busy)".into() };
         state.apply(Event::SourceFailed(busy()));
         assert_eq!(state.switch_to.take(), Some("clip".into()));

@@ -167,15 +167,14 @@ pub struct Session {
 
 impl Session {
     pub fn new(plan: Arc<Plan>, options: SessionOptions) -> Result<Self> {
-        options.validate()?;
         let pool = WorkerPool::new(&options)?;
         Self::with_pool(plan, options, pool)
     }
 
-    /// A session that computes on `pool`, which other sessions may share (the backbones of a
-    /// [`crate::model::BundleSession`] run one after the other, so one pool serves them all).
+    /// A session that computes on `pool`, made (and `options` validated) by
+    /// [`WorkerPool::new`], which other sessions may share: the backbones of a
+    /// [`crate::model::BundleSession`] run one after the other, so one pool serves them all.
     pub(crate) fn with_pool(plan: Arc<Plan>, options: SessionOptions, pool: WorkerPool) -> Result<Self> {
-        options.validate()?;
         let WorkerPool { pool, threads } = pool;
         let input = plan.graph().input_shape();
         // Zeros written now (`vec![0.0; n]` would map zero pages lazily), so that page faults
@@ -704,7 +703,9 @@ pub(crate) struct WorkerPool {
 }
 
 impl WorkerPool {
+    /// Validates `options` (the thread count among them), then starts the workers.
     pub(crate) fn new(options: &SessionOptions) -> Result<Self> {
+        options.validate()?;
         let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = if threads > 1 {
             let pool = rayon::ThreadPoolBuilder::new()

@@ -115,6 +115,22 @@ impl Manifest {
                 source: None,
             });
         }
+        // Heads are found by name (`BundleSession::set_head_enabled`, the demo, the C ABI), so
+        // a name is unique across the whole bundle.
+        let heads = || {
+            m.backbones.iter().enumerate().flat_map(|(i, b)| b.heads.iter().enumerate().map(move |(k, h)| (i, k, h)))
+        };
+        for (n, (i, k, h)) in heads().enumerate() {
+            if heads().take(n).any(|(_, _, o)| o.name == h.name) {
+                return Err(Error::Manifest {
+                    path: path.to_owned(),
+                    field: format!("backbone[{i}].head[{k}] ('{}').name", h.name),
+                    value: h.name.clone(),
+                    reason: "two heads have this name".into(),
+                    source: None,
+                });
+            }
+        }
         Ok(m)
     }
 }
@@ -125,8 +141,40 @@ fn locate(manifest: &Path, dirs: &[PathBuf], file: &Path) -> Option<PathBuf> {
     beside.into_iter().chain(dirs.iter().map(|d| d.join(file))).find(|p| p.is_file())
 }
 
-/// Compiles backbone `i` of the manifest at `path`.
-pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManifest) -> Result<Backbone> {
+/// Groups the manifest's backbones (by index) that compute the same thing: the same model file,
+/// taps, input size and preprocessing. Each group is loaded and compiled once, with the heads of
+/// all its entries (twenty entries of one model used to load and run it twenty times). An
+/// entry whose model is not found is a group of its own, and [`compile`] reports it.
+pub(super) fn same_model_groups<'a>(
+    path: &Path,
+    dirs: &[PathBuf],
+    backbones: &'a [BackboneManifest],
+) -> Vec<Vec<(usize, &'a BackboneManifest)>> {
+    let identity = |b: &BackboneManifest| {
+        let model = locate(path, dirs, &b.model)?;
+        let model = model.canonicalize().unwrap_or(model);
+        Some((model, b.preprocess.validate().ok()?))
+    };
+    let mut groups: Vec<(Option<_>, Vec<(usize, &BackboneManifest)>)> = Vec::new();
+    for (i, b) in backbones.iter().enumerate() {
+        let id = identity(b);
+        let same = |(gid, g): &&mut (Option<_>, Vec<(usize, &BackboneManifest)>)| {
+            id.is_some() && *gid == id && g[0].1.taps == b.taps && g[0].1.input_size == b.input_size
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some((_, g)) => g.push((i, b)),
+            None => groups.push((id, vec![(i, b)])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// Compiles one group of [`same_model_groups`] (backbone entries by manifest index) from the
+/// manifest at `path`: the first entry's model, with every entry's heads.
+pub(super) fn compile(path: &Path, dirs: &[PathBuf], group: &[(usize, &BackboneManifest)]) -> Result<Backbone> {
+    let (i, b) = group[0];
+    let heads: Vec<(usize, usize, &HeadManifest)> =
+        group.iter().flat_map(|&(i, b)| b.heads.iter().enumerate().map(move |(k, h)| (i, k, h))).collect();
     let err = |field: String, value: String, reason: String| Error::Manifest {
         path: path.to_owned(),
         field,
@@ -152,12 +200,9 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManif
         model: model.to_owned(),
     };
 
-    let mut parts = Vec::with_capacity(b.heads.len());
-    for (k, h) in b.heads.iter().enumerate() {
+    let mut parts = Vec::with_capacity(heads.len());
+    for &(i, k, h) in &heads {
         let hfield = |f: &str| format!("backbone[{i}].head[{k}] ('{}').{f}", h.name);
-        if b.heads[..k].iter().any(|o| o.name == h.name) {
-            return Err(err(hfield("name"), h.name.clone(), "two heads have this name".into()));
-        }
         if h.rate == 0 {
             return Err(err(hfield("rate"), "0".into(), "at least 1 (every frame)".into()));
         }
@@ -236,11 +281,10 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], i: usize, b: &BackboneManif
         }
     }
 
-    let heads = b
-        .heads
+    let heads = heads
         .iter()
         .enumerate()
-        .map(|(k, h)| {
+        .map(|(k, &(_, _, h))| {
             let decoder = decoder(path, &model, &plan, k, h)?;
             Ok(HeadDef { name: h.name.clone(), decoder, enabled: h.enabled })
         })

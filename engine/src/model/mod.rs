@@ -157,11 +157,9 @@ impl Bundle {
     pub fn load(path: impl AsRef<Path>, dirs: &[PathBuf]) -> Result<Arc<Self>> {
         let path = path.as_ref();
         let manifest = Manifest::load(path)?;
-        let backbones = manifest
-            .backbones
+        let backbones = manifest::same_model_groups(path, dirs, &manifest.backbones)
             .iter()
-            .enumerate()
-            .map(|(i, b)| manifest::compile(path, dirs, i, b))
+            .map(|group| manifest::compile(path, dirs, group))
             .collect::<Result<Vec<_>>>()?;
         let backbones = merge_same_geometry(backbones)?;
         let name =
