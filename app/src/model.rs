@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use framecache::import::ImportOptions;
-use framecache::{Frame, ModelConfig, Plan, Task};
+use anyhow::Result;
+use framecache::{Frame, ModelConfig, Plan, SidecarModel, Task};
 
 /// A loaded model.
 pub struct Model {
@@ -29,27 +28,15 @@ impl Model {
         input_size: Option<(usize, usize)>,
         frame_size: Option<(usize, usize)>,
     ) -> Result<Self> {
-        if let Err(e) = std::fs::metadata(path) {
-            return Err(framecache::Error::model_file(path, "I/O error", e).into());
-        }
-        let sidecar = match sidecar {
-            Some(s) => s.to_owned(),
-            None => ModelConfig::find(path, &sidecar_dirs()).with_context(|| {
-                let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                format!(
-                    "no preprocessing sidecar for {}: write {file}.toml beside it or in assets/models/ \
-                     (see assets/models/mobilenet_v2.onnx.toml), or pass --preprocess FILE",
-                    path.display()
-                )
-            })?,
-        };
-        let config = ModelConfig::load(&sidecar)?;
-        let options =
-            ImportOptions { input_size: input_size.or(config.input_size), frame_size, multiple: config.input_multiple };
-        let plan = framecache::import::load_model(path, options)
-            .and_then(|g| Plan::new(g, config.preprocess.clone()))
-            .with_context(|| format!("cannot load model {}", path.display()))?;
-        let labels = config.load_labels(path)?;
+        let SidecarModel { plan, config, labels } =
+            SidecarModel::load(path, sidecar, &sidecar_dirs(), input_size, frame_size).map_err(|e| match e {
+                framecache::Error::NoSidecar { .. } => anyhow::anyhow!(
+                    "{e}: write one (assets/models/mobilenet_v2.onnx.toml shows the fields), or pass --preprocess FILE"
+                ),
+                // These name the file already.
+                framecache::Error::ModelFile { .. } | framecache::Error::Config { .. } => e.into(),
+                e => anyhow::Error::new(e).context(format!("cannot load model {}", path.display())),
+            })?;
         let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
         Ok(Self { path: path.to_owned(), name, plan, config, labels })
     }

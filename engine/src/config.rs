@@ -22,11 +22,14 @@
 //! project keeps sidecars for models that live in read-only folders).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::exec::Plan;
 use crate::frame::{Fit, Preprocess, Resample};
+use crate::import::ImportOptions;
 
 /// What a model's (first) output means, for decoding and fidelity metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -200,6 +203,68 @@ impl ModelConfig {
             source: Some(e.into()),
         })?;
         Ok(Some(text.lines().map(str::to_owned).collect()))
+    }
+}
+
+impl ModelConfig {
+    /// How the importer sizes a model's dynamic input dims under this sidecar: `input_size`
+    /// (the caller's, such as `--input-size`), else the sidecar's `input_size`, else
+    /// `frame_size` (the first frame's) rounded down to the sidecar's `input_multiple`.
+    pub fn import_options(
+        &self,
+        input_size: Option<(usize, usize)>,
+        frame_size: Option<(usize, usize)>,
+    ) -> ImportOptions {
+        ImportOptions { input_size: input_size.or(self.input_size), frame_size, multiple: self.input_multiple }
+    }
+}
+
+/// A single model compiled with its sidecar: the one loader of single models, for the commands
+/// (`run`, `bench`, the demo) and the C ABI.
+#[derive(Debug)]
+pub struct SidecarModel {
+    pub plan: Arc<Plan>,
+    pub config: ModelConfig,
+    pub labels: Option<Vec<String>>,
+}
+
+impl SidecarModel {
+    /// Imports the model file `model` (ONNX or TFLite) with the sidecar `sidecar`, or the one
+    /// [`ModelConfig::find`] finds beside the model or in `dirs`. Dynamic input dims are sized
+    /// as [`ModelConfig::import_options`] says.
+    pub fn load(
+        model: &Path,
+        sidecar: Option<&Path>,
+        dirs: &[PathBuf],
+        input_size: Option<(usize, usize)>,
+        frame_size: Option<(usize, usize)>,
+    ) -> Result<Self> {
+        // A missing model says so, rather than that it has no sidecar.
+        if let Err(e) = std::fs::metadata(model) {
+            return Err(Error::model_file(model, "I/O error", e));
+        }
+        let sidecar = match sidecar {
+            Some(s) => s.to_owned(),
+            None => ModelConfig::find(model, dirs).ok_or_else(|| Error::NoSidecar {
+                model: model.to_owned(),
+                file: format!("{}.toml", model.file_name().unwrap_or_default().to_string_lossy()),
+                dirs: dirs.to_vec(),
+            })?,
+        };
+        let config = ModelConfig::load(&sidecar)?;
+        let graph = crate::import::load_model(model, config.import_options(input_size, frame_size))?;
+        let plan = Plan::new(graph, config.preprocess.clone())?;
+        let labels = config.load_labels(model)?;
+        Ok(Self { plan, config, labels })
+    }
+
+    /// A model in memory (ONNX or TFLite bytes), its sidecar as TOML text, and its class names
+    /// (the sidecar's `labels` file is not read: there is no folder to resolve it in).
+    pub fn from_bytes(bytes: &[u8], sidecar: &str, labels: Option<Vec<String>>) -> Result<Self> {
+        let config = ModelConfig::parse(sidecar, Path::new("<sidecar>"))?;
+        let graph = crate::import::load_model_bytes(bytes, Path::new("<memory>"), config.import_options(None, None))?;
+        let plan = Plan::new(graph, config.preprocess.clone())?;
+        Ok(Self { plan, config, labels })
     }
 }
 

@@ -47,6 +47,10 @@ pub enum Error {
     #[error("frame buffer holds {got} bytes but {width}x{height}x{channels} needs {expected}")]
     FrameData { width: usize, height: usize, channels: usize, expected: usize, got: usize },
 
+    /// A model with no sidecar: neither beside it nor in the folders searched.
+    #[error("no sidecar for model {model}: {file} is not beside it{}", searched(.dirs))]
+    NoSidecar { model: PathBuf, file: String, dirs: Vec<PathBuf> },
+
     /// A model sidecar (TOML) that cannot be read or names an invalid value.
     #[error("model config {path}: {reason}")]
     Config {
@@ -97,6 +101,15 @@ pub enum Error {
         #[source]
         source: rayon::ThreadPoolBuildError,
     },
+}
+
+fn searched(dirs: &[PathBuf]) -> String {
+    let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    if dirs.is_empty() {
+        String::new()
+    } else {
+        format!(" nor in {}", dirs.join(", "))
+    }
 }
 
 impl Error {

@@ -36,7 +36,7 @@ pub mod model;
 pub mod reuse;
 pub mod stats;
 
-pub use config::{ModelConfig, Task};
+pub use config::{ModelConfig, SidecarModel, Task};
 pub use error::{Error, Result};
 pub use exec::{Mode, Output, Plan, Session, SessionOptions};
 pub use frame::{Fit, Frame, Preprocess, Resample, YuvImage, YuvRange};

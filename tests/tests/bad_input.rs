@@ -124,3 +124,59 @@ fn bad_frames_are_errors() {
     let ok = vec![7u8; 8 * 8 * 3];
     assert_eq!(s.process(&Frame::rgb(8, 8, &ok)).unwrap()[0].data.len(), 2 * 64);
 }
+
+/// The commands and the C ABI load a single model through one loader (`SidecarModel`): a
+/// fully convolutional model sized by its sidecar's `input_size` loads through the C ABI too
+/// (it used to import with default options there and fail on its dynamic dims), a model bytes
+/// buffer is imported as a file is, and a model without a sidecar gets one message in both.
+#[test]
+fn the_c_abi_and_the_commands_load_models_alike() {
+    use framecache_ffi::*;
+    let Some(data) = shared_data_or_skip("the_c_abi_and_the_commands_load_models_alike") else { return };
+    let dir = std::env::temp_dir().join(format!("framecache-loader-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pnet = data.join("models/mtcnn/mtcnn_pnet.onnx");
+    let sidecar = dir.join("pnet.toml");
+    std::fs::write(&sidecar, "input_size = [64, 48]\n[preprocess]\nfit = \"stretch\"\n").unwrap();
+
+    let m = framecache::SidecarModel::load(&pnet, Some(&sidecar), &[], None, None).unwrap();
+    let s = m.plan.graph().input_shape();
+    assert_eq!((s.w, s.h), (64, 48));
+    let app = framecache_app::model::Model::load(&pnet, Some(&sidecar), None, None).unwrap();
+    assert_eq!(app.plan.graph().input_shape(), s);
+
+    let c = |p: &std::path::Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let (model_c, sidecar_c) = (c(&pnet), c(&sidecar));
+    let mut e = 0;
+    // SAFETY: NUL-terminated strings, null options (defaults), a writable handle.
+    let status = unsafe { fc_engine_create(model_c.as_ptr(), sidecar_c.as_ptr(), std::ptr::null(), &mut e) };
+    assert_eq!(status, FcStatus::Ok, "{:?}", unsafe { std::ffi::CStr::from_ptr(fc_last_error()) });
+    let frame = vec![128u8; 80 * 60 * 4];
+    // SAFETY: 80x60 RGBA rows of 320 bytes.
+    assert_eq!(unsafe { fc_engine_push_rgba(e, frame.as_ptr(), 80, 60, 320, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
+    let mut stats = std::mem::MaybeUninit::<FcStats>::uninit();
+    // SAFETY: a writable FcStats.
+    assert_eq!(unsafe { fc_engine_stats(e, stats.as_mut_ptr()) }, FcStatus::Ok);
+    // SAFETY: written by the call above.
+    let stats = unsafe { stats.assume_init() };
+    assert_eq!((stats.input_width, stats.input_height), (64, 48));
+    assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+
+    // No sidecar: the same error from the engine, the commands and the C ABI.
+    let bare = dir.join("bare.onnx");
+    std::fs::copy(&pnet, &bare).unwrap();
+    let engine = framecache::SidecarModel::load(&bare, None, &[], None, None).unwrap_err();
+    assert!(matches!(engine, Error::NoSidecar { .. }), "{engine:?}");
+    let message = engine.to_string();
+    assert!(message.contains("no sidecar for model") && message.contains("bare.onnx.toml"), "{message}");
+    let app = framecache_app::model::Model::load(&bare, None, None, None).err().unwrap();
+    assert!(format!("{app:#}").contains(&message), "{app:#}");
+    let bare_c = c(&bare);
+    // SAFETY: as above.
+    let status = unsafe { fc_engine_create(bare_c.as_ptr(), std::ptr::null(), std::ptr::null(), &mut e) };
+    assert_eq!(status, FcStatus::Model);
+    // SAFETY: the thread's last error, NUL-terminated.
+    let last = unsafe { std::ffi::CStr::from_ptr(fc_last_error()) }.to_string_lossy().into_owned();
+    assert!(last.contains(&message), "{last}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

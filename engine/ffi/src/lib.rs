@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use framecache::heads::{self, Head};
-use framecache::{FrameStats, Mode, ModelConfig, Plan, Session, SessionOptions};
+use framecache::{FrameStats, Mode, ModelConfig, Plan, Session, SessionOptions, SidecarModel};
 
 /// Status of every call.
 #[repr(C)]
@@ -359,21 +359,15 @@ pub unsafe extern "C" fn fc_engine_create(
         non_null(out, "out")?;
         // SAFETY: the caller's promises, above.
         let model = Path::new(unsafe { c_str(model_path, "model_path") }?);
-        if let Err(e) = std::fs::metadata(model) {
-            return fail(FcStatus::Model, format!("cannot read model {}: {e}", model.display()));
-        }
         let sidecar = match sidecar_path.is_null() {
-            true => ModelConfig::find(model, &[]).ok_or_else(|| {
-                Fail(FcStatus::Model, format!("no sidecar {}.toml beside the model", model.display()))
-            })?,
+            true => None,
             // SAFETY: as above.
-            false => unsafe { c_str(sidecar_path, "sidecar_path") }?.into(),
+            false => Some(Path::new(unsafe { c_str(sidecar_path, "sidecar_path") }?)),
         };
         // SAFETY: as above.
         let options = session_options(&unsafe { read_options(options) }?)?;
-        let config = ModelConfig::load(&sidecar).map_err(model_error)?;
-        let plan = Plan::from_onnx(model, config.preprocess.clone()).map_err(model_error)?;
-        let labels = config.load_labels(model).map_err(model_error)?;
+        let SidecarModel { plan, config, labels } =
+            SidecarModel::load(model, sidecar, &[], None, None).map_err(model_error)?;
         let handle = register(plan, config, labels, options)?;
         // SAFETY: checked non-null.
         unsafe { out.write(handle) };
@@ -406,7 +400,6 @@ pub unsafe extern "C" fn fc_engine_create_from_bytes(
         let bytes = unsafe { std::slice::from_raw_parts(onnx, onnx_len) };
         // SAFETY: as above.
         let text = unsafe { c_str(sidecar_toml, "sidecar_toml") }?;
-        let config = ModelConfig::parse(text, Path::new("<sidecar_toml>")).map_err(model_error)?;
         let labels = match labels.is_null() {
             true => None,
             // SAFETY: as above.
@@ -414,8 +407,8 @@ pub unsafe extern "C" fn fc_engine_create_from_bytes(
         };
         // SAFETY: as above.
         let options = session_options(&unsafe { read_options(options) }?)?;
-        let graph = framecache::import::load_onnx_bytes(bytes).map_err(model_error)?;
-        let plan = Plan::new(graph, config.preprocess.clone()).map_err(model_error)?;
+        let SidecarModel { plan, config, labels } =
+            SidecarModel::from_bytes(bytes, text, labels).map_err(model_error)?;
         let handle = register(plan, config, labels, options)?;
         // SAFETY: checked non-null.
         unsafe { out.write(handle) };

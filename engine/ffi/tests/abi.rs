@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use framecache::heads::{self, Head};
-use framecache::{ModelConfig, Plan, Session, SessionOptions, YuvImage, YuvRange};
+use framecache::{Session, SessionOptions, SidecarModel, YuvImage, YuvRange};
 use framecache_ffi::*;
 
 fn assets() -> PathBuf {
@@ -127,9 +127,7 @@ fn yuv_layouts_match_the_engine_on_the_same_samples() {
     let mut rgb = Vec::new();
     YuvImage::i420(w as usize, h as usize, &packed, YuvRange::Limited).unwrap().to_rgb(&mut rgb).unwrap();
     let model = assets().join("models/mobilenet_v2.onnx");
-    let config = ModelConfig::load(ModelConfig::find(&model, &[]).unwrap()).unwrap();
-    let labels = config.load_labels(&model).unwrap();
-    let plan = Plan::from_onnx(&model, config.preprocess.clone()).unwrap();
+    let SidecarModel { plan, config, labels } = SidecarModel::load(&model, None, &[], None, None).unwrap();
     let mut session = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
     let outputs = session.process(&framecache::Frame::rgb(w as usize, h as usize, &rgb)).unwrap();
     let Head::Classes { top: expected, .. } = &heads::decode(&outputs, &config, labels.as_deref())[0] else { panic!() };

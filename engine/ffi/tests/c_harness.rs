@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use framecache::heads::{self, Head};
-use framecache::{ModelConfig, Plan, Session, SessionOptions};
+use framecache::{Session, SessionOptions, SidecarModel};
 
 const FRAMES: usize = 6;
 
@@ -76,8 +76,7 @@ struct Expected {
 
 fn rust_reference(frames: &[image::RgbImage]) -> Vec<Expected> {
     let model = assets().join("models/mobilenet_v2.onnx");
-    let config = ModelConfig::load(ModelConfig::find(&model, &[]).unwrap()).unwrap();
-    let plan = Plan::from_onnx(&model, config.preprocess.clone()).unwrap();
+    let SidecarModel { plan, config, .. } = SidecarModel::load(&model, None, &[], None, None).unwrap();
     let mut session = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
     frames
         .iter()

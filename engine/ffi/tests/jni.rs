@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use framecache::heads::{self, Head};
-use framecache::{ModelConfig, Plan, Session, SessionOptions};
+use framecache::{Session, SessionOptions, SidecarModel};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -86,9 +86,7 @@ fn jni_class_runs_on_a_host_jvm_and_matches_the_rust_api() {
 
     // RGBA: the same picture through the Rust API.
     let img = image::open(&frame).unwrap().to_rgb8();
-    let config = ModelConfig::load(ModelConfig::find(&model, &[]).unwrap()).unwrap();
-    let labels = config.load_labels(&model).unwrap();
-    let plan = Plan::from_onnx(&model, config.preprocess.clone()).unwrap();
+    let SidecarModel { plan, config, labels } = SidecarModel::load(&model, None, &[], None, None).unwrap();
     let mut session = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
     let outputs =
         session.process(&framecache::Frame::rgb(img.width() as usize, img.height() as usize, img.as_raw())).unwrap();
