@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
+use framecache::heads::Decoder;
 use framecache::{Frame, ModelConfig, Plan, SidecarModel, Task};
 
 /// A loaded model.
@@ -15,6 +16,8 @@ pub struct Model {
     pub plan: Arc<Plan>,
     pub config: ModelConfig,
     pub labels: Option<Vec<String>>,
+    /// One per output, from the sidecar's task.
+    pub decoders: Vec<Decoder>,
 }
 
 impl Model {
@@ -28,7 +31,7 @@ impl Model {
         input_size: Option<(usize, usize)>,
         frame_size: Option<(usize, usize)>,
     ) -> Result<Self> {
-        let SidecarModel { plan, config, labels } =
+        let SidecarModel { plan, config, labels, decoders } =
             SidecarModel::load(path, sidecar, &sidecar_dirs(), input_size, frame_size).map_err(|e| match e {
                 framecache::Error::NoSidecar { .. } => anyhow::anyhow!(
                     "{e}: write one (assets/models/mobilenet_v2.onnx.toml shows the fields), or pass --preprocess FILE"
@@ -38,7 +41,7 @@ impl Model {
                 e => anyhow::Error::new(e).context(format!("cannot load model {}", path.display())),
             })?;
         let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
-        Ok(Self { path: path.to_owned(), name, plan, config, labels })
+        Ok(Self { path: path.to_owned(), name, plan, config, labels, decoders })
     }
 
     pub fn task(&self) -> Task {

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::exec::Plan;
 use crate::frame::{Fit, Preprocess, Resample};
+use crate::heads::Decoder;
 use crate::import::ImportOptions;
 
 /// What a model's (first) output means, for decoding and fidelity metrics.
@@ -226,6 +227,8 @@ pub struct SidecarModel {
     pub plan: Arc<Plan>,
     pub config: ModelConfig,
     pub labels: Option<Vec<String>>,
+    /// One per graph output, from the sidecar's task ([`crate::heads::sidecar_decoders`]).
+    pub decoders: Vec<Decoder>,
 }
 
 impl SidecarModel {
@@ -255,7 +258,7 @@ impl SidecarModel {
         let graph = crate::import::load_model(model, config.import_options(input_size, frame_size))?;
         let plan = Plan::new(graph, config.preprocess.clone())?;
         let labels = config.load_labels(model)?;
-        Ok(Self { plan, config, labels })
+        Ok(Self::new(plan, config, labels))
     }
 
     /// A model in memory (ONNX or TFLite bytes), its sidecar as TOML text, and its class names
@@ -264,7 +267,14 @@ impl SidecarModel {
         let config = ModelConfig::parse(sidecar, Path::new("<sidecar>"))?;
         let graph = crate::import::load_model_bytes(bytes, Path::new("<memory>"), config.import_options(None, None))?;
         let plan = Plan::new(graph, config.preprocess.clone())?;
-        Ok(Self { plan, config, labels })
+        Ok(Self::new(plan, config, labels))
+    }
+
+    /// A model compiled elsewhere, with its sidecar and labels: the decoders follow from them.
+    pub fn new(plan: Arc<Plan>, config: ModelConfig, labels: Option<Vec<String>>) -> Self {
+        let shapes = plan.graph().outputs.iter().map(|o| o.onnx_shape.as_slice());
+        let decoders = crate::heads::sidecar_decoders(shapes, &config, labels.as_deref());
+        Self { plan, config, labels, decoders }
     }
 }
 

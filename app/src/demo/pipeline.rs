@@ -516,7 +516,7 @@ impl Worker {
         let (heads, head_runs, stats, plan) = match (session, &self.model) {
             (Running::Model(s), Loaded::Model(m)) => {
                 let outputs = if full { s.run_full(&frame) } else { s.process(&frame) }.map_err(failed)?;
-                let heads = heads::decode(&outputs, &m.config, m.labels.as_deref());
+                let heads = heads::decode(&m.decoders, &outputs, &m.plan.frame_map(frame.width, frame.height));
                 (heads, Vec::new(), s.last_stats().cloned(), Arc::clone(&m.plan))
             }
             (Running::Bundle(s), Loaded::Bundle(b)) => {

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use framecache::heads::{self, Head};
-use framecache::{FrameStats, Mode, ModelConfig, Plan, Session, SessionOptions, SidecarModel};
+use framecache::{FrameStats, Mode, Session, SessionOptions, SidecarModel};
 
 /// Status of every call.
 #[repr(C)]
@@ -180,8 +180,9 @@ pub struct FcClass {
 
 struct Engine {
     session: Session,
-    config: ModelConfig,
     labels: Option<Vec<String>>,
+    /// One per model output.
+    decoders: Vec<framecache::heads::Decoder>,
     /// Class names as C strings, by class index, built on first use.
     labels_c: Vec<CString>,
     /// The frame after conversion and rotation.
@@ -307,15 +308,11 @@ fn session_options(o: &FcOptions) -> Result<SessionOptions> {
     Ok(options)
 }
 
-fn register(
-    plan: Arc<Plan>,
-    config: ModelConfig,
-    labels: Option<Vec<String>>,
-    options: SessionOptions,
-) -> Result<FcEngine> {
+fn register(model: SidecarModel, options: SessionOptions) -> Result<FcEngine> {
+    let SidecarModel { plan, labels, decoders, .. } = model;
     let session = Session::new(plan, options).map_err(|e| Fail(FcStatus::InvalidArgument, e.report()))?;
     let engine =
-        Engine { session, config, labels, labels_c: Vec::new(), rgb: Vec::new(), scratch: Vec::new(), last: None };
+        Engine { session, labels, decoders, labels_c: Vec::new(), rgb: Vec::new(), scratch: Vec::new(), last: None };
     let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
     registry().lock().unwrap_or_else(|p| p.into_inner()).insert(handle, Arc::new(Mutex::new(engine)));
     Ok(handle)
@@ -366,9 +363,8 @@ pub unsafe extern "C" fn fc_engine_create(
         };
         // SAFETY: as above.
         let options = session_options(&unsafe { read_options(options) }?)?;
-        let SidecarModel { plan, config, labels } =
-            SidecarModel::load(model, sidecar, &[], None, None).map_err(model_error)?;
-        let handle = register(plan, config, labels, options)?;
+        let model = SidecarModel::load(model, sidecar, &[], None, None).map_err(model_error)?;
+        let handle = register(model, options)?;
         // SAFETY: checked non-null.
         unsafe { out.write(handle) };
         Ok(())
@@ -407,9 +403,8 @@ pub unsafe extern "C" fn fc_engine_create_from_bytes(
         };
         // SAFETY: as above.
         let options = session_options(&unsafe { read_options(options) }?)?;
-        let SidecarModel { plan, config, labels } =
-            SidecarModel::from_bytes(bytes, text, labels).map_err(model_error)?;
-        let handle = register(plan, config, labels, options)?;
+        let model = SidecarModel::from_bytes(bytes, text, labels).map_err(model_error)?;
+        let handle = register(model, options)?;
         // SAFETY: checked non-null.
         unsafe { out.write(handle) };
         Ok(())
@@ -527,7 +522,7 @@ impl Engine {
         let outputs = self.session.process(&frame).map_err(|e| Fail(FcStatus::Frame, e.report()))?;
         let stats =
             self.session.last_stats().cloned().ok_or_else(|| Fail(FcStatus::NoResult, "no statistics".into()))?;
-        let heads = heads::decode(&outputs, &self.config, self.labels.as_deref());
+        let heads = heads::decode(&self.decoders, &outputs, &self.session.plan().frame_map(w, h));
         self.last = Some(Last { stats, heads, engine_ms: started.elapsed().as_secs_f64() * 1e3, frame: (w, h) });
         Ok(())
     }
@@ -767,6 +762,7 @@ pub extern "C" fn fc_version() -> *const c_char {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use framecache::{ModelConfig, Plan};
 
     #[test]
     fn a_panic_resets_the_engine_before_its_next_call() {
@@ -782,7 +778,7 @@ mod tests {
         )
         .unwrap();
         let options = SessionOptions { threads: Some(1), ..Default::default() };
-        let handle = register(plan, config, None, options).map_err(|f| f.1).unwrap();
+        let handle = register(SidecarModel::new(plan, config, None), options).map_err(|f| f.1).unwrap();
         let frame = vec![9u8; 8 * 8 * 3];
         let push = |e: &mut Engine| {
             let outs = e.session.process(&framecache::Frame::rgb(8, 8, &frame)).map_err(model_error)?;

@@ -127,10 +127,14 @@ fn yuv_layouts_match_the_engine_on_the_same_samples() {
     let mut rgb = Vec::new();
     YuvImage::i420(w as usize, h as usize, &packed, YuvRange::Limited).unwrap().to_rgb(&mut rgb).unwrap();
     let model = assets().join("models/mobilenet_v2.onnx");
-    let SidecarModel { plan, config, labels } = SidecarModel::load(&model, None, &[], None, None).unwrap();
-    let mut session = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+    let m = SidecarModel::load(&model, None, &[], None, None).unwrap();
+    let mut session =
+        Session::new(std::sync::Arc::clone(&m.plan), SessionOptions { threads: Some(1), ..Default::default() })
+            .unwrap();
     let outputs = session.process(&framecache::Frame::rgb(w as usize, h as usize, &rgb)).unwrap();
-    let Head::Classes { top: expected, .. } = &heads::decode(&outputs, &config, labels.as_deref())[0] else { panic!() };
+    let Head::Classes { top: expected, .. } = &heads::decode(&m.decoders, &outputs, &m.plan.frame_map(1, 1))[0] else {
+        panic!()
+    };
     let expected: Vec<_> = expected.iter().map(|c| (c.index as u32, c.prob, c.label.clone())).collect();
     assert_eq!(top(e1), expected);
     for e in [e1, e2] {

@@ -76,15 +76,17 @@ struct Expected {
 
 fn rust_reference(frames: &[image::RgbImage]) -> Vec<Expected> {
     let model = assets().join("models/mobilenet_v2.onnx");
-    let SidecarModel { plan, config, .. } = SidecarModel::load(&model, None, &[], None, None).unwrap();
-    let mut session = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+    let m = SidecarModel::load(&model, None, &[], None, None).unwrap();
+    let mut session =
+        Session::new(std::sync::Arc::clone(&m.plan), SessionOptions { threads: Some(1), ..Default::default() })
+            .unwrap();
     frames
         .iter()
         .map(|f| {
             let outputs =
                 session.process(&framecache::Frame::rgb(f.width() as usize, f.height() as usize, f.as_raw())).unwrap();
             let s = session.last_stats().unwrap();
-            let Head::Classes { top, .. } = &heads::decode(&outputs, &config, None)[0] else {
+            let Head::Classes { top, .. } = &heads::decode(&m.decoders, &outputs, &m.plan.frame_map(1, 1))[0] else {
                 panic!("not a classifier")
             };
             Expected {

@@ -86,11 +86,13 @@ fn jni_class_runs_on_a_host_jvm_and_matches_the_rust_api() {
 
     // RGBA: the same picture through the Rust API.
     let img = image::open(&frame).unwrap().to_rgb8();
-    let SidecarModel { plan, config, labels } = SidecarModel::load(&model, None, &[], None, None).unwrap();
-    let mut session = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+    let m = SidecarModel::load(&model, None, &[], None, None).unwrap();
+    let mut session =
+        Session::new(std::sync::Arc::clone(&m.plan), SessionOptions { threads: Some(1), ..Default::default() })
+            .unwrap();
     let outputs =
         session.process(&framecache::Frame::rgb(img.width() as usize, img.height() as usize, img.as_raw())).unwrap();
-    let Head::Classes { top, .. } = &heads::decode(&outputs, &config, labels.as_deref())[0] else { panic!() };
+    let Head::Classes { top, .. } = &heads::decode(&m.decoders, &outputs, &m.plan.frame_map(1, 1))[0] else { panic!() };
     let line = out.lines().find(|l| l.starts_with("rgba top ")).unwrap();
     let (prob, label) = line["rgba top ".len()..].split_once(' ').unwrap();
     assert_eq!(label, top[0].label, "{out}");

@@ -149,6 +149,11 @@ impl Plan {
     pub fn graph(&self) -> &Graph {
         &self.graph
     }
+    /// Where this plan's input lies in a `frame_w x frame_h` frame, for decoding boxes and
+    /// keypoints into frame pixels.
+    pub fn frame_map(&self, frame_w: usize, frame_h: usize) -> crate::heads::FrameMap {
+        crate::heads::FrameMap::new(&self.preprocess, frame_w, frame_h, self.graph.input_shape())
+    }
     pub fn preprocess(&self) -> &Preprocess {
         &self.preprocess
     }

@@ -258,27 +258,31 @@ pub fn mask_dims(shape: &[usize]) -> Option<(usize, usize)> {
     }
 }
 
-/// Decodes every output of a model. Classifiers: softmax (unless the scores already are
-/// probabilities) and the top [`TOP_K`]; segmenters: the `[1, 1, H, W]` map as probabilities
-/// (a sigmoid when the values are logits).
-pub fn decode(outputs: &[Output], config: &ModelConfig, labels: Option<&[String]>) -> Vec<Head> {
-    outputs
-        .iter()
-        .map(|o| match (config.task, o.shape.as_slice()) {
-            (Task::Classify, [1, n]) => Head::Classes { output: o.name.clone(), top: top_k_of(o, *n, labels, TOP_K) },
+/// The decoder of each output of a single model, from its sidecar's task: a classifier's
+/// `[1, N]` output gives its top [`TOP_K`] classes (softmax unless the scores already are
+/// probabilities), a segmenter's one-channel map its mask at the sidecar's `mask_threshold` (a
+/// sigmoid when the values are logits), anything else its values. A bundle's manifest names
+/// its decoders instead; both decode through [`Decoder::decode`].
+pub fn sidecar_decoders<'a>(
+    shapes: impl IntoIterator<Item = &'a [usize]>,
+    config: &ModelConfig,
+    labels: Option<&[String]>,
+) -> Vec<Decoder> {
+    shapes
+        .into_iter()
+        .map(|shape| match (config.task, shape) {
+            (Task::Classify, [1, _]) => Decoder::Classify { labels: labels.map(<[String]>::to_vec), top_k: TOP_K },
             (Task::Segment, shape) if mask_dims(shape).is_some() => {
-                let (height, width) = mask_dims(shape).expect("checked");
-                Head::Mask {
-                    output: o.name.clone(),
-                    width,
-                    height,
-                    probs: as_probabilities(o),
-                    threshold: config.mask_threshold,
-                }
+                Decoder::Segment { threshold: config.mask_threshold }
             }
-            _ => values_of(o),
+            _ => Decoder::Raw,
         })
         .collect()
+}
+
+/// Decodes every output of a single model with its [`sidecar_decoders`].
+pub fn decode(decoders: &[Decoder], outputs: &[Output], map: &FrameMap) -> Vec<Head> {
+    decoders.iter().zip(outputs).map(|(d, o)| d.decode(&[o], map)).collect()
 }
 
 /// Softmax of `scores`.
@@ -313,6 +317,12 @@ fn as_probabilities(o: &Output) -> Vec<f32> {
 mod tests {
     use super::*;
 
+    /// Decodes `outputs` as a single model with the sidecar of `task` decodes them.
+    fn decode_as(task: Task, outputs: &[Output], labels: Option<&[String]>) -> Vec<Head> {
+        let decoders = sidecar_decoders(outputs.iter().map(|o| o.shape.as_slice()), &config(task), labels);
+        decode(&decoders, outputs, &FrameMap { x0: 0.0, y0: 0.0, w: 1.0, h: 1.0 })
+    }
+
     fn config(task: Task) -> ModelConfig {
         let text = match task {
             Task::Classify => "task = \"classify\"\n[preprocess]\nfit = \"stretch\"\n",
@@ -326,7 +336,7 @@ mod tests {
     fn classes_are_softmaxed_and_ranked_with_names() {
         let out = Output { name: "logits".into(), shape: vec![1, 3], data: vec![1.0, 3.0, 2.0], probabilities: false };
         let labels = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
-        let heads = decode(&[out], &config(Task::Classify), Some(&labels));
+        let heads = decode_as(Task::Classify, &[out], Some(&labels));
         let Head::Classes { top, .. } = &heads[0] else { panic!("{heads:?}") };
         let names: Vec<_> = top.iter().map(|c| (c.index, c.label.as_str())).collect();
         assert_eq!(names, [(1, "b"), (2, "c"), (0, "a")]);
@@ -356,16 +366,16 @@ mod tests {
             data,
             probabilities,
         };
-        let heads = decode(&[mask(vec![0.0, 10.0], false)], &config(Task::Segment), None);
+        let heads = decode_as(Task::Segment, &[mask(vec![0.0, 10.0], false)], None);
         let Head::Mask { probs, width, height, .. } = &heads[0] else { panic!("{heads:?}") };
         assert_eq!((*width, *height), (2, 1));
         assert!((probs[0] - 0.5).abs() < 1e-6 && probs[1] > 0.99);
         // Decided by the model, not by the frame: logits that happen to lie in [0, 1] are
         // still logits (they used to pass through as probabilities on such frames).
-        let heads = decode(&[mask(vec![0.0, 1.0], false)], &config(Task::Segment), None);
+        let heads = decode_as(Task::Segment, &[mask(vec![0.0, 1.0], false)], None);
         let Head::Mask { probs, .. } = &heads[0] else { panic!("{heads:?}") };
         assert!((probs[0] - 0.5).abs() < 1e-6 && (probs[1] - 0.731_058_6).abs() < 1e-6, "{probs:?}");
-        let heads = decode(&[mask(vec![0.25, 0.75], true)], &config(Task::Segment), None);
+        let heads = decode_as(Task::Segment, &[mask(vec![0.25, 0.75], true)], None);
         let Head::Mask { probs, .. } = &heads[0] else { panic!("{heads:?}") };
         assert_eq!(probs, &[0.25, 0.75]);
     }
@@ -402,7 +412,7 @@ mod tests {
     fn other_outputs_report_shape_and_range() {
         let out =
             Output { name: "x".into(), shape: vec![1, 2, 2], data: vec![-1.0, 0.0, 2.0, 1.0], probabilities: false };
-        let heads = decode(&[out], &config(Task::Other), None);
+        let heads = decode_as(Task::Other, &[out], None);
         assert_eq!(heads[0], Head::Values { output: "x".into(), shape: vec![1, 2, 2], min: -1.0, max: 2.0 });
     }
 }

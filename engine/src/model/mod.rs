@@ -260,12 +260,7 @@ impl BundleSession {
             let session = &mut self.sessions[b];
             let outputs = if full { session.run_full(frame)? } else { session.process(frame)? };
             let stats = session.last_stats().expect("a processed frame has statistics");
-            let map = FrameMap::new(
-                backbone.plan.preprocess(),
-                frame.width,
-                frame.height,
-                backbone.plan.graph().input_shape(),
-            );
+            let map = backbone.plan.frame_map(frame.width, frame.height);
             for (k, (part, def)) in backbone.plan.heads().iter().zip(&backbone.heads).enumerate() {
                 let hs = stats.heads[k];
                 let slot = &mut self.decoded[b][k];
