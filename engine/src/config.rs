@@ -57,10 +57,11 @@ enum FitKind {
 pub(crate) struct PreprocessToml {
     fit: FitKind,
     resize_shorter: Option<usize>,
-    #[serde(default)]
-    mean: [f32; 3],
+    // Lists, not `[f32; 3]`: a fixed array took the first three of four values silently.
+    #[serde(default = "zero_mean")]
+    mean: Vec<f32>,
     #[serde(default = "unit_std")]
-    std: [f32; 3],
+    std: Vec<f32>,
     #[serde(default)]
     resample: Resample,
 }
@@ -76,18 +77,26 @@ impl PreprocessToml {
             (FitKind::CenterCrop, Some(0)) => return Err("preprocess.resize_shorter = 0 must be positive".into()),
             (FitKind::CenterCrop, shorter) => Fit::CenterCrop { shorter },
         };
+        let rgb = |name: &str, v: &[f32]| -> std::result::Result<[f32; 3], String> {
+            v.try_into().map_err(|_| format!("preprocess.{name} = {v:?} must have 3 values (R, G, B), not {}", v.len()))
+        };
+        let (mean, std) = (rgb("mean", &self.mean)?, rgb("std", &self.std)?);
         if let Some(s) = self.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
             return Err(format!("preprocess.std = {s} must be a positive number"));
         }
         if let Some(m) = self.mean.iter().find(|m| !m.is_finite()) {
             return Err(format!("preprocess.mean = {m} must be finite"));
         }
-        Ok(Preprocess { fit, mean: self.mean, std: self.std, resample: self.resample })
+        Ok(Preprocess { fit, mean, std, resample: self.resample })
     }
 }
 
-fn unit_std() -> [f32; 3] {
-    [1.0; 3]
+fn zero_mean() -> Vec<f32> {
+    vec![0.0; 3]
+}
+
+fn unit_std() -> Vec<f32> {
+    vec![1.0; 3]
 }
 
 fn default_mask_threshold() -> f32 {
@@ -315,5 +324,8 @@ mod tests {
         assert!(msg("[preprocess]\nfit = \"stretch\"\nstd = [1, 0, 1]\n").contains("preprocess.std = 0"));
         assert!(msg("task = \"classify\"\n").contains("preprocess"));
         assert!(msg("mask_threshold = 2.0\n[preprocess]\nfit = \"stretch\"\n").contains("mask_threshold"));
+        // A fourth value used to be dropped silently; one too few is an error too.
+        assert!(msg("[preprocess]\nfit = \"stretch\"\nmean = [0.1, 0.2, 0.3, 0.4]\n").contains("mean"));
+        assert!(msg("[preprocess]\nfit = \"stretch\"\nstd = [0.5, 0.5]\n").contains("std"));
     }
 }
