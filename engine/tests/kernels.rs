@@ -244,3 +244,26 @@ fn segmented_im2col_and_transposed_taps_match_reference() {
         }
     }
 }
+
+/// Transposed convolutions whose kernel equals their stride run as one pointwise product per
+/// input row (each input pixel's block of outputs): selfie segmentation's 16 → 1 mask layer and
+/// wider ones, against the reference at every level, on the whole map and on rectangles that
+/// start and end inside a block.
+#[test]
+fn kernel_equals_stride_transposed_convs_match_reference() {
+    use framecache::graph::{Activation, GraphBuilder, Op, Window};
+    let mut rng = common::Weights(11);
+    let mut wgt = || rng.next();
+    for (cin, cout, k) in [(16, 1, 2), (5, 3, 2), (8, 17, 3)] {
+        let mut b = GraphBuilder::new(common::size(7, 3), common::size(9, 4), cin);
+        let window = Window { kh: k, kw: k, sh: k, sw: k, dh: 1, dw: 1, pad: [0; 4] };
+        let t = b.conv_transpose(0, cout, window, Activation::Relu, &mut wgt).unwrap();
+        b.output(t);
+        let mut graph = b.build();
+        framecache::kernels::prepare(&mut graph);
+        assert!(matches!(&graph.nodes[t].op, Op::ConvTranspose(ct) if ct.packed.is_some()));
+        for rect in [(0, 63, 0, 63), (1, 4, 3, 10), (5, 1, 2, 7)] {
+            check_every_level(&graph, rect).unwrap();
+        }
+    }
+}

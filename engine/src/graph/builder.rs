@@ -89,6 +89,7 @@ impl GraphBuilder {
             weights: (0..n).map(|_| weight()).collect(),
             bias: (0..cout).map(|_| weight()).collect(),
             activation,
+            packed: None,
         };
         self.push(Op::ConvTranspose(ct), vec![x], Shape::new(oh, ow, cout))
     }

@@ -250,6 +250,18 @@ pub struct ConvTranspose {
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
     pub activation: Activation,
+    /// Where the kernel equals the stride ([`ConvTranspose::is_unshuffle`]): the weights as one
+    /// `cin x (kh * kw * cout)` product, packed (filled by `kernels::prepare`; empty otherwise).
+    pub packed: Option<Packed>,
+}
+
+impl ConvTranspose {
+    /// The kernel equals the stride, with no padding or dilation: every output pixel has exactly
+    /// one tap, and each input pixel makes its own `kh x kw` block of outputs.
+    pub fn is_unshuffle(&self) -> bool {
+        let w = &self.window;
+        w.kh == w.sh && w.kw == w.sw && w.dh == 1 && w.dw == 1 && w.pad == [0; 4]
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -536,7 +536,7 @@ impl<'a> Importer<'a> {
             }
         }
         let bias = self.bias(ctx, ins, 2, cout)?;
-        let ct = ConvTranspose { window, cin, cout, weights, bias, activation: Activation::Identity };
+        let ct = ConvTranspose { window, cin, cout, weights, bias, activation: Activation::Identity, packed: None };
         Ok(Self::node(self.push(ctx, Op::ConvTranspose(ct), vec![x], Shape::new(oh, ow, cout))?))
     }
 

@@ -17,7 +17,7 @@ mod simd;
 pub use simd::Level as SimdLevel;
 use simd::{dispatch, Kernel, Vector};
 
-use crate::graph::{Activation, BinaryKind, Conv, ConvTranspose, Dense, Graph, Node, Op, PoolKind, Shape};
+use crate::graph::{Activation, BinaryKind, Conv, ConvTranspose, Dense, Graph, Node, Op, Packed, PoolKind, Shape};
 use crate::reuse::Rect;
 
 /// An input of a kernel: a node's buffer and its shape.
@@ -136,7 +136,10 @@ pub unsafe fn compute_rect(
             }
             Op::Bottleneck(b) => bottleneck::rect(level, b, inputs[0], out, rect, scratch),
             Op::Conv(conv) => im2col_conv(level, conv, inputs[0], out, rect, scratch),
-            Op::ConvTranspose(ct) => conv_transpose(level, ct, inputs[0], out, rect),
+            Op::ConvTranspose(ct) => match &ct.packed {
+                Some(packed) => unshuffle(level, ct, packed, inputs[0], out, rect, scratch),
+                None => conv_transpose(level, ct, inputs[0], out, rect),
+            },
             Op::Pool { kind, window } => pool(*kind, window, inputs[0], out, rect),
             Op::GlobalAvgPool => global_avg_pool(inputs[0], out.row(0, 0, 1)),
             Op::Resize { mode, coord } => {
@@ -345,6 +348,7 @@ pub fn prepare(graph: &mut Graph) {
                 pack_conv(&mut b.project);
             }
             Op::Dense(d) => d.packed = vec![pointwise::pack(&d.weights, &d.bias, d.cin, d.cout)],
+            Op::ConvTranspose(ct) => ct.packed = ct.is_unshuffle().then(|| pack_unshuffle(ct)),
             _ => {}
         }
     }
@@ -361,6 +365,22 @@ fn pack_conv(c: &mut Conv) {
     c.packed = (0..g)
         .map(|gi| pointwise::pack(&c.weights[gi * k * n..(gi + 1) * k * n], &c.bias[gi * n..(gi + 1) * n], k, n))
         .collect();
+}
+
+/// A kernel-equals-stride transposed convolution's weights as one product, `cin` to the
+/// `[ky][kx][co]` block of outputs of one input pixel (the bias repeated per block position).
+fn pack_unshuffle(ct: &ConvTranspose) -> Packed {
+    let (taps, cin, cout) = (ct.window.kh * ct.window.kw, ct.cin, ct.cout);
+    let block = taps * cout;
+    let mut weights = vec![0.0; cin * block];
+    for t in 0..taps {
+        for ci in 0..cin {
+            let from = &ct.weights[(t * cin + ci) * cout..][..cout];
+            weights[ci * block + t * cout..][..cout].copy_from_slice(from);
+        }
+    }
+    let bias: Vec<f32> = (0..taps).flat_map(|_| ct.bias.iter().copied()).collect();
+    pointwise::pack(&weights, &bias, cin, block)
 }
 
 /// Applies `act` to `xs` in place at `level`.
@@ -612,6 +632,57 @@ impl Kernel for OneChannelRow<'_> {
         }
         // The activation over the whole row in vectors (the same bits as one value at a time).
         Activate(conv.activation, dst).run::<V>();
+    }
+}
+
+/// A transposed convolution whose kernel equals its stride: each output pixel has one tap, so
+/// the `kh x kw` block of outputs of an input pixel is one row of a pointwise product (`cin` to
+/// `kh * kw * cout`, [`pack_unshuffle`]), computed for the input rows and columns the rectangle
+/// covers and copied out. Each output is summed over `ci` in order from the bias, whatever the
+/// rectangle, so cached and full results are the same bits.
+unsafe fn unshuffle(
+    level: SimdLevel,
+    ct: &ConvTranspose,
+    packed: &Packed,
+    input: In<'_>,
+    out: &OutBuf<'_>,
+    rect: Rect,
+    scratch: &mut Vec<f32>,
+) {
+    let (sh, sw, cin, cout) = (ct.window.sh, ct.window.sw, ct.cin, ct.cout);
+    let (ih, iw) = (input.shape.h, input.shape.w);
+    assert_eq!(input.data.len(), ih * iw * cin, "transposed-conv input does not match its shape");
+    // The output is exactly `ih * sh x iw * sw` (`Window::transposed_output_hw`, checked when
+    // the plan compiles).
+    assert!(rect.y1 <= ih * sh && rect.x1 <= iw * sw, "rectangle outside the transposed-conv output");
+    let block = sh * sw * cout;
+    let (ix0, ix1) = (rect.x0 / sw, rect.x1.div_ceil(sw));
+    let npix = ix1 - ix0;
+    if scratch.len() < npix * block {
+        scratch.resize(npix * block, 0.0);
+    }
+    let scratch = &mut scratch[..npix * block];
+    for iy in rect.y0 / sh..rect.y1.div_ceil(sh) {
+        let call = pointwise::Call {
+            src: &input.data[(iy * iw + ix0) * cin..(iy * iw + ix1) * cin],
+            src_stride: cin,
+            npix,
+            cin,
+            cout: block,
+            packed,
+            act: ct.activation,
+            dst_stride: block,
+        };
+        pointwise::run(level, &call, scratch);
+        for oy in (iy * sh).max(rect.y0)..((iy + 1) * sh).min(rect.y1) {
+            let ky = oy - iy * sh;
+            // SAFETY: this task's row segment.
+            let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
+            for (ox, px) in (rect.x0..rect.x1).zip(dst.chunks_exact_mut(cout)) {
+                let (ix, kx) = (ox / sw, ox % sw);
+                px.copy_from_slice(&scratch[(ix - ix0) * block + (ky * sw + kx) * cout..][..cout]);
+            }
+        }
     }
 }
 

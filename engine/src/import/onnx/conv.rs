@@ -143,7 +143,7 @@ impl Importer {
                 .ok_or_else(|| ctx.invalid("bias must hold one value per output channel"))?,
             None => vec![0.0; cout],
         };
-        let ct = ConvTranspose { window, cin, cout, weights, bias, activation: Activation::Identity };
+        let ct = ConvTranspose { window, cin, cout, weights, bias, activation: Activation::Identity, packed: None };
         self.emit(ctx, Op::ConvTranspose(ct), vec![x], Shape::new(oh, ow, cout))
     }
 
