@@ -117,11 +117,12 @@ impl Manifest {
         }
         // Heads are found by name (`BundleSession::set_head_enabled`, the demo, the C ABI), so
         // a name is unique across the whole bundle.
-        let heads = || {
-            m.backbones.iter().enumerate().flat_map(|(i, b)| b.heads.iter().enumerate().map(move |(k, h)| (i, k, h)))
-        };
-        for (n, (i, k, h)) in heads().enumerate() {
-            if heads().take(n).any(|(_, _, o)| o.name == h.name) {
+        let mut names = std::collections::HashSet::new();
+        for (i, b) in m.backbones.iter().enumerate() {
+            for (k, h) in b.heads.iter().enumerate() {
+                if names.insert(h.name.as_str()) {
+                    continue;
+                }
                 return Err(Error::Manifest {
                     path: path.to_owned(),
                     field: format!("backbone[{i}].head[{k}] ('{}').name", h.name),
@@ -155,15 +156,14 @@ pub(super) fn same_model_groups<'a>(
         let model = model.canonicalize().unwrap_or(model);
         Some((model, b.preprocess.validate().ok()?))
     };
-    let mut groups: Vec<(Option<_>, Vec<(usize, &BackboneManifest)>)> = Vec::new();
+    let mut groups: Vec<(_, Vec<(usize, &BackboneManifest)>)> = Vec::new();
     for (i, b) in backbones.iter().enumerate() {
-        let id = identity(b);
-        let same = |(gid, g): &&mut (Option<_>, Vec<(usize, &BackboneManifest)>)| {
-            id.is_some() && *gid == id && g[0].1.taps == b.taps && g[0].1.input_size == b.input_size
-        };
-        match groups.iter_mut().find(|g| same(g)) {
+        let key = identity(b).map(|id| (id, &b.taps, b.input_size));
+        // Without a key (the model is not found) there is nothing to look for.
+        let same = if key.is_some() { groups.iter_mut().find(|(k, _)| *k == key) } else { None };
+        match same {
             Some((_, g)) => g.push((i, b)),
-            None => groups.push((id, vec![(i, b)])),
+            None => groups.push((key, vec![(i, b)])),
         }
     }
     groups.into_iter().map(|(_, g)| g).collect()
