@@ -214,9 +214,7 @@ impl ModelConfig {
         })?;
         Ok(Some(text.lines().map(str::to_owned).collect()))
     }
-}
 
-impl ModelConfig {
     /// How the importer sizes a model's dynamic input dims under this sidecar: `input_size`
     /// (the caller's, such as `--input-size`), else the sidecar's `input_size`, else
     /// `frame_size` (the first frame's) rounded down to the sidecar's `input_multiple`.
