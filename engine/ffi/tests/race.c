@@ -129,6 +129,15 @@ static void *destroy(void *arg) {
     return NULL;
 }
 
+/* Runs `f(a)` and `f(b)` at once, on two threads, and waits for both. */
+static void in_two_threads(void *(*f)(void *), void *a, void *b) {
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, f, a);
+    pthread_create(&tb, NULL, f, b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+}
+
 static FcEngine create(const char *model) {
     FcOptions o;
     fc_options_default(&o);
@@ -150,21 +159,13 @@ int main(int argc, char **argv) {
     }
 
 #ifdef SEED_RACE
-    pthread_t r1, r2;
-    pthread_create(&r1, NULL, race_on_unguarded, NULL);
-    pthread_create(&r2, NULL, race_on_unguarded, NULL);
-    pthread_join(r1, NULL);
-    pthread_join(r2, NULL);
+    in_two_threads(race_on_unguarded, NULL, NULL);
 #endif
 
     /* 1. Two pushers on one handle. */
     FcEngine e = create(argv[1]);
     struct pusher a = {e, 0}, b = {e, 100};
-    pthread_t ta, tb;
-    pthread_create(&ta, NULL, push_and_read, &a);
-    pthread_create(&tb, NULL, push_and_read, &b);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
+    in_two_threads(push_and_read, &a, &b);
     FcStatus s = fc_engine_destroy(e);
     check(s == FC_STATUS_OK, "destroy after the pushers", s);
 
@@ -183,11 +184,7 @@ int main(int argc, char **argv) {
     /* 3. Two destroys of one handle. */
     FcEngine twice = create(argv[1]);
     struct destroyer d1 = {twice, 0}, d2 = {twice, 0};
-    pthread_t t1, t2;
-    pthread_create(&t1, NULL, destroy, &d1);
-    pthread_create(&t2, NULL, destroy, &d2);
-    pthread_join(t1, NULL);
-    pthread_join(t2, NULL);
+    in_two_threads(destroy, &d1, &d2);
     int oks = (d1.status == FC_STATUS_OK) + (d2.status == FC_STATUS_OK);
     int invalids = (d1.status == FC_STATUS_INVALID_HANDLE) + (d2.status == FC_STATUS_INVALID_HANDLE);
     check(oks == 1 && invalids == 1, "racing destroys: one OK, one INVALID_HANDLE", d1.status);
