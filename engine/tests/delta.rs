@@ -40,7 +40,7 @@ proptest! {
     ) {
         let mut graph = common::build(h, w, &layers, seed);
         if fuse {
-            framecache::graph::fuse::bottlenecks(&mut graph);
+            common::fuse(&mut graph);
         }
         let plan = Plan::new(graph, Preprocess::default()).unwrap();
         let g = plan.graph();

@@ -29,12 +29,12 @@ proptest! {
         bypass in any::<bool>(),
         // Every kernel level this CPU runs.
         level in prop::sample::select(SimdLevel::available()),
-        // Inverted-residual blocks as one node each, as the importer fuses them, or not.
+        // The importer's fusions (inverted-residual blocks, residual adds), or none.
         fuse in any::<bool>(),
     ) {
         let mut graph = common::build(h, w, &layers, seed);
         if fuse {
-            framecache::graph::fuse::bottlenecks(&mut graph);
+            common::fuse(&mut graph);
         }
         let plan = Plan::new(graph, Preprocess::default()).unwrap();
         let opts = SessionOptions { mode: Mode::Exact, tile, threads: Some(threads), dense_crossover: 0.5, bypass, simd: Some(level), ..Default::default() };
@@ -91,7 +91,7 @@ proptest! {
         use framecache::HeadStatus;
         let mut graph = common::build(h, w, &layers, seed);
         if fuse {
-            framecache::graph::fuse::bottlenecks(&mut graph);
+            common::fuse(&mut graph);
         }
         let parts = (0..3)
             .map(|k| HeadPart { name: format!("h{k}"), outputs: vec![k], rate: rates[k], nodes: vec![], reads: vec![] })

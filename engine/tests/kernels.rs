@@ -90,7 +90,7 @@ proptest! {
     ) {
         let mut graph = common::build(h, w, &layers, seed);
         if fuse {
-            framecache::graph::fuse::bottlenecks(&mut graph);
+            common::fuse(&mut graph);
         }
         framecache::kernels::prepare(&mut graph);
         check_every_level(&graph, rect)?;
@@ -264,6 +264,49 @@ fn kernel_equals_stride_transposed_convs_match_reference() {
         assert!(matches!(&graph.nodes[t].op, Op::ConvTranspose(ct) if ct.packed.is_some()));
         for rect in [(0, 63, 0, 63), (1, 4, 3, 10), (5, 1, 2, 7)] {
             check_every_level(&graph, rect).unwrap();
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: common::cases(64), ..ProptestConfig::default() })]
+
+    /// Residual adds fused into the convolution (or bottleneck) producing one side give the
+    /// same bits as the convolution and the Add one after the other, at every level, on random
+    /// graphs: every output of the fused graph equals the unfused one's.
+    #[test]
+    fn residual_adds_fused_are_bit_identical(
+        h in 5usize..common::size(24, 9),
+        w in 5usize..common::size(24, 9),
+        layers in prop::collection::vec(common::layer(), 1..common::size(6, 3)),
+        seed in any::<u64>(),
+        threads in 1usize..3,
+    ) {
+        use framecache::graph::fuse;
+        use framecache::{Plan, Preprocess, Session, SessionOptions};
+        // At least one residual block (a 3x3 conv and an Add with a ReLU) to fuse.
+        let layers: Vec<common::Layer> = std::iter::once(common::Layer::Residual).chain(layers).collect();
+        let mut plain = common::build(h, w, &layers, seed);
+        fuse::bottlenecks(&mut plain);
+        let mut fused = plain.clone();
+        let n = fuse::residual_adds(&mut fused);
+        prop_assert!(n >= 1);
+        prop_assert_eq!(fused.nodes.len() + n, plain.nodes.len());
+        prop_assert!(fused.nodes.iter().filter(|n| n.op.residual().is_some()).count() == n);
+        let (plain, fused) =
+            (Plan::new(plain, Preprocess::default()).unwrap(), Plan::new(fused, Preprocess::default()).unwrap());
+        let frame = common::sequence(h, w, seed, &[vec![]]).remove(0);
+        let frame = framecache::Frame { width: w, height: h, channels: 3, data: &frame };
+        for level in SimdLevel::available() {
+            let opts = SessionOptions { threads: Some(threads), simd: Some(level), ..Default::default() };
+            let want = Session::new(plain.clone(), opts.clone()).unwrap().run_full(&frame).unwrap();
+            let got = Session::new(fused.clone(), opts).unwrap().run_full(&frame).unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!(
+                    g.data.iter().zip(&w.data).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{level:?}: output {} differs after fusing {n} residual adds", g.name
+                );
+            }
         }
     }
 }

@@ -596,13 +596,13 @@ impl Session {
         let scratch = &mut self.scratch;
         match (&node.op, input_rects) {
             (Op::Bottleneck(b), Some(input_rects)) => {
-                let x = inputs[0];
+                let (x, residual) = (inputs[0], inputs.get(1).copied());
                 let store = &mut self.expanded[i];
                 let whole = |r: &[Rect], s: Shape| r.len() == 1 && r[0] == Rect::full(s);
                 if pool.is_none() && whole(rects, node.shape) && whole(input_rects, x.shape) {
                     // SAFETY: one writer of the whole output and the whole map; the session's
                     // level.
-                    unsafe { kernels::bottleneck::dense(level, b, x, store, &out, scratch) };
+                    unsafe { kernels::bottleneck::dense(level, b, x, residual, store, &out, scratch) };
                     return;
                 }
                 let e = Shape::new(x.shape.h, x.shape.w, b.expanded());
@@ -615,7 +615,7 @@ impl Session {
                 let map = In { data: store, shape: e };
                 // SAFETY: disjoint rectangles of the output, reading the map expanded above.
                 tasks.run(rects, scratch, |r, scratch| unsafe {
-                    kernels::bottleneck::from_expanded(level, b, map, &out, r, scratch)
+                    kernels::bottleneck::from_expanded(level, b, map, residual, &out, r, scratch)
                 });
             }
             // SAFETY: disjoint rectangles of the output (a cover, split into row bands).

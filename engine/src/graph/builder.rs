@@ -62,6 +62,7 @@ impl GraphBuilder {
             weights: (0..n).map(|_| weight()).collect(),
             bias: (0..cout).map(|_| weight()).collect(),
             activation,
+            residual: None,
             packed: Vec::new(),
         };
         self.push(Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))

@@ -82,6 +82,8 @@ pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
     let arity = match &node.op {
         Op::Input => 0..=0,
         Op::Binary { .. } => 2..=2,
+        // A fused residual add reads the residual as a second input.
+        op if op.residual().is_some() => 2..=2,
         Op::Concat | Op::FlatConcat => 1..=usize::MAX,
         _ => 1..=1,
     };
@@ -195,6 +197,14 @@ pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
     };
     if expected != s {
         return Err(format!("declares output {s}, but its op gives {expected}"));
+    }
+    if node.op.residual().is_some() {
+        if ins[1] != s {
+            return Err(format!("adds a {} residual to its {s} output", ins[1]));
+        }
+        if node.op.window().is_some_and(|w| (w.sh, w.sw) != (1, 1)) {
+            return Err("a fused residual add needs a stride-1 window".into());
+        }
     }
     // `s` passed `check_shape` above, and `expected` equals it.
     Ok(())

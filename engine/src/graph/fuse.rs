@@ -164,3 +164,52 @@ pub fn bottlenecks(graph: &mut Graph) -> usize {
     graph.remove_aliased(&alias);
     fused
 }
+
+/// Residual adds become the epilogue of the convolution (or bottleneck) producing one side:
+/// `Add(conv(x), r)`, with the Add's activation, turns into one node reading `x` and `r` that
+/// adds `r` after the convolution's own activation ([`super::Conv::residual`]), so the sum is
+/// never a separate pass over memory. Fused only when nothing else reads the convolution's
+/// output, both sides and the sum have one shape, and the window has stride 1. The result is the
+/// same bits (IEEE addition commutes, and the activation is the one function both kernels
+/// call). The node keeps the Add's tensor names; the convolution's are dropped, since that
+/// value no longer exists. Run after [`bottlenecks`]. Returns how many were fused.
+pub fn residual_adds(graph: &mut Graph) -> usize {
+    let uses = uses(graph);
+    let mut alias: Vec<usize> = (0..graph.nodes.len()).collect();
+    let mut fused = 0;
+    for m in 0..graph.nodes.len() {
+        let node = &graph.nodes[m];
+        let Op::Binary { kind: BinaryKind::Add, activation } = node.op else { continue };
+        let [p, q] = node.inputs[..] else { continue };
+        let shape = node.shape;
+        let fusable = |c: usize, r: usize| {
+            let producer = &graph.nodes[c];
+            c != r
+                && uses[c] == 1
+                && alias[c] == c
+                && producer.shape == shape
+                && graph.nodes[r].shape == shape
+                && producer.op.epilogue_conv().is_some_and(|conv| conv.residual.is_none())
+                && producer.op.window().is_some_and(|w| (w.sh, w.sw) == (1, 1))
+        };
+        // The later operand first: in a residual block the convolution comes after the skip.
+        let Some((c, r)) = [(q, p), (p, q)].into_iter().find(|&(c, r)| fusable(c, r)) else { continue };
+        let mut op = std::mem::replace(&mut graph.nodes[c].op, Op::Input);
+        match &mut op {
+            Op::Conv(conv) => conv.residual = Some(activation),
+            Op::Bottleneck(b) => b.project.residual = Some(activation),
+            _ => unreachable!("an epilogue convolution, checked above"),
+        }
+        let mut inputs = std::mem::take(&mut graph.nodes[c].inputs);
+        // Nothing reads the convolution any more; aliasing it to its input only makes
+        // `remove_aliased` drop it.
+        alias[c] = inputs[0];
+        inputs.push(r);
+        graph.nodes[m].op = op;
+        graph.nodes[m].inputs = inputs;
+        fused += 1;
+    }
+    graph.tensors.retain(|_, id| alias[*id] == *id);
+    graph.remove_aliased(&alias);
+    fused
+}

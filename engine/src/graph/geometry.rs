@@ -97,6 +97,8 @@ impl Node {
         };
         match &self.op {
             Op::Input => None,
+            // A fused residual (the second input) is read at the output position itself.
+            Op::Conv(_) | Op::Bottleneck(_) if input > 0 => Some(AxisWindow { lo: o, hi: o }),
             Op::Conv(_) | Op::Pool { .. } | Op::Bottleneck(_) => {
                 let w = self.op.window().expect("a window op");
                 let (lo, hi) = w.input_span(matches!(axis, Axis::H), o, o + 1, n_in);
@@ -164,11 +166,16 @@ pub(super) fn node_geometry(graph: &Graph) -> Vec<NodeGeometry> {
             Op::Input => NodeGeometry { stride: (1.0, 1.0), receptive_field: (1.0, 1.0) },
             op @ (Op::Conv(_) | Op::Pool { .. } | Op::Bottleneck(_)) => {
                 let w = op.window().expect("a window op");
+                // The window slides over the first input; a fused residual (stride 1, checked)
+                // is read at the output position and only bounds the field from below.
+                let (x, r) = (inputs[0], inputs.get(1));
+                let (s, rf) = (x.stride, x.receptive_field);
+                let at_least = |f: f64, axis: fn(&NodeGeometry) -> f64| r.map_or(f, |r| f.max(axis(r)));
                 NodeGeometry {
-                    stride: (s_in.0 * w.sh as f64, s_in.1 * w.sw as f64),
+                    stride: (s.0 * w.sh as f64, s.1 * w.sw as f64),
                     receptive_field: (
-                        rf_in.0 + (w.dh * (w.kh - 1)) as f64 * s_in.0,
-                        rf_in.1 + (w.dw * (w.kw - 1)) as f64 * s_in.1,
+                        at_least(rf.0 + (w.dh * (w.kh - 1)) as f64 * s.0, |g| g.receptive_field.0),
+                        at_least(rf.1 + (w.dw * (w.kw - 1)) as f64 * s.1, |g| g.receptive_field.1),
                     ),
                 }
             }

@@ -179,6 +179,12 @@ pub struct Conv {
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
     pub activation: Activation,
+    /// A residual add fused into the epilogue ([`fuse::residual_adds`]): the node's second
+    /// input (the same shape as its output) is added to each output value after `activation`,
+    /// and then this activation applies, so the node computes `act2(act1(conv) + r)`, the same
+    /// bits as the convolution and the Add one after the other. For a bottleneck, set on its
+    /// projection. `None`: no residual, one input.
+    pub residual: Option<Activation>,
     /// Per group, weights and bias packed for the GEMM micro-kernels (filled by
     /// `kernels::prepare`; empty for depthwise convolutions).
     pub packed: Vec<Packed>,
@@ -196,6 +202,7 @@ impl Conv {
             weights: vec![1.0 / c as f32; c],
             bias: vec![0.0],
             activation: Activation::Identity,
+            residual: None,
             packed: Vec::new(),
         }
     }
@@ -207,8 +214,10 @@ impl Conv {
         let w = &self.window;
         self.groups == 1 && w.kh == 1 && w.kw == 1 && w.pad == [0; 4]
     }
+    /// MACs per output pixel; a fused residual add counts one per value, as the Add did.
     pub fn macs_per_output_pixel(&self) -> u64 {
-        (self.window.kh * self.window.kw * (self.cin / self.groups) * self.cout) as u64
+        let residual = if self.residual.is_some() { self.cout } else { 0 };
+        (self.window.kh * self.window.kw * (self.cin / self.groups) * self.cout + residual) as u64
     }
 }
 
@@ -415,7 +424,27 @@ impl Op {
         matches!(self, Op::GlobalAvgPool | Op::Dense(_) | Op::FlatConcat | Op::Permute { .. })
     }
 
+    /// The convolution whose epilogue can take a fused residual add: a convolution's own, a
+    /// bottleneck's projection.
+    pub fn epilogue_conv(&self) -> Option<&Conv> {
+        match self {
+            Op::Conv(c) => Some(c),
+            Op::Bottleneck(b) => Some(&b.project),
+            _ => None,
+        }
+    }
+
+    /// The residual add fused into the epilogue, if any (see [`Conv::residual`]): the node's
+    /// second input is the residual.
+    pub fn residual(&self) -> Option<Activation> {
+        self.epilogue_conv().and_then(|c| c.residual)
+    }
+
+    /// The last activation the op applies (after a fused residual add, if there is one).
     pub fn activation(&self) -> Activation {
+        if let Some(act) = self.residual() {
+            return act;
+        }
         match self {
             Op::Conv(c) => c.activation,
             Op::ConvTranspose(c) => c.activation,

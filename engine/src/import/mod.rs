@@ -46,7 +46,8 @@ impl ImportOptions {
 
 /// Loads a model file, ONNX or TFLite (told apart by content: a TFLite flatbuffer carries the
 /// `TFL3` identifier), with `options` fixing its dynamic input dims. Inverted-residual blocks
-/// are fused into one node each ([`crate::graph::fuse::bottlenecks`]).
+/// are fused into one node each ([`crate::graph::fuse::bottlenecks`]), and residual adds into
+/// the convolution producing one side ([`crate::graph::fuse::residual_adds`]).
 pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Graph> {
     let path = path.as_ref();
     let bytes =
@@ -63,5 +64,6 @@ pub fn load_model_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Re
         onnx::load_bytes(bytes, path, options)
     }?;
     crate::graph::fuse::bottlenecks(&mut graph);
+    crate::graph::fuse::residual_adds(&mut graph);
     Ok(graph)
 }

@@ -477,6 +477,7 @@ impl<'a> Importer<'a> {
             weights,
             bias,
             activation: Self::activation(ctx, fused)?,
+            residual: None,
             packed: Vec::new(),
         };
         Ok(Self::node(self.push(ctx, Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))?))

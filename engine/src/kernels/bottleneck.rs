@@ -52,13 +52,14 @@ pub(super) unsafe fn rect(
     level: SimdLevel,
     b: &Bottleneck,
     input: In<'_>,
+    residual: Option<In<'_>>,
     out: &OutBuf<'_>,
     rect: Rect,
     scratch: &mut Vec<f32>,
 ) {
     let expanded = if b.expand.is_some() { Expanded::Scratch } else { Expanded::Given };
     // SAFETY: forwarded from this function's contract.
-    unsafe { bands(level, b, input, out, rect, scratch, expanded) }
+    unsafe { bands(level, b, input, residual, out, rect, scratch, expanded) }
 }
 
 /// Rectangle `rect` of the block's output from its expanded map (whole, held by a session):
@@ -70,13 +71,14 @@ pub unsafe fn from_expanded(
     level: SimdLevel,
     b: &Bottleneck,
     expanded: In<'_>,
+    residual: Option<In<'_>>,
     out: &OutBuf<'_>,
     rect: Rect,
     scratch: &mut Vec<f32>,
 ) {
     assert_eq!(expanded.shape.c, b.expanded(), "the expanded map does not match the block");
     // SAFETY: forwarded from this function's contract.
-    unsafe { bands(level, b, expanded, out, rect, scratch, Expanded::Given) }
+    unsafe { bands(level, b, expanded, residual, out, rect, scratch, Expanded::Given) }
 }
 
 /// The whole output from the block's input, with the expanded rows computed into `store` (the
@@ -89,13 +91,14 @@ pub unsafe fn dense(
     level: SimdLevel,
     b: &Bottleneck,
     input: In<'_>,
+    residual: Option<In<'_>>,
     store: &mut [f32],
     out: &OutBuf<'_>,
     scratch: &mut Vec<f32>,
 ) {
     let expanded = if b.expand.is_some() { Expanded::Store(store) } else { Expanded::Given };
     // SAFETY: the whole output, one writer (this function's contract).
-    unsafe { bands(level, b, input, out, Rect::full(out.shape), scratch, expanded) }
+    unsafe { bands(level, b, input, residual, out, Rect::full(out.shape), scratch, expanded) }
 }
 
 /// Rectangle `rect` of the block's expanded map (`store`, whole) from the block's input.
@@ -110,14 +113,17 @@ pub unsafe fn expand(level: SimdLevel, b: &Bottleneck, input: In<'_>, store: &Ou
 
 /// The one band loop of every entry point: per band of output rows, the expanded rows it
 /// reads (`expanded` says from where), then [`project_band`]. `input` is the block's input,
-/// or its expanded map with [`Expanded::Given`].
+/// or its expanded map with [`Expanded::Given`]; `residual` is the node's second input when
+/// the projection has a fused residual add.
 ///
 /// # Safety
 /// As [`rect`]; nothing else touches the store meanwhile.
+#[allow(clippy::too_many_arguments)]
 unsafe fn bands(
     level: SimdLevel,
     b: &Bottleneck,
     input: In<'_>,
+    residual: Option<In<'_>>,
     out: &OutBuf<'_>,
     rect: Rect,
     scratch: &mut Vec<f32>,
@@ -186,13 +192,13 @@ unsafe fn bands(
             }
         };
         // SAFETY: forwarded from this function's contract.
-        unsafe { project_band(level, b, source, out, band, dbuf) };
+        unsafe { project_band(level, b, source, residual, out, band, dbuf) };
         y = band.y1;
     }
 }
 
 /// The depthwise convolution of `band` from `source` into `dbuf`, then its projection into
-/// `out`.
+/// `out`, and the fused residual add if the projection has one.
 ///
 /// # Safety
 /// As [`rect`], for `band`.
@@ -200,6 +206,7 @@ unsafe fn project_band(
     level: SimdLevel,
     b: &Bottleneck,
     source: Source<'_>,
+    residual: Option<In<'_>>,
     out: &OutBuf<'_>,
     band: Rect,
     dbuf: &mut [f32],
@@ -218,5 +225,10 @@ unsafe fn project_band(
             // SAFETY: as above, one row segment of the band.
             product(level, &b.project, src, width, unsafe { out.row(oy, band.x0, band.x1) });
         }
+    }
+    if let Some(act) = b.project.residual {
+        let r = residual.expect("a fused residual add reads the node's second input");
+        // SAFETY: the band's rows are ours; `r` is the node's residual, the output's shape.
+        unsafe { super::add_residual(level, act, r, out, band) };
     }
 }

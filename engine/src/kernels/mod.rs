@@ -130,12 +130,19 @@ pub unsafe fn compute_rect(
     unsafe {
         match &node.op {
             Op::Input => {}
-            Op::Conv(conv) if conv.is_pointwise() => pointwise(level, conv, inputs[0], out, rect),
-            Op::Conv(conv) if conv.is_depthwise() => {
-                depthwise::rect(level, conv, depthwise::Source::whole(inputs[0]), out, rect)
-            }
-            Op::Bottleneck(b) => bottleneck::rect(level, b, inputs[0], out, rect, scratch),
-            Op::Conv(conv) => im2col_conv(level, conv, inputs[0], out, rect, scratch),
+            Op::Conv(conv) => match conv.residual {
+                None => conv_rect(level, conv, inputs[0], out, rect, scratch),
+                // Band by band, so that the residual is added to rows still in the cache.
+                Some(act) => {
+                    let rows = (RESIDUAL_BAND_FLOATS / ((rect.x1 - rect.x0) * node.shape.c).max(1)).max(1);
+                    for y0 in (rect.y0..rect.y1).step_by(rows) {
+                        let band = Rect { y0, y1: (y0 + rows).min(rect.y1), ..rect };
+                        conv_rect(level, conv, inputs[0], out, band, scratch);
+                        add_residual(level, act, inputs[1], out, band);
+                    }
+                }
+            },
+            Op::Bottleneck(b) => bottleneck::rect(level, b, inputs[0], inputs.get(1).copied(), out, rect, scratch),
             Op::ConvTranspose(ct) => match &ct.packed {
                 Some(packed) => unshuffle(level, ct, packed, inputs[0], out, rect, scratch),
                 None => conv_transpose(level, ct, inputs[0], out, rect),
@@ -206,6 +213,67 @@ pub unsafe fn compute_rect(
             }
             Op::Permute { perm } => permute(inputs[0], *perm, out.row(0, 0, 1)),
             Op::Dense(d) => dense(level, d, inputs[0].data, out.row(0, 0, 1)),
+        }
+    }
+}
+
+/// Output floats per band of a convolution with a fused residual add (64 KB, within L1/L2).
+const RESIDUAL_BAND_FLOATS: usize = 16 * 1024;
+
+/// Rectangle `rect` of a convolution without its residual add.
+///
+/// # Safety
+/// As [`compute_rect`].
+unsafe fn conv_rect(level: SimdLevel, conv: &Conv, x: In<'_>, out: &OutBuf<'_>, rect: Rect, scratch: &mut Vec<f32>) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        if conv.is_pointwise() {
+            pointwise(level, conv, x, out, rect)
+        } else if conv.is_depthwise() {
+            depthwise::rect(level, conv, depthwise::Source::whole(x), out, rect)
+        } else {
+            im2col_conv(level, conv, x, out, rect, scratch)
+        }
+    }
+}
+
+/// A fused residual add ([`Conv::residual`]) on `rect` of `out`, already computed: each value
+/// plus the residual's value at its position, then `act`. The same bits as an Add node: one
+/// IEEE addition per value, then the activation at `level`.
+///
+/// # Safety
+/// As [`compute_rect`]; `r` has the output's shape.
+pub(crate) unsafe fn add_residual(level: SimdLevel, act: Activation, r: In<'_>, out: &OutBuf<'_>, rect: Rect) {
+    assert_eq!(r.data.len(), out.shape.len(), "the residual does not match the output");
+    let c = out.shape.c;
+    for y in rect.y0..rect.y1 {
+        // SAFETY: this task's row segment.
+        let dst = unsafe { out.row(y, rect.x0, rect.x1) };
+        let src = &r.data[(y * out.shape.w + rect.x0) * c..][..dst.len()];
+        dispatch(level, AddInto { dst: &mut *dst, src });
+        activate(level, act, dst);
+    }
+}
+
+/// `dst[i] += src[i]`, one IEEE addition per value at every width.
+struct AddInto<'a> {
+    dst: &'a mut [f32],
+    src: &'a [f32],
+}
+
+impl Kernel for AddInto<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        let AddInto { dst, src } = self;
+        let src = &src[..dst.len()];
+        let end = dst.len() / V::LANES * V::LANES;
+        for i in (0..end).step_by(V::LANES) {
+            // SAFETY: i + LANES <= end <= the length of both slices.
+            unsafe { V::load(dst.as_ptr().add(i)).add(V::load(src.as_ptr().add(i))).store(dst.as_mut_ptr().add(i)) };
+        }
+        for i in end..dst.len() {
+            dst[i] += src[i];
         }
     }
 }
@@ -678,9 +746,14 @@ unsafe fn unshuffle(
             let ky = oy - iy * sh;
             // SAFETY: this task's row segment.
             let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
+            // Element by element: a `copy_from_slice` of `cout` floats is a `memcpy` call per
+            // output pixel, which for one or a few channels cost more than the product.
+            let row = &scratch[ky * sw * cout..];
             for (ox, px) in (rect.x0..rect.x1).zip(dst.chunks_exact_mut(cout)) {
-                let (ix, kx) = (ox / sw, ox % sw);
-                px.copy_from_slice(&scratch[(ix - ix0) * block + (ky * sw + kx) * cout..][..cout]);
+                let at = (ox / sw - ix0) * block + (ox % sw) * cout;
+                for (d, &v) in px.iter_mut().zip(&row[at..at + cout]) {
+                    *d = v;
+                }
             }
         }
     }

@@ -218,6 +218,12 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
             }
         }
     }
+    // A fused residual add: the second input, then the last activation.
+    if node.op.residual().is_some() {
+        for (o, r) in out.iter_mut().zip(bufs[1]) {
+            *o = act.apply(*o + r);
+        }
+    }
     out
 }
 

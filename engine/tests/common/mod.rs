@@ -127,6 +127,13 @@ fn window(k: usize, s: usize, d: usize, pad: [usize; 4]) -> Window {
 
 /// Builds a graph from specs; layers that do not fit the current shape are skipped. Every
 /// node that ends a branch is an output, so the test sees all of them.
+/// The importer's fusion passes: inverted-residual blocks into one node, then residual adds
+/// into the convolution producing one side.
+pub fn fuse(graph: &mut Graph) {
+    framecache::graph::fuse::bottlenecks(graph);
+    framecache::graph::fuse::residual_adds(graph);
+}
+
 pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
     let mut rng = Weights(seed);
     let mut wgt = || rng.next();

@@ -88,6 +88,7 @@ impl Importer {
             weights,
             bias,
             activation: Activation::Identity,
+            residual: None,
             packed: Vec::new(),
         };
         self.emit(ctx, Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))
