@@ -435,20 +435,36 @@ fn pack_conv(c: &mut Conv) {
         .collect();
 }
 
+/// The columns of a kernel-equals-stride transposed convolution's product: its `kh * kw *
+/// cout` block of outputs per input pixel, padded with zero columns to whole vectors (8 lanes
+/// up to 8 columns, 16 beyond), so that the product stores whole vectors. A 2x2 kernel to one
+/// channel (selfie segmentation's last layer) is 4 columns, which on the 8-lane tile went
+/// through a staging copy per pixel.
+fn unshuffle_columns(ct: &ConvTranspose) -> usize {
+    let block = ct.window.kh * ct.window.kw * ct.cout;
+    if block <= 8 {
+        8
+    } else {
+        block.next_multiple_of(16)
+    }
+}
+
 /// A kernel-equals-stride transposed convolution's weights as one product, `cin` to the
-/// `[ky][kx][co]` block of outputs of one input pixel (the bias repeated per block position).
+/// `[ky][kx][co]` block of outputs of one input pixel (the bias repeated per block position),
+/// then zero columns up to [`unshuffle_columns`].
 fn pack_unshuffle(ct: &ConvTranspose) -> Packed {
     let (taps, cin, cout) = (ct.window.kh * ct.window.kw, ct.cin, ct.cout);
-    let block = taps * cout;
-    let mut weights = vec![0.0; cin * block];
+    let cols = unshuffle_columns(ct);
+    let mut weights = vec![0.0; cin * cols];
     for t in 0..taps {
         for ci in 0..cin {
             let from = &ct.weights[(t * cin + ci) * cout..][..cout];
-            weights[ci * block + t * cout..][..cout].copy_from_slice(from);
+            weights[ci * cols + t * cout..][..cout].copy_from_slice(from);
         }
     }
-    let bias: Vec<f32> = (0..taps).flat_map(|_| ct.bias.iter().copied()).collect();
-    pointwise::pack(&weights, &bias, cin, block)
+    let mut bias: Vec<f32> = (0..taps).flat_map(|_| ct.bias.iter().copied()).collect();
+    bias.resize(cols, 0.0);
+    pointwise::pack(&weights, &bias, cin, cols)
 }
 
 /// Applies `act` to `xs` in place at `level`.
@@ -705,9 +721,10 @@ impl Kernel for OneChannelRow<'_> {
 
 /// A transposed convolution whose kernel equals its stride: each output pixel has one tap, so
 /// the `kh x kw` block of outputs of an input pixel is one row of a pointwise product (`cin` to
-/// `kh * kw * cout`, [`pack_unshuffle`]), computed for the input rows and columns the rectangle
-/// covers and copied out. Each output is summed over `ci` in order from the bias, whatever the
-/// rectangle, so cached and full results are the same bits.
+/// `kh * kw * cout`, padded, [`pack_unshuffle`]), computed for the input rows and columns the
+/// rectangle covers and copied out; the activation then runs over whole output rows. Each
+/// output is summed over `ci` in order from the bias, whatever the rectangle, so cached and
+/// full results are the same bits.
 unsafe fn unshuffle(
     level: SimdLevel,
     ct: &ConvTranspose,
@@ -723,7 +740,7 @@ unsafe fn unshuffle(
     // The output is exactly `ih * sh x iw * sw` (`Window::transposed_output_hw`, checked when
     // the plan compiles).
     assert!(rect.y1 <= ih * sh && rect.x1 <= iw * sw, "rectangle outside the transposed-conv output");
-    let block = sh * sw * cout;
+    let block = unshuffle_columns(ct);
     let (ix0, ix1) = (rect.x0 / sw, rect.x1.div_ceil(sw));
     let npix = ix1 - ix0;
     if scratch.len() < npix * block {
@@ -738,7 +755,7 @@ unsafe fn unshuffle(
             cin,
             cout: block,
             packed,
-            act: ct.activation,
+            act: Activation::Identity,
             dst_stride: block,
         };
         pointwise::run(level, &call, scratch);
@@ -746,15 +763,19 @@ unsafe fn unshuffle(
             let ky = oy - iy * sh;
             // SAFETY: this task's row segment.
             let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
-            // Element by element: a `copy_from_slice` of `cout` floats is a `memcpy` call per
-            // output pixel, which for one or a few channels cost more than the product.
-            let row = &scratch[ky * sw * cout..];
-            for (ox, px) in (rect.x0..rect.x1).zip(dst.chunks_exact_mut(cout)) {
-                let at = (ox / sw - ix0) * block + (ox % sw) * cout;
-                for (d, &v) in px.iter_mut().zip(&row[at..at + cout]) {
+            // Input pixel by input pixel, the `sw * cout` values of its block on this row, clipped
+            // to the rectangle at both ends: no division per output pixel, and no `memcpy`
+            // call per pixel (for one or a few channels either cost more than the product).
+            let span = sw * cout;
+            for (k, src) in scratch.chunks_exact(block).enumerate() {
+                let ox0 = (ix0 + k) * sw;
+                let (a, b) = (ox0.max(rect.x0), (ox0 + sw).min(rect.x1));
+                let from = &src[ky * span + (a - ox0) * cout..ky * span + (b - ox0) * cout];
+                for (d, &v) in dst[(a - rect.x0) * cout..(b - rect.x0) * cout].iter_mut().zip(from) {
                     *d = v;
                 }
             }
+            activate(level, ct.activation, dst);
         }
     }
 }

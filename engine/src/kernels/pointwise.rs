@@ -200,11 +200,15 @@ impl Tile {
                         vec_act(self.act, out[p][j]).store(d.add(j * V::LANES));
                     }
                 } else {
-                    let mut tmp = [0.0f32; 64];
-                    for j in 0..NV {
-                        vec_act(self.act, out[p][j]).store(tmp.as_mut_ptr().add(j * V::LANES));
+                    // Whole vectors, then the first lanes of the one the columns end in.
+                    let full = self.ncols / V::LANES;
+                    for j in 0..full {
+                        vec_act(self.act, out[p][j]).store(d.add(j * V::LANES));
                     }
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), d, self.ncols);
+                    let rest = self.ncols - full * V::LANES;
+                    if rest > 0 {
+                        vec_act(self.act, out[p][full]).store_first(d.add(full * V::LANES), rest);
+                    }
                 }
             }
         }

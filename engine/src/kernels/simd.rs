@@ -88,6 +88,23 @@ pub(crate) trait Vector: Copy {
     /// # Safety
     /// `p` must be valid for writing `LANES` floats.
     unsafe fn store(self, p: *mut f32);
+    /// Stores the first `n` lanes (`n < LANES`) and nothing past them: a masked store where the
+    /// level has one, otherwise lane by lane (a copy through memory of a run-time length is a
+    /// `memcpy` call, which the GEMM epilogue paid per pixel on partial tiles).
+    ///
+    /// # Safety
+    /// `p` must be valid for writing `n` floats.
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        let mut tmp = [0.0f32; 16];
+        // SAFETY: LANES <= 16 at every level; `p` holds `n` floats (the contract).
+        unsafe {
+            self.store(tmp.as_mut_ptr());
+            for (i, &v) in tmp.iter().enumerate().take(n.min(Self::LANES)) {
+                std::ptr::write_volatile(p.add(i), v);
+            }
+        }
+    }
     fn splat(x: f32) -> Self;
     /// `self * b + c` (fused where the level has FMA).
     fn mul_add(self, b: Self, c: Self) -> Self;
@@ -176,7 +193,8 @@ impl Vector for Portable {
 macro_rules! intrinsic_vector {
     ($arch:literal, $name:ident($reg:ty), lanes $lanes:literal, registers $regs:literal,
      $load:ident, $store:ident, $splat:ident, $add:ident, $sub:ident, $mul:ident, $div:ident, $max:ident, $min:ident,
-     |$a:ident, $b:ident, $c:ident| $fma:expr, sum |$v:ident| $sum:expr) => {
+     |$a:ident, $b:ident, $c:ident| $fma:expr, sum |$v:ident| $sum:expr
+     $(, store_first |$sv:ident, $sp:ident, $sn:ident| $sf:expr)?) => {
         #[cfg(target_arch = $arch)]
         #[derive(Clone, Copy)]
         pub(crate) struct $name($reg);
@@ -199,6 +217,15 @@ macro_rules! intrinsic_vector {
                 // SAFETY: see above.
                 unsafe { $store(p, self.0) }
             }
+            $(
+            #[inline(always)]
+            unsafe fn store_first(self, $sp: *mut f32, $sn: usize) {
+                let $sv = self.0;
+                debug_assert!($sn < $lanes);
+                // SAFETY: see above.
+                unsafe { $sf }
+            }
+            )?
             #[inline(always)]
             fn splat(x: f32) -> Self {
                 // SAFETY: see above.
@@ -267,11 +294,13 @@ unsafe fn sum8(v: __m256) -> f32 {
 
 intrinsic_vector!("x86_64", Avx2(__m256), lanes 8, registers 16,
     _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_mul_ps, _mm256_div_ps,
-    _mm256_max_ps, _mm256_min_ps, |a, b, c| _mm256_fmadd_ps(a, b, c), sum |v| sum8(v));
+    _mm256_max_ps, _mm256_min_ps, |a, b, c| _mm256_fmadd_ps(a, b, c), sum |v| sum8(v),
+    store_first |v, p, n| _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), v));
 intrinsic_vector!("x86_64", Avx512(__m512), lanes 16, registers 32,
     _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps, _mm512_div_ps,
     _mm512_max_ps, _mm512_min_ps, |a, b, c| _mm512_fmadd_ps(a, b, c),
-    sum |v| sum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))))));
+    sum |v| sum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))))),
+    store_first |v, p, n| _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, v));
 // vfmaq_f32(c, a, b) = c + a * b, fused.
 intrinsic_vector!("aarch64", Neon(float32x4_t), lanes 4, registers 32,
     vld1q_f32, vst1q_f32, vdupq_n_f32, vaddq_f32, vsubq_f32, vmulq_f32, vdivq_f32,
