@@ -271,8 +271,8 @@ fn kernel_equals_stride_transposed_convs_match_reference() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: common::cases(64), ..ProptestConfig::default() })]
 
-    /// Residual adds fused into the convolution (or bottleneck) producing one side give the
-    /// same bits as the convolution and the Add one after the other, at every level, on random
+    /// Residual adds fused into the convolution, bottleneck or elementwise product producing one
+    /// side give the same bits as the two nodes one after the other, at every level, on random
     /// graphs: every output of the fused graph equals the unfused one's.
     #[test]
     fn residual_adds_fused_are_bit_identical(
@@ -284,13 +284,15 @@ proptest! {
     ) {
         use framecache::graph::fuse;
         use framecache::{Plan, Preprocess, Session, SessionOptions};
-        // At least one residual block (a 3x3 conv and an Add with a ReLU) to fuse.
-        let layers: Vec<common::Layer> = std::iter::once(common::Layer::Residual).chain(layers).collect();
+        // At least a residual block (a 3x3 conv and an Add with a ReLU) and a scaled residual
+        // (a squeeze-excite product and an Add) to fuse.
+        let layers: Vec<common::Layer> =
+            [common::Layer::Residual, common::Layer::ScaledResidual].into_iter().chain(layers).collect();
         let mut plain = common::build(h, w, &layers, seed);
         fuse::bottlenecks(&mut plain);
         let mut fused = plain.clone();
         let n = fuse::residual_adds(&mut fused);
-        prop_assert!(n >= 1);
+        prop_assert!(n >= 2);
         prop_assert_eq!(fused.nodes.len() + n, plain.nodes.len());
         prop_assert!(fused.nodes.iter().filter(|n| n.op.residual().is_some()).count() == n);
         let (plain, fused) =

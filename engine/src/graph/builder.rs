@@ -122,7 +122,7 @@ impl GraphBuilder {
     pub fn binary(&mut self, a: usize, b: usize, kind: BinaryKind, activation: Activation) -> Result<usize> {
         let (sa, sb) = (self.shape(a), self.shape(b));
         match sa.broadcast(sb) {
-            Some(s) => self.push(Op::Binary { kind, activation }, vec![a, b], s),
+            Some(s) => self.push(Op::Binary { kind, activation, residual: None }, vec![a, b], s),
             None => Err(Self::invalid("Binary", format!("{sa} and {sb} do not broadcast"))),
         }
     }

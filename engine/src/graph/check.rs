@@ -81,8 +81,9 @@ pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
     }
     let arity = match &node.op {
         Op::Input => 0..=0,
+        // A fused residual add reads the residual as one more input, the last.
+        Op::Binary { residual: Some(_), .. } => 3..=3,
         Op::Binary { .. } => 2..=2,
-        // A fused residual add reads the residual as a second input.
         op if op.residual().is_some() => 2..=2,
         Op::Concat | Op::FlatConcat => 1..=usize::MAX,
         _ => 1..=1,
@@ -199,8 +200,9 @@ pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
         return Err(format!("declares output {s}, but its op gives {expected}"));
     }
     if node.op.residual().is_some() {
-        if ins[1] != s {
-            return Err(format!("adds a {} residual to its {s} output", ins[1]));
+        let r = ins[ins.len() - 1];
+        if r != s {
+            return Err(format!("adds a {r} residual to its {s} output"));
         }
         if node.op.window().is_some_and(|w| (w.sh, w.sw) != (1, 1)) {
             return Err("a fused residual add needs a stride-1 window".into());

@@ -40,7 +40,7 @@ pub fn hard_swish(graph: &mut Graph) -> usize {
     let mut fused = 0;
     for m in 0..graph.nodes.len() {
         let node = &graph.nodes[m];
-        if !matches!(node.op, Op::Binary { kind: BinaryKind::Mul, activation: Activation::Identity }) {
+        if !matches!(node.op, Op::Binary { kind: BinaryKind::Mul, activation: Activation::Identity, residual: None }) {
             continue;
         }
         let [p, q] = node.inputs[..] else { continue };
@@ -165,21 +165,22 @@ pub fn bottlenecks(graph: &mut Graph) -> usize {
     fused
 }
 
-/// Residual adds become the epilogue of the convolution (or bottleneck) producing one side:
-/// `Add(conv(x), r)`, with the Add's activation, turns into one node reading `x` and `r` that
-/// adds `r` after the convolution's own activation ([`super::Conv::residual`]), so the sum is
-/// never a separate pass over memory. Fused only when nothing else reads the convolution's
-/// output, both sides and the sum have one shape, and the window has stride 1. The result is the
-/// same bits (IEEE addition commutes, and the activation is the one function both kernels
-/// call). The node keeps the Add's tensor names; the convolution's are dropped, since that
-/// value no longer exists. Run after [`bottlenecks`]. Returns how many were fused.
+/// Residual adds become the epilogue of the op producing one side: `Add(f(x), r)`, with the
+/// Add's activation, turns into one node reading `f`'s inputs and `r` that adds `r` after `f`'s
+/// own activation ([`super::Conv::residual`]), so the sum is never a separate pass over memory.
+/// `f` is a convolution or bottleneck with a stride-1 window, or an elementwise op (the
+/// squeeze-excite product `x * s` before the block's skip). Fused only when nothing else reads
+/// `f`'s output and both sides and the sum have one shape. The result is the same bits (IEEE
+/// addition commutes, and the activation is the one function both kernels call). The node
+/// keeps the Add's tensor names; `f`'s are dropped, since that value no longer exists. Run
+/// after [`bottlenecks`]. Returns how many were fused.
 pub fn residual_adds(graph: &mut Graph) -> usize {
     let uses = uses(graph);
     let mut alias: Vec<usize> = (0..graph.nodes.len()).collect();
     let mut fused = 0;
     for m in 0..graph.nodes.len() {
         let node = &graph.nodes[m];
-        let Op::Binary { kind: BinaryKind::Add, activation } = node.op else { continue };
+        let Op::Binary { kind: BinaryKind::Add, activation, residual: None } = node.op else { continue };
         let [p, q] = node.inputs[..] else { continue };
         let shape = node.shape;
         let fusable = |c: usize, r: usize| {
@@ -189,17 +190,17 @@ pub fn residual_adds(graph: &mut Graph) -> usize {
                 && alias[c] == c
                 && producer.shape == shape
                 && graph.nodes[r].shape == shape
-                && producer.op.epilogue_conv().is_some_and(|conv| conv.residual.is_none())
-                && producer.op.window().is_some_and(|w| (w.sh, w.sw) == (1, 1))
+                && producer.op.residual().is_none()
+                && match &producer.op {
+                    Op::Conv(_) | Op::Bottleneck(_) => producer.op.window().is_some_and(|w| (w.sh, w.sw) == (1, 1)),
+                    Op::Binary { .. } => true,
+                    _ => false,
+                }
         };
         // The later operand first: in a residual block the convolution comes after the skip.
         let Some((c, r)) = [(q, p), (p, q)].into_iter().find(|&(c, r)| fusable(c, r)) else { continue };
         let mut op = std::mem::replace(&mut graph.nodes[c].op, Op::Input);
-        match &mut op {
-            Op::Conv(conv) => conv.residual = Some(activation),
-            Op::Bottleneck(b) => b.project.residual = Some(activation),
-            _ => unreachable!("an epilogue convolution, checked above"),
-        }
+        *op.residual_slot().expect("an op with a residual slot, checked above") = Some(activation);
         let mut inputs = std::mem::take(&mut graph.nodes[c].inputs);
         // Nothing reads the convolution any more; aliasing it to its input only makes
         // `remove_aliased` drop it.

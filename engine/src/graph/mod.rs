@@ -346,6 +346,9 @@ pub enum Op {
     Binary {
         kind: BinaryKind,
         activation: Activation,
+        /// A residual add fused after it, as for [`Conv::residual`]: the third input (the
+        /// output's shape) is added after `activation`, then this activation applies.
+        residual: Option<Activation>,
     },
     /// Per-channel `x * scale + bias` (an unfused BatchNormalization).
     ChannelAffine {
@@ -435,9 +438,23 @@ impl Op {
     }
 
     /// The residual add fused into the epilogue, if any (see [`Conv::residual`]): the node's
-    /// second input is the residual.
+    /// last input is the residual.
     pub fn residual(&self) -> Option<Activation> {
-        self.epilogue_conv().and_then(|c| c.residual)
+        match self {
+            Op::Binary { residual, .. } => *residual,
+            op => op.epilogue_conv().and_then(|c| c.residual),
+        }
+    }
+
+    /// Where a fused residual add goes: a convolution's epilogue, a bottleneck's projection,
+    /// an elementwise op.
+    pub(crate) fn residual_slot(&mut self) -> Option<&mut Option<Activation>> {
+        match self {
+            Op::Conv(c) => Some(&mut c.residual),
+            Op::Bottleneck(b) => Some(&mut b.project.residual),
+            Op::Binary { residual, .. } => Some(residual),
+            _ => None,
+        }
     }
 
     /// The last activation the op applies (after a fused residual add, if there is one).

@@ -584,7 +584,7 @@ impl<'a> Importer<'a> {
                 let (sa, sb) = (self.nodes[p].shape, self.nodes[q].shape);
                 let shape =
                     sa.broadcast(sb).ok_or_else(|| ctx.invalid(format!("shapes {sa} and {sb} do not broadcast")))?;
-                (self.push(ctx, Op::Binary { kind, activation: act }, vec![p, q], shape)?, vp)
+                (self.push(ctx, Op::Binary { kind, activation: act, residual: None }, vec![p, q], shape)?, vp)
             }
             _ => return Err(ctx.invalid("both inputs are constants")),
         };

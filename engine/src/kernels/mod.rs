@@ -189,7 +189,12 @@ pub unsafe fn compute_rect(
                 }
             }),
             Op::Softmax => per_pixel(inputs[0], out, rect, softmax),
-            Op::Binary { kind, activation } => binary(level, *kind, *activation, inputs, node.shape, out, rect),
+            Op::Binary { kind, activation, residual } => {
+                binary(level, *kind, *activation, inputs, node.shape, out, rect);
+                if let Some(act) = residual {
+                    add_residual(level, *act, inputs[2], out, rect);
+                }
+            }
             Op::Concat => concat(inputs, node.shape, out, rect),
             Op::PadChannels { before, after } => {
                 let (cin, c) = (inputs[0].shape.c, node.shape.c);

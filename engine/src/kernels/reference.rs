@@ -147,7 +147,7 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
                 o.iter_mut().for_each(|o| *o /= sum);
             }
         }
-        Op::Binary { kind, .. } => {
+        Op::Binary { kind, activation, .. } => {
             let get = |k: usize, y: usize, x: usize, c: usize| {
                 let s = shapes[k];
                 bufs[k][at(s, y.min(s.h - 1), x.min(s.w - 1), c.min(s.c - 1))]
@@ -156,7 +156,7 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
                 for x in 0..os.w {
                     for c in 0..os.c {
                         let (a, b) = (get(0, y, x, c), get(1, y, x, c));
-                        out[at(os, y, x, c)] = act.apply(match kind {
+                        out[at(os, y, x, c)] = activation.apply(match kind {
                             BinaryKind::Add => a + b,
                             BinaryKind::Mul => a * b,
                         });
@@ -220,7 +220,7 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
     }
     // A fused residual add: the second input, then the last activation.
     if node.op.residual().is_some() {
-        for (o, r) in out.iter_mut().zip(bufs[1]) {
+        for (o, r) in out.iter_mut().zip(bufs[bufs.len() - 1]) {
             *o = act.apply(*o + r);
         }
     }

@@ -62,6 +62,7 @@ pub enum Layer {
     },
     Concat,
     SqueezeExcite,
+    ScaledResidual,
     Act(u8),
     /// MobileNetV2's block: a pointwise expansion by `expand` (none when 0), a `k x k`
     /// depthwise conv of stride `s`, a pointwise projection to `cout` channels, and the
@@ -115,6 +116,7 @@ pub fn layer() -> impl Strategy<Value = Layer> {
         1 => (0usize..3, 0usize..5).prop_map(|(before, after)| Layer::PaddedResidual { before, after }),
         1 => Just(Layer::Concat),
         1 => Just(Layer::SqueezeExcite),
+        1 => Just(Layer::ScaledResidual),
         1 => (0u8..6).prop_map(Layer::Act),
         2 => (prop::sample::select(vec![0usize, 2, 6]), prop::sample::select(vec![3usize, 5]), 1usize..3, 1usize..24)
             .prop_map(|(expand, k, s, cout)| Layer::InvertedResidual { expand, k, s, cout }),
@@ -185,6 +187,13 @@ pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
                 .global_avg_pool(x)
                 .and_then(|g| b.unary(g, Activation::Sigmoid))
                 .and_then(|g| b.binary(x, g, BinaryKind::Mul, Activation::Identity)),
+            // `x + x * sigmoid(gap(x))`: the product is read only by the sum (selfie
+            // segmentation's decoder blocks).
+            Layer::ScaledResidual => b
+                .global_avg_pool(x)
+                .and_then(|g| b.unary(g, Activation::Sigmoid))
+                .and_then(|g| b.binary(x, g, BinaryKind::Mul, Activation::Identity))
+                .and_then(|m| b.binary(x, m, BinaryKind::Add, Activation::Identity)),
             Layer::Act(a) => b.unary(x, activation(a)),
             Layer::InvertedResidual { expand, k, s: st, cout } => {
                 let relu6 = Activation::Clip { min: 0.0, max: 6.0 };

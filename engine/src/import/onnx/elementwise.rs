@@ -144,7 +144,7 @@ impl Importer {
         let (b, fb) = self.node_input(ctx, 1)?;
         let (sa, sb) = (self.nodes[a].shape, self.nodes[b].shape);
         let shape = sa.broadcast(sb).ok_or_else(|| ctx.invalid(format!("shapes {sa} and {sb} do not broadcast")))?;
-        self.emit(ctx, Op::Binary { kind, activation: Activation::Identity }, vec![a, b], shape)?;
+        self.emit(ctx, Op::Binary { kind, activation: Activation::Identity, residual: None }, vec![a, b], shape)?;
         let view = if fa && fb { self.view_of(ctx, 0) } else { None };
         self.set_output(ctx, Value::Node { id: self.nodes.len() - 1, view })
     }
