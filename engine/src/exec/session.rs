@@ -346,9 +346,7 @@ impl Session {
         let t = Instant::now();
         if reset.is_some() {
             self.since_refresh = 0;
-            // The current frame becomes the reference; the next frame is resampled over the
-            // old reference's buffer (a swap, not a copy of the whole input).
-            std::mem::swap(&mut self.reference, &mut self.current);
+            self.reference.clone_from(&self.current);
             plan.preprocess().normalize(&self.reference, &mut self.acts[0]);
         } else {
             self.since_refresh += 1;

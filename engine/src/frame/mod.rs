@@ -278,7 +278,7 @@ fn warp_linear(
     input: Shape,
     out: &mut Vec<f32>,
 ) {
-    // Every value is written below: no need to zero the buffer first (a pass over memory).
+    out.clear();
     out.resize(input.h * input.w * 3, 0.0);
     let (xt, yt) = (warp_taps(input.w, x0, w, fw), warp_taps(input.h, y0, h, fh));
     let row_len = fw * ch;
