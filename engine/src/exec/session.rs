@@ -358,7 +358,14 @@ impl Session {
             Some(_) => Mask::full(input.h, input.w),
             None => diff::tile_mask(&tiles, self.tiling, input.h, input.w),
         };
-        let (nodes, macs_executed) = self.run_nodes(input_mask, reset.is_some(), &mut times);
+        // The node loop runs on a pool worker, so that each parallel node forks from inside the
+        // pool (work stealing) rather than handing its tasks over from outside and waiting:
+        // one hand-over per frame instead of one per node.
+        let full = reset.is_some();
+        let (nodes, macs_executed) = match self.pool.clone() {
+            Some(pool) => pool.install(|| self.run_nodes(input_mask, full, &mut times)),
+            None => self.run_nodes(input_mask, full, &mut times),
+        };
         if let Some((_, all)) = self.options.mode.node_delta().filter(|_| reset.is_some()) {
             let nodes = &graph.nodes;
             self.scales = (0..nodes.len())
