@@ -202,7 +202,7 @@ pub fn residual_adds(graph: &mut Graph) -> usize {
         let mut op = std::mem::replace(&mut graph.nodes[c].op, Op::Input);
         *op.residual_slot().expect("an op with a residual slot, checked above") = Some(activation);
         let mut inputs = std::mem::take(&mut graph.nodes[c].inputs);
-        // Nothing reads the convolution any more; aliasing it to its input only makes
+        // Nothing reads the producer any more; aliasing it to its first input only makes
         // `remove_aliased` drop it.
         alias[c] = inputs[0];
         inputs.push(r);
