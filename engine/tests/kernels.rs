@@ -280,8 +280,10 @@ proptest! {
         w in 5usize..common::size(24, 9),
         layers in prop::collection::vec(common::layer(), 1..common::size(6, 3)),
         seed in any::<u64>(),
-        threads in 1usize..3,
     ) {
+        // One thread: the bits do not depend on the bands (the exactness tests run two), and
+        // a pool under Miri trips a stacked-borrows report inside crossbeam-epoch.
+        let threads = 1;
         use framecache::graph::fuse;
         use framecache::{Plan, Preprocess, Session, SessionOptions};
         // At least a residual block (a 3x3 conv and an Add with a ReLU) and a scaled residual
