@@ -29,6 +29,8 @@ fn product(level: SimdLevel, conv: &Conv, src: &[f32], npix: usize, dst: &mut [f
         packed: packed(conv, 0),
         act: conv.activation,
         dst_stride: conv.cout,
+        runs: pointwise::ONE_RUN,
+        blocks: 1,
     };
     pointwise::run(level, &call, dst);
 }

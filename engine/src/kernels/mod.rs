@@ -520,6 +520,8 @@ unsafe fn pointwise(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf<'
             packed: packed(conv, 0),
             act: conv.activation,
             dst_stride: cout,
+            runs: pointwise::ONE_RUN,
+            blocks: 1,
         };
         pointwise::run(level, &c, dst);
     };
@@ -547,7 +549,84 @@ fn row_is_one_run(conv: &Conv, ix0: isize, iw: usize) -> bool {
     conv.groups == 1 && conv.window.dw == 1 && ix0 >= 0 && ix0 as usize + conv.window.kw <= iw
 }
 
+/// A convolution with several output channels per group. Ungrouped, its output columns whose
+/// kernel rows lie inside the image ([`row_is_one_run`]) read the input in place: one product
+/// per output row, each pixel's kernel rows as runs of `kw · cin` floats (one per kernel row
+/// inside the image; those in the padding add nothing and are skipped), pixels `sw · cin`
+/// floats apart, with no im2col copy. A stem's 3x3 window on 3 channels copied 27 floats per
+/// pixel, in three `memcpy` calls. The other columns (the borders, grouped and dilated
+/// convolutions) go through im2col rows ([`im2col_rect`]). Which way a pixel goes depends only
+/// on its position, so every rectangle computes it with the same operations.
+///
+/// # Safety
+/// As [`compute_rect`].
 unsafe fn im2col_conv(
+    level: SimdLevel,
+    conv: &Conv,
+    input: In<'_>,
+    out: &OutBuf<'_>,
+    rect: Rect,
+    scratch: &mut Vec<f32>,
+) {
+    let w = &conv.window;
+    let (ih, iw, cin) = (input.shape.h, input.shape.w, input.shape.c);
+    let inside = |ox: usize| row_is_one_run(conv, (ox * w.sw) as isize - w.pad[1] as isize, iw);
+    let a = (rect.x0..rect.x1).find(|&ox| inside(ox)).unwrap_or(rect.x1);
+    let b = (a..rect.x1).find(|&ox| !inside(ox)).unwrap_or(rect.x1);
+    if conv.cout == 1 || a == b {
+        // SAFETY: forwarded from this function's contract.
+        return unsafe { im2col_rect(level, conv, input, out, rect, scratch) };
+    }
+    let krow = w.kw * cin;
+    let mut runs = Vec::with_capacity(w.kh);
+    for oy in rect.y0..rect.y1 {
+        runs.clear();
+        let rows = (0..w.kh).filter_map(|ky| {
+            let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
+            (iy >= 0 && iy < ih as isize).then_some((ky, iy as usize))
+        });
+        let mut first = None;
+        for (ky, iy) in rows {
+            let iy0 = *first.get_or_insert(iy);
+            runs.push(((iy - iy0) * iw * cin, ky));
+        }
+        let row = Rect { y0: oy, y1: oy + 1, ..rect };
+        let Some(iy0) = first else {
+            // The whole window is padding: the im2col row of zeros gives the bias.
+            // SAFETY: forwarded from this function's contract.
+            unsafe { im2col_rect(level, conv, input, out, row, scratch) };
+            continue;
+        };
+        let call = pointwise::Call {
+            src: &input.data[(iy0 * iw + a * w.sw - w.pad[1]) * cin..],
+            src_stride: w.sw * cin,
+            npix: b - a,
+            cin: krow,
+            cout: conv.cout,
+            packed: packed(conv, 0),
+            act: conv.activation,
+            dst_stride: conv.cout,
+            runs: &runs,
+            blocks: w.kh,
+        };
+        // SAFETY: this task's row segment.
+        pointwise::run(level, &call, unsafe { out.row(oy, a, b) });
+    }
+    // The border columns, if the rectangle has any.
+    for cols in [(rect.x0, a), (b, rect.x1)] {
+        if cols.0 < cols.1 {
+            // SAFETY: forwarded from this function's contract, on a part of the rectangle.
+            unsafe { im2col_rect(level, conv, input, out, Rect { x0: cols.0, x1: cols.1, ..rect }, scratch) };
+        }
+    }
+}
+
+/// Rectangle `rect` of a convolution through im2col rows: per pixel, its window's taps copied
+/// into one row (zeros for the padding), then one product.
+///
+/// # Safety
+/// As [`compute_rect`].
+unsafe fn im2col_rect(
     level: SimdLevel,
     conv: &Conv,
     input: In<'_>,
@@ -640,6 +719,8 @@ unsafe fn im2col_conv(
                 packed: packed(conv, gi),
                 act: conv.activation,
                 dst_stride: conv.cout,
+                runs: pointwise::ONE_RUN,
+                blocks: 1,
             };
             pointwise::run(level, &call, &mut dst[gi * cout_g..]);
         }
@@ -762,6 +843,8 @@ unsafe fn unshuffle(
             packed,
             act: Activation::Identity,
             dst_stride: block,
+            runs: pointwise::ONE_RUN,
+            blocks: 1,
         };
         pointwise::run(level, &call, scratch);
         for oy in (iy * sh).max(rect.y0)..((iy + 1) * sh).min(rect.y1) {
@@ -1104,6 +1187,8 @@ fn dense(level: SimdLevel, d: &Dense, x: &[f32], dst: &mut [f32]) {
         packed: &d.packed[0],
         act: d.activation,
         dst_stride: d.cout,
+        runs: pointwise::ONE_RUN,
+        blocks: 1,
     };
     pointwise::run(level, &call, dst);
 }

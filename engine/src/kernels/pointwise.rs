@@ -31,8 +31,17 @@ pub fn pack(weights: &[f32], bias: &[f32], cin: usize, cout: usize) -> Packed {
     Packed { weights: w, bias: b }
 }
 
+/// One run of a product's inner dimension: `cin` floats read at `offset` floats from each
+/// pixel's start, against block `block` of the packed weights (rows `block · cin` on).
+pub type Run = (usize, usize);
+
+/// The inner dimension of a plain product: one run of `cin` floats at each pixel's start.
+pub const ONE_RUN: &[Run] = &[(0, 0)];
+
 /// Arguments of one product: `npix` pixels read at `src_stride` floats apart, written at
-/// `dst_stride` floats apart (`cout` columns each).
+/// `dst_stride` floats apart (`cout` columns each). The inner dimension is `runs` of `cin`
+/// floats each (the kernel rows of a convolution read in place, without an im2col copy; one
+/// run for a plain product), against packed weights of `blocks · cin` rows.
 pub struct Call<'a> {
     pub src: &'a [f32],
     pub src_stride: usize,
@@ -42,6 +51,9 @@ pub struct Call<'a> {
     pub packed: &'a Packed,
     pub act: Activation,
     pub dst_stride: usize,
+    pub runs: &'a [Run],
+    /// Blocks of `cin` rows in the packed weights (1 for a plain product).
+    pub blocks: usize,
 }
 
 /// Runs the product at `level` into `dst`. Panics if the extents do not hold (a kernel bug,
@@ -50,10 +62,14 @@ pub fn run(level: Level, call: &Call<'_>, dst: &mut [f32]) {
     if call.npix == 0 || call.cout == 0 {
         return;
     }
-    assert!(call.src_stride >= call.cin && call.dst_stride >= call.cout);
-    assert!(call.src.len() >= (call.npix - 1) * call.src_stride + call.cin, "pointwise source too short");
+    // Source pixels may overlap (a convolution's kernel rows read in place, `sw · cin` apart);
+    // outputs may not.
+    assert!(call.dst_stride >= call.cout);
+    let reach = call.runs.iter().map(|&(offset, _)| offset + call.cin).max().unwrap_or(0);
+    assert!(call.src.len() >= (call.npix - 1) * call.src_stride + reach, "pointwise source too short");
+    assert!(call.runs.iter().all(|&(_, block)| block < call.blocks), "a run past the packed weights");
     assert!(dst.len() >= (call.npix - 1) * call.dst_stride + call.cout, "pointwise destination too short");
-    assert_eq!(call.packed.weights.len(), call.cout.div_ceil(PANEL) * call.cin * PANEL);
+    assert_eq!(call.packed.weights.len(), call.cout.div_ceil(PANEL) * call.blocks * call.cin * PANEL);
     assert_eq!(call.packed.bias.len(), call.cout.div_ceil(PANEL) * PANEL);
     // At most 8 output channels fill one 8-lane vector: a 16-lane one would compute as many
     // columns again for nothing. The choice depends on `cout` alone, so every rectangle of a
@@ -76,16 +92,28 @@ impl Kernel for Product<'_, '_> {
         // vector's width or less take one vector per row: a wider tile would compute columns
         // past `cout` (selfie segmentation's and BlazePose's 8- and 16-channel maps).
         let thin = self.call.cout <= V::LANES;
-        match (V::LANES, V::REGISTERS) {
-            (16, _) if thin => drive::<V, 12, 1>(self.call, self.dst),
-            (16, _) => drive::<V, 12, 2>(self.call, self.dst),
-            // 10 accumulators, the weights and the broadcast input: 12 of the 16 registers.
-            (8, _) if thin => drive::<V, 10, 1>(self.call, self.dst),
-            (4, 32) => drive::<V, 6, 4>(self.call, self.dst),
-            // 16 registers: 10 accumulators, 2 weights and the broadcast input, with room to spare
-            // (at 12 accumulators the compiler spills one, through memory, every iteration).
-            (8, _) => drive::<V, 5, 2>(self.call, self.dst),
-            _ => drive::<V, 4, 2>(self.call, self.dst),
+        // A product of one plain run is the common case (pointwise convolutions, im2col rows,
+        // dense layers): it gets a tile without the loop over runs, which costs registers.
+        macro_rules! tiles {
+            ($runs:literal) => {
+                match (V::LANES, V::REGISTERS) {
+                    (16, _) if thin => drive::<V, 12, 1, $runs>(self.call, self.dst),
+                    (16, _) => drive::<V, 12, 2, $runs>(self.call, self.dst),
+                    // 10 accumulators, the weights and the broadcast input: 12 of the 16 registers.
+                    (8, _) if thin => drive::<V, 10, 1, $runs>(self.call, self.dst),
+                    (4, 32) => drive::<V, 6, 4, $runs>(self.call, self.dst),
+                    // 16 registers: 10 accumulators, 2 weights and the broadcast input, with room
+                    // to spare (at 12 accumulators the compiler spills one, through memory, every
+                    // iteration).
+                    (8, _) => drive::<V, 5, 2, $runs>(self.call, self.dst),
+                    _ => drive::<V, 4, 2, $runs>(self.call, self.dst),
+                }
+            };
+        }
+        if self.call.runs == ONE_RUN {
+            tiles!(false)
+        } else {
+            tiles!(true)
         }
     }
 }
@@ -95,7 +123,7 @@ const PIXEL_BLOCK: usize = 96;
 
 /// Every tile of the product. `dst` must hold `npix` rows at `dst_stride` (checked by [`run`]).
 #[inline(always)]
-fn drive<V: Vector, const MR: usize, const NV: usize>(c: &Call<'_>, dst: *mut f32) {
+fn drive<V: Vector, const MR: usize, const NV: usize, const RUNS: bool>(c: &Call<'_>, dst: *mut f32) {
     let width = NV * V::LANES;
     debug_assert_eq!(PANEL % width, 0);
     let panels = c.cout.div_ceil(PANEL);
@@ -110,15 +138,28 @@ fn drive<V: Vector, const MR: usize, const NV: usize>(c: &Call<'_>, dst: *mut f3
                 }
                 let ncols = (c.cout - col).min(width);
                 let mut p = pb;
-                // SAFETY: pixel p < npix reads src[p * src_stride..][..cin] and writes
-                // dst[p * dst_stride + col..][..ncols]; panel columns col..col + width are inside
-                // the zero-padded packed weights and bias. All checked by `run`.
+                // SAFETY: pixel p < npix reads src[p * src_stride + offset..][..cin] for each run
+                // and writes dst[p * dst_stride + col..][..ncols]; panel columns col..col + width
+                // of every block are inside the zero-padded packed weights and bias. All checked
+                // by `run`.
                 unsafe {
-                    let w = c.packed.weights.as_ptr().add(panel * c.cin * PANEL + sub * width);
+                    let w = c.packed.weights.as_ptr().add(panel * c.blocks * c.cin * PANEL + sub * width);
                     let b = c.packed.bias.as_ptr().add(col);
-                    let t = Tile { cin: c.cin, src_stride: c.src_stride, dst_stride: c.dst_stride, ncols, act: c.act };
+                    let t = Tile {
+                        cin: c.cin,
+                        src_stride: c.src_stride,
+                        dst_stride: c.dst_stride,
+                        ncols,
+                        act: c.act,
+                        runs: c.runs,
+                    };
                     while p + MR <= pe {
-                        t.run::<V, MR, NV>(c.src.as_ptr().add(p * c.src_stride), w, b, dst.add(p * c.dst_stride + col));
+                        t.run::<V, MR, NV, RUNS>(
+                            c.src.as_ptr().add(p * c.src_stride),
+                            w,
+                            b,
+                            dst.add(p * c.dst_stride + col),
+                        );
                         p += MR;
                     }
                     if p == pe {
@@ -128,17 +169,17 @@ fn drive<V: Vector, const MR: usize, const NV: usize>(c: &Call<'_>, dst: *mut f3
                     let (s, d) = (c.src.as_ptr().add(p * c.src_stride), dst.add(p * c.dst_stride + col));
                     // The tail has fewer than MR pixels: arms for MR or more are compiled out.
                     match pe - p {
-                        1 => t.run::<V, 1, NV>(s, w, b, d),
-                        2 if MR > 2 => t.run::<V, 2, NV>(s, w, b, d),
-                        3 if MR > 3 => t.run::<V, 3, NV>(s, w, b, d),
-                        4 if MR > 4 => t.run::<V, 4, NV>(s, w, b, d),
-                        5 if MR > 5 => t.run::<V, 5, NV>(s, w, b, d),
-                        6 if MR > 6 => t.run::<V, 6, NV>(s, w, b, d),
-                        7 if MR > 7 => t.run::<V, 7, NV>(s, w, b, d),
-                        8 if MR > 8 => t.run::<V, 8, NV>(s, w, b, d),
-                        9 if MR > 9 => t.run::<V, 9, NV>(s, w, b, d),
-                        10 if MR > 10 => t.run::<V, 10, NV>(s, w, b, d),
-                        11 if MR > 11 => t.run::<V, 11, NV>(s, w, b, d),
+                        1 => t.run::<V, 1, NV, RUNS>(s, w, b, d),
+                        2 if MR > 2 => t.run::<V, 2, NV, RUNS>(s, w, b, d),
+                        3 if MR > 3 => t.run::<V, 3, NV, RUNS>(s, w, b, d),
+                        4 if MR > 4 => t.run::<V, 4, NV, RUNS>(s, w, b, d),
+                        5 if MR > 5 => t.run::<V, 5, NV, RUNS>(s, w, b, d),
+                        6 if MR > 6 => t.run::<V, 6, NV, RUNS>(s, w, b, d),
+                        7 if MR > 7 => t.run::<V, 7, NV, RUNS>(s, w, b, d),
+                        8 if MR > 8 => t.run::<V, 8, NV, RUNS>(s, w, b, d),
+                        9 if MR > 9 => t.run::<V, 9, NV, RUNS>(s, w, b, d),
+                        10 if MR > 10 => t.run::<V, 10, NV, RUNS>(s, w, b, d),
+                        11 if MR > 11 => t.run::<V, 11, NV, RUNS>(s, w, b, d),
                         n => unreachable!("a tail of {n} pixels with tiles of {MR}"),
                     }
                 }
@@ -150,23 +191,24 @@ fn drive<V: Vector, const MR: usize, const NV: usize>(c: &Call<'_>, dst: *mut f3
 
 /// What every tile of one product shares.
 #[derive(Clone, Copy)]
-struct Tile {
+struct Tile<'a> {
     cin: usize,
     src_stride: usize,
     dst_stride: usize,
     ncols: usize,
     act: Activation,
+    runs: &'a [Run],
 }
 
-impl Tile {
+impl Tile<'_> {
     /// `MR` pixels × `NV` vectors of outputs, accumulated in registers.
     ///
     /// # Safety
-    /// `src` holds `MR` pixels of `cin` floats at `src_stride`; `w` and `b` hold `NV` vectors
-    /// per input channel (panel stride [`PANEL`]); `dst` holds `MR` rows of `ncols` floats at
-    /// `dst_stride`.
+    /// `src` holds `MR` pixels at `src_stride`, each with `cin` floats at every run's offset;
+    /// `w` holds `NV` vectors per row of every run's block (row stride [`PANEL`]) and `b` `NV`
+    /// vectors; `dst` holds `MR` rows of `ncols` floats at `dst_stride`.
     #[inline(always)]
-    unsafe fn run<V: Vector, const MR: usize, const NV: usize>(
+    unsafe fn run<V: Vector, const MR: usize, const NV: usize, const RUNS: bool>(
         self,
         src: *const f32,
         w: *const f32,
@@ -177,13 +219,17 @@ impl Tile {
         unsafe {
             let bias: [V; NV] = std::array::from_fn(|j| V::load(b.add(j * V::LANES)));
             let mut acc = [bias; MR];
-            for ci in 0..self.cin {
-                let wv: [V; NV] = std::array::from_fn(|j| V::load(w.add(ci * PANEL + j * V::LANES)));
-                #[allow(clippy::needless_range_loop)]
-                for p in 0..MR {
-                    let x = V::splat(*src.add(p * self.src_stride + ci));
-                    for j in 0..NV {
-                        acc[p][j] = x.mul_add(wv[j], acc[p][j]);
+            let runs = if RUNS { self.runs } else { ONE_RUN };
+            for &(offset, block) in runs {
+                let (src, w) = (src.add(offset), w.add(block * self.cin * PANEL));
+                for ci in 0..self.cin {
+                    let wv: [V; NV] = std::array::from_fn(|j| V::load(w.add(ci * PANEL + j * V::LANES)));
+                    #[allow(clippy::needless_range_loop)]
+                    for p in 0..MR {
+                        let x = V::splat(*src.add(p * self.src_stride + ci));
+                        for j in 0..NV {
+                            acc[p][j] = x.mul_add(wv[j], acc[p][j]);
+                        }
                     }
                 }
             }
