@@ -643,6 +643,14 @@ unsafe fn im2col_rect(
     let npix = rect.x1 - rect.x0;
     if cout_g == 1 {
         assert_eq!(conv.weights.len(), g * kdim, "convolution weights do not match the window");
+        if g == 1 && w.sw == 1 {
+            dispatch(level, MaskRows { conv, input, out, rect, scratch: &mut *scratch });
+            for oy in rect.y0..rect.y1 {
+                // SAFETY: this task's row segment.
+                activate(level, conv.activation, unsafe { out.row(oy, rect.x0, rect.x1) });
+            }
+            return;
+        }
         for oy in rect.y0..rect.y1 {
             // SAFETY: this task's row segment.
             let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
@@ -746,6 +754,118 @@ fn dot_into<V: Vector>(a: &[f32], b: &[f32], mut v: V, mut tail: f32) -> (V, f32
         tail += a[i] * b[i];
     }
     (v, tail)
+}
+
+/// The rows of `rect` of an ungrouped stride-1 convolution to one channel (a mask head, as
+/// BlazePose's 3x3 convolution from 8 channels at 256x256), vectorised along each row. Every
+/// input row the rectangle reads is laid out once, channel by channel (`[ci][x]`, zeros for
+/// the padding and for the lanes past the row's end), in a ring of as many rows as the window
+/// spans; then each vector of outputs sums `input · weight` over kernel rows, columns and
+/// channels in that order, from the bias. Every output is one lane of the same arithmetic
+/// wherever the rectangle starts, so cached equals full bit for bit. (Vectorising over the 8
+/// channels instead, [`OneChannelRow`], ended every pixel in a horizontal sum: 4 GMAC/s.)
+/// Kernel rows in the padding add nothing and are skipped. The activation is the caller's.
+struct MaskRows<'a, 'b> {
+    conv: &'a Conv,
+    input: In<'a>,
+    out: &'a OutBuf<'b>,
+    rect: Rect,
+    scratch: &'a mut Vec<f32>,
+}
+
+impl Kernel for MaskRows<'_, '_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        let MaskRows { conv, input, out, rect, scratch } = self;
+        let w = &conv.window;
+        let (ih, iw, cin) = (input.shape.h, input.shape.w, input.shape.c);
+        let n = rect.x1 - rect.x0;
+        // Input columns a row reads, padded to whole vectors plus one (the last vector of
+        // outputs reads LANES - 1 past its start, from every tap).
+        let reach = (w.kw - 1) * w.dw;
+        let cols = (n + reach).next_multiple_of(V::LANES) + V::LANES;
+        let span = (w.kh - 1) * w.dh + 1;
+        let plane = cin * cols;
+        if scratch.len() < span * plane {
+            scratch.resize(span * plane, 0.0);
+        }
+        let ring = &mut scratch[..span * plane];
+        // Which input row each slot of the ring holds.
+        let mut held = vec![usize::MAX; span];
+        let left = rect.x0 as isize - w.pad[1] as isize;
+        let bias = V::splat(conv.bias[0]);
+        for oy in rect.y0..rect.y1 {
+            let rows: Vec<(usize, usize)> = (0..w.kh)
+                .filter_map(|ky| {
+                    let iy = (oy + ky * w.dh) as isize - w.pad[0] as isize;
+                    (iy >= 0 && iy < ih as isize).then_some((ky, iy as usize))
+                })
+                .collect();
+            for &(_, iy) in &rows {
+                let slot = iy % span;
+                if held[slot] == iy {
+                    continue;
+                }
+                held[slot] = iy;
+                let t = &mut ring[slot * plane..(slot + 1) * plane];
+                // The columns inside the image; the rest of each channel's row is zeros.
+                let lo = (-left).clamp(0, cols as isize) as usize;
+                let hi = (iw as isize - left).clamp(lo as isize, (n + reach) as isize) as usize;
+                let src = &input.data[iy * iw * cin..(iy + 1) * iw * cin];
+                for (ci, row) in t.chunks_exact_mut(cols).enumerate() {
+                    row[..lo].fill(0.0);
+                    for (xi, d) in (lo..hi).zip(&mut row[lo..hi]) {
+                        *d = src[(left + xi as isize) as usize * cin + ci];
+                    }
+                    row[hi..].fill(0.0);
+                }
+            }
+            // SAFETY: this task's row segment.
+            let dst = unsafe { out.row(oy, rect.x0, rect.x1) };
+            // Blocks of BLOCK vectors of outputs, their accumulators in registers, each tap's
+            // weight broadcast once per block.
+            const BLOCK: usize = 8;
+            for xb in (0..n).step_by(BLOCK * V::LANES) {
+                let mut acc = [bias; BLOCK];
+                for &(ky, iy) in &rows {
+                    let t = &ring[(iy % span) * plane..][..plane];
+                    for kx in 0..w.kw {
+                        let taps = &conv.weights[(ky * w.kw + kx) * cin..][..cin];
+                        for (ci, &wv) in taps.iter().enumerate() {
+                            let wv = V::splat(wv);
+                            let at = ci * cols + xb + kx * w.dw;
+                            // The vectors of outputs the row has read inside this channel's
+                            // columns; vectors past the row's end (unused) stop at the plane.
+                            let row = &t[at..];
+                            for (v, a) in acc.iter_mut().enumerate() {
+                                let off = v * V::LANES;
+                                if off + V::LANES <= row.len() {
+                                    // SAFETY: LANES floats of `row` from `off`.
+                                    *a = unsafe { V::load(row.as_ptr().add(off)) }.mul_add(wv, *a);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (v, a) in acc.iter().enumerate() {
+                    let x = xb + v * V::LANES;
+                    if x >= n {
+                        break;
+                    }
+                    let d = &mut dst[x..(x + V::LANES).min(n)];
+                    // SAFETY: `d` holds LANES floats, or the first `d.len()` of the last vector.
+                    unsafe {
+                        if d.len() == V::LANES {
+                            a.store(d.as_mut_ptr());
+                        } else {
+                            a.store_first(d.as_mut_ptr(), d.len());
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A convolution with one output channel per group (a mask head), computed directly: per
