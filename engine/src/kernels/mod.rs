@@ -581,10 +581,7 @@ unsafe fn im2col_conv(
     let mut runs = Vec::with_capacity(w.kh);
     for oy in rect.y0..rect.y1 {
         runs.clear();
-        let rows = (0..w.kh).filter_map(|ky| {
-            let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
-            (iy >= 0 && iy < ih as isize).then_some((ky, iy as usize))
-        });
+        let rows = rows_inside(w, oy, ih);
         let mut first = None;
         for (ky, iy) in rows {
             let iy0 = *first.get_or_insert(iy);
@@ -619,6 +616,14 @@ unsafe fn im2col_conv(
             unsafe { im2col_rect(level, conv, input, out, Rect { x0: cols.0, x1: cols.1, ..rect }, scratch) };
         }
     }
+}
+
+/// The kernel rows of output row `oy` that fall inside an input of `ih` rows, as `(ky, iy)`.
+fn rows_inside(w: &crate::graph::Window, oy: usize, ih: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    (0..w.kh).filter_map(move |ky| {
+        let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
+        (iy >= 0 && iy < ih as isize).then_some((ky, iy as usize))
+    })
 }
 
 /// Rectangle `rect` of a convolution through im2col rows: per pixel, its window's taps copied
@@ -796,12 +801,7 @@ impl Kernel for MaskRows<'_, '_> {
         let left = rect.x0 as isize - w.pad[1] as isize;
         let bias = V::splat(conv.bias[0]);
         for oy in rect.y0..rect.y1 {
-            let rows: Vec<(usize, usize)> = (0..w.kh)
-                .filter_map(|ky| {
-                    let iy = (oy + ky * w.dh) as isize - w.pad[0] as isize;
-                    (iy >= 0 && iy < ih as isize).then_some((ky, iy as usize))
-                })
-                .collect();
+            let rows: Vec<(usize, usize)> = rows_inside(w, oy, ih).collect();
             for &(_, iy) in &rows {
                 let slot = iy % span;
                 if held[slot] == iy {
