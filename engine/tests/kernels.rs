@@ -314,3 +314,37 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: common::cases(96), ..ProptestConfig::default() })]
+
+    /// Convolutions to few output channels with the two axes' strides, dilations and padding
+    /// drawn apart: the mask-head row kernel (one channel, horizontal stride 1), the one-channel
+    /// kernel (other strides), and the in-place kernel rows of the GEMM (2-5 channels).
+    #[test]
+    fn narrow_convs_with_uneven_windows_match_reference(
+        h in 3usize..common::size(20, 8),
+        w in 3usize..common::size(40, 10),
+        cin in 1usize..common::size(20, 9),
+        cout in prop::sample::select(vec![1usize, 2, 5]),
+        (kh, kw) in (1usize..5, 1usize..5),
+        (sh, sw) in (1usize..3, 1usize..3),
+        (dh, dw) in (1usize..3, 1usize..3),
+        pad in prop::array::uniform4(0usize..3),
+        rect in (0usize..64, 0usize..64, 0usize..64, 0usize..64),
+    ) {
+        use framecache::graph::{Activation, GraphBuilder, Window};
+        let mut b = GraphBuilder::new(h, w, 3);
+        let mut rng = common::Weights((h * 31 + w * 7 + cin) as u64);
+        let mut wgt = || rng.next();
+        let one = Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] };
+        let x = b.conv(0, cin, one, 1, Activation::Relu, &mut wgt).unwrap();
+        let win = Window { kh, kw, sh, sw, dh, dw, pad };
+        prop_assume!(win.output_hw(h, w, false).is_some());
+        let y = b.conv(x, cout, win, 1, Activation::Sigmoid, &mut wgt).unwrap();
+        b.output(y);
+        let mut graph = b.build();
+        framecache::kernels::prepare(&mut graph);
+        check_every_level(&graph, rect)?;
+    }
+}
