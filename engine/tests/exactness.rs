@@ -56,7 +56,7 @@ proptest! {
                 // read no input (a transposed conv with kernel < stride leaves bias-only gaps).
                 for (n, node) in plan.graph().nodes.iter().enumerate().skip(1) {
                     let inputs: Vec<&[f32]> = node.inputs.iter().map(|&j| full.activation(j)).collect();
-                    close(full.activation(n), &framecache::kernels::reference::eval(node, plan.graph(), &inputs))
+                    common::close_to_reference(full.activation(n), &framecache::kernels::reference::eval(node, plan.graph(), &inputs))
                         .map_err(|e| TestCaseError::fail(format!("full inference, node {n} ({}): {e}", node.name)))?;
                 }
             }

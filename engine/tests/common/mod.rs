@@ -16,6 +16,19 @@ pub fn close(a: &[f32], b: &[f32]) -> Result<(), String> {
     Ok(())
 }
 
+/// A fast kernel against the naive reference, whose sums run in another order: the kernels'
+/// tolerance (tests/kernels.rs), 1e-5 relative to the tensor's magnitude plus 1e-6 absolute for
+/// sums of large terms that cancel to nearly zero.
+pub fn close_to_reference(a: &[f32], b: &[f32]) -> Result<(), String> {
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        if (x - y).abs() > 1e-5 * scale + 1e-6 {
+            return Err(format!("index {i}: fast {x} vs reference {y} (scale {scale})"));
+        }
+    }
+    Ok(())
+}
+
 /// Deterministic weight source in [-0.5, 0.5).
 pub struct Weights(pub u64);
 impl Weights {
