@@ -427,22 +427,14 @@ impl Op {
         matches!(self, Op::GlobalAvgPool | Op::Dense(_) | Op::FlatConcat | Op::Permute { .. })
     }
 
-    /// The convolution whose epilogue can take a fused residual add: a convolution's own, a
-    /// bottleneck's projection.
-    pub fn epilogue_conv(&self) -> Option<&Conv> {
-        match self {
-            Op::Conv(c) => Some(c),
-            Op::Bottleneck(b) => Some(&b.project),
-            _ => None,
-        }
-    }
-
     /// The residual add fused into the epilogue, if any (see [`Conv::residual`]): the node's
     /// last input is the residual.
     pub fn residual(&self) -> Option<Activation> {
         match self {
+            Op::Conv(c) => c.residual,
+            Op::Bottleneck(b) => b.project.residual,
             Op::Binary { residual, .. } => *residual,
-            op => op.epilogue_conv().and_then(|c| c.residual),
+            _ => None,
         }
     }
 

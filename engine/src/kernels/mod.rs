@@ -248,7 +248,7 @@ unsafe fn conv_rect(level: SimdLevel, conv: &Conv, x: In<'_>, out: &OutBuf<'_>, 
 ///
 /// # Safety
 /// As [`compute_rect`]; `r` has the output's shape.
-pub(crate) unsafe fn add_residual(level: SimdLevel, act: Activation, r: In<'_>, out: &OutBuf<'_>, rect: Rect) {
+unsafe fn add_residual(level: SimdLevel, act: Activation, r: In<'_>, out: &OutBuf<'_>, rect: Rect) {
     assert_eq!(r.data.len(), out.shape.len(), "the residual does not match the output");
     let c = out.shape.c;
     for y in rect.y0..rect.y1 {
@@ -796,12 +796,14 @@ impl Kernel for MaskRows<'_, '_> {
             scratch.resize(span * plane, 0.0);
         }
         let ring = &mut scratch[..span * plane];
-        // Which input row each slot of the ring holds.
+        // Which input row each slot of the ring holds, and the kernel rows of the output row.
         let mut held = vec![usize::MAX; span];
+        let mut rows = Vec::with_capacity(w.kh);
         let left = rect.x0 as isize - w.pad[1] as isize;
         let bias = V::splat(conv.bias[0]);
         for oy in rect.y0..rect.y1 {
-            let rows: Vec<(usize, usize)> = rows_inside(w, oy, ih).collect();
+            rows.clear();
+            rows.extend(rows_inside(w, oy, ih));
             for &(_, iy) in &rows {
                 let slot = iy % span;
                 if held[slot] == iy {
