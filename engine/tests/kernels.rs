@@ -348,3 +348,130 @@ proptest! {
         check_every_level(&graph, rect)?;
     }
 }
+
+/// A random mask of a `h x w` map (about a third of the positions), covered with rectangles as
+/// a session covers a cached frame's changes.
+fn random_cover(h: usize, w: usize, seed: u64) -> (Mask, Vec<Rect>) {
+    let mut rng = common::Weights(seed);
+    let mut mask = Mask::new(h, w);
+    for y in 0..h {
+        for x in 0..w {
+            mask.set(y, x, rng.next() < -0.2);
+        }
+    }
+    let rects = framecache::reuse::cover(&mask);
+    (mask, rects)
+}
+
+/// Positions of `mask` hold `want`'s bits in `got`; the others are still NaN.
+fn same_bits_inside(got: &[f32], want: &[f32], mask: &Mask, c: usize, what: &str) -> Result<(), TestCaseError> {
+    for y in 0..mask.h {
+        for x in 0..mask.w {
+            for ch in 0..c {
+                let i = (y * mask.w + x) * c + ch;
+                if mask.get(y, x) {
+                    prop_assert_eq!(got[i].to_bits(), want[i].to_bits(), "{} at ({},{},{})", what, y, x, ch);
+                } else {
+                    prop_assert!(got[i].is_nan(), "{} wrote outside its rectangles at ({},{})", what, y, x);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: common::cases(24), ..ProptestConfig::default() })]
+
+    /// A cached frame's scattered rectangles, computed together: pointwise products over
+    /// gathered batches of pixels (`compute_rects`), and a bottleneck's expansion and
+    /// depthwise + projection over batches (`bottleneck::expand`, `bottleneck::from_expanded`),
+    /// give the bits of each node computed in full, at every level. The channel counts put
+    /// the weights past L1, where the kernels batch, with a strided pointwise convolution and
+    /// a projection with a fused residual add.
+    #[test]
+    #[cfg_attr(miri, ignore = "weights past L1 (8K floats and more per product) take Miri too long")]
+    fn batched_rectangles_are_bit_identical(
+        h in 5usize..20,
+        w in 5usize..20,
+        cin in 40usize..52,
+        s in 1usize..3,
+        cout in 48usize..200,
+        seed in any::<u64>(),
+    ) {
+        use framecache::graph::{fuse, Activation, GraphBuilder, Op, Window};
+        use framecache::kernels::{bottleneck, compute_rect, compute_rects, In, OutBuf};
+        let mut b = GraphBuilder::new(h, w, 3);
+        let mut rng = common::Weights(seed);
+        let mut wgt = || rng.next() * 0.2;
+        let one = |s| Window { kh: 1, kw: 1, sh: s, sw: s, dh: 1, dw: 1, pad: [0; 4] };
+        let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+        let stem = Window { kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pad: [1; 4] };
+        let x = b.conv(0, cin, stem, 1, Activation::Relu, &mut wgt).unwrap();
+        // A pointwise convolution of stride s, batched.
+        let p = b.conv(x, cout, one(s), 1, Activation::Relu, &mut wgt).unwrap();
+        // An inverted-residual block; at stride 1 back to `cin` channels with the residual add.
+        let e = b.conv(x, cin * 6, one(1), 1, relu6, &mut wgt).unwrap();
+        let dw = Window { kh: 3, kw: 3, sh: s, sw: s, dh: 1, dw: 1, pad: [1; 4] };
+        let d = b.conv(e, cin * 6, dw, cin * 6, relu6, &mut wgt).unwrap();
+        let y = b.conv(d, if s == 1 { cin } else { cout }, one(1), 1, Activation::Identity, &mut wgt).unwrap();
+        let y = if s == 1 {
+            b.binary(y, x, framecache::graph::BinaryKind::Add, Activation::Relu).unwrap()
+        } else {
+            y
+        };
+        b.output(p).output(y);
+        let mut plain = b.build();
+        let mut fused = plain.clone();
+        prop_assert_eq!(fuse::bottlenecks(&mut fused), 1);
+        fuse::residual_adds(&mut fused);
+        framecache::kernels::prepare(&mut plain);
+        framecache::kernels::prepare(&mut fused);
+        let input: Vec<f32> = (0..h * w * 3).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        let last = fused.nodes.len() - 1;
+        let Op::Bottleneck(block) = &fused.nodes[last].op else { panic!("the block is not fused") };
+        for level in SimdLevel::available() {
+            // Every node of the plain graph in full.
+            let mut bufs = vec![input.clone()];
+            for node in plain.nodes.iter().skip(1) {
+                let ins: Vec<In<'_>> =
+                    node.inputs.iter().map(|&j| In { data: &bufs[j], shape: plain.nodes[j].shape }).collect();
+                let mut out = vec![0.0; node.shape.len()];
+                // SAFETY: one rectangle covering the output, one writer, a level this CPU runs.
+                unsafe { compute_rect(level, node, &ins, &OutBuf::new(&mut out, node.shape), Rect::full(node.shape), &mut Vec::new()) };
+                bufs.push(out);
+            }
+            let xs = In { data: &bufs[x], shape: plain.nodes[x].shape };
+            let mut scratch = Vec::new();
+            // The strided pointwise convolution on scattered rectangles.
+            let sp = plain.nodes[p].shape;
+            let (mask, rects) = random_cover(sp.h, sp.w, seed ^ 1);
+            let mut got = vec![f32::NAN; sp.len()];
+            // SAFETY: disjoint rectangles (a cover) inside the output.
+            unsafe { compute_rects(level, &fused.nodes[p], &[xs], &OutBuf::new(&mut got, sp), &rects, &mut scratch) };
+            same_bits_inside(&got, &bufs[p], &mask, sp.c, &format!("{level:?} pointwise"))?;
+            // The expansion on the input positions of a random mask, into the map held from
+            // "the last frame" (the full expansion, NaN where the mask is).
+            let se = plain.nodes[e].shape;
+            let (mask, rects) = random_cover(se.h, se.w, seed ^ 2);
+            let mut store = bufs[e].clone();
+            for (i, v) in store.iter_mut().enumerate() {
+                if mask.get(i / se.c / se.w, i / se.c % se.w) {
+                    *v = f32::NAN;
+                }
+            }
+            // SAFETY: as above, for the expanded map.
+            unsafe { bottleneck::expand(level, block, xs, &OutBuf::new(&mut store, se), &rects, &mut scratch) };
+            prop_assert!(store.iter().zip(&bufs[e]).all(|(a, b)| a.to_bits() == b.to_bits()), "{:?}: expansion", level);
+            // The depthwise convolution and the projection on the output's rectangles.
+            let so = fused.nodes[last].shape;
+            let (mask, rects) = random_cover(so.h, so.w, seed ^ 3);
+            let residual = (s == 1).then_some(xs);
+            let mut got = vec![f32::NAN; so.len()];
+            let map = In { data: &store, shape: se };
+            // SAFETY: as above.
+            unsafe { bottleneck::from_expanded(level, block, map, residual, &OutBuf::new(&mut got, so), &rects, &mut scratch) };
+            same_bits_inside(&got, &bufs[bufs.len() - 1], &mask, so.c, &format!("{level:?} bottleneck"))?;
+        }
+    }
+}

@@ -616,8 +616,9 @@ impl Session {
                 {
                     let map = OutBuf::new(store, e);
                     // SAFETY: disjoint rectangles of the map (a cover, split into row bands).
-                    tasks
-                        .run(input_rects, scratch, |r, _| unsafe { kernels::bottleneck::expand(level, b, x, &map, r) });
+                    tasks.run(input_rects, scratch, |r, scratch| unsafe {
+                        kernels::bottleneck::expand(level, b, x, &map, r, scratch)
+                    });
                 }
                 let map = In { data: store, shape: e };
                 // SAFETY: disjoint rectangles of the output, reading the map expanded above.
@@ -627,7 +628,7 @@ impl Session {
             }
             // SAFETY: disjoint rectangles of the output (a cover, split into row bands).
             _ => tasks.run(rects, scratch, |r, scratch| unsafe {
-                kernels::compute_rect(level, node, &inputs, &out, r, scratch)
+                kernels::compute_rects(level, node, &inputs, &out, r, scratch)
             }),
         }
     }
@@ -736,32 +737,44 @@ struct Tasks<'a> {
 }
 
 impl Tasks<'_> {
-    /// Runs `f` on every rectangle of `rects`, cut into row bands for the pool.
-    fn run(&self, rects: &[Rect], scratch: &mut Vec<f32>, f: impl Fn(Rect, &mut Vec<f32>) + Sync) {
+    /// Runs `f` on the rectangles `rects`: all of them at once on the calling thread, or cut
+    /// into about two groups per worker of similar area for the pool. Kernels batch the
+    /// rectangles of one call (`kernels::compute_rects`).
+    fn run(&self, rects: &[Rect], scratch: &mut Vec<f32>, f: impl Fn(&[Rect], &mut Vec<f32>) + Sync) {
         match self.pool {
             Some(pool) => {
-                let tasks = split_rows(rects, self.threads * 2);
-                pool.install(|| tasks.par_iter().for_each(|r| POOL_SCRATCH.with_borrow_mut(|scratch| f(*r, scratch))));
+                let groups = split_area(rects, self.threads * 2);
+                pool.install(|| groups.par_iter().for_each(|g| POOL_SCRATCH.with_borrow_mut(|scratch| f(g, scratch))));
             }
-            None => rects.iter().for_each(|r| f(*r, scratch)),
+            None => f(rects, scratch),
         }
     }
 }
 
-/// Splits rectangles into row bands so that there are about `target` tasks.
-fn split_rows(rects: &[Rect], target: usize) -> Vec<Rect> {
-    let rows: usize = rects.iter().map(|r| r.y1 - r.y0).sum();
-    let per = rows.div_ceil(target.max(1)).max(1);
-    let mut out = Vec::new();
-    for r in rects {
+/// Splits rectangles into about `target` groups of similar area, cutting rectangles into row
+/// bands where a group ends inside one.
+fn split_area(rects: &[Rect], target: usize) -> Vec<Vec<Rect>> {
+    let area: usize = rects.iter().map(Rect::area).sum();
+    let per = area.div_ceil(target.max(1)).max(1);
+    let (mut groups, mut group, mut filled) = (Vec::new(), Vec::new(), 0);
+    for r in rects.iter().filter(|r| !r.is_empty()) {
+        let width = r.x1 - r.x0;
         let mut y = r.y0;
         while y < r.y1 {
-            let y1 = (y + per).min(r.y1);
-            out.push(Rect { y0: y, y1, ..*r });
-            y = y1;
+            let rows = (per - filled).div_ceil(width).min(r.y1 - y);
+            group.push(Rect { y0: y, y1: y + rows, ..*r });
+            filled += rows * width;
+            y += rows;
+            if filled >= per {
+                groups.push(std::mem::take(&mut group));
+                filled = 0;
+            }
         }
     }
-    out
+    if !group.is_empty() {
+        groups.push(group);
+    }
+    groups
 }
 
 #[cfg(test)]

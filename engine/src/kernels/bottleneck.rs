@@ -10,30 +10,13 @@
 //! narrower than the map expands only the columns it reads.
 
 use super::depthwise::{self, Source};
-use super::{packed, pointwise, In, OutBuf, SimdLevel};
-use crate::graph::{Bottleneck, Conv, Shape};
+use super::{product, In, OutBuf, Segments, SimdLevel};
+use crate::graph::{Bottleneck, Shape};
 use crate::reuse::Rect;
 
 /// Bytes of expanded rows per band: with the depthwise band and the weights, a band's working
 /// set stays well inside a 1–2 MiB L2 cache.
 const BAND_BYTES: usize = 256 * 1024;
-
-/// One pointwise product of `npix` contiguous pixels of `src` into `dst`.
-fn product(level: SimdLevel, conv: &Conv, src: &[f32], npix: usize, dst: &mut [f32]) {
-    let call = pointwise::Call {
-        src,
-        src_stride: conv.cin,
-        npix,
-        cin: conv.cin,
-        cout: conv.cout,
-        packed: packed(conv, 0),
-        act: conv.activation,
-        dst_stride: conv.cout,
-        runs: pointwise::ONE_RUN,
-        blocks: 1,
-    };
-    pointwise::run(level, &call, dst);
-}
 
 /// Where the expanded rows a band reads come from.
 enum Expanded<'s> {
@@ -64,23 +47,81 @@ pub(super) unsafe fn rect(
     unsafe { bands(level, b, input, residual, out, rect, scratch, expanded) }
 }
 
-/// Rectangle `rect` of the block's output from its expanded map (whole, held by a session):
-/// the depthwise convolution and the projection, band by band.
+/// The disjoint rectangles `rects` of the block's output from its expanded map (whole, held by
+/// a session): the depthwise convolution and the projection. One rectangle of whole rows, or a
+/// projection whose weights stay in L1, goes band by band ([`super::worth_batching`]).
+/// Otherwise (a cached frame's scattered rectangles) the rectangles are cut into
+/// bands that fill batches of pixels: the depthwise convolution of every band of a batch goes
+/// to the kernel's scratch, one projection runs over the batch, and its rows go back to their
+/// places, so that each pass over the projection's weights serves a batch rather than one row
+/// segment (as [`super::pointwise_rects`] does). The bits are the same either way.
 ///
 /// # Safety
-/// As [`rect`].
+/// As [`super::compute_rects`].
 pub unsafe fn from_expanded(
     level: SimdLevel,
     b: &Bottleneck,
     expanded: In<'_>,
     residual: Option<In<'_>>,
     out: &OutBuf<'_>,
-    rect: Rect,
+    rects: &[Rect],
     scratch: &mut Vec<f32>,
 ) {
     assert_eq!(expanded.shape.c, b.expanded(), "the expanded map does not match the block");
-    // SAFETY: forwarded from this function's contract.
-    unsafe { bands(level, b, expanded, residual, out, rect, scratch, Expanded::Given) }
+    if !super::worth_batching(rects, out.shape, b.project.cin * b.project.cout) {
+        for &r in rects {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { bands(level, b, expanded, residual, out, r, scratch, Expanded::Given) };
+        }
+        return;
+    }
+    let (e, cout) = (b.expanded(), b.project.cout);
+    let widest = rects.iter().map(|r| r.x1 - r.x0).max().unwrap_or(0);
+    let cap = super::batch_pixels(e + cout).max(widest);
+    if scratch.len() < cap * (e + cout) {
+        scratch.resize(cap * (e + cout), 0.0);
+    }
+    let (dbuf, products) = scratch[..cap * (e + cout)].split_at_mut(cap * e);
+    let depthwise = Shape::new(out.shape.h, out.shape.w, e);
+    let residual = b.project.residual.map(|act| (act, residual.expect("a fused residual add reads a second input")));
+    // The projection of a batch's depthwise pixels, and its rows back to their places.
+    let flush = |batch: &mut Segments, dbuf: &[f32], products: &mut [f32]| {
+        let n = batch.pixels;
+        product(level, &b.project, &dbuf[..n * e], n, &mut products[..n * cout]);
+        // SAFETY: forwarded from this function's contract.
+        unsafe { super::scatter(level, batch, &products[..n * cout], out, residual) };
+        batch.rows.clear();
+        batch.pixels = 0;
+    };
+    let mut batch = Segments::default();
+    for r in rects {
+        let width = r.x1 - r.x0;
+        let mut y = r.y0;
+        while y < r.y1 {
+            if batch.pixels + width > cap {
+                flush(&mut batch, dbuf, products);
+            }
+            let rows = ((cap - batch.pixels) / width).min(r.y1 - y);
+            let band = Rect { y0: y, y1: y + rows, ..*r };
+            let slot = &mut dbuf[batch.pixels * e..(batch.pixels + band.area()) * e];
+            // SAFETY: the band is inside the depthwise map, and its view buffer is ours alone.
+            unsafe {
+                depthwise::rect(
+                    level,
+                    &b.depthwise,
+                    Source::whole(expanded),
+                    &OutBuf::view(slot, depthwise, band),
+                    band,
+                )
+            };
+            batch.rows.extend((band.y0..band.y1).map(|yy| (yy, band.x0, band.x1)));
+            batch.pixels += band.area();
+            y = band.y1;
+        }
+    }
+    if batch.pixels > 0 {
+        flush(&mut batch, dbuf, products);
+    }
 }
 
 /// The whole output from the block's input, with the expanded rows computed into `store` (the
@@ -103,14 +144,22 @@ pub unsafe fn dense(
     unsafe { bands(level, b, input, residual, out, Rect::full(out.shape), scratch, expanded) }
 }
 
-/// Rectangle `rect` of the block's expanded map (`store`, whole) from the block's input.
+/// The disjoint rectangles `rects` of the block's expanded map (`store`, whole) from the
+/// block's input ([`super::pointwise_rects`]).
 ///
 /// # Safety
-/// As [`super::compute_rect`], for `store`.
-pub unsafe fn expand(level: SimdLevel, b: &Bottleneck, input: In<'_>, store: &OutBuf<'_>, rect: Rect) {
+/// As [`super::compute_rects`], for `store`.
+pub unsafe fn expand(
+    level: SimdLevel,
+    b: &Bottleneck,
+    input: In<'_>,
+    store: &OutBuf<'_>,
+    rects: &[Rect],
+    scratch: &mut Vec<f32>,
+) {
     let ex = b.expand.as_ref().expect("a bottleneck with an expansion");
     // SAFETY: forwarded from this function's contract.
-    unsafe { super::pointwise(level, ex, input, store, rect) }
+    unsafe { super::pointwise_rects(level, ex, input, None, store, rects, scratch) }
 }
 
 /// The one band loop of every entry point: per band of output rows, the expanded rows it

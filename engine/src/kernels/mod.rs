@@ -539,6 +539,196 @@ unsafe fn pointwise(level: SimdLevel, conv: &Conv, input: In<'_>, out: &OutBuf<'
     }
 }
 
+/// Computes the disjoint rectangles `rects` of `node`'s output: a pointwise convolution over
+/// all of them at once ([`pointwise_rects`]), every other op one rectangle after the other.
+///
+/// # Safety
+/// As [`compute_rect`], for every rectangle of `rects`; the rectangles do not overlap.
+pub unsafe fn compute_rects(
+    level: SimdLevel,
+    node: &Node,
+    inputs: &[In<'_>],
+    out: &OutBuf<'_>,
+    rects: &[Rect],
+    scratch: &mut Vec<f32>,
+) {
+    // SAFETY (both arms): forwarded from this function's contract.
+    unsafe {
+        match &node.op {
+            Op::Conv(conv) if conv.is_pointwise() => {
+                pointwise_rects(level, conv, inputs[0], inputs.get(1).copied(), out, rects, scratch)
+            }
+            _ => rects.iter().for_each(|&r| compute_rect(level, node, inputs, out, r, scratch)),
+        }
+    }
+}
+
+/// Floats of gathered inputs and products per batch of [`pointwise_rects`] (256 KB).
+const BATCH_FLOATS: usize = 64 * 1024;
+
+/// Pixels per batch of a product over many rectangles, with `floats` floats of scratch per
+/// pixel: at least the product's own pixel block, so that each pass over the weights serves as
+/// many pixels as on a dense frame.
+fn batch_pixels(floats: usize) -> usize {
+    (BATCH_FLOATS / floats.max(1)).max(pointwise::PIXEL_BLOCK)
+}
+
+/// Weights up to this size stay in L1 from one product to the next, so a product per row
+/// segment costs little more than one over a batch, and batching would only add its copies
+/// (selfie segmentation's 16-channel 1x1s on 128x128 maps were slower batched: 0.12 -> 0.16
+/// ms per cached frame).
+const L1_WEIGHT_BYTES: usize = 32 * 1024;
+
+/// Whether products over `rects` of a map of `shape`, with `weights` floats of weights, are
+/// worth gathering into batches: not for one rectangle of whole rows (already one matrix), nor
+/// for weights that stay in L1 ([`L1_WEIGHT_BYTES`]).
+fn worth_batching(rects: &[Rect], shape: Shape, weights: usize) -> bool {
+    let whole_rows = matches!(rects, [r] if r.x0 == 0 && r.x1 == shape.w);
+    !whole_rows && weights * std::mem::size_of::<f32>() > L1_WEIGHT_BYTES
+}
+
+/// A batch of the row segments `(y, x0, x1)` of some rectangles, and its pixel count.
+#[derive(Default)]
+struct Segments {
+    rows: Vec<(usize, usize, usize)>,
+    pixels: usize,
+}
+
+impl Segments {
+    /// Calls `f` on batches of the row segments of `rects`, each of at most `cap` pixels (a
+    /// longer segment is cut).
+    fn batches(rects: &[Rect], cap: usize, mut f: impl FnMut(&Segments)) {
+        let mut batch = Segments::default();
+        for r in rects {
+            for y in r.y0..r.y1 {
+                let mut x0 = r.x0;
+                while x0 < r.x1 {
+                    let x1 = (x0 + cap - batch.pixels).min(r.x1);
+                    batch.rows.push((y, x0, x1));
+                    batch.pixels += x1 - x0;
+                    x0 = x1;
+                    if batch.pixels == cap {
+                        f(&batch);
+                        batch.rows.clear();
+                        batch.pixels = 0;
+                    }
+                }
+            }
+        }
+        if batch.pixels > 0 {
+            f(&batch);
+        }
+    }
+}
+
+/// Copies `src`, the rows of a product over `segments` (`c` floats per pixel, in segment
+/// order), to their place in `out`, each row followed by the fused residual add if `residual`
+/// holds one.
+///
+/// # Safety
+/// As [`compute_rect`], for every segment.
+unsafe fn scatter(
+    level: SimdLevel,
+    segments: &Segments,
+    src: &[f32],
+    out: &OutBuf<'_>,
+    residual: Option<(Activation, In<'_>)>,
+) {
+    let c = out.shape.c;
+    let mut at = 0;
+    for &(y, x0, x1) in &segments.rows {
+        let len = (x1 - x0) * c;
+        // SAFETY: this task's row segment (the contract).
+        unsafe { out.row(y, x0, x1) }.copy_from_slice(&src[at..at + len]);
+        at += len;
+        if let Some((act, r)) = residual {
+            // SAFETY: as above.
+            unsafe { add_residual(level, act, r, out, Rect { y0: y, y1: y + 1, x0, x1 }) };
+        }
+    }
+}
+
+/// The rectangles `rects` of a pointwise convolution (with its fused residual add, read from
+/// `residual`), batch by batch: the input pixels of every row segment are gathered, one
+/// product runs over the batch, and its rows go back to their places. A cached frame's
+/// rectangles are small and scattered, and one product per row segment made a pass over the
+/// weights for a few pixels each: MobileNetV2's last 1x1 (320 x 1280 weights, a 7x7 map) cost
+/// more on cached frames than on dense ones. The copies cost `cin + cout` floats per pixel
+/// against `cin · cout` multiply-adds. Each output is summed in the same order whatever batch
+/// it lands in, so the bits are those of [`compute_rect`]. One rectangle of whole rows, or
+/// weights that stay in L1, go rectangle by rectangle ([`worth_batching`]).
+///
+/// # Safety
+/// As [`compute_rects`].
+pub(super) unsafe fn pointwise_rects(
+    level: SimdLevel,
+    conv: &Conv,
+    input: In<'_>,
+    residual: Option<In<'_>>,
+    out: &OutBuf<'_>,
+    rects: &[Rect],
+    scratch: &mut Vec<f32>,
+) {
+    let residual = conv.residual.map(|act| (act, residual.expect("a fused residual add reads a second input")));
+    if !worth_batching(rects, out.shape, conv.cin * conv.cout) {
+        for &r in rects {
+            // SAFETY: forwarded from this function's contract.
+            unsafe {
+                pointwise(level, conv, input, out, r);
+                if let Some((act, res)) = residual {
+                    add_residual(level, act, res, out, r);
+                }
+            }
+        }
+        return;
+    }
+    let (cin, cout) = (conv.cin, conv.cout);
+    let (sh, sw, iw) = (conv.window.sh, conv.window.sw, input.shape.w);
+    let cap = batch_pixels(cin + cout);
+    if scratch.len() < cap * (cin + cout) {
+        scratch.resize(cap * (cin + cout), 0.0);
+    }
+    let (gathered, products) = scratch[..cap * (cin + cout)].split_at_mut(cap * cin);
+    Segments::batches(rects, cap, |batch| {
+        let mut at = 0;
+        for &(y, x0, x1) in &batch.rows {
+            let row = (y * sh) * iw;
+            if sw == 1 {
+                let len = (x1 - x0) * cin;
+                gathered[at..at + len].copy_from_slice(&input.data[(row + x0) * cin..][..len]);
+                at += len;
+            } else {
+                for x in x0..x1 {
+                    gathered[at..at + cin].copy_from_slice(&input.data[(row + x * sw) * cin..][..cin]);
+                    at += cin;
+                }
+            }
+        }
+        let n = batch.pixels;
+        product(level, conv, &gathered[..n * cin], n, &mut products[..n * cout]);
+        // SAFETY: forwarded from this function's contract.
+        unsafe { scatter(level, batch, &products[..n * cout], out, residual) };
+    });
+}
+
+/// One pointwise product of `npix` contiguous pixels of `src` into `dst`, with the
+/// convolution's activation.
+fn product(level: SimdLevel, conv: &Conv, src: &[f32], npix: usize, dst: &mut [f32]) {
+    let call = pointwise::Call {
+        src,
+        src_stride: conv.cin,
+        npix,
+        cin: conv.cin,
+        cout: conv.cout,
+        packed: packed(conv, 0),
+        act: conv.activation,
+        dst_stride: conv.cout,
+        runs: pointwise::ONE_RUN,
+        blocks: 1,
+    };
+    pointwise::run(level, &call, dst);
+}
+
 /// Floats of im2col rows per band (256 KB).
 const IM2COL_FLOATS: usize = 64 * 1024;
 

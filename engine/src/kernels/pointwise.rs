@@ -119,7 +119,7 @@ impl Kernel for Product<'_, '_> {
 }
 
 /// Pixels per block: the block's inputs stay in L1/L2 while every panel passes over them.
-const PIXEL_BLOCK: usize = 96;
+pub(super) const PIXEL_BLOCK: usize = 96;
 
 /// Every tile of the product. `dst` must hold `npix` rows at `dst_stride` (checked by [`run`]).
 #[inline(always)]

@@ -99,9 +99,6 @@ pub fn activation(i: u8) -> Activation {
     }
 }
 
-/// Proptest cases: `n`, or at most `FRAMECACHE_PROPTEST_CASES` where that is set (the
-/// emulated aarch64 run in CI, `.ci/aarch64.sh`, runs fewer).
-#[allow(dead_code)]
 /// The upper bound of a random size: `n`, or the smaller `miri` under Miri, whose interpreter
 /// runs the kernels about a million times slower than native code (the point of the Miri run
 /// is undefined behaviour in the unsafe kernels, not coverage of geometries).
@@ -113,6 +110,8 @@ pub fn size(n: usize, miri: usize) -> usize {
     }
 }
 
+/// Proptest cases: `n`, or at most `FRAMECACHE_PROPTEST_CASES` where that is set (the
+/// emulated aarch64 run in CI, `.ci/aarch64.sh`, runs fewer).
 pub fn cases(n: u32) -> u32 {
     std::env::var("FRAMECACHE_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).map_or(n, |m: u32| m.min(n))
 }
