@@ -78,10 +78,7 @@ pub unsafe fn from_expanded(
     let (e, cout) = (b.expanded(), b.project.cout);
     let widest = rects.iter().map(|r| r.x1 - r.x0).max().unwrap_or(0);
     let cap = super::batch_pixels(e + cout).max(widest);
-    if scratch.len() < cap * (e + cout) {
-        scratch.resize(cap * (e + cout), 0.0);
-    }
-    let (dbuf, products) = scratch[..cap * (e + cout)].split_at_mut(cap * e);
+    let (dbuf, products) = super::batch_buffers(scratch, cap, e, cout);
     let depthwise = Shape::new(out.shape.h, out.shape.w, e);
     let residual = b.project.residual.map(|act| (act, residual.expect("a fused residual add reads a second input")));
     // The projection of a batch's depthwise pixels, and its rows back to their places.

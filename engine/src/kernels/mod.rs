@@ -130,18 +130,7 @@ pub unsafe fn compute_rect(
     unsafe {
         match &node.op {
             Op::Input => {}
-            Op::Conv(conv) => match conv.residual {
-                None => conv_rect(level, conv, inputs[0], out, rect, scratch),
-                // Band by band, so that the residual is added to rows still in the cache.
-                Some(act) => {
-                    let rows = (RESIDUAL_BAND_FLOATS / ((rect.x1 - rect.x0) * node.shape.c).max(1)).max(1);
-                    for y0 in (rect.y0..rect.y1).step_by(rows) {
-                        let band = Rect { y0, y1: (y0 + rows).min(rect.y1), ..rect };
-                        conv_rect(level, conv, inputs[0], out, band, scratch);
-                        add_residual(level, act, inputs[1], out, band);
-                    }
-                }
-            },
+            Op::Conv(conv) => conv_rect(level, conv, inputs[0], inputs.get(1).copied(), out, rect, scratch),
             Op::Bottleneck(b) => bottleneck::rect(level, b, inputs[0], inputs.get(1).copied(), out, rect, scratch),
             Op::ConvTranspose(ct) => match &ct.packed {
                 Some(packed) => unshuffle(level, ct, packed, inputs[0], out, rect, scratch),
@@ -225,11 +214,49 @@ pub unsafe fn compute_rect(
 /// Output floats per band of a convolution with a fused residual add (64 KB, within L1/L2).
 const RESIDUAL_BAND_FLOATS: usize = 16 * 1024;
 
+/// Rectangle `rect` of a convolution and its fused residual add (read from `residual`), band by
+/// band, so that the residual is added to rows still in the cache.
+///
+/// # Safety
+/// As [`compute_rect`].
+unsafe fn conv_rect(
+    level: SimdLevel,
+    conv: &Conv,
+    x: In<'_>,
+    residual: Option<In<'_>>,
+    out: &OutBuf<'_>,
+    rect: Rect,
+    scratch: &mut Vec<f32>,
+) {
+    // SAFETY (both arms): forwarded from this function's contract.
+    unsafe {
+        match conv.residual {
+            None => conv_rect_alone(level, conv, x, out, rect, scratch),
+            Some(act) => {
+                let residual = residual.expect("a fused residual add reads a second input");
+                let rows = (RESIDUAL_BAND_FLOATS / ((rect.x1 - rect.x0) * out.shape.c).max(1)).max(1);
+                for y0 in (rect.y0..rect.y1).step_by(rows) {
+                    let band = Rect { y0, y1: (y0 + rows).min(rect.y1), ..rect };
+                    conv_rect_alone(level, conv, x, out, band, scratch);
+                    add_residual(level, act, residual, out, band);
+                }
+            }
+        }
+    }
+}
+
 /// Rectangle `rect` of a convolution without its residual add.
 ///
 /// # Safety
 /// As [`compute_rect`].
-unsafe fn conv_rect(level: SimdLevel, conv: &Conv, x: In<'_>, out: &OutBuf<'_>, rect: Rect, scratch: &mut Vec<f32>) {
+unsafe fn conv_rect_alone(
+    level: SimdLevel,
+    conv: &Conv,
+    x: In<'_>,
+    out: &OutBuf<'_>,
+    rect: Rect,
+    scratch: &mut Vec<f32>,
+) {
     // SAFETY: forwarded from this function's contract.
     unsafe {
         if conv.is_pointwise() {
@@ -587,6 +614,14 @@ fn worth_batching(rects: &[Rect], shape: Shape, weights: usize) -> bool {
     !whole_rows && weights * std::mem::size_of::<f32>() > L1_WEIGHT_BYTES
 }
 
+/// Two buffers of `cap` pixels from `scratch`, with `a` and `b` floats per pixel.
+fn batch_buffers(scratch: &mut Vec<f32>, cap: usize, a: usize, b: usize) -> (&mut [f32], &mut [f32]) {
+    if scratch.len() < cap * (a + b) {
+        scratch.resize(cap * (a + b), 0.0);
+    }
+    scratch[..cap * (a + b)].split_at_mut(cap * a)
+}
+
 /// A batch of the row segments `(y, x0, x1)` of some rectangles, and its pixel count.
 #[derive(Default)]
 struct Segments {
@@ -669,26 +704,18 @@ pub(super) unsafe fn pointwise_rects(
     rects: &[Rect],
     scratch: &mut Vec<f32>,
 ) {
-    let residual = conv.residual.map(|act| (act, residual.expect("a fused residual add reads a second input")));
     if !worth_batching(rects, out.shape, conv.cin * conv.cout) {
         for &r in rects {
             // SAFETY: forwarded from this function's contract.
-            unsafe {
-                pointwise(level, conv, input, out, r);
-                if let Some((act, res)) = residual {
-                    add_residual(level, act, res, out, r);
-                }
-            }
+            unsafe { conv_rect(level, conv, input, residual, out, r, scratch) };
         }
         return;
     }
+    let residual = conv.residual.map(|act| (act, residual.expect("a fused residual add reads a second input")));
     let (cin, cout) = (conv.cin, conv.cout);
     let (sh, sw, iw) = (conv.window.sh, conv.window.sw, input.shape.w);
     let cap = batch_pixels(cin + cout);
-    if scratch.len() < cap * (cin + cout) {
-        scratch.resize(cap * (cin + cout), 0.0);
-    }
-    let (gathered, products) = scratch[..cap * (cin + cout)].split_at_mut(cap * cin);
+    let (gathered, products) = batch_buffers(scratch, cap, cin, cout);
     Segments::batches(rects, cap, |batch| {
         let mut at = 0;
         for &(y, x0, x1) in &batch.rows {
