@@ -148,13 +148,15 @@ pub struct Session {
     /// Per node of a head that did not run: the positions that changed since it last ran,
     /// recomputed when it runs again (propagation distributes over unions, so this is exact).
     pending: Vec<Option<Mask>>,
-    /// The same for the input of a bottleneck with an expansion: where its expanded map is
-    /// stale.
-    pending_input: Vec<Option<Mask>>,
-    /// Per bottleneck node with an expansion, its expanded map (empty for other nodes): cached
-    /// like an activation, so that a cached frame expands only the input positions that
-    /// changed, while the depthwise output lives only in the kernel's scratch.
+    /// Per bottleneck node with an expansion, its expanded map (empty for other nodes), filled
+    /// on demand: a node computed whole expands its input in the kernel's scratch, band by
+    /// band, and leaves the map alone; a cached frame expands into the map only the positions
+    /// that its rectangles read and that are not valid, so the expansion runs once for each
+    /// change of the input that some frame needs.
     expanded: Vec<Vec<f32>>,
+    /// Per bottleneck node with an expansion: where its expanded map holds the expansion of
+    /// the current input (at the input's resolution). `None` for other nodes.
+    valid: Vec<Option<Mask>>,
     /// Which heads run on the current frame.
     due: Vec<bool>,
     bypass: Bypass,
@@ -188,7 +190,17 @@ impl Session {
         let graph = plan.graph();
         let expanded = graph.nodes.iter().map(|n| touched_zeros(n.expanded_len(graph))).collect();
         Ok(Self {
-            pending_input: pending.clone(),
+            valid: graph
+                .nodes
+                .iter()
+                .map(|n| match &n.op {
+                    Op::Bottleneck(b) if b.expand.is_some() => {
+                        let x = graph.nodes[n.inputs[0]].shape;
+                        Some(Mask::new(x.h, x.w))
+                    }
+                    _ => None,
+                })
+                .collect(),
             expanded,
             enabled: vec![true; heads],
             rates,
@@ -254,21 +266,37 @@ impl Session {
     }
 
     /// Head node `i` does not run this frame: remember what changed for when it does.
-    fn defer(&mut self, i: usize, m: &Mask, input: Option<&Mask>) {
-        let add = |slot: &mut Option<Mask>, m: &Mask| match slot {
+    fn defer(&mut self, i: usize, m: &Mask) {
+        match &mut self.pending[i] {
             Some(p) => p.union_with(m),
             slot => *slot = Some(m.clone()),
-        };
-        add(&mut self.pending[i], m);
-        if let Some(input) = input {
-            add(&mut self.pending_input[i], input);
         }
+    }
+
+    /// For a bottleneck with an expansion, computed on `rects` of its output from its expanded
+    /// map: the rectangles of the map that those read and that are stale, which are then
+    /// taken as expanded. `None` for other nodes.
+    fn stale_reads(&mut self, i: usize, rects: &[Rect]) -> Option<Vec<Rect>> {
+        let graph = self.plan.graph();
+        let node = &graph.nodes[i];
+        let (Op::Bottleneck(b), Some(valid)) = (&node.op, &mut self.valid[i]) else { return None };
+        let x = graph.nodes[node.inputs[0]].shape;
+        let w = &b.depthwise.window;
+        let mut stale = Mask::new(x.h, x.w);
+        for r in rects {
+            let (y0, y1) = w.input_span(true, r.y0, r.y1, x.h);
+            let (x0, x1) = w.input_span(false, r.x0, r.x1, x.w);
+            stale.set_rect(y0, y1, x0, x1);
+        }
+        stale.subtract(valid);
+        valid.union_with(&stale);
+        Some(if stale.fraction() > self.options.dense_crossover { vec![Rect::full(x)] } else { reuse::cover(&stale) })
     }
 
     /// Forgets the cache: the next frame is computed in full.
     pub fn reset(&mut self) {
         self.last_frame = None;
-        self.pending.iter_mut().chain(&mut self.pending_input).for_each(|p| *p = None);
+        self.pending.iter_mut().for_each(|p| *p = None);
         self.since_refresh = 0;
         self.bypass = Bypass::default();
     }
@@ -458,12 +486,17 @@ impl Session {
             let s = node.shape;
             let mut m =
                 if full { Mask::full(s.h, s.w) } else { reuse::propagate_node(graph, plan.reach(), i, &changed) };
-            // A bottleneck with an expansion also expands the input positions that changed.
-            let expands = matches!(&node.op, Op::Bottleneck(b) if b.expand.is_some());
-            let input_changed = expands.then(|| &changed[node.inputs[0]]);
+            // A bottleneck's expanded map is stale wherever its input changed.
+            if let Some(valid) = &mut self.valid[i] {
+                if full {
+                    valid.fill(false);
+                } else {
+                    valid.subtract(&changed[node.inputs[0]]);
+                }
+            }
             if !self.active(i) {
                 // A skipped head catches up later by recomputing whatever changed meanwhile.
-                self.defer(i, &m, input_changed);
+                self.defer(i, &m);
                 nodes.push(NodeStats { hit_rate: 1.0, macs: 0, dense: false, changed: 0.0, time: Default::default() });
                 changed.push(m);
                 times.propagate += t.elapsed();
@@ -473,26 +506,24 @@ impl Session {
                 m.union_with(&p);
             }
             let (rects, dense, frac) = if full { (vec![Rect::full(s)], true, 1.0) } else { self.work_for(i, &m) };
-            let input_rects = input_changed.map(|c| {
-                let x = graph.nodes[node.inputs[0]].shape;
-                // What changed while the head was skipped, merged into its own buffer (no
-                // copy of the mask on the frames that have nothing pending).
-                let pending = self.pending_input[i].take().map(|mut p| {
-                    p.union_with(c);
-                    p
-                });
-                let c = pending.as_ref().unwrap_or(c);
-                if full || dense || c.fraction() > self.options.dense_crossover {
-                    vec![Rect::full(x)]
-                } else {
-                    reuse::cover(c)
-                }
-            });
+            // A whole output on one thread expands in scratch (`compute_node`); a pool
+            // expands into the map first, so that its row bands do not each expand their
+            // halo rows again.
+            let whole = rects.len() == 1 && rects[0] == Rect::full(s);
+            let input_rects = if whole && self.pool.is_none() { None } else { self.stale_reads(i, &rects) };
             times.propagate += t.elapsed();
 
             let pixels: usize = rects.iter().map(Rect::area).sum();
-            let macs = match (&node.op, &input_rects) {
-                (Op::Bottleneck(b), Some(r)) => b.macs(r.iter().map(Rect::area).sum(), pixels),
+            let macs = match &node.op {
+                // A whole output expands every input position it reads, once.
+                Op::Bottleneck(b) if b.expand.is_some() => {
+                    let x = graph.nodes[node.inputs[0]].shape;
+                    let expanded = match &input_rects {
+                        Some(r) => r.iter().map(Rect::area).sum(),
+                        None => x.pixels(),
+                    };
+                    b.macs(expanded, pixels)
+                }
                 _ => pixels as u64 * plan.macs_per_pixel(i),
             };
             macs_executed += macs;
@@ -500,7 +531,7 @@ impl Session {
             // others (and nodes nobody reads) write in place.
             let gate = if full || rects.is_empty() { None } else { self.gate_threshold(i) };
             let started = Instant::now();
-            if !rects.is_empty() || input_rects.as_ref().is_some_and(|r| !r.is_empty()) {
+            if !rects.is_empty() {
                 self.compute_node(i, &rects, input_rects.as_deref(), macs, gate.is_some());
             }
             let time = started.elapsed();
@@ -576,8 +607,9 @@ impl Session {
 
     /// Computes `rects` of node `i` into its cached buffer, or into `fresh[i]` when `into_fresh`.
     /// A bottleneck with an expansion first expands `input_rects` of its input into its
-    /// expanded map; computed whole on one thread, it expands each band's rows just before
-    /// they are read.
+    /// expanded map and reads the map ([`Session::stale_reads`]); computed whole on one thread
+    /// (`input_rects` is `None`), it expands each band's rows in scratch just before they are
+    /// read, and leaves the map alone.
     fn compute_node(&mut self, i: usize, rects: &[Rect], input_rects: Option<&[Rect]>, macs: u64, into_fresh: bool) {
         let graph = self.plan.graph();
         let node = &graph.nodes[i];
@@ -605,13 +637,6 @@ impl Session {
             (Op::Bottleneck(b), Some(input_rects)) => {
                 let (x, residual) = (inputs[0], inputs.get(1).copied());
                 let store = &mut self.expanded[i];
-                let whole = |r: &[Rect], s: Shape| r.len() == 1 && r[0] == Rect::full(s);
-                if pool.is_none() && whole(rects, node.shape) && whole(input_rects, x.shape) {
-                    // SAFETY: one writer of the whole output and the whole map; the session's
-                    // level.
-                    unsafe { kernels::bottleneck::dense(level, b, x, residual, store, &out, scratch) };
-                    return;
-                }
                 let e = Shape::new(x.shape.h, x.shape.w, b.expanded());
                 {
                     let map = OutBuf::new(store, e);

@@ -7,7 +7,9 @@
 //! Each step is the standalone kernel on a view of the map ([`depthwise::Source`],
 //! [`OutBuf::view`]), so every value is the same bits as the three convolutions computed one
 //! after the other. Expanded rows shared by two bands are kept, not recomputed; a rectangle
-//! narrower than the map expands only the columns it reads.
+//! narrower than the map expands only the columns it reads. A session computing a cached
+//! frame's rectangles keeps the whole expanded map instead, filled on demand ([`expand`],
+//! [`from_expanded`]).
 
 use super::depthwise::{self, Source};
 use super::{product, In, OutBuf, Segments, SimdLevel};
@@ -19,11 +21,9 @@ use crate::reuse::Rect;
 const BAND_BYTES: usize = 256 * 1024;
 
 /// Where the expanded rows a band reads come from.
-enum Expanded<'s> {
+enum Expanded {
     /// Computed into the kernel's scratch, band by band (rows shared by two bands are kept).
     Scratch,
-    /// Computed into the whole expanded map, which the session keeps, at their place in it.
-    Store(&'s mut [f32]),
     /// The kernel's input is already the expanded map (or the block has no expansion).
     Given,
 }
@@ -121,26 +121,6 @@ pub unsafe fn from_expanded(
     }
 }
 
-/// The whole output from the block's input, with the expanded rows computed into `store` (the
-/// whole expanded map, which the session keeps) band by band, each just before the depthwise
-/// convolution reads it.
-///
-/// # Safety
-/// `level` is one this CPU runs; nothing else touches `out` or `store` meanwhile.
-pub unsafe fn dense(
-    level: SimdLevel,
-    b: &Bottleneck,
-    input: In<'_>,
-    residual: Option<In<'_>>,
-    store: &mut [f32],
-    out: &OutBuf<'_>,
-    scratch: &mut Vec<f32>,
-) {
-    let expanded = if b.expand.is_some() { Expanded::Store(store) } else { Expanded::Given };
-    // SAFETY: the whole output, one writer (this function's contract).
-    unsafe { bands(level, b, input, residual, out, Rect::full(out.shape), scratch, expanded) }
-}
-
 /// The disjoint rectangles `rects` of the block's expanded map (`store`, whole) from the
 /// block's input ([`super::pointwise_rects`]).
 ///
@@ -165,7 +145,7 @@ pub unsafe fn expand(
 /// the projection has a fused residual add.
 ///
 /// # Safety
-/// As [`rect`]; nothing else touches the store meanwhile.
+/// As [`rect`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn bands(
     level: SimdLevel,
@@ -175,7 +155,7 @@ unsafe fn bands(
     out: &OutBuf<'_>,
     rect: Rect,
     scratch: &mut Vec<f32>,
-    mut expanded: Expanded<'_>,
+    expanded: Expanded,
 ) {
     let w = &b.depthwise.window;
     let e = b.expanded();
@@ -190,29 +170,18 @@ unsafe fn bands(
     let band = (fit.saturating_sub(span) / w.sh + 1).min(rect.y1 - rect.y0);
     let rows_max = if matches!(expanded, Expanded::Scratch) { (band - 1) * w.sh + span } else { 0 };
     let (e_len, d_len) = (rows_max.min(ih) * cols * e, band * width * e);
-    if let Expanded::Store(st) = &expanded {
-        assert_eq!(st.len(), map.len(), "the expanded map does not match the block");
-    }
     if scratch.len() < e_len + d_len {
         scratch.resize(e_len + d_len, 0.0);
     }
     let (ebuf, dbuf) = scratch[..e_len + d_len].split_at_mut(e_len);
-    // The expanded rows computed so far (held from the start of `ebuf`, or in the store).
+    // The expanded rows computed so far (held from the start of `ebuf`).
     let (mut h0, mut h1) = (0, 0);
     let mut y = rect.y0;
     while y < rect.y1 {
         let band = Rect { y0: y, y1: (y + band).min(rect.y1), ..rect };
         let need = depthwise::input_rect(w, band, (ih, iw));
-        let source = match (&b.expand, &mut expanded) {
+        let source = match (&b.expand, &expanded) {
             (None, _) | (_, Expanded::Given) => Source::whole(input),
-            (Some(ex), Expanded::Store(st)) => {
-                let y0 = h1.max(need.y0);
-                let rows = Rect { y0, y1: need.y1.max(y0), ..reads };
-                // SAFETY: the rows are inside the expanded map, and ours (the contract).
-                unsafe { super::pointwise(level, ex, input, &OutBuf::new(st, map), rows) };
-                h1 = rows.y1;
-                Source { data: st, shape: map, view: Rect::full(map) }
-            }
             (Some(ex), Expanded::Scratch) => {
                 let row = cols * e;
                 // Rows computed for the previous band that this one reads move to the front.

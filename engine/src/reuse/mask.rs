@@ -70,6 +70,13 @@ impl Mask {
             *a |= b;
         }
     }
+    /// Clears every position set in `other` (same size).
+    pub fn subtract(&mut self, other: &Mask) {
+        assert_eq!((self.h, self.w), (other.h, other.w), "masks of different sizes");
+        for (a, &b) in self.bits.iter_mut().zip(&other.bits) {
+            *a &= !b;
+        }
+    }
     /// Sets every position of the rectangle `y0..y1, x0..x1` (clipped).
     pub fn set_rect(&mut self, y0: usize, y1: usize, x0: usize, x1: usize) {
         for y in y0..y1.min(self.h) {
