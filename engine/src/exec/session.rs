@@ -806,6 +806,33 @@ fn split_area(rects: &[Rect], target: usize) -> Vec<Vec<Rect>> {
 mod tests {
     use super::*;
 
+    /// The pool's groups cover every position of the rectangles once, in about `target`
+    /// groups of similar area.
+    #[test]
+    fn split_area_covers_each_position_once() {
+        let rects = [
+            Rect { y0: 0, y1: 7, x0: 0, x1: 5 },
+            Rect { y0: 2, y1: 3, x0: 6, x1: 20 },
+            Rect { y0: 4, y1: 4, x0: 6, x1: 9 },
+            Rect { y0: 8, y1: 20, x0: 1, x1: 2 },
+        ];
+        for target in 1..9 {
+            let groups = split_area(&rects, target);
+            assert!(groups.len() <= target, "{} groups for {target}", groups.len());
+            let mut seen = Mask::new(20, 20);
+            for r in groups.iter().flatten() {
+                for y in r.y0..r.y1 {
+                    for x in r.x0..r.x1 {
+                        assert!(!seen.get(y, x), "({y},{x}) twice");
+                        seen.set(y, x, true);
+                    }
+                }
+            }
+            let want: usize = rects.iter().map(Rect::area).sum();
+            assert_eq!(seen.count(), want);
+        }
+    }
+
     /// The bypass state machine on made-up times: dense frames cost 10 ms.
     #[test]
     fn bypass_backs_off_exponentially_and_returns_when_reuse_pays() {
