@@ -475,3 +475,49 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: common::cases(64), ..ProptestConfig::default() })]
+
+    /// One-pixel products (dense layers, one-pixel row segments) take the matrix-vector path.
+    /// Each output has the bits of the same pixel computed in a tile of several pixels, at
+    /// every level, for channel counts across one to several panels and their remainders.
+    #[test]
+    fn one_pixel_products_have_the_bits_of_tiles(
+        cin in 1usize..common::size(300, 40),
+        cout in 1usize..common::size(230, 40),
+        act in 0u8..6,
+        seed in any::<u64>(),
+    ) {
+        use framecache::kernels::pointwise;
+        let mut rng = common::Weights(seed);
+        let weights: Vec<f32> = (0..cin * cout).map(|_| rng.next()).collect();
+        let bias: Vec<f32> = (0..cout).map(|_| rng.next()).collect();
+        let packed = pointwise::pack(&weights, &bias, cin, cout);
+        let x: Vec<f32> = (0..cin * 3).map(|_| rng.next() * 4.0).collect();
+        let act = common::activation(act);
+        let call = |src, npix| pointwise::Call {
+            src,
+            src_stride: cin,
+            npix,
+            cin,
+            cout,
+            packed: &packed,
+            act,
+            dst_stride: cout,
+            runs: pointwise::ONE_RUN,
+            blocks: 1,
+        };
+        for level in SimdLevel::available() {
+            let mut three = vec![f32::NAN; 3 * cout];
+            pointwise::run(level, &call(&x, 3), &mut three);
+            for p in 0..3 {
+                let mut one = vec![f32::NAN; cout];
+                pointwise::run(level, &call(&x[p * cin..], 1), &mut one);
+                for (co, (a, b)) in one.iter().zip(&three[p * cout..(p + 1) * cout]).enumerate() {
+                    prop_assert_eq!(a.to_bits(), b.to_bits(), "{:?}: pixel {} column {}: {} vs {}", level, p, co, a, b);
+                }
+            }
+        }
+    }
+}

@@ -110,7 +110,16 @@ impl Kernel for Product<'_, '_> {
                 }
             };
         }
-        if self.call.runs == ONE_RUN {
+        if self.call.runs == ONE_RUN && self.call.npix == 1 {
+            // One pixel (a dense layer): a matrix-vector product, panels side by side.
+            match (V::LANES, V::REGISTERS) {
+                (16, _) => gemv::<V, 2, 4>(self.call, self.dst),
+                (8, _) => gemv::<V, 4, 3>(self.call, self.dst),
+                (4, 32) => gemv::<V, 8, 2>(self.call, self.dst),
+                (4, _) => gemv::<V, 8, 1>(self.call, self.dst),
+                (lanes, _) => unreachable!("no level has {lanes} lanes"),
+            }
+        } else if self.call.runs == ONE_RUN {
             tiles!(false)
         } else {
             tiles!(true)
@@ -186,6 +195,74 @@ fn drive<V: Vector, const MR: usize, const NV: usize, const RUNS: bool>(c: &Call
             }
         }
         pb = pe;
+    }
+}
+
+/// A product of one pixel: `Q` panels at a time, `NV` vectors each (a whole panel). A tile of
+/// one pixel keeps its few accumulators each in a chain of `cin` dependent multiply-adds, so
+/// the FMA latency bounds it (a dense layer of 1280 x 1000 ran at 3 GMAC/s); side by side,
+/// `Q` panels give 8 to 16 independent chains. Each output is still summed over `ci` in order
+/// from the bias, with the same multiply-adds as [`Tile::run`], so the bits are the same.
+#[inline(always)]
+fn gemv<V: Vector, const NV: usize, const Q: usize>(c: &Call<'_>, dst: *mut f32) {
+    debug_assert_eq!(NV * V::LANES, PANEL);
+    let panels = c.cout.div_ceil(PANEL);
+    let mut p = 0;
+    // SAFETY (every call): panels p.. exist in the packed weights and bias (checked by `run`),
+    // the source holds `cin` floats and `dst` holds `cout` (checked by `run` for one pixel).
+    unsafe {
+        while p + Q <= panels {
+            gemv_panels::<V, NV, Q>(c, p, dst);
+            p += Q;
+        }
+        match panels - p {
+            0 => {}
+            1 => gemv_panels::<V, NV, 1>(c, p, dst),
+            2 if Q > 2 => gemv_panels::<V, NV, 2>(c, p, dst),
+            3 if Q > 3 => gemv_panels::<V, NV, 3>(c, p, dst),
+            n => unreachable!("{n} panels left with {Q} at a time"),
+        }
+    }
+}
+
+/// Panels `panel..panel + Q` of a one-pixel product.
+///
+/// # Safety
+/// Those panels lie inside the packed weights and bias; `c.src` holds `cin` floats and `dst`
+/// is valid for writing `cout` floats.
+#[inline(always)]
+unsafe fn gemv_panels<V: Vector, const NV: usize, const Q: usize>(c: &Call<'_>, panel: usize, dst: *mut f32) {
+    // SAFETY: the function's contract.
+    unsafe {
+        let stride = c.cin * PANEL;
+        let w = c.packed.weights.as_ptr().add(panel * stride);
+        let b = c.packed.bias.as_ptr().add(panel * PANEL);
+        let mut acc: [[V; NV]; Q] =
+            std::array::from_fn(|q| std::array::from_fn(|j| V::load(b.add(q * PANEL + j * V::LANES))));
+        for ci in 0..c.cin {
+            let x = V::splat(*c.src.as_ptr().add(ci));
+            for q in 0..Q {
+                for j in 0..NV {
+                    acc[q][j] = x.mul_add(V::load(w.add(q * stride + ci * PANEL + j * V::LANES)), acc[q][j]);
+                }
+            }
+        }
+        // As in `Tile::run`: a copy for the epilogue keeps `acc` in registers.
+        let out = std::hint::black_box(acc);
+        for q in 0..Q {
+            for j in 0..NV {
+                let col = (panel + q) * PANEL + j * V::LANES;
+                if col >= c.cout {
+                    break;
+                }
+                let v = vec_act(c.act, out[q][j]);
+                if col + V::LANES <= c.cout {
+                    v.store(dst.add(col));
+                } else {
+                    v.store_first(dst.add(col), c.cout - col);
+                }
+            }
+        }
     }
 }
 
