@@ -472,6 +472,23 @@ fn pack_conv(c: &mut Conv) {
 /// up to 8 columns, 16 beyond), so that the product stores whole vectors. A 2x2 kernel to one
 /// channel (selfie segmentation's last layer) is 4 columns, which on the 8-lane tile went
 /// through a staging copy per pixel.
+/// `dst` as consecutive runs of `span` values, the run of block `k` taken from
+/// `blocks[k * block + offset..][..span]`. Runs of 2 (a 2x2 stride-2 kernel to one channel,
+/// selfie segmentation's last layer) are copied as pairs, which the compiler vectorises.
+fn copy_blocks(dst: &mut [f32], blocks: &[f32], block: usize, offset: usize, span: usize) {
+    if span == 2 {
+        for (d, b) in dst.chunks_exact_mut(2).zip(blocks.chunks_exact(block)) {
+            d.copy_from_slice(&b[offset..offset + 2]);
+        }
+    } else {
+        for (d, b) in dst.chunks_exact_mut(span).zip(blocks.chunks_exact(block)) {
+            for (x, &v) in d.iter_mut().zip(&b[offset..offset + span]) {
+                *x = v;
+            }
+        }
+    }
+}
+
 fn unshuffle_columns(ct: &ConvTranspose) -> usize {
     let block = ct.window.kh * ct.window.kw * ct.cout;
     if block <= 8 {
@@ -1194,12 +1211,17 @@ unsafe fn unshuffle(
             // to the rectangle at both ends: no division per output pixel, and no `memcpy`
             // call per pixel (for one or a few channels either cost more than the product).
             let span = sw * cout;
-            for (k, src) in scratch.chunks_exact(block).enumerate() {
-                let ox0 = (ix0 + k) * sw;
-                let (a, b) = (ox0.max(rect.x0), (ox0 + sw).min(rect.x1));
-                let from = &src[ky * span + (a - ox0) * cout..ky * span + (b - ox0) * cout];
-                for (d, &v) in dst[(a - rect.x0) * cout..(b - rect.x0) * cout].iter_mut().zip(from) {
-                    *d = v;
+            if rect.x0 % sw == 0 && rect.x1 % sw == 0 {
+                // Whole blocks side by side (every rectangle of a dense frame).
+                copy_blocks(dst, scratch, block, ky * span, span);
+            } else {
+                for (k, src) in scratch.chunks_exact(block).enumerate() {
+                    let ox0 = (ix0 + k) * sw;
+                    let (a, b) = (ox0.max(rect.x0), (ox0 + sw).min(rect.x1));
+                    let from = &src[ky * span + (a - ox0) * cout..ky * span + (b - ox0) * cout];
+                    for (d, &v) in dst[(a - rect.x0) * cout..(b - rect.x0) * cout].iter_mut().zip(from) {
+                        *d = v;
+                    }
                 }
             }
             activate(level, ct.activation, dst);
