@@ -1211,7 +1211,7 @@ unsafe fn unshuffle(
             // to the rectangle at both ends: no division per output pixel, and no `memcpy`
             // call per pixel (for one or a few channels either cost more than the product).
             let span = sw * cout;
-            if rect.x0 % sw == 0 && rect.x1 % sw == 0 {
+            if rect.x0.is_multiple_of(sw) && rect.x1.is_multiple_of(sw) {
                 // Whole blocks side by side (every rectangle of a dense frame).
                 copy_blocks(dst, scratch, block, ky * span, span);
             } else {
