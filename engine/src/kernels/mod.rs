@@ -467,14 +467,10 @@ fn pack_conv(c: &mut Conv) {
         .collect();
 }
 
-/// The columns of a kernel-equals-stride transposed convolution's product: its `kh * kw *
-/// cout` block of outputs per input pixel, padded with zero columns to whole vectors (8 lanes
-/// up to 8 columns, 16 beyond), so that the product stores whole vectors. A 2x2 kernel to one
-/// channel (selfie segmentation's last layer) is 4 columns, which on the 8-lane tile went
-/// through a staging copy per pixel.
 /// `dst` as consecutive runs of `span` values, the run of block `k` taken from
 /// `blocks[k * block + offset..][..span]`. Runs of 2 (a 2x2 stride-2 kernel to one channel,
-/// selfie segmentation's last layer) are copied as pairs, which the compiler vectorises.
+/// selfie segmentation's last layer) are copied as fixed-size pairs, with no loop of run-time
+/// length per block.
 fn copy_blocks(dst: &mut [f32], blocks: &[f32], block: usize, offset: usize, span: usize) {
     if span == 2 {
         for (d, b) in dst.chunks_exact_mut(2).zip(blocks.chunks_exact(block)) {
@@ -489,6 +485,11 @@ fn copy_blocks(dst: &mut [f32], blocks: &[f32], block: usize, offset: usize, spa
     }
 }
 
+/// The columns of a kernel-equals-stride transposed convolution's product: its `kh * kw *
+/// cout` block of outputs per input pixel, padded with zero columns to whole vectors (8 lanes
+/// up to 8 columns, 16 beyond), so that the product stores whole vectors. A 2x2 kernel to one
+/// channel (selfie segmentation's last layer) is 4 columns, which on the 8-lane tile went
+/// through a staging copy per pixel.
 fn unshuffle_columns(ct: &ConvTranspose) -> usize {
     let block = ct.window.kh * ct.window.kw * ct.cout;
     if block <= 8 {
