@@ -49,6 +49,10 @@ impl Shape {
     }
     /// `nhwc` (this shape, channels last) reordered to channels first, as ONNX lays it out.
     pub fn nhwc_to_nchw(&self, nhwc: &[f32]) -> Vec<f32> {
+        // One channel (a mask head) is the same order in both layouts.
+        if self.c == 1 {
+            return nhwc.to_vec();
+        }
         let mut nchw = vec![0.0; nhwc.len()];
         for (p, px) in nhwc.chunks_exact(self.c).enumerate() {
             for (c, &v) in px.iter().enumerate() {
