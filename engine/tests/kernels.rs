@@ -175,19 +175,7 @@ proptest! {
         let input: Vec<f32> = (0..h * w * 3).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
         for level in SimdLevel::available() {
             // The three convolutions one after the other, each in full.
-            let mut bufs = vec![input.clone()];
-            for node in plain.nodes.iter().skip(1) {
-                let ins: Vec<framecache::kernels::In<'_>> = node
-                    .inputs
-                    .iter()
-                    .map(|&j| framecache::kernels::In { data: &bufs[j], shape: plain.nodes[j].shape })
-                    .collect();
-                let mut out = vec![0.0; node.shape.len()];
-                let ob = framecache::kernels::OutBuf::new(&mut out, node.shape);
-                // SAFETY: one rectangle covering the output, one writer, a level this CPU runs.
-                unsafe { framecache::kernels::compute_rect(level, node, &ins, &ob, Rect::full(node.shape), &mut Vec::new()) };
-                bufs.push(out);
-            }
+            let bufs = every_node_in_full(level, &plain, &input);
             let want = &bufs[bufs.len() - 1];
             // The bottleneck on a random rectangle, from the stem's output.
             let (a, bb, cc, dd) = rect;
@@ -349,6 +337,24 @@ proptest! {
     }
 }
 
+/// Every node's output of `graph` from `input`, each node computed in full (one rectangle) at
+/// `level`.
+fn every_node_in_full(level: SimdLevel, graph: &Graph, input: &[f32]) -> Vec<Vec<f32>> {
+    use framecache::kernels::{compute_rect, In, OutBuf};
+    let mut bufs = vec![input.to_vec()];
+    for node in graph.nodes.iter().skip(1) {
+        let ins: Vec<In<'_>> =
+            node.inputs.iter().map(|&j| In { data: &bufs[j], shape: graph.nodes[j].shape }).collect();
+        let mut out = vec![0.0; node.shape.len()];
+        // SAFETY: one rectangle covering the output, one writer, a level this CPU runs.
+        unsafe {
+            compute_rect(level, node, &ins, &OutBuf::new(&mut out, node.shape), Rect::full(node.shape), &mut Vec::new())
+        };
+        bufs.push(out);
+    }
+    bufs
+}
+
 /// A random mask of a `h x w` map (about a third of the positions), covered with rectangles as
 /// a session covers a cached frame's changes.
 fn random_cover(h: usize, w: usize, seed: u64) -> (Mask, Vec<Rect>) {
@@ -400,7 +406,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         use framecache::graph::{fuse, Activation, GraphBuilder, Op, Window};
-        use framecache::kernels::{bottleneck, compute_rect, compute_rects, In, OutBuf};
+        use framecache::kernels::{bottleneck, compute_rects, In, OutBuf};
         let mut b = GraphBuilder::new(h, w, 3);
         let mut rng = common::Weights(seed);
         let mut wgt = || rng.next() * 0.2;
@@ -431,16 +437,7 @@ proptest! {
         let last = fused.nodes.len() - 1;
         let Op::Bottleneck(block) = &fused.nodes[last].op else { panic!("the block is not fused") };
         for level in SimdLevel::available() {
-            // Every node of the plain graph in full.
-            let mut bufs = vec![input.clone()];
-            for node in plain.nodes.iter().skip(1) {
-                let ins: Vec<In<'_>> =
-                    node.inputs.iter().map(|&j| In { data: &bufs[j], shape: plain.nodes[j].shape }).collect();
-                let mut out = vec![0.0; node.shape.len()];
-                // SAFETY: one rectangle covering the output, one writer, a level this CPU runs.
-                unsafe { compute_rect(level, node, &ins, &OutBuf::new(&mut out, node.shape), Rect::full(node.shape), &mut Vec::new()) };
-                bufs.push(out);
-            }
+            let bufs = every_node_in_full(level, &plain, &input);
             let xs = In { data: &bufs[x], shape: plain.nodes[x].shape };
             let mut scratch = Vec::new();
             // The strided pointwise convolution on scattered rectangles.

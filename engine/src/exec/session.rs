@@ -33,6 +33,17 @@ const PAYS: f64 = 0.95;
 /// Adaptive bypass: the dense cost is measured again after this many frames without a dense one.
 const PROBE_INTERVAL: u32 = 64;
 
+/// The expanded map of a bottleneck with an expansion, filled on demand: a node computed whole
+/// on one thread expands its input in the kernel's scratch, band by band, and leaves the map
+/// alone; a cached frame expands into the map only the positions that its rectangles read and
+/// that are not valid ([`Session::stale_reads`]), so the expansion runs once for each change
+/// of the input that some frame needs.
+struct ExpandedMap {
+    map: Vec<f32>,
+    /// Where `map` holds the expansion of the current input (at the input's resolution).
+    valid: Mask,
+}
+
 /// The adaptive bypass (see [`Session`]): what a dense frame costs in this session, and how
 /// many of the next frames are computed densely.
 #[derive(Clone, Debug, Default)]
@@ -148,15 +159,8 @@ pub struct Session {
     /// Per node of a head that did not run: the positions that changed since it last ran,
     /// recomputed when it runs again (propagation distributes over unions, so this is exact).
     pending: Vec<Option<Mask>>,
-    /// Per bottleneck node with an expansion, its expanded map (empty for other nodes), filled
-    /// on demand: a node computed whole expands its input in the kernel's scratch, band by
-    /// band, and leaves the map alone; a cached frame expands into the map only the positions
-    /// that its rectangles read and that are not valid, so the expansion runs once for each
-    /// change of the input that some frame needs.
-    expanded: Vec<Vec<f32>>,
-    /// Per bottleneck node with an expansion: where its expanded map holds the expansion of
-    /// the current input (at the input's resolution). `None` for other nodes.
-    valid: Vec<Option<Mask>>,
+    /// Per bottleneck node with an expansion, its expanded map (`None` for other nodes).
+    expanded: Vec<Option<ExpandedMap>>,
     /// Which heads run on the current frame.
     due: Vec<bool>,
     bypass: Bypass,
@@ -188,19 +192,18 @@ impl Session {
         let rates = plan.heads().iter().map(|h| h.rate.max(1)).collect();
         let pending = vec![None; acts.len()];
         let graph = plan.graph();
-        let expanded = graph.nodes.iter().map(|n| touched_zeros(n.expanded_len(graph))).collect();
+        let expanded = graph
+            .nodes
+            .iter()
+            .map(|n| match &n.op {
+                Op::Bottleneck(b) if b.expand.is_some() => {
+                    let x = graph.nodes[n.inputs[0]].shape;
+                    Some(ExpandedMap { map: touched_zeros(n.expanded_len(graph)), valid: Mask::new(x.h, x.w) })
+                }
+                _ => None,
+            })
+            .collect();
         Ok(Self {
-            valid: graph
-                .nodes
-                .iter()
-                .map(|n| match &n.op {
-                    Op::Bottleneck(b) if b.expand.is_some() => {
-                        let x = graph.nodes[n.inputs[0]].shape;
-                        Some(Mask::new(x.h, x.w))
-                    }
-                    _ => None,
-                })
-                .collect(),
             expanded,
             enabled: vec![true; heads],
             rates,
@@ -279,14 +282,14 @@ impl Session {
     fn stale_reads(&mut self, i: usize, rects: &[Rect]) -> Option<Vec<Rect>> {
         let graph = self.plan.graph();
         let node = &graph.nodes[i];
-        let (Op::Bottleneck(b), Some(valid)) = (&node.op, &mut self.valid[i]) else { return None };
+        let (Op::Bottleneck(b), Some(ExpandedMap { valid, .. })) = (&node.op, &mut self.expanded[i]) else {
+            return None;
+        };
         let x = graph.nodes[node.inputs[0]].shape;
-        let w = &b.depthwise.window;
         let mut stale = Mask::new(x.h, x.w);
-        for r in rects {
-            let (y0, y1) = w.input_span(true, r.y0, r.y1, x.h);
-            let (x0, x1) = w.input_span(false, r.x0, r.x1, x.w);
-            stale.set_rect(y0, y1, x0, x1);
+        for &r in rects {
+            let read = kernels::depthwise_input_rect(&b.depthwise.window, r, (x.h, x.w));
+            stale.set_rect(read.y0, read.y1, read.x0, read.x1);
         }
         stale.subtract(valid);
         valid.union_with(&stale);
@@ -487,7 +490,7 @@ impl Session {
             let mut m =
                 if full { Mask::full(s.h, s.w) } else { reuse::propagate_node(graph, plan.reach(), i, &changed) };
             // A bottleneck's expanded map is stale wherever its input changed.
-            if let Some(valid) = &mut self.valid[i] {
+            if let Some(ExpandedMap { valid, .. }) = &mut self.expanded[i] {
                 if full {
                     valid.fill(false);
                 } else {
@@ -636,7 +639,7 @@ impl Session {
         match (&node.op, input_rects) {
             (Op::Bottleneck(b), Some(input_rects)) => {
                 let (x, residual) = (inputs[0], inputs.get(1).copied());
-                let store = &mut self.expanded[i];
+                let store = &mut self.expanded[i].as_mut().expect("a bottleneck with an expansion has a map").map;
                 let e = Shape::new(x.shape.h, x.shape.w, b.expanded());
                 {
                     let map = OutBuf::new(store, e);

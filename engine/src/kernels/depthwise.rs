@@ -40,7 +40,7 @@ impl<'a> Source<'a> {
 }
 
 /// The input rows and columns that `rect` of `w`'s output reads, clipped to an `h x w` map.
-pub(super) fn input_rect(w: &Window, rect: Rect, (h, iw): (usize, usize)) -> Rect {
+pub(crate) fn input_rect(w: &Window, rect: Rect, (h, iw): (usize, usize)) -> Rect {
     let (y0, y1) = w.input_span(true, rect.y0, rect.y1, h);
     let (x0, x1) = w.input_span(false, rect.x0, rect.x1, iw);
     Rect { y0, y1, x0, x1 }

@@ -14,6 +14,7 @@ pub mod pointwise;
 pub mod reference;
 mod simd;
 
+pub(crate) use depthwise::input_rect as depthwise_input_rect;
 pub use simd::Level as SimdLevel;
 use simd::{dispatch, Kernel, Vector};
 
