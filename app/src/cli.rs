@@ -23,6 +23,9 @@ pub enum Command {
     Inspect(crate::inspect::InspectArgs),
     /// A multi-task bundle (backbone + heads) over clips: split, sharing, cached vs full.
     Bundle(crate::bundle::BundleArgs),
+    /// Post-training int8 quantization, calibrated on frames of clips: writes an int8 model
+    /// file that every command runs.
+    Quantize(crate::quantize::QuantizeArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -32,5 +35,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => crate::inspect::inspect(a),
         Command::Demo(a) => crate::demo::run(a),
         Command::Bundle(a) => crate::bundle::run(a),
+        Command::Quantize(a) => crate::quantize::run(a),
     }
 }

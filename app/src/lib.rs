@@ -16,4 +16,5 @@ pub mod clip;
 pub mod demo;
 pub mod inspect;
 pub mod model;
+pub mod quantize;
 pub mod run;

@@ -255,11 +255,14 @@ impl SidecarModel {
         }
         let sidecar = match sidecar {
             Some(s) => s.to_owned(),
-            None => ModelConfig::find(model, dirs).ok_or_else(|| Error::NoSidecar {
-                model: model.to_owned(),
-                file: format!("{}.toml", model.file_name().unwrap_or_default().to_string_lossy()),
-                dirs: dirs.to_vec(),
-            })?,
+            // An int8 file without a sidecar of its own has its float model's.
+            None => ModelConfig::find(model, dirs)
+                .or_else(|| ModelConfig::find(&crate::quant::file::source(model)?, dirs))
+                .ok_or_else(|| Error::NoSidecar {
+                    model: model.to_owned(),
+                    file: format!("{}.toml", model.file_name().unwrap_or_default().to_string_lossy()),
+                    dirs: dirs.to_vec(),
+                })?,
         };
         let config = ModelConfig::load(&sidecar)?;
         let graph = crate::import::load_model(model, config.import_options(input_size, frame_size))?;

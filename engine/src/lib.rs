@@ -33,6 +33,7 @@ pub mod heads;
 pub mod import;
 pub mod kernels;
 pub mod model;
+pub mod quant;
 pub mod reuse;
 pub mod stats;
 

@@ -31,8 +31,13 @@ proptest! {
         level in prop::sample::select(SimdLevel::available()),
         // The importer's fusions (inverted-residual blocks, residual adds), or none.
         fuse in any::<bool>(),
+        // Int8 convolutions: then cached equals full bit for bit.
+        int8 in any::<bool>(),
     ) {
         let mut graph = common::build(h, w, &layers, seed);
+        if int8 {
+            common::quantize(&mut graph, seed);
+        }
         if fuse {
             common::fuse(&mut graph);
         }
@@ -46,8 +51,9 @@ proptest! {
             let f = Frame::rgb(w, h, px);
             let a = cached.process(&f).unwrap();
             let b = full.run_full(&f).unwrap();
+            let same: fn(&[f32], &[f32]) -> Result<(), String> = if int8 { common::same_bits } else { close };
             for n in 0..plan.graph().nodes.len() {
-                close(cached.activation(n), full.activation(n))
+                same(cached.activation(n), full.activation(n))
                     .map_err(|e| TestCaseError::fail(format!("frame {i}, node {n} ({}): {e}", plan.graph().nodes[n].name)))?;
             }
             prop_assert_eq!(a.len(), b.len());

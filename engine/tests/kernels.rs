@@ -3,7 +3,7 @@
 
 mod common;
 
-use framecache::graph::Graph;
+use framecache::graph::{Activation, Graph, Op};
 use framecache::kernels::{compute_full, reference, SimdLevel};
 use framecache::reuse::{Mask, Rect};
 use proptest::prelude::*;
@@ -58,6 +58,21 @@ fn check_node(level: SimdLevel, graph: &Graph, rect_seed: (usize, usize, usize, 
                 }
             }
         }
+        // An int8 convolution sums integers, and scales and biases as the reference does: the
+        // same bits, except through activations that the levels compute with a multiply-add.
+        let exact_act = matches!(
+            node.op.activation(),
+            Activation::Identity | Activation::Relu | Activation::Clip { .. } | Activation::Sigmoid
+        );
+        if matches!(&node.op, Op::Conv(c) if c.quant.is_some()) && exact_act && node.op.residual().is_none() {
+            for y in rect.y0..rect.y1 {
+                for x in rect.x0..rect.x1 {
+                    let k = (y * s.w + x) * s.c;
+                    common::same_bits(&got[k..k + s.c], &want[k..k + s.c])
+                        .map_err(|e| TestCaseError::fail(format!("int8 node {i} at ({y},{x}): {e}")))?;
+                }
+            }
+        }
         // compute_full agrees with the reference too.
         let mut full = vec![0.0; s.len()];
         compute_full(node, graph, &ins, &mut full);
@@ -74,6 +89,30 @@ fn check_every_level(graph: &Graph, rect: (usize, usize, usize, usize)) -> Resul
         check_node(level, graph, rect).map_err(|e| TestCaseError::fail(format!("{level:?}: {e}")))?;
     }
     Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: common::cases(128), ..ProptestConfig::default() })]
+
+    /// Int8 convolutions (pointwise, dense, strided, dilated, grouped; kernel rows read in place
+    /// and im2col borders; inside fused blocks) against the naive integer reference.
+    #[test]
+    fn int8_kernels_match_reference(
+        h in 5usize..common::size(30, 10),
+        w in 5usize..common::size(30, 10),
+        layers in prop::collection::vec(common::layer(), 1..common::size(5, 3)),
+        seed in any::<u64>(),
+        rect in (0usize..64, 0usize..64, 0usize..64, 0usize..64),
+        fuse in any::<bool>(),
+    ) {
+        let mut graph = common::build(h, w, &layers, seed);
+        common::quantize(&mut graph, seed);
+        if fuse {
+            common::fuse(&mut graph);
+        }
+        framecache::kernels::prepare(&mut graph);
+        check_every_level(&graph, rect)?;
+    }
 }
 
 proptest! {

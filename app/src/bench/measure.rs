@@ -119,6 +119,9 @@ struct Lane {
     /// per-stage sums (so that memory does not grow by a per-node table each frame).
     stats: Stats,
     fidelity: Vec<Fidelity>,
+    /// An int8 lane: its fidelity against fp32 engine-full (`fidelity` is against int8 full).
+    int8: bool,
+    fidelity_fp32: Vec<Fidelity>,
     /// Skip and gate: the last computed outputs and the frame they were computed from.
     held: Option<(Vec<Output>, Vec<u8>)>,
     /// Frames of this pass so far.
@@ -320,6 +323,7 @@ fn median(v: &[f64]) -> f64 {
 #[allow(clippy::too_many_arguments)]
 pub fn measure(
     model: &Model,
+    int8: Option<&Model>,
     tract: Option<&TractModel>,
     clip: &Clip,
     count: usize,
@@ -338,10 +342,17 @@ pub fn measure(
         bypass: opts.bypass,
         ..Default::default()
     };
-    // Lane 0 is engine-full; the others are the cached modes and the baselines.
+    // Lane 0 is engine-full; the others are the cached modes and the baselines. With an int8
+    // model, its full inference and cached modes follow (lane `int8_full` on), interleaved
+    // with the rest on the same frames.
     let mut lanes = Vec::new();
     let others = modes.iter().copied().filter(|m| *m != BenchMode::Full);
-    for mode in std::iter::once(BenchMode::Full).chain(others) {
+    let int8_modes = others.clone().filter(|m| matches!(m, BenchMode::Cached(_)));
+    let fp32 = std::iter::once(BenchMode::Full).chain(others).map(|m| (m, model, false));
+    let int8_lanes = int8
+        .into_iter()
+        .flat_map(|q| std::iter::once(BenchMode::Full).chain(int8_modes.clone()).map(move |m| (m, q, true)));
+    for (mode, model, int8) in fp32.chain(int8_lanes) {
         let m = if let BenchMode::Cached(c) = mode { c } else { Mode::Exact };
         let session = Session::new(model.plan.clone(), session_opts(m))?;
         lanes.push(Lane {
@@ -350,10 +361,13 @@ pub fn measure(
             ms: vec![Vec::new(); count],
             stats: Stats::default(),
             fidelity: Vec::new(),
+            int8,
+            fidelity_fp32: Vec::new(),
             held: None,
             seen: 0,
         });
     }
+    let int8_full = lanes.iter().position(|l| l.int8).unwrap_or(0);
     let dims = model.input_dims();
     let mut tract_ms: Vec<Vec<f64>> = vec![Vec::new(); count];
     let mut tract_diff = 0.0f64;
@@ -417,13 +431,20 @@ pub fn measure(
                     let d = t.iter().zip(&f0.data).map(|(a, b)| f64::from((a - b).abs())).fold(0.0, f64::max);
                     tract_diff = tract_diff.max(d);
                 }
+                let compare =
+                    |o: &[Output], full: &[Output]| compare(model.task(), model.config.mask_threshold, o, full);
                 for ((lane, o), &c) in lanes.iter_mut().zip(&outs).zip(&computed) {
                     let s = lane.frame_stats(c);
                     lane.stats.push(&s, i);
-                    lane.fidelity.push(compare(model.task(), model.config.mask_threshold, o, full));
+                    if lane.int8 {
+                        lane.fidelity.push(compare(o, &outs[int8_full]));
+                        lane.fidelity_fp32.push(compare(o, full));
+                    } else {
+                        lane.fidelity.push(compare(o, full));
+                    }
                 }
                 let before = previous_full.as_ref().unwrap_or(full);
-                noise.push(compare(model.task(), model.config.mask_threshold, before, full));
+                noise.push(compare(before, full));
                 previous_full = Some(full.clone());
                 if keep_outputs {
                     full_outputs.push(full.first().map(|o| o.data.clone()).unwrap_or_default());
@@ -445,14 +466,32 @@ pub fn measure(
     };
     let mut runs = Vec::new();
     if done > 0 {
-        for lane in &lanes {
+        let precision = int8.map(|_| "fp32".to_owned());
+        for lane in lanes.iter().filter(|l| !l.int8) {
             if lane.mode == BenchMode::Full && !modes.contains(&BenchMode::Full) {
                 continue;
             }
-            runs.push(ctx.record(&lane.mode.to_string(), &lane.ms, &lane.stats, &lane.fidelity));
+            let mut r = ctx.record(&lane.mode.to_string(), &lane.ms, &lane.stats, &lane.fidelity);
+            r.precision.clone_from(&precision);
+            runs.push(r);
         }
         let full = &lanes[0];
         runs.push(ctx.record(NOISE_FLOOR, &full.ms, &full.stats, &noise));
+        if let Some(q) = int8 {
+            // Int8 runs: speed and fidelity against int8 full (as for any mode), and against
+            // fp32 engine-full of the same frames.
+            let ms_fp32 = runs[0].ms_full_median;
+            let ctx8 = Summary { model: q, full: &lanes[int8_full], tract_ms: None, tract_diff: None, ..ctx };
+            for lane in lanes.iter().filter(|l| l.int8) {
+                let mut r = ctx8.record(&format!("int8 {}", lane.mode), &lane.ms, &lane.stats, &lane.fidelity);
+                let vs_fp32 = ctx8.record("", &lane.ms, &lane.stats, &lane.fidelity_fp32);
+                r.precision = Some("int8".into());
+                r.speedup_vs_fp32 = Some(ms_fp32 / r.ms_cached_median);
+                r.fp32_top1_agreement = vs_fp32.top1_agreement;
+                r.fp32_mask_iou = vs_fp32.mask_iou_mean;
+                runs.push(r);
+            }
+        }
     }
     Ok(Measured { runs, full_outputs, interrupted })
 }

@@ -38,6 +38,13 @@ pub enum Baseline {
     None,
 }
 
+/// Numeric precisions the bench measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Precision {
+    Fp32,
+    Int8,
+}
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// ONNX model; repeat for several (default: the bundled MobileNetV2). Preprocessing comes
@@ -72,6 +79,14 @@ pub struct BenchArgs {
     /// Measure at most this many frames of each clip.
     #[arg(long)]
     pub frames: Option<usize>,
+    /// Comma-separated precisions: fp32, and int8 (the model's int8 form, measured in the same
+    /// interleaved run: from --calibrate, else the `NAME.int8.safetensors` beside the model
+    /// that `framecache quantize` writes).
+    #[arg(long, value_delimiter = ',', default_value = "fp32")]
+    pub precision: Vec<Precision>,
+    /// Clips to calibrate the int8 form on, in memory (32 frames each, MSE ranges).
+    #[arg(long, num_args = 1..)]
+    pub calibrate: Vec<PathBuf>,
     /// Comma-separated peer baselines.
     #[arg(long, value_delimiter = ',', default_value = "tract")]
     pub baseline: Vec<Baseline>,
@@ -229,6 +244,11 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
                 };
                 Ok((m, tract))
             });
+        let loaded = loaded.and_then(|(m, t)| {
+            let q =
+                if args.precision.contains(&Precision::Int8) { Some(int8_model(args, &m, frame_size)?) } else { None };
+            Ok((m, t, q))
+        });
         match loaded {
             Ok(m) => models.push(m),
             Err(e) => report.errors.push(ErrorRecord {
@@ -267,7 +287,7 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
     'clips: for clip in &clips {
         let count = limit(clip);
         let dirs = reference_dirs(&args.reference, clip);
-        for (model, tract) in &models {
+        for (model, tract, int8) in &models {
             let what = format!("{} on {} ({count} frames)", model.name, clip.name);
             if bar.is_hidden() {
                 eprintln!("measuring {what}");
@@ -276,6 +296,7 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
             let measured = reference::find(&clip.path, &clip.name, &model.name, &dirs).and_then(|r| {
                 measure::measure(
                     model,
+                    int8.as_ref(),
                     tract.as_ref(),
                     clip,
                     count,
@@ -339,6 +360,25 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// The int8 form of `model`: quantized in memory on `--calibrate` clips, else the int8 file
+/// beside it.
+fn int8_model(args: &BenchArgs, model: &Model, frame_size: Option<(usize, usize)>) -> Result<Model> {
+    if !args.calibrate.is_empty() {
+        let clips: Vec<Clip> = args.calibrate.iter().map(|p| Clip::open(p)).collect::<Result<_>>()?;
+        let options = model.config.import_options(args.engine.input_size, frame_size);
+        return crate::quantize::in_memory(model, &clips, options);
+    }
+    let path = crate::quantize::default_out(&model.path);
+    if !path.is_file() {
+        anyhow::bail!(
+            "no int8 model {} beside {}: write one with `framecache quantize`, or pass --calibrate CLIP",
+            path.display(),
+            model.path.display()
+        );
+    }
+    Model::load(&path, args.engine.preprocess.as_deref(), args.engine.input_size, frame_size)
 }
 
 /// Reference folders for a clip: the ones given, or `<clip folder>/../../reference`.

@@ -72,7 +72,11 @@ pub fn verdicts(runs: &[RunRecord]) -> Vec<Verdict> {
     groups.dedup();
     let mut out = Vec::new();
     for (model, clip) in groups {
-        let these: Vec<&RunRecord> = runs.iter().filter(|r| r.model == model && r.clip == clip).collect();
+        // Int8 runs compare with int8 full, not with the fp32 skip-N: they have their own table.
+        let these: Vec<&RunRecord> = runs
+            .iter()
+            .filter(|r| r.model == model && r.clip == clip && r.precision.as_deref() != Some("int8"))
+            .collect();
         let skips: Vec<(u32, &RunRecord)> = these
             .iter()
             .filter_map(|r| r.mode.strip_prefix("skip=").and_then(|n| n.parse().ok()).map(|n| (n, *r)))
@@ -204,6 +208,18 @@ pub struct RunRecord {
     pub kl_mean: Option<f64>,
     /// Largest |cached − full| over every output value of every frame.
     pub max_abs_error: f64,
+    /// `fp32` or `int8` when the bench measured both precisions (`--precision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
+    /// Int8 runs: fp32 engine-full's median ÷ this run's median, same frames, same run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speedup_vs_fp32: Option<f64>,
+    /// Int8 runs: top-1 agreement (classifiers) or mean mask IoU (segmenters) against fp32
+    /// engine-full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp32_top1_agreement: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp32_mask_iou: Option<f64>,
     /// Mean |cached − full| over every output value, averaged over frames.
     pub mean_abs_error: f64,
     /// Largest |tract − engine full| (first output), a check that the baseline computes the same.

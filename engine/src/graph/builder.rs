@@ -63,6 +63,7 @@ impl GraphBuilder {
             bias: (0..cout).map(|_| weight()).collect(),
             activation,
             residual: None,
+            quant: None,
             packed: Vec::new(),
         };
         self.push(Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))

@@ -275,6 +275,29 @@ impl Graph {
 }
 
 /// The output shape of `conv` on an `x` input, or why it does not apply.
+/// An int8 convolution's quantization: a convolution the int8 kernels run, with a weight per
+/// float weight in −127..=127, a finite positive scale per output channel and for the input,
+/// and few enough rows that no `i32` sum overflows.
+fn check_quant(conv: &Conv, q: &crate::graph::ConvQuant) -> Result<(), String> {
+    if !crate::quant::takes_int8(conv) {
+        return Err("a depthwise or one-channel convolution cannot run in int8".into());
+    }
+    expect_len("int8 weights", q.weights.len(), &[conv.weights.len()])?;
+    expect_len("int8 weight scales", q.weight_scale.len(), &[conv.cout])?;
+    if q.weights.contains(&i8::MIN) {
+        return Err("an int8 weight is -128 (symmetric weights lie in -127..=127)".into());
+    }
+    let good = |s: f32| s.is_finite() && s > 0.0;
+    if !good(q.input_scale) || !q.weight_scale.iter().all(|&s| good(s)) {
+        return Err("an int8 scale is not a finite positive number".into());
+    }
+    let rows = conv.weights.len() / conv.cout;
+    if rows > crate::kernels::int8::MAX_ROWS {
+        return Err(format!("{rows} rows per output could overflow an int8 product's i32 sum"));
+    }
+    Ok(())
+}
+
 fn conv_output(conv: &Conv, x: Shape) -> Result<Shape, String> {
     check_window(&conv.window)?;
     let g = conv.groups;
@@ -284,6 +307,9 @@ fn conv_output(conv: &Conv, x: Shape) -> Result<Shape, String> {
     let w = &conv.window;
     expect_len("weights", conv.weights.len(), &[w.kh, w.kw, conv.cin / g, conv.cout])?;
     expect_len("bias", conv.bias.len(), &[conv.cout])?;
+    if let Some(q) = &conv.quant {
+        check_quant(conv, q)?;
+    }
     let (oh, ow) =
         w.output_hw(x.h, x.w, false).ok_or_else(|| format!("the window {w:?} does not fit the input {x}"))?;
     Ok(Shape::new(oh, ow, conv.cout))

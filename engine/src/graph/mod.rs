@@ -189,9 +189,28 @@ pub struct Conv {
     /// bits as the convolution and the Add one after the other. For a bottleneck, set on its
     /// projection. `None`: no residual, one input.
     pub residual: Option<Activation>,
+    /// Int8 execution of this convolution ([`crate::quant`]): its input quantized per tensor,
+    /// its weights per output channel. `None`: float. Only GEMM-shaped convolutions
+    /// (pointwise, dense, grouped) take it; depthwise ones stay float.
+    pub quant: Option<Box<ConvQuant>>,
     /// Per group, weights and bias packed for the GEMM micro-kernels (filled by
     /// `kernels::prepare`; empty for depthwise convolutions).
     pub packed: Vec<Packed>,
+}
+
+/// How an int8 convolution quantizes: its input `x` becomes `clamp(round(x / input_scale),
+/// -input_zero, 255 - input_zero)` (an asymmetric `u8` with zero point `input_zero`, kept
+/// relative to it), its weights are `weights[i] · weight_scale[co]` (symmetric, one scale per
+/// output channel), and each output is `Σ q_x · q_w` in `i32`, times `input_scale ·
+/// weight_scale[co]`, plus the float bias, then the activation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvQuant {
+    pub input_scale: f32,
+    pub input_zero: u8,
+    /// One per output channel.
+    pub weight_scale: Vec<f32>,
+    /// In −127..=127, laid out as [`Conv::weights`].
+    pub weights: Vec<i8>,
 }
 
 impl Conv {
@@ -207,6 +226,7 @@ impl Conv {
             bias: vec![0.0],
             activation: Activation::Identity,
             residual: None,
+            quant: None,
             packed: Vec::new(),
         }
     }
@@ -328,6 +348,8 @@ pub struct Dense {
 pub struct Packed {
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
+    /// The int8 form, for a convolution with [`Conv::quant`] (then `weights` is empty).
+    pub int8: Option<Box<crate::kernels::int8::Int8Packed>>,
 }
 
 #[derive(Clone, Debug)]

@@ -44,8 +44,8 @@ impl ImportOptions {
     }
 }
 
-/// Loads a model file, ONNX or TFLite (told apart by content: a TFLite flatbuffer carries the
-/// `TFL3` identifier), with `options` fixing its dynamic input dims. Inverted-residual blocks
+/// Loads a model file, ONNX, TFLite or int8 (told apart by content: a TFLite flatbuffer carries
+/// the `TFL3` identifier, an int8 file is safetensors with [`crate::quant::file::KEY`]), with `options` fixing its dynamic input dims. Inverted-residual blocks
 /// are fused into one node each ([`crate::graph::fuse::bottlenecks`]), and residual adds into
 /// the convolution producing one side ([`crate::graph::fuse::residual_adds`]).
 pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Graph> {
@@ -56,14 +56,24 @@ pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Grap
 }
 
 /// [`load_model`] from memory; `path` names the model in errors (and, for ONNX, is where
-/// external data is looked up).
+/// external data is looked up; for an int8 file, where its float model is).
 pub fn load_model_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
-    let mut graph = if tflite::is_tflite(bytes) {
-        tflite::load_tflite_bytes(bytes, path, options)
+    let mut graph = if crate::quant::file::is_int8(bytes) {
+        crate::quant::file::load(bytes, path, options)
     } else {
-        onnx::load_bytes(bytes, path, options)
+        load_unfused(bytes, path, options)
     }?;
     crate::graph::fuse::bottlenecks(&mut graph);
     crate::graph::fuse::residual_adds(&mut graph);
     Ok(graph)
+}
+
+/// An ONNX or TFLite model as imported, before the fusion passes: every convolution is its own
+/// node (what [`crate::quant`] calibrates and quantizes).
+pub fn load_unfused(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
+    if tflite::is_tflite(bytes) {
+        tflite::load_tflite_bytes(bytes, path, options)
+    } else {
+        onnx::load_bytes(bytes, path, options)
+    }
 }

@@ -478,6 +478,7 @@ impl<'a> Importer<'a> {
             bias,
             activation: Self::activation(ctx, fused)?,
             residual: None,
+            quant: None,
             packed: Vec::new(),
         };
         Ok(Self::node(self.push(ctx, Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))?))

@@ -28,7 +28,7 @@ pub fn pack(weights: &[f32], bias: &[f32], cin: usize, cout: usize) -> Packed {
         }
     }
     b[..cout].copy_from_slice(bias);
-    Packed { weights: w, bias: b }
+    Packed { weights: w, bias: b, int8: None }
 }
 
 /// One run of a product's inner dimension: `cin` floats read at `offset` floats from each
@@ -69,6 +69,9 @@ pub fn run(level: Level, call: &Call<'_>, dst: &mut [f32]) {
     assert!(call.src.len() >= (call.npix - 1) * call.src_stride + reach, "pointwise source too short");
     assert!(call.runs.iter().all(|&(_, block)| block < call.blocks), "a run past the packed weights");
     assert!(dst.len() >= (call.npix - 1) * call.dst_stride + call.cout, "pointwise destination too short");
+    if let Some(q) = &call.packed.int8 {
+        return super::int8::run(level, call, q, dst);
+    }
     assert_eq!(call.packed.weights.len(), call.cout.div_ceil(PANEL) * call.blocks * call.cin * PANEL);
     assert_eq!(call.packed.bias.len(), call.cout.div_ceil(PANEL) * PANEL);
     // At most 8 output channels fill one 8-lane vector: a 16-lane one would compute as many

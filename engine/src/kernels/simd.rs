@@ -80,6 +80,8 @@ impl Level {
 /// compiled with the target features of the kernel they are inlined into.
 pub(crate) trait Vector: Copy {
     const LANES: usize;
+    /// The level's integer vector for the int8 products ([`IntVector`]).
+    type Int: IntVector;
     /// Vector registers of the level (the tile shapes depend on it).
     const REGISTERS: usize;
     /// # Safety
@@ -133,6 +135,7 @@ impl Portable {
 
 impl Vector for Portable {
     const LANES: usize = 4;
+    type Int = PortableInt;
     const REGISTERS: usize = 16;
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
@@ -191,7 +194,7 @@ impl Vector for Portable {
 /// A [`Vector`] over one intrinsic register type: the names of its intrinsics, and how its
 /// fused multiply-add `a * b + c` is spelled.
 macro_rules! intrinsic_vector {
-    ($arch:literal, $name:ident($reg:ty), lanes $lanes:literal, registers $regs:literal,
+    ($arch:literal, $name:ident($reg:ty), lanes $lanes:literal, registers $regs:literal, int $int:ty,
      $load:ident, $store:ident, $splat:ident, $add:ident, $sub:ident, $mul:ident, $div:ident, $max:ident, $min:ident,
      |$a:ident, $b:ident, $c:ident| $fma:expr, sum |$v:ident| $sum:expr
      $(, store_first |$sv:ident, $sp:ident, $sn:ident| $sf:expr)?) => {
@@ -206,6 +209,7 @@ macro_rules! intrinsic_vector {
         #[cfg(target_arch = $arch)]
         impl Vector for $name {
             const LANES: usize = $lanes;
+            type Int = $int;
             const REGISTERS: usize = $regs;
             #[inline(always)]
             unsafe fn load(p: *const f32) -> Self {
@@ -292,19 +296,219 @@ unsafe fn sum8(v: __m256) -> f32 {
     }
 }
 
-intrinsic_vector!("x86_64", Avx2(__m256), lanes 8, registers 16,
+intrinsic_vector!("x86_64", Avx2(__m256), lanes 8, registers 16, int Avx2Int,
     _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_mul_ps, _mm256_div_ps,
     _mm256_max_ps, _mm256_min_ps, |a, b, c| _mm256_fmadd_ps(a, b, c), sum |v| sum8(v),
     store_first |v, p, n| _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), v));
-intrinsic_vector!("x86_64", Avx512(__m512), lanes 16, registers 32,
+// Int8 products at this level run the AVX2 integer vectors (every AVX-512 CPU has AVX2, and
+// the entry function enables it): the same bits, a narrower register.
+intrinsic_vector!("x86_64", Avx512(__m512), lanes 16, registers 32, int Avx2Int,
     _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps, _mm512_div_ps,
     _mm512_max_ps, _mm512_min_ps, |a, b, c| _mm512_fmadd_ps(a, b, c),
     sum |v| sum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))))),
     store_first |v, p, n| _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, v));
 // vfmaq_f32(c, a, b) = c + a * b, fused.
-intrinsic_vector!("aarch64", Neon(float32x4_t), lanes 4, registers 32,
+intrinsic_vector!("aarch64", Neon(float32x4_t), lanes 4, registers 32, int NeonInt,
     vld1q_f32, vst1q_f32, vdupq_n_f32, vaddq_f32, vsubq_f32, vmulq_f32, vdivq_f32,
     vmaxq_f32, vminq_f32, |a, b, c| vfmaq_f32(c, a, b), sum |v| vaddvq_f32(v));
+
+/// One register of `i32` accumulators for the int8 products, one lane per output channel.
+/// Each multiply-add takes two consecutive input values at once: the weights are packed as
+/// `(k, k + 1)` pairs of `i16` per channel, the input as one such pair broadcast to every
+/// lane, and the lane adds both products (x86 `vpmaddwd`). Operands are int8 values widened
+/// to `i16` (inputs minus their zero point lie in −255..=255), so no sum saturates: every
+/// level computes the same integers. Methods are `#[inline(always)]`, as for [`Vector`].
+pub(crate) trait IntVector: Copy {
+    const LANES: usize;
+    /// Vector registers of the level (the tile shapes depend on it).
+    const REGISTERS: usize;
+    /// The `f32` vector of the same lanes, for the epilogue.
+    type F: Vector;
+    /// `LANES` channels' weights for one pair of input values (`2 · LANES` `i16`).
+    type W: Copy;
+    /// One pair of input values, broadcast.
+    type A: Copy;
+    fn zero() -> Self;
+    /// # Safety
+    /// `p` must be valid for reading `2 · LANES` `i16`.
+    unsafe fn load_w(p: *const i16) -> Self::W;
+    /// The pair `(lo, hi)` packed in `pair` (`lo` in the low 16 bits), broadcast.
+    fn splat_a(pair: u32) -> Self::A;
+    /// `self[c] + a.lo · w[c].lo + a.hi · w[c].hi` for every lane `c`.
+    fn madd(self, a: Self::A, w: Self::W) -> Self;
+    /// The lanes converted to `f32` (exact below 2^24 in magnitude).
+    fn to_f32(self) -> Self::F;
+    /// `dst[i] = quantize(src[i])` for `i < n`: `src[i] · inv` rounded to nearest (ties to
+    /// even), clamped to `lo..=hi`, as [`super::int8::quantize`] defines it (vectors where the
+    /// level has them, that function for the rest).
+    ///
+    /// # Safety
+    /// `src` must be valid for reading `n` floats and `dst` for writing `n` `i16`.
+    #[inline(always)]
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, dst: *mut i16) {
+        for i in 0..n {
+            // SAFETY: the caller's contract.
+            unsafe { *dst.add(i) = super::int8::quantize(*src.add(i), inv, lo, hi) };
+        }
+    }
+}
+
+/// The portable integer vector: four `i32` lanes.
+#[derive(Clone, Copy)]
+pub(crate) struct PortableInt([i32; 4]);
+
+impl IntVector for PortableInt {
+    const LANES: usize = 4;
+    const REGISTERS: usize = 16;
+    type F = Portable;
+    type W = [i16; 8];
+    type A = [i32; 2];
+    #[inline(always)]
+    fn zero() -> Self {
+        PortableInt([0; 4])
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const i16) -> [i16; 8] {
+        // SAFETY: the caller's contract.
+        unsafe { p.cast::<[i16; 8]>().read_unaligned() }
+    }
+    #[inline(always)]
+    fn splat_a(pair: u32) -> [i32; 2] {
+        [i32::from(pair as u16 as i16), i32::from((pair >> 16) as u16 as i16)]
+    }
+    #[inline(always)]
+    fn madd(self, a: [i32; 2], w: [i16; 8]) -> Self {
+        let l = |c: usize| self.0[c] + a[0] * i32::from(w[2 * c]) + a[1] * i32::from(w[2 * c + 1]);
+        PortableInt([l(0), l(1), l(2), l(3)])
+    }
+    #[inline(always)]
+    fn to_f32(self) -> Portable {
+        Portable(self.0.map(|x| x as f32))
+    }
+}
+
+/// Eight `i32` lanes in an AVX2 register (`vpmaddwd` + `vpaddd`).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2Int(__m256i);
+
+// SAFETY (every method): as for the `Vector` levels, only reached inside an entry function
+// with AVX2 enabled (the AVX2 and AVX-512 ones), after detection.
+#[cfg(target_arch = "x86_64")]
+impl IntVector for Avx2Int {
+    const LANES: usize = 8;
+    const REGISTERS: usize = 16;
+    type F = Avx2;
+    type W = __m256i;
+    type A = __m256i;
+    #[inline(always)]
+    fn zero() -> Self {
+        // SAFETY: see above.
+        Avx2Int(unsafe { _mm256_setzero_si256() })
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const i16) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+    #[inline(always)]
+    fn splat_a(pair: u32) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_set1_epi32(pair as i32) }
+    }
+    #[inline(always)]
+    fn madd(self, a: __m256i, w: __m256i) -> Self {
+        // SAFETY: see above.
+        Avx2Int(unsafe { _mm256_add_epi32(self.0, _mm256_madd_epi16(a, w)) })
+    }
+    #[inline(always)]
+    fn to_f32(self) -> Avx2 {
+        // SAFETY: see above.
+        Avx2(unsafe { _mm256_cvtepi32_ps(self.0) })
+    }
+    #[inline(always)]
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, dst: *mut i16) {
+        // SAFETY: see above; pointers are the caller's contract.
+        unsafe {
+            let (vi, vlo, vhi) = (_mm256_set1_ps(inv), _mm256_set1_ps(lo), _mm256_set1_ps(hi));
+            let mut i = 0;
+            while i + 8 <= n {
+                let x = _mm256_mul_ps(_mm256_loadu_ps(src.add(i)), vi);
+                let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+                let q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, vlo), vhi));
+                let q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+                _mm_storeu_si128(dst.add(i).cast(), q16);
+                i += 8;
+            }
+            for j in i..n {
+                *dst.add(j) = super::int8::quantize(*src.add(j), inv, lo, hi);
+            }
+        }
+    }
+}
+
+/// Four `i32` lanes in a NEON register: widening multiplies of the low and high halves, then
+/// a pairwise add folds each channel's two products.
+#[cfg(target_arch = "aarch64")]
+#[derive(Clone, Copy)]
+pub(crate) struct NeonInt(int32x4_t);
+
+// SAFETY (every method): only reached inside the NEON entry function, after detection.
+#[cfg(target_arch = "aarch64")]
+impl IntVector for NeonInt {
+    const LANES: usize = 4;
+    const REGISTERS: usize = 32;
+    type F = Neon;
+    type W = int16x8_t;
+    type A = int16x8_t;
+    #[inline(always)]
+    fn zero() -> Self {
+        // SAFETY: see above.
+        NeonInt(unsafe { vdupq_n_s32(0) })
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const i16) -> int16x8_t {
+        // SAFETY: see above.
+        unsafe { vld1q_s16(p) }
+    }
+    #[inline(always)]
+    fn splat_a(pair: u32) -> int16x8_t {
+        // SAFETY: see above.
+        unsafe { vreinterpretq_s16_u32(vdupq_n_u32(pair)) }
+    }
+    #[inline(always)]
+    fn madd(self, a: int16x8_t, w: int16x8_t) -> Self {
+        // SAFETY: see above.
+        unsafe {
+            let lo = vmull_s16(vget_low_s16(a), vget_low_s16(w));
+            let hi = vmull_high_s16(a, w);
+            NeonInt(vaddq_s32(self.0, vpaddq_s32(lo, hi)))
+        }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> Neon {
+        // SAFETY: see above.
+        Neon(unsafe { vcvtq_f32_s32(self.0) })
+    }
+    #[inline(always)]
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, dst: *mut i16) {
+        // SAFETY: see above; pointers are the caller's contract.
+        unsafe {
+            let (vi, vlo, vhi) = (vdupq_n_f32(inv), vdupq_n_f32(lo), vdupq_n_f32(hi));
+            let mut i = 0;
+            while i + 4 <= n {
+                // vrndnq: to nearest, ties to even.
+                let r = vrndnq_f32(vmulq_f32(vld1q_f32(src.add(i)), vi));
+                let q = vcvtq_s32_f32(vminq_f32(vmaxq_f32(r, vlo), vhi));
+                vst1_s16(dst.add(i), vmovn_s32(q));
+                i += 4;
+            }
+            for j in i..n {
+                *dst.add(j) = super::int8::quantize(*src.add(j), inv, lo, hi);
+            }
+        }
+    }
+}
 
 /// A kernel written once over [`Vector`]: its arguments, and [`Kernel::run`] instantiated per
 /// level by [`dispatch`]. Implementations mark `run` `#[inline(always)]`, so that its body is

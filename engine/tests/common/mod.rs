@@ -29,6 +29,27 @@ pub fn close_to_reference(a: &[f32], b: &[f32]) -> Result<(), String> {
     Ok(())
 }
 
+/// Bit-for-bit equality (int8 execution, whose cached and full results must be the same bits).
+pub fn same_bits(a: &[f32], b: &[f32]) -> Result<(), String> {
+    match a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits()) {
+        Some(i) => Err(format!("index {i}: {} vs {} (not the same bits)", a[i], b[i])),
+        None if a.len() != b.len() => Err(format!("{} values vs {}", a.len(), b.len())),
+        None => Ok(()),
+    }
+}
+
+/// Quantizes every convolution of the unfused `graph` that can run in int8, each input to a
+/// random range within ±3 (the tests' values reach past it, so clamping is exercised).
+pub fn quantize(graph: &mut Graph, seed: u64) {
+    let mut rng = Weights(seed ^ 0x9e37_79b9);
+    for (node, _) in framecache::quant::candidates(graph) {
+        let range = framecache::quant::Range { lo: (rng.next() - 0.5) * 3.0, hi: (rng.next() + 0.5) * 3.0 };
+        if let framecache::graph::Op::Conv(c) = &mut graph.nodes[node].op {
+            c.quant = Some(Box::new(framecache::quant::quantize_conv(c, range)));
+        }
+    }
+}
+
 /// Deterministic weight source in [-0.5, 0.5).
 pub struct Weights(pub u64);
 impl Weights {

@@ -89,6 +89,7 @@ impl Importer {
             bias,
             activation: Activation::Identity,
             residual: None,
+            quant: None,
             packed: Vec::new(),
         };
         self.emit(ctx, Op::Conv(conv), vec![x], Shape::new(oh, ow, cout))

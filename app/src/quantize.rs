@@ -1,0 +1,194 @@
+//! `framecache quantize`: post-training int8 quantization of a float model, calibrated on
+//! frames of real clips, written as an int8 model file ([`framecache::quant::file`]).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use framecache::quant::{file, Calibration, Method};
+use framecache::{ModelConfig, Plan, Session, SessionOptions};
+
+use crate::clip::Clip;
+use crate::model::Model;
+
+#[derive(Args, Debug)]
+pub struct QuantizeArgs {
+    /// The float model (ONNX or TFLite).
+    pub model: PathBuf,
+    /// Clips to calibrate on: folders of numbered PNG/JPEG frames or .y4m files.
+    #[arg(long, required = true, num_args = 1..)]
+    pub calibrate: Vec<PathBuf>,
+    /// Frames per clip, spread evenly over it.
+    #[arg(long, default_value_t = 32)]
+    pub frames: usize,
+    /// How each input's range is chosen from what the frames showed: mse (the range that
+    /// minimises the expected squared quantization error), minmax or percentile (0.01% each end).
+    #[arg(long, default_value = "mse")]
+    pub method: Method,
+    /// The int8 file (default: beside the model, `NAME.int8.safetensors`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Preprocessing sidecar (TOML) to use instead of the model's own.
+    #[arg(long)]
+    pub preprocess: Option<PathBuf>,
+    /// Input size WxH for models with dynamic spatial input dims.
+    #[arg(long, value_parser = crate::args::parse_size)]
+    pub input_size: Option<(usize, usize)>,
+}
+
+pub fn run(args: QuantizeArgs) -> Result<()> {
+    if args.frames == 0 {
+        bail!("--frames must be at least 1");
+    }
+    let out = args.out.clone().unwrap_or_else(|| default_out(&args.model));
+    if out.exists() && same_file(&out, &args.model) {
+        bail!("--out {} is the model itself", out.display());
+    }
+    let clips: Vec<Clip> = args.calibrate.iter().map(|p| Clip::open(p)).collect::<Result<_>>()?;
+    let sidecar = match &args.preprocess {
+        Some(p) => p.clone(),
+        None => ModelConfig::find(&args.model, &crate::model::sidecar_dirs())
+            .with_context(|| format!("no sidecar for model {}: pass --preprocess FILE", args.model.display()))?,
+    };
+    let config = ModelConfig::load(&sidecar)?;
+    let bytes = framecache::files::read(&args.model, framecache::files::MAX_MODEL_BYTES)
+        .with_context(|| format!("cannot read model {}", args.model.display()))?;
+    let first = clips[0].decode(0)?;
+    let options = config.import_options(args.input_size, Some((first.width, first.height)));
+    let (graph, calibration) = calibrate(&bytes, &args.model, &config, options, &clips, args.frames, args.method)?;
+    let (source, source_bytes) = (source_path(&args.model, &out)?, bytes.len() as u64);
+    let manifest = file::Manifest {
+        format: "framecache-int8".into(),
+        version: file::VERSION,
+        source,
+        source_bytes,
+        source_crc32: file::crc32(&bytes),
+        method: args.method.name().into(),
+        calibration_frames: calibration.frames(),
+        calibration_clips: clips.iter().map(|c| c.name.clone()).collect(),
+        layer: Vec::new(),
+    };
+    let int8 = file::to_bytes(&graph, manifest)?;
+    // The int8 file must load: its float model found from where it is written, every layer
+    // valid. Checked before anything is written.
+    let check = framecache::import::load_model_bytes(&int8, &out, options)
+        .and_then(|g| Plan::new(g, config.preprocess.clone()))
+        .context("the int8 model does not load")?;
+    framecache::files::write_atomic(&out, &int8).with_context(|| format!("cannot write {}", out.display()))?;
+    let (int8_macs, total) = int8_share(&check);
+    println!(
+        "{}: {} int8 convolutions ({:.1}% of {:.1} MMACs), ranges by {} over {} frames of {}; {:.2} MB (float model {:.2} MB)",
+        out.display(),
+        calibration.nodes.len(),
+        100.0 * int8_macs as f64 / total.max(1) as f64,
+        total as f64 / 1e6,
+        args.method.name(),
+        calibration.frames(),
+        clips.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+        int8.len() as f64 / 1e6,
+        source_bytes as f64 / 1e6,
+    );
+    println!("its preprocessing is the float model's sidecar, {}", sidecar.display());
+    Ok(())
+}
+
+/// The unfused graph of the float model `bytes` (read from `path`) with its int8 convolutions
+/// quantized: input ranges by `method` over `frames` frames of each clip (spread evenly), run
+/// through fp32 full inference twice (extremes, then histograms).
+pub fn calibrate(
+    bytes: &[u8],
+    path: &Path,
+    config: &ModelConfig,
+    options: framecache::import::ImportOptions,
+    clips: &[Clip],
+    frames: usize,
+    method: Method,
+) -> Result<(framecache::graph::Graph, Calibration)> {
+    let mut graph = framecache::import::load_unfused(bytes, path, options)?;
+    let plan = Plan::new(graph.clone(), config.preprocess.clone())?;
+    let mut session = Session::new(plan, SessionOptions::default())?;
+    let mut calibration = Calibration::new(&graph);
+    if calibration.nodes.is_empty() {
+        bail!("{} has no convolution that runs in int8 (pointwise, dense or grouped)", path.display());
+    }
+    for histograms in [false, true] {
+        for clip in clips {
+            if clip.is_empty() {
+                bail!("calibration clip {} has no frames", clip.path.display());
+            }
+            let n = frames.min(clip.len());
+            let first = clip.decode(0)?;
+            for k in 0..n {
+                let frame = clip.decode_sized(k * clip.len() / n, (first.width, first.height))?;
+                session.run_full(&frame.as_frame())?;
+                calibration.observe(histograms, |j| session.activation(j));
+            }
+        }
+    }
+    calibration.apply(&mut graph, method);
+    Ok((graph, calibration))
+}
+
+/// The int8 form of a loaded float model, quantized in memory on `clips` (MSE ranges, 32
+/// frames per clip), with the float model's preprocessing and labels.
+pub fn in_memory(model: &Model, clips: &[Clip], options: framecache::import::ImportOptions) -> Result<Model> {
+    let bytes = framecache::files::read(&model.path, framecache::files::MAX_MODEL_BYTES)
+        .with_context(|| format!("cannot read model {}", model.path.display()))?;
+    let (mut graph, _) = calibrate(&bytes, &model.path, &model.config, options, clips, 32, Method::Mse)?;
+    framecache::graph::fuse::bottlenecks(&mut graph);
+    framecache::graph::fuse::residual_adds(&mut graph);
+    let plan = Plan::new(graph, model.config.preprocess.clone())?;
+    let m = framecache::SidecarModel::new(plan, model.config.clone(), model.labels.clone());
+    Ok(Model {
+        path: model.path.clone(),
+        name: format!("{}.int8", model.name),
+        plan: m.plan,
+        config: m.config,
+        labels: m.labels,
+        decoders: m.decoders,
+    })
+}
+
+/// `NAME.int8.safetensors` beside `model` (`NAME` without its extension).
+pub fn default_out(model: &Path) -> PathBuf {
+    let stem = model.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    model.with_file_name(format!("{stem}.int8.safetensors"))
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// The float model as the int8 file at `out` names it: its file name when both are in one
+/// folder, else its absolute path.
+fn source_path(model: &Path, out: &Path) -> Result<String> {
+    let abs = model.canonicalize().with_context(|| format!("cannot resolve {}", model.display()))?;
+    let dir =
+        |p: &Path| p.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d }).map(Path::to_owned);
+    let out_dir = dir(out).and_then(|d| d.canonicalize().ok());
+    let name = abs.file_name().context("the model has no file name")?.to_string_lossy().into_owned();
+    Ok(if out_dir.as_deref() == abs.parent() { name } else { abs.display().to_string() })
+}
+
+/// MACs of the int8 convolutions of a compiled plan, and of the whole plan.
+pub fn int8_share(plan: &Plan) -> (u64, u64) {
+    use framecache::graph::Op;
+    let g = plan.graph();
+    let int8: u64 = g
+        .nodes
+        .iter()
+        .map(|n| match &n.op {
+            Op::Conv(c) if c.quant.is_some() => n.macs(g),
+            Op::Bottleneck(b) => {
+                let input = g.nodes[n.inputs[0]].shape.pixels() as u64;
+                let out = n.shape.pixels() as u64;
+                let ex =
+                    b.expand.as_ref().filter(|e| e.quant.is_some()).map_or(0, |e| e.macs_per_output_pixel() * input);
+                let pr = if b.project.quant.is_some() { b.project.macs_per_output_pixel() * out } else { 0 };
+                ex + pr
+            }
+            _ => 0,
+        })
+        .sum();
+    (int8, g.total_macs())
+}

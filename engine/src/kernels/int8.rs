@@ -1,0 +1,316 @@
+//! Int8 products: the GEMM-shaped convolutions of a quantized plan ([`crate::quant`]).
+//!
+//! The caller's [`Call`] is the same as for a float product (pointwise, im2col rows, kernel
+//! rows read in place); [`pointwise::run`] hands it here when the packed weights carry an
+//! [`Int8Packed`]. Each block of pixels is quantized once into a scratch of `i16` pairs
+//! (the input minus its zero point, −255..=255), then every panel of weights passes over it:
+//! `i32` accumulators, one multiply-add per pair of input values ([`IntVector::madd`]). The
+//! epilogue scales each channel back to float, adds the bias and applies the activation, so
+//! the tensors between nodes stay `f32` and every other kernel (depthwise, pools, resizes,
+//! the session's change detection) runs as before.
+//!
+//! Integer sums are exact in any order, and the epilogue is one multiply and one add per value
+//! at every level, so every rectangle gives the same bits: cached int8 inference equals full
+//! int8 inference exactly. Before the activation, every level equals the naive reference
+//! [`super::reference::int8_product`] bit for bit (activations with a multiply-add, such as
+//! hard-swish, round as the level's float kernels do).
+
+use std::cell::RefCell;
+
+use super::pointwise::{Call, PANEL, PIXEL_BLOCK};
+use super::simd::{dispatch, IntVector, Kernel, Level, Vector};
+use super::vec_act;
+use crate::graph::Activation;
+
+/// Int8 weights packed for [`run`]: per panel of [`PANEL`] output channels, per block of `kb`
+/// rows (zero-padded to `kb2`, an even count), `kb2 / 2` rows of pairs, each row holding
+/// every channel's `(w[k][c], w[k + 1][c])` side by side.
+#[derive(Clone, Debug, Default)]
+pub struct Int8Packed {
+    weights: Vec<i16>,
+    /// Per channel (zero-padded to whole panels): `input_scale · weight_scale[c]`.
+    scale: Vec<f32>,
+    /// Per channel, zero-padded to whole panels.
+    bias: Vec<f32>,
+    inv_scale: f32,
+    /// The quantized input's range, relative to the zero point: `-zero..=255 - zero`.
+    lo: f32,
+    hi: f32,
+    /// Rows per block: the granularity at which calls address the weights (a kernel row of a
+    /// convolution read in place, or the whole inner dimension).
+    kb: usize,
+    kb2: usize,
+    blocks: usize,
+}
+
+/// The most rows one int8 product may sum: `255 · 127 · rows` stays below `2^31`, so no
+/// accumulator overflows ([`crate::quant`] checks it when it quantizes).
+pub const MAX_ROWS: usize = (i32::MAX as usize) / (255 * 127);
+
+/// The int8 input value of `x`: `x / scale` rounded to nearest (ties to even), clamped to the
+/// zero point's range. The one definition every level and the reference use.
+#[inline(always)]
+pub fn quantize(x: f32, inv_scale: f32, lo: f32, hi: f32) -> i16 {
+    (x * inv_scale).round_ties_even().clamp(lo, hi) as i16
+}
+
+impl Int8Packed {
+    /// Packs `[k][n]` int8 weights (`k = blocks · kb`), their per-channel scales, the bias and
+    /// the input's quantization.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        weights: &[i8],
+        weight_scale: &[f32],
+        bias: &[f32],
+        k: usize,
+        n: usize,
+        kb: usize,
+        input_scale: f32,
+        input_zero: u8,
+    ) -> Self {
+        assert!(kb > 0 && k % kb == 0 && weights.len() == k * n && weight_scale.len() == n && bias.len() == n);
+        assert!(k <= MAX_ROWS, "an int8 product of {k} rows could overflow");
+        let (blocks, kb2, panels) = (k / kb, kb.next_multiple_of(2), n.div_ceil(PANEL));
+        let mut w = vec![0i16; panels * blocks * kb2 * PANEL];
+        for p in 0..panels {
+            for b in 0..blocks {
+                for r in 0..kb {
+                    let row = &mut w[((p * blocks + b) * kb2 + r / 2 * 2) * PANEL..];
+                    for j in 0..PANEL.min(n - p * PANEL) {
+                        row[2 * j + r % 2] = i16::from(weights[(b * kb + r) * n + p * PANEL + j]);
+                    }
+                }
+            }
+        }
+        let pad = |v: Vec<f32>| {
+            let mut v = v;
+            v.resize(panels * PANEL, 0.0);
+            v
+        };
+        Self {
+            weights: w,
+            scale: pad(weight_scale.iter().map(|s| input_scale * s).collect()),
+            bias: pad(bias.to_vec()),
+            inv_scale: 1.0 / input_scale,
+            lo: -f32::from(input_zero),
+            hi: 255.0 - f32::from(input_zero),
+            kb,
+            kb2,
+            blocks,
+        }
+    }
+}
+
+thread_local! {
+    /// Quantized input pairs of one pixel block, per thread.
+    static PAIRS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs the int8 product `call` (already checked by [`pointwise::run`]) with `q` into `dst`.
+pub(super) fn run(level: Level, call: &Call<'_>, q: &Int8Packed, dst: &mut [f32]) {
+    assert_eq!(call.cin % q.kb, 0, "an int8 call must address whole blocks");
+    let per_run = call.cin / q.kb;
+    // The packed block of each segment of a pixel's quantized row, in order (on the stack for
+    // the usual few: one for a pointwise product, a kernel's rows for a convolution).
+    let blocks = call.runs.iter().flat_map(|&(_, b)| (0..per_run).map(move |j| b * per_run + j));
+    let (mut small, large): ([usize; 16], Vec<usize>);
+    let n = call.runs.len() * per_run;
+    let segments: &[usize] = if n <= 16 {
+        small = [0; 16];
+        small.iter_mut().zip(blocks).for_each(|(s, b)| *s = b);
+        &small[..n]
+    } else {
+        large = blocks.collect();
+        &large
+    };
+    assert!(segments.iter().all(|&s| s < q.blocks), "an int8 run past the packed weights");
+    assert!(q.scale.len() >= call.cout.div_ceil(PANEL) * PANEL);
+    PAIRS.with(|pairs| {
+        let mut pairs = pairs.borrow_mut();
+        let row = segments.len() * q.kb2 / 2;
+        pairs.resize(PIXEL_BLOCK.min(call.npix) * row, 0);
+        dispatch(level, Product { call, q, segments, pairs: &mut pairs, row, dst: dst.as_mut_ptr() });
+    });
+}
+
+struct Product<'a, 'b> {
+    call: &'a Call<'b>,
+    q: &'a Int8Packed,
+    segments: &'a [usize],
+    pairs: &'a mut [u32],
+    /// Pairs per pixel.
+    row: usize,
+    dst: *mut f32,
+}
+
+impl Kernel for Product<'_, '_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        let thin = self.call.cout <= <V::Int as IntVector>::LANES;
+        match (<V::Int as IntVector>::LANES, <V::Int as IntVector>::REGISTERS) {
+            // Accumulators, the weights, the broadcast pair and the product: within 16 registers.
+            (8, _) if thin => drive::<V::Int, 8, 1>(self),
+            (8, _) => drive::<V::Int, 5, 2>(self),
+            (4, 32) if thin => drive::<V::Int, 8, 1>(self),
+            (4, 32) => drive::<V::Int, 4, 4>(self),
+            (_, _) if thin => drive::<V::Int, 4, 1>(self),
+            _ => drive::<V::Int, 4, 2>(self),
+        }
+    }
+}
+
+/// Quantizes pixels `pb..pe` of the call into `pairs` (`row` pairs per pixel): each segment's
+/// `kb` values, then a zero where `kb` is odd.
+#[inline(always)]
+fn quantize_block<I: IntVector>(p: &mut Product<'_, '_>, pb: usize, pe: usize) {
+    let (c, q) = (p.call, p.q);
+    let per_run = c.cin / q.kb;
+    for (i, px) in (pb..pe).enumerate() {
+        let out = &mut p.pairs[i * p.row..(i + 1) * p.row];
+        let out = out.as_mut_ptr().cast::<i16>();
+        let mut at = 0;
+        for &(offset, _) in c.runs {
+            for j in 0..per_run {
+                let src = &c.src[px * c.src_stride + offset + j * q.kb..][..q.kb];
+                // SAFETY: `src` holds `kb` floats; the pixel's `row` pairs hold every segment's
+                // `kb2 >= kb` values (`row = segments · kb2 / 2`, and `at` steps by `kb2`).
+                unsafe {
+                    I::quantize(src.as_ptr(), q.kb, q.inv_scale, q.lo, q.hi, out.add(at));
+                    if q.kb2 > q.kb {
+                        *out.add(at + q.kb) = 0;
+                    }
+                }
+                at += q.kb2;
+            }
+        }
+        debug_assert_eq!(at, 2 * p.row);
+    }
+}
+
+/// Every tile of the product, block of pixels by block of pixels.
+#[inline(always)]
+fn drive<I: IntVector, const MR: usize, const NV: usize>(mut p: Product<'_, '_>) {
+    let width = NV * I::LANES;
+    debug_assert_eq!(PANEL % width, 0);
+    let c = p.call;
+    let panels = c.cout.div_ceil(PANEL);
+    let panel_len = p.q.blocks * p.q.kb2 * PANEL;
+    let mut pb = 0;
+    while pb < c.npix {
+        let pe = (pb + PIXEL_BLOCK).min(c.npix);
+        quantize_block::<I>(&mut p, pb, pe);
+        for panel in 0..panels {
+            for sub in 0..PANEL / width {
+                let col = panel * PANEL + sub * width;
+                if col >= c.cout {
+                    break;
+                }
+                let t = Tile {
+                    segments: p.segments,
+                    kb2: p.q.kb2,
+                    row: p.row,
+                    dst_stride: c.dst_stride,
+                    ncols: (c.cout - col).min(width),
+                    act: c.act,
+                };
+                // SAFETY: pixel i of the block has `row` pairs in `pairs`; panel columns
+                // col..col + width of every block lie inside the zero-padded packed weights,
+                // scales and bias (checked by `run`); `dst` holds `npix` rows of `cout` at
+                // `dst_stride` (checked by `pointwise::run`).
+                unsafe {
+                    let w = p.q.weights.as_ptr().add(panel * panel_len + 2 * sub * width);
+                    let (s, b) = (p.q.scale.as_ptr().add(col), p.q.bias.as_ptr().add(col));
+                    let mut px = pb;
+                    while px + MR <= pe {
+                        let a = p.pairs.as_ptr().add((px - pb) * p.row);
+                        t.run::<I, MR, NV>(a, w, s, b, p.dst.add(px * c.dst_stride + col));
+                        px += MR;
+                    }
+                    if px == pe {
+                        continue;
+                    }
+                    let (a, d) = (p.pairs.as_ptr().add((px - pb) * p.row), p.dst.add(px * c.dst_stride + col));
+                    match pe - px {
+                        1 => t.run::<I, 1, NV>(a, w, s, b, d),
+                        2 if MR > 2 => t.run::<I, 2, NV>(a, w, s, b, d),
+                        3 if MR > 3 => t.run::<I, 3, NV>(a, w, s, b, d),
+                        4 if MR > 4 => t.run::<I, 4, NV>(a, w, s, b, d),
+                        5 if MR > 5 => t.run::<I, 5, NV>(a, w, s, b, d),
+                        6 if MR > 6 => t.run::<I, 6, NV>(a, w, s, b, d),
+                        7 if MR > 7 => t.run::<I, 7, NV>(a, w, s, b, d),
+                        n => unreachable!("a tail of {n} pixels with tiles of {MR}"),
+                    }
+                }
+            }
+        }
+        pb = pe;
+    }
+}
+
+/// What every tile of one product shares.
+#[derive(Clone, Copy)]
+struct Tile<'a> {
+    segments: &'a [usize],
+    kb2: usize,
+    row: usize,
+    dst_stride: usize,
+    ncols: usize,
+    act: Activation,
+}
+
+impl Tile<'_> {
+    /// `MR` pixels × `NV` vectors of outputs.
+    ///
+    /// # Safety
+    /// `a` holds `MR` pixels of `row` pairs; `w` is a panel's weights at this tile's first
+    /// column, holding every segment's block; `s` and `b` hold `NV` vectors; `dst` holds `MR`
+    /// rows of `ncols` floats at `dst_stride`.
+    #[inline(always)]
+    unsafe fn run<I: IntVector, const MR: usize, const NV: usize>(
+        self,
+        a: *const u32,
+        w: *const i16,
+        s: *const f32,
+        b: *const f32,
+        dst: *mut f32,
+    ) {
+        // SAFETY: the function's contract.
+        unsafe {
+            let mut acc = [[I::zero(); NV]; MR];
+            let mut k = 0;
+            for &seg in self.segments {
+                let w = w.add(seg * self.kb2 * PANEL);
+                for i in 0..self.kb2 / 2 {
+                    let wv: [I::W; NV] = std::array::from_fn(|j| I::load_w(w.add(2 * (i * PANEL + j * I::LANES))));
+                    for p in 0..MR {
+                        let x = I::splat_a(*a.add(p * self.row + k));
+                        for j in 0..NV {
+                            acc[p][j] = acc[p][j].madd(x, wv[j]);
+                        }
+                    }
+                    k += 1;
+                }
+            }
+            // As in the float tile: a copy for the epilogue keeps `acc` in registers.
+            let out = std::hint::black_box(acc);
+            let scale: [I::F; NV] = std::array::from_fn(|j| <I::F as Vector>::load(s.add(j * I::LANES)));
+            let bias: [I::F; NV] = std::array::from_fn(|j| <I::F as Vector>::load(b.add(j * I::LANES)));
+            for p in 0..MR {
+                let d = dst.add(p * self.dst_stride);
+                for j in 0..NV {
+                    let col = j * I::LANES;
+                    if col >= self.ncols {
+                        break;
+                    }
+                    let v = vec_act(self.act, out[p][j].to_f32().mul(scale[j]).add(bias[j]));
+                    if col + I::LANES <= self.ncols {
+                        v.store(d.add(col));
+                    } else {
+                        v.store_first(d.add(col), self.ncols - col);
+                    }
+                }
+            }
+        }
+    }
+}
