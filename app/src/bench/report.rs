@@ -446,6 +446,36 @@ pub fn markdown(report: &Report) -> String {
         }
     }
 
+    let int8: Vec<&RunRecord> = report.runs.iter().filter(|r| r.precision.as_deref() == Some("int8")).collect();
+    if !int8.is_empty() {
+        s.push_str(
+            "\nInt8 against fp32 (same frames, same interleaved run): × fp32 is fp32 engine-full's median ÷ this \
+             mode's median; fidelity vs fp32 is against fp32 engine-full; max abs err is against int8 full.\n\n",
+        );
+        s.push_str(
+            "| model | clip | mode | ms median | × fp32 | × int8 full (mean) | fidelity vs fp32 | max abs err |\n",
+        );
+        s.push_str("|---|---|---|---:|---:|---:|---|---:|\n");
+        for r in int8 {
+            let fid = match (r.fp32_top1_agreement, r.fp32_mask_iou) {
+                (Some(t), _) => format!("top-1 {:.1}%", 100.0 * t),
+                (None, Some(iou)) => format!("mask IoU {iou:.3}"),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.2} | {} | {:.2}x | {fid} | {:.2e} |",
+                r.model,
+                r.clip,
+                r.mode,
+                r.ms_cached_median,
+                opt(r.speedup_vs_fp32, |v| format!("{v:.2}x")),
+                r.speedup_mean,
+                r.max_abs_error
+            );
+        }
+    }
+
     let with_accuracy: Vec<&RunRecord> = report.runs.iter().filter(|r| r.accuracy.is_some()).collect();
     if !with_accuracy.is_empty() {
         s.push_str("\nTop-1 against labels or reference outputs (engine full and this mode):\n\n");

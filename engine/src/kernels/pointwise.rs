@@ -237,7 +237,8 @@ fn gemv<V: Vector, const NV: usize, const Q: usize>(c: &Call<'_>, dst: *mut f32)
 unsafe fn gemv_panels<V: Vector, const NV: usize, const Q: usize>(c: &Call<'_>, panel: usize, dst: *mut f32) {
     // SAFETY: the function's contract.
     unsafe {
-        let stride = c.cin * PANEL;
+        // A panel holds every block's rows; a one-run product reads block 0 (the first rows).
+        let stride = c.blocks * c.cin * PANEL;
         let w = c.packed.weights.as_ptr().add(panel * stride);
         let b = c.packed.bias.as_ptr().add(panel * PANEL);
         let mut acc: [[V; NV]; Q] =

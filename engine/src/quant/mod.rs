@@ -44,14 +44,23 @@ pub fn takes_int8(conv: &Conv) -> bool {
     !conv.is_depthwise() && conv.cout / conv.groups > 1
 }
 
-/// The nodes of an unfused graph that can run in int8, each with the node its input is.
+/// Input channels per group below which a convolution stays float: each output pixel
+/// quantizes its whole window of inputs, and with a few channels that costs more than the int8
+/// product saves (MobileNetV2's stem, 3x3 on 3 channels: 0.34 ms float, 0.58-0.66 ms int8).
+pub const MIN_INT8_CHANNELS: usize = 8;
+
+/// The nodes of an unfused graph that run in int8 once quantized, each with the node its
+/// input is: those that [`takes_int8`], with at least [`MIN_INT8_CHANNELS`] input channels per
+/// group.
 pub fn candidates(graph: &Graph) -> Vec<(usize, usize)> {
     graph
         .nodes
         .iter()
         .enumerate()
         .filter_map(|(i, n)| match &n.op {
-            Op::Conv(c) if takes_int8(c) && c.quant.is_none() => Some((i, n.inputs[0])),
+            Op::Conv(c) if takes_int8(c) && c.quant.is_none() && c.cin / c.groups >= MIN_INT8_CHANNELS => {
+                Some((i, n.inputs[0]))
+            }
             _ => None,
         })
         .collect()
@@ -273,10 +282,11 @@ mod tests {
     #[test]
     fn weights_quantize_per_output_channel() {
         // [ci][co]: channel 0 spans ±1, channel 1 ±0.01, channel 2 is all zeros.
-        let c = conv(vec![1.0, 0.01, 0.0, -0.5, -0.005, 0.0], 2, 3);
+        let c = conv(vec![1.0, 0.01, 0.0, -0.5, -0.004, 0.0], 2, 3);
         let q = quantize_conv(&c, Range { lo: 0.0, hi: 6.0 });
         assert_eq!(q.weight_scale, vec![1.0 / 127.0, 0.01 / 127.0, 1.0]);
-        assert_eq!(q.weights, vec![127, 127, 0, -64, -64, 0]);
+        // -0.5 / (1 / 127) = -63.5 rounds away from zero; -0.004 / (0.01 / 127) = -50.8.
+        assert_eq!(q.weights, vec![127, 127, 0, -64, -51, 0]);
         assert_eq!((q.input_scale, q.input_zero), (6.0 / 255.0, 0));
     }
 
@@ -294,26 +304,14 @@ mod tests {
     fn mse_clips_a_long_tail_and_minmax_keeps_it() {
         let mut graph = crate::graph::GraphBuilder::new(4, 4, 3);
         let mut w = || 0.25;
-        let x = graph.conv(
-            0,
-            4,
-            Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
-            1,
-            Activation::Relu,
-            &mut w,
-        );
-        let y = graph.conv(
-            x.unwrap(),
-            4,
-            Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
-            1,
-            Activation::Identity,
-            &mut w,
-        );
-        graph.output(y.unwrap());
+        let one = Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] };
+        let x = graph.conv(0, 8, one, 1, Activation::Relu, &mut w).unwrap();
+        let y = graph.conv(x, 8, one, 1, Activation::Identity, &mut w).unwrap();
+        graph.output(y);
         let graph = graph.build();
         let mut cal = Calibration::new(&graph);
-        assert_eq!(cal.nodes.len(), 2);
+        // The stem reads 3 channels: it stays float.
+        assert_eq!(cal.nodes, vec![(y, x)]);
         // 100000 values spread over 0..1, and one at 1.2: rounding over the wider range costs
         // every value more than clipping the one costs.
         let mut act: Vec<f32> = (0..100_000).map(|i| i as f32 / 100_000.0).collect();
@@ -325,6 +323,7 @@ mod tests {
         let mse = cal.range(0, Method::Mse);
         assert!(mse.hi < 1.2 && mse.hi >= 0.99, "the outlier should be clipped, not the bulk: {mse:?}");
         let pct = cal.range(0, Method::Percentile);
-        assert!(pct.hi < 1.0 && pct.hi > 0.99, "{pct:?}");
+        // The 99.99th percentile, to the histogram's bin (1.2 / 2048).
+        assert!(pct.hi < 1.001 && pct.hi > 0.99, "{pct:?}");
     }
 }

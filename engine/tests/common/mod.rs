@@ -38,14 +38,17 @@ pub fn same_bits(a: &[f32], b: &[f32]) -> Result<(), String> {
     }
 }
 
-/// Quantizes every convolution of the unfused `graph` that can run in int8, each input to a
-/// random range within ±3 (the tests' values reach past it, so clamping is exercised).
+/// Quantizes every convolution of the unfused `graph` that can run in int8 (thin ones too,
+/// which calibration leaves float), each input to a random range within ±3 (the tests' values
+/// reach past it, so clamping is exercised).
 pub fn quantize(graph: &mut Graph, seed: u64) {
     let mut rng = Weights(seed ^ 0x9e37_79b9);
-    for (node, _) in framecache::quant::candidates(graph) {
-        let range = framecache::quant::Range { lo: (rng.next() - 0.5) * 3.0, hi: (rng.next() + 0.5) * 3.0 };
-        if let framecache::graph::Op::Conv(c) = &mut graph.nodes[node].op {
-            c.quant = Some(Box::new(framecache::quant::quantize_conv(c, range)));
+    for node in &mut graph.nodes {
+        if let framecache::graph::Op::Conv(c) = &mut node.op {
+            if framecache::quant::takes_int8(c) {
+                let range = framecache::quant::Range { lo: (rng.next() - 0.5) * 3.0, hi: (rng.next() + 0.5) * 3.0 };
+                c.quant = Some(Box::new(framecache::quant::quantize_conv(c, range)));
+            }
         }
     }
 }

@@ -1,0 +1,115 @@
+//! Int8 end to end, from a fresh clone's own assets: `framecache quantize` on the bundled
+//! MobileNetV2 and clip, the file it writes loading and running as any model does (cached
+//! equal to full bit for bit), and bad input as clear errors with no file left behind.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use framecache::{Mode, Session, SessionOptions};
+use framecache_app::clip::Clip;
+use framecache_app::model::Model;
+use framecache_tests::project_root;
+
+fn assets() -> PathBuf {
+    project_root().join("assets")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("framecache-int8-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn quantize(model: &Path, clip: &Path, out: &Path) -> anyhow::Result<()> {
+    let args = ["framecache", "quantize", model.to_str().unwrap(), "--calibrate", clip.to_str().unwrap()];
+    let args = args.into_iter().chain(["--frames", "4", "--out", out.to_str().unwrap()]);
+    framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(args)?)
+}
+
+#[test]
+fn a_quantized_model_runs_everywhere_a_model_does() {
+    let dir = temp("run");
+    let (model, clip) = (assets().join("models/mobilenet_v2.onnx"), assets().join("clips/static_coin_motion"));
+    let out = dir.join("mobilenet_v2.int8.safetensors");
+    quantize(&model, &clip, &out).unwrap();
+    // Smaller than the float model: int8 weights of the convolutions that run in int8 only.
+    let (size, float) = (std::fs::metadata(&out).unwrap().len(), std::fs::metadata(&model).unwrap().len());
+    assert!(size * 4 < float, "{size} bytes vs the float model's {float}");
+
+    // It loads as any model: the float model's sidecar (preprocessing, labels) is found.
+    let int8 = Model::load(&out, None, None, None).unwrap();
+    let fp32 = Model::load(&model, None, None, None).unwrap();
+    assert!(int8.labels.is_some(), "the float model's labels carry over");
+    let (int8_macs, total) = framecache_app::quantize::int8_share(&int8.plan);
+    assert!(int8_macs * 10 > total * 9, "{int8_macs} of {total} MACs in int8");
+
+    // The file holds what calibration made: the in-memory form gives the same bits.
+    let clips = [Clip::open(&clip).unwrap()];
+    let memory = framecache_app::quantize::in_memory(&fp32, &clips, fp32.config.import_options(None, None)).unwrap();
+    let frames: Vec<_> = (0..6).map(|i| clips[0].decode(i * 20).unwrap()).collect();
+    let opts = |mode| SessionOptions { mode, threads: Some(2), ..Default::default() };
+    let mut full = Session::new(int8.plan.clone(), opts(Mode::Exact)).unwrap();
+    let mut cached = Session::new(int8.plan.clone(), opts(Mode::Exact)).unwrap();
+    let mut again = Session::new(memory.plan.clone(), opts(Mode::Exact)).unwrap();
+    let mut float = Session::new(fp32.plan.clone(), opts(Mode::Exact)).unwrap();
+    let bits = |o: &[framecache::exec::Output]| o[0].data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let mut worst = 0.0f32;
+    for f in &frames {
+        let f = f.as_frame();
+        let a = full.run_full(&f).unwrap();
+        assert_eq!(bits(&a), bits(&cached.process(&f).unwrap()), "int8 cached equals int8 full");
+        assert_eq!(bits(&a), bits(&again.run_full(&f).unwrap()), "the file and the in-memory form agree");
+        let b = float.run_full(&f).unwrap();
+        let scale = b[0].data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        worst = worst.max(a[0].data.iter().zip(&b[0].data).fold(0.0, |m, (x, y)| m.max((x - y).abs())) / scale);
+    }
+    // Int8 is close to fp32, not equal to it: within 25% of the logits' range on these frames
+    // (a wrong scale or a transposed weight layout is off by more than the logits themselves).
+    assert!(worst > 0.0 && worst < 0.25, "int8 logits differ from fp32 by {worst} of their range");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_int8_input_is_a_clear_error_and_leaves_no_file() {
+    let dir = temp("bad");
+    let clip = assets().join("clips/static_coin_motion");
+    // The float model beside the int8 file, named relatively.
+    let model = dir.join("m.onnx");
+    std::fs::copy(assets().join("models/mobilenet_v2.onnx"), &model).unwrap();
+    std::fs::copy(assets().join("models/mobilenet_v2.onnx.toml"), dir.join("m.onnx.toml")).unwrap();
+    let out = dir.join("m.int8.safetensors");
+    quantize(&model, &clip, &out).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+
+    // A truncated file.
+    let cut = dir.join("cut.int8.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = framecache::import::load_model(&cut, Default::default()).unwrap_err();
+    assert!(e.to_string().contains("cut.int8.safetensors"), "{e}");
+
+    // Its float model replaced by another file, then gone.
+    std::fs::copy(assets().join("models/selfie_segmentation.onnx"), &model).unwrap();
+    let e = framecache::import::load_model(&out, Default::default()).unwrap_err();
+    assert!(e.to_string().contains("made from another model file"), "{e}");
+    std::fs::remove_file(&model).unwrap();
+    let e = framecache::import::load_model(&out, Default::default()).unwrap_err();
+    assert!(e.to_string().contains("cannot read its float model"), "{e}");
+
+    // Quantize: an empty clip, a folder that does not exist for the output. No file either way.
+    std::fs::copy(assets().join("models/mobilenet_v2.onnx"), &model).unwrap();
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let fresh = dir.join("fresh.int8.safetensors");
+    assert!(quantize(&model, &empty, &fresh).is_err());
+    let nowhere = dir.join("no/such/folder/x.int8.safetensors");
+    let e = quantize(&model, &clip, &nowhere).unwrap_err();
+    assert!(format!("{e:#}").contains("cannot write"), "{e:#}");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        left.iter().all(|n| ["m.onnx", "m.onnx.toml", "m.int8.safetensors", "cut.int8.safetensors", "empty"]
+            .contains(&n.to_str().unwrap())),
+        "files left behind: {left:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
