@@ -57,7 +57,10 @@ proptest! {
                     .map_err(|e| TestCaseError::fail(format!("frame {i}, node {n} ({}): {e}", plan.graph().nodes[n].name)))?;
             }
             prop_assert_eq!(a.len(), b.len());
-            if i == 0 {
+            // (A fused int8 block quantizes its own depthwise output, whose float bits differ
+            // from the reference's by level: kernels.rs checks those blocks against their
+            // unfused convolutions instead.)
+            if i == 0 && !(int8 && fuse) {
                 // Full inference computes every position of every node, even positions that
                 // read no input (a transposed conv with kernel < stride leaves bias-only gaps).
                 for (n, node) in plan.graph().nodes.iter().enumerate().skip(1) {

@@ -473,16 +473,7 @@ fn pack_conv(c: &mut Conv) {
                 Some(q) => Packed {
                     weights: Vec::new(),
                     bias: Vec::new(),
-                    int8: Some(Box::new(int8::Int8Packed::new(
-                        &q.weights[weights],
-                        &q.weight_scale[gi * n..(gi + 1) * n],
-                        bias,
-                        k,
-                        n,
-                        w.kw * (c.cin / g),
-                        q.input_scale,
-                        q.input_zero,
-                    ))),
+                    int8: Some(Box::new(int8::Int8Packed::new(q, gi, bias, k, n, w.kw * (c.cin / g), c.cin / g))),
                 },
                 None => pointwise::pack(&c.weights[weights], bias, k, n),
             }
