@@ -21,15 +21,12 @@ pub struct QuantizeArgs {
     /// Frames per clip, spread evenly over it.
     #[arg(long, default_value_t = 32)]
     pub frames: usize,
-    /// How each input's range is chosen from what the frames showed: mse (the range that
-    /// minimises the expected squared quantization error), minmax or percentile (0.01% each end).
-    #[arg(long, default_value = "mse")]
+    /// How each input's range is chosen from what the frames showed: minmax (the extremes
+    /// seen), mse (the range that minimises the expected squared quantization error) or
+    /// percentile (0.01% clipped at each end). minmax agreed best with fp32 on held-out clips
+    /// (docs/results-int8.md).
+    #[arg(long, default_value = "minmax")]
     pub method: Method,
-    /// Leave inputs as they are: no per-channel equalization (by default each int8
-    /// convolution's input channels are divided by factors its weights absorb, so that one
-    /// input scale fits them all; see `framecache::quant::equalization`).
-    #[arg(long)]
-    pub no_equalize: bool,
     /// The int8 file (default: beside the model, `NAME.int8.safetensors`).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -60,9 +57,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         .with_context(|| format!("cannot read model {}", args.model.display()))?;
     let first = clips[0].decode(0)?;
     let options = config.import_options(args.input_size, Some((first.width, first.height)));
-    let equalize = !args.no_equalize;
-    let (graph, calibration) =
-        calibrate(&bytes, &args.model, &config, options, &clips, args.frames, args.method, equalize)?;
+    let (graph, calibration) = calibrate(&bytes, &args.model, &config, options, &clips, args.frames, args.method)?;
     let (source, source_bytes) = (source_path(&args.model, &out)?, bytes.len() as u64);
     let manifest = file::Manifest {
         format: "framecache-int8".into(),
@@ -71,7 +66,6 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         source_bytes,
         source_crc32: file::crc32(&bytes),
         method: args.method.name().into(),
-        equalized: equalize,
         calibration_frames: calibration.frames(),
         calibration_clips: clips.iter().map(|c| c.name.clone()).collect(),
         layer: Vec::new(),
@@ -102,9 +96,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
 
 /// The unfused graph of the float model `bytes` (read from `path`) with its int8 convolutions
 /// quantized: input ranges by `method` over `frames` frames of each clip (spread evenly), run
-/// through fp32 full inference twice (extremes, then histograms), with per-channel
-/// equalization if `equalize`.
-#[allow(clippy::too_many_arguments)]
+/// through fp32 full inference twice (extremes, then histograms).
 pub fn calibrate(
     bytes: &[u8],
     path: &Path,
@@ -113,12 +105,11 @@ pub fn calibrate(
     clips: &[Clip],
     frames: usize,
     method: Method,
-    equalize: bool,
 ) -> Result<(framecache::graph::Graph, Calibration)> {
     let mut graph = framecache::import::load_unfused(bytes, path, options)?;
     let plan = Plan::new(graph.clone(), config.preprocess.clone())?;
     let mut session = Session::new(plan, SessionOptions::default())?;
-    let mut calibration = Calibration::new(&graph, equalize);
+    let mut calibration = Calibration::new(&graph);
     if calibration.nodes.is_empty() {
         bail!("{} has no convolution that runs in int8 (pointwise, dense or grouped)", path.display());
     }
@@ -140,12 +131,12 @@ pub fn calibrate(
     Ok((graph, calibration))
 }
 
-/// The int8 form of a loaded float model, quantized in memory on `clips` (MSE ranges,
-/// equalized, 32 frames per clip), with the float model's preprocessing and labels.
+/// The int8 form of a loaded float model, quantized in memory on `clips` (min/max ranges, 32
+/// frames per clip), with the float model's preprocessing and labels.
 pub fn in_memory(model: &Model, clips: &[Clip], options: framecache::import::ImportOptions) -> Result<Model> {
     let bytes = framecache::files::read(&model.path, framecache::files::MAX_MODEL_BYTES)
         .with_context(|| format!("cannot read model {}", model.path.display()))?;
-    let (mut graph, _) = calibrate(&bytes, &model.path, &model.config, options, clips, 32, Method::Mse, true)?;
+    let (mut graph, _) = calibrate(&bytes, &model.path, &model.config, options, clips, 32, Method::MinMax)?;
     framecache::graph::fuse::bottlenecks(&mut graph);
     framecache::graph::fuse::residual_adds(&mut graph);
     let plan = Plan::new(graph, model.config.preprocess.clone())?;

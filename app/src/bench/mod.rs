@@ -84,7 +84,7 @@ pub struct BenchArgs {
     /// that `framecache quantize` writes).
     #[arg(long, value_delimiter = ',', default_value = "fp32")]
     pub precision: Vec<Precision>,
-    /// Clips to calibrate the int8 form on, in memory (32 frames each, MSE ranges).
+    /// Clips to calibrate the int8 form on, in memory (32 frames each, min/max ranges).
     #[arg(long, num_args = 1..)]
     pub calibrate: Vec<PathBuf>,
     /// Comma-separated peer baselines.

@@ -287,12 +287,8 @@ fn check_quant(conv: &Conv, q: &crate::graph::ConvQuant) -> Result<(), String> {
     if q.weights.contains(&i8::MIN) {
         return Err("an int8 weight is -128 (symmetric weights lie in -127..=127)".into());
     }
-    if !q.input_channel_scale.is_empty() {
-        expect_len("int8 input channel scales", q.input_channel_scale.len(), &[conv.cin])?;
-    }
     let good = |s: f32| s.is_finite() && s > 0.0;
-    let per_channel = q.weight_scale.iter().chain(&q.input_channel_scale);
-    if !good(q.input_scale) || !per_channel.into_iter().all(|&s| good(s) && good(1.0 / (q.input_scale * s))) {
+    if !good(q.input_scale) || !q.weight_scale.iter().all(|&s| good(s)) {
         return Err("an int8 scale is not a finite positive number".into());
     }
     let rows = conv.weights.len() / conv.cout;

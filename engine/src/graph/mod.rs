@@ -198,20 +198,15 @@ pub struct Conv {
     pub packed: Vec<Packed>,
 }
 
-/// How an int8 convolution quantizes: its input `x` in channel `c` becomes
-/// `clamp(round(x / (input_scale · t[c])), -input_zero, 255 - input_zero)` (an asymmetric `u8`
-/// with zero point `input_zero`, kept relative to it; `t = input_channel_scale`, all ones when
-/// empty), its weights are `weights[i] · weight_scale[co] / t[c]` (symmetric, one scale per
+/// How an int8 convolution quantizes: its input `x` becomes `clamp(round(x / input_scale),
+/// -input_zero, 255 - input_zero)` (an asymmetric `u8` with zero point `input_zero`, kept
+/// relative to it), its weights are `weights[i] · weight_scale[co]` (symmetric, one scale per
 /// output channel), and each output is `Σ q_x · q_w` in `i32`, times `input_scale ·
-/// weight_scale[co]`, plus the float bias, then the activation. The per-channel `t` moves
-/// range from the input, whose scale is one per tensor, into the weights, whose scales are
-/// per output channel ([`crate::quant`] chooses it).
+/// weight_scale[co]`, plus the float bias, then the activation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvQuant {
     pub input_scale: f32,
     pub input_zero: u8,
-    /// One per input channel, or empty.
-    pub input_channel_scale: Vec<f32>,
     /// One per output channel.
     pub weight_scale: Vec<f32>,
     /// In −127..=127, laid out as [`Conv::weights`].

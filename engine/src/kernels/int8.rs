@@ -32,9 +32,7 @@ pub struct Int8Packed {
     scale: Vec<f32>,
     /// Per channel, zero-padded to whole panels.
     bias: Vec<f32>,
-    /// Per row of a block (a position of a kernel row: channel `j % cin`), the input's
-    /// `1 / (input_scale · t[c])` ([`inverse_scale`]).
-    inv_scale: Vec<f32>,
+    inv_scale: f32,
     /// The quantized input's range, relative to the zero point: `-zero..=255 - zero`.
     lo: f32,
     hi: f32,
@@ -49,12 +47,6 @@ pub struct Int8Packed {
 /// accumulator overflows ([`crate::quant`] checks it when it quantizes).
 pub const MAX_ROWS: usize = (i32::MAX as usize) / (255 * 127);
 
-/// What channel `c`'s input values are multiplied by before rounding: `1 / (input_scale ·
-/// t[c])`, in `f32`, one definition for the kernels and the reference.
-pub fn inverse_scale(q: &crate::graph::ConvQuant, c: usize) -> f32 {
-    1.0 / (q.input_scale * q.input_channel_scale.get(c).copied().unwrap_or(1.0))
-}
-
 /// The int8 input value of `x`: `x / scale` rounded to nearest (ties to even), clamped to the
 /// zero point's range. The one definition every level and the reference use.
 #[inline(always)]
@@ -63,22 +55,21 @@ pub fn quantize(x: f32, inv_scale: f32, lo: f32, hi: f32) -> i16 {
 }
 
 impl Int8Packed {
-    /// Packs group `group`'s `[k][n]` int8 weights of `q` (`k = blocks · kb`, `cin` input
-    /// channels per group), its per-channel scales and bias.
+    /// Packs `[k][n]` int8 weights (`k = blocks · kb`), their per-channel scales, the bias and
+    /// the input's quantization.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        q: &crate::graph::ConvQuant,
-        group: usize,
+        weights: &[i8],
+        weight_scale: &[f32],
         bias: &[f32],
         k: usize,
         n: usize,
         kb: usize,
-        cin: usize,
+        input_scale: f32,
+        input_zero: u8,
     ) -> Self {
-        let weights = &q.weights[group * k * n..(group + 1) * k * n];
-        let weight_scale = &q.weight_scale[group * n..(group + 1) * n];
-        let input_scale = q.input_scale;
-        assert!(kb > 0 && k % kb == 0 && kb % cin == 0 && bias.len() == n);
+        assert!(kb > 0 && k % kb == 0 && weights.len() == k * n && weight_scale.len() == n && bias.len() == n);
+        assert!(k <= MAX_ROWS, "an int8 product of {k} rows could overflow");
         let (blocks, kb2, panels) = (k / kb, kb.next_multiple_of(2), n.div_ceil(PANEL));
         let mut w = vec![0i16; panels * blocks * kb2 * PANEL];
         for p in 0..panels {
@@ -100,9 +91,9 @@ impl Int8Packed {
             weights: w,
             scale: pad(weight_scale.iter().map(|s| input_scale * s).collect()),
             bias: pad(bias.to_vec()),
-            inv_scale: (0..kb).map(|j| inverse_scale(q, group * cin + j % cin)).collect(),
-            lo: -f32::from(q.input_zero),
-            hi: 255.0 - f32::from(q.input_zero),
+            inv_scale: 1.0 / input_scale,
+            lo: -f32::from(input_zero),
+            hi: 255.0 - f32::from(input_zero),
             kb,
             kb2,
             blocks,
@@ -185,7 +176,7 @@ fn quantize_block<I: IntVector>(p: &mut Product<'_, '_>, pb: usize, pe: usize) {
                 // SAFETY: `src` holds `kb` floats; the pixel's `row` pairs hold every segment's
                 // `kb2 >= kb` values (`row = segments · kb2 / 2`, and `at` steps by `kb2`).
                 unsafe {
-                    I::quantize(src.as_ptr(), q.kb, q.inv_scale.as_ptr(), q.lo, q.hi, out.add(at));
+                    I::quantize(src.as_ptr(), q.kb, q.inv_scale, q.lo, q.hi, out.add(at));
                     if q.kb2 > q.kb {
                         *out.add(at + q.kb) = 0;
                     }

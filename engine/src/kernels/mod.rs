@@ -473,7 +473,16 @@ fn pack_conv(c: &mut Conv) {
                 Some(q) => Packed {
                     weights: Vec::new(),
                     bias: Vec::new(),
-                    int8: Some(Box::new(int8::Int8Packed::new(q, gi, bias, k, n, w.kw * (c.cin / g), c.cin / g))),
+                    int8: Some(Box::new(int8::Int8Packed::new(
+                        &q.weights[weights],
+                        &q.weight_scale[gi * n..(gi + 1) * n],
+                        bias,
+                        k,
+                        n,
+                        w.kw * (c.cin / g),
+                        q.input_scale,
+                        q.input_zero,
+                    ))),
                 },
                 None => pointwise::pack(&c.weights[weights], bias, k, n),
             }

@@ -271,8 +271,7 @@ pub fn int8_conv(conv: &Conv, q: &crate::graph::ConvQuant, is: Shape, os: Shape,
     let mut out = vec![0.0f32; os.len()];
     let w = &conv.window;
     let (cin_g, cout_g) = (conv.cin / conv.groups, conv.cout / conv.groups);
-    let (lo, hi) = (-f32::from(q.input_zero), 255.0 - f32::from(q.input_zero));
-    let inv = |c: usize| super::int8::inverse_scale(q, c);
+    let (inv, lo, hi) = (1.0 / q.input_scale, -f32::from(q.input_zero), 255.0 - f32::from(q.input_zero));
     for oy in 0..os.h {
         for ox in 0..os.w {
             for co in 0..conv.cout {
@@ -286,10 +285,9 @@ pub fn int8_conv(conv: &Conv, q: &crate::graph::ConvQuant, is: Shape, os: Shape,
                             continue;
                         }
                         for ci in 0..cin_g {
-                            let c = g * cin_g + ci;
-                            let x = src[at(is, iy as usize, ix as usize, c)];
+                            let x = src[at(is, iy as usize, ix as usize, g * cin_g + ci)];
                             let wq = q.weights[(((g * w.kh + ky) * w.kw + kx) * cin_g + ci) * cout_g + co % cout_g];
-                            acc += i32::from(super::int8::quantize(x, inv(c), lo, hi)) * i32::from(wq);
+                            acc += i32::from(super::int8::quantize(x, inv, lo, hi)) * i32::from(wq);
                         }
                     }
                 }

@@ -338,17 +338,17 @@ pub(crate) trait IntVector: Copy {
     fn madd(self, a: Self::A, w: Self::W) -> Self;
     /// The lanes converted to `f32` (exact below 2^24 in magnitude).
     fn to_f32(self) -> Self::F;
-    /// `dst[i] = quantize(src[i])` for `i < n`: `src[i] · inv[i]` rounded to nearest (ties to
+    /// `dst[i] = quantize(src[i])` for `i < n`: `src[i] · inv` rounded to nearest (ties to
     /// even), clamped to `lo..=hi`, as [`super::int8::quantize`] defines it (vectors where the
     /// level has them, that function for the rest).
     ///
     /// # Safety
-    /// `src` and `inv` must be valid for reading `n` floats and `dst` for writing `n` `i16`.
+    /// `src` must be valid for reading `n` floats and `dst` for writing `n` `i16`.
     #[inline(always)]
-    unsafe fn quantize(src: *const f32, n: usize, inv: *const f32, lo: f32, hi: f32, dst: *mut i16) {
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, dst: *mut i16) {
         for i in 0..n {
             // SAFETY: the caller's contract.
-            unsafe { *dst.add(i) = super::int8::quantize(*src.add(i), *inv.add(i), lo, hi) };
+            unsafe { *dst.add(i) = super::int8::quantize(*src.add(i), inv, lo, hi) };
         }
     }
 }
@@ -427,13 +427,13 @@ impl IntVector for Avx2Int {
         Avx2(unsafe { _mm256_cvtepi32_ps(self.0) })
     }
     #[inline(always)]
-    unsafe fn quantize(src: *const f32, n: usize, inv: *const f32, lo: f32, hi: f32, dst: *mut i16) {
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, dst: *mut i16) {
         // SAFETY: see above; pointers are the caller's contract.
         unsafe {
-            let (vlo, vhi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+            let (vi, vlo, vhi) = (_mm256_set1_ps(inv), _mm256_set1_ps(lo), _mm256_set1_ps(hi));
             let mut i = 0;
             while i + 8 <= n {
-                let x = _mm256_mul_ps(_mm256_loadu_ps(src.add(i)), _mm256_loadu_ps(inv.add(i)));
+                let x = _mm256_mul_ps(_mm256_loadu_ps(src.add(i)), vi);
                 let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
                 let q = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, vlo), vhi));
                 let q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
@@ -441,7 +441,7 @@ impl IntVector for Avx2Int {
                 i += 8;
             }
             for j in i..n {
-                *dst.add(j) = super::int8::quantize(*src.add(j), *inv.add(j), lo, hi);
+                *dst.add(j) = super::int8::quantize(*src.add(j), inv, lo, hi);
             }
         }
     }
@@ -491,20 +491,20 @@ impl IntVector for NeonInt {
         Neon(unsafe { vcvtq_f32_s32(self.0) })
     }
     #[inline(always)]
-    unsafe fn quantize(src: *const f32, n: usize, inv: *const f32, lo: f32, hi: f32, dst: *mut i16) {
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, dst: *mut i16) {
         // SAFETY: see above; pointers are the caller's contract.
         unsafe {
-            let (vlo, vhi) = (vdupq_n_f32(lo), vdupq_n_f32(hi));
+            let (vi, vlo, vhi) = (vdupq_n_f32(inv), vdupq_n_f32(lo), vdupq_n_f32(hi));
             let mut i = 0;
             while i + 4 <= n {
                 // vrndnq: to nearest, ties to even.
-                let r = vrndnq_f32(vmulq_f32(vld1q_f32(src.add(i)), vld1q_f32(inv.add(i))));
+                let r = vrndnq_f32(vmulq_f32(vld1q_f32(src.add(i)), vi));
                 let q = vcvtq_s32_f32(vminq_f32(vmaxq_f32(r, vlo), vhi));
                 vst1_s16(dst.add(i), vmovn_s32(q));
                 i += 4;
             }
             for j in i..n {
-                *dst.add(j) = super::int8::quantize(*src.add(j), *inv.add(j), lo, hi);
+                *dst.add(j) = super::int8::quantize(*src.add(j), inv, lo, hi);
             }
         }
     }

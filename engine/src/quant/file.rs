@@ -41,10 +41,6 @@ pub struct Manifest {
     pub source_crc32: String,
     /// The calibration method ([`super::Method::name`]).
     pub method: String,
-    /// Whether inputs were equalized per channel ([`super::equalization`]): then each layer has
-    /// an `input_channel_scale` tensor.
-    #[serde(default)]
-    pub equalized: bool,
     /// Frames the calibration saw, and the clips they came from (file names).
     pub calibration_frames: usize,
     pub calibration_clips: Vec<String>,
@@ -98,10 +94,6 @@ pub fn to_bytes(graph: &Graph, mut manifest: Manifest) -> Result<Vec<u8>> {
         tensors.push((format!("{}.weight", node.name), Dtype::I8, vec![q.weights.len() / cout_g, cout_g], bytes));
         let scales = q.weight_scale.iter().flat_map(|s| s.to_le_bytes()).collect();
         tensors.push((format!("{}.weight_scale", node.name), Dtype::F32, vec![c.cout], scales));
-        if !q.input_channel_scale.is_empty() {
-            let t = q.input_channel_scale.iter().flat_map(|s| s.to_le_bytes()).collect();
-            tensors.push((format!("{}.input_channel_scale", node.name), Dtype::F32, vec![c.cin], t));
-        }
         manifest.layer.push(Layer { node: node.name.clone(), input_scale: q.input_scale, input_zero: q.input_zero });
     }
     let text = toml::to_string(&manifest).map_err(|e| invalid(format!("cannot write the manifest: {e}")))?;
@@ -168,14 +160,13 @@ pub fn load(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> 
             Ok(t.data())
         };
         let weights: Vec<i8> = tensor("weight", Dtype::I8, conv.weights.len())?.iter().map(|&b| b as i8).collect();
-        let floats = |b: &[u8]| b.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let weight_scale: Vec<f32> = floats(tensor("weight_scale", Dtype::F32, conv.cout)?);
-        let input_channel_scale: Vec<f32> =
-            if manifest.equalized { floats(tensor("input_channel_scale", Dtype::F32, conv.cin)?) } else { Vec::new() };
+        let weight_scale: Vec<f32> = tensor("weight_scale", Dtype::F32, conv.cout)?
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         conv.quant = Some(Box::new(ConvQuant {
             input_scale: layer.input_scale,
             input_zero: layer.input_zero,
-            input_channel_scale,
             weight_scale,
             weights,
         }));

@@ -66,26 +66,20 @@ pub fn candidates(graph: &Graph) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// The int8 form of `conv` for inputs in `range`, with the per-input-channel factors `t` (one
-/// per input channel, or empty for none; `range` is then the range of `x / t`): symmetric
-/// weights `w · t` per output channel (`max |w · t| / 127`; a channel of zeros gets scale 1).
-pub fn quantize_conv(conv: &Conv, range: Range, t: &[f32]) -> ConvQuant {
+/// The int8 form of `conv` for inputs in `range`: symmetric weights per output channel
+/// (`max |w| / 127`; a channel of zeros gets scale 1).
+pub fn quantize_conv(conv: &Conv, range: Range) -> ConvQuant {
     let (input_scale, input_zero) = range.params();
-    let (cin_g, cout_g) = (conv.cin / conv.groups, conv.cout / conv.groups);
+    let cout_g = conv.cout / conv.groups;
     let k = conv.weights.len() / conv.cout;
-    // Layout [group][k][co_in_group]: row `r` of group `g` reads input channel
-    // `g · cin_g + r % cin_g`, and channel `co` is column `co % cout_g`.
-    let scaled = |i: usize| {
-        let (g, r) = (i / (k * cout_g), i / cout_g % k);
-        conv.weights[i] * t.get(g * cin_g + r % cin_g).copied().unwrap_or(1.0)
-    };
+    // Layout [group][k][co_in_group]: channel `co` of group `g` is column `co % cout_g`.
     let column = |co: usize| {
         let (g, j) = (co / cout_g, co % cout_g);
         (0..k).map(move |r| (g * k + r) * cout_g + j)
     };
     let weight_scale: Vec<f32> = (0..conv.cout)
         .map(|co| {
-            let m = column(co).fold(0.0f32, |m, i| m.max(scaled(i).abs()));
+            let m = column(co).fold(0.0f32, |m, i| m.max(conv.weights[i].abs()));
             if m > 0.0 && m.is_finite() {
                 m / 127.0
             } else {
@@ -96,41 +90,10 @@ pub fn quantize_conv(conv: &Conv, range: Range, t: &[f32]) -> ConvQuant {
     let mut weights = vec![0i8; conv.weights.len()];
     for (co, &s) in weight_scale.iter().enumerate() {
         for i in column(co) {
-            weights[i] = (scaled(i) / s).round().clamp(-127.0, 127.0) as i8;
+            weights[i] = (conv.weights[i] / s).round().clamp(-127.0, 127.0) as i8;
         }
     }
-    ConvQuant { input_scale, input_zero, input_channel_scale: t.to_vec(), weight_scale, weights }
-}
-
-/// Per input channel of `conv`, the largest magnitude of the weights that read it.
-pub fn weight_abs_max(conv: &Conv) -> Vec<f32> {
-    let (cin_g, cout_g) = (conv.cin / conv.groups, conv.cout / conv.groups);
-    let k = conv.weights.len() / conv.cout;
-    let mut w_max = vec![0.0f32; conv.cin];
-    for (i, w) in conv.weights.iter().enumerate() {
-        let (g, r) = (i / (k * cout_g), i / cout_g % k);
-        let c = g * cin_g + r % cin_g;
-        w_max[c] = w_max[c].max(w.abs());
-    }
-    w_max
-}
-
-/// Per input channel, the factor that equalizes the input's range with the weights' (as
-/// SmoothQuant does, with its migration strength 0.5): `t[c] = sqrt(max |x_c| / max |w_c|)`,
-/// where `w_c` are the weights that read channel `c`. Dividing the input by `t` and multiplying
-/// the weights by it leaves the float product unchanged, and makes the channels' ranges alike,
-/// so one input scale per tensor fits them all better. Channels with no range get 1; the
-/// factors are normalised to a geometric mean of 1.
-pub fn equalization(input_abs_max: &[f32], weight_abs_max: &[f32]) -> Vec<f32> {
-    let raw: Vec<f32> = input_abs_max
-        .iter()
-        .zip(weight_abs_max)
-        .map(|(&x, &w)| if x > 0.0 && w > 0.0 && (x / w).is_finite() { (x / w).sqrt() } else { 0.0 })
-        .collect();
-    let logs: Vec<f64> = raw.iter().filter(|&&t| t > 0.0).map(|&t| f64::from(t).ln()).collect();
-    let mean = if logs.is_empty() { 0.0 } else { logs.iter().sum::<f64>() / logs.len() as f64 };
-    let norm = mean.exp() as f32;
-    raw.iter().map(|&t| if t > 0.0 && (t / norm).is_normal() { t / norm } else { 1.0 }).collect()
+    ConvQuant { input_scale, input_zero, weight_scale, weights }
 }
 
 /// How a calibration turns what it saw of a tensor into its [`Range`].
@@ -172,22 +135,12 @@ impl std::str::FromStr for Method {
 const BINS: usize = 2048;
 
 /// What a calibration has seen of each candidate's input, over two passes on the same frames:
-/// the first finds each tensor's extremes per channel ([`Calibration::observe`] with
-/// `histograms` off), from which the equalization factors follow; the second fills a
-/// histogram of the equalized values over their extremes.
+/// the first finds each tensor's extremes ([`Calibration::observe`] with `histograms` off),
+/// the second fills a histogram over them.
 #[derive(Clone, Debug)]
 pub struct Calibration {
     /// `(conv node, input node)`, as [`candidates`] gives them.
     pub nodes: Vec<(usize, usize)>,
-    /// Per candidate, [`weight_abs_max`] when inputs are equalized per channel
-    /// ([`equalization`]); empty when not.
-    weights: Vec<Vec<f32>>,
-    /// Per candidate, per input channel: extremes seen.
-    cmin: Vec<Vec<f32>>,
-    cmax: Vec<Vec<f32>>,
-    /// Per candidate: the equalization factors (empty when off), and the equalized tensor's
-    /// extremes; set when the second pass starts.
-    factors: Vec<Vec<f32>>,
     min: Vec<f32>,
     max: Vec<f32>,
     hist: Vec<Vec<u64>>,
@@ -195,27 +148,10 @@ pub struct Calibration {
 }
 
 impl Calibration {
-    pub fn new(graph: &Graph, equalize: bool) -> Self {
+    pub fn new(graph: &Graph) -> Self {
         let nodes = candidates(graph);
         let n = nodes.len();
-        let channels = |&(_, input): &(usize, usize)| vec![0.0f32; graph.nodes[input].shape.c];
-        Self {
-            cmin: nodes.iter().map(channels).collect(),
-            cmax: nodes.iter().map(channels).collect(),
-            weights: nodes
-                .iter()
-                .map(|&(i, _)| match &graph.nodes[i].op {
-                    Op::Conv(c) if equalize => weight_abs_max(c),
-                    _ => Vec::new(),
-                })
-                .collect(),
-            nodes,
-            factors: vec![Vec::new(); n],
-            min: vec![0.0; n],
-            max: vec![0.0; n],
-            hist: vec![Vec::new(); n],
-            frames: 0,
-        }
+        Self { nodes, min: vec![0.0; n], max: vec![0.0; n], hist: vec![Vec::new(); n], frames: 0 }
     }
 
     /// Frames seen by the first pass.
@@ -223,35 +159,29 @@ impl Calibration {
         self.frames
     }
 
-    /// Records one frame: `activation(node)` is a session's output of `node` (NHWC). The first
-    /// pass (`histograms` false) takes extremes per channel; the second counts the equalized
-    /// values into histograms over their extremes. Non-finite values are skipped.
+    /// Records one frame: `activation(node)` is a session's output of `node`. The first pass
+    /// (`histograms` false) takes extremes; the second counts values into histograms over them.
+    /// Non-finite values are skipped.
     pub fn observe<'a>(&mut self, histograms: bool, activation: impl Fn(usize) -> &'a [f32]) {
-        if histograms && self.hist.iter().all(Vec::is_empty) {
-            self.finish_first_pass();
-        }
         for (t, &(_, input)) in self.nodes.iter().enumerate() {
-            let c = self.cmin[t].len();
-            let px = activation(input).chunks_exact(c);
+            let xs = activation(input).iter().copied().filter(|x| x.is_finite());
             if !histograms {
-                for p in px {
-                    for (j, &x) in p.iter().enumerate().filter(|(_, x)| x.is_finite()) {
-                        self.cmin[t][j] = self.cmin[t][j].min(x);
-                        self.cmax[t][j] = self.cmax[t][j].max(x);
-                    }
+                for x in xs {
+                    self.min[t] = self.min[t].min(x);
+                    self.max[t] = self.max[t].max(x);
                 }
                 continue;
             }
             let (lo, hi) = (self.min[t], self.max[t]);
             let hist = &mut self.hist[t];
             hist.resize(BINS, 0);
-            let k = if hi > lo { BINS as f32 / (hi - lo) } else { 0.0 };
-            let factors = &self.factors[t];
-            for p in px {
-                for (j, &x) in p.iter().enumerate().filter(|(_, x)| x.is_finite()) {
-                    let x = x / factors.get(j).copied().unwrap_or(1.0);
-                    hist[(((x - lo) * k) as usize).min(BINS - 1)] += 1;
-                }
+            if hi <= lo {
+                hist[0] += activation(input).len() as u64;
+                continue;
+            }
+            let k = BINS as f32 / (hi - lo);
+            for x in xs {
+                hist[(((x - lo) * k) as usize).min(BINS - 1)] += 1;
             }
         }
         if !histograms {
@@ -259,35 +189,12 @@ impl Calibration {
         }
     }
 
-    /// The equalization factors and the equalized extremes, from the first pass.
-    fn finish_first_pass(&mut self) {
-        for t in 0..self.nodes.len() {
-            let (cmin, cmax) = (&self.cmin[t], &self.cmax[t]);
-            let f = if self.weights[t].is_empty() {
-                Vec::new()
-            } else {
-                let abs: Vec<f32> = cmin.iter().zip(cmax).map(|(a, b)| a.abs().max(b.abs())).collect();
-                equalization(&abs, &self.weights[t])
-            };
-            let div = |j: usize| f.get(j).copied().unwrap_or(1.0);
-            self.min[t] = cmin.iter().enumerate().map(|(j, &m)| m / div(j)).fold(0.0, f32::min);
-            self.max[t] = cmax.iter().enumerate().map(|(j, &m)| m / div(j)).fold(0.0, f32::max);
-            self.factors[t] = f;
-        }
-    }
-
-    /// The range of tensor `t` (an index into [`Calibration::nodes`]), equalized, by `method`.
-    /// Without the second pass: the extremes of the first, not equalized.
+    /// The range of tensor `t` (an index into [`Calibration::nodes`]) by `method`. `Mse` and
+    /// `Percentile` need the second pass; without it, they fall back to min/max.
     pub fn range(&self, t: usize, method: Method) -> Range {
-        let hist = &self.hist[t];
-        if hist.is_empty() {
-            // No second pass: the extremes as seen, not equalized ([`Calibration::apply`]
-            // then quantizes without factors).
-            let lo = self.cmin[t].iter().fold(0.0, |m: f32, &x| m.min(x));
-            return Range { lo, hi: self.cmax[t].iter().fold(0.0, |m: f32, &x| m.max(x)) };
-        }
         let full = Range { lo: self.min[t], hi: self.max[t] };
-        if method == Method::MinMax || full.hi <= full.lo {
+        let hist = &self.hist[t];
+        if method == Method::MinMax || hist.is_empty() || full.hi <= full.lo {
             return full;
         }
         let width = (full.hi - full.lo) / BINS as f32;
@@ -346,7 +253,7 @@ impl Calibration {
     pub fn apply(&self, graph: &mut Graph, method: Method) {
         for (t, &(node, _)) in self.nodes.iter().enumerate() {
             if let Op::Conv(c) = &mut graph.nodes[node].op {
-                c.quant = Some(Box::new(quantize_conv(c, self.range(t, method), &self.factors[t])));
+                c.quant = Some(Box::new(quantize_conv(c, self.range(t, method))));
             }
         }
     }
@@ -376,25 +283,11 @@ mod tests {
     fn weights_quantize_per_output_channel() {
         // [ci][co]: channel 0 spans ±1, channel 1 ±0.01, channel 2 is all zeros.
         let c = conv(vec![1.0, 0.01, 0.0, -0.5, -0.004, 0.0], 2, 3);
-        let q = quantize_conv(&c, Range { lo: 0.0, hi: 6.0 }, &[]);
+        let q = quantize_conv(&c, Range { lo: 0.0, hi: 6.0 });
         assert_eq!(q.weight_scale, vec![1.0 / 127.0, 0.01 / 127.0, 1.0]);
         // -0.5 / (1 / 127) = -63.5 rounds away from zero; -0.004 / (0.01 / 127) = -50.8.
         assert_eq!(q.weights, vec![127, 127, 0, -64, -51, 0]);
         assert_eq!((q.input_scale, q.input_zero), (6.0 / 255.0, 0));
-    }
-
-    #[test]
-    fn equalization_gives_inputs_and_weights_alike_ranges() {
-        // Channel 0: inputs to 4, weights to 1; channel 1 the other way round.
-        let t = equalization(&[4.0, 1.0], &[1.0, 4.0]);
-        assert_eq!(t, vec![2.0, 0.5]);
-        // x / t and w · t: both channels span 2. A channel never seen gets 1.
-        assert_eq!(equalization(&[4.0, 0.0], &[1.0, 4.0]), vec![1.0, 1.0]);
-        // Weights scaled per input channel before they are quantized per output channel.
-        let c = conv(vec![1.0, 0.25], 2, 1);
-        let q = quantize_conv(&c, Range { lo: 0.0, hi: 2.0 }, &[0.5, 2.0]);
-        assert_eq!((q.weights, q.weight_scale), (vec![127, 127], vec![0.5 / 127.0]));
-        assert_eq!(q.input_channel_scale, vec![0.5, 2.0]);
     }
 
     #[test]
@@ -416,7 +309,7 @@ mod tests {
         let y = graph.conv(x, 8, one, 1, Activation::Identity, &mut w).unwrap();
         graph.output(y);
         let graph = graph.build();
-        let mut cal = Calibration::new(&graph, false);
+        let mut cal = Calibration::new(&graph);
         // The stem reads 3 channels: it stays float.
         assert_eq!(cal.nodes, vec![(y, x)]);
         // 100000 values spread over 0..1, and one at 1.2: rounding over the wider range costs

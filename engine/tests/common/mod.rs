@@ -47,13 +47,7 @@ pub fn quantize(graph: &mut Graph, seed: u64) {
         if let framecache::graph::Op::Conv(c) = &mut node.op {
             if framecache::quant::takes_int8(c) {
                 let range = framecache::quant::Range { lo: (rng.next() - 0.5) * 3.0, hi: (rng.next() + 0.5) * 3.0 };
-                // Per-channel equalization factors (1/4 to 4) half the time.
-                let t: Vec<f32> = if rng.next() > 0.0 {
-                    (0..c.cin).map(|_| 4f32.powf(2.0 * rng.next())).collect()
-                } else {
-                    Vec::new()
-                };
-                c.quant = Some(Box::new(framecache::quant::quantize_conv(c, range, &t)));
+                c.quant = Some(Box::new(framecache::quant::quantize_conv(c, range)));
             }
         }
     }
