@@ -68,7 +68,7 @@ impl Int8Packed {
         input_scale: f32,
         input_zero: u8,
     ) -> Self {
-        assert!(kb > 0 && k % kb == 0 && weights.len() == k * n && weight_scale.len() == n && bias.len() == n);
+        assert!(kb > 0 && k.is_multiple_of(kb) && weights.len() == k * n && weight_scale.len() == n && bias.len() == n);
         assert!(k <= MAX_ROWS, "an int8 product of {k} rows could overflow");
         let (blocks, kb2, panels) = (k / kb, kb.next_multiple_of(2), n.div_ceil(PANEL));
         let mut w = vec![0i16; panels * blocks * kb2 * PANEL];
@@ -108,7 +108,7 @@ thread_local! {
 
 /// Runs the int8 product `call` (already checked by [`pointwise::run`]) with `q` into `dst`.
 pub(super) fn run(level: Level, call: &Call<'_>, q: &Int8Packed, dst: &mut [f32]) {
-    assert_eq!(call.cin % q.kb, 0, "an int8 call must address whole blocks");
+    assert!(call.cin.is_multiple_of(q.kb), "an int8 call must address whole blocks");
     let per_run = call.cin / q.kb;
     // The packed block of each segment of a pixel's quantized row, in order (on the stack for
     // the usual few: one for a pointwise product, a kernel's rows for a convolution).
