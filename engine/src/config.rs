@@ -274,6 +274,13 @@ impl SidecarModel {
     /// A model in memory (ONNX or TFLite bytes), its sidecar as TOML text, and its class names
     /// (the sidecar's `labels` file is not read: there is no folder to resolve it in).
     pub fn from_bytes(bytes: &[u8], sidecar: &str, labels: Option<Vec<String>>) -> Result<Self> {
+        if crate::quant::file::is_int8(bytes) {
+            return Err(Error::ModelFile {
+                path: "<memory>".into(),
+                reason: "an int8 model names its float model by path: load it from its file".into(),
+                source: None,
+            });
+        }
         let config = ModelConfig::parse(sidecar, Path::new("<sidecar>"))?;
         let graph = crate::import::load_model_bytes(bytes, Path::new("<memory>"), config.import_options(None, None))?;
         let plan = Plan::new(graph, config.preprocess.clone())?;

@@ -65,6 +65,22 @@ fn a_quantized_model_runs_everywhere_a_model_does() {
         let scale = b[0].data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         worst = worst.max(a[0].data.iter().zip(&b[0].data).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale);
     }
+    // The C ABI loads it from its path (the float model's sidecar found as above); from
+    // memory there is no path to find the float model by, and it says so.
+    use framecache_ffi::*;
+    let path = std::ffi::CString::new(out.to_str().unwrap()).unwrap();
+    let mut e = 0;
+    // SAFETY: a NUL-terminated path, null sidecar and options (defaults), a writable handle.
+    let status = unsafe { fc_engine_create(path.as_ptr(), std::ptr::null(), std::ptr::null(), &mut e) };
+    assert_eq!(status, FcStatus::Ok, "{:?}", unsafe { std::ffi::CStr::from_ptr(fc_last_error()) });
+    let rgba = vec![128u8; 64 * 48 * 4];
+    // SAFETY: 64x48 RGBA rows of 256 bytes.
+    assert_eq!(unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), 64, 48, 256, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
+    assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+    let bytes = std::fs::read(&out).unwrap();
+    let e = framecache::SidecarModel::from_bytes(&bytes, "[preprocess]\n", None).err().unwrap();
+    assert!(e.to_string().contains("load it from its file"), "{e}");
+
     // Int8 is near fp32, not equal to it: per-tensor input ranges leave logits off by up to
     // about a third of the largest logit here (0.31 seen); a wrong scale or a transposed weight
     // layout is off by more than the logits themselves.
