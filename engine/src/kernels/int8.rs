@@ -9,11 +9,10 @@
 //! the tensors between nodes stay `f32` and every other kernel (depthwise, pools, resizes,
 //! the session's change detection) runs as before.
 //!
-//! Integer sums are exact in any order, and the epilogue is one multiply and one add per value
-//! at every level, so every rectangle gives the same bits: cached int8 inference equals full
-//! int8 inference exactly. Before the activation, every level equals the naive reference
-//! [`super::reference::int8_product`] bit for bit (activations with a multiply-add, such as
-//! hard-swish, round as the level's float kernels do).
+//! Integer sums are exact in any order, and the epilogue is one multiply and one add per value,
+//! then the activation (whose arithmetic never fuses a multiply-add), so every level and every
+//! rectangle gives the same bits as the naive reference [`super::reference::int8_conv`]:
+//! cached int8 inference equals full int8 inference exactly.
 
 use std::cell::RefCell;
 
@@ -44,7 +43,7 @@ pub struct Int8Packed {
 }
 
 /// The most rows one int8 product may sum: `255 · 127 · rows` stays below `2^31`, so no
-/// accumulator overflows ([`crate::quant`] checks it when it quantizes).
+/// accumulator overflows (the plan's validation refuses more).
 pub const MAX_ROWS: usize = (i32::MAX as usize) / (255 * 127);
 
 /// The int8 input value of `x`: `x / scale` rounded to nearest (ties to even), clamped to the

@@ -2,9 +2,9 @@
 //! per output channel, their inputs' ranges calibrated on real frames ([`Calibration`]), and
 //! the int8 model file ([`file`]).
 //!
-//! What runs in int8: every GEMM-shaped convolution (pointwise, dense, grouped with more than
-//! one output channel per group), including the expansions and projections inside fused
-//! inverted-residual blocks. Those are 89% of MobileNetV2's MACs. Depthwise convolutions,
+//! What runs in int8: the GEMM-shaped convolutions (pointwise, dense, grouped) wide enough to
+//! pay for quantizing their inputs ([`candidates`]), including the expansions and projections
+//! inside fused inverted-residual blocks: 81% of MobileNetV2's MACs. Depthwise convolutions,
 //! pools, resizes, elementwise ops and fully connected layers stay `f32`: the tensors between
 //! nodes are `f32`, and each int8 convolution quantizes its input as it reads it
 //! ([`crate::kernels::int8`]).
