@@ -47,14 +47,22 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         let detail = match &n.op {
             Op::Conv(c) => {
                 let w = &c.window;
-                format!("{}x{}/{} d{} g{} p{:?}", w.kh, w.kw, w.sh, w.dh, c.groups, w.pad)
+                let int8 = if c.quant.is_some() { " int8" } else { "" };
+                format!("{}x{}/{} d{} g{} p{:?}{int8}", w.kh, w.kw, w.sh, w.dh, c.groups, w.pad)
             }
             Op::ConvTranspose(c) => format!("{}x{}/{} p{:?}", c.window.kh, c.window.kw, c.window.sh, c.window.pad),
             Op::Pool { window: w, .. } => format!("{}x{}/{} p{:?}", w.kh, w.kw, w.sh, w.pad),
-            // Expanded channels, then the depthwise window.
+            // Expanded channels, then the depthwise window; which pointwise parts are int8.
             Op::Bottleneck(b) => {
                 let w = &b.depthwise.window;
-                format!("e{} {}x{}/{} p{:?}", b.expanded(), w.kh, w.kw, w.sh, w.pad)
+                let e = b.expand.as_ref().is_some_and(|e| e.quant.is_some());
+                let int8 = match (e, b.project.quant.is_some()) {
+                    (true, true) => " int8 e+p",
+                    (true, false) => " int8 e",
+                    (false, true) => " int8 p",
+                    (false, false) => "",
+                };
+                format!("e{} {}x{}/{} p{:?}{int8}", b.expanded(), w.kh, w.kw, w.sh, w.pad)
             }
             _ => String::new(),
         };
@@ -79,6 +87,10 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         )?;
     }
     writeln!(out, "total {:.1} MMACs per frame", plan.total_macs() as f64 / 1e6)?;
+    let (int8, _) = crate::quantize::int8_share(&plan);
+    if int8 > 0 {
+        writeln!(out, "int8 {:.1} MMACs ({:.1}%)", int8 as f64 / 1e6, 100.0 * int8 as f64 / total as f64)?;
+    }
     let values = plan.activation_values();
     writeln!(
         out,
