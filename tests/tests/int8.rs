@@ -5,10 +5,24 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use framecache::graph::{ConvQuant, Op};
+use framecache::quant::Method;
 use framecache::{Mode, Session, SessionOptions};
 use framecache_app::clip::Clip;
 use framecache_app::model::Model;
 use framecache_tests::project_root;
+
+fn bytes_of(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+/// The int8 form of node `i`, a quantized convolution.
+fn quant_of(g: &mut framecache::graph::Graph, i: usize) -> &mut ConvQuant {
+    match &mut g.nodes[i].op {
+        Op::Conv(c) => c.quant.as_mut().unwrap(),
+        _ => unreachable!("node {i} is a convolution"),
+    }
+}
 
 fn assets() -> PathBuf {
     project_root().join("assets")
@@ -114,8 +128,64 @@ fn bad_int8_input_is_a_clear_error_and_leaves_no_file() {
     let e = framecache::import::load_model(&out, Default::default()).unwrap_err();
     assert!(e.to_string().contains("cannot read its float model"), "{e}");
 
-    // Quantize: an empty clip, a folder that does not exist for the output. No file either way.
     std::fs::copy(assets().join("models/mobilenet_v2.onnx"), &model).unwrap();
+    // Forged layers, written with the file's own writer: a weight of -128, a scale that is not
+    // a number, a depthwise convolution. Each is an error naming the node.
+    // (The bundled model's sidecar: the copy's labels file is not beside it.)
+    let fp32 = Model::load(&assets().join("models/mobilenet_v2.onnx"), None, None, None).unwrap();
+    let clips = [Clip::open(&clip).unwrap()];
+    let options = fp32.config.import_options(None, None);
+    let (graph, _) = framecache_app::quantize::calibrate(
+        &bytes_of(&model),
+        &model,
+        &fp32.config,
+        options,
+        &clips,
+        2,
+        Method::MinMax,
+    )
+    .unwrap();
+    let manifest = framecache::quant::file::Manifest {
+        format: "framecache-int8".into(),
+        version: framecache::quant::file::VERSION,
+        source: "m.onnx".into(),
+        source_bytes: bytes_of(&model).len() as u64,
+        source_crc32: framecache::quant::file::crc32(&bytes_of(&model)),
+        method: "minmax".into(),
+        calibration_frames: 2,
+        calibration_clips: vec!["static_coin_motion".into()],
+        layer: Vec::new(),
+    };
+    let first_int8 = |g: &framecache::graph::Graph| {
+        g.nodes.iter().position(|n| matches!(&n.op, Op::Conv(c) if c.quant.is_some())).unwrap()
+    };
+    let forged = dir.join("forged.int8.safetensors");
+    let edits: [(&str, Box<dyn Fn(&mut framecache::graph::Graph)>); 3] = [
+        ("-128", Box::new(|g| quant_of(g, first_int8(g)).weights[0] = i8::MIN)),
+        ("finite positive", Box::new(|g| quant_of(g, first_int8(g)).weight_scale[0] = f32::NAN)),
+        (
+            "cannot run in int8",
+            Box::new(|g| {
+                let dw = g.nodes.iter().position(|n| matches!(&n.op, Op::Conv(c) if c.is_depthwise())).unwrap();
+                if let Op::Conv(c) = &mut g.nodes[dw].op {
+                    let range = framecache::quant::Range { lo: 0.0, hi: 6.0 };
+                    c.quant = Some(Box::new(framecache::quant::quantize_conv(c, range)));
+                }
+            }),
+        ),
+    ];
+    for (want, edit) in edits {
+        let mut g = graph.clone();
+        edit(&mut g);
+        std::fs::write(&forged, framecache::quant::file::to_bytes(&g, manifest.clone()).unwrap()).unwrap();
+        let e = framecache::import::load_model(&forged, Default::default())
+            .and_then(|g| framecache::Plan::new(g, Default::default()))
+            .unwrap_err();
+        assert!(e.to_string().contains(want), "{want}: {e}");
+    }
+    std::fs::remove_file(&forged).unwrap();
+
+    // Quantize: an empty clip, a folder that does not exist for the output. No file either way.
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let fresh = dir.join("fresh.int8.safetensors");
