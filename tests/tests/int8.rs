@@ -16,6 +16,9 @@ fn bytes_of(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
 
+/// A change made to a quantized graph before it is written.
+type Edit = dyn Fn(&mut framecache::graph::Graph);
+
 /// The int8 form of node `i`, a quantized convolution.
 fn quant_of(g: &mut framecache::graph::Graph, i: usize) -> &mut ConvQuant {
     match &mut g.nodes[i].op {
@@ -160,7 +163,7 @@ fn bad_int8_input_is_a_clear_error_and_leaves_no_file() {
         g.nodes.iter().position(|n| matches!(&n.op, Op::Conv(c) if c.quant.is_some())).unwrap()
     };
     let forged = dir.join("forged.int8.safetensors");
-    let edits: [(&str, Box<dyn Fn(&mut framecache::graph::Graph)>); 3] = [
+    let edits: [(&str, Box<Edit>); 3] = [
         ("-128", Box::new(|g| quant_of(g, first_int8(g)).weights[0] = i8::MIN)),
         ("finite positive", Box::new(|g| quant_of(g, first_int8(g)).weight_scale[0] = f32::NAN)),
         (
