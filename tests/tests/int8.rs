@@ -16,6 +16,11 @@ fn bytes_of(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
 
+/// The first int8 convolution of a graph.
+fn first_int8(g: &framecache::graph::Graph) -> usize {
+    g.nodes.iter().position(|n| matches!(&n.op, Op::Conv(c) if c.quant.is_some())).unwrap()
+}
+
 /// A change made to a quantized graph before it is written.
 type Edit = dyn Fn(&mut framecache::graph::Graph);
 
@@ -158,9 +163,6 @@ fn bad_int8_input_is_a_clear_error_and_leaves_no_file() {
         calibration_frames: 2,
         calibration_clips: vec!["static_coin_motion".into()],
         layer: Vec::new(),
-    };
-    let first_int8 = |g: &framecache::graph::Graph| {
-        g.nodes.iter().position(|n| matches!(&n.op, Op::Conv(c) if c.quant.is_some())).unwrap()
     };
     let forged = dir.join("forged.int8.safetensors");
     let edits: [(&str, Box<Edit>); 3] = [
