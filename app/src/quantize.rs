@@ -78,10 +78,11 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         .context("the int8 model does not load")?;
     framecache::files::write_atomic(&out, &int8).with_context(|| format!("cannot write {}", out.display()))?;
     let (int8_macs, total) = int8_share(&check);
+    let layers = graph.nodes.iter().filter(|n| matches!(&n.op, framecache::graph::Op::Conv(c) if c.quant.is_some()));
     println!(
         "{}: {} int8 convolutions ({:.1}% of {:.1} MMACs), ranges by {} over {} frames of {}; {:.2} MB (float model {:.2} MB)",
         out.display(),
-        calibration.nodes.len(),
+        layers.count(),
         100.0 * int8_macs as f64 / total.max(1) as f64,
         total as f64 / 1e6,
         args.method.name(),
@@ -128,7 +129,99 @@ pub fn calibrate(
         }
     }
     calibration.apply(&mut graph, method);
+    let float = fall_back(&mut graph, &mut session, config, clips)?;
+    if !float.is_empty() {
+        let names: Vec<&str> = float.iter().map(|&i| graph.nodes[i].name.as_str()).collect();
+        eprintln!("kept float for fidelity: {} layer(s): {}", float.len(), names.join(", "));
+    }
     Ok((graph, calibration))
+}
+
+/// Frames per clip on which [`fall_back`] measures fidelity: each with the frame before it.
+const FIDELITY_FRAMES: usize = 16;
+
+/// Mixed precision where int8 loses too much: on calibration frames, int8 full inference must
+/// agree with fp32 full inference at least as well as fp32 skip-2 does (each frame against the
+/// frame before it), the floor the int8 issue sets. Until it does, the int8 layer whose
+/// quantization alone moves the output most goes back to float, then the next. Returns the
+/// layers put back, in that order; none for tasks without a fidelity metric.
+fn fall_back(
+    graph: &mut framecache::graph::Graph,
+    float: &mut Session,
+    config: &ModelConfig,
+    clips: &[Clip],
+) -> Result<Vec<usize>> {
+    use framecache::graph::Op;
+    let agreement = |o: &[framecache::Output], r: &[framecache::Output]| {
+        crate::bench::measure::agreement(config.task, config.mask_threshold, o, r)
+    };
+    // Frame pairs (i - 1, i), evenly spread, and fp32's outputs on them.
+    let mut frames = Vec::new();
+    for clip in clips.iter().filter(|c| c.len() > 1) {
+        let first = clip.decode(0)?;
+        let n = FIDELITY_FRAMES.min(clip.len() - 1);
+        for k in 0..n {
+            let i = 1 + k * (clip.len() - 1) / n;
+            frames.push((
+                clip.decode_sized(i - 1, (first.width, first.height))?,
+                clip.decode_sized(i, (first.width, first.height))?,
+            ));
+        }
+    }
+    let mut reference = Vec::new();
+    let mut skip2 = Vec::new();
+    for (before, now) in &frames {
+        let b = float.run_full(&before.as_frame())?;
+        let r = float.run_full(&now.as_frame())?;
+        skip2.extend(agreement(&b, &r));
+        reference.push(r);
+    }
+    if skip2.is_empty() {
+        return Ok(Vec::new());
+    }
+    let target = skip2.iter().sum::<f64>() / skip2.len() as f64;
+    // Mean agreement (and mean squared output error) of `g` with fp32 on the frames.
+    let measure = |g: &framecache::graph::Graph| -> Result<(f64, f64)> {
+        let mut g = g.clone();
+        framecache::graph::fuse::bottlenecks(&mut g);
+        framecache::graph::fuse::residual_adds(&mut g);
+        let mut s = Session::new(Plan::new(g, config.preprocess.clone())?, SessionOptions::default())?;
+        let (mut agree, mut err) = (0.0, 0.0);
+        for ((_, now), r) in frames.iter().zip(&reference) {
+            let o = s.run_full(&now.as_frame())?;
+            agree += agreement(&o, r).unwrap_or(1.0);
+            let (a, b) = (&o[0].data, &r[0].data);
+            err += a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>() / a.len().max(1) as f64;
+        }
+        Ok((agree / frames.len() as f64, err / frames.len() as f64))
+    };
+    if measure(graph)?.0 >= target {
+        return Ok(Vec::new());
+    }
+    let int8: Vec<usize> =
+        (0..graph.nodes.len()).filter(|&i| matches!(&graph.nodes[i].op, Op::Conv(c) if c.quant.is_some())).collect();
+    let strip = |g: &mut framecache::graph::Graph, i: usize| {
+        if let Op::Conv(c) = &mut g.nodes[i].op {
+            c.quant = None;
+        }
+    };
+    // Each layer's own damage: only it in int8.
+    let mut damage = Vec::new();
+    for &l in &int8 {
+        let mut g = graph.clone();
+        int8.iter().filter(|&&j| j != l).for_each(|&j| strip(&mut g, j));
+        damage.push((measure(&g)?.1, l));
+    }
+    damage.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut back = Vec::new();
+    for (_, l) in damage {
+        strip(graph, l);
+        back.push(l);
+        if measure(graph)?.0 >= target {
+            break;
+        }
+    }
+    Ok(back)
 }
 
 /// The int8 form of a loaded float model, quantized in memory on `clips` (min/max ranges, 32

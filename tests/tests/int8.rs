@@ -65,7 +65,7 @@ fn a_quantized_model_runs_everywhere_a_model_does() {
     let fp32 = Model::load(&model, None, None, None).unwrap();
     assert!(int8.labels.is_some(), "the float model's labels carry over");
     let (int8_macs, total) = framecache_app::quantize::int8_share(&int8.plan);
-    assert!(int8_macs * 100 > total * 75, "{int8_macs} of {total} MACs in int8");
+    assert!(int8_macs * 100 > total * 60, "{int8_macs} of {total} MACs in int8");
 
     // The file holds what calibration made: the in-memory form gives the same bits.
     let clips = [Clip::open(&clip).unwrap()];

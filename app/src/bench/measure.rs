@@ -276,6 +276,13 @@ fn kl_divergence(p: &[f64], q: &[f64]) -> f64 {
     p.iter().zip(q).filter(|(&a, _)| a > 0.0).map(|(&a, &b)| a * (a / b.max(1e-12)).ln()).sum()
 }
 
+/// The verdict fidelity of one frame's `outputs` against `reference`: 1 or 0 for a classifier's
+/// top-1 agreement, the mask IoU for a segmenter, `None` for other tasks.
+pub fn agreement(task: Task, mask_threshold: f32, outputs: &[Output], reference: &[Output]) -> Option<f64> {
+    let f = compare(task, mask_threshold, outputs, reference);
+    f.top1_agree.map(|a| f64::from(u8::from(a))).or(f.iou)
+}
+
 /// Compares `cached` with `full` for a model of the given task.
 fn compare(task: Task, mask_threshold: f32, cached: &[Output], full: &[Output]) -> Fidelity {
     let (mut max_abs, mut sum, mut count) = (0.0f64, 0.0f64, 0usize);
