@@ -14,22 +14,12 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from torchvision_pre import MODELS, torchvision
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.environ.get("FRAMECACHE_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
 BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/framecache/target")), "release", "framecache")
-MODELS = {
-    "mobilenet_v2": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-    "efficientnet_lite0": ([127 / 255] * 3, [128 / 255] * 3),
-}
-
-
-def torchvision(im, short=256, crop=224):
-    w, h = im.size
-    nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-    r = im.resize((nw, nh), Image.BILINEAR)
-    top, left = int(round((nh - crop) / 2.0)), int(round((nw - crop) / 2.0))
-    return r.crop((left, top, left + crop, top + crop))
 
 
 labels = open(os.path.join(DATA, "models/imagenet/imagenet_classes.txt")).read().splitlines()

@@ -54,20 +54,12 @@ pub fn quantize(x: f32, inv_scale: f32, lo: f32, hi: f32) -> i16 {
 }
 
 impl Int8Packed {
-    /// Packs `[k][n]` int8 weights (`k = blocks · kb`), their per-channel scales, the bias and
-    /// the input's quantization.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        weights: &[i8],
-        weight_scale: &[f32],
-        bias: &[f32],
-        k: usize,
-        n: usize,
-        kb: usize,
-        input_scale: f32,
-        input_zero: u8,
-    ) -> Self {
-        assert!(kb > 0 && k.is_multiple_of(kb) && weights.len() == k * n && weight_scale.len() == n && bias.len() == n);
+    /// Packs group `group` of `q`, a convolution's int8 form whose groups each have `[k][n]`
+    /// weights (`k = blocks · kb`), with that group's bias.
+    pub fn new(q: &crate::graph::ConvQuant, group: usize, bias: &[f32], k: usize, n: usize, kb: usize) -> Self {
+        let weights = &q.weights[group * k * n..(group + 1) * k * n];
+        let weight_scale = &q.weight_scale[group * n..(group + 1) * n];
+        assert!(kb > 0 && k.is_multiple_of(kb) && bias.len() == n);
         assert!(k <= MAX_ROWS, "an int8 product of {k} rows could overflow");
         let (blocks, kb2, panels) = (k / kb, kb.next_multiple_of(2), n.div_ceil(PANEL));
         let mut w = vec![0i16; panels * blocks * kb2 * PANEL];
@@ -88,11 +80,11 @@ impl Int8Packed {
         };
         Self {
             weights: w,
-            scale: pad(weight_scale.iter().map(|s| input_scale * s).collect()),
+            scale: pad(weight_scale.iter().map(|s| q.input_scale * s).collect()),
             bias: pad(bias.to_vec()),
-            inv_scale: 1.0 / input_scale,
-            lo: -f32::from(input_zero),
-            hi: 255.0 - f32::from(input_zero),
+            inv_scale: 1.0 / q.input_scale,
+            lo: -f32::from(q.input_zero),
+            hi: 255.0 - f32::from(q.input_zero),
             kb,
             kb2,
             blocks,

@@ -466,25 +466,16 @@ fn pack_conv(c: &mut Conv) {
     let (k, n) = (w.kh * w.kw * (c.cin / g), c.cout / g);
     c.packed = (0..g)
         .map(|gi| {
-            let (weights, bias) = (gi * k * n..(gi + 1) * k * n, &c.bias[gi * n..(gi + 1) * n]);
+            let bias = &c.bias[gi * n..(gi + 1) * n];
             match &c.quant {
                 // Calls address the weights by kernel rows (read in place) or whole im2col
                 // rows, so the int8 blocks are kernel rows.
                 Some(q) => Packed {
                     weights: Vec::new(),
                     bias: Vec::new(),
-                    int8: Some(Box::new(int8::Int8Packed::new(
-                        &q.weights[weights],
-                        &q.weight_scale[gi * n..(gi + 1) * n],
-                        bias,
-                        k,
-                        n,
-                        w.kw * (c.cin / g),
-                        q.input_scale,
-                        q.input_zero,
-                    ))),
+                    int8: Some(Box::new(int8::Int8Packed::new(q, gi, bias, k, n, w.kw * (c.cin / g)))),
                 },
-                None => pointwise::pack(&c.weights[weights], bias, k, n),
+                None => pointwise::pack(&c.weights[gi * k * n..(gi + 1) * k * n], bias, k, n),
             }
         })
         .collect();

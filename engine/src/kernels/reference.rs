@@ -227,37 +227,43 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
     out
 }
 
+/// Calls `f(x, i)` for every input value that output `(oy, ox, co)` of `conv` reads, in
+/// kernel order (padding skipped): `x` from `src`, an `is` map, and `i` the index of its weight
+/// in `conv.weights` (the same layout as an int8 form's weights).
+fn taps(conv: &Conv, is: Shape, src: &[f32], (oy, ox, co): (usize, usize, usize), mut f: impl FnMut(f32, usize)) {
+    let w = &conv.window;
+    let (cin_g, cout_g) = (conv.cin / conv.groups, conv.cout / conv.groups);
+    let g = co / cout_g;
+    for ky in 0..w.kh {
+        for kx in 0..w.kw {
+            let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
+            let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
+            if iy < 0 || ix < 0 || iy >= is.h as isize || ix >= is.w as isize {
+                continue;
+            }
+            for ci in 0..cin_g {
+                let i = if conv.is_depthwise() {
+                    (ky * w.kw + kx) * conv.cout + co
+                } else {
+                    (((g * w.kh + ky) * w.kw + kx) * cin_g + ci) * cout_g + co % cout_g
+                };
+                f(src[at(is, iy as usize, ix as usize, g * cin_g + ci)], i);
+            }
+        }
+    }
+}
+
 /// A convolution (its own activation applied) of an `is` input into an `os` output.
 fn conv_ref(conv: &Conv, is: Shape, os: Shape, src: &[f32]) -> Vec<f32> {
     if let Some(q) = conv.quant.as_ref().filter(|_| crate::quant::takes_int8(conv)) {
         return int8_conv(conv, q, is, os, src);
     }
     let mut out = vec![0.0f32; os.len()];
-    let w = &conv.window;
-    let cin_g = conv.cin / conv.groups;
-    let cout_g = conv.cout / conv.groups;
     for oy in 0..os.h {
         for ox in 0..os.w {
             for co in 0..conv.cout {
-                let g = co / cout_g;
                 let mut acc = conv.bias[co];
-                for ky in 0..w.kh {
-                    for kx in 0..w.kw {
-                        let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
-                        let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
-                        if iy < 0 || ix < 0 || iy >= is.h as isize || ix >= is.w as isize {
-                            continue;
-                        }
-                        for ci in 0..cin_g {
-                            let wv = if conv.is_depthwise() {
-                                conv.weights[(ky * w.kw + kx) * conv.cout + co]
-                            } else {
-                                conv.weights[(((g * w.kh + ky) * w.kw + kx) * cin_g + ci) * cout_g + co % cout_g]
-                            };
-                            acc += src[at(is, iy as usize, ix as usize, g * cin_g + ci)] * wv;
-                        }
-                    }
-                }
+                taps(conv, is, src, (oy, ox, co), |x, i| acc += x * conv.weights[i]);
                 out[at(os, oy, ox, co)] = conv.activation.apply(acc);
             }
         }
@@ -269,28 +275,14 @@ fn conv_ref(conv: &Conv, is: Shape, os: Shape, src: &[f32]) -> Vec<f32> {
 /// integer products, then scaled, biased and activated in `f32`.
 pub fn int8_conv(conv: &Conv, q: &crate::graph::ConvQuant, is: Shape, os: Shape, src: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0f32; os.len()];
-    let w = &conv.window;
-    let (cin_g, cout_g) = (conv.cin / conv.groups, conv.cout / conv.groups);
     let (inv, lo, hi) = (1.0 / q.input_scale, -f32::from(q.input_zero), 255.0 - f32::from(q.input_zero));
     for oy in 0..os.h {
         for ox in 0..os.w {
             for co in 0..conv.cout {
-                let g = co / cout_g;
                 let mut acc = 0i32;
-                for ky in 0..w.kh {
-                    for kx in 0..w.kw {
-                        let iy = (oy * w.sh + ky * w.dh) as isize - w.pad[0] as isize;
-                        let ix = (ox * w.sw + kx * w.dw) as isize - w.pad[1] as isize;
-                        if iy < 0 || ix < 0 || iy >= is.h as isize || ix >= is.w as isize {
-                            continue;
-                        }
-                        for ci in 0..cin_g {
-                            let x = src[at(is, iy as usize, ix as usize, g * cin_g + ci)];
-                            let wq = q.weights[(((g * w.kh + ky) * w.kw + kx) * cin_g + ci) * cout_g + co % cout_g];
-                            acc += i32::from(super::int8::quantize(x, inv, lo, hi)) * i32::from(wq);
-                        }
-                    }
-                }
+                taps(conv, is, src, (oy, ox, co), |x, i| {
+                    acc += i32::from(super::int8::quantize(x, inv, lo, hi)) * i32::from(q.weights[i]);
+                });
                 let y = acc as f32 * (q.input_scale * q.weight_scale[co]) + conv.bias[co];
                 out[at(os, oy, ox, co)] = conv.activation.apply(y);
             }

@@ -72,9 +72,29 @@ pub fn is_int8(bytes: &[u8]) -> bool {
 /// readable int8 file.
 pub fn source(path: &Path) -> Option<std::path::PathBuf> {
     let bytes = crate::files::read(path, crate::files::MAX_MODEL_BYTES).ok()?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).ok()?;
-    let manifest: Manifest = toml::from_str(meta.metadata().as_ref()?.get(KEY)?).ok()?;
-    Some(path.parent().unwrap_or(Path::new(".")).join(manifest.source))
+    manifest(&bytes, path).ok().map(|m| source_of(path, &m))
+}
+
+/// The manifest of an int8 file (`bytes`, read from `path`), of a format this engine reads.
+fn manifest(bytes: &[u8], path: &Path) -> Result<Manifest> {
+    let bad = |reason: String| Error::ModelFile { path: path.to_owned(), reason, source: None };
+    let (_, meta) =
+        SafeTensors::read_metadata(bytes).map_err(|e| Error::model_file(path, "not a safetensors file", e))?;
+    let text = meta.metadata().as_ref().and_then(|m| m.get(KEY)).ok_or_else(|| bad(format!("no '{KEY}' manifest")))?;
+    let manifest: Manifest =
+        toml::from_str(text).map_err(|e| Error::model_file(path, "the int8 manifest is not valid", e))?;
+    if manifest.format != "framecache-int8" || manifest.version != VERSION {
+        return Err(bad(format!(
+            "format {} version {} (this engine reads framecache-int8 version {VERSION})",
+            manifest.format, manifest.version
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Where the manifest of the int8 file at `path` says its float model is.
+fn source_of(path: &Path, manifest: &Manifest) -> std::path::PathBuf {
+    path.parent().unwrap_or(Path::new(".")).join(&manifest.source)
 }
 
 /// The int8 file's bytes for `graph` (an unfused graph whose int8 convolutions carry
@@ -113,19 +133,9 @@ pub fn to_bytes(graph: &Graph, mut manifest: Manifest) -> Result<Vec<u8>> {
 /// checked against the manifest, imported unfused, with each int8 layer's quantization set.
 pub fn load(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
     let bad = |reason: String| Error::ModelFile { path: path.to_owned(), reason, source: None };
+    let manifest = manifest(bytes, path)?;
     let file = SafeTensors::deserialize(bytes).map_err(|e| Error::model_file(path, "not a safetensors file", e))?;
-    let (_, meta) =
-        SafeTensors::read_metadata(bytes).map_err(|e| Error::model_file(path, "not a safetensors file", e))?;
-    let text = meta.metadata().as_ref().and_then(|m| m.get(KEY)).ok_or_else(|| bad(format!("no '{KEY}' manifest")))?;
-    let manifest: Manifest =
-        toml::from_str(text).map_err(|e| Error::model_file(path, "the int8 manifest is not valid", e))?;
-    if manifest.format != "framecache-int8" || manifest.version != VERSION {
-        return Err(bad(format!(
-            "format {} version {} (this engine reads framecache-int8 version {VERSION})",
-            manifest.format, manifest.version
-        )));
-    }
-    let source = path.parent().unwrap_or(Path::new(".")).join(&manifest.source);
+    let source = source_of(path, &manifest);
     let model = crate::files::read(&source, crate::files::MAX_MODEL_BYTES)
         .map_err(|e| Error::model_file(path, &format!("cannot read its float model {}", source.display()), e))?;
     if model.len() as u64 != manifest.source_bytes || crc32(&model) != manifest.source_crc32 {

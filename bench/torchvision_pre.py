@@ -1,0 +1,17 @@
+"""The torchvision preprocessing of the ImageNet classifiers, shared by the Python scripts in
+bench/: Pillow's bilinear Resize(256) of the shorter side, then CenterCrop(224), and each
+model's normalisation (the values of its sidecar in assets/models)."""
+from PIL import Image
+
+MODELS = {
+    "mobilenet_v2": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+    "efficientnet_lite0": ([127 / 255] * 3, [128 / 255] * 3),
+}
+
+
+def torchvision(im, short=256, crop=224):
+    w, h = im.size
+    nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+    r = im.resize((nw, nh), Image.BILINEAR)
+    top, left = int(round((nh - crop) / 2.0)), int(round((nw - crop) / 2.0))
+    return r.crop((left, top, left + crop, top + crop))
