@@ -57,8 +57,9 @@ pub(crate) fn resize_source(coord: CoordMode, o: usize, n_in: usize, n_out: usiz
     }
 }
 
-/// Input positions (clamped, as the kernels clamp) that a resize output position reads.
-pub(crate) fn resize_taps(
+/// Input positions (clamped, as the kernels clamp) that resize output position `o` reads, and
+/// the weight of the second: `(i0, i1, frac)`, the output is `(1 - frac) · x[i0] + frac · x[i1]`.
+pub fn resize_taps(
     mode: ResizeMode,
     coord: CoordMode,
     o: usize,

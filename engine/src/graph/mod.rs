@@ -14,7 +14,7 @@ pub use builder::GraphBuilder;
 pub(crate) use check::product;
 pub use check::{check_node, check_shape, check_window, MAX_DIM, MAX_PLAN_MACS, MAX_PLAN_VALUES, MAX_TENSOR_VALUES};
 pub(crate) use geometry::{resize_source as geometry_source, resize_taps as geometry_taps};
-pub use geometry::{AxisWindow, NodeGeometry};
+pub use geometry::{resize_taps, AxisWindow, NodeGeometry};
 
 /// Static shape of a batch-1 NHWC tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

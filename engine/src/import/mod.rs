@@ -9,6 +9,7 @@
 //! its names). Every node is checked against the engine's size limits as it is added
 //! ([`crate::graph::check_node`]), before anything is allocated for it.
 
+pub mod graph_file;
 mod onnx;
 mod tflite;
 
@@ -44,8 +45,10 @@ impl ImportOptions {
     }
 }
 
-/// Loads a model file, ONNX, TFLite or int8 (told apart by content: a TFLite flatbuffer carries
-/// the `TFL3` identifier, an int8 file is safetensors with [`crate::quant::file::KEY`]), with `options` fixing its dynamic input dims. Inverted-residual blocks
+/// Loads a model file, ONNX, TFLite, int8 or a graph file (told apart by content: a TFLite
+/// flatbuffer carries the `TFL3` identifier, an int8 file is safetensors with
+/// [`crate::quant::file::KEY`], a graph file with [`graph_file::KEY`]), with `options` fixing
+/// its dynamic input dims (a graph file has none). Inverted-residual blocks
 /// are fused into one node each ([`crate::graph::fuse::bottlenecks`]), and residual adds into
 /// the convolution producing one side ([`crate::graph::fuse::residual_adds`]).
 pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Graph> {
@@ -60,6 +63,8 @@ pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Grap
 pub fn load_model_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
     let mut graph = if crate::quant::file::is_int8(bytes) {
         crate::quant::file::load(bytes, path, options)
+    } else if graph_file::is_graph_file(bytes) {
+        graph_file::load(bytes, path)
     } else {
         load_unfused(bytes, path, options)
     }?;
