@@ -1,1 +1,468 @@
-//! placeholder
+//! Distillation of a dense head onto a frozen backbone: the student is a small head graph
+//! attached at a tap of the backbone, trained to reproduce a teacher model's output map on
+//! real frames, so that a task runs on the shared backbone instead of its own model.
+//!
+//! The steps, each a function:
+//! 1. [`samples`]: every training frame (and its augmented copies, [`augment`]) through the
+//!    backbone and the teacher, in the engine (full inference). The backbone's tap and the
+//!    teacher's output, resampled onto the head's output grid through both models' frame maps
+//!    ([`resample`]), are the inputs and targets; the backbone is frozen, so they are computed
+//!    once and kept on disk ([`Samples::save`]).
+//! 2. [`fit`]: the head (a [`Net`]) trained with AdamW on those pairs.
+//! 3. [`evaluate`]: the trained head attached to the backbone, run by the engine on held-out
+//!    clips, against the teacher at the teacher's own resolution (mask IoU).
+//!
+//! The head family ([`HeadSpec`]): a 3x3 convolution from the tap to `channels`, then per
+//! `upsample` step a bilinear 2x resize and a 3x3 convolution, then a 1x1 convolution to the
+//! teacher's channels with the teacher's last activation (a sigmoid for a probability mask).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use framecache::graph::{Activation, CoordMode, Graph, GraphBuilder, ResizeMode, Shape, Window};
+use framecache::heads::FrameMap;
+use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::net::Net;
+use crate::{Error, Result};
+
+/// An RGB frame, 3 bytes per pixel.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+impl Image {
+    pub fn frame(&self) -> Frame<'_> {
+        Frame::rgb(self.width, self.height, &self.data)
+    }
+}
+
+/// A clip's frames, with its name (for reports and the split).
+pub struct Clip {
+    pub name: String,
+    pub frames: Vec<Image>,
+}
+
+/// The head family; see the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeadSpec {
+    pub channels: usize,
+    pub upsample: usize,
+}
+
+/// A deterministic generator (SplitMix64): the same seed gives the same augmentations and
+/// initial weights on every machine.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// Uniform in `[lo, hi)`.
+    pub fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.uniform()
+    }
+}
+
+/// The head of `spec` on a tap of shape `tap`, ending in `out_c` channels with `last`, its
+/// weights drawn He-uniform from `rng` (biases 0).
+pub fn build_head(tap: Shape, out_c: usize, last: Activation, spec: HeadSpec, rng: &mut Rng) -> Result<Graph> {
+    if spec.channels == 0 || out_c == 0 {
+        return Err(Error::Input(format!("a head needs channels ({}) and outputs ({out_c})", spec.channels)));
+    }
+    let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+    let conv3 = Window { kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pad: [1; 4] };
+    let conv1 = Window { kh: 1, kw: 1, pad: [0; 4], ..conv3 };
+    let mut b = GraphBuilder::new(tap.h, tap.w, tap.c);
+    // He-uniform weights of a layer with `fan_in` inputs (`n` of them), then zero biases.
+    let init = |rng: &mut Rng, fan_in: usize, n: usize| {
+        let bound = (6.0 / fan_in as f32).sqrt();
+        let mut r = Rng::new(rng.next_u64());
+        let mut k = 0;
+        move || {
+            k += 1;
+            if k <= n {
+                r.range(-bound, bound)
+            } else {
+                0.0
+            }
+        }
+    };
+    let c = spec.channels;
+    let mut x = b.conv(0, c, conv3, 1, relu6, &mut init(rng, 9 * tap.c, 9 * tap.c * c))?;
+    let (mut h, mut w) = (tap.h, tap.w);
+    for _ in 0..spec.upsample {
+        (h, w) = (h * 2, w * 2);
+        x = b.resize(x, h, w, ResizeMode::Linear, CoordMode::HalfPixel)?;
+        x = b.conv(x, c, conv3, 1, relu6, &mut init(rng, 9 * c, 9 * c * c))?;
+    }
+    let y = b.conv(x, out_c, conv1, 1, last, &mut init(rng, c, c * out_c))?;
+    b.output(y);
+    let mut g = b.build();
+    // Stable node names, so that a head's file reads the same every time.
+    for (i, node) in g.nodes.iter_mut().enumerate().skip(1) {
+        node.name = format!("head.{i}");
+    }
+    g.tensors = g.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+    g.outputs[0].name = "mask".into();
+    Ok(g)
+}
+
+/// `src` (an NHWC map of `src_shape`, seen through `src_map` of a frame) sampled bilinearly at
+/// the pixel centres of a `dst_h x dst_w` grid seen through `dst_map` of the same frame. Also
+/// returns, per destination pixel, 1 where it lies inside what `src` sees and 0 elsewhere.
+pub fn resample(
+    src: &[f32],
+    src_shape: Shape,
+    src_map: &FrameMap,
+    dst_h: usize,
+    dst_w: usize,
+    dst_map: &FrameMap,
+) -> (Vec<f32>, Vec<f32>) {
+    let c = src_shape.c;
+    let mut out = vec![0.0; dst_h * dst_w * c];
+    let mut valid = vec![0.0; dst_h * dst_w];
+    for y in 0..dst_h {
+        for x in 0..dst_w {
+            let [fx, fy] = dst_map.point((x as f32 + 0.5) / dst_w as f32, (y as f32 + 0.5) / dst_h as f32);
+            let (u, v) = ((fx - src_map.x0) / src_map.w, (fy - src_map.y0) / src_map.h);
+            if !(0.0..=1.0).contains(&u) || !(0.0..=1.0).contains(&v) {
+                continue;
+            }
+            valid[y * dst_w + x] = 1.0;
+            let sx = (u * src_shape.w as f32 - 0.5).clamp(0.0, (src_shape.w - 1) as f32);
+            let sy = (v * src_shape.h as f32 - 0.5).clamp(0.0, (src_shape.h - 1) as f32);
+            let (x0, y0) = (sx.floor() as usize, sy.floor() as usize);
+            let (x1, y1) = ((x0 + 1).min(src_shape.w - 1), (y0 + 1).min(src_shape.h - 1));
+            let (ax, ay) = (sx - x0 as f32, sy - y0 as f32);
+            for k in 0..c {
+                let at = |yy: usize, xx: usize| src[(yy * src_shape.w + xx) * c + k];
+                let top = at(y0, x0) * (1.0 - ax) + at(y0, x1) * ax;
+                let bottom = at(y1, x0) * (1.0 - ax) + at(y1, x1) * ax;
+                out[(y * dst_w + x) * c + k] = top * (1.0 - ay) + bottom * ay;
+            }
+        }
+    }
+    (out, valid)
+}
+
+/// An augmented copy of `img`: a random crop of 60–100% of each side (both models then see
+/// only the crop), a horizontal flip half the time, and brightness and contrast jitter of up
+/// to ±20%.
+pub fn augment(img: &Image, rng: &mut Rng) -> Image {
+    let s = rng.range(0.6, 1.0);
+    let (cw, ch) = (((img.width as f32 * s) as usize).max(8), ((img.height as f32 * s) as usize).max(8));
+    let (cw, ch) = (cw.min(img.width), ch.min(img.height));
+    let x0 = (rng.uniform() * (img.width - cw + 1) as f32) as usize;
+    let y0 = (rng.uniform() * (img.height - ch + 1) as f32) as usize;
+    let flip = rng.uniform() < 0.5;
+    let contrast = rng.range(0.8, 1.2);
+    let brightness = rng.range(-0.2, 0.2) * 255.0;
+    let mut data = Vec::with_capacity(cw * ch * 3);
+    for y in 0..ch {
+        for x in 0..cw {
+            let sx = if flip { x0 + cw - 1 - x } else { x0 + x };
+            let p = ((y0 + y) * img.width + sx) * 3;
+            for k in 0..3 {
+                let v = (img.data[p + k] as f32 - 128.0) * contrast + 128.0 + brightness;
+                data.push(v.round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    Image { width: cw, height: ch, data }
+}
+
+/// Training pairs: backbone tap features (NCHW) and teacher targets on the head's output grid,
+/// with a validity weight per target pixel.
+pub struct Samples {
+    pub n: usize,
+    /// `[c, h, w]` of one sample's features.
+    pub feature_shape: [usize; 3],
+    /// `[c, h, w]` of one sample's targets.
+    pub target_shape: [usize; 3],
+    pub features: Vec<f32>,
+    pub targets: Vec<f32>,
+    /// `[h, w]` per sample.
+    pub weights: Vec<f32>,
+}
+
+/// The backbone and the teacher as the distillation runs them.
+pub struct Models {
+    /// The backbone with its tap as node `tap`.
+    pub backbone: std::sync::Arc<Plan>,
+    pub tap: usize,
+    pub teacher: std::sync::Arc<Plan>,
+    /// The teacher's output node.
+    pub teacher_node: usize,
+    /// The head's output grid `(h, w)`.
+    pub grid: (usize, usize),
+}
+
+fn nhwc_to_nchw(v: &[f32], s: Shape) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for p in 0..s.pixels() {
+        for k in 0..s.c {
+            out[k * s.pixels() + p] = v[p * s.c + k];
+        }
+    }
+    out
+}
+
+/// The pairs for `frames` (each also in `copies` augmented versions, drawn from `rng`).
+pub fn samples(models: &Models, frames: &[&Image], copies: usize, rng: &mut Rng) -> Result<Samples> {
+    let mut backbone = Session::new(models.backbone.clone(), SessionOptions::default())?;
+    let mut teacher = Session::new(models.teacher.clone(), SessionOptions::default())?;
+    let fs = models.backbone.graph().nodes[models.tap].shape;
+    let ts = models.teacher.graph().nodes[models.teacher_node].shape;
+    let (gh, gw) = models.grid;
+    let mut out = Samples {
+        n: 0,
+        feature_shape: [fs.c, fs.h, fs.w],
+        target_shape: [ts.c, gh, gw],
+        features: Vec::new(),
+        targets: Vec::new(),
+        weights: Vec::new(),
+    };
+    for img in frames {
+        let mut variants = vec![(*img).clone()];
+        variants.extend((0..copies).map(|_| augment(img, rng)));
+        for v in &variants {
+            backbone.run_full(&v.frame())?;
+            teacher.run_full(&v.frame())?;
+            let bmap = models.backbone.frame_map(v.width, v.height);
+            let tmap = models.teacher.frame_map(v.width, v.height);
+            let (t, w) = resample(teacher.activation(models.teacher_node), ts, &tmap, gh, gw, &bmap);
+            out.features.extend(nhwc_to_nchw(backbone.activation(models.tap), fs));
+            out.targets.extend(nhwc_to_nchw(&t, Shape::new(gh, gw, ts.c)));
+            out.weights.extend(w);
+            out.n += 1;
+        }
+    }
+    Ok(out)
+}
+
+impl Samples {
+    const KEY: &'static str = "framecache.distill.samples";
+
+    /// Writes the pairs to `path` (safetensors; `key` identifies what they were computed from).
+    pub fn save(&self, path: &Path, key: &str) -> Result<()> {
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (f, t, w) = (bytes(&self.features), bytes(&self.targets), bytes(&self.weights));
+        let [fc, fh, fw] = self.feature_shape;
+        let [tc, th, tw] = self.target_shape;
+        fn view(d: &[u8], s: Vec<usize>) -> Result<safetensors::tensor::TensorView<'_>> {
+            safetensors::tensor::TensorView::new(Dtype::F32, s, d).map_err(to_input)
+        }
+        let views = vec![
+            ("features".to_string(), view(&f, vec![self.n, fc, fh, fw])?),
+            ("targets".to_string(), view(&t, vec![self.n, tc, th, tw])?),
+            ("weights".to_string(), view(&w, vec![self.n, th, tw])?),
+        ];
+        let data =
+            safetensors::serialize(views, Some(HashMap::from([(Self::KEY.to_string(), key.to_string())])))
+                .map_err(to_input)?;
+        framecache::files::write_atomic(path, &data).map_err(|source| Error::Io { path: path.into(), source })
+    }
+
+    /// The pairs at `path` if they were computed from `key`.
+    pub fn load(path: &Path, key: &str) -> Option<Self> {
+        let data = std::fs::read(path).ok()?;
+        let (_, meta) = SafeTensors::read_metadata(&data).ok()?;
+        if meta.metadata().as_ref()?.get(Self::KEY)? != key {
+            return None;
+        }
+        let st = SafeTensors::deserialize(&data).ok()?;
+        let read = |name: &str| -> Option<(Vec<usize>, Vec<f32>)> {
+            let t = st.tensor(name).ok()?;
+            let v = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            Some((t.shape().to_vec(), v))
+        };
+        let (fs, features) = read("features")?;
+        let (ts, targets) = read("targets")?;
+        let (_, weights) = read("weights")?;
+        Some(Self {
+            n: fs[0],
+            feature_shape: [fs[1], fs[2], fs[3]],
+            target_shape: [ts[1], ts[2], ts[3]],
+            features,
+            targets,
+            weights,
+        })
+    }
+
+    fn batch(&self, ids: &[usize], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+        let per = |s: [usize; 3]| s[0] * s[1] * s[2];
+        let (fl, tl) = (per(self.feature_shape), per(self.target_shape));
+        let wl = self.target_shape[1] * self.target_shape[2];
+        let pick = |v: &[f32], len: usize| ids.iter().flat_map(|&i| v[i * len..(i + 1) * len].iter().copied()).collect();
+        let [fc, fh, fw] = self.feature_shape;
+        let [tc, th, tw] = self.target_shape;
+        let n = ids.len();
+        Ok((
+            Tensor::from_vec(pick(&self.features, fl), (n, fc, fh, fw), device)?,
+            Tensor::from_vec(pick(&self.targets, tl), (n, tc, th, tw), device)?,
+            Tensor::from_vec(pick(&self.weights, wl), (n, 1, th, tw), device)?,
+        ))
+    }
+}
+
+fn to_input(e: impl std::fmt::Display) -> Error {
+    Error::Input(e.to_string())
+}
+
+/// How [`fit`] trains.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub struct FitOptions {
+    pub epochs: usize,
+    pub batch: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+}
+
+/// The loss of a batch: for a probability output (`probabilities`), binary cross-entropy
+/// against the teacher's soft probabilities plus a soft Dice term over the batch (the masks
+/// cover a few percent of the frame, and Dice weighs the person pixels as much as the rest);
+/// otherwise the mean squared error. Pixels outside what the teacher sees weigh 0.
+pub fn loss(pred: &Tensor, target: &Tensor, weight: &Tensor, probabilities: bool) -> Result<Tensor> {
+    let total = (weight.sum_all()? * pred.dim(1)? as f64)?.affine(1.0, 1e-6)?;
+    if !probabilities {
+        let se = (pred - target)?.sqr()?.broadcast_mul(weight)?.sum_all()?;
+        return Ok((se / total)?);
+    }
+    let p = pred.clamp(1e-6f32, 1.0 - 1e-6)?;
+    let bce = ((target * p.log()?)? + (target.affine(-1.0, 1.0)? * p.affine(-1.0, 1.0)?.log()?)?)?;
+    let bce = (bce.broadcast_mul(weight)?.sum_all()?.neg()? / &total)?;
+    let inter = (&p * target)?.broadcast_mul(weight)?.sum_all()?;
+    let sizes = (p.broadcast_mul(weight)?.sum_all()? + target.broadcast_mul(weight)?.sum_all()?)?;
+    let dice = (inter.affine(2.0, 1.0)? / sizes.affine(1.0, 1.0)?)?.affine(-1.0, 1.0)?;
+    Ok((bce + dice)?)
+}
+
+/// Trains every weight of `net` (a head) on `samples` with AdamW, in shuffled batches; calls
+/// `progress(epoch, batch, batches, loss)` after each batch and returns each epoch's mean loss.
+pub fn fit(
+    net: &Net,
+    samples: &Samples,
+    options: &FitOptions,
+    mut progress: impl FnMut(usize, usize, usize, f32),
+) -> Result<Vec<f32>> {
+    if samples.n == 0 {
+        return Err(Error::Input("no training samples".into()));
+    }
+    let out = net.graph().outputs.first().ok_or_else(|| Error::Input("the head has no output".into()))?.node;
+    let probabilities = net.graph().nodes[out].op.activation() == Activation::Sigmoid;
+    let params = ParamsAdamW { lr: options.learning_rate, weight_decay: options.weight_decay, ..Default::default() };
+    let mut opt = AdamW::new(net.vars(|_, _| true), params)?;
+    let mut rng = Rng::new(options.seed);
+    let batch = options.batch.max(1);
+    let batches = samples.n.div_ceil(batch);
+    let mut curve = Vec::with_capacity(options.epochs);
+    for epoch in 0..options.epochs {
+        // Fisher–Yates.
+        let mut order: Vec<usize> = (0..samples.n).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        let mut sum = 0.0;
+        for (k, ids) in order.chunks(batch).enumerate() {
+            let (x, t, w) = samples.batch(ids, net.device())?;
+            let y = net.forward(&[(0, x)], &[out])?.remove(0);
+            let l = loss(&y, &t, &w, probabilities)?;
+            opt.backward_step(&l)?;
+            let l = l.to_scalar::<f32>()?;
+            sum += l;
+            progress(epoch, k, batches, l);
+        }
+        curve.push(sum / batches as f32);
+    }
+    Ok(curve)
+}
+
+/// The held-out figures of a head against its teacher on one clip.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClipMetrics {
+    pub clip: String,
+    pub frames: usize,
+    /// Frames where the teacher's mask (probability ≥ 0.5) covers at least 1% of its map.
+    pub frames_with_mask: usize,
+    /// Mean mask IoU over those frames (`None` when there are none).
+    pub mean_iou: Option<f64>,
+    /// Teacher and student mask cover, averaged over all frames.
+    pub teacher_cover: f64,
+    pub student_cover: f64,
+}
+
+/// Runs `student` (the backbone with the head attached; `output` its node) and the teacher on
+/// every frame of `clip` in the engine and compares the masks at the teacher's resolution,
+/// the student's resampled onto it through both frame maps.
+pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, clip: &Clip) -> Result<ClipMetrics> {
+    let mut s = Session::new(student.clone(), SessionOptions::default())?;
+    let mut t = Session::new(models.teacher.clone(), SessionOptions::default())?;
+    let ts = models.teacher.graph().nodes[models.teacher_node].shape;
+    let ss = student.graph().nodes[output].shape;
+    let (mut ious, mut tc, mut sc) = (Vec::new(), 0.0, 0.0);
+    for img in &clip.frames {
+        s.run_full(&img.frame())?;
+        t.run_full(&img.frame())?;
+        let smap = student.frame_map(img.width, img.height);
+        let tmap = models.teacher.frame_map(img.width, img.height);
+        let (pred, valid) = resample(s.activation(output), ss, &smap, ts.h, ts.w, &tmap);
+        let teacher = t.activation(models.teacher_node);
+        let (mut inter, mut union, mut t_on, mut s_on) = (0usize, 0usize, 0usize, 0usize);
+        for p in 0..ts.pixels() {
+            let a = teacher[p * ts.c] >= 0.5;
+            let b = valid[p] > 0.0 && pred[p * ts.c] >= 0.5;
+            inter += (a && b) as usize;
+            union += (a || b) as usize;
+            t_on += a as usize;
+            s_on += b as usize;
+        }
+        let px = ts.pixels() as f64;
+        tc += t_on as f64 / px;
+        sc += s_on as f64 / px;
+        if t_on as f64 >= 0.01 * px {
+            ious.push(inter as f64 / union.max(1) as f64);
+        }
+    }
+    let n = clip.frames.len().max(1) as f64;
+    Ok(ClipMetrics {
+        clip: clip.name.clone(),
+        frames: clip.frames.len(),
+        frames_with_mask: ious.len(),
+        mean_iou: (!ious.is_empty()).then(|| ious.iter().sum::<f64>() / ious.len() as f64),
+        teacher_cover: tc / n,
+        student_cover: sc / n,
+    })
+}
+
+/// The backbone `graph` (imported, with `preprocess`) with `head` attached at node `tap`, and
+/// the head's output node.
+pub fn attach(mut graph: Graph, preprocess: Preprocess, head: Graph, tap: usize) -> Result<(std::sync::Arc<Plan>, usize)> {
+    let want = head.input_shape();
+    let got = graph.nodes[tap].shape;
+    if want != got {
+        return Err(Error::Input(format!("the head reads {want}, the tap is {got}")));
+    }
+    let k = graph.attach(head, tap)[0];
+    let node = graph.outputs[k].node;
+    Ok((Plan::new(graph, preprocess)?, node))
+}

@@ -301,3 +301,22 @@ fn frontier(sorted: &[(f64, f64)]) -> Vec<(f64, f64)> {
     out.reverse();
     out
 }
+
+/// The mean training loss per epoch (`framecache distill`).
+pub fn loss_curve(path: &Path, loss: &[f32]) -> Result<()> {
+    register_fonts()?;
+    let max = loss.iter().copied().fold(0.0f32, f32::max).max(1e-6) as f64 * 1.05;
+    save(path, |root| {
+        let mut chart = ChartBuilder::on(&root)
+            .caption("training loss (mean per epoch)", ("sans-serif", 24))
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(1f64..(loss.len().max(2)) as f64, 0f64..max)?;
+        chart.configure_mesh().x_desc("epoch").y_desc("loss").draw()?;
+        let points = loss.iter().enumerate().map(|(i, &l)| ((i + 1) as f64, l as f64));
+        chart.draw_series(LineSeries::new(points.clone(), color(0).stroke_width(2)))?;
+        chart.draw_series(points.map(|p| Circle::new(p, 3, color(0).filled())))?;
+        Ok(())
+    })
+}

@@ -20,11 +20,6 @@ impl GraphBuilder {
         self.nodes[id].shape
     }
 
-    /// Names node `id` (nodes are named after their op and index otherwise).
-    pub fn rename(&mut self, id: usize, name: String) {
-        self.nodes[id].name = name;
-    }
-
     fn push(&mut self, op: Op, inputs: Vec<usize>, shape: Shape) -> Result<usize> {
         let name = format!("{}_{}", op.name(), self.nodes.len());
         let node = Node { name, op, inputs, shape };

@@ -1,18 +1,17 @@
-//! The graph file: a small graph in the engine's IR, written by the engine itself (a head that
+//! The graph file: a graph in the engine's own IR, written by the engine itself (a head that
 //! `framecache distill` trained), in one safetensors file.
 //!
 //! - Metadata key `framecache.graph`: a TOML [`Manifest`]: the input (name and `[h, w, c]`
-//!   shape), the nodes in topological order (each with its name, the names of its inputs and
-//!   its op with every attribute), and the names of the output nodes.
-//! - Tensors, `F32`, in the engine's own layouts ([`crate::graph::Conv::weights`]):
-//!   `N.weight` and `N.bias` for each convolution `N`.
+//!   shape), the nodes in topological order (each with its name, the names of its inputs, its
+//!   output shape and its op with every attribute), and the outputs.
+//! - Tensors, `F32`, flat, in the engine's own layouts ([`crate::graph::Conv::weights`]):
+//!   `N.weight` and `N.bias` of each weighted node `N` (see [`OpSpec`]).
+//!
+//! The graph is stored unfused; loading it runs the importer's fusion passes, as for ONNX.
 //!
 //! A graph file is a model file like any other: a bundle attaches it as a head at a tap of its
 //! backbone (`model = "person.head.safetensors"`, `input = "TAP"`), and every engine path runs
-//! it. Ops it can hold: convolutions (grouped, depthwise, strided, dilated), transposed
-//! convolutions, pools, global average pool, resize, activations, add, mul and concat. Nothing
-//! is allocated for a node before its tensors are checked to hold exactly the values its
-//! attributes need, and each node passes [`crate::graph::check_node`].
+//! it. It holds every op of the unfused IR except int8 convolutions.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::graph::{
-    Activation, BinaryKind, CoordMode, Graph, GraphBuilder, Op, PoolKind, ResizeMode, Shape, Window,
+    check_node, Activation, BinaryKind, Conv, ConvTranspose, CoordMode, Dense, Graph, GraphOutput, Node, Op, PoolKind,
+    ResizeMode, Shape, Window,
 };
 
 /// The metadata key that holds the manifest.
@@ -42,8 +42,7 @@ pub struct Manifest {
     #[serde(default)]
     pub description: String,
     pub input: InputSpec,
-    /// Names of the output nodes.
-    pub outputs: Vec<String>,
+    pub outputs: Vec<OutputSpec>,
     pub node: Vec<NodeSpec>,
 }
 
@@ -60,7 +59,17 @@ pub struct InputSpec {
 pub struct NodeSpec {
     pub name: String,
     pub inputs: Vec<String>,
+    /// The output's `[h, w, c]`, checked against what the op gives.
+    pub shape: [usize; 3],
     pub op: OpSpec,
+}
+
+/// A graph output: its name (what a bundle's `outputs` lists) and the node that holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub name: String,
+    pub node: String,
 }
 
 /// A window: kernel `[kh, kw]`, stride, dilation and padding `[top, left, bottom, right]`.
@@ -150,17 +159,28 @@ pub enum CoordSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OpSpec {
-    Conv { window: WindowSpec, groups: usize, cout: usize, activation: ActivationSpec },
-    ConvTranspose { window: WindowSpec, cout: usize, activation: ActivationSpec },
+    /// Tensors `N.weight` (the engine's layout) and `N.bias`.
+    Conv { window: WindowSpec, groups: usize, activation: ActivationSpec },
+    /// Tensors `N.weight` (`[ky][kx][ci][co]`) and `N.bias`.
+    ConvTranspose { window: WindowSpec, activation: ActivationSpec },
     MaxPool { window: WindowSpec },
     AvgPool { window: WindowSpec, count_include_pad: bool },
     GlobalAvgPool,
-    /// To `[h, w]`.
-    Resize { size: [usize; 2], mode: ResizeModeSpec, coord: CoordSpec },
+    Resize { mode: ResizeModeSpec, coord: CoordSpec },
     Activation { activation: ActivationSpec },
     Add { activation: ActivationSpec },
     Mul { activation: ActivationSpec },
+    /// Tensors `N.weight` (the scale) and `N.bias`.
+    ChannelAffine,
+    /// Tensor `N.weight` (the slopes).
+    Prelu,
+    Softmax,
     Concat,
+    PadChannels { before: usize, after: usize },
+    FlatConcat,
+    Permute { perm: [usize; 4] },
+    /// Tensors `N.weight` (`[ci][co]`) and `N.bias`.
+    Dense { activation: ActivationSpec },
 }
 
 /// Whether `bytes` are a graph file: a safetensors header with the manifest key.
@@ -168,9 +188,11 @@ pub fn is_graph_file(bytes: &[u8]) -> bool {
     SafeTensors::read_metadata(bytes).is_ok_and(|(_, m)| m.metadata().as_ref().is_some_and(|m| m.contains_key(KEY)))
 }
 
-/// The manifest of `graph` and its tensors. Every node name must be unique, and every op one
-/// the format holds (a fused residual add, a bottleneck or an int8 convolution is not).
-fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Vec<(String, Vec<usize>, Vec<f32>)>)> {
+type Tensors = Vec<(String, Vec<f32>)>;
+
+/// The manifest of `graph` and its tensors. Every node name must be unique, and the graph
+/// unfused (a fused residual add, a bottleneck or an int8 convolution is refused).
+fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Tensors)> {
     let unsupported = |node: &crate::graph::Node, what: &str| Error::InvalidModel {
         node: node.name.clone(),
         op: node.op.name().into(),
@@ -184,26 +206,25 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Vec<(String, 
     let mut tensors = Vec::new();
     for node in &graph.nodes[1..] {
         if node.op.residual().is_some() {
-            return Err(unsupported(node, "a fused residual add"));
+            return Err(unsupported(node, "a fused residual add (write the graph before fusion)"));
         }
+        let mut weights = |w: &[f32], b: Option<&[f32]>| {
+            tensors.push((format!("{}.weight", node.name), w.to_vec()));
+            if let Some(b) = b {
+                tensors.push((format!("{}.bias", node.name), b.to_vec()));
+            }
+        };
         let op = match &node.op {
             Op::Conv(c) => {
                 if c.quant.is_some() {
                     return Err(unsupported(node, "an int8 convolution"));
                 }
-                tensors.push((format!("{}.weight", node.name), vec![c.weights.len()], c.weights.clone()));
-                tensors.push((format!("{}.bias", node.name), vec![c.bias.len()], c.bias.clone()));
-                OpSpec::Conv {
-                    window: c.window.into(),
-                    groups: c.groups,
-                    cout: c.cout,
-                    activation: c.activation.into(),
-                }
+                weights(&c.weights, Some(&c.bias));
+                OpSpec::Conv { window: c.window.into(), groups: c.groups, activation: c.activation.into() }
             }
             Op::ConvTranspose(c) => {
-                tensors.push((format!("{}.weight", node.name), vec![c.weights.len()], c.weights.clone()));
-                tensors.push((format!("{}.bias", node.name), vec![c.bias.len()], c.bias.clone()));
-                OpSpec::ConvTranspose { window: c.window.into(), cout: c.cout, activation: c.activation.into() }
+                weights(&c.weights, Some(&c.bias));
+                OpSpec::ConvTranspose { window: c.window.into(), activation: c.activation.into() }
             }
             Op::Pool { kind: PoolKind::Max, window } => OpSpec::MaxPool { window: (*window).into() },
             Op::Pool { kind: PoolKind::Avg { count_include_pad }, window } => {
@@ -211,7 +232,6 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Vec<(String, 
             }
             Op::GlobalAvgPool => OpSpec::GlobalAvgPool,
             Op::Resize { mode, coord } => OpSpec::Resize {
-                size: [node.shape.h, node.shape.w],
                 mode: match mode {
                     ResizeMode::Linear => ResizeModeSpec::Linear,
                     ResizeMode::Nearest { floor: false } => ResizeModeSpec::Nearest,
@@ -227,11 +247,28 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Vec<(String, 
             Op::Unary(a) => OpSpec::Activation { activation: (*a).into() },
             Op::Binary { kind: BinaryKind::Add, activation, .. } => OpSpec::Add { activation: (*activation).into() },
             Op::Binary { kind: BinaryKind::Mul, activation, .. } => OpSpec::Mul { activation: (*activation).into() },
+            Op::ChannelAffine { scale, bias } => {
+                weights(scale, Some(bias));
+                OpSpec::ChannelAffine
+            }
+            Op::PRelu { slope } => {
+                weights(slope, None);
+                OpSpec::Prelu
+            }
+            Op::Softmax => OpSpec::Softmax,
             Op::Concat => OpSpec::Concat,
-            other => return Err(unsupported(node, &format!("a {} node", other.name()))),
+            Op::PadChannels { before, after } => OpSpec::PadChannels { before: *before, after: *after },
+            Op::FlatConcat => OpSpec::FlatConcat,
+            Op::Permute { perm } => OpSpec::Permute { perm: *perm },
+            Op::Dense(d) => {
+                weights(&d.weights, Some(&d.bias));
+                OpSpec::Dense { activation: d.activation.into() }
+            }
+            Op::Input | Op::Bottleneck(_) => return Err(unsupported(node, &format!("a {} node", node.op.name()))),
         };
         let inputs = node.inputs.iter().map(|&j| graph.nodes[j].name.clone()).collect();
-        nodes.push(NodeSpec { name: node.name.clone(), inputs, op });
+        let shape = [node.shape.h, node.shape.w, node.shape.c];
+        nodes.push(NodeSpec { name: node.name.clone(), inputs, shape, op });
     }
     let input = &graph.nodes[0];
     let manifest = Manifest {
@@ -239,25 +276,29 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Vec<(String, 
         version: VERSION,
         description: description.into(),
         input: InputSpec { name: input.name.clone(), shape: [input.shape.h, input.shape.w, input.shape.c] },
-        outputs: graph.outputs.iter().map(|o| graph.nodes[o.node].name.clone()).collect(),
+        outputs: graph
+            .outputs
+            .iter()
+            .map(|o| OutputSpec { name: o.name.clone(), node: graph.nodes[o.node].name.clone() })
+            .collect(),
         node: nodes,
     };
     Ok((manifest, tensors))
 }
 
-/// The graph file's bytes for `graph` (unfused, unpacked: as [`GraphBuilder`] makes it).
+/// The graph file's bytes for `graph`: unfused and unpacked, as an importer or
+/// [`crate::graph::GraphBuilder`] makes it.
 pub fn to_bytes(graph: &Graph, description: &str) -> Result<Vec<u8>> {
     let invalid = |reason: String| Error::InvalidModel { node: "<graph file>".into(), op: "write".into(), reason };
     let (manifest, tensors) = describe(graph, description)?;
     let text = toml::to_string(&manifest).map_err(|e| invalid(format!("cannot write the manifest: {e}")))?;
-    let bytes: Vec<Vec<u8>> =
-        tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .zip(&bytes)
-        .map(|((name, shape, _), data)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
-                .map(|v| (name.clone(), v))
+        .map(|((name, v), data)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, vec![v.len()], data)
+                .map(|t| (name.clone(), t))
                 .map_err(|e| invalid(format!("tensor {name}: {e}")))
         })
         .collect::<Result<_>>()?;
@@ -265,7 +306,9 @@ pub fn to_bytes(graph: &Graph, description: &str) -> Result<Vec<u8>> {
         .map_err(|e| invalid(format!("cannot serialize the tensors: {e}")))
 }
 
-/// Loads a graph file (`bytes`, read from `path`, which names it in errors).
+/// Loads a graph file (`bytes`, read from `path`, which names it in errors). Each node is
+/// checked by [`check_node`] (its inputs, its attributes, its tensors' lengths and its
+/// declared shape) before the next is read; a tensor holds at most the file's bytes.
 pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
     let bad = |reason: String| Error::ModelFile { path: path.to_owned(), reason, source: None };
     let (_, meta) =
@@ -281,96 +324,116 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
     }
     let file = SafeTensors::deserialize(bytes).map_err(|e| Error::model_file(path, "not a safetensors file", e))?;
     let [h, w, c] = manifest.input.shape;
-    crate::graph::check_shape(Shape::new(h, w, c))
-        .map_err(|reason| bad(format!("input {}: {reason}", manifest.input.name)))?;
-    let mut b = GraphBuilder::new(h, w, c);
-    b.rename(0, manifest.input.name.clone());
+    let input = Node { name: manifest.input.name.clone(), op: Op::Input, inputs: vec![], shape: Shape::new(h, w, c) };
+    check_node(&[], &input).map_err(|reason| bad(format!("input {}: {reason}", manifest.input.name)))?;
+    let mut nodes = vec![input];
     let mut ids = HashMap::from([(manifest.input.name.clone(), 0usize)]);
     for spec in &manifest.node {
-        let invalid =
-            |reason: String| Error::InvalidModel { node: spec.name.clone(), op: format!("{:?}", spec.op), reason };
+        let invalid = |reason: String| Error::InvalidModel { node: spec.name.clone(), op: kind(&spec.op), reason };
         let inputs = spec
             .inputs
             .iter()
             .map(|n| ids.get(n).copied().ok_or_else(|| invalid(format!("input '{n}' is not an earlier node"))))
             .collect::<Result<Vec<_>>>()?;
-        let arity = match spec.op {
-            OpSpec::Add { .. } | OpSpec::Mul { .. } => 2,
-            OpSpec::Concat => inputs.len().max(1),
-            _ => 1,
-        };
-        if inputs.len() != arity {
-            return Err(invalid(format!("{} inputs, expected {arity}", inputs.len())));
-        }
-        // The values a weighted op's tensors must hold, checked before anything is allocated.
-        let weights = |per: Option<usize>, cout: usize| -> Result<Vec<f32>> {
-            let read = |suffix: &str, want: Option<usize>| -> Result<Vec<f32>> {
-                let name = format!("{}.{suffix}", spec.name);
-                let t = file.tensor(&name).map_err(|_| invalid(format!("no tensor {name}")))?;
-                let n = t.data().len() / 4;
-                if t.dtype() != Dtype::F32 || Some(n) != want || t.data().len() % 4 != 0 {
-                    return Err(invalid(format!("tensor {name}: {:?} x {n}, expected F32 x {want:?}", t.dtype())));
-                }
-                Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
-            };
-            let mut v = read("weight", per)?;
-            v.extend(read("bias", Some(cout))?);
-            Ok(v)
-        };
-        let x = inputs[0];
-        let s = b.shape(x);
-        let id = match &spec.op {
-            OpSpec::Conv { window, groups, cout, activation } => {
-                let win = Window::from(*window);
-                let n = (win.kh.checked_mul(win.kw))
-                    .and_then(|k| k.checked_mul(s.c.checked_div(*groups)?))
-                    .and_then(|k| k.checked_mul(*cout));
-                let mut v = weights(n, *cout)?.into_iter();
-                b.conv(x, *cout, win, *groups, (*activation).into(), &mut || v.next().unwrap_or(0.0))?
+        let tensor = |suffix: &str| -> Result<Vec<f32>> {
+            let name = format!("{}.{suffix}", spec.name);
+            let t = file.tensor(&name).map_err(|_| invalid(format!("no tensor {name}")))?;
+            if t.dtype() != Dtype::F32 {
+                return Err(invalid(format!("tensor {name} is {:?}, not F32", t.dtype())));
             }
-            OpSpec::ConvTranspose { window, cout, activation } => {
-                let win = Window::from(*window);
-                let n = (win.kh.checked_mul(win.kw)).and_then(|k| k.checked_mul(s.c)).and_then(|k| k.checked_mul(*cout));
-                let mut v = weights(n, *cout)?.into_iter();
-                b.conv_transpose(x, *cout, win, (*activation).into(), &mut || v.next().unwrap_or(0.0))?
-            }
-            OpSpec::MaxPool { window } => b.pool(x, PoolKind::Max, (*window).into())?,
+            Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        };
+        let cin = inputs.first().map_or(0, |&j| nodes[j].shape.c);
+        let [sh, sw, sc] = spec.shape;
+        let op = match &spec.op {
+            OpSpec::Conv { window, groups, activation } => Op::Conv(Conv {
+                window: (*window).into(),
+                groups: *groups,
+                cin,
+                cout: sc,
+                weights: tensor("weight")?,
+                bias: tensor("bias")?,
+                activation: (*activation).into(),
+                residual: None,
+                quant: None,
+                packed: Vec::new(),
+            }),
+            OpSpec::ConvTranspose { window, activation } => Op::ConvTranspose(ConvTranspose {
+                window: (*window).into(),
+                cin,
+                cout: sc,
+                weights: tensor("weight")?,
+                bias: tensor("bias")?,
+                activation: (*activation).into(),
+                packed: None,
+            }),
+            OpSpec::MaxPool { window } => Op::Pool { kind: PoolKind::Max, window: (*window).into() },
             OpSpec::AvgPool { window, count_include_pad } => {
-                b.pool(x, PoolKind::Avg { count_include_pad: *count_include_pad }, (*window).into())?
+                Op::Pool { kind: PoolKind::Avg { count_include_pad: *count_include_pad }, window: (*window).into() }
             }
-            OpSpec::GlobalAvgPool => b.global_avg_pool(x)?,
-            OpSpec::Resize { size, mode, coord } => {
-                let mode = match mode {
+            OpSpec::GlobalAvgPool => Op::GlobalAvgPool,
+            OpSpec::Resize { mode, coord } => Op::Resize {
+                mode: match mode {
                     ResizeModeSpec::Linear => ResizeMode::Linear,
                     ResizeModeSpec::Nearest => ResizeMode::Nearest { floor: false },
                     ResizeModeSpec::NearestFloor => ResizeMode::Nearest { floor: true },
-                };
-                let coord = match coord {
+                },
+                coord: match coord {
                     CoordSpec::HalfPixel => CoordMode::HalfPixel,
                     CoordSpec::PytorchHalfPixel => CoordMode::PytorchHalfPixel,
                     CoordSpec::AlignCorners => CoordMode::AlignCorners,
                     CoordSpec::Asymmetric => CoordMode::Asymmetric,
-                };
-                b.resize(x, size[0], size[1], mode, coord)?
+                },
+            },
+            OpSpec::Activation { activation } => Op::Unary((*activation).into()),
+            OpSpec::Add { activation } => {
+                Op::Binary { kind: BinaryKind::Add, activation: (*activation).into(), residual: None }
             }
-            OpSpec::Activation { activation } => b.unary(x, (*activation).into())?,
-            OpSpec::Add { activation } => b.binary(x, inputs[1], BinaryKind::Add, (*activation).into())?,
-            OpSpec::Mul { activation } => b.binary(x, inputs[1], BinaryKind::Mul, (*activation).into())?,
-            OpSpec::Concat => b.concat(&inputs)?,
+            OpSpec::Mul { activation } => {
+                Op::Binary { kind: BinaryKind::Mul, activation: (*activation).into(), residual: None }
+            }
+            OpSpec::ChannelAffine => Op::ChannelAffine { scale: tensor("weight")?, bias: tensor("bias")? },
+            OpSpec::Prelu => Op::PRelu { slope: tensor("weight")? },
+            OpSpec::Softmax => Op::Softmax,
+            OpSpec::Concat => Op::Concat,
+            OpSpec::PadChannels { before, after } => Op::PadChannels { before: *before, after: *after },
+            OpSpec::FlatConcat => Op::FlatConcat,
+            OpSpec::Permute { perm } => Op::Permute { perm: *perm },
+            OpSpec::Dense { activation } => Op::Dense(Dense {
+                cin,
+                cout: sc,
+                weights: tensor("weight")?,
+                bias: tensor("bias")?,
+                activation: (*activation).into(),
+                packed: Vec::new(),
+            }),
         };
-        if ids.insert(spec.name.clone(), id).is_some() {
+        let node = Node { name: spec.name.clone(), op, inputs, shape: Shape::new(sh, sw, sc) };
+        check_node(&nodes, &node).map_err(invalid)?;
+        if ids.insert(spec.name.clone(), nodes.len()).is_some() {
             return Err(invalid("a second node of this name".into()));
         }
-        b.rename(id, spec.name.clone());
+        nodes.push(node);
     }
     if manifest.outputs.is_empty() {
         return Err(bad("no outputs".into()));
     }
+    let mut outputs = Vec::new();
     for o in &manifest.outputs {
-        let id = *ids.get(o).ok_or_else(|| bad(format!("output '{o}' is not a node")))?;
-        b.output(id);
+        let id = *ids.get(&o.node).ok_or_else(|| bad(format!("output '{}' names no node '{}'", o.name, o.node)))?;
+        let s = nodes[id].shape;
+        let nchw = !(s.h == 1 && s.w == 1);
+        let onnx_shape = if nchw { vec![1, s.c, s.h, s.w] } else { vec![1, s.c] };
+        outputs.push(GraphOutput { name: o.name.clone(), node: id, onnx_shape, nchw });
     }
-    let mut graph = b.build();
-    graph.input_name = manifest.input.name;
-    Ok(graph)
+    let mut tensors: HashMap<String, usize> = ids;
+    for o in &outputs {
+        tensors.entry(o.name.clone()).or_insert(o.node);
+    }
+    Ok(Graph { input_name: manifest.input.name, nodes, outputs, tensors })
+}
+
+/// The op's kind as the manifest names it, for errors.
+fn kind(op: &OpSpec) -> String {
+    format!("{op:?}").split([' ', '{', '(']).next().unwrap_or_default().to_string()
 }

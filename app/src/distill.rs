@@ -1,0 +1,320 @@
+//! `framecache distill`: trains a dense head on a frozen backbone to reproduce a teacher
+//! model's output map ([`framecache_train::distill`]), and writes it as a graph file with a
+//! bundle manifest that attaches it to the backbone.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::Args;
+use framecache::graph::Activation;
+use framecache::{Fit, Preprocess, Resample};
+use framecache_train::distill::{self, Clip, FitOptions, HeadSpec, Image, Models, Rng, Samples};
+use framecache_train::net::Net;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::model::Model;
+
+#[derive(Args, Debug)]
+pub struct DistillArgs {
+    /// The teacher model (its sidecar gives its preprocessing).
+    #[arg(long)]
+    pub teacher: PathBuf,
+    /// The teacher's output to reproduce (default: its first).
+    #[arg(long)]
+    pub teacher_output: Option<String>,
+    /// The backbone model (frozen; its sidecar gives its preprocessing, but for `--fit`).
+    #[arg(long)]
+    pub backbone: PathBuf,
+    /// The backbone tensor the head reads (`framecache inspect` lists them).
+    #[arg(long)]
+    pub tap: String,
+    /// How the frame fits the backbone's input: `stretch` sees the whole frame, as a camera
+    /// preview shows it; `sidecar` keeps the backbone sidecar's own fit.
+    #[arg(long, default_value = "stretch")]
+    pub fit: String,
+    /// Training clips (folders of frames or .y4m files).
+    #[arg(long, required = true, num_args = 1..)]
+    pub train: Vec<PathBuf>,
+    /// Held-out clips: never trained on, measured against the teacher.
+    #[arg(long, num_args = 1..)]
+    pub holdout: Vec<PathBuf>,
+    /// Every `stride`-th frame of each training clip.
+    #[arg(long, default_value_t = 2)]
+    pub stride: usize,
+    /// Augmented copies of each training frame (crop, flip, brightness and contrast).
+    #[arg(long, default_value_t = 2)]
+    pub copies: usize,
+    /// Head width (channels of its 3x3 convolutions).
+    #[arg(long, default_value_t = 32)]
+    pub channels: usize,
+    /// 2x upsampling steps of the head.
+    #[arg(long, default_value_t = 1)]
+    pub upsample: usize,
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The head file to write (a graph file, `.safetensors`). Beside it: `.json` (recipe, loss
+    /// curve, held-out figures), `.loss.png`, `.bundle.toml`, and `.ckpt` while training.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Where the backbone features and teacher targets are kept (default: beside `--out`).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Continue from the checkpoint beside `--out` (the head's weights and its epoch).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+fn with_ext(path: &Path, ext: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+fn open_clips(paths: &[PathBuf], stride: usize) -> Result<Vec<Clip>> {
+    paths
+        .iter()
+        .map(|p| {
+            let clip = crate::clip::Clip::open(p)?;
+            if clip.is_empty() {
+                bail!("clip {} has no frames", p.display());
+            }
+            let frames = (0..clip.len())
+                .step_by(stride.max(1))
+                .map(|i| clip.decode(i).map(|f| Image { width: f.width, height: f.height, data: f.data }))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Clip { name: clip.name.clone(), frames })
+        })
+        .collect()
+}
+
+fn preprocess_toml(p: &Preprocess) -> String {
+    let fit = match p.fit {
+        Fit::Stretch => "fit = \"stretch\"".to_string(),
+        Fit::CenterCrop { shorter: Some(s) } => format!("fit = \"center-crop\"\nresize_shorter = {s}"),
+        Fit::CenterCrop { shorter: None } => "fit = \"center-crop\"".to_string(),
+    };
+    let resample = match p.resample {
+        Resample::Area => "area",
+        Resample::Pil => "pil",
+        Resample::MediaPipe => "mediapipe",
+    };
+    format!("{fit}\nmean = {:?}\nstd = {:?}\nresample = \"{resample}\"", p.mean, p.std)
+}
+
+/// `to` relative to the folder of `from` where it is below it, else absolute.
+fn relative(to: &Path, from: &Path) -> String {
+    let to = to.canonicalize().unwrap_or_else(|_| to.to_owned());
+    let dir = from.parent().and_then(|d| d.canonicalize().ok());
+    match dir.as_deref().and_then(|d| to.strip_prefix(d).ok()) {
+        Some(r) => r.display().to_string(),
+        None => to.display().to_string(),
+    }
+}
+
+pub fn run(args: DistillArgs) -> Result<()> {
+    let started = Instant::now();
+    if args.out.extension().is_none_or(|e| e != "safetensors") {
+        bail!("--out {} must end in .safetensors", args.out.display());
+    }
+    // Everything the user gave is checked before anything is computed or written.
+    let teacher = Model::load(&args.teacher, None, None, None).context("the teacher")?;
+    let backbone = Model::load(&args.backbone, None, None, None).context("the backbone")?;
+    let teacher_graph = teacher.plan.graph();
+    let teacher_out = match &args.teacher_output {
+        Some(name) => teacher_graph
+            .outputs
+            .iter()
+            .find(|o| &o.name == name)
+            .with_context(|| format!("the teacher {} has no output '{name}'", args.teacher.display()))?,
+        None => teacher_graph.outputs.first().context("the teacher has no output")?,
+    };
+    let (teacher_node, ts) = (teacher_out.node, teacher_graph.nodes[teacher_out.node].shape);
+    if ts.h < 2 || ts.w < 2 {
+        bail!("the teacher's output '{}' is {ts}, not a map: distill trains dense heads", teacher_out.name);
+    }
+    let mut preprocess = backbone.config.preprocess.clone();
+    match args.fit.as_str() {
+        "stretch" => preprocess.fit = Fit::Stretch,
+        "sidecar" => {}
+        other => bail!("--fit {other}: expected stretch or sidecar"),
+    }
+    let graph = framecache::import::load_model(&args.backbone, Default::default())?;
+    let tap = *graph.tensors.get(&args.tap).with_context(|| {
+        format!("the backbone {} has no tensor '{}' (framecache inspect lists them)", args.backbone.display(), args.tap)
+    })?;
+    let tap_shape = graph.nodes[tap].shape;
+    let spec = HeadSpec { channels: args.channels, upsample: args.upsample };
+    let last = match teacher_graph.nodes[teacher_node].op.activation() {
+        Activation::Sigmoid => Activation::Sigmoid,
+        _ => Activation::Identity,
+    };
+    let mut rng = Rng::new(args.seed);
+    let head = distill::build_head(tap_shape, ts.c, last, spec, &mut rng)?;
+    let out_shape = head.nodes[head.outputs[0].node].shape;
+    let train = open_clips(&args.train, args.stride)?;
+    let holdout = open_clips(&args.holdout, 1)?;
+    if let Some(c) = train.iter().find(|c| holdout.iter().any(|h| h.name == c.name)) {
+        bail!("clip {} is both a training and a held-out clip", c.name);
+    }
+    let backbone_plan = framecache::Plan::new(graph.clone(), preprocess.clone())?;
+    let models = Models {
+        backbone: backbone_plan,
+        tap,
+        teacher: teacher.plan.clone(),
+        teacher_node,
+        grid: (out_shape.h, out_shape.w),
+    };
+
+    // 1. Features and targets, computed once and kept on disk.
+    let crc = |p: &Path| -> Result<String> {
+        Ok(framecache::quant::file::crc32(&std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?))
+    };
+    let key = format!(
+        "backbone {} {} tap {} fit {} teacher {} {} output {} grid {:?} clips {:?} stride {} copies {} seed {}",
+        args.backbone.display(),
+        crc(&args.backbone)?,
+        args.tap,
+        args.fit,
+        args.teacher.display(),
+        crc(&args.teacher)?,
+        teacher_out.name,
+        models.grid,
+        train.iter().map(|c| (&c.name, c.frames.len())).collect::<Vec<_>>(),
+        args.stride,
+        args.copies,
+        args.seed
+    );
+    let cache = args.cache.clone().unwrap_or_else(|| with_ext(&args.out, ".samples"));
+    let samples = match Samples::load(&cache, &key) {
+        Some(s) => {
+            eprintln!("features and targets: {} samples from {}", s.n, cache.display());
+            s
+        }
+        None => {
+            let frames: Vec<&Image> = train.iter().flat_map(|c| &c.frames).collect();
+            let t = Instant::now();
+            let s = distill::samples(&models, &frames, args.copies, &mut rng)?;
+            eprintln!(
+                "features and targets: {} samples ({} frames, {} copies each) in {:.1} s, kept in {}",
+                s.n,
+                frames.len(),
+                args.copies,
+                t.elapsed().as_secs_f64(),
+                cache.display()
+            );
+            s.save(&cache, &key)?;
+            s
+        }
+    };
+
+    // 2. Training, resumable from the checkpoint.
+    let ckpt = with_ext(&args.out, ".ckpt");
+    let ckpt_meta = with_ext(&args.out, ".ckpt.json");
+    let (head, mut curve) = if args.resume && ckpt.exists() {
+        let g = framecache::import::load_model(&ckpt, Default::default())
+            .with_context(|| format!("cannot resume from {}", ckpt.display()))?;
+        let shape = g.outputs.first().map(|o| g.nodes[o.node].shape);
+        if g.input_shape() != tap_shape || shape.is_none_or(|s| s.c != ts.c || (s.h, s.w) != models.grid) {
+            bail!(
+                "the checkpoint {} reads {} and writes {shape:?}; this run's head reads {tap_shape} and writes {out_shape}",
+                ckpt.display(),
+                g.input_shape()
+            );
+        }
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&ckpt_meta)?)?;
+        let curve: Vec<f32> = serde_json::from_value(meta["loss"].clone())?;
+        eprintln!("resuming after epoch {} from {}", curve.len(), ckpt.display());
+        (g, curve)
+    } else {
+        (head, Vec::new())
+    };
+    let net = Net::new(head, &Device::Cpu)?;
+    let options = FitOptions { epochs: 1, batch: args.batch, learning_rate: args.lr, weight_decay: 1e-4, seed: args.seed };
+    let bar = ProgressBar::new((args.epochs.saturating_sub(curve.len()) * samples.n.div_ceil(args.batch.max(1))) as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]")?);
+    let t_train = Instant::now();
+    for epoch in curve.len()..args.epochs {
+        let opts = FitOptions { seed: options.seed.wrapping_add(epoch as u64), ..options };
+        let loss = distill::fit(&net, &samples, &opts, |_, _, _, l| {
+            bar.inc(1);
+            bar.set_message(format!("epoch {}/{} loss {l:.4}", epoch + 1, args.epochs));
+        })?;
+        curve.push(loss[0]);
+        let g = net.to_graph()?;
+        framecache::files::write_atomic(&ckpt, &framecache::import::graph_file::to_bytes(&g, "checkpoint")?)?;
+        framecache::files::write_atomic(&ckpt_meta, serde_json::to_string(&serde_json::json!({ "loss": curve }))?.as_bytes())?;
+    }
+    bar.finish_and_clear();
+    let train_secs = t_train.elapsed().as_secs_f64();
+
+    // 3. The head file, then the held-out figures from the engine running it.
+    let trained = net.to_graph()?;
+    let description = format!(
+        "framecache distill: teacher {} ({}), backbone {} at {}, head {:?}, {} epochs",
+        args.teacher.display(),
+        teacher_out.name,
+        args.backbone.display(),
+        args.tap,
+        spec,
+        args.epochs
+    );
+    let bytes = framecache::import::graph_file::to_bytes(&trained, &description)?;
+    let check = framecache::import::load_model_bytes(&bytes, &args.out, Default::default())?;
+    let (student, output) = distill::attach(graph, preprocess.clone(), check, tap)?;
+    let metrics = holdout.iter().map(|c| distill::evaluate(&student, output, &models, c)).collect::<Result<Vec<_>, _>>()?;
+    let head_macs = trained.total_macs();
+    for m in &metrics {
+        eprintln!(
+            "held out {}: {} frames, {} with a teacher mask >= 1%: mean IoU {}, cover teacher {:.3} student {:.3}",
+            m.clip,
+            m.frames,
+            m.frames_with_mask,
+            m.mean_iou.map_or("-".into(), |v| format!("{v:.3}")),
+            m.teacher_cover,
+            m.student_cover
+        );
+    }
+    framecache::files::write_atomic(&args.out, &bytes).with_context(|| format!("cannot write {}", args.out.display()))?;
+    let bundle = with_ext(&args.out, ".bundle.toml");
+    let manifest = format!(
+        "# Written by framecache distill: the backbone with the distilled head at {tap_name}.\n\
+         name = \"{name}\"\n\n[[backbone]]\nmodel = \"{model}\"\n[backbone.preprocess]\n{pre}\n\n\
+         [[backbone.head]]\nname = \"{name}\"\nmodel = \"{head}\"\ninput = \"{tap_name}\"\ndecoder = \"segment\"\noutputs = [\"mask\"]\n",
+        tap_name = args.tap,
+        name = args.out.file_stem().map_or("head".into(), |s| s.to_string_lossy().replace(".head", "")),
+        model = relative(&args.backbone, &bundle),
+        pre = preprocess_toml(&preprocess),
+        head = args.out.file_name().map_or(String::new(), |s| s.to_string_lossy().into_owned()),
+    );
+    framecache::files::write_atomic(&bundle, manifest.as_bytes())?;
+    let report = serde_json::json!({
+        "teacher": args.teacher, "teacher_output": teacher_out.name, "backbone": args.backbone, "tap": args.tap,
+        "fit": args.fit, "head": spec, "head_macs": head_macs, "teacher_macs": teacher.plan.total_macs(),
+        "train_clips": train.iter().map(|c| &c.name).collect::<Vec<_>>(), "samples": samples.n,
+        "stride": args.stride, "copies": args.copies, "fit_options": options, "epochs": args.epochs,
+        "loss": curve, "train_seconds": train_secs, "total_seconds": started.elapsed().as_secs_f64(),
+        "holdout": metrics,
+    });
+    framecache::files::write_atomic(&with_ext(&args.out, ".json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    crate::bench::plots::loss_curve(&with_ext(&args.out, ".loss.png"), &curve)?;
+    let _ = std::fs::remove_file(&ckpt);
+    let _ = std::fs::remove_file(&ckpt_meta);
+    eprintln!(
+        "wrote {} ({} MMACs per frame, the teacher {}), {}; trained {} epochs in {:.0} s",
+        args.out.display(),
+        head_macs as f64 / 1e6,
+        teacher.plan.total_macs() as f64 / 1e6,
+        bundle.display(),
+        args.epochs,
+        train_secs
+    );
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The training core on synthetic data: the loop really trains, and a trained head written as
+//! a graph file runs in the engine as candle ran it.
+
+use candle_core::{Device, Tensor};
+use framecache::graph::{Activation, GraphBuilder, Shape, Window};
+use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
+use framecache_train::distill::{build_head, fit, FitOptions, HeadSpec, Rng, Samples};
+use framecache_train::net::{from_nhwc, to_nhwc, Net};
+
+/// A student 1x1 convolution learns a known linear teacher (weights and bias) from its
+/// outputs alone: the loop converges to the teacher, not just runs.
+#[test]
+fn a_student_learns_a_linear_teacher() {
+    let (n, c, h, w, out) = (64, 4, 6, 6, 2);
+    let teacher_w: Vec<f32> = (0..c * out).map(|i| (i as f32 - 3.5) / 4.0).collect(); // [ci][co]
+    let teacher_b = [0.25f32, -0.5];
+    let mut rng = Rng::new(3);
+    let features: Vec<f32> = (0..n * c * h * w).map(|_| rng.range(-1.0, 1.0)).collect();
+    let mut targets = vec![0.0; n * out * h * w];
+    for s in 0..n {
+        for p in 0..h * w {
+            for co in 0..out {
+                let mut v = teacher_b[co];
+                for ci in 0..c {
+                    v += features[(s * c + ci) * h * w + p] * teacher_w[ci * out + co];
+                }
+                targets[(s * out + co) * h * w + p] = v;
+            }
+        }
+    }
+    let samples = Samples {
+        n,
+        feature_shape: [c, h, w],
+        target_shape: [out, h, w],
+        features,
+        targets,
+        weights: vec![1.0; n * h * w],
+    };
+    let mut b = GraphBuilder::new(h, w, c);
+    let one = Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] };
+    let y = b.conv(0, out, one, 1, Activation::Identity, &mut || 0.0).unwrap();
+    b.output(y);
+    let net = Net::new(b.build(), &Device::Cpu).unwrap();
+    let options = FitOptions { epochs: 150, batch: 16, learning_rate: 2e-2, weight_decay: 0.0, seed: 1 };
+    let curve = fit(&net, &samples, &options, |_, _, _, _| {}).unwrap();
+    assert!(curve[0] > 0.1, "the untrained student is already right: {}", curve[0]);
+    assert!(*curve.last().unwrap() < 1e-4, "the loss stayed at {:?}", curve.last());
+    let learned = net.to_graph().unwrap();
+    let framecache::graph::Op::Conv(conv) = &learned.nodes[1].op else { panic!("not a conv") };
+    for (a, b) in conv.weights.iter().zip(&teacher_w).chain(conv.bias.iter().zip(&teacher_b)) {
+        assert!((a - b).abs() < 1e-2, "learned {a}, the teacher has {b}");
+    }
+}
+
+/// A head of the distillation family (on a 3-channel tap, so the engine can run it alone):
+/// candle's forward equals the engine's, and its graph file runs bit for bit as the graph.
+#[test]
+fn a_head_runs_in_the_engine_as_in_candle_and_through_its_file() {
+    let mut rng = Rng::new(11);
+    let head =
+        build_head(Shape::new(10, 14, 3), 1, Activation::Sigmoid, HeadSpec { channels: 8, upsample: 2 }, &mut rng)
+            .unwrap();
+    let pixels: Vec<u8> = (0..14 * 10 * 3).map(|i| (i * 53 % 256) as u8).collect();
+    let frame = Frame::rgb(14, 10, &pixels);
+    let run = |g: framecache::graph::Graph| {
+        let mut s = Session::new(Plan::new(g, Preprocess::default()).unwrap(), SessionOptions::default()).unwrap();
+        let out = s.run_full(&frame).unwrap().remove(0).data;
+        (out, s.activation(0).to_vec())
+    };
+    let (engine, input) = run(head.clone());
+    let net = Net::new(head.clone(), &Device::Cpu).unwrap();
+    let x = from_nhwc(&input, head.input_shape(), &Device::Cpu).unwrap();
+    let out = head.outputs[0].node;
+    let y: Tensor = net.forward(&[(0, x)], &[out]).unwrap().remove(0);
+    let candle = to_nhwc(&y).unwrap();
+    assert_eq!(candle.len(), 40 * 56);
+    let worst = candle.iter().zip(&engine).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "candle and the engine differ by {worst}");
+    let bytes = framecache::import::graph_file::to_bytes(&net.to_graph().unwrap(), "test").unwrap();
+    let loaded =
+        framecache::import::load_model_bytes(&bytes, std::path::Path::new("h.safetensors"), Default::default())
+            .unwrap();
+    let (again, _) = run(loaded);
+    assert!(again.iter().zip(&engine).all(|(a, b)| a.to_bits() == b.to_bits()), "the file changed the head");
+}
