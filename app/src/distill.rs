@@ -237,8 +237,10 @@ pub fn run(args: DistillArgs) -> Result<()> {
         (head, Vec::new())
     };
     let net = Net::new(head, &Device::Cpu)?;
-    let options = FitOptions { epochs: 1, batch: args.batch, learning_rate: args.lr, weight_decay: 1e-4, seed: args.seed };
-    let bar = ProgressBar::new((args.epochs.saturating_sub(curve.len()) * samples.n.div_ceil(args.batch.max(1))) as u64);
+    let options =
+        FitOptions { epochs: 1, batch: args.batch, learning_rate: args.lr, weight_decay: 1e-4, seed: args.seed };
+    let bar =
+        ProgressBar::new((args.epochs.saturating_sub(curve.len()) * samples.n.div_ceil(args.batch.max(1))) as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]")?);
     let t_train = Instant::now();
     for epoch in curve.len()..args.epochs {
@@ -250,7 +252,10 @@ pub fn run(args: DistillArgs) -> Result<()> {
         curve.push(loss[0]);
         let g = net.to_graph()?;
         framecache::files::write_atomic(&ckpt, &framecache::import::graph_file::to_bytes(&g, "checkpoint")?)?;
-        framecache::files::write_atomic(&ckpt_meta, serde_json::to_string(&serde_json::json!({ "loss": curve }))?.as_bytes())?;
+        framecache::files::write_atomic(
+            &ckpt_meta,
+            serde_json::to_string(&serde_json::json!({ "loss": curve }))?.as_bytes(),
+        )?;
     }
     bar.finish_and_clear();
     let train_secs = t_train.elapsed().as_secs_f64();
@@ -269,7 +274,8 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let bytes = framecache::import::graph_file::to_bytes(&trained, &description)?;
     let check = framecache::import::load_model_bytes(&bytes, &args.out, Default::default())?;
     let (student, output) = distill::attach(graph, preprocess.clone(), check, tap)?;
-    let metrics = holdout.iter().map(|c| distill::evaluate(&student, output, &models, c)).collect::<Result<Vec<_>, _>>()?;
+    let metrics =
+        holdout.iter().map(|c| distill::evaluate(&student, output, &models, c)).collect::<Result<Vec<_>, _>>()?;
     let head_macs = trained.total_macs();
     for m in &metrics {
         eprintln!(
@@ -282,7 +288,8 @@ pub fn run(args: DistillArgs) -> Result<()> {
             m.student_cover
         );
     }
-    framecache::files::write_atomic(&args.out, &bytes).with_context(|| format!("cannot write {}", args.out.display()))?;
+    framecache::files::write_atomic(&args.out, &bytes)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     let bundle = with_ext(&args.out, ".bundle.toml");
     let manifest = format!(
         "# Written by framecache distill: the backbone with the distilled head at {tap_name}.\n\

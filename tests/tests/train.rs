@@ -64,3 +64,151 @@ fn candle_forward_equals_engine_full_inference_on_real_models() {
         assert!(p99 <= 1e-4, "{name}: a node's 99th percentile differs by {p99:.2e} of its largest value");
     }
 }
+
+fn assets() -> std::path::PathBuf {
+    framecache_tests::project_root().join("assets")
+}
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("framecache-distill-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn distill(args: &[&str]) -> anyhow::Result<()> {
+    use clap::Parser;
+    let argv = ["framecache", "distill"].into_iter().chain(args.iter().copied());
+    framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(argv)?)
+}
+
+/// A few frames of the bundled clip as a clip of their own (a held-out clip needs a name of
+/// its own).
+fn frames_of_bundled_clip(dir: &std::path::Path, every: usize) -> std::path::PathBuf {
+    let out = dir.join("heldout");
+    std::fs::create_dir_all(&out).unwrap();
+    let clip = assets().join("clips/static_coin_motion");
+    for (k, p) in framecache_app::clip::frame_paths(&clip).unwrap().iter().step_by(every).enumerate() {
+        std::fs::copy(p, out.join(format!("frame_{:04}.png", k + 1))).unwrap();
+    }
+    out
+}
+
+/// `framecache distill` from a fresh clone's assets: a head trained for two epochs on the
+/// bundled clip, written with its bundle, report and plot, loads as a bundle head and runs
+/// (cached equal to full), and a second run with `--resume` continues from the checkpoint.
+#[test]
+fn distill_writes_a_head_that_runs_as_a_bundle() {
+    let dir = temp("run");
+    let held = frames_of_bundled_clip(&dir, 25);
+    let out = dir.join("person.head.safetensors");
+    let (teacher, backbone) =
+        (assets().join("models/selfie_segmentation.onnx"), assets().join("models/mobilenet_v2.onnx"));
+    let clip = assets().join("clips/static_coin_motion");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let args = [
+        "--teacher",
+        &s(&teacher),
+        "--backbone",
+        &s(&backbone),
+        "--tap",
+        "features.13.add.out",
+        "--train",
+        &s(&clip),
+        "--holdout",
+        &s(&held),
+        "--stride",
+        "15",
+        "--copies",
+        "1",
+        "--channels",
+        "8",
+        "--epochs",
+        "2",
+        "--out",
+        &s(&out),
+    ];
+    distill(&args).unwrap();
+    for ext in ["", ".json", ".loss.png", ".bundle.toml"] {
+        let p = format!("{}{ext}", out.display());
+        assert!(std::path::Path::new(&p).is_file(), "{p} was not written");
+    }
+    assert!(!std::path::Path::new(&format!("{}.ckpt", out.display())).exists(), "the checkpoint was left behind");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.json", out.display())).unwrap()).unwrap();
+    assert_eq!(report["loss"].as_array().unwrap().len(), 2);
+    assert_eq!(report["holdout"][0]["frames"], 6);
+
+    let bundle = framecache::Bundle::load(format!("{}.bundle.toml", out.display()), &[]).unwrap();
+    let mut cached = framecache::BundleSession::new(bundle.clone(), SessionOptions::default()).unwrap();
+    let mut full = framecache::BundleSession::new(bundle, SessionOptions::default()).unwrap();
+    for f in framecache_app::clip::Clip::open(&clip).unwrap().decode_all(Some(4), || {}).unwrap() {
+        let a = cached.process(&f.as_frame()).unwrap();
+        let b = full.run_full(&f.as_frame()).unwrap();
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    // Two more epochs from the checkpoint a run leaves when it stops early: the loss curve
+    // goes on from the first two.
+    std::fs::copy(&out, format!("{}.ckpt", out.display())).unwrap();
+    std::fs::write(format!("{}.ckpt.json", out.display()), r#"{"loss": [0.9, 0.8]}"#).unwrap();
+    let mut resume = args.to_vec();
+    let epochs = resume.len() - 3;
+    resume[epochs] = "4";
+    resume.push("--resume");
+    distill(&resume).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.json", out.display())).unwrap()).unwrap();
+    let loss = report["loss"].as_array().unwrap();
+    assert_eq!((loss.len(), loss[0].as_f64()), (4, Some(0.9f32 as f64)));
+}
+
+/// Bad input is a clear error, and nothing is written.
+#[test]
+fn distill_bad_input_is_a_clear_error_and_writes_nothing() {
+    let dir = temp("bad");
+    let held = frames_of_bundled_clip(&dir, 50);
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = dir.join("out").join("x.head.safetensors");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let s = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
+    let (teacher, backbone) =
+        (s(assets().join("models/selfie_segmentation.onnx")), s(assets().join("models/mobilenet_v2.onnx")));
+    let clip = s(assets().join("clips/static_coin_motion"));
+    let base = |teacher: &str, tap: &str, train: &str, out: &str| {
+        vec![
+            "--teacher".to_string(),
+            teacher.into(),
+            "--backbone".into(),
+            backbone.clone(),
+            "--tap".into(),
+            tap.into(),
+            "--train".into(),
+            train.into(),
+            "--holdout".into(),
+            s(held.clone()),
+            "--epochs".into(),
+            "1".into(),
+            "--out".into(),
+            out.into(),
+        ]
+    };
+    let o = s(out.clone());
+    let cases = [
+        (base("/nonexistent/teacher.onnx", "features.13.add.out", &clip, &o), "teacher.onnx"),
+        (base(&teacher, "no.such.tensor", &clip, &o), "no tensor 'no.such.tensor'"),
+        (base(&backbone, "features.13.add.out", &clip, &o), "not a map"),
+        (base(&teacher, "features.13.add.out", &s(empty.clone()), &o), "no PNG or JPEG frames"),
+        (base(&teacher, "features.13.add.out", &clip, &s(dir.join("out/x.onnx"))), ".safetensors"),
+        (base(&teacher, "features.13.add.out", &s(held.clone()), &o), "both a training and a held-out clip"),
+    ];
+    for (args, needle) in cases {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e = distill(&argv).expect_err(needle);
+        let text = format!("{e:#}");
+        assert!(text.contains(needle), "expected '{needle}' in: {text}");
+        let left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
+        assert!(left.is_empty(), "{needle}: files were written: {left:?}");
+    }
+}

@@ -276,9 +276,8 @@ impl Samples {
             ("targets".to_string(), view(&t, vec![self.n, tc, th, tw])?),
             ("weights".to_string(), view(&w, vec![self.n, th, tw])?),
         ];
-        let data =
-            safetensors::serialize(views, Some(HashMap::from([(Self::KEY.to_string(), key.to_string())])))
-                .map_err(to_input)?;
+        let data = safetensors::serialize(views, Some(HashMap::from([(Self::KEY.to_string(), key.to_string())])))
+            .map_err(to_input)?;
         framecache::files::write_atomic(path, &data).map_err(|source| Error::Io { path: path.into(), source })
     }
 
@@ -312,7 +311,8 @@ impl Samples {
         let per = |s: [usize; 3]| s[0] * s[1] * s[2];
         let (fl, tl) = (per(self.feature_shape), per(self.target_shape));
         let wl = self.target_shape[1] * self.target_shape[2];
-        let pick = |v: &[f32], len: usize| ids.iter().flat_map(|&i| v[i * len..(i + 1) * len].iter().copied()).collect();
+        let pick =
+            |v: &[f32], len: usize| ids.iter().flat_map(|&i| v[i * len..(i + 1) * len].iter().copied()).collect();
         let [fc, fh, fw] = self.feature_shape;
         let [tc, th, tw] = self.target_shape;
         let n = ids.len();
@@ -456,7 +456,12 @@ pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, 
 
 /// The backbone `graph` (imported, with `preprocess`) with `head` attached at node `tap`, and
 /// the head's output node.
-pub fn attach(mut graph: Graph, preprocess: Preprocess, head: Graph, tap: usize) -> Result<(std::sync::Arc<Plan>, usize)> {
+pub fn attach(
+    mut graph: Graph,
+    preprocess: Preprocess,
+    head: Graph,
+    tap: usize,
+) -> Result<(std::sync::Arc<Plan>, usize)> {
     let want = head.input_shape();
     let got = graph.nodes[tap].shape;
     if want != got {

@@ -238,7 +238,13 @@ fn fake_quant(x: &Tensor, scale: f32, zero: u8) -> Result<Tensor> {
 }
 
 /// The resize of `x` (NCHW) to `oh x ow` as two matrix products with the engine's taps.
-fn resize(x: &Tensor, op_mode: framecache::graph::ResizeMode, coord: framecache::graph::CoordMode, oh: usize, ow: usize) -> Result<Tensor> {
+fn resize(
+    x: &Tensor,
+    op_mode: framecache::graph::ResizeMode,
+    coord: framecache::graph::CoordMode,
+    oh: usize,
+    ow: usize,
+) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let matrix = |n_in: usize, n_out: usize| -> Result<Tensor> {
         let mut m = vec![0f32; n_out * n_in];
@@ -375,7 +381,10 @@ impl Net {
                 }
             }
         }
-        outputs.iter().map(|&o| values[o].clone().ok_or_else(|| Error::Input(format!("node #{o} not computed")))).collect()
+        outputs
+            .iter()
+            .map(|&o| values[o].clone().ok_or_else(|| Error::Input(format!("node #{o} not computed"))))
+            .collect()
     }
 
     fn conv(&self, i: usize, part: ConvPart, c: &Conv, x: &Tensor, oh: usize, ow: usize) -> Result<Tensor> {
@@ -443,7 +452,9 @@ impl Net {
                 let k = (window.kh, window.kw);
                 let s = (window.sh, window.sw);
                 match kind {
-                    PoolKind::Max => pad_window(x[0], window, oh, ow, f32::NEG_INFINITY)?.max_pool2d_with_stride(k, s)?,
+                    PoolKind::Max => {
+                        pad_window(x[0], window, oh, ow, f32::NEG_INFINITY)?.max_pool2d_with_stride(k, s)?
+                    }
                     PoolKind::Avg { count_include_pad } => {
                         let sum = pad_window(x[0], window, oh, ow, 0.0)?.avg_pool2d_with_stride(k, s)?;
                         // Divide by the positions each window covers: the input, plus the

@@ -59,13 +59,7 @@ pub(crate) fn resize_source(coord: CoordMode, o: usize, n_in: usize, n_out: usiz
 
 /// Input positions (clamped, as the kernels clamp) that resize output position `o` reads, and
 /// the weight of the second: `(i0, i1, frac)`, the output is `(1 - frac) · x[i0] + frac · x[i1]`.
-pub fn resize_taps(
-    mode: ResizeMode,
-    coord: CoordMode,
-    o: usize,
-    n_in: usize,
-    n_out: usize,
-) -> (usize, usize, f32) {
+pub fn resize_taps(mode: ResizeMode, coord: CoordMode, o: usize, n_in: usize, n_out: usize) -> (usize, usize, f32) {
     let x = resize_source(coord, o, n_in, n_out);
     let last = n_in as f32 - 1.0;
     match mode {

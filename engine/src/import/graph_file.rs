@@ -160,27 +160,55 @@ pub enum CoordSpec {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OpSpec {
     /// Tensors `N.weight` (the engine's layout) and `N.bias`.
-    Conv { window: WindowSpec, groups: usize, activation: ActivationSpec },
+    Conv {
+        window: WindowSpec,
+        groups: usize,
+        activation: ActivationSpec,
+    },
     /// Tensors `N.weight` (`[ky][kx][ci][co]`) and `N.bias`.
-    ConvTranspose { window: WindowSpec, activation: ActivationSpec },
-    MaxPool { window: WindowSpec },
-    AvgPool { window: WindowSpec, count_include_pad: bool },
+    ConvTranspose {
+        window: WindowSpec,
+        activation: ActivationSpec,
+    },
+    MaxPool {
+        window: WindowSpec,
+    },
+    AvgPool {
+        window: WindowSpec,
+        count_include_pad: bool,
+    },
     GlobalAvgPool,
-    Resize { mode: ResizeModeSpec, coord: CoordSpec },
-    Activation { activation: ActivationSpec },
-    Add { activation: ActivationSpec },
-    Mul { activation: ActivationSpec },
+    Resize {
+        mode: ResizeModeSpec,
+        coord: CoordSpec,
+    },
+    Activation {
+        activation: ActivationSpec,
+    },
+    Add {
+        activation: ActivationSpec,
+    },
+    Mul {
+        activation: ActivationSpec,
+    },
     /// Tensors `N.weight` (the scale) and `N.bias`.
     ChannelAffine,
     /// Tensor `N.weight` (the slopes).
     Prelu,
     Softmax,
     Concat,
-    PadChannels { before: usize, after: usize },
+    PadChannels {
+        before: usize,
+        after: usize,
+    },
     FlatConcat,
-    Permute { perm: [usize; 4] },
+    Permute {
+        perm: [usize; 4],
+    },
     /// Tensors `N.weight` (`[ci][co]`) and `N.bias`.
-    Dense { activation: ActivationSpec },
+    Dense {
+        activation: ActivationSpec,
+    },
 }
 
 /// Whether `bytes` are a graph file: a safetensors header with the manifest key.
