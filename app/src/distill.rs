@@ -27,9 +27,10 @@ pub struct DistillArgs {
     /// The backbone model (frozen; its sidecar gives its preprocessing, but for `--fit`).
     #[arg(long)]
     pub backbone: PathBuf,
-    /// The backbone tensor the head reads (`framecache inspect` lists them).
-    #[arg(long)]
-    pub tap: String,
+    /// The backbone tensors the head reads (`framecache inspect` lists them): a coarse one for
+    /// context first, then finer ones for detail (repeat `--tap`).
+    #[arg(long, required = true)]
+    pub tap: Vec<String>,
     /// How the frame fits the backbone's input: `stretch` sees the whole frame, as a camera
     /// preview shows it; `sidecar` keeps the backbone sidecar's own fit.
     #[arg(long, default_value = "stretch")]
@@ -147,17 +148,23 @@ pub fn run(args: DistillArgs) -> Result<()> {
         other => bail!("--fit {other}: expected stretch or sidecar"),
     }
     let graph = framecache::import::load_model(&args.backbone, Default::default())?;
-    let tap = *graph.tensors.get(&args.tap).with_context(|| {
-        format!("the backbone {} has no tensor '{}' (framecache inspect lists them)", args.backbone.display(), args.tap)
-    })?;
-    let tap_shape = graph.nodes[tap].shape;
+    let taps = args
+        .tap
+        .iter()
+        .map(|t| {
+            graph.tensors.get(t).copied().with_context(|| {
+                format!("the backbone {} has no tensor '{t}' (framecache inspect lists them)", args.backbone.display())
+            })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let tap_shapes: Vec<_> = taps.iter().map(|&t| graph.nodes[t].shape).collect();
     let spec = HeadSpec { channels: args.channels, upsample: args.upsample };
     let last = match teacher_graph.nodes[teacher_node].op.activation() {
         Activation::Sigmoid => Activation::Sigmoid,
         _ => Activation::Identity,
     };
     let mut rng = Rng::new(args.seed);
-    let head = distill::build_head(tap_shape, ts.c, last, spec, &mut rng)?;
+    let head = distill::build_head(&tap_shapes, ts.c, last, spec, &mut rng)?;
     let out_shape = head.nodes[head.outputs[0].node].shape;
     let train = open_clips(&args.train, args.stride)?;
     let holdout = open_clips(&args.holdout, 1)?;
@@ -167,7 +174,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let backbone_plan = framecache::Plan::new(graph.clone(), preprocess.clone())?;
     let models = Models {
         backbone: backbone_plan,
-        tap,
+        taps: taps.clone(),
         teacher: teacher.plan.clone(),
         teacher_node,
         grid: (out_shape.h, out_shape.w),
@@ -178,7 +185,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
         Ok(framecache::quant::file::crc32(&std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?))
     };
     let key = format!(
-        "backbone {} {} tap {} fit {} teacher {} {} output {} grid {:?} clips {:?} stride {} copies {} seed {}",
+        "backbone {} {} taps {:?} fit {} teacher {} {} output {} grid {:?} clips {:?} stride {} copies {} seed {}",
         args.backbone.display(),
         crc(&args.backbone)?,
         args.tap,
@@ -222,11 +229,11 @@ pub fn run(args: DistillArgs) -> Result<()> {
         let g = framecache::import::load_model(&ckpt, Default::default())
             .with_context(|| format!("cannot resume from {}", ckpt.display()))?;
         let shape = g.outputs.first().map(|o| g.nodes[o.node].shape);
-        if g.input_shape() != tap_shape || shape.is_none_or(|s| s.c != ts.c || (s.h, s.w) != models.grid) {
+        let inputs: Vec<_> = g.nodes[..g.inputs()].iter().map(|n| n.shape).collect();
+        if inputs != tap_shapes || shape.is_none_or(|s| s.c != ts.c || (s.h, s.w) != models.grid) {
             bail!(
-                "the checkpoint {} reads {} and writes {shape:?}; this run's head reads {tap_shape} and writes {out_shape}",
+                "the checkpoint {} reads {inputs:?} and writes {shape:?}; this run's head reads {tap_shapes:?} and writes {out_shape}",
                 ckpt.display(),
-                g.input_shape()
             );
         }
         let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&ckpt_meta)?)?;
@@ -263,7 +270,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
     // 3. The head file, then the held-out figures from the engine running it.
     let trained = net.to_graph()?;
     let description = format!(
-        "framecache distill: teacher {} ({}), backbone {} at {}, head {:?}, {} epochs",
+        "framecache distill: teacher {} ({}), backbone {} at {:?}, head {:?}, {} epochs",
         args.teacher.display(),
         teacher_out.name,
         args.backbone.display(),
@@ -273,17 +280,19 @@ pub fn run(args: DistillArgs) -> Result<()> {
     );
     let bytes = framecache::import::graph_file::to_bytes(&trained, &description)?;
     let check = framecache::import::load_model_bytes(&bytes, &args.out, Default::default())?;
-    let (student, output) = distill::attach(graph, preprocess.clone(), check, tap)?;
+    let (student, output) = distill::attach(graph, preprocess.clone(), check, &taps)?;
     let metrics =
         holdout.iter().map(|c| distill::evaluate(&student, output, &models, c)).collect::<Result<Vec<_>, _>>()?;
     let head_macs = trained.total_macs();
     for m in &metrics {
         eprintln!(
-            "held out {}: {} frames, {} with a teacher mask >= 1%: mean IoU {}, cover teacher {:.3} student {:.3}",
+            "held out {}: {} frames, {} with a teacher mask >= 1%: mean IoU {} (the head's grid allows {}), \
+             cover teacher {:.3} student {:.3}",
             m.clip,
             m.frames,
             m.frames_with_mask,
             m.mean_iou.map_or("-".into(), |v| format!("{v:.3}")),
+            m.grid_ceiling_iou.map_or("-".into(), |v| format!("{v:.3}")),
             m.teacher_cover,
             m.student_cover
         );
@@ -294,8 +303,9 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let manifest = format!(
         "# Written by framecache distill: the backbone with the distilled head at {tap_name}.\n\
          name = \"{name}\"\n\n[[backbone]]\nmodel = \"{model}\"\n[backbone.preprocess]\n{pre}\n\n\
-         [[backbone.head]]\nname = \"{name}\"\nmodel = \"{head}\"\ninput = \"{tap_name}\"\ndecoder = \"segment\"\noutputs = [\"mask\"]\n",
-        tap_name = args.tap,
+         [[backbone.head]]\nname = \"{name}\"\nmodel = \"{head}\"\ninput = {tap_list}\ndecoder = \"segment\"\noutputs = [\"mask\"]\n",
+        tap_name = args.tap.join(", "),
+        tap_list = serde_json::to_string(&args.tap)?,
         name = args.out.file_stem().map_or("head".into(), |s| s.to_string_lossy().replace(".head", "")),
         model = relative(&args.backbone, &bundle),
         pre = preprocess_toml(&preprocess),

@@ -70,7 +70,8 @@ fn damaged_and_forged_graph_files_are_clear_errors() {
     }
     let cases: Vec<(&str, Box<dyn Fn(&mut graph_file::Manifest)>, &str)> = vec![
         ("version", Box::new(|m| m.version = 99), "version 99"),
-        ("input size", Box::new(|m| m.input.shape = [1 << 40, 1 << 40, 3]), "input"),
+        ("input size", Box::new(|m| m.input[0].shape = [1 << 40, 1 << 40, 3]), "input"),
+        ("no input", Box::new(|m| m.input.clear()), "no input"),
         ("node shape", Box::new(|m| m.node[0].shape = [1 << 30, 1 << 30, 4]), "over"),
         ("wrong shape", Box::new(|m| m.node[0].shape[2] += 1), "weights"),
         ("unknown input", Box::new(|m| m.node[0].inputs = vec!["nowhere".into()]), "not an earlier node"),

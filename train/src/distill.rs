@@ -12,9 +12,13 @@
 //! 3. [`evaluate`]: the trained head attached to the backbone, run by the engine on held-out
 //!    clips, against the teacher at the teacher's own resolution (mask IoU).
 //!
-//! The head family ([`HeadSpec`]): a 3x3 convolution from the tap to `channels`, then per
-//! `upsample` step a bilinear 2x resize and a 3x3 convolution, then a 1x1 convolution to the
-//! teacher's channels with the teacher's last activation (a sigmoid for a probability mask).
+//! The head family ([`build_head`]): on one tap, a 3x3 convolution to `channels`; on several
+//! (a coarse tap for context first, finer ones for detail after it), the context path's 3x3
+//! convolution, a 1x1 to `channels / 2` resized to the finest tap, each detail tap's 1x1 to
+//! `channels / 2`, all concatenated and mixed by a 3x3 convolution. Then per `upsample` step a
+//! bilinear 2x resize and a 3x3 convolution, and a 1x1 convolution to the teacher's channels
+//! with the teacher's last activation (a sigmoid for a probability mask). Every convolution
+//! but the last has ReLU6.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -82,16 +86,24 @@ impl Rng {
     }
 }
 
-/// The head of `spec` on a tap of shape `tap`, ending in `out_c` channels with `last`, its
-/// weights drawn He-uniform from `rng` (biases 0).
-pub fn build_head(tap: Shape, out_c: usize, last: Activation, spec: HeadSpec, rng: &mut Rng) -> Result<Graph> {
-    if spec.channels == 0 || out_c == 0 {
-        return Err(Error::Input(format!("a head needs channels ({}) and outputs ({out_c})", spec.channels)));
+/// The head of `spec` on taps of shapes `taps` (see the module documentation), ending in
+/// `out_c` channels with `last`, its weights drawn He-uniform from `rng` (biases 0). Node `j`
+/// is the input fed by tap `j`.
+pub fn build_head(taps: &[Shape], out_c: usize, last: Activation, spec: HeadSpec, rng: &mut Rng) -> Result<Graph> {
+    if spec.channels < 2 || out_c == 0 || taps.is_empty() {
+        return Err(Error::Input(format!(
+            "a head needs a tap ({}), channels ({}, at least 2) and outputs ({out_c})",
+            taps.len(),
+            spec.channels
+        )));
     }
     let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
     let conv3 = Window { kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pad: [1; 4] };
     let conv1 = Window { kh: 1, kw: 1, pad: [0; 4], ..conv3 };
-    let mut b = GraphBuilder::new(tap.h, tap.w, tap.c);
+    let mut b = GraphBuilder::new(taps[0].h, taps[0].w, taps[0].c);
+    for t in &taps[1..] {
+        b.input(t.h, t.w, t.c)?;
+    }
     // He-uniform weights of a layer with `fan_in` inputs (`n` of them), then zero biases.
     let init = |rng: &mut Rng, fan_in: usize, n: usize| {
         let bound = (6.0 / fan_in as f32).sqrt();
@@ -106,22 +118,40 @@ pub fn build_head(tap: Shape, out_c: usize, last: Activation, spec: HeadSpec, rn
             }
         }
     };
-    let c = spec.channels;
-    let mut x = b.conv(0, c, conv3, 1, relu6, &mut init(rng, 9 * tap.c, 9 * tap.c * c))?;
-    let (mut h, mut w) = (tap.h, tap.w);
-    for _ in 0..spec.upsample {
-        (h, w) = (h * 2, w * 2);
-        x = b.resize(x, h, w, ResizeMode::Linear, CoordMode::HalfPixel)?;
-        x = b.conv(x, c, conv3, 1, relu6, &mut init(rng, 9 * c, 9 * c * c))?;
+    let (c, half) = (spec.channels, spec.channels / 2);
+    let t0 = taps[0];
+    let mut x = b.conv(0, c, conv3, 1, relu6, &mut init(rng, 9 * t0.c, 9 * t0.c * c))?;
+    if taps.len() > 1 {
+        let fine = taps[taps.len() - 1];
+        let ctx = b.conv(x, half, conv1, 1, relu6, &mut init(rng, c, c * half))?;
+        let mut parts = vec![b.resize(ctx, fine.h, fine.w, ResizeMode::Linear, CoordMode::HalfPixel)?];
+        for (j, t) in taps.iter().enumerate().skip(1) {
+            let d = b.conv(j, half, conv1, 1, relu6, &mut init(rng, t.c, t.c * half))?;
+            parts.push(if (t.h, t.w) == (fine.h, fine.w) {
+                d
+            } else {
+                b.resize(d, fine.h, fine.w, ResizeMode::Linear, CoordMode::HalfPixel)?
+            });
+        }
+        let cat = b.concat(&parts)?;
+        let cc = b.shape(cat).c;
+        x = b.conv(cat, half, conv3, 1, relu6, &mut init(rng, 9 * cc, 9 * cc * half))?;
     }
-    let y = b.conv(x, out_c, conv1, 1, last, &mut init(rng, c, c * out_c))?;
+    for _ in 0..spec.upsample {
+        let s = b.shape(x);
+        x = b.resize(x, s.h * 2, s.w * 2, ResizeMode::Linear, CoordMode::HalfPixel)?;
+        x = b.conv(x, s.c, conv3, 1, relu6, &mut init(rng, 9 * s.c, 9 * s.c * s.c))?;
+    }
+    let xc = b.shape(x).c;
+    let y = b.conv(x, out_c, conv1, 1, last, &mut init(rng, xc, xc * out_c))?;
     b.output(y);
     let mut g = b.build();
     // Stable node names, so that a head's file reads the same every time.
-    for (i, node) in g.nodes.iter_mut().enumerate().skip(1) {
-        node.name = format!("head.{i}");
+    for (i, node) in g.nodes.iter_mut().enumerate() {
+        node.name = if i < taps.len() { format!("tap.{i}") } else { format!("head.{i}") };
     }
     g.tensors = g.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+    g.input_name = "tap.0".into();
     g.outputs[0].name = "mask".into();
     Ok(g)
 }
@@ -190,15 +220,16 @@ pub fn augment(img: &Image, rng: &mut Rng) -> Image {
     Image { width: cw, height: ch, data }
 }
 
-/// Training pairs: backbone tap features (NCHW) and teacher targets on the head's output grid,
-/// with a validity weight per target pixel.
+/// Training pairs: backbone tap features (NCHW, one set per tap) and teacher targets on the
+/// head's output grid, with a validity weight per target pixel.
 pub struct Samples {
     pub n: usize,
-    /// `[c, h, w]` of one sample's features.
-    pub feature_shape: [usize; 3],
+    /// Per tap, `[c, h, w]` of one sample's features.
+    pub feature_shapes: Vec<[usize; 3]>,
     /// `[c, h, w]` of one sample's targets.
     pub target_shape: [usize; 3],
-    pub features: Vec<f32>,
+    /// Per tap, every sample's features.
+    pub features: Vec<Vec<f32>>,
     pub targets: Vec<f32>,
     /// `[h, w]` per sample.
     pub weights: Vec<f32>,
@@ -206,9 +237,9 @@ pub struct Samples {
 
 /// The backbone and the teacher as the distillation runs them.
 pub struct Models {
-    /// The backbone with its tap as node `tap`.
+    /// The backbone, and the nodes of its taps.
     pub backbone: std::sync::Arc<Plan>,
-    pub tap: usize,
+    pub taps: Vec<usize>,
     pub teacher: std::sync::Arc<Plan>,
     /// The teacher's output node.
     pub teacher_node: usize,
@@ -230,14 +261,14 @@ fn nhwc_to_nchw(v: &[f32], s: Shape) -> Vec<f32> {
 pub fn samples(models: &Models, frames: &[&Image], copies: usize, rng: &mut Rng) -> Result<Samples> {
     let mut backbone = Session::new(models.backbone.clone(), SessionOptions::default())?;
     let mut teacher = Session::new(models.teacher.clone(), SessionOptions::default())?;
-    let fs = models.backbone.graph().nodes[models.tap].shape;
+    let fs: Vec<Shape> = models.taps.iter().map(|&t| models.backbone.graph().nodes[t].shape).collect();
     let ts = models.teacher.graph().nodes[models.teacher_node].shape;
     let (gh, gw) = models.grid;
     let mut out = Samples {
         n: 0,
-        feature_shape: [fs.c, fs.h, fs.w],
+        feature_shapes: fs.iter().map(|s| [s.c, s.h, s.w]).collect(),
         target_shape: [ts.c, gh, gw],
-        features: Vec::new(),
+        features: vec![Vec::new(); fs.len()],
         targets: Vec::new(),
         weights: Vec::new(),
     };
@@ -250,7 +281,9 @@ pub fn samples(models: &Models, frames: &[&Image], copies: usize, rng: &mut Rng)
             let bmap = models.backbone.frame_map(v.width, v.height);
             let tmap = models.teacher.frame_map(v.width, v.height);
             let (t, w) = resample(teacher.activation(models.teacher_node), ts, &tmap, gh, gw, &bmap);
-            out.features.extend(nhwc_to_nchw(backbone.activation(models.tap), fs));
+            for (k, (&tap, &s)) in models.taps.iter().zip(&fs).enumerate() {
+                out.features[k].extend(nhwc_to_nchw(backbone.activation(tap), s));
+            }
             out.targets.extend(nhwc_to_nchw(&t, Shape::new(gh, gw, ts.c)));
             out.weights.extend(w);
             out.n += 1;
@@ -265,17 +298,19 @@ impl Samples {
     /// Writes the pairs to `path` (safetensors; `key` identifies what they were computed from).
     pub fn save(&self, path: &Path, key: &str) -> Result<()> {
         let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let (f, t, w) = (bytes(&self.features), bytes(&self.targets), bytes(&self.weights));
-        let [fc, fh, fw] = self.feature_shape;
+        let f: Vec<Vec<u8>> = self.features.iter().map(|f| bytes(f)).collect();
+        let (t, w) = (bytes(&self.targets), bytes(&self.weights));
         let [tc, th, tw] = self.target_shape;
         fn view(d: &[u8], s: Vec<usize>) -> Result<safetensors::tensor::TensorView<'_>> {
             safetensors::tensor::TensorView::new(Dtype::F32, s, d).map_err(to_input)
         }
-        let views = vec![
-            ("features".to_string(), view(&f, vec![self.n, fc, fh, fw])?),
+        let mut views = vec![
             ("targets".to_string(), view(&t, vec![self.n, tc, th, tw])?),
             ("weights".to_string(), view(&w, vec![self.n, th, tw])?),
         ];
+        for (k, (f, &[c, h, w])) in f.iter().zip(&self.feature_shapes).enumerate() {
+            views.push((format!("features.{k}"), view(f, vec![self.n, c, h, w])?));
+        }
         let data = safetensors::serialize(views, Some(HashMap::from([(Self::KEY.to_string(), key.to_string())])))
             .map_err(to_input)?;
         framecache::files::write_atomic(path, &data).map_err(|source| Error::Io { path: path.into(), source })
@@ -294,30 +329,34 @@ impl Samples {
             let v = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             Some((t.shape().to_vec(), v))
         };
-        let (fs, features) = read("features")?;
         let (ts, targets) = read("targets")?;
         let (_, weights) = read("weights")?;
-        Some(Self {
-            n: fs[0],
-            feature_shape: [fs[1], fs[2], fs[3]],
-            target_shape: [ts[1], ts[2], ts[3]],
-            features,
-            targets,
-            weights,
-        })
+        let (mut feature_shapes, mut features) = (Vec::new(), Vec::new());
+        while let Some((s, f)) = read(&format!("features.{}", features.len())) {
+            feature_shapes.push([s[1], s[2], s[3]]);
+            features.push(f);
+        }
+        Some(Self { n: ts[0], feature_shapes, target_shape: [ts[1], ts[2], ts[3]], features, targets, weights })
     }
 
-    fn batch(&self, ids: &[usize], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+    /// The feeds (one per tap, as node `k`) and the targets and weights of samples `ids`.
+    fn batch(&self, ids: &[usize], device: &Device) -> Result<(Vec<(usize, Tensor)>, Tensor, Tensor)> {
         let per = |s: [usize; 3]| s[0] * s[1] * s[2];
-        let (fl, tl) = (per(self.feature_shape), per(self.target_shape));
+        let tl = per(self.target_shape);
         let wl = self.target_shape[1] * self.target_shape[2];
         let pick =
             |v: &[f32], len: usize| ids.iter().flat_map(|&i| v[i * len..(i + 1) * len].iter().copied()).collect();
-        let [fc, fh, fw] = self.feature_shape;
         let [tc, th, tw] = self.target_shape;
         let n = ids.len();
+        let feeds = self
+            .features
+            .iter()
+            .zip(&self.feature_shapes)
+            .enumerate()
+            .map(|(k, (f, &[c, h, w]))| Ok((k, Tensor::from_vec(pick(f, c * h * w), (n, c, h, w), device)?)))
+            .collect::<Result<_>>()?;
         Ok((
-            Tensor::from_vec(pick(&self.features, fl), (n, fc, fh, fw), device)?,
+            feeds,
             Tensor::from_vec(pick(&self.targets, tl), (n, tc, th, tw), device)?,
             Tensor::from_vec(pick(&self.weights, wl), (n, 1, th, tw), device)?,
         ))
@@ -384,8 +423,8 @@ pub fn fit(
         }
         let mut sum = 0.0;
         for (k, ids) in order.chunks(batch).enumerate() {
-            let (x, t, w) = samples.batch(ids, net.device())?;
-            let y = net.forward(&[(0, x)], &[out])?.remove(0);
+            let (feeds, t, w) = samples.batch(ids, net.device())?;
+            let y = net.forward(&feeds, &[out])?.remove(0);
             let l = loss(&y, &t, &w, probabilities)?;
             opt.backward_step(&l)?;
             let l = l.to_scalar::<f32>()?;
@@ -406,6 +445,9 @@ pub struct ClipMetrics {
     pub frames_with_mask: usize,
     /// Mean mask IoU over those frames (`None` when there are none).
     pub mean_iou: Option<f64>,
+    /// The same for the teacher's own mask sampled onto the head's grid and back: what a
+    /// head that reproduced the teacher perfectly at its resolution would score.
+    pub grid_ceiling_iou: Option<f64>,
     /// Teacher and student mask cover, averaged over all frames.
     pub teacher_cover: f64,
     pub student_cover: f64,
@@ -419,7 +461,7 @@ pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, 
     let mut t = Session::new(models.teacher.clone(), SessionOptions::default())?;
     let ts = models.teacher.graph().nodes[models.teacher_node].shape;
     let ss = student.graph().nodes[output].shape;
-    let (mut ious, mut tc, mut sc) = (Vec::new(), 0.0, 0.0);
+    let (mut ious, mut ceiling, mut tc, mut sc) = (Vec::new(), Vec::new(), 0.0, 0.0);
     for img in &clip.frames {
         s.run_full(&img.frame())?;
         t.run_full(&img.frame())?;
@@ -427,20 +469,16 @@ pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, 
         let tmap = models.teacher.frame_map(img.width, img.height);
         let (pred, valid) = resample(s.activation(output), ss, &smap, ts.h, ts.w, &tmap);
         let teacher = t.activation(models.teacher_node);
-        let (mut inter, mut union, mut t_on, mut s_on) = (0usize, 0usize, 0usize, 0usize);
-        for p in 0..ts.pixels() {
-            let a = teacher[p * ts.c] >= 0.5;
-            let b = valid[p] > 0.0 && pred[p * ts.c] >= 0.5;
-            inter += (a && b) as usize;
-            union += (a || b) as usize;
-            t_on += a as usize;
-            s_on += b as usize;
-        }
+        let (coarse, _) = resample(teacher, ts, &tmap, ss.h, ss.w, &smap);
+        let (round_trip, _) = resample(&coarse, Shape::new(ss.h, ss.w, ts.c), &smap, ts.h, ts.w, &tmap);
+        let (iou, t_on, s_on) = mask_iou(teacher, &pred, &valid, ts.c);
+        let (best, _, _) = mask_iou(teacher, &round_trip, &valid, ts.c);
         let px = ts.pixels() as f64;
         tc += t_on as f64 / px;
         sc += s_on as f64 / px;
         if t_on as f64 >= 0.01 * px {
-            ious.push(inter as f64 / union.max(1) as f64);
+            ious.push(iou);
+            ceiling.push(best);
         }
     }
     let n = clip.frames.len().max(1) as f64;
@@ -448,26 +486,50 @@ pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, 
         clip: clip.name.clone(),
         frames: clip.frames.len(),
         frames_with_mask: ious.len(),
-        mean_iou: (!ious.is_empty()).then(|| ious.iter().sum::<f64>() / ious.len() as f64),
+        mean_iou: mean(&ious),
+        grid_ceiling_iou: mean(&ceiling),
         teacher_cover: tc / n,
         student_cover: sc / n,
     })
 }
 
-/// The backbone `graph` (imported, with `preprocess`) with `head` attached at node `tap`, and
-/// the head's output node.
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// IoU of the masks (channel 0 at probability 0.5) of `teacher` and `pred` (where `valid`),
+/// and the pixels each covers.
+fn mask_iou(teacher: &[f32], pred: &[f32], valid: &[f32], c: usize) -> (f64, usize, usize) {
+    let (mut inter, mut union, mut t_on, mut s_on) = (0usize, 0usize, 0usize, 0usize);
+    for p in 0..valid.len() {
+        let a = teacher[p * c] >= 0.5;
+        let b = valid[p] > 0.0 && pred[p * c] >= 0.5;
+        inter += (a && b) as usize;
+        union += (a || b) as usize;
+        t_on += a as usize;
+        s_on += b as usize;
+    }
+    (inter as f64 / union.max(1) as f64, t_on, s_on)
+}
+
+/// The backbone `graph` (imported, with `preprocess`) with `head` attached at nodes `taps`,
+/// and the head's output node.
 pub fn attach(
     mut graph: Graph,
     preprocess: Preprocess,
     head: Graph,
-    tap: usize,
+    taps: &[usize],
 ) -> Result<(std::sync::Arc<Plan>, usize)> {
-    let want = head.input_shape();
-    let got = graph.nodes[tap].shape;
-    if want != got {
-        return Err(Error::Input(format!("the head reads {want}, the tap is {got}")));
+    if head.inputs() != taps.len() {
+        return Err(Error::Input(format!("the head reads {} inputs, {} taps feed it", head.inputs(), taps.len())));
     }
-    let k = graph.attach(head, tap)[0];
+    for (j, &t) in taps.iter().enumerate() {
+        let (want, got) = (head.nodes[j].shape, graph.nodes[t].shape);
+        if want != got {
+            return Err(Error::Input(format!("the head's input {j} is {want}, its tap is {got}")));
+        }
+    }
+    let k = graph.attach(head, taps)[0];
     let node = graph.outputs[k].node;
     Ok((Plan::new(graph, preprocess)?, node))
 }

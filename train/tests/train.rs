@@ -30,9 +30,9 @@ fn a_student_learns_a_linear_teacher() {
     }
     let samples = Samples {
         n,
-        feature_shape: [c, h, w],
+        feature_shapes: vec![[c, h, w]],
         target_shape: [out, h, w],
-        features,
+        features: vec![features],
         targets,
         weights: vec![1.0; n * h * w],
     };
@@ -58,7 +58,7 @@ fn a_student_learns_a_linear_teacher() {
 fn a_head_runs_in_the_engine_as_in_candle_and_through_its_file() {
     let mut rng = Rng::new(11);
     let head =
-        build_head(Shape::new(10, 14, 3), 1, Activation::Sigmoid, HeadSpec { channels: 8, upsample: 2 }, &mut rng)
+        build_head(&[Shape::new(10, 14, 3)], 1, Activation::Sigmoid, HeadSpec { channels: 8, upsample: 2 }, &mut rng)
             .unwrap();
     let pixels: Vec<u8> = (0..14 * 10 * 3).map(|i| (i * 53 % 256) as u8).collect();
     let frame = Frame::rgb(14, 10, &pixels);
@@ -82,4 +82,39 @@ fn a_head_runs_in_the_engine_as_in_candle_and_through_its_file() {
             .unwrap();
     let (again, _) = run(loaded);
     assert!(again.iter().zip(&engine).all(|(a, b)| a.to_bits() == b.to_bits()), "the file changed the head");
+}
+
+/// A head on two taps (context at stride 4, detail at stride 2) of a small backbone, attached
+/// by the engine and written through its file: the engine's output equals candle's forward
+/// from the taps' values.
+#[test]
+fn a_two_tap_head_attached_to_a_backbone_equals_candle() {
+    let mut rng = Rng::new(5);
+    let mut b = GraphBuilder::new(16, 24, 3);
+    let s2 = Window { kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pad: [1; 4] };
+    let mut w = || rng.range(-0.5, 0.5);
+    let fine = b.conv(0, 6, s2, 1, Activation::Relu, &mut w).unwrap();
+    let coarse = b.conv(fine, 10, s2, 1, Activation::Relu, &mut w).unwrap();
+    b.output(coarse);
+    let backbone = b.build();
+    let shapes = [backbone.nodes[coarse].shape, backbone.nodes[fine].shape];
+    let spec = HeadSpec { channels: 8, upsample: 1 };
+    let head = build_head(&shapes, 1, Activation::Sigmoid, spec, &mut rng).unwrap();
+    assert_eq!(head.inputs(), 2);
+    let bytes = framecache::import::graph_file::to_bytes(&head, "test").unwrap();
+    let loaded =
+        framecache::import::load_model_bytes(&bytes, std::path::Path::new("h.safetensors"), Default::default())
+            .unwrap();
+    let (plan, out) =
+        framecache_train::distill::attach(backbone, Preprocess::default(), loaded, &[coarse, fine]).unwrap();
+    let pixels: Vec<u8> = (0..24 * 16 * 3).map(|i| (i * 29 % 256) as u8).collect();
+    let mut s = Session::new(plan.clone(), SessionOptions::default()).unwrap();
+    s.run_full(&Frame::rgb(24, 16, &pixels)).unwrap();
+    let feed = |n: usize| from_nhwc(s.activation(n), plan.graph().nodes[n].shape, &Device::Cpu).unwrap();
+    let net = Net::new(head.clone(), &Device::Cpu).unwrap();
+    let y = net.forward(&[(0, feed(coarse)), (1, feed(fine))], &[head.outputs[0].node]).unwrap().remove(0);
+    let candle = to_nhwc(&y).unwrap();
+    assert_eq!(candle.len(), plan.graph().nodes[out].shape.len());
+    let worst = candle.iter().zip(s.activation(out)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "candle and the engine differ by {worst}");
 }

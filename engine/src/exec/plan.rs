@@ -55,6 +55,13 @@ impl Plan {
     ) -> Result<Self> {
         graph.validate()?;
         let input = graph.input_shape();
+        if graph.inputs() > 1 {
+            return Err(Error::InvalidModel {
+                node: graph.nodes[1].name.clone(),
+                op: "input".into(),
+                reason: format!("{} inputs: a head's graph runs attached at taps of a backbone", graph.inputs()),
+            });
+        }
         if input.c != 3 || !matches!(graph.nodes[0].op, Op::Input) {
             return Err(Error::InvalidModel {
                 node: graph.input_name.clone(),

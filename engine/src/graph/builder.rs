@@ -16,6 +16,11 @@ impl GraphBuilder {
         Self { nodes: vec![input], outputs: vec![] }
     }
 
+    /// One more input (a head's graph reads one per tap); inputs come before every op.
+    pub fn input(&mut self, h: usize, w: usize, c: usize) -> Result<usize> {
+        self.push(Op::Input, vec![], Shape::new(h, w, c))
+    }
+
     pub fn shape(&self, id: usize) -> Shape {
         self.nodes[id].shape
     }

@@ -95,8 +95,9 @@ pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
     let s = node.shape;
     let expected = match &node.op {
         Op::Input => {
-            if !earlier.is_empty() {
-                return Err("only node 0 may be the input".into());
+            // A head's graph may have several inputs (one per tap), all before any op.
+            if earlier.iter().any(|n| !matches!(n.op, Op::Input)) {
+                return Err("an input after an op: inputs come first".into());
             }
             s
         }

@@ -583,13 +583,20 @@ impl Graph {
         self.nodes.iter().map(|n| n.macs(self)).sum()
     }
 
-    /// Appends `head`, a graph whose input is fed by node `at` of this graph (same shape; the
-    /// caller checks), and returns the indices of its outputs in `self.outputs`. Tensor names
-    /// already present keep their node.
-    pub fn attach(&mut self, head: Graph, at: usize) -> Vec<usize> {
-        let offset = self.nodes.len() - 1;
-        let map = |j: usize| if j == 0 { at } else { j + offset };
-        for mut node in head.nodes.into_iter().skip(1) {
+    /// The number of input nodes: 1 for a model, one per tap for a head's graph (they come
+    /// first).
+    pub fn inputs(&self) -> usize {
+        self.nodes.iter().take_while(|n| matches!(n.op, Op::Input)).count()
+    }
+
+    /// Appends `head`, a graph whose inputs are fed by nodes `at` of this graph (one per input,
+    /// same shapes; the caller checks), and returns the indices of its outputs in
+    /// `self.outputs`. Tensor names already present keep their node.
+    pub fn attach(&mut self, head: Graph, at: &[usize]) -> Vec<usize> {
+        let k = at.len();
+        let offset = self.nodes.len() - k;
+        let map = |j: usize| if j < k { at[j] } else { j + offset };
+        for mut node in head.nodes.into_iter().skip(k) {
             node.inputs.iter_mut().for_each(|j| *j = map(*j));
             self.nodes.push(node);
         }

@@ -1,8 +1,8 @@
 //! The graph file: a graph in the engine's own IR, written by the engine itself (a head that
 //! `framecache distill` trained), in one safetensors file.
 //!
-//! - Metadata key `framecache.graph`: a TOML [`Manifest`]: the input (name and `[h, w, c]`
-//!   shape), the nodes in topological order (each with its name, the names of its inputs, its
+//! - Metadata key `framecache.graph`: a TOML [`Manifest`]: the inputs (name and `[h, w, c]`
+//!   shape; a head attached at several taps has one per tap), the nodes in topological order (each with its name, the names of its inputs, its
 //!   output shape and its op with every attribute), and the outputs.
 //! - Tensors, `F32`, flat, in the engine's own layouts ([`crate::graph::Conv::weights`]):
 //!   `N.weight` and `N.bias` of each weighted node `N` (see [`OpSpec`]).
@@ -41,7 +41,8 @@ pub struct Manifest {
     /// Free text: what made the file (for example the `distill` command line).
     #[serde(default)]
     pub description: String,
-    pub input: InputSpec,
+    /// One input, or one per tap for a head that reads several.
+    pub input: Vec<InputSpec>,
     pub outputs: Vec<OutputSpec>,
     pub node: Vec<NodeSpec>,
 }
@@ -232,7 +233,8 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Tensors)> {
     }
     let mut nodes = Vec::new();
     let mut tensors = Vec::new();
-    for node in &graph.nodes[1..] {
+    let inputs = graph.inputs();
+    for node in &graph.nodes[inputs..] {
         if node.op.residual().is_some() {
             return Err(unsupported(node, "a fused residual add (write the graph before fusion)"));
         }
@@ -298,12 +300,14 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Tensors)> {
         let shape = [node.shape.h, node.shape.w, node.shape.c];
         nodes.push(NodeSpec { name: node.name.clone(), inputs, shape, op });
     }
-    let input = &graph.nodes[0];
     let manifest = Manifest {
         format: FORMAT.into(),
         version: VERSION,
         description: description.into(),
-        input: InputSpec { name: input.name.clone(), shape: [input.shape.h, input.shape.w, input.shape.c] },
+        input: graph.nodes[..inputs]
+            .iter()
+            .map(|n| InputSpec { name: n.name.clone(), shape: [n.shape.h, n.shape.w, n.shape.c] })
+            .collect(),
         outputs: graph
             .outputs
             .iter()
@@ -351,11 +355,20 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
         )));
     }
     let file = SafeTensors::deserialize(bytes).map_err(|e| Error::model_file(path, "not a safetensors file", e))?;
-    let [h, w, c] = manifest.input.shape;
-    let input = Node { name: manifest.input.name.clone(), op: Op::Input, inputs: vec![], shape: Shape::new(h, w, c) };
-    check_node(&[], &input).map_err(|reason| bad(format!("input {}: {reason}", manifest.input.name)))?;
-    let mut nodes = vec![input];
-    let mut ids = HashMap::from([(manifest.input.name.clone(), 0usize)]);
+    if manifest.input.is_empty() {
+        return Err(bad("no input".into()));
+    }
+    let mut nodes = Vec::new();
+    let mut ids = HashMap::new();
+    for input in &manifest.input {
+        let [h, w, c] = input.shape;
+        let node = Node { name: input.name.clone(), op: Op::Input, inputs: vec![], shape: Shape::new(h, w, c) };
+        check_node(&nodes, &node).map_err(|reason| bad(format!("input {}: {reason}", input.name)))?;
+        if ids.insert(input.name.clone(), nodes.len()).is_some() {
+            return Err(bad(format!("two inputs named {}", input.name)));
+        }
+        nodes.push(node);
+    }
     for spec in &manifest.node {
         let invalid = |reason: String| Error::InvalidModel { node: spec.name.clone(), op: kind(&spec.op), reason };
         let inputs = spec
@@ -458,7 +471,7 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
     for o in &outputs {
         tensors.entry(o.name.clone()).or_insert(o.node);
     }
-    Ok(Graph { input_name: manifest.input.name, nodes, outputs, tensors })
+    Ok(Graph { input_name: manifest.input[0].name.clone(), nodes, outputs, tensors })
 }
 
 /// The op's kind as the manifest names it, for errors.

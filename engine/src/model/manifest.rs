@@ -45,6 +45,23 @@ pub enum DecoderKind {
     Raw,
 }
 
+/// The backbone tensors that feed a head's own model: one, or one per input.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Taps {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Taps {
+    pub fn names(&self) -> &[String] {
+        match self {
+            Taps::One(t) => std::slice::from_ref(t),
+            Taps::Many(t) => t,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadManifest {
@@ -56,9 +73,10 @@ pub struct HeadManifest {
     pub rate: u32,
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// A separate ONNX file for this head, and the backbone tensor that feeds its input.
+    /// A separate model file for this head (ONNX, or a graph file that `distill` wrote), and
+    /// the backbone tensor that feeds its input (a list for a head with several inputs).
     pub model: Option<PathBuf>,
-    pub input: Option<String>,
+    pub input: Option<Taps>,
     // classify
     pub labels: Option<PathBuf>,
     pub top_k: Option<usize>,
@@ -219,17 +237,29 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], group: &[(usize, &BackboneM
                     )
                 })?;
                 let head = crate::import::load_model(&head_path, Default::default())?;
-                let tap = *graph.tensors.get(input).ok_or_else(|| unknown(hfield("input"), input, &model))?;
-                let (want, got) = (head.input_shape(), graph.nodes[tap].shape);
-                if want != got {
-                    return Err(Error::HeadShape {
-                        head: h.name.clone(),
-                        tap: input.clone(),
-                        expected: vec![1, want.c, want.h, want.w],
-                        got: vec![1, got.c, got.h, got.w],
-                    });
+                let names = input.names();
+                if names.len() != head.inputs() {
+                    return Err(err(
+                        hfield("input"),
+                        format!("{names:?}"),
+                        format!("{} has {} inputs: name one tap for each", head_path.display(), head.inputs()),
+                    ));
                 }
-                let attached = graph.attach(head, tap);
+                let mut taps = Vec::with_capacity(names.len());
+                for (j, name) in names.iter().enumerate() {
+                    let tap = *graph.tensors.get(name).ok_or_else(|| unknown(hfield("input"), name, &model))?;
+                    let (want, got) = (head.nodes[j].shape, graph.nodes[tap].shape);
+                    if want != got {
+                        return Err(Error::HeadShape {
+                            head: h.name.clone(),
+                            tap: name.clone(),
+                            expected: vec![1, want.c, want.h, want.w],
+                            got: vec![1, got.c, got.h, got.w],
+                        });
+                    }
+                    taps.push(tap);
+                }
+                let attached = graph.attach(head, &taps);
                 h.outputs
                     .iter()
                     .map(|o| {

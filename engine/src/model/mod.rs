@@ -128,7 +128,7 @@ fn merge_group(mut group: Vec<Backbone>) -> Result<Backbone> {
         };
         let offset = graph.nodes.len() - 1;
         let map = |j: usize| if j == 0 { at } else { j + offset };
-        let outputs = graph.attach(b.plan.graph().clone(), at);
+        let outputs = graph.attach(b.plan.graph().clone(), &[at]);
         taps.extend(backbone_nodes(&b.plan).into_iter().map(map));
         parts.extend(
             b.plan
