@@ -12,8 +12,15 @@ use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
 pub type Target = fn(&[u8]);
 
 /// The targets by name (the folder names under `fuzz/corpus/`).
-pub const TARGETS: [(&str, Target); 6] =
-    [("onnx", onnx), ("tflite", tflite), ("y4m", y4m), ("png_clip", png_clip), ("toml", toml), ("abi_push", abi_push)];
+pub const TARGETS: [(&str, Target); 7] = [
+    ("onnx", onnx),
+    ("tflite", tflite),
+    ("graph_file", graph_file),
+    ("y4m", y4m),
+    ("png_clip", png_clip),
+    ("toml", toml),
+    ("abi_push", abi_push),
+];
 
 /// Work bounds that keep one execution fast: the limits themselves are the engine's, checked
 /// before allocation; a model within them may still be slow to run, so run only small ones.
@@ -35,6 +42,17 @@ pub fn tflite(data: &[u8]) {
         return;
     }
     let Ok(graph) = framecache::import::load_model_bytes(data, path, options) else { return };
+    run_small(graph);
+}
+
+/// The graph file reader (a distilled head's file), then as [`onnx`] (a graph whose input is an
+/// image runs; a head's graph is refused by the plan).
+pub fn graph_file(data: &[u8]) {
+    if !framecache::import::graph_file::is_graph_file(data) {
+        return;
+    }
+    let path = std::path::Path::new("fuzz.safetensors");
+    let Ok(graph) = framecache::import::load_model_bytes(data, path, Default::default()) else { return };
     run_small(graph);
 }
 
