@@ -45,6 +45,9 @@ proptest! {
     }
 }
 
+/// A change to a graph file's manifest.
+type Edit = dyn Fn(&mut graph_file::Manifest);
+
 /// A small graph's file, with its manifest rewritten by `edit`.
 fn forged(edit: impl Fn(&mut graph_file::Manifest)) -> Vec<u8> {
     let graph = common::build(12, 12, &[], 7);
@@ -68,7 +71,7 @@ fn damaged_and_forged_graph_files_are_clear_errors() {
     for n in (0..bytes.len()).step_by(97) {
         assert!(load(&bytes[..n]).is_err(), "a file cut at {n} bytes loaded");
     }
-    let cases: Vec<(&str, Box<dyn Fn(&mut graph_file::Manifest)>, &str)> = vec![
+    let cases: Vec<(&str, Box<Edit>, &str)> = vec![
         ("version", Box::new(|m| m.version = 99), "version 99"),
         ("input size", Box::new(|m| m.input[0].shape = [1 << 40, 1 << 40, 3]), "input"),
         ("no input", Box::new(|m| m.input.clear()), "no input"),

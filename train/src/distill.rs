@@ -340,7 +340,7 @@ impl Samples {
     }
 
     /// The feeds (one per tap, as node `k`) and the targets and weights of samples `ids`.
-    fn batch(&self, ids: &[usize], device: &Device) -> Result<(Vec<(usize, Tensor)>, Tensor, Tensor)> {
+    fn batch(&self, ids: &[usize], device: &Device) -> Result<Batch> {
         let per = |s: [usize; 3]| s[0] * s[1] * s[2];
         let tl = per(self.target_shape);
         let wl = self.target_shape[1] * self.target_shape[2];
@@ -362,6 +362,9 @@ impl Samples {
         ))
     }
 }
+
+/// A batch: the feeds (node, features) and the targets and weights.
+type Batch = (Vec<(usize, Tensor)>, Tensor, Tensor);
 
 fn to_input(e: impl std::fmt::Display) -> Error {
     Error::Input(e.to_string())
