@@ -316,7 +316,8 @@ pub fn run(args: DistillArgs) -> Result<()> {
         "teacher": args.teacher, "teacher_output": teacher_out.name, "backbone": args.backbone, "tap": args.tap,
         "fit": args.fit, "head": spec, "head_macs": head_macs, "teacher_macs": teacher.plan.total_macs(),
         "train_clips": train.iter().map(|c| &c.name).collect::<Vec<_>>(), "samples": samples.n,
-        "stride": args.stride, "copies": args.copies, "fit_options": options, "epochs": args.epochs,
+        "stride": args.stride, "copies": args.copies,
+        "fit_options": FitOptions { epochs: args.epochs, ..options },
         "loss": curve, "train_seconds": train_secs, "total_seconds": started.elapsed().as_secs_f64(),
         "holdout": metrics,
     });
