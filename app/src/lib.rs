@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod cli;
 pub mod clip;
 pub mod demo;
+#[cfg(feature = "train")]
 pub mod distill;
 pub mod inspect;
 pub mod model;

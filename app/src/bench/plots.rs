@@ -303,6 +303,7 @@ fn frontier(sorted: &[(f64, f64)]) -> Vec<(f64, f64)> {
 }
 
 /// The mean training loss per epoch (`framecache distill`).
+#[cfg(feature = "train")]
 pub fn loss_curve(path: &Path, loss: &[f32]) -> Result<()> {
     register_fonts()?;
     let max = loss.iter().copied().fold(0.0f32, f32::max).max(1e-6) as f64 * 1.05;
