@@ -133,15 +133,13 @@ fn float_weights(c: &Conv) -> Vec<f32> {
     match &c.quant {
         None => c.weights.clone(),
         Some(q) => {
+            // Per group, rows of `cout / groups` weights; each column is one output channel.
             let cout_g = c.cout / c.groups;
+            let per_group = q.weights.len() / c.groups;
             q.weights
                 .iter()
                 .enumerate()
-                .map(|(i, &w)| {
-                    let rows_per_group = q.weights.len() / c.groups / cout_g;
-                    let g = i / (rows_per_group * cout_g);
-                    w as f32 * q.weight_scale[g * cout_g + i % cout_g]
-                })
+                .map(|(i, &w)| w as f32 * q.weight_scale[i / per_group * cout_g + i % cout_g])
                 .collect()
         }
     }

@@ -118,3 +118,48 @@ fn a_two_tap_head_attached_to_a_backbone_equals_candle() {
     let worst = candle.iter().zip(s.activation(out)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(worst < 1e-5, "candle and the engine differ by {worst}");
 }
+
+/// An int8 convolution (a grouped one, so the per-group scales are exercised) runs in candle
+/// as fake quantization: the same values as the engine's integer kernel, within float
+/// rounding.
+#[test]
+fn an_int8_convolution_runs_in_candle_as_in_the_engine() {
+    let mut rng = Rng::new(9);
+    let mut b = GraphBuilder::new(9, 11, 3);
+    let k3 = Window { kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pad: [1; 4] };
+    let x = b.conv(0, 8, k3, 1, Activation::Identity, &mut || rng.range(-1.0, 1.0)).unwrap();
+    let y = b.conv(x, 16, k3, 2, Activation::Relu, &mut || rng.range(-0.5, 0.5)).unwrap();
+    b.output(y);
+    let mut g = b.build();
+    let framecache::graph::Op::Conv(conv) = &mut g.nodes[y].op else { panic!("not a conv") };
+    let cout_g = conv.cout / conv.groups;
+    let per_group = conv.weights.len() / conv.groups;
+    let mut scale = vec![0.0f32; conv.cout];
+    for (i, w) in conv.weights.iter().enumerate() {
+        let co = i / per_group * cout_g + i % cout_g;
+        scale[co] = scale[co].max(w.abs() / 127.0);
+    }
+    let weights: Vec<i8> = conv
+        .weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w / scale[i / per_group * cout_g + i % cout_g]).round() as i8)
+        .collect();
+    conv.quant = Some(Box::new(framecache::graph::ConvQuant {
+        input_scale: 0.05,
+        input_zero: 100,
+        weight_scale: scale,
+        weights,
+    }));
+    let pixels: Vec<u8> = (0..11 * 9 * 3).map(|i| (i * 71 % 256) as u8).collect();
+    let mut s = Session::new(Plan::new(g.clone(), Preprocess::default()).unwrap(), SessionOptions::default()).unwrap();
+    s.run_full(&Frame::rgb(11, 9, &pixels)).unwrap();
+    let engine = s.activation(y).to_vec();
+    let net = Net::new(g.clone(), &Device::Cpu).unwrap();
+    let input = from_nhwc(s.activation(0), g.input_shape(), &Device::Cpu).unwrap();
+    let out = net.forward(&[(0, input)], &[y]).unwrap().remove(0);
+    let candle = to_nhwc(&out).unwrap();
+    let scale = engine.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let worst = candle.iter().zip(&engine).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(scale > 0.1 && worst <= 1e-4 * scale, "candle and the engine differ by {worst} (scale {scale})");
+}
