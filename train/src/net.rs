@@ -57,15 +57,15 @@ fn unsupported(node: &Node, reason: impl Into<String>) -> Error {
     Error::Unsupported { node: node.name.clone(), op: node.op.name().into(), reason: reason.into() }
 }
 
-/// A convolution's weights as candle lays them out: `[cout, cin / groups, kh, kw]`, or for a
-/// depthwise convolution the engine's own `[kh * kw, c]`.
-fn conv_to_candle(c: &Conv, weights: &[f32]) -> (Vec<f32>, Vec<usize>) {
+/// A convolution's weights between the engine's layout and candle's (`to_candle`):
+/// `[cout, cin / groups, kh, kw]`; a depthwise convolution keeps the engine's own `[kh * kw, c]`.
+fn conv_layout(c: &Conv, v: &[f32], to_candle: bool) -> Vec<f32> {
     let w = &c.window;
     if c.is_depthwise() {
-        return (weights.to_vec(), vec![w.kh * w.kw, c.cout]);
+        return v.to_vec();
     }
     let (cin_g, cout_g) = (c.cin / c.groups, c.cout / c.groups);
-    let mut out = vec![0.0; weights.len()];
+    let mut out = vec![0.0; v.len()];
     for g in 0..c.groups {
         for ky in 0..w.kh {
             for kx in 0..w.kw {
@@ -73,37 +73,27 @@ fn conv_to_candle(c: &Conv, weights: &[f32]) -> (Vec<f32>, Vec<usize>) {
                     for co in 0..cout_g {
                         let e = (((g * w.kh + ky) * w.kw + kx) * cin_g + ci) * cout_g + co;
                         let k = (((g * cout_g + co) * cin_g + ci) * w.kh + ky) * w.kw + kx;
-                        out[k] = weights[e];
-                    }
-                }
-            }
-        }
-    }
-    (out, vec![c.cout, cin_g, w.kh, w.kw])
-}
-
-/// The inverse of [`conv_to_candle`].
-fn conv_from_candle(c: &Conv, candle: &[f32]) -> Vec<f32> {
-    let w = &c.window;
-    if c.is_depthwise() {
-        return candle.to_vec();
-    }
-    let (cin_g, cout_g) = (c.cin / c.groups, c.cout / c.groups);
-    let mut out = vec![0.0; candle.len()];
-    for g in 0..c.groups {
-        for ky in 0..w.kh {
-            for kx in 0..w.kw {
-                for ci in 0..cin_g {
-                    for co in 0..cout_g {
-                        let e = (((g * w.kh + ky) * w.kw + kx) * cin_g + ci) * cout_g + co;
-                        let k = (((g * cout_g + co) * cin_g + ci) * w.kh + ky) * w.kw + kx;
-                        out[e] = candle[k];
+                        if to_candle {
+                            out[k] = v[e];
+                        } else {
+                            out[e] = v[k];
+                        }
                     }
                 }
             }
         }
     }
     out
+}
+
+/// The candle shape of [`conv_layout`]'s weights.
+fn conv_shape(c: &Conv) -> Vec<usize> {
+    let w = &c.window;
+    if c.is_depthwise() {
+        vec![w.kh * w.kw, c.cout]
+    } else {
+        vec![c.cout, c.cin / c.groups, w.kh, w.kw]
+    }
 }
 
 /// `[ky][kx][ci][co]` → `[ci, co, kh, kw]` (candle's transposed-convolution layout), and back.
@@ -272,8 +262,7 @@ impl Net {
         };
         for (i, node) in graph.nodes.iter().enumerate() {
             let mut conv = |c: &Conv, part: ConvPart| -> Result<()> {
-                let (w, shape) = conv_to_candle(c, &float_weights(c));
-                add(i, Slot::Conv(part), false, w, shape)?;
+                add(i, Slot::Conv(part), false, conv_layout(c, &float_weights(c), true), conv_shape(c))?;
                 add(i, Slot::Conv(part), true, c.bias.clone(), vec![c.cout])
             };
             match &node.op {
@@ -528,7 +517,7 @@ impl Net {
         for (i, node) in graph.nodes.iter_mut().enumerate() {
             let conv = |c: &mut Conv, part: ConvPart| -> Result<()> {
                 if c.quant.is_none() {
-                    c.weights = conv_from_candle(c, &read(i, Slot::Conv(part), false)?);
+                    c.weights = conv_layout(c, &read(i, Slot::Conv(part), false)?, false);
                 }
                 c.bias = read(i, Slot::Conv(part), true)?;
                 c.packed.clear();
