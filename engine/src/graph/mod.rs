@@ -70,7 +70,9 @@ impl std::fmt::Display for Shape {
 }
 
 /// A pointwise activation, either standalone or fused into the op that produces its input.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+/// (Serialized as the graph file writes it: `{ kind = "clip", min = 0.0, max = 6.0 }`.)
+#[derive(Clone, Copy, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Activation {
     #[default]
     Identity,
@@ -307,7 +309,8 @@ pub enum PoolKind {
 }
 
 /// How output coordinates map to input coordinates in a resize.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CoordMode {
     HalfPixel,
     PytorchHalfPixel,
@@ -315,7 +318,8 @@ pub enum CoordMode {
     Asymmetric,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ResizeMode {
     /// Bilinear interpolation.
     Linear,

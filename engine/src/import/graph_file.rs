@@ -19,6 +19,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
+use super::manifested::{self, TensorBytes};
 use crate::error::{Error, Result};
 use crate::graph::{
     check_node, Activation, BinaryKind, Conv, ConvTranspose, CoordMode, Dense, Graph, GraphOutput, Node, Op, PoolKind,
@@ -103,60 +104,6 @@ impl From<WindowSpec> for Window {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ActivationSpec {
-    Identity,
-    Relu,
-    Clip { min: f32, max: f32 },
-    HardSigmoid { alpha: f32, beta: f32 },
-    HardSwish { alpha: f32, beta: f32 },
-    Sigmoid,
-}
-
-impl From<Activation> for ActivationSpec {
-    fn from(a: Activation) -> Self {
-        match a {
-            Activation::Identity => Self::Identity,
-            Activation::Relu => Self::Relu,
-            Activation::Clip { min, max } => Self::Clip { min, max },
-            Activation::HardSigmoid { alpha, beta } => Self::HardSigmoid { alpha, beta },
-            Activation::HardSwish { alpha, beta } => Self::HardSwish { alpha, beta },
-            Activation::Sigmoid => Self::Sigmoid,
-        }
-    }
-}
-
-impl From<ActivationSpec> for Activation {
-    fn from(a: ActivationSpec) -> Self {
-        match a {
-            ActivationSpec::Identity => Self::Identity,
-            ActivationSpec::Relu => Self::Relu,
-            ActivationSpec::Clip { min, max } => Self::Clip { min, max },
-            ActivationSpec::HardSigmoid { alpha, beta } => Self::HardSigmoid { alpha, beta },
-            ActivationSpec::HardSwish { alpha, beta } => Self::HardSwish { alpha, beta },
-            ActivationSpec::Sigmoid => Self::Sigmoid,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResizeModeSpec {
-    Linear,
-    Nearest,
-    NearestFloor,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CoordSpec {
-    HalfPixel,
-    PytorchHalfPixel,
-    AlignCorners,
-    Asymmetric,
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OpSpec {
@@ -164,12 +111,12 @@ pub enum OpSpec {
     Conv {
         window: WindowSpec,
         groups: usize,
-        activation: ActivationSpec,
+        activation: Activation,
     },
     /// Tensors `N.weight` (`[ky][kx][ci][co]`) and `N.bias`.
     ConvTranspose {
         window: WindowSpec,
-        activation: ActivationSpec,
+        activation: Activation,
     },
     MaxPool {
         window: WindowSpec,
@@ -180,17 +127,17 @@ pub enum OpSpec {
     },
     GlobalAvgPool,
     Resize {
-        mode: ResizeModeSpec,
-        coord: CoordSpec,
+        mode: ResizeMode,
+        coord: CoordMode,
     },
     Activation {
-        activation: ActivationSpec,
+        activation: Activation,
     },
     Add {
-        activation: ActivationSpec,
+        activation: Activation,
     },
     Mul {
-        activation: ActivationSpec,
+        activation: Activation,
     },
     /// Tensors `N.weight` (the scale) and `N.bias`.
     ChannelAffine,
@@ -208,20 +155,18 @@ pub enum OpSpec {
     },
     /// Tensors `N.weight` (`[ci][co]`) and `N.bias`.
     Dense {
-        activation: ActivationSpec,
+        activation: Activation,
     },
 }
 
 /// Whether `bytes` are a graph file: a safetensors header with the manifest key.
 pub fn is_graph_file(bytes: &[u8]) -> bool {
-    SafeTensors::read_metadata(bytes).is_ok_and(|(_, m)| m.metadata().as_ref().is_some_and(|m| m.contains_key(KEY)))
+    manifested::has_manifest(bytes, KEY)
 }
-
-type Tensors = Vec<(String, Vec<f32>)>;
 
 /// The manifest of `graph` and its tensors. Every node name must be unique, and the graph
 /// unfused (a fused residual add, a bottleneck or an int8 convolution is refused).
-fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Tensors)> {
+fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Vec<TensorBytes>)> {
     let unsupported = |node: &crate::graph::Node, what: &str| Error::InvalidModel {
         node: node.name.clone(),
         op: node.op.name().into(),
@@ -239,9 +184,8 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Tensors)> {
             return Err(unsupported(node, "a fused residual add (write the graph before fusion)"));
         }
         let mut weights = |w: &[f32], b: Option<&[f32]>| {
-            tensors.push((format!("{}.weight", node.name), w.to_vec()));
-            if let Some(b) = b {
-                tensors.push((format!("{}.bias", node.name), b.to_vec()));
+            for (suffix, v) in std::iter::once(("weight", w)).chain(b.map(|b| ("bias", b))) {
+                tensors.push((format!("{}.{suffix}", node.name), Dtype::F32, vec![v.len()], manifested::f32_bytes(v)));
             }
         };
         let op = match &node.op {
@@ -250,33 +194,21 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Tensors)> {
                     return Err(unsupported(node, "an int8 convolution"));
                 }
                 weights(&c.weights, Some(&c.bias));
-                OpSpec::Conv { window: c.window.into(), groups: c.groups, activation: c.activation.into() }
+                OpSpec::Conv { window: c.window.into(), groups: c.groups, activation: c.activation }
             }
             Op::ConvTranspose(c) => {
                 weights(&c.weights, Some(&c.bias));
-                OpSpec::ConvTranspose { window: c.window.into(), activation: c.activation.into() }
+                OpSpec::ConvTranspose { window: c.window.into(), activation: c.activation }
             }
             Op::Pool { kind: PoolKind::Max, window } => OpSpec::MaxPool { window: (*window).into() },
             Op::Pool { kind: PoolKind::Avg { count_include_pad }, window } => {
                 OpSpec::AvgPool { window: (*window).into(), count_include_pad: *count_include_pad }
             }
             Op::GlobalAvgPool => OpSpec::GlobalAvgPool,
-            Op::Resize { mode, coord } => OpSpec::Resize {
-                mode: match mode {
-                    ResizeMode::Linear => ResizeModeSpec::Linear,
-                    ResizeMode::Nearest { floor: false } => ResizeModeSpec::Nearest,
-                    ResizeMode::Nearest { floor: true } => ResizeModeSpec::NearestFloor,
-                },
-                coord: match coord {
-                    CoordMode::HalfPixel => CoordSpec::HalfPixel,
-                    CoordMode::PytorchHalfPixel => CoordSpec::PytorchHalfPixel,
-                    CoordMode::AlignCorners => CoordSpec::AlignCorners,
-                    CoordMode::Asymmetric => CoordSpec::Asymmetric,
-                },
-            },
-            Op::Unary(a) => OpSpec::Activation { activation: (*a).into() },
-            Op::Binary { kind: BinaryKind::Add, activation, .. } => OpSpec::Add { activation: (*activation).into() },
-            Op::Binary { kind: BinaryKind::Mul, activation, .. } => OpSpec::Mul { activation: (*activation).into() },
+            Op::Resize { mode, coord } => OpSpec::Resize { mode: *mode, coord: *coord },
+            Op::Unary(a) => OpSpec::Activation { activation: *a },
+            Op::Binary { kind: BinaryKind::Add, activation, .. } => OpSpec::Add { activation: *activation },
+            Op::Binary { kind: BinaryKind::Mul, activation, .. } => OpSpec::Mul { activation: *activation },
             Op::ChannelAffine { scale, bias } => {
                 weights(scale, Some(bias));
                 OpSpec::ChannelAffine
@@ -292,7 +224,7 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Tensors)> {
             Op::Permute { perm } => OpSpec::Permute { perm: *perm },
             Op::Dense(d) => {
                 weights(&d.weights, Some(&d.bias));
-                OpSpec::Dense { activation: d.activation.into() }
+                OpSpec::Dense { activation: d.activation }
             }
             Op::Input | Op::Bottleneck(_) => return Err(unsupported(node, &format!("a {} node", node.op.name()))),
         };
@@ -323,19 +255,7 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Tensors)> {
 pub fn to_bytes(graph: &Graph, description: &str) -> Result<Vec<u8>> {
     let invalid = |reason: String| Error::InvalidModel { node: "<graph file>".into(), op: "write".into(), reason };
     let (manifest, tensors) = describe(graph, description)?;
-    let text = toml::to_string(&manifest).map_err(|e| invalid(format!("cannot write the manifest: {e}")))?;
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, v), data)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, vec![v.len()], data)
-                .map(|t| (name.clone(), t))
-                .map_err(|e| invalid(format!("tensor {name}: {e}")))
-        })
-        .collect::<Result<_>>()?;
-    safetensors::serialize(views, Some(HashMap::from([(KEY.to_string(), text)])))
-        .map_err(|e| invalid(format!("cannot serialize the tensors: {e}")))
+    manifested::write(&manifest, KEY, &tensors, invalid)
 }
 
 /// Loads a graph file (`bytes`, read from `path`, which names it in errors). Each node is
@@ -343,17 +263,7 @@ pub fn to_bytes(graph: &Graph, description: &str) -> Result<Vec<u8>> {
 /// declared shape) before the next is read; a tensor holds at most the file's bytes.
 pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
     let bad = |reason: String| Error::ModelFile { path: path.to_owned(), reason, source: None };
-    let (_, meta) =
-        SafeTensors::read_metadata(bytes).map_err(|e| Error::model_file(path, "not a safetensors file", e))?;
-    let text = meta.metadata().as_ref().and_then(|m| m.get(KEY)).ok_or_else(|| bad(format!("no '{KEY}' manifest")))?;
-    let manifest: Manifest =
-        toml::from_str(text).map_err(|e| Error::model_file(path, "the graph manifest is not valid", e))?;
-    if manifest.format != FORMAT || manifest.version != VERSION {
-        return Err(bad(format!(
-            "format {} version {} (this engine reads {FORMAT} version {VERSION})",
-            manifest.format, manifest.version
-        )));
-    }
+    let manifest: Manifest = manifested::read_manifest(bytes, path, KEY, FORMAT, VERSION)?;
     let file = SafeTensors::deserialize(bytes).map_err(|e| Error::model_file(path, "not a safetensors file", e))?;
     if manifest.input.is_empty() {
         return Err(bad("no input".into()));
@@ -382,7 +292,7 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
             if t.dtype() != Dtype::F32 {
                 return Err(invalid(format!("tensor {name} is {:?}, not F32", t.dtype())));
             }
-            Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            Ok(manifested::f32s(t.data()))
         };
         let cin = inputs.first().map_or(0, |&j| nodes[j].shape.c);
         let [sh, sw, sc] = spec.shape;
@@ -394,7 +304,7 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
                 cout: sc,
                 weights: tensor("weight")?,
                 bias: tensor("bias")?,
-                activation: (*activation).into(),
+                activation: *activation,
                 residual: None,
                 quant: None,
                 packed: Vec::new(),
@@ -405,7 +315,7 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
                 cout: sc,
                 weights: tensor("weight")?,
                 bias: tensor("bias")?,
-                activation: (*activation).into(),
+                activation: *activation,
                 packed: None,
             }),
             OpSpec::MaxPool { window } => Op::Pool { kind: PoolKind::Max, window: (*window).into() },
@@ -413,26 +323,10 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
                 Op::Pool { kind: PoolKind::Avg { count_include_pad: *count_include_pad }, window: (*window).into() }
             }
             OpSpec::GlobalAvgPool => Op::GlobalAvgPool,
-            OpSpec::Resize { mode, coord } => Op::Resize {
-                mode: match mode {
-                    ResizeModeSpec::Linear => ResizeMode::Linear,
-                    ResizeModeSpec::Nearest => ResizeMode::Nearest { floor: false },
-                    ResizeModeSpec::NearestFloor => ResizeMode::Nearest { floor: true },
-                },
-                coord: match coord {
-                    CoordSpec::HalfPixel => CoordMode::HalfPixel,
-                    CoordSpec::PytorchHalfPixel => CoordMode::PytorchHalfPixel,
-                    CoordSpec::AlignCorners => CoordMode::AlignCorners,
-                    CoordSpec::Asymmetric => CoordMode::Asymmetric,
-                },
-            },
-            OpSpec::Activation { activation } => Op::Unary((*activation).into()),
-            OpSpec::Add { activation } => {
-                Op::Binary { kind: BinaryKind::Add, activation: (*activation).into(), residual: None }
-            }
-            OpSpec::Mul { activation } => {
-                Op::Binary { kind: BinaryKind::Mul, activation: (*activation).into(), residual: None }
-            }
+            OpSpec::Resize { mode, coord } => Op::Resize { mode: *mode, coord: *coord },
+            OpSpec::Activation { activation } => Op::Unary(*activation),
+            OpSpec::Add { activation } => Op::Binary { kind: BinaryKind::Add, activation: *activation, residual: None },
+            OpSpec::Mul { activation } => Op::Binary { kind: BinaryKind::Mul, activation: *activation, residual: None },
             OpSpec::ChannelAffine => Op::ChannelAffine { scale: tensor("weight")?, bias: tensor("bias")? },
             OpSpec::Prelu => Op::PRelu { slope: tensor("weight")? },
             OpSpec::Softmax => Op::Softmax,
@@ -445,7 +339,7 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
                 cout: sc,
                 weights: tensor("weight")?,
                 bias: tensor("bias")?,
-                activation: (*activation).into(),
+                activation: *activation,
                 packed: Vec::new(),
             }),
         };

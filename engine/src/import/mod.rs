@@ -10,6 +10,7 @@
 //! ([`crate::graph::check_node`]), before anything is allocated for it.
 
 pub mod graph_file;
+pub(crate) mod manifested;
 mod onnx;
 mod tflite;
 

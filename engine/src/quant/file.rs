@@ -12,7 +12,6 @@
 //! source of the architecture. A model file's sidecar (`NAME.int8.safetensors.toml`) gives the
 //! preprocessing, as for any model; `framecache quantize` copies the float model's.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
@@ -20,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::graph::{ConvQuant, Graph, Op};
-use crate::import::ImportOptions;
+use crate::import::{manifested, ImportOptions};
 
 /// The metadata key that holds the manifest.
 pub const KEY: &str = "framecache.int8";
@@ -65,7 +64,7 @@ pub fn crc32(bytes: &[u8]) -> String {
 
 /// Whether `bytes` are an int8 model file: a safetensors header with the manifest key.
 pub fn is_int8(bytes: &[u8]) -> bool {
-    SafeTensors::read_metadata(bytes).is_ok_and(|(_, m)| m.metadata().as_ref().is_some_and(|m| m.contains_key(KEY)))
+    manifested::has_manifest(bytes, KEY)
 }
 
 /// The float model an int8 file at `path` was made from, or `None` when `path` is not a
@@ -77,19 +76,7 @@ pub fn source(path: &Path) -> Option<std::path::PathBuf> {
 
 /// The manifest of an int8 file (`bytes`, read from `path`), of a format this engine reads.
 fn manifest(bytes: &[u8], path: &Path) -> Result<Manifest> {
-    let bad = |reason: String| Error::ModelFile { path: path.to_owned(), reason, source: None };
-    let (_, meta) =
-        SafeTensors::read_metadata(bytes).map_err(|e| Error::model_file(path, "not a safetensors file", e))?;
-    let text = meta.metadata().as_ref().and_then(|m| m.get(KEY)).ok_or_else(|| bad(format!("no '{KEY}' manifest")))?;
-    let manifest: Manifest =
-        toml::from_str(text).map_err(|e| Error::model_file(path, "the int8 manifest is not valid", e))?;
-    if manifest.format != "framecache-int8" || manifest.version != VERSION {
-        return Err(bad(format!(
-            "format {} version {} (this engine reads framecache-int8 version {VERSION})",
-            manifest.format, manifest.version
-        )));
-    }
-    Ok(manifest)
+    manifested::read_manifest(bytes, path, KEY, "framecache-int8", VERSION)
 }
 
 /// Where the manifest of the int8 file at `path` says its float model is.
@@ -102,7 +89,7 @@ fn source_of(path: &Path, manifest: &Manifest) -> std::path::PathBuf {
 pub fn to_bytes(graph: &Graph, mut manifest: Manifest) -> Result<Vec<u8>> {
     let invalid = |reason: String| Error::InvalidModel { node: "<int8 file>".into(), op: "quantize".into(), reason };
     manifest.layer.clear();
-    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors: Vec<manifested::TensorBytes> = Vec::new();
     for node in &graph.nodes {
         let Op::Conv(c) = &node.op else { continue };
         let Some(q) = &c.quant else { continue };
@@ -112,21 +99,11 @@ pub fn to_bytes(graph: &Graph, mut manifest: Manifest) -> Result<Vec<u8>> {
         let cout_g = c.cout / c.groups;
         let bytes = q.weights.iter().map(|&w| w as u8).collect();
         tensors.push((format!("{}.weight", node.name), Dtype::I8, vec![q.weights.len() / cout_g, cout_g], bytes));
-        let scales = q.weight_scale.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let scales = manifested::f32_bytes(&q.weight_scale);
         tensors.push((format!("{}.weight_scale", node.name), Dtype::F32, vec![c.cout], scales));
         manifest.layer.push(Layer { node: node.name.clone(), input_scale: q.input_scale, input_zero: q.input_zero });
     }
-    let text = toml::to_string(&manifest).map_err(|e| invalid(format!("cannot write the manifest: {e}")))?;
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .map(|(name, dtype, shape, data)| {
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| invalid(format!("tensor {name}: {e}")))
-        })
-        .collect::<Result<_>>()?;
-    safetensors::serialize(views, Some(HashMap::from([(KEY.to_string(), text)])))
-        .map_err(|e| invalid(format!("cannot serialize the tensors: {e}")))
+    manifested::write(&manifest, KEY, &tensors, invalid)
 }
 
 /// Loads an int8 file (`bytes`, read from `path`): its float model, read from beside it and
@@ -170,10 +147,7 @@ pub fn load(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> 
             Ok(t.data())
         };
         let weights: Vec<i8> = tensor("weight", Dtype::I8, conv.weights.len())?.iter().map(|&b| b as i8).collect();
-        let weight_scale: Vec<f32> = tensor("weight_scale", Dtype::F32, conv.cout)?
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let weight_scale = manifested::f32s(tensor("weight_scale", Dtype::F32, conv.cout)?);
         conv.quant = Some(Box::new(ConvQuant {
             input_scale: layer.input_scale,
             input_zero: layer.input_zero,
