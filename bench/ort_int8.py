@@ -20,7 +20,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 
-from torchvision_pre import MODELS, torchvision
+from torchvision_pre import MODELS, reference_top1, torchvision
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.environ.get("FRAMECACHE_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
@@ -81,12 +81,9 @@ def main():
                     ms[k].append((time.perf_counter() - t) * 1e3)
                     top[k].append(int(y.argmax()))
             agree = sum(a == b for a, b in zip(top[0], top[1])) / len(xs)
-            table = os.path.join(DATA, "reference", f"dev__{os.path.basename(clip)}.top5.tsv")
+            ref = reference_top1(DATA, os.path.basename(clip), model)
             acc = ""
-            if os.path.exists(table):
-                lines = open(table).read().splitlines()
-                col = lines[0].split("\t").index(model + "_top5")
-                ref = {l.split("\t")[0]: int(l.split("\t")[col].split()[0]) for l in lines[1:]}
+            if ref is not None:
                 names = [os.path.basename(f) for f in files]
                 rate = lambda t: sum(ref.get(f) == p for f, p in zip(names, t)) / max(1, sum(f in ref for f in names))
                 acc = f", top-1 vs reference fp32 {rate(top[0]):.3f} int8 {rate(top[1]):.3f}"

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from torchvision_pre import MODELS, torchvision
+from torchvision_pre import MODELS, reference_top1, torchvision
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.environ.get("FRAMECACHE_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
@@ -38,12 +38,9 @@ for model, (mean, std) in MODELS.items():
                              capture_output=True, text=True, check=True).stdout
         ours = [m.group(1) for m in (re.match(r"\s*\d+\s.*logits: (.*) \([-\d.]+\)\s*$", l) for l in out.splitlines()) if m]
         agree = sum(labels[p] == o for p, o in zip(python, ours))
-        table = os.path.join(DATA, "reference", f"dev__{name}.top5.tsv")
+        ref = reference_top1(DATA, name, model)
         ref_note = ""
-        if os.path.exists(table):
-            lines = open(table).read().splitlines()
-            col = lines[0].split("\t").index(model + "_top5")
-            ref = {l.split("\t")[0]: int(l.split("\t")[col].split()[0]) for l in lines[1:]}
+        if ref is not None:
             hits = sum(ref.get(os.path.basename(f)) == p for f, p in zip(files, python))
             ref_note = f"; Python vs reference table {hits}/{len(ref)}"
         print(f"{model:20s} {name:26s} engine vs Python {agree}/{len(python)}{ref_note}")
