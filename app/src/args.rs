@@ -87,3 +87,20 @@ pub fn default_model() -> Result<PathBuf> {
 pub fn default_clip() -> Result<PathBuf> {
     Ok(assets_dir()?.join("clips/static_coin_motion"))
 }
+
+/// `path` with `ext` appended to its file name (`m.safetensors` + `.json`).
+pub fn with_ext(path: &Path, ext: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// `to` relative to the folder of `from` where it is below it, else absolute.
+pub fn relative(to: &Path, from: &Path) -> String {
+    let to = to.canonicalize().unwrap_or_else(|_| to.to_owned());
+    let dir = from.parent().and_then(|d| d.canonicalize().ok());
+    match dir.as_deref().and_then(|d| to.strip_prefix(d).ok()) {
+        Some(r) => r.display().to_string(),
+        None => to.display().to_string(),
+    }
+}

@@ -30,6 +30,10 @@ pub enum Command {
     /// Distil a dense head onto a frozen backbone from a teacher model's output on real clips:
     /// writes the head (a graph file) and a bundle that runs it on the shared backbone.
     Distill(crate::distill::DistillArgs),
+    #[cfg(feature = "train")]
+    /// Compress a float model (weight clustering): writes a model file that every command
+    /// runs, its sidecar and a report; `bench --variant` measures it against the source.
+    Compress(crate::compress::CompressArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -42,5 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Quantize(a) => crate::quantize::run(a),
         #[cfg(feature = "train")]
         Command::Distill(a) => crate::distill::run(a),
+        #[cfg(feature = "train")]
+        Command::Compress(a) => crate::compress::run(a),
     }
 }

@@ -14,6 +14,7 @@ use framecache_train::distill::{self, Clip, FitOptions, HeadSpec, Image, Models,
 use framecache_train::net::Net;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::args::{relative, with_ext};
 use crate::model::Model;
 
 #[derive(Args, Debug)]
@@ -73,12 +74,6 @@ pub struct DistillArgs {
     pub resume: bool,
 }
 
-fn with_ext(path: &Path, ext: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(ext);
-    PathBuf::from(s)
-}
-
 fn open_clips(paths: &[PathBuf], stride: usize) -> Result<Vec<Clip>> {
     paths
         .iter()
@@ -108,16 +103,6 @@ fn preprocess_toml(p: &Preprocess) -> String {
         Resample::MediaPipe => "mediapipe",
     };
     format!("{fit}\nmean = {:?}\nstd = {:?}\nresample = \"{resample}\"", p.mean, p.std)
-}
-
-/// `to` relative to the folder of `from` where it is below it, else absolute.
-fn relative(to: &Path, from: &Path) -> String {
-    let to = to.canonicalize().unwrap_or_else(|_| to.to_owned());
-    let dir = from.parent().and_then(|d| d.canonicalize().ok());
-    match dir.as_deref().and_then(|d| to.strip_prefix(d).ok()) {
-        Some(r) => r.display().to_string(),
-        None => to.display().to_string(),
-    }
 }
 
 pub fn run(args: DistillArgs) -> Result<()> {

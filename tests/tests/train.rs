@@ -233,3 +233,270 @@ fn the_shared_bundle_runs_from_the_assets() {
         assert!(outputs(&a) == outputs(&b), "cached and full heads differ");
     }
 }
+
+fn cli(command: &str, args: &[&str]) -> anyhow::Result<()> {
+    use clap::Parser;
+    let argv = ["framecache", command].into_iter().chain(args.iter().copied());
+    framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(argv)?)
+}
+
+/// Outputs of the model file at `path` (with `pre`) on `frame`, full inference.
+fn run_file(path: &std::path::Path, pre: Preprocess, frame: &Frame<'_>) -> Vec<Vec<f32>> {
+    let graph = framecache::import::load_model(path, Default::default()).unwrap();
+    let mut s = Session::new(Plan::new(graph, pre).unwrap(), SessionOptions::default()).unwrap();
+    s.run_full(frame).unwrap().into_iter().map(|o| o.data).collect()
+}
+
+/// `framecache compress --method cluster` on the bundled MobileNetV2: the file it writes loads
+/// as the codebook lookup of the clustered weights (bit for bit against the same graph
+/// clustered in memory), is over 4x smaller in its weights at 64 centroids, carries its
+/// sidecar (labels resolved from the new folder), bias correction brings it closer to the
+/// source, and `bench --variant` measures it against the source in one run.
+#[test]
+fn compress_cluster_writes_a_model_every_command_runs() {
+    let dir = temp("cluster");
+    let out = dir.join("mobilenet_v2.cluster.safetensors");
+    let model = assets().join("models/mobilenet_v2.onnx");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    cli("compress", &[&s(&model), "--method", "cluster", "--centroids", "64", "--out", &s(&out)]).unwrap();
+    for ext in ["", ".toml", ".json"] {
+        assert!(framecache_app::args::with_ext(&out, ext).is_file(), "no {ext} beside the model");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(framecache_app::args::with_ext(&out, ".json")).unwrap()).unwrap();
+    let (float, packed) =
+        (report["result"]["weight_bytes_float"].as_f64().unwrap(), report["result"]["weight_bytes"].as_f64().unwrap());
+    assert!(float / packed > 4.0, "weights {float} -> {packed} bytes");
+    assert!(report["bytes"].as_f64().unwrap() < report["source_bytes"].as_f64().unwrap() / 4.0);
+
+    // The same clustering in memory, run by the engine, equals the file bit for bit.
+    let bytes = std::fs::read(&model).unwrap();
+    let mut graph = framecache::import::load_unfused(&bytes, &model, Default::default()).unwrap();
+    framecache_train::cluster::cluster(&mut graph, framecache_train::cluster::Centroids::Fixed(64)).unwrap();
+    framecache::graph::fuse::bottlenecks(&mut graph);
+    framecache::graph::fuse::residual_adds(&mut graph);
+    let clip = assets().join("clips/static_coin_motion");
+    let frame0 = framecache_app::clip::Clip::open(&clip).unwrap().decode(0).unwrap();
+    let frame = frame0.as_frame();
+    let mut session =
+        Session::new(Plan::new(graph, Preprocess::imagenet()).unwrap(), SessionOptions::default()).unwrap();
+    let expected: Vec<Vec<f32>> = session.run_full(&frame).unwrap().into_iter().map(|o| o.data).collect();
+    let got = run_file(&out, Preprocess::imagenet(), &frame);
+    assert_eq!(expected.len(), got.len());
+    for (a, b) in expected.iter().zip(&got) {
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "the file differs from its graph");
+    }
+    // Bias correction: coarse codebooks (16 centroids) with it are closer to the source than
+    // without, on frames the correction never saw.
+    let calib = frames_of_bundled_clip(&dir, 20);
+    let coarse = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        cli(
+            "compress",
+            &[&[s(&model).as_str(), "--method", "cluster", "--centroids", "16", "--out", &s(&out)], extra].concat(),
+        )
+        .unwrap();
+        out
+    };
+    let (plain, corrected) =
+        (coarse("k16.safetensors", &[]), coarse("k16bc.safetensors", &["--calibrate", &s(&calib)]));
+    let clip_frames = framecache_app::clip::Clip::open(&clip).unwrap();
+    let (mut e_plain, mut e_corrected) = (0.0f64, 0.0f64);
+    for k in (10..clip_frames.len()).step_by(20) {
+        let f = clip_frames.decode(k).unwrap();
+        let want = run_file(&model, Preprocess::imagenet(), &f.as_frame()).remove(0);
+        let err = |p: &std::path::Path| {
+            let got = run_file(p, Preprocess::imagenet(), &f.as_frame()).remove(0);
+            got.iter().zip(&want).map(|(a, b)| f64::from((a - b).abs())).sum::<f64>()
+        };
+        e_plain += err(&plain);
+        e_corrected += err(&corrected);
+    }
+    assert!(e_corrected < e_plain, "bias correction: logit error {e_plain} -> {e_corrected}");
+
+    // The sidecar resolves (labels included) through the model loader every command uses.
+    let loaded = framecache_app::model::Model::load(&out, None, None, None).unwrap();
+    assert_eq!(loaded.labels.as_ref().map(Vec::len), Some(1000));
+    // The C ABI runs it, from its file (sidecar beside it) and from memory.
+    {
+        use framecache_ffi::*;
+        let path = std::ffi::CString::new(s(&out)).unwrap();
+        let mut e = 0;
+        // SAFETY: a NUL-terminated path, null sidecar and options (defaults), a writable handle.
+        let status = unsafe { fc_engine_create(path.as_ptr(), std::ptr::null(), std::ptr::null(), &mut e) };
+        assert_eq!(status, FcStatus::Ok, "{:?}", unsafe { std::ffi::CStr::from_ptr(fc_last_error()) });
+        let rgba = vec![128u8; 64 * 48 * 4];
+        // SAFETY: 64x48 RGBA rows of 256 bytes.
+        assert_eq!(unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), 64, 48, 256, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
+        assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+        let sidecar = std::fs::read_to_string(framecache_app::args::with_ext(&out, ".toml")).unwrap();
+        let m = framecache::SidecarModel::from_bytes(&std::fs::read(&out).unwrap(), &sidecar, None).unwrap();
+        assert_eq!(m.plan.graph().outputs.len(), 1);
+    }
+
+    // bench --variant: the variant's full and cached runs, with fidelity against the source.
+    let json = dir.join("bench.json");
+    cli(
+        "bench",
+        &[
+            "--model",
+            &s(&model),
+            "--variant",
+            &s(&out),
+            "--clip",
+            &s(&clip),
+            "--frames",
+            "6",
+            "--warmup",
+            "1",
+            "--mode",
+            "full,threshold=8",
+            "--baseline",
+            "none",
+            "--threads",
+            "1",
+            "--json",
+            &s(&json),
+        ],
+    )
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    let name = "mobilenet_v2.cluster.safetensors";
+    let variant: Vec<&serde_json::Value> = runs.iter().filter(|r| r["variant"] == name).collect();
+    assert_eq!(variant.len(), 2, "the variant's full and threshold=8 runs: {runs:?}");
+    for r in &variant {
+        let agree = r["fp32_top1_agreement"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&agree));
+        assert!(r["speedup_vs_fp32"].as_f64().unwrap() > 0.0);
+    }
+    // The source's own runs are not a variant's, and take part in the skip-N verdicts.
+    assert!(runs.iter().any(|r| r["variant"].is_null() && r["mode"] == "threshold=8"));
+}
+
+#[test]
+fn compress_bad_input_is_a_clear_error_and_writes_nothing() {
+    let dir = temp("cluster-bad");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let model = s(&assets().join("models/mobilenet_v2.onnx"));
+    let out = s(&out_dir.join("m.safetensors"));
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"not a model").unwrap();
+    std::fs::write(dir.join("garbage.onnx.toml"), "[preprocess]\nfit = \"stretch\"\n").unwrap();
+    let cases: [(Vec<String>, &str); 6] = [
+        (vec![model.clone(), "--centroids".into(), "300".into()], "2 to 256"),
+        (vec![model.clone(), "--centroids".into(), "1".into()], "2 to 256"),
+        (vec![model.clone(), "--centroids".into(), "256".into(), "--max-error".into(), "0.1".into()], "cannot be used"),
+        (vec![model.clone(), "--max-error".into(), "0".into()], "above 0"),
+        (vec![s(&garbage)], "garbage.onnx"),
+        (vec!["/nonexistent/m.onnx".into()], "m.onnx"),
+    ];
+    for (mut args, needle) in cases {
+        args.splice(1..1, ["--method".to_string(), "cluster".into(), "--out".into(), out.clone()]);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e = cli("compress", &argv).expect_err(needle);
+        let text = format!("{e:#}");
+        assert!(text.contains(needle), "expected '{needle}' in: {text}");
+        let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+        assert!(left.is_empty(), "{needle}: files were written: {left:?}");
+    }
+    // More centroids than a layer has weights names the layer (selfie segmentation's 16-channel
+    // depthwise convolutions have 144).
+    let selfie = s(&assets().join("models/selfie_segmentation.onnx"));
+    let argv = ["--method", "cluster", "--out", &out, &selfie, "--centroids", "200"];
+    let text = format!("{:#}", cli("compress", &argv).unwrap_err());
+    assert!(text.contains("only 144 weights"), "{text}");
+    assert!(std::fs::read_dir(&out_dir).unwrap().next().is_none());
+}
+
+/// The model's input tensor (NHWC) for `frame`, and every node's output on it.
+fn activations(graph: &Graph, pre: &Preprocess, frame: &Frame<'_>) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let plan = Plan::new(graph.clone(), pre.clone()).unwrap();
+    let mut s = Session::new(plan, SessionOptions::default()).unwrap();
+    s.run_full(frame).unwrap();
+    (s.activation(0).to_vec(), (0..graph.nodes.len()).map(|i| s.activation(i).to_vec()).collect())
+}
+
+/// The Haar rewrite of the first convolution is exact: with all four bands, its output equals
+/// the original's to 1e-5 of its scale (every later node to 1e-4), on a real frame, for both
+/// bundled models.
+/// Dropping bands and refitting the first convolution on frames brings the output back closer
+/// to the original's than dropping them alone, on frames the fit never saw.
+#[test]
+fn the_wavelet_rewrite_is_exact_and_refitting_recovers_dropped_bands() {
+    use framecache_train::wavelet::{self, Band};
+    let clip = framecache_app::clip::Clip::open(&assets().join("clips/static_coin_motion")).unwrap();
+    let frame0 = clip.decode(40).unwrap();
+    let frame = frame0.as_frame();
+    for (name, pre) in
+        [("mobilenet_v2.onnx", Preprocess::imagenet()), ("selfie_segmentation.onnx", Preprocess::default())]
+    {
+        let path = assets().join("models").join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        let graph = framecache::import::load_unfused(&bytes, &path, Default::default()).unwrap();
+        let rewritten = wavelet::rewrite(&graph, &Band::ALL).unwrap();
+        assert_eq!(rewritten.nodes.len(), graph.nodes.len() + 1);
+        let (_, a) = activations(&graph, &pre, &frame);
+        let (_, b) = activations(&rewritten, &pre, &frame);
+        // The rewritten convolution to 1e-5 of its scale; rounding then carries through the
+        // rest of the network, every node within 1e-4.
+        let stem = (1..graph.nodes.len()).find(|&i| graph.nodes[i].inputs == [0]).unwrap();
+        for i in 1..graph.nodes.len() {
+            let (d, s) = max_abs_diff(&b[i + 1], &a[i]);
+            let bound = if i == stem { 1e-5 } else { 1e-4 };
+            assert!(d <= bound * s.max(1.0), "{name}: node {} differs by {d} (scale {s})", graph.nodes[i].name);
+        }
+
+        // Fewer bands: refit on every 8th frame, measure on the frames between.
+        let inputs: Vec<Vec<f32>> = (0..clip.len())
+            .step_by(8)
+            .map(|k| activations(&graph, &pre, &clip.decode(k).unwrap().as_frame()).0)
+            .collect();
+        for bands in [vec![Band::Ll, Band::Lh, Band::Hl], vec![Band::Ll]] {
+            let dropped = wavelet::rewrite(&graph, &bands).unwrap();
+            let mut fitted = dropped.clone();
+            let (before, after) = wavelet::fit_stem(&graph, &mut fitted, &bands, &inputs).unwrap();
+            assert!(after < before, "{name} {bands:?}: fit error {before} -> {after}");
+            let (mut e_dropped, mut e_fitted) = (0.0f64, 0.0f64);
+            for k in (4..clip.len()).step_by(16) {
+                let f = clip.decode(k).unwrap();
+                let out = |g: &Graph| activations(g, &pre, &f.as_frame()).1.pop().unwrap();
+                let want = out(&graph);
+                let err = |got: Vec<f32>| got.iter().zip(&want).map(|(x, y)| f64::from((x - y).abs())).sum::<f64>();
+                e_dropped += err(out(&dropped));
+                e_fitted += err(out(&fitted));
+            }
+            assert!(e_fitted < e_dropped, "{name} {bands:?}: held-out output error {e_dropped} -> {e_fitted}");
+        }
+    }
+}
+
+/// `framecache compress --method wavelet`: the file runs through the model loader with its
+/// sidecar, and impossible requests are clear errors that write nothing.
+#[test]
+fn compress_wavelet_writes_a_model_and_refuses_what_it_cannot_rewrite() {
+    let dir = temp("wavelet");
+    let out = dir.join("selfie.ll.safetensors");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let model = s(&assets().join("models/selfie_segmentation.onnx"));
+    let clip = s(&assets().join("clips/static_coin_motion"));
+    let base = ["--method", "wavelet", "--out"];
+    cli("compress", &[&base[..], &[&s(&out), &model, "--bands", "LL", "--fit", &clip, "--frames", "4"]].concat())
+        .unwrap();
+    let m = framecache_app::model::Model::load(&out, None, None, None).unwrap();
+    assert_eq!(m.plan.graph().nodes[1].name, framecache_train::wavelet::HAAR_NODE);
+    let bad = dir.join("bad.safetensors");
+    let bad_out = s(&bad);
+    for (extra, needle) in [
+        (vec!["--bands", "LL,XX"], "not a Haar band"),
+        (vec!["--bands", "LL,LL"], "at most once"),
+        (vec!["--bands", "LL", "--fit", "/nonexistent/clip"], "clip"),
+    ] {
+        let argv = [&base[..], &[&bad_out, &model], &extra[..]].concat();
+        let e = format!("{:#}", cli("compress", &argv).unwrap_err());
+        assert!(e.contains(needle), "expected '{needle}' in: {e}");
+        assert!(!bad.exists() && !framecache_app::args::with_ext(&bad, ".toml").exists());
+    }
+}

@@ -6,11 +6,16 @@
 //! - [`net`]: the engine's IR as a candle module. Any part of an imported model (or a head
 //!   built with the engine's [`framecache::graph::GraphBuilder`]) runs forward with autograd,
 //!   its weights as candle variables, and is written back into the IR.
+//! - [`cluster`]: weight clustering, a codebook per layer (`framecache compress`).
+//! - [`wavelet`]: the Haar input transform and the first convolution rewritten onto its
+//!   subbands (`framecache compress`).
 //! - [`distill`]: distillation of a head onto a frozen backbone of the engine, against a
 //!   teacher model's output on real frames.
 
+pub mod cluster;
 pub mod distill;
 pub mod net;
+pub mod wavelet;
 
 /// The one error type of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -109,6 +109,16 @@ pub struct Measured {
     pub interrupted: bool,
 }
 
+/// A variant of the model measured in the same run, on the same frames: its int8 form, or a
+/// compressed model (`framecache compress`).
+pub struct Variant {
+    /// `int8`, or the compressed model's file name: the prefix of its runs' modes.
+    pub name: String,
+    pub model: Model,
+    /// `int8` or `fp32`.
+    pub precision: &'static str,
+}
+
 /// One measured path of the engine: its session and what it recorded.
 struct Lane {
     mode: BenchMode,
@@ -119,8 +129,9 @@ struct Lane {
     /// per-stage sums (so that memory does not grow by a per-node table each frame).
     stats: Stats,
     fidelity: Vec<Fidelity>,
-    /// An int8 lane: its fidelity against fp32 engine-full (`fidelity` is against int8 full).
-    int8: bool,
+    /// A lane of the variant of this index: its fidelity against the model's engine-full
+    /// (`fidelity` is against the variant's own full inference).
+    variant: Option<usize>,
     fidelity_fp32: Vec<Fidelity>,
     /// Skip and gate: the last computed outputs and the frame they were computed from.
     held: Option<(Vec<Output>, Vec<u8>)>,
@@ -330,7 +341,7 @@ fn median(v: &[f64]) -> f64 {
 #[allow(clippy::too_many_arguments)]
 pub fn measure(
     model: &Model,
-    int8: Option<&Model>,
+    variants: &[Variant],
     tract: Option<&TractModel>,
     clip: &Clip,
     count: usize,
@@ -349,17 +360,16 @@ pub fn measure(
         bypass: opts.bypass,
         ..Default::default()
     };
-    // Lane 0 is engine-full; the others are the cached modes and the baselines. With an int8
-    // model, its full inference and cached modes follow (lane `int8_full` on), interleaved
-    // with the rest on the same frames.
+    // Lane 0 is engine-full; the others are the cached modes and the baselines. Each variant's
+    // full inference and cached modes follow, interleaved with the rest on the same frames.
     let mut lanes = Vec::new();
     let others = modes.iter().copied().filter(|m| *m != BenchMode::Full);
-    let int8_modes = others.clone().filter(|m| matches!(m, BenchMode::Cached(_)));
-    let fp32 = std::iter::once(BenchMode::Full).chain(others).map(|m| (m, model, false));
-    let int8_lanes = int8
-        .into_iter()
-        .flat_map(|q| std::iter::once(BenchMode::Full).chain(int8_modes.clone()).map(move |m| (m, q, true)));
-    for (mode, model, int8) in fp32.chain(int8_lanes) {
+    let variant_modes = others.clone().filter(|m| matches!(m, BenchMode::Cached(_)));
+    let fp32 = std::iter::once(BenchMode::Full).chain(others).map(|m| (m, model, None));
+    let variant_lanes = variants.iter().enumerate().flat_map(|(v, q)| {
+        std::iter::once(BenchMode::Full).chain(variant_modes.clone()).map(move |m| (m, &q.model, Some(v)))
+    });
+    for (mode, model, variant) in fp32.chain(variant_lanes) {
         let m = if let BenchMode::Cached(c) = mode { c } else { Mode::Exact };
         let session = Session::new(model.plan.clone(), session_opts(m))?;
         lanes.push(Lane {
@@ -368,13 +378,15 @@ pub fn measure(
             ms: vec![Vec::new(); count],
             stats: Stats::default(),
             fidelity: Vec::new(),
-            int8,
+            variant,
             fidelity_fp32: Vec::new(),
             held: None,
             seen: 0,
         });
     }
-    let int8_full = lanes.iter().position(|l| l.int8).unwrap_or(0);
+    // The lane of each variant's full inference.
+    let variant_full: Vec<usize> =
+        (0..variants.len()).map(|v| lanes.iter().position(|l| l.variant == Some(v)).unwrap_or(0)).collect();
     let dims = model.input_dims();
     let mut tract_ms: Vec<Vec<f64>> = vec![Vec::new(); count];
     let mut tract_diff = 0.0f64;
@@ -443,8 +455,8 @@ pub fn measure(
                 for ((lane, o), &c) in lanes.iter_mut().zip(&outs).zip(&computed) {
                     let s = lane.frame_stats(c);
                     lane.stats.push(&s, i);
-                    if lane.int8 {
-                        lane.fidelity.push(compare(o, &outs[int8_full]));
+                    if let Some(v) = lane.variant {
+                        lane.fidelity.push(compare(o, &outs[variant_full[v]]));
                         lane.fidelity_fp32.push(compare(o, full));
                     } else {
                         lane.fidelity.push(compare(o, full));
@@ -473,8 +485,8 @@ pub fn measure(
     };
     let mut runs = Vec::new();
     if done > 0 {
-        let precision = int8.map(|_| "fp32".to_owned());
-        for lane in lanes.iter().filter(|l| !l.int8) {
+        let precision = (!variants.is_empty()).then(|| "fp32".to_owned());
+        for lane in lanes.iter().filter(|l| l.variant.is_none()) {
             if lane.mode == BenchMode::Full && !modes.contains(&BenchMode::Full) {
                 continue;
             }
@@ -484,15 +496,17 @@ pub fn measure(
         }
         let full = &lanes[0];
         runs.push(ctx.record(NOISE_FLOOR, &full.ms, &full.stats, &noise));
-        if let Some(q) = int8 {
-            // Int8 runs: speed and fidelity against int8 full (as for any mode), and against
-            // fp32 engine-full of the same frames.
-            let ms_fp32 = runs[0].ms_full_median;
-            let ctx8 = Summary { model: q, full: &lanes[int8_full], tract_ms: None, tract_diff: None, ..ctx };
-            for lane in lanes.iter().filter(|l| l.int8) {
-                let mut r = ctx8.record(&format!("int8 {}", lane.mode), &lane.ms, &lane.stats, &lane.fidelity);
-                let vs_fp32 = ctx8.record("", &lane.ms, &lane.stats, &lane.fidelity_fp32);
-                r.precision = Some("int8".into());
+        let ms_fp32 = runs[0].ms_full_median;
+        for (v, q) in variants.iter().enumerate() {
+            // A variant's runs: speed and fidelity against its own full inference (as for any
+            // mode), and against the model's engine-full of the same frames.
+            let ctx_v =
+                Summary { model: &q.model, full: &lanes[variant_full[v]], tract_ms: None, tract_diff: None, ..ctx };
+            for lane in lanes.iter().filter(|l| l.variant == Some(v)) {
+                let mut r = ctx_v.record(&format!("{} {}", q.name, lane.mode), &lane.ms, &lane.stats, &lane.fidelity);
+                let vs_fp32 = ctx_v.record("", &lane.ms, &lane.stats, &lane.fidelity_fp32);
+                r.precision = Some(q.precision.into());
+                r.variant = Some(q.name.clone());
                 r.speedup_vs_fp32 = Some(ms_fp32 / r.ms_cached_median);
                 r.fp32_top1_agreement = vs_fp32.top1_agreement;
                 r.fp32_mask_iou = vs_fp32.mask_iou_mean;

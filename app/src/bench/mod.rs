@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub use measure::{BenchMode, MeasureOptions};
+pub use measure::{BenchMode, MeasureOptions, Variant};
 use report::{ErrorRecord, Machine, Options, Report, RunRecord};
 
 use crate::baseline::{self, TractModel};
@@ -84,6 +84,11 @@ pub struct BenchArgs {
     /// that `framecache quantize` writes).
     #[arg(long, value_delimiter = ',', default_value = "fp32")]
     pub precision: Vec<Precision>,
+    /// A compressed form of the model (`framecache compress`), repeatable: its full inference
+    /// and cached modes are measured in the same interleaved run, with fidelity against the
+    /// model's engine-full on the same frames. Needs exactly one `--model`.
+    #[arg(long = "variant")]
+    pub variants: Vec<PathBuf>,
     /// Clips to calibrate the int8 form on, in memory (32 frames each, min/max ranges).
     #[arg(long, num_args = 1..)]
     pub calibrate: Vec<PathBuf>,
@@ -181,6 +186,9 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         (true, true) => vec![crate::args::default_model()?],
         _ => args.models.clone(),
     };
+    if !args.variants.is_empty() && model_paths.len() != 1 {
+        anyhow::bail!("--variant needs exactly one --model (the source it is compared with)");
+    }
     let clip_paths = if args.clips.is_empty() { vec![crate::args::default_clip()?] } else { args.clips.clone() };
     let use_tract = args.baseline.contains(&Baseline::Tract);
     let use_ort = args.baseline.contains(&Baseline::Ort);
@@ -245,9 +253,32 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
                 Ok((m, tract))
             });
         let loaded = loaded.and_then(|(m, t)| {
-            let q =
-                if args.precision.contains(&Precision::Int8) { Some(int8_model(args, &m, frame_size)?) } else { None };
-            Ok((m, t, q))
+            let mut variants = Vec::new();
+            if args.precision.contains(&Precision::Int8) {
+                variants.push(Variant {
+                    name: "int8".into(),
+                    model: int8_model(args, &m, frame_size)?,
+                    precision: "int8",
+                });
+            }
+            for path in &args.variants {
+                let v = Model::load(path, None, args.engine.input_size, frame_size)
+                    .with_context(|| format!("variant {}", path.display()))?;
+                if v.input_dims() != m.input_dims() || v.task() != m.task() {
+                    anyhow::bail!(
+                        "variant {} takes {:?} for task {:?}; the model {} takes {:?} for {:?}",
+                        path.display(),
+                        v.input_dims(),
+                        v.task(),
+                        m.path.display(),
+                        m.input_dims(),
+                        m.task()
+                    );
+                }
+                let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+                variants.push(Variant { name, model: v, precision: "fp32" });
+            }
+            Ok((m, t, variants))
         });
         match loaded {
             Ok(m) => models.push(m),
@@ -287,7 +318,7 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
     'clips: for clip in &clips {
         let count = limit(clip);
         let dirs = reference_dirs(&args.reference, clip);
-        for (model, tract, int8) in &models {
+        for (model, tract, variants) in &models {
             let what = format!("{} on {} ({count} frames)", model.name, clip.name);
             if bar.is_hidden() {
                 eprintln!("measuring {what}");
@@ -296,7 +327,7 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
             let measured = reference::find(&clip.path, &clip.name, &model.name, &dirs).and_then(|r| {
                 measure::measure(
                     model,
-                    int8.as_ref(),
+                    variants,
                     tract.as_ref(),
                     clip,
                     count,

@@ -72,11 +72,10 @@ pub fn verdicts(runs: &[RunRecord]) -> Vec<Verdict> {
     groups.dedup();
     let mut out = Vec::new();
     for (model, clip) in groups {
-        // Int8 runs compare with int8 full, not with the fp32 skip-N: they have their own table.
-        let these: Vec<&RunRecord> = runs
-            .iter()
-            .filter(|r| r.model == model && r.clip == clip && r.precision.as_deref() != Some("int8"))
-            .collect();
+        // A variant's runs (int8, a compressed model) compare with its own full inference, not
+        // with the model's skip-N: they have their own table.
+        let these: Vec<&RunRecord> =
+            runs.iter().filter(|r| r.model == model && r.clip == clip && !r.is_variant()).collect();
         let skips: Vec<(u32, &RunRecord)> = these
             .iter()
             .filter_map(|r| r.mode.strip_prefix("skip=").and_then(|n| n.parse().ok()).map(|n| (n, *r)))
@@ -208,14 +207,19 @@ pub struct RunRecord {
     pub kl_mean: Option<f64>,
     /// Largest |cached − full| over every output value of every frame.
     pub max_abs_error: f64,
-    /// `fp32` or `int8` when the bench measured both precisions (`--precision`).
+    /// `fp32` or `int8` when the bench measured a variant of the model (`--precision int8`,
+    /// `--variant`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precision: Option<String>,
-    /// Int8 runs: fp32 engine-full's median ÷ this run's median, same frames, same run.
+    /// The variant's runs: `int8`, or the compressed model's file name (`--variant`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// A variant's runs: the (fp32) model's engine-full median ÷ this run's median, same
+    /// frames, same run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speedup_vs_fp32: Option<f64>,
-    /// Int8 runs: top-1 agreement (classifiers) or mean mask IoU (segmenters) against fp32
-    /// engine-full.
+    /// A variant's runs: top-1 agreement (classifiers) or mean mask IoU (segmenters) against
+    /// the (fp32) model's engine-full.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fp32_top1_agreement: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -233,6 +237,14 @@ pub struct RunRecord {
     pub nodes: Vec<NodeRecord>,
     pub per_frame: Vec<FrameRecord>,
     pub interrupted: bool,
+}
+
+impl RunRecord {
+    /// A run of a variant of the model (`--precision int8`, `--variant`; an int8 run of a
+    /// report written before variants were named has only its precision).
+    pub fn is_variant(&self) -> bool {
+        self.variant.is_some() || self.precision.as_deref() == Some("int8")
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -446,17 +458,19 @@ pub fn markdown(report: &Report) -> String {
         }
     }
 
-    let int8: Vec<&RunRecord> = report.runs.iter().filter(|r| r.precision.as_deref() == Some("int8")).collect();
-    if !int8.is_empty() {
+    let variants: Vec<&RunRecord> = report.runs.iter().filter(|r| r.is_variant()).collect();
+    if !variants.is_empty() {
         s.push_str(
-            "\nInt8 against fp32 (same frames, same interleaved run): × fp32 is fp32 engine-full's median ÷ this \
-             mode's median; fidelity vs fp32 is against fp32 engine-full; max abs err is against int8 full.\n\n",
+            "\nVariants of the model (its int8 form, compressed models) against the model itself, same frames, \
+             same interleaved run: × fp32 is the model's engine-full median ÷ this mode's median; fidelity vs fp32 \
+             is against the model's engine-full; × variant full and max abs err are against the variant's own \
+             full inference.\n\n",
         );
         s.push_str(
-            "| model | clip | mode | ms median | × fp32 | × int8 full (mean) | fidelity vs fp32 | max abs err |\n",
+            "| model | clip | mode | ms median | × fp32 | × variant full (mean) | fidelity vs fp32 | max abs err |\n",
         );
         s.push_str("|---|---|---|---:|---:|---:|---|---:|\n");
-        for r in int8 {
+        for r in variants {
             let fid = match (r.fp32_top1_agreement, r.fp32_mask_iou) {
                 (Some(t), _) => format!("top-1 {:.1}%", 100.0 * t),
                 (None, Some(iou)) => format!("mask IoU {iou:.3}"),

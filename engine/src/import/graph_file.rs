@@ -6,6 +6,15 @@
 //!   output shape and its op with every attribute), and the outputs.
 //! - Tensors, `F32`, flat, in the engine's own layouts ([`crate::graph::Conv::weights`]):
 //!   `N.weight` and `N.bias` of each weighted node `N` (see [`OpSpec`]).
+//! - A clustered weight tensor (weight clustering, `framecache compress --method cluster`) is
+//!   stored instead as `N.weight.codebook` (`F32`, at most `2^bits` values),
+//!   `N.weight.indices` (`U8`: one `bits`-bit index per weight, packed least significant bit
+//!   first, [`pack_indices`]) and optionally `N.weight.scale` (`F32`, `n` values, `n` dividing
+//!   the length): value `i` is `scale[i % n] · codebook[index[i]]`. In the engine's layouts
+//!   the output channel is the fastest-varying index (but for grouped convolutions), so
+//!   `n = cout` scales each output channel. Each is listed under `clustered` in the manifest
+//!   with its length, bit width and scale count. Loading looks every index up; the engine
+//!   runs dense weights.
 //!
 //! The graph is stored unfused; loading it runs the importer's fusion passes, as for ONNX.
 //!
@@ -46,6 +55,107 @@ pub struct Manifest {
     pub input: Vec<InputSpec>,
     pub outputs: Vec<OutputSpec>,
     pub node: Vec<NodeSpec>,
+    /// The weight tensors stored as a codebook and packed indices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clustered: Vec<ClusteredSpec>,
+}
+
+/// A tensor stored as `NAME.codebook` and `NAME.indices`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusteredSpec {
+    /// The tensor's name (`N.weight`).
+    pub tensor: String,
+    /// Its number of values.
+    pub len: usize,
+    /// Bits per index, 1 to 8.
+    pub bits: u32,
+    /// Scales (`NAME.scale`), 0 for none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub scales: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A weight tensor as a codebook, one index per value and optional scales: `values[i] =
+/// scales[i % scales.len()] · codebook[indices[i]]`, or `codebook[indices[i]]` without scales.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Clustered {
+    pub codebook: Vec<f32>,
+    pub indices: Vec<u8>,
+    pub scales: Vec<f32>,
+}
+
+impl Clustered {
+    /// The fewest bits that index every codebook entry (at least 1).
+    pub fn bits(&self) -> u32 {
+        (usize::BITS - self.codebook.len().saturating_sub(1).leading_zeros()).max(1)
+    }
+
+    /// Whether 1 to 256 codebook entries (and scales dividing the length) look up to exactly
+    /// `values` (bit for bit).
+    pub fn looks_up(&self, values: &[f32]) -> bool {
+        (1..=256).contains(&self.codebook.len())
+            && self.indices.len() == values.len()
+            && (self.scales.is_empty() || values.len().is_multiple_of(self.scales.len()))
+            && self.indices.iter().all(|&i| usize::from(i) < self.codebook.len())
+            && self.values().iter().zip(values).all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+
+    /// The values the indices stand for (every index must be below the codebook's length).
+    pub fn values(&self) -> Vec<f32> {
+        let n = self.scales.len();
+        self.indices
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                let v = self.codebook[usize::from(i)];
+                if n == 0 {
+                    v
+                } else {
+                    self.scales[k % n] * v
+                }
+            })
+            .collect()
+    }
+}
+
+/// `indices`, `bits` each (1 to 8, every index below `2^bits`), packed least significant bit
+/// first into `ceil(len · bits / 8)` bytes.
+pub fn pack_indices(indices: &[u8], bits: u32) -> Vec<u8> {
+    assert!((1..=8).contains(&bits), "bits {bits} is not 1 to 8");
+    let mut out = vec![0u8; (indices.len() * bits as usize).div_ceil(8)];
+    for (i, &v) in indices.iter().enumerate() {
+        debug_assert!(u32::from(v) < 1 << bits);
+        let at = i * bits as usize;
+        let word = u16::from(v) << (at % 8);
+        out[at / 8] |= word as u8;
+        if let Some(next) = out.get_mut(at / 8 + 1) {
+            *next |= (word >> 8) as u8;
+        }
+    }
+    out
+}
+
+/// The `len` indices of `bits` bits each that [`pack_indices`] packed into `packed`, or `None`
+/// when `packed` is not exactly `ceil(len · bits / 8)` bytes or `bits` is not 1 to 8.
+pub fn unpack_indices(packed: &[u8], len: usize, bits: u32) -> Option<Vec<u8>> {
+    if !(1..=8).contains(&bits) || len.checked_mul(bits as usize)?.div_ceil(8) != packed.len() {
+        return None;
+    }
+    let mask = (1u16 << bits) - 1;
+    Some(
+        (0..len)
+            .map(|i| {
+                let at = i * bits as usize;
+                let lo = u16::from(packed[at / 8]);
+                let hi = packed.get(at / 8 + 1).map_or(0, |&b| u16::from(b));
+                (((lo | hi << 8) >> (at % 8)) & mask) as u8
+            })
+            .collect(),
+    )
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,9 +274,14 @@ pub fn is_graph_file(bytes: &[u8]) -> bool {
     manifested::has_manifest(bytes, KEY)
 }
 
-/// The manifest of `graph` and its tensors. Every node name must be unique, and the graph
-/// unfused (a fused residual add, a bottleneck or an int8 convolution is refused).
-fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Vec<TensorBytes>)> {
+/// The manifest of `graph` and its tensors, the weights named in `clustered` as their codebook
+/// and indices. Every node name must be unique, and the graph unfused (a fused residual add, a
+/// bottleneck or an int8 convolution is refused).
+fn describe(
+    graph: &Graph,
+    description: &str,
+    clustered: &HashMap<String, Clustered>,
+) -> Result<(Manifest, Vec<TensorBytes>)> {
     let unsupported = |node: &crate::graph::Node, what: &str| Error::InvalidModel {
         node: node.name.clone(),
         op: node.op.name().into(),
@@ -178,14 +293,42 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Vec<TensorByt
     }
     let mut nodes = Vec::new();
     let mut tensors = Vec::new();
+    let mut specs = Vec::new();
     let inputs = graph.inputs();
     for node in &graph.nodes[inputs..] {
         if node.op.residual().is_some() {
             return Err(unsupported(node, "a fused residual add (write the graph before fusion)"));
         }
+        let mut written = Ok(());
         let mut weights = |w: &[f32], b: Option<&[f32]>| {
             for (suffix, v) in std::iter::once(("weight", w)).chain(b.map(|b| ("bias", b))) {
-                tensors.push((format!("{}.{suffix}", node.name), Dtype::F32, vec![v.len()], manifested::f32_bytes(v)));
+                let name = format!("{}.{suffix}", node.name);
+                match clustered.get(&name) {
+                    Some(c) if c.looks_up(v) => {
+                        let bits = c.bits();
+                        let cb = &c.codebook;
+                        tensors.push((
+                            format!("{name}.codebook"),
+                            Dtype::F32,
+                            vec![cb.len()],
+                            manifested::f32_bytes(cb),
+                        ));
+                        let packed = pack_indices(&c.indices, bits);
+                        tensors.push((format!("{name}.indices"), Dtype::U8, vec![packed.len()], packed));
+                        if !c.scales.is_empty() {
+                            let sc = &c.scales;
+                            tensors.push((
+                                format!("{name}.scale"),
+                                Dtype::F32,
+                                vec![sc.len()],
+                                manifested::f32_bytes(sc),
+                            ));
+                        }
+                        specs.push(ClusteredSpec { tensor: name, len: v.len(), bits, scales: c.scales.len() });
+                    }
+                    Some(_) => written = Err(unsupported(node, &format!("{name} unlike its codebook lookup"))),
+                    None => tensors.push((name, Dtype::F32, vec![v.len()], manifested::f32_bytes(v))),
+                }
             }
         };
         let op = match &node.op {
@@ -228,6 +371,7 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Vec<TensorByt
             }
             Op::Input | Op::Bottleneck(_) => return Err(unsupported(node, &format!("a {} node", node.op.name()))),
         };
+        written?;
         let inputs = node.inputs.iter().map(|&j| graph.nodes[j].name.clone()).collect();
         let shape = [node.shape.h, node.shape.w, node.shape.c];
         nodes.push(NodeSpec { name: node.name.clone(), inputs, shape, op });
@@ -246,6 +390,7 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Vec<TensorByt
             .map(|o| OutputSpec { name: o.name.clone(), node: graph.nodes[o.node].name.clone() })
             .collect(),
         node: nodes,
+        clustered: specs,
     };
     Ok((manifest, tensors))
 }
@@ -253,8 +398,15 @@ fn describe(graph: &Graph, description: &str) -> Result<(Manifest, Vec<TensorByt
 /// The graph file's bytes for `graph`: unfused and unpacked, as an importer or
 /// [`crate::graph::GraphBuilder`] makes it.
 pub fn to_bytes(graph: &Graph, description: &str) -> Result<Vec<u8>> {
+    to_bytes_clustered(graph, description, &HashMap::new())
+}
+
+/// [`to_bytes`], with the weight tensors named in `clustered` (`N.weight`) stored as their
+/// codebook and packed indices. Each must look up to exactly the graph's values, with 1 to 256
+/// codebook entries; a name that no weight has is ignored.
+pub fn to_bytes_clustered(graph: &Graph, description: &str, clustered: &HashMap<String, Clustered>) -> Result<Vec<u8>> {
     let invalid = |reason: String| Error::InvalidModel { node: "<graph file>".into(), op: "write".into(), reason };
-    let (manifest, tensors) = describe(graph, description)?;
+    let (manifest, tensors) = describe(graph, description, clustered)?;
     manifested::write(&manifest, KEY, &tensors, invalid)
 }
 
@@ -267,6 +419,12 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| Error::model_file(path, "not a safetensors file", e))?;
     if manifest.input.is_empty() {
         return Err(bad("no input".into()));
+    }
+    let mut clustered = HashMap::new();
+    for c in &manifest.clustered {
+        if clustered.insert(c.tensor.clone(), c).is_some() {
+            return Err(bad(format!("{} is listed twice under clustered", c.tensor)));
+        }
     }
     let mut nodes = Vec::new();
     let mut ids = HashMap::new();
@@ -286,13 +444,37 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
             .iter()
             .map(|n| ids.get(n).copied().ok_or_else(|| invalid(format!("input '{n}' is not an earlier node"))))
             .collect::<Result<Vec<_>>>()?;
+        let raw = |name: &str, dtype: Dtype| -> Result<&[u8]> {
+            let t = file.tensor(name).map_err(|_| invalid(format!("no tensor {name}")))?;
+            if t.dtype() != dtype {
+                return Err(invalid(format!("tensor {name} is {:?}, not {dtype:?}", t.dtype())));
+            }
+            Ok(t.data())
+        };
         let tensor = |suffix: &str| -> Result<Vec<f32>> {
             let name = format!("{}.{suffix}", spec.name);
-            let t = file.tensor(&name).map_err(|_| invalid(format!("no tensor {name}")))?;
-            if t.dtype() != Dtype::F32 {
-                return Err(invalid(format!("tensor {name} is {:?}, not F32", t.dtype())));
+            let Some(c) = clustered.get(&name) else { return Ok(manifested::f32s(raw(&name, Dtype::F32)?)) };
+            let codebook = manifested::f32s(raw(&format!("{name}.codebook"), Dtype::F32)?);
+            if codebook.is_empty() || codebook.len() > 1 << c.bits.min(8) {
+                return Err(invalid(format!("{name}: {} codebook values for {}-bit indices", codebook.len(), c.bits)));
             }
-            Ok(manifested::f32s(t.data()))
+            // The indices' length bounds `len` by the file's size before anything is allocated.
+            let indices = unpack_indices(raw(&format!("{name}.indices"), Dtype::U8)?, c.len, c.bits)
+                .ok_or_else(|| invalid(format!("{name}: the indices are not {} values of {} bits", c.len, c.bits)))?;
+            if let Some(&i) = indices.iter().find(|&&i| usize::from(i) >= codebook.len()) {
+                return Err(invalid(format!("{name}: index {i} past the {} codebook values", codebook.len())));
+            }
+            let scales =
+                if c.scales == 0 { Vec::new() } else { manifested::f32s(raw(&format!("{name}.scale"), Dtype::F32)?) };
+            if scales.len() != c.scales || (c.scales > 0 && !c.len.is_multiple_of(c.scales)) {
+                return Err(invalid(format!(
+                    "{name}: {} scales for {} values (the manifest says {})",
+                    scales.len(),
+                    c.len,
+                    c.scales
+                )));
+            }
+            Ok(Clustered { codebook, indices, scales }.values())
         };
         let cin = inputs.first().map_or(0, |&j| nodes[j].shape.c);
         let [sh, sw, sc] = spec.shape;

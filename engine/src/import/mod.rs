@@ -64,8 +64,6 @@ pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Grap
 pub fn load_model_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
     let mut graph = if crate::quant::file::is_int8(bytes) {
         crate::quant::file::load(bytes, path, options)
-    } else if graph_file::is_graph_file(bytes) {
-        graph_file::load(bytes, path)
     } else {
         load_unfused(bytes, path, options)
     }?;
@@ -74,10 +72,13 @@ pub fn load_model_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Re
     Ok(graph)
 }
 
-/// An ONNX or TFLite model as imported, before the fusion passes: every convolution is its own
-/// node (what [`crate::quant`] calibrates and quantizes).
+/// An ONNX, TFLite or graph file model as imported, before the fusion passes: every
+/// convolution is its own node (what [`crate::quant`] calibrates and quantizes, and
+/// `framecache compress` rewrites).
 pub fn load_unfused(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
-    if tflite::is_tflite(bytes) {
+    if graph_file::is_graph_file(bytes) {
+        graph_file::load(bytes, path)
+    } else if tflite::is_tflite(bytes) {
         tflite::load_tflite_bytes(bytes, path, options)
     } else {
         onnx::load_bytes(bytes, path, options)

@@ -1,0 +1,289 @@
+//! `framecache compress`: the compression toolbox. Each method writes a model file that every
+//! engine path runs (a graph file, [`framecache::import::graph_file`]) with a sidecar beside
+//! it (the source model's, its labels path rewritten to resolve from the new folder), and a
+//! JSON report. Fidelity and speed against the source are measured by
+//! `framecache bench --model SOURCE --variant OUT`, on the same frames in one run.
+//!
+//! - `cluster`: a k-means codebook per layer, stored as the codebook and bit-packed indices
+//!   ([`framecache_train::cluster`]).
+//! - `wavelet`: the input as Haar subbands and the first convolution rewritten onto them
+//!   ([`framecache_train::wavelet`]); with fewer bands, the first convolution refitted on the
+//!   `--fit` clips.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use framecache::import::graph_file;
+use framecache::{ModelConfig, Plan};
+use framecache_train::cluster::{self, Centroids};
+use framecache_train::wavelet::{self, Band};
+
+use crate::args::{relative, with_ext};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// Weight clustering: each layer's weights become a codebook (16 to 256 values, chosen per
+    /// layer by `--max-error`, or `--centroids` for all) and bit-packed indices.
+    Cluster,
+    /// Wavelet input: a Haar transform of the input and the first convolution rewritten onto
+    /// the subbands `--bands` (all four: exact), refitted on `--fit` clips when bands are
+    /// dropped.
+    Wavelet,
+}
+
+#[derive(Args, Debug)]
+pub struct CompressArgs {
+    /// The float model (ONNX, TFLite or a graph file).
+    pub model: PathBuf,
+    #[arg(long)]
+    pub method: Method,
+    /// The model file to write (`.safetensors`); its sidecar is written beside it
+    /// (`OUT.toml`), and a report (`OUT.json`).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// cluster: each layer gets the fewest of 16, 32, 64, 128 and 256 centroids whose error
+    /// (root mean over output channels of the relative squared error of the weights) is at
+    /// most this, else 256. The default, 1%, is about what per-channel int8 weights lose
+    /// (a step of max/127 is an RMS error of 0.7–1% of a channel's RMS where its max is 3–4
+    /// times its RMS).
+    #[arg(long, default_value_t = 0.01, conflicts_with = "centroids")]
+    pub max_error: f64,
+    /// cluster: this many centroids for every layer (2 to 256) instead of `--max-error`.
+    #[arg(long)]
+    pub centroids: Option<usize>,
+    /// cluster: clips (folders of frames or .y4m) whose frames give each layer's mean input,
+    /// so that each output channel's bias takes back the mean shift the clustering caused
+    /// (bias correction). Without them, biases are left as they are.
+    #[arg(long, num_args = 1..)]
+    pub calibrate: Vec<PathBuf>,
+    /// wavelet: the Haar subbands the model keeps, comma-separated (LL, LH, HL, HH).
+    #[arg(long, value_delimiter = ',', default_value = "LL,LH,HL,HH")]
+    pub bands: Vec<Band>,
+    /// wavelet: clips (folders of frames or .y4m) on which the first convolution is refitted
+    /// to the kept bands (least squares against the original's output).
+    #[arg(long, num_args = 1..)]
+    pub fit: Vec<PathBuf>,
+    /// Frames per `--calibrate` or `--fit` clip, spread evenly over it.
+    #[arg(long, default_value_t = 32)]
+    pub frames: usize,
+    /// Preprocessing sidecar (TOML) to use instead of the model's own.
+    #[arg(long)]
+    pub preprocess: Option<PathBuf>,
+    /// Input size WxH for models with dynamic spatial input dims.
+    #[arg(long, value_parser = crate::args::parse_size)]
+    pub input_size: Option<(usize, usize)>,
+}
+
+pub fn run(args: CompressArgs) -> Result<()> {
+    if args.out.extension().is_none_or(|e| e != "safetensors") {
+        bail!("--out {} must end in .safetensors", args.out.display());
+    }
+    if args.out.exists() && matches!((args.out.canonicalize(), args.model.canonicalize()), (Ok(a), Ok(b)) if a == b) {
+        bail!("--out {} is the model itself", args.out.display());
+    }
+    let sidecar = match &args.preprocess {
+        Some(p) => p.clone(),
+        None => ModelConfig::find(&args.model, &crate::model::sidecar_dirs())
+            .with_context(|| format!("no sidecar for model {}: pass --preprocess FILE", args.model.display()))?,
+    };
+    let config = ModelConfig::load(&sidecar)?;
+    let bytes = framecache::files::read(&args.model, framecache::files::MAX_MODEL_BYTES)
+        .with_context(|| format!("cannot read model {}", args.model.display()))?;
+    let options = config.import_options(args.input_size, None);
+    let mut graph = framecache::import::load_unfused(&bytes, &args.model, options)?;
+
+    let (model_bytes, report) = match args.method {
+        Method::Cluster => {
+            let how = match args.centroids {
+                Some(k) => Centroids::Fixed(k),
+                None => Centroids::ByError(args.max_error),
+            };
+            let float_bytes = weight_bytes(&graph);
+            if args.frames == 0 {
+                bail!("--frames must be at least 1");
+            }
+            // The clips are read before the clustering, so that a bad one fails first.
+            let means = if args.calibrate.is_empty() {
+                None
+            } else {
+                let plan = Plan::new(graph.clone(), config.preprocess.clone())?;
+                Some(input_means(plan, &args.calibrate, args.frames)?)
+            };
+            let original = graph.clone();
+            let (books, layers) = cluster::cluster(&mut graph, how)?;
+            if let Some(means) = &means {
+                let n = cluster::correct_biases(&original, &mut graph, |i| means.get(&i).cloned())?;
+                println!("bias correction on {n} layers from {} frames", args.frames * args.calibrate.len());
+            }
+            let description = format!("framecache compress --method cluster ({how:?}) of {}", args.model.display());
+            let out = graph_file::to_bytes_clustered(&graph, &description, &books)?;
+            let clustered_bytes: usize =
+                books.values().map(|c| 4 * c.codebook.len() + (c.indices.len() * c.bits() as usize).div_ceil(8)).sum();
+            let clustered_floats: usize = books.values().map(|c| 4 * c.indices.len()).sum();
+            let stays_float = float_bytes - clustered_floats;
+            let mut sizes = std::collections::BTreeMap::<String, usize>::new();
+            for l in &layers {
+                *sizes.entry(l.centroids.map_or("float".into(), |k| k.to_string())).or_default() += 1;
+            }
+            println!(
+                "clustered {} of {} weighted layers ({}); weights {:.2} MB -> {:.2} MB ({:.2}x); worst layer error {:.4}",
+                books.len(),
+                layers.len(),
+                sizes.iter().map(|(k, n)| format!("{n} x {k}")).collect::<Vec<_>>().join(", "),
+                float_bytes as f64 / 1e6,
+                (clustered_bytes + stays_float) as f64 / 1e6,
+                float_bytes as f64 / (clustered_bytes + stays_float).max(1) as f64,
+                layers.iter().filter(|l| l.centroids.is_some()).map(|l| l.error).fold(0.0, f64::max),
+            );
+            let report = serde_json::json!({
+                "method": "cluster", "centroids": format!("{how:?}"), "calibrate": args.calibrate,
+                "weight_bytes_float": float_bytes, "weight_bytes": clustered_bytes + stays_float,
+                "layers": layers,
+            });
+            (out, report)
+        }
+        Method::Wavelet => {
+            let mut rewritten = wavelet::rewrite(&graph, &args.bands)?;
+            let fit = if args.fit.is_empty() {
+                None
+            } else {
+                if args.frames == 0 {
+                    bail!("--frames must be at least 1");
+                }
+                let plan = Plan::new(graph.clone(), config.preprocess.clone())?;
+                let shape = plan.graph().input_shape();
+                let mut inputs = Vec::new();
+                each_frame(&args.fit, args.frames, |frame| {
+                    let (mut resampled, mut nhwc) = (Vec::new(), vec![0.0; shape.len()]);
+                    plan.preprocess().resample(frame, shape, &mut resampled);
+                    plan.preprocess().normalize(&resampled, &mut nhwc);
+                    inputs.push(nhwc);
+                    Ok(())
+                })?;
+                Some(wavelet::fit_stem(&graph, &mut rewritten, &args.bands, &inputs)?)
+            };
+            if let Some((before, after)) = fit {
+                println!("first convolution refitted to the kept bands: relative RMS error {before:.4} -> {after:.4}");
+            }
+            let description =
+                format!("framecache compress --method wavelet --bands {:?} of {}", args.bands, args.model.display());
+            let out = graph_file::to_bytes(&rewritten, &description)?;
+            let report = serde_json::json!({
+                "method": "wavelet", "bands": args.bands,
+                "fit_clips": args.fit, "fit_error_before": fit.map(|f| f.0), "fit_error_after": fit.map(|f| f.1),
+            });
+            (out, report)
+        }
+    };
+
+    // The written model must load and compile before anything is written.
+    let check = framecache::import::load_model_bytes(&model_bytes, &args.out, options)
+        .and_then(|g| Plan::new(g, config.preprocess.clone()))
+        .context("the compressed model does not load")?;
+    let sidecar_out = with_ext(&args.out, ".toml");
+    let sidecar_text = rewrite_sidecar(&sidecar, &config, &args.model, &args.out)?;
+    let report = serde_json::json!({
+        "source": args.model, "source_bytes": bytes.len(), "bytes": model_bytes.len(),
+        "source_macs": framecache::import::load_model_bytes(&bytes, &args.model, options)?.total_macs(),
+        "macs": check.total_macs(), "result": report,
+    });
+    framecache::files::write_atomic(&args.out, &model_bytes)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let rest = framecache::files::write_atomic(&sidecar_out, sidecar_text.as_bytes()).and_then(|()| {
+        framecache::files::write_atomic(
+            &with_ext(&args.out, ".json"),
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )
+    });
+    if let Err(e) = rest {
+        let _ = std::fs::remove_file(&args.out);
+        let _ = std::fs::remove_file(&sidecar_out);
+        return Err(anyhow::Error::new(e).context(format!("cannot write beside {}", args.out.display())));
+    }
+    println!(
+        "wrote {} ({:.2} MB; the source {:.2} MB) and its sidecar {}",
+        args.out.display(),
+        model_bytes.len() as f64 / 1e6,
+        bytes.len() as f64 / 1e6,
+        sidecar_out.display()
+    );
+    Ok(())
+}
+
+/// Calls `f` on `frames` frames of each clip, spread evenly over it.
+fn each_frame(clips: &[PathBuf], frames: usize, mut f: impl FnMut(&framecache::Frame<'_>) -> Result<()>) -> Result<()> {
+    for path in clips {
+        let clip = crate::clip::Clip::open(path)?;
+        if clip.is_empty() {
+            bail!("clip {} has no frames", path.display());
+        }
+        let n = frames.min(clip.len());
+        for k in 0..n {
+            f(&clip.decode(k * clip.len() / n)?.as_frame())?;
+        }
+    }
+    Ok(())
+}
+
+/// The mean of each channel of each weighted layer's input (by node), over `frames` frames of
+/// each clip, from full inference of `plan` (the float, unfused model).
+fn input_means(plan: std::sync::Arc<Plan>, clips: &[PathBuf], frames: usize) -> Result<HashMap<usize, Vec<f64>>> {
+    use framecache::graph::Op;
+    let layers: Vec<(usize, usize)> = plan
+        .graph()
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.op, Op::Conv(_) | Op::Dense(_)))
+        .map(|(i, n)| (i, n.inputs[0]))
+        .collect();
+    let mut sums: HashMap<usize, (Vec<f64>, usize)> = HashMap::new();
+    let mut session = framecache::Session::new(plan.clone(), framecache::SessionOptions::default())?;
+    each_frame(clips, frames, |frame| {
+        session.run_full(frame)?;
+        for &(i, j) in &layers {
+            let c = plan.graph().nodes[j].shape.c;
+            let (sum, count) = sums.entry(i).or_insert_with(|| (vec![0.0; c], 0));
+            for (k, &v) in session.activation(j).iter().enumerate() {
+                sum[k % c] += f64::from(v);
+            }
+            *count += session.activation(j).len() / c;
+        }
+        Ok(())
+    })?;
+    Ok(sums.into_iter().map(|(i, (sum, n))| (i, sum.into_iter().map(|s| s / n.max(1) as f64).collect())).collect())
+}
+
+/// Bytes of every convolution, transposed convolution and dense layer's weights as `f32`.
+fn weight_bytes(graph: &framecache::graph::Graph) -> usize {
+    use framecache::graph::Op;
+    graph
+        .nodes
+        .iter()
+        .map(|n| match &n.op {
+            Op::Conv(c) => c.weights.len(),
+            Op::ConvTranspose(c) => c.weights.len(),
+            Op::Dense(d) => d.weights.len(),
+            _ => 0,
+        })
+        .sum::<usize>()
+        * 4
+}
+
+/// The sidecar `path` (parsed as `config`) of `model`, for the model written at `out`: its
+/// labels file named relative to `out`'s folder (or absolute).
+fn rewrite_sidecar(
+    path: &std::path::Path,
+    config: &ModelConfig,
+    model: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<String> {
+    let text = framecache::files::read_text(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
+    if let Some(labels) = config.labels_path(model) {
+        table.insert("labels".into(), toml::Value::String(relative(&labels, out)));
+    }
+    Ok(format!("# framecache compress: the sidecar of {}\n{}", model.display(), toml::to_string(&table)?))
+}
