@@ -18,6 +18,7 @@ use clap::{Args, ValueEnum};
 use framecache::import::graph_file;
 use framecache::{ModelConfig, Plan};
 use framecache_train::cluster::{self, Centroids};
+use framecache_train::prune;
 use framecache_train::wavelet::{self, Band};
 
 use crate::args::{relative, with_ext};
@@ -31,6 +32,10 @@ pub enum Method {
     /// the subbands `--bands` (all four: exact), refitted on `--fit` clips when bands are
     /// dropped.
     Wavelet,
+    /// Structured pruning: `--ratio` of the expansion channels of every inverted-residual block
+    /// removed (those sending the least energy into the projection on `--calibrate` frames),
+    /// each projection refitted by least squares to the original's output.
+    Prune,
 }
 
 #[derive(Args, Debug)]
@@ -55,9 +60,13 @@ pub struct CompressArgs {
     pub centroids: Option<usize>,
     /// cluster: clips (folders of frames or .y4m) whose frames give each layer's mean input,
     /// so that each output channel's bias takes back the mean shift the clustering caused
-    /// (bias correction). Without them, biases are left as they are.
+    /// (bias correction). Without them, biases are left as they are. prune (required): the
+    /// frames on which channels are ranked and projections refitted.
     #[arg(long, num_args = 1..)]
     pub calibrate: Vec<PathBuf>,
+    /// prune: the fraction of each block's expansion channels to remove (above 0, below 1).
+    #[arg(long, default_value_t = 0.35)]
+    pub ratio: f64,
     /// wavelet: the Haar subbands the model keeps, comma-separated (LL, LH, HL, HH).
     #[arg(long, value_delimiter = ',', default_value = "LL,LH,HL,HH")]
     pub bands: Vec<Band>,
@@ -115,7 +124,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
             let (books, layers) = cluster::cluster(&mut graph, how)?;
             if let Some(means) = &means {
                 let n = cluster::correct_biases(&original, &mut graph, |i| means.get(&i).cloned())?;
-                println!("bias correction on {n} layers from {} frames", args.frames * args.calibrate.len());
+                eprintln!("bias correction on {n} layers from {} frames", args.frames * args.calibrate.len());
             }
             let description = format!("framecache compress --method cluster ({how:?}) of {}", args.model.display());
             let out = graph_file::to_bytes_clustered(&graph, &description, &books)?;
@@ -127,7 +136,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
             for l in &layers {
                 *sizes.entry(l.centroids.map_or("float".into(), |k| k.to_string())).or_default() += 1;
             }
-            println!(
+            eprintln!(
                 "clustered {} of {} weighted layers ({}); weights {:.2} MB -> {:.2} MB ({:.2}x); worst layer error {:.4}",
                 books.len(),
                 layers.len(),
@@ -143,6 +152,52 @@ pub fn run(args: CompressArgs) -> Result<()> {
                 "layers": layers,
             });
             (out, report)
+        }
+        Method::Prune => {
+            if !(args.ratio > 0.0 && args.ratio < 1.0) {
+                bail!("--ratio {}: the fraction of channels to remove is above 0 and below 1", args.ratio);
+            }
+            if args.calibrate.is_empty() || args.frames == 0 {
+                bail!("--method prune needs --calibrate CLIP... (and --frames at least 1)");
+            }
+            let blocks = prune::blocks(&graph);
+            if blocks.is_empty() {
+                bail!(
+                    "{} has no inverted-residual block (a pointwise expansion read only by a depthwise convolution \
+                     read only by a pointwise projection) to prune",
+                    args.model.display()
+                );
+            }
+            let mut frames = Vec::new();
+            for path in &args.calibrate {
+                let clip = crate::clip::Clip::open(path)?;
+                if clip.is_empty() {
+                    bail!("clip {} has no frames", path.display());
+                }
+                let n = args.frames.min(clip.len());
+                for k in 0..n {
+                    frames.push(clip.decode(k * clip.len() / n)?);
+                }
+            }
+            let frames: Vec<framecache::Frame<'_>> = frames.iter().map(|f| f.as_frame()).collect();
+            let macs_before = Plan::new(graph.clone(), config.preprocess.clone())?.total_macs();
+            let pruned = prune::prune_network(&mut graph, &blocks, &config.preprocess, &frames, args.ratio, true)?;
+            let macs_after = Plan::new(graph.clone(), config.preprocess.clone())?.total_macs();
+            eprintln!(
+                "pruned {} blocks by {:.0}% of their expansion channels: {:.1} -> {:.1} MMACs ({:.1}% fewer)",
+                blocks.len(),
+                100.0 * args.ratio,
+                macs_before as f64 / 1e6,
+                macs_after as f64 / 1e6,
+                100.0 * (1.0 - macs_after as f64 / macs_before as f64)
+            );
+            let report = serde_json::json!({
+                "method": "prune", "ratio": args.ratio, "calibrate": args.calibrate, "frames": frames.len(),
+                "blocks": pruned,
+            });
+            let description =
+                format!("framecache compress --method prune --ratio {} of {}", args.ratio, args.model.display());
+            (graph_file::to_bytes(&graph, &description)?, report)
         }
         Method::Wavelet => {
             let mut rewritten = wavelet::rewrite(&graph, &args.bands)?;
@@ -165,7 +220,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
                 Some(wavelet::fit_stem(&graph, &mut rewritten, &args.bands, &inputs)?)
             };
             if let Some((before, after)) = fit {
-                println!("first convolution refitted to the kept bands: relative RMS error {before:.4} -> {after:.4}");
+                eprintln!("first convolution refitted to the kept bands: relative RMS error {before:.4} -> {after:.4}");
             }
             let description =
                 format!("framecache compress --method wavelet --bands {:?} of {}", args.bands, args.model.display());
@@ -202,7 +257,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         let _ = std::fs::remove_file(&sidecar_out);
         return Err(anyhow::Error::new(e).context(format!("cannot write beside {}", args.out.display())));
     }
-    println!(
+    eprintln!(
         "wrote {} ({:.2} MB; the source {:.2} MB) and its sidecar {}",
         args.out.display(),
         model_bytes.len() as f64 / 1e6,

@@ -9,12 +9,16 @@
 //! - [`cluster`]: weight clustering, a codebook per layer (`framecache compress`).
 //! - [`wavelet`]: the Haar input transform and the first convolution rewritten onto its
 //!   subbands (`framecache compress`).
+//! - [`prune`]: structured pruning of inverted-residual blocks, each projection refitted by
+//!   least squares ([`lsq`]).
 //! - [`distill`]: distillation of a head onto a frozen backbone of the engine, against a
 //!   teacher model's output on real frames.
 
 pub mod cluster;
 pub mod distill;
+pub mod lsq;
 pub mod net;
+pub mod prune;
 pub mod wavelet;
 
 /// The one error type of this crate.

@@ -21,6 +21,7 @@
 
 use framecache::graph::{Activation, Conv, Graph, Node, Op, Shape, Window};
 
+use crate::lsq::Normal;
 use crate::{Error, Result};
 
 /// One Haar subband.
@@ -255,16 +256,18 @@ pub fn fit_stem(original: &Graph, rewritten: &mut Graph, bands: &[Band], inputs:
     if kept.window != win || kept.cin != cin * bands.len() || kept.cout != cout {
         return Err(Error::Input("the rewritten graph is not this model's wavelet rewrite with these bands".into()));
     }
+    if inputs.is_empty() {
+        return Err(Error::Input("no input to fit the first convolution on".into()));
+    }
     let (h2, w2) = (s.h / 2, s.w / 2);
     let out = original.nodes[i].shape;
-    // Features: the kept bands' values under each tap, then 1 (the bias).
+    // Rows: the kept bands' values under each tap; targets: the exact rewrite's output.
     let taps = win.kh * win.kw;
-    let d = taps * bands.len() * cin + 1;
+    let d = taps * bands.len() * cin;
     let band_at: Vec<usize> = bands.iter().map(|b| Band::ALL.iter().position(|x| x == b).unwrap_or(0)).collect();
-    let (mut ata, mut atb) = (vec![0.0f64; d * d], vec![0.0f64; d * cout]);
-    let (mut err_before, mut energy) = (0.0f64, 0.0f64);
+    let mut normal = Normal::new(d, cout);
     let mut f_all = vec![0.0f32; taps * 4 * cin];
-    let mut f = vec![0.0f64; d];
+    let (mut f, mut t) = (vec![0.0f64; d], vec![0.0f64; cout]);
     for x in inputs {
         if x.len() != s.len() {
             return Err(Error::Input(format!("an input of {} values for a model input of {}", x.len(), s.len())));
@@ -284,107 +287,39 @@ pub fn fit_stem(original: &Graph, rewritten: &mut Graph, bands: &[Band], inputs:
                         }
                     }
                 }
-                for t in 0..taps {
+                for tap in 0..taps {
                     for (bi, &b) in band_at.iter().enumerate() {
                         for ci in 0..cin {
-                            f[(t * bands.len() + bi) * cin + ci] = f64::from(f_all[(t * 4 + b) * cin + ci]);
+                            f[(tap * bands.len() + bi) * cin + ci] = f64::from(f_all[(tap * 4 + b) * cin + ci]);
                         }
                     }
                 }
-                f[d - 1] = 1.0;
-                for a in 0..d {
-                    if f[a] != 0.0 {
-                        for b in 0..d {
-                            ata[a * d + b] += f[a] * f[b];
-                        }
-                    }
-                }
-                for o in 0..cout {
-                    let target: f64 = f64::from(all.bias[o])
+                for (o, v) in t.iter_mut().enumerate() {
+                    *v = f64::from(all.bias[o])
                         + f_all
                             .iter()
                             .enumerate()
-                            .map(|(k, &v)| f64::from(v) * f64::from(all.weights[k * cout + o]))
+                            .map(|(k, &x)| f64::from(x) * f64::from(all.weights[k * cout + o]))
                             .sum::<f64>();
-                    let now: f64 = f64::from(kept.bias[o])
-                        + (0..d - 1).map(|k| f[k] * f64::from(kept.weights[k * cout + o])).sum::<f64>();
-                    err_before += (now - target).powi(2);
-                    energy += target * target;
-                    for a in 0..d {
-                        atb[a * cout + o] += f[a] * target;
-                    }
                 }
+                normal.add(&f, &t);
             }
         }
     }
-    if energy == 0.0 {
-        return Err(Error::Input("no input to fit the first convolution on".into()));
-    }
-    // Ridge-regularised normal equations (1e-6 of the mean diagonal), by Cholesky.
-    let ridge = 1e-6 * (0..d).map(|a| ata[a * d + a]).sum::<f64>() / d as f64;
-    for a in 0..d {
-        ata[a * d + a] += ridge;
-    }
-    let l =
-        cholesky(&ata, d).ok_or_else(|| Error::Input("the inputs do not determine the first convolution".into()))?;
-    let mut solved = vec![0.0f64; d * cout];
-    for o in 0..cout {
-        let rhs: Vec<f64> = (0..d).map(|a| atb[a * cout + o]).collect();
-        for (a, v) in solve_cholesky(&l, d, &rhs).into_iter().enumerate() {
-            solved[a * cout + o] = v;
-        }
-    }
+    let current: Vec<f64> = kept.weights.iter().chain(&kept.bias).map(|&v| f64::from(v)).collect();
+    let before = normal.error(&current);
+    let solved = normal.solve()?;
+    let after = normal.error(&solved);
     let Some(Op::Conv(kept)) = rewritten.nodes.get_mut(i + 1).map(|n| &mut n.op) else { unreachable!() };
-    for k in 0..(d - 1) * cout {
-        kept.weights[k] = solved[k] as f32;
-    }
-    for o in 0..cout {
-        kept.bias[o] = solved[(d - 1) * cout + o] as f32;
+    for (k, v) in solved.iter().enumerate() {
+        if k < d * cout {
+            kept.weights[k] = *v as f32;
+        } else {
+            kept.bias[k - d * cout] = *v as f32;
+        }
     }
     kept.packed.clear();
-    // The residual after the fit: ‖t‖² − 2 wᵀ(Aᵀt) + wᵀ(AᵀA)w, per output channel.
-    let mut err_after = energy;
-    for o in 0..cout {
-        let w: Vec<f64> = (0..d).map(|a| solved[a * cout + o]).collect();
-        for a in 0..d {
-            err_after -= 2.0 * w[a] * atb[a * cout + o];
-            err_after += w[a] * (0..d).map(|b| (ata[a * d + b] - if a == b { ridge } else { 0.0 }) * w[b]).sum::<f64>();
-        }
-    }
-    Ok(((err_before / energy).sqrt(), (err_after.max(0.0) / energy).sqrt()))
-}
-
-/// The lower Cholesky factor of the symmetric `d x d` matrix `a`, or `None` when it is not
-/// positive definite.
-fn cholesky(a: &[f64], d: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; d * d];
-    for i in 0..d {
-        for j in 0..=i {
-            let s: f64 = a[i * d + j] - (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum::<f64>();
-            if i == j {
-                if s <= 0.0 {
-                    return None;
-                }
-                l[i * d + i] = s.sqrt();
-            } else {
-                l[i * d + j] = s / l[j * d + j];
-            }
-        }
-    }
-    Some(l)
-}
-
-/// `x` with `L Lᵀ x = b`.
-fn solve_cholesky(l: &[f64], d: usize, b: &[f64]) -> Vec<f64> {
-    let mut y = vec![0.0; d];
-    for i in 0..d {
-        y[i] = (b[i] - (0..i).map(|k| l[i * d + k] * y[k]).sum::<f64>()) / l[i * d + i];
-    }
-    let mut x = vec![0.0; d];
-    for i in (0..d).rev() {
-        x[i] = (y[i] - (i + 1..d).map(|k| l[k * d + i] * x[k]).sum::<f64>()) / l[i * d + i];
-    }
-    x
+    Ok((before, after))
 }
 
 #[cfg(test)]
