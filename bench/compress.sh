@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The runs behind docs/results-compress.md: MobileNetV2 and selfie segmentation compressed by
-# weight clustering and by the wavelet input, with int8 on top of clustering, each measured
+# weight clustering, the wavelet input and structured pruning, with int8 on top of clustering
+# and of pruning, each measured
 # against its source by `framecache bench --variant` on the same frames in one run.
 # Calibration and fitting use two dev clips (pan_city_night, fast_animation_bunny); the other
 # five are held out and measured. Usage: bench/compress.sh [OUT_DIR] (MODELS="imagenet/mobilenet_v2"
@@ -25,14 +26,18 @@ for m in ${MODELS:-imagenet/mobilenet_v2 mediapipe/selfie_segmentation}; do
   run cluster-e02 --method cluster --max-error 0.02 --calibrate "${calib[@]}"
   run cluster-k32 --method cluster --centroids 32 --calibrate "${calib[@]}"
   run wavelet --method wavelet
+  run prune --method prune --ratio 0.4 --calibrate "${calib[@]}"
   run wavelet-lh-hl --method wavelet --bands LL,LH,HL --fit "${calib[@]}"
   run wavelet-ll --method wavelet --bands LL --fit "${calib[@]}"
   run wavelet-ll-nofit --method wavelet --bands LL
   /usr/bin/time -f "quantize: %e s" "${fc[@]}" quantize "$out/$n.cluster.safetensors" --calibrate "${calib[@]}" \
     --out "$out/$n.cluster.int8.safetensors"
   /usr/bin/time -f "quantize: %e s" "${fc[@]}" quantize "$src" --calibrate "${calib[@]}" --out "$out/$n.int8.safetensors"
+  /usr/bin/time -f "quantize: %e s" "${fc[@]}" quantize "$out/$n.prune.safetensors" --calibrate "${calib[@]}" \
+    --out "$out/$n.prune.int8.safetensors"
   variants=()
-  for f in cluster cluster-nobc cluster-e02 cluster-k32 wavelet wavelet-lh-hl wavelet-ll wavelet-ll-nofit cluster.int8 int8; do
+  for f in cluster cluster-nobc cluster-e02 cluster-k32 wavelet wavelet-lh-hl wavelet-ll wavelet-ll-nofit prune \
+    cluster.int8 prune.int8 int8; do
     variants+=(--variant "$out/$n.$f.safetensors")
   done
   clips=()
@@ -47,7 +52,8 @@ if [ -f "$out/mobilenet_v2.cluster.safetensors" ]; then
   mkdir -p "$out/labels"
   echo '{"class": 89}' > "$out/labels/handheld_cockatoo.labels.json"
   variants=()
-  for f in cluster cluster-nobc cluster-e02 cluster-k32 wavelet wavelet-lh-hl wavelet-ll wavelet-ll-nofit cluster.int8 int8; do
+  for f in cluster cluster-nobc cluster-e02 cluster-k32 wavelet wavelet-lh-hl wavelet-ll wavelet-ll-nofit prune \
+    cluster.int8 prune.int8 int8; do
     variants+=(--variant "$out/mobilenet_v2.$f.safetensors")
   done
   "${fc[@]}" bench --model "$data/models/imagenet/mobilenet_v2.onnx" "${variants[@]}" --clip "$v/handheld_cockatoo" \

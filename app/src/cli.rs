@@ -31,8 +31,9 @@ pub enum Command {
     /// writes the head (a graph file) and a bundle that runs it on the shared backbone.
     Distill(crate::distill::DistillArgs),
     #[cfg(feature = "train")]
-    /// Compress a float model (weight clustering): writes a model file that every command
-    /// runs, its sidecar and a report; `bench --variant` measures it against the source.
+    /// Compress a float model (weight clustering, structured pruning, wavelet input): writes a
+    /// model file that every command runs, its sidecar and a report; `bench --variant`
+    /// measures it against the source.
     Compress(crate::compress::CompressArgs),
 }
 

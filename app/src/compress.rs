@@ -9,6 +9,8 @@
 //! - `wavelet`: the input as Haar subbands and the first convolution rewritten onto them
 //!   ([`framecache_train::wavelet`]); with fewer bands, the first convolution refitted on the
 //!   `--fit` clips.
+//! - `prune`: expansion channels of inverted-residual blocks removed, ranked and recovered on
+//!   the `--calibrate` clips ([`framecache_train::prune`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,6 +38,24 @@ pub enum Method {
     /// removed (those sending the least energy into the projection on `--calibrate` frames),
     /// each projection refitted by least squares to the original's output.
     Prune,
+}
+
+/// `--recover` of `--method prune` ([`prune::Recovery`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Recover {
+    None,
+    Mean,
+    LeastSquares,
+}
+
+impl From<Recover> for prune::Recovery {
+    fn from(r: Recover) -> Self {
+        match r {
+            Recover::None => Self::None,
+            Recover::Mean => Self::Mean,
+            Recover::LeastSquares => Self::LeastSquares,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -67,6 +87,11 @@ pub struct CompressArgs {
     /// prune: the fraction of each block's expansion channels to remove (above 0, below 1).
     #[arg(long, default_value_t = 0.35)]
     pub ratio: f64,
+    /// prune: how each pruned projection takes back what the removed channels carried:
+    /// `mean` (their mean contribution into its bias), `least-squares` (weights and bias
+    /// refitted on the `--calibrate` frames) or `none`.
+    #[arg(long, default_value = "mean")]
+    pub recover: Recover,
     /// wavelet: the Haar subbands the model keeps, comma-separated (LL, LH, HL, HH).
     #[arg(long, value_delimiter = ',', default_value = "LL,LH,HL,HH")]
     pub bands: Vec<Band>,
@@ -181,7 +206,14 @@ pub fn run(args: CompressArgs) -> Result<()> {
             }
             let frames: Vec<framecache::Frame<'_>> = frames.iter().map(|f| f.as_frame()).collect();
             let macs_before = Plan::new(graph.clone(), config.preprocess.clone())?.total_macs();
-            let pruned = prune::prune_network(&mut graph, &blocks, &config.preprocess, &frames, args.ratio, true)?;
+            let pruned = prune::prune_network(
+                &mut graph,
+                &blocks,
+                &config.preprocess,
+                &frames,
+                args.ratio,
+                args.recover.into(),
+            )?;
             let macs_after = Plan::new(graph.clone(), config.preprocess.clone())?.total_macs();
             eprintln!(
                 "pruned {} blocks by {:.0}% of their expansion channels: {:.1} -> {:.1} MMACs ({:.1}% fewer)",
@@ -192,7 +224,8 @@ pub fn run(args: CompressArgs) -> Result<()> {
                 100.0 * (1.0 - macs_after as f64 / macs_before as f64)
             );
             let report = serde_json::json!({
-                "method": "prune", "ratio": args.ratio, "calibrate": args.calibrate, "frames": frames.len(),
+                "method": "prune", "ratio": args.ratio, "recover": prune::Recovery::from(args.recover),
+                "calibrate": args.calibrate, "frames": frames.len(),
                 "blocks": pruned,
             });
             let description =

@@ -402,6 +402,22 @@ fn compress_bad_input_is_a_clear_error_and_writes_nothing() {
         let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
         assert!(left.is_empty(), "{needle}: files were written: {left:?}");
     }
+    // Pruning: impossible ratios, no frames, a model with no inverted-residual block.
+    let clip = s(&assets().join("clips/static_coin_motion"));
+    let head = s(&assets().join("models/person_mobilenet_v2.head.safetensors"));
+    let sidecar = s(&assets().join("models/mobilenet_v2.onnx.toml"));
+    let prune_cases: [(Vec<&str>, &str); 4] = [
+        (vec![&model, "--ratio", "1.5", "--calibrate", &clip], "above 0 and below 1"),
+        (vec![&model, "--ratio", "0", "--calibrate", &clip], "above 0 and below 1"),
+        (vec![&model], "needs --calibrate"),
+        (vec![&head, "--preprocess", &sidecar, "--calibrate", &clip], "no inverted-residual block"),
+    ];
+    for (extra, needle) in prune_cases {
+        let argv = [&["--method", "prune", "--out", out.as_str()][..], &extra[..]].concat();
+        let text = format!("{:#}", cli("compress", &argv).unwrap_err());
+        assert!(text.contains(needle), "expected '{needle}' in: {text}");
+        assert!(std::fs::read_dir(&out_dir).unwrap().next().is_none(), "{needle}: a file was written");
+    }
     // More centroids than a layer has weights names the layer (selfie segmentation's 16-channel
     // depthwise convolutions have 144).
     let selfie = s(&assets().join("models/selfie_segmentation.onnx"));
@@ -527,10 +543,11 @@ fn pruning_removes_macs_and_refitting_recovers_fidelity() {
 
     let macs = |g: &Graph| Plan::new(g.clone(), pre.clone()).unwrap().total_macs() as f64;
     let mut plain = graph.clone();
-    let report = prune::prune_network(&mut plain, &blocks, &pre, &frames, 1.0 / 3.0, false).unwrap();
+    let report = prune::prune_network(&mut plain, &blocks, &pre, &frames, 1.0 / 3.0, prune::Recovery::None).unwrap();
     assert!(report.iter().all(|r| r.kept < r.channels && r.error_before == r.error_after));
     let mut refit = graph.clone();
-    let report = prune::prune_network(&mut refit, &blocks, &pre, &frames, 1.0 / 3.0, true).unwrap();
+    let report =
+        prune::prune_network(&mut refit, &blocks, &pre, &frames, 1.0 / 3.0, prune::Recovery::LeastSquares).unwrap();
     assert!(report.iter().all(|r| r.error_after < r.error_before), "{report:?}");
     let saved = 1.0 - macs(&refit) / macs(&graph);
     assert!(saved > 0.25, "{saved} of the MACs saved");

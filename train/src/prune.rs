@@ -155,7 +155,7 @@ pub struct Pruned {
     pub channels: usize,
     pub kept: usize,
     /// The projection's output error (relative RMS, on the sampled positions of the frames)
-    /// before and after its refit; equal when not refitted.
+    /// before and after a least-squares refit; equal for the other recoveries.
     pub error_before: f64,
     pub error_after: f64,
 }
@@ -166,18 +166,31 @@ fn sampled(n: usize) -> impl Iterator<Item = usize> {
     (0..k).map(move |i| i * n / k)
 }
 
+/// How a pruned block's projection takes back what the removed channels carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recovery {
+    /// Nothing: the projection loses the removed channels' contribution, mean included.
+    None,
+    /// The removed channels' mean contribution, `Σ E[z_c] · P_c` over the frames, goes into the
+    /// projection's bias: each output channel keeps its mean.
+    Mean,
+    /// The projection's weights and bias refitted by least squares ([`refit`]) from the pruned
+    /// network's own depthwise output to the original's projection output.
+    LeastSquares,
+}
+
 /// Removes `ratio` (above 0, below 1) of the expansion channels of each of `blocks` (from
 /// [`blocks`] of `graph`), in order: channels ranked by [`scores`] on the original network's
-/// activations over `frames`; with `refit`, each projection then refitted ([`refit`]) from the
-/// pruned network's own depthwise output to the original's projection output, on the same
-/// frames (at most 64 positions of each).
+/// activations over `frames`, then each projection recovered as `recovery` says (statistics
+/// on the same frames, at most 64 positions of each).
 pub fn prune_network(
     graph: &mut Graph,
     blocks: &[Block],
     preprocess: &Preprocess,
     frames: &[Frame<'_>],
     ratio: f64,
-    refit_projections: bool,
+    recovery: Recovery,
 ) -> Result<Vec<Pruned>> {
     if !(ratio > 0.0 && ratio < 1.0) || frames.is_empty() {
         return Err(Error::Input(format!("ratio {ratio} on {} frames: above 0, below 1, on frames", frames.len())));
@@ -187,17 +200,19 @@ pub fn prune_network(
     let original = Plan::new(graph.clone(), preprocess.clone())?;
     let mut session = Session::new(original.clone(), SessionOptions::default())?;
     let mut z_sq = vec![Vec::new(); blocks.len()];
+    let mut z_mean = vec![Vec::new(); blocks.len()];
     let mut targets = vec![Vec::new(); blocks.len()];
     for f in frames {
         session.run_full(f)?;
         for (b, block) in blocks.iter().enumerate() {
             let z = session.activation(block.depthwise);
             let c = original.graph().nodes[block.depthwise].shape.c;
-            let sums = &mut z_sq[b];
-            sums.resize(c, 0.0f64);
+            z_sq[b].resize(c, 0.0f64);
+            z_mean[b].resize(c, 0.0f64);
             let per = (z.len() / c * frames.len()) as f64;
             for (k, &v) in z.iter().enumerate() {
-                sums[k % c] += f64::from(v) * f64::from(v) / per;
+                z_sq[b][k % c] += f64::from(v) * f64::from(v) / per;
+                z_mean[b][k % c] += f64::from(v) / per;
             }
             let out = session.activation(block.project);
             let co = original.graph().nodes[block.project].shape.c;
@@ -215,7 +230,21 @@ pub fn prune_network(
         order.sort_by(|&x, &y| scores[y].total_cmp(&scores[x]));
         let mut keep = order[..n - drop].to_vec();
         keep.sort_unstable();
+        // What the removed channels add to the projection's output on average.
+        let Op::Conv(p) = &graph.nodes[block.project].op else { unreachable!("blocks() checked it") };
+        let mut shift = vec![0.0f64; p.cout];
+        for &c in &order[n - drop..] {
+            for (o, s) in shift.iter_mut().enumerate() {
+                *s += z_mean[b][c] * f64::from(p.weights[c * p.cout + o]);
+            }
+        }
         prune(graph, block, &keep)?;
+        if recovery == Recovery::Mean {
+            let Op::Conv(p) = &mut graph.nodes[block.project].op else { unreachable!() };
+            for (bias, s) in p.bias.iter_mut().zip(&shift) {
+                *bias = (f64::from(*bias) + s) as f32;
+            }
+        }
         // The pruned network so far, on the same frames and positions.
         let mut pruned = Session::new(Plan::new(graph.clone(), preprocess.clone())?, SessionOptions::default())?;
         let (k, co) = (keep.len(), graph.nodes[block.project].shape.c);
@@ -230,7 +259,7 @@ pub fn prune_network(
                 row += 1;
             }
         }
-        let (error_before, error_after) = if refit_projections {
+        let (error_before, error_after) = if recovery == Recovery::LeastSquares {
             refit(graph, block, &normal)?
         } else {
             let Op::Conv(p) = &graph.nodes[block.project].op else { unreachable!("blocks() checked it") };
