@@ -114,17 +114,10 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if args.out.extension().is_none_or(|e| e != "safetensors") {
         bail!("--out {} must end in .safetensors", args.out.display());
     }
-    if args.out.exists() && matches!((args.out.canonicalize(), args.model.canonicalize()), (Ok(a), Ok(b)) if a == b) {
+    if args.out.exists() && crate::quantize::same_file(&args.out, &args.model) {
         bail!("--out {} is the model itself", args.out.display());
     }
-    let sidecar = match &args.preprocess {
-        Some(p) => p.clone(),
-        None => ModelConfig::find(&args.model, &crate::model::sidecar_dirs())
-            .with_context(|| format!("no sidecar for model {}: pass --preprocess FILE", args.model.display()))?,
-    };
-    let config = ModelConfig::load(&sidecar)?;
-    let bytes = framecache::files::read(&args.model, framecache::files::MAX_MODEL_BYTES)
-        .with_context(|| format!("cannot read model {}", args.model.display()))?;
+    let (sidecar, config, bytes) = crate::quantize::read_model(&args.model, args.preprocess.as_deref())?;
     let options = config.import_options(args.input_size, None);
     let mut graph = framecache::import::load_unfused(&bytes, &args.model, options)?;
 

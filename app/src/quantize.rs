@@ -47,14 +47,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         bail!("--out {} is the model itself", out.display());
     }
     let clips: Vec<Clip> = args.calibrate.iter().map(|p| Clip::open(p)).collect::<Result<_>>()?;
-    let sidecar = match &args.preprocess {
-        Some(p) => p.clone(),
-        None => ModelConfig::find(&args.model, &crate::model::sidecar_dirs())
-            .with_context(|| format!("no sidecar for model {}: pass --preprocess FILE", args.model.display()))?,
-    };
-    let config = ModelConfig::load(&sidecar)?;
-    let bytes = framecache::files::read(&args.model, framecache::files::MAX_MODEL_BYTES)
-        .with_context(|| format!("cannot read model {}", args.model.display()))?;
+    let (sidecar, config, bytes) = read_model(&args.model, args.preprocess.as_deref())?;
     let first = clips[0].decode(0)?;
     let options = config.import_options(args.input_size, Some((first.width, first.height)));
     let (graph, calibration) = calibrate(&bytes, &args.model, &config, options, &clips, args.frames, args.method)?;
@@ -250,7 +243,21 @@ pub fn default_out(model: &Path) -> PathBuf {
     model.with_file_name(format!("{stem}.int8.safetensors"))
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+/// The model file `model`'s sidecar (`preprocess`, else the one found beside it or in the
+/// assets), parsed, and the model's bytes: what `quantize` and `compress` start from.
+pub(crate) fn read_model(model: &Path, preprocess: Option<&Path>) -> Result<(PathBuf, ModelConfig, Vec<u8>)> {
+    let sidecar = match preprocess {
+        Some(p) => p.to_owned(),
+        None => ModelConfig::find(model, &crate::model::sidecar_dirs())
+            .with_context(|| format!("no sidecar for model {}: pass --preprocess FILE", model.display()))?,
+    };
+    let config = ModelConfig::load(&sidecar)?;
+    let bytes = framecache::files::read(model, framecache::files::MAX_MODEL_BYTES)
+        .with_context(|| format!("cannot read model {}", model.display()))?;
+    Ok((sidecar, config, bytes))
+}
+
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 

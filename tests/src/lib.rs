@@ -101,3 +101,19 @@ pub fn pasted_sequence(data: &Path, n: usize) -> Result<Vec<Rgb>> {
     }
     Ok(out)
 }
+
+/// The C ABI loads the model file at `model` (its sidecar beside it) and runs a grey 64x48
+/// RGBA frame through it.
+pub fn c_abi_runs(model: &Path) {
+    use framecache_ffi::*;
+    let path = std::ffi::CString::new(model.to_str().expect("a UTF-8 path")).expect("no NUL in the path");
+    let mut e = 0;
+    // SAFETY: a NUL-terminated path, null sidecar and options (defaults), a writable handle.
+    let status = unsafe { fc_engine_create(path.as_ptr(), std::ptr::null(), std::ptr::null(), &mut e) };
+    // SAFETY: fc_last_error returns a NUL-terminated string owned by the library.
+    assert_eq!(status, FcStatus::Ok, "{:?}", unsafe { std::ffi::CStr::from_ptr(fc_last_error()) });
+    let rgba = vec![128u8; 64 * 48 * 4];
+    // SAFETY: 64x48 RGBA rows of 256 bytes.
+    assert_eq!(unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), 64, 48, 256, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
+    assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+}

@@ -89,16 +89,7 @@ fn a_quantized_model_runs_everywhere_a_model_does() {
     }
     // The C ABI loads it from its path (the float model's sidecar found as above); from
     // memory there is no path to find the float model by, and it says so.
-    use framecache_ffi::*;
-    let path = std::ffi::CString::new(out.to_str().unwrap()).unwrap();
-    let mut e = 0;
-    // SAFETY: a NUL-terminated path, null sidecar and options (defaults), a writable handle.
-    let status = unsafe { fc_engine_create(path.as_ptr(), std::ptr::null(), std::ptr::null(), &mut e) };
-    assert_eq!(status, FcStatus::Ok, "{:?}", unsafe { std::ffi::CStr::from_ptr(fc_last_error()) });
-    let rgba = vec![128u8; 64 * 48 * 4];
-    // SAFETY: 64x48 RGBA rows of 256 bytes.
-    assert_eq!(unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), 64, 48, 256, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
-    assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+    framecache_tests::c_abi_runs(&out);
     let bytes = std::fs::read(&out).unwrap();
     let e = framecache::SidecarModel::from_bytes(&bytes, "[preprocess]\n", None).err().unwrap();
     assert!(e.to_string().contains("load it from its file"), "{e}");

@@ -318,21 +318,10 @@ fn compress_cluster_writes_a_model_every_command_runs() {
     let loaded = framecache_app::model::Model::load(&out, None, None, None).unwrap();
     assert_eq!(loaded.labels.as_ref().map(Vec::len), Some(1000));
     // The C ABI runs it, from its file (sidecar beside it) and from memory.
-    {
-        use framecache_ffi::*;
-        let path = std::ffi::CString::new(s(&out)).unwrap();
-        let mut e = 0;
-        // SAFETY: a NUL-terminated path, null sidecar and options (defaults), a writable handle.
-        let status = unsafe { fc_engine_create(path.as_ptr(), std::ptr::null(), std::ptr::null(), &mut e) };
-        assert_eq!(status, FcStatus::Ok, "{:?}", unsafe { std::ffi::CStr::from_ptr(fc_last_error()) });
-        let rgba = vec![128u8; 64 * 48 * 4];
-        // SAFETY: 64x48 RGBA rows of 256 bytes.
-        assert_eq!(unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), 64, 48, 256, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
-        assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
-        let sidecar = std::fs::read_to_string(framecache_app::args::with_ext(&out, ".toml")).unwrap();
-        let m = framecache::SidecarModel::from_bytes(&std::fs::read(&out).unwrap(), &sidecar, None).unwrap();
-        assert_eq!(m.plan.graph().outputs.len(), 1);
-    }
+    framecache_tests::c_abi_runs(&out);
+    let sidecar = std::fs::read_to_string(framecache_app::args::with_ext(&out, ".toml")).unwrap();
+    let m = framecache::SidecarModel::from_bytes(&std::fs::read(&out).unwrap(), &sidecar, None).unwrap();
+    assert_eq!(m.plan.graph().outputs.len(), 1);
 
     // bench --variant: the variant's full and cached runs, with fidelity against the source.
     let json = dir.join("bench.json");

@@ -1,7 +1,32 @@
 //! Linear least squares by the normal equations: the closed-form refits of one layer
 //! ([`crate::wavelet::fit_stem`], [`crate::prune::refit`]).
 
+use framecache::graph::Conv;
+
 use crate::{Error, Result};
+
+/// Refits `conv`'s weights and bias (its weights `d x m`, as a pointwise convolution's or any
+/// convolution's im2col matrix, one group) to the rows added to `normal`. Returns the relative
+/// RMS error before and after.
+pub fn refit(conv: &mut Conv, normal: &Normal) -> Result<(f64, f64)> {
+    let current: Vec<f64> = conv.weights.iter().chain(&conv.bias).map(|&v| f64::from(v)).collect();
+    if current.len() != (normal.d + 1) * normal.m || conv.groups != 1 {
+        return Err(Error::Input("the convolution's weights are not the fit's shape".into()));
+    }
+    let before = normal.error(&current);
+    let w = normal.solve()?;
+    let after = normal.error(&w);
+    let split = normal.d * normal.m;
+    for (i, v) in w.into_iter().enumerate() {
+        if i < split {
+            conv.weights[i] = v as f32;
+        } else {
+            conv.bias[i - split] = v as f32;
+        }
+    }
+    conv.packed.clear();
+    Ok((before, after))
+}
 
 /// The normal equations of `t ≈ [x, 1] · W` over rows added one at a time: `x` has `d` values,
 /// `t` has `m`, and `W` is `(d + 1) x m` (its last row the bias).

@@ -128,23 +128,7 @@ pub fn refit(graph: &mut Graph, block: Block, normal: &Normal) -> Result<(f64, f
     let Op::Conv(p) = &mut graph.nodes[block.project].op else {
         return Err(Error::Input("the block's projection is not a convolution".into()));
     };
-    let (cin, cout) = (p.cin, p.cout);
-    let current: Vec<f64> = p.weights.iter().chain(&p.bias).map(|&v| f64::from(v)).collect();
-    if current.len() != (cin + 1) * cout {
-        return Err(Error::Input("the projection's weights are not cin x cout".into()));
-    }
-    let before = normal.error(&current);
-    let w = normal.solve()?;
-    let after = normal.error(&w);
-    for (i, v) in w.iter().enumerate() {
-        if i < cin * cout {
-            p.weights[i] = *v as f32;
-        } else {
-            p.bias[i - cin * cout] = *v as f32;
-        }
-    }
-    p.packed.clear();
-    Ok((before, after))
+    crate::lsq::refit(p, normal)
 }
 
 /// What pruning did to one block.

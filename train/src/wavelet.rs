@@ -306,20 +306,8 @@ pub fn fit_stem(original: &Graph, rewritten: &mut Graph, bands: &[Band], inputs:
             }
         }
     }
-    let current: Vec<f64> = kept.weights.iter().chain(&kept.bias).map(|&v| f64::from(v)).collect();
-    let before = normal.error(&current);
-    let solved = normal.solve()?;
-    let after = normal.error(&solved);
     let Some(Op::Conv(kept)) = rewritten.nodes.get_mut(i + 1).map(|n| &mut n.op) else { unreachable!() };
-    for (k, v) in solved.iter().enumerate() {
-        if k < d * cout {
-            kept.weights[k] = *v as f32;
-        } else {
-            kept.bias[k - d * cout] = *v as f32;
-        }
-    }
-    kept.packed.clear();
-    Ok((before, after))
+    crate::lsq::refit(kept, &normal)
 }
 
 #[cfg(test)]
