@@ -146,8 +146,11 @@ pub fn run(args: CompressArgs) -> Result<()> {
             }
             let description = format!("framecache compress --method cluster ({how:?}) of {}", args.model.display());
             let out = graph_file::to_bytes_clustered(&graph, &description, &books)?;
-            let clustered_bytes: usize =
-                books.values().map(|c| 4 * c.codebook.len() + (c.indices.len() * c.bits() as usize).div_ceil(8)).sum();
+            // Codebooks, packed indices and per-channel scales.
+            let clustered_bytes: usize = books
+                .values()
+                .map(|c| 4 * (c.codebook.len() + c.scales.len()) + (c.indices.len() * c.bits() as usize).div_ceil(8))
+                .sum();
             let clustered_floats: usize = books.values().map(|c| 4 * c.indices.len()).sum();
             let stays_float = float_bytes - clustered_floats;
             let mut sizes = std::collections::BTreeMap::<String, usize>::new();
