@@ -9,6 +9,7 @@
 //! - `wavelet`: the input as Haar subbands and the first convolution rewritten onto them
 //!   ([`framecache_train::wavelet`]); with fewer bands, the first convolution refitted on the
 //!   `--fit` clips.
+//! - `qat`: quantization-aware training, through `quantize` (an int8 file).
 //! - `prune`: expansion channels of inverted-residual blocks removed, ranked and recovered on
 //!   the `--calibrate` clips ([`framecache_train::prune`]).
 
@@ -34,6 +35,10 @@ pub enum Method {
     /// the subbands `--bands` (all four: exact), refitted on `--fit` clips when bands are
     /// dropped.
     Wavelet,
+    /// Quantization-aware training: post-training int8 quantization calibrated on
+    /// `--calibrate` frames (as `quantize`), then `--epochs` of fine-tuning of the int8
+    /// convolutions towards the float model's output on the same frames; writes an int8 file.
+    Qat,
     /// Structured pruning: `--ratio` of the expansion channels of every inverted-residual block
     /// removed (those sending the least energy into the projection on `--calibrate` frames),
     /// each projection refitted by least squares to the original's output.
@@ -87,6 +92,13 @@ pub struct CompressArgs {
     /// prune: the fraction of each block's expansion channels to remove (above 0, below 1).
     #[arg(long, default_value_t = 0.35)]
     pub ratio: f64,
+    /// qat: epochs of quantization-aware training.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// qat: the learning rate (AdamW; each step moves a weight by about this much, so it must
+    /// stay under the int8 grid's steps).
+    #[arg(long, default_value_t = 1e-5)]
+    pub lr: f64,
     /// prune: how each pruned projection takes back what the removed channels carried:
     /// `mean` (their mean contribution into its bias), `least-squares` (weights and bias
     /// refitted on the `--calibrate` frames) or `none`.
@@ -116,6 +128,22 @@ pub fn run(args: CompressArgs) -> Result<()> {
     }
     if args.out.exists() && crate::quantize::same_file(&args.out, &args.model) {
         bail!("--out {} is the model itself", args.out.display());
+    }
+    if args.method == Method::Qat {
+        if args.calibrate.is_empty() || args.epochs == 0 {
+            bail!("--method qat needs --calibrate CLIP... and --epochs at least 1");
+        }
+        return crate::quantize::run(crate::quantize::QuantizeArgs {
+            model: args.model,
+            calibrate: args.calibrate,
+            frames: args.frames,
+            method: framecache::quant::Method::MinMax,
+            out: Some(args.out),
+            preprocess: args.preprocess,
+            input_size: args.input_size,
+            qat_epochs: args.epochs,
+            qat_lr: args.lr,
+        });
     }
     let (sidecar, config, bytes) = crate::quantize::read_model(&args.model, args.preprocess.as_deref())?;
     let options = config.import_options(args.input_size, None);
@@ -174,6 +202,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
             });
             (out, report)
         }
+        Method::Qat => unreachable!("delegated to quantize above"),
         Method::Prune => {
             if !(args.ratio > 0.0 && args.ratio < 1.0) {
                 bail!("--ratio {}: the fraction of channels to remove is above 0 and below 1", args.ratio);

@@ -36,6 +36,16 @@ pub struct QuantizeArgs {
     /// Input size WxH for models with dynamic spatial input dims.
     #[arg(long, value_parser = crate::args::parse_size)]
     pub input_size: Option<(usize, usize)>,
+    /// Quantization-aware training: after calibration, this many epochs over the calibration
+    /// frames fine-tune the int8 convolutions (fake quantization, straight-through gradient)
+    /// towards the float model's output (0: post-training quantization only).
+    #[cfg(feature = "train")]
+    #[arg(long, default_value_t = 0)]
+    pub qat_epochs: usize,
+    /// Quantization-aware training's learning rate (AdamW).
+    #[cfg(feature = "train")]
+    #[arg(long, default_value_t = 1e-5)]
+    pub qat_lr: f64,
 }
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
@@ -51,6 +61,12 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let first = clips[0].decode(0)?;
     let options = config.import_options(args.input_size, Some((first.width, first.height)));
     let (graph, calibration) = calibrate(&bytes, &args.model, &config, options, &clips, args.frames, args.method)?;
+    #[cfg(feature = "train")]
+    let graph = if args.qat_epochs > 0 {
+        qat(graph, &bytes, &args.model, &config, options, &clips, args.frames, args.qat_epochs, args.qat_lr)?
+    } else {
+        graph
+    };
     let (source, source_bytes) = (source_path(&args.model, &out)?, bytes.len() as u64);
     let manifest = file::Manifest {
         format: "framecache-int8".into(),
@@ -128,6 +144,56 @@ pub fn calibrate(
         eprintln!("kept float for fidelity: {} layer(s): {}", float.len(), names.join(", "));
     }
     Ok((graph, calibration))
+}
+
+/// Quantization-aware training of the calibrated int8 `graph` ([`framecache_train::qat`]): its
+/// int8 convolutions fine-tuned for `epochs` on `frames` frames of each clip, towards the
+/// float model's (`bytes`) first output on the same frames.
+#[cfg(feature = "train")]
+#[allow(clippy::too_many_arguments)]
+fn qat(
+    graph: framecache::graph::Graph,
+    bytes: &[u8],
+    path: &Path,
+    config: &ModelConfig,
+    options: framecache::import::ImportOptions,
+    clips: &[Clip],
+    frames: usize,
+    epochs: usize,
+    learning_rate: f64,
+) -> Result<framecache::graph::Graph> {
+    use framecache_train::qat::{finetune, QatOptions};
+    let float = Plan::new(framecache::import::load_unfused(bytes, path, options)?, config.preprocess.clone())?;
+    let output = float.graph().outputs.first().context("the model has no output")?.node;
+    let shape = float.graph().input_shape();
+    let mut session = Session::new(float.clone(), SessionOptions::default())?;
+    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+    for clip in clips {
+        let n = frames.min(clip.len());
+        let first = clip.decode(0)?;
+        for k in 0..n {
+            let frame = clip.decode_sized(k * clip.len() / n, (first.width, first.height))?;
+            let (mut resampled, mut nhwc) = (Vec::new(), vec![0.0; shape.len()]);
+            float.preprocess().resample(&frame.as_frame(), shape, &mut resampled);
+            float.preprocess().normalize(&resampled, &mut nhwc);
+            session.run_full(&frame.as_frame())?;
+            targets.push(session.activation(output).to_vec());
+            inputs.push(nhwc);
+        }
+    }
+    let options = QatOptions { epochs, batch: 8, learning_rate, seed: 1 };
+    let started = std::time::Instant::now();
+    let (trained, curve) = finetune(graph, output, &inputs, &targets, options, |epoch, loss| {
+        eprintln!("qat epoch {}/{epochs}: loss {loss:.5}", epoch + 1);
+    })?;
+    eprintln!(
+        "quantization-aware training: loss {:.5} -> {:.5} over {} frames, {:.0} s",
+        curve[0],
+        curve[curve.len() - 1],
+        inputs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(trained)
 }
 
 /// Frames per clip on which [`fall_back`] measures fidelity: each with the frame before it.

@@ -5,8 +5,8 @@
 //! Each op computes what the engine's kernel computes (the same window arithmetic, the same
 //! resize taps, the same fused activations and residual adds), so a forward pass equals the
 //! engine's full inference within float rounding (tested on the real models). Int8
-//! convolutions run as fake quantization: the input rounded to its `u8` grid, the weights
-//! dequantized, with a straight-through gradient.
+//! convolutions run as fake quantization: the input rounded to its `u8` grid and the weights
+//! to their per-channel int8 grid, each with a straight-through gradient ([`crate::qat`]).
 
 use std::collections::HashMap;
 
@@ -225,6 +225,15 @@ fn fake_quant(x: &Tensor, scale: f32, zero: u8) -> Result<Tensor> {
     Ok((x + (q - x)?.detach())?)
 }
 
+/// Fake quantization of an int8 convolution's weights (candle layout, output channel first):
+/// each rounded to its channel's grid `scale[co] · {-127..=127}`, with the straight-through
+/// estimator, so that quantization-aware training moves the float weights under the grid.
+fn fake_quant_weights(w: &Tensor, scale: &[f32]) -> Result<Tensor> {
+    let s = Tensor::from_slice(scale, (scale.len(), 1, 1, 1), w.device())?;
+    let q = w.broadcast_div(&s)?.round()?.clamp(-127f32, 127f32)?.broadcast_mul(&s)?;
+    Ok((w + (q - w)?.detach())?)
+}
+
 /// The resize of `x` (NCHW) to `oh x ow` as two matrix products with the engine's taps.
 fn resize(
     x: &Tensor,
@@ -377,10 +386,11 @@ impl Net {
     fn conv(&self, i: usize, part: ConvPart, c: &Conv, x: &Tensor, oh: usize, ow: usize) -> Result<Tensor> {
         let slot = Slot::Conv(part);
         let (w, b) = (self.param(i, slot, false), self.param(i, slot, true));
-        let x = match &c.quant {
-            Some(q) => fake_quant(x, q.input_scale, q.input_zero)?,
-            None => x.clone(),
+        let (x, quantized) = match &c.quant {
+            Some(q) => (fake_quant(x, q.input_scale, q.input_zero)?, Some(fake_quant_weights(w, &q.weight_scale)?)),
+            None => (x.clone(), None),
         };
+        let w = quantized.as_ref().unwrap_or(w);
         let y = if c.is_depthwise() {
             depthwise(&x, c, w, b, oh, ow)?
         } else {
@@ -508,7 +518,8 @@ impl Net {
     }
 
     /// The graph with the variables' current values as its weights (unpacked, as an importer
-    /// makes it). Int8 convolutions keep their quantization: their weights do not train here.
+    /// makes it). Int8 convolutions keep their scales; their weights are rounded back onto
+    /// them (quantization-aware training).
     pub fn to_graph(&self) -> Result<Graph> {
         let mut graph = self.graph.clone();
         let read = |node: usize, slot: Slot, bias: bool| -> Result<Vec<f32>> {
@@ -516,8 +527,18 @@ impl Net {
         };
         for (i, node) in graph.nodes.iter_mut().enumerate() {
             let conv = |c: &mut Conv, part: ConvPart| -> Result<()> {
-                if c.quant.is_none() {
-                    c.weights = conv_layout(c, &read(i, Slot::Conv(part), false)?, false);
+                let w = conv_layout(c, &read(i, Slot::Conv(part), false)?, false);
+                match &mut c.quant {
+                    None => c.weights = w,
+                    // Each weight back on its channel's int8 grid (the forward pass used it).
+                    Some(q) => {
+                        let cout_g = c.cout / c.groups;
+                        let per_group = q.weights.len() / c.groups;
+                        for (k, (qw, &v)) in q.weights.iter_mut().zip(&w).enumerate() {
+                            let scale = q.weight_scale[k / per_group * cout_g + k % cout_g];
+                            *qw = (v / scale).round().clamp(-127.0, 127.0) as i8;
+                        }
+                    }
                 }
                 c.bias = read(i, Slot::Conv(part), true)?;
                 c.packed.clear();
