@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runs behind docs/results-compress.md: MobileNetV2 and selfie segmentation compressed by
-# weight clustering, the wavelet input and structured pruning, with int8 on top of clustering
-# and of pruning, each measured
+# weight clustering, the wavelet input, structured pruning and quantization-aware training,
+# with int8 on top of clustering and of pruning, each measured
 # against its source by `framecache bench --variant` on the same frames in one run.
 # Calibration and fitting use two dev clips (pan_city_night, fast_animation_bunny); the other
 # five are held out and measured. Usage: bench/compress.sh [OUT_DIR] (MODELS="imagenet/mobilenet_v2"
@@ -35,9 +35,10 @@ for m in ${MODELS:-imagenet/mobilenet_v2 mediapipe/selfie_segmentation}; do
   /usr/bin/time -f "quantize: %e s" "${fc[@]}" quantize "$src" --calibrate "${calib[@]}" --out "$out/$n.int8.safetensors"
   /usr/bin/time -f "quantize: %e s" "${fc[@]}" quantize "$out/$n.prune.safetensors" --calibrate "${calib[@]}" \
     --out "$out/$n.prune.int8.safetensors"
+  run qat --method qat --calibrate "${calib[@]}" --epochs 5
   variants=()
   for f in cluster cluster-nobc cluster-e02 cluster-k32 wavelet wavelet-lh-hl wavelet-ll wavelet-ll-nofit prune \
-    cluster.int8 prune.int8 int8; do
+    cluster.int8 prune.int8 int8 qat; do
     variants+=(--variant "$out/$n.$f.safetensors")
   done
   clips=()
