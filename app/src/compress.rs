@@ -25,6 +25,8 @@ use framecache_train::prune;
 use framecache_train::wavelet::{self, Band};
 
 use crate::args::{relative, with_ext};
+use crate::clip::Clip;
+use crate::quantize::each_frame;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Method {
@@ -126,6 +128,9 @@ pub fn run(args: CompressArgs) -> Result<()> {
     if args.out.extension().is_none_or(|e| e != "safetensors") {
         bail!("--out {} must end in .safetensors", args.out.display());
     }
+    if args.frames == 0 {
+        bail!("--frames must be at least 1");
+    }
     if args.out.exists() && crate::quantize::same_file(&args.out, &args.model) {
         bail!("--out {} is the model itself", args.out.display());
     }
@@ -156,15 +161,12 @@ pub fn run(args: CompressArgs) -> Result<()> {
                 None => Centroids::ByError(args.max_error),
             };
             let float_bytes = weight_bytes(&graph);
-            if args.frames == 0 {
-                bail!("--frames must be at least 1");
-            }
             // The clips are read before the clustering, so that a bad one fails first.
             let means = if args.calibrate.is_empty() {
                 None
             } else {
                 let plan = Plan::new(graph.clone(), config.preprocess.clone())?;
-                Some(input_means(plan, &args.calibrate, args.frames)?)
+                Some(input_means(plan, &open_clips(&args.calibrate)?, args.frames)?)
             };
             let original = graph.clone();
             let (books, layers) = cluster::cluster(&mut graph, how)?;
@@ -207,8 +209,8 @@ pub fn run(args: CompressArgs) -> Result<()> {
             if !(args.ratio > 0.0 && args.ratio < 1.0) {
                 bail!("--ratio {}: the fraction of channels to remove is above 0 and below 1", args.ratio);
             }
-            if args.calibrate.is_empty() || args.frames == 0 {
-                bail!("--method prune needs --calibrate CLIP... (and --frames at least 1)");
+            if args.calibrate.is_empty() {
+                bail!("--method prune needs --calibrate CLIP...");
             }
             let blocks = prune::blocks(&graph);
             if blocks.is_empty() {
@@ -219,16 +221,10 @@ pub fn run(args: CompressArgs) -> Result<()> {
                 );
             }
             let mut frames = Vec::new();
-            for path in &args.calibrate {
-                let clip = crate::clip::Clip::open(path)?;
-                if clip.is_empty() {
-                    bail!("clip {} has no frames", path.display());
-                }
-                let n = args.frames.min(clip.len());
-                for k in 0..n {
-                    frames.push(clip.decode(k * clip.len() / n)?);
-                }
-            }
+            each_frame(&open_clips(&args.calibrate)?, args.frames, |f| {
+                frames.push(f.clone());
+                Ok(())
+            })?;
             let frames: Vec<framecache::Frame<'_>> = frames.iter().map(|f| f.as_frame()).collect();
             let macs_before = Plan::new(graph.clone(), config.preprocess.clone())?.total_macs();
             let pruned = prune::prune_network(
@@ -262,15 +258,12 @@ pub fn run(args: CompressArgs) -> Result<()> {
             let fit = if args.fit.is_empty() {
                 None
             } else {
-                if args.frames == 0 {
-                    bail!("--frames must be at least 1");
-                }
                 let plan = Plan::new(graph.clone(), config.preprocess.clone())?;
                 let shape = plan.graph().input_shape();
                 let mut inputs = Vec::new();
-                each_frame(&args.fit, args.frames, |frame| {
+                each_frame(&open_clips(&args.fit)?, args.frames, |frame| {
                     let (mut resampled, mut nhwc) = (Vec::new(), vec![0.0; shape.len()]);
-                    plan.preprocess().resample(frame, shape, &mut resampled);
+                    plan.preprocess().resample(&frame.as_frame(), shape, &mut resampled);
                     plan.preprocess().normalize(&resampled, &mut nhwc);
                     inputs.push(nhwc);
                     Ok(())
@@ -325,24 +318,14 @@ pub fn run(args: CompressArgs) -> Result<()> {
     Ok(())
 }
 
-/// Calls `f` on `frames` frames of each clip, spread evenly over it.
-fn each_frame(clips: &[PathBuf], frames: usize, mut f: impl FnMut(&framecache::Frame<'_>) -> Result<()>) -> Result<()> {
-    for path in clips {
-        let clip = crate::clip::Clip::open(path)?;
-        if clip.is_empty() {
-            bail!("clip {} has no frames", path.display());
-        }
-        let n = frames.min(clip.len());
-        for k in 0..n {
-            f(&clip.decode(k * clip.len() / n)?.as_frame())?;
-        }
-    }
-    Ok(())
+/// The clips at `paths`.
+fn open_clips(paths: &[PathBuf]) -> Result<Vec<Clip>> {
+    paths.iter().map(|p| Clip::open(p)).collect()
 }
 
 /// The mean of each channel of each weighted layer's input (by node), over `frames` frames of
 /// each clip, from full inference of `plan` (the float, unfused model).
-fn input_means(plan: std::sync::Arc<Plan>, clips: &[PathBuf], frames: usize) -> Result<HashMap<usize, Vec<f64>>> {
+fn input_means(plan: std::sync::Arc<Plan>, clips: &[Clip], frames: usize) -> Result<HashMap<usize, Vec<f64>>> {
     use framecache::graph::Op;
     let layers: Vec<(usize, usize)> = plan
         .graph()
@@ -355,7 +338,7 @@ fn input_means(plan: std::sync::Arc<Plan>, clips: &[PathBuf], frames: usize) -> 
     let mut sums: HashMap<usize, (Vec<f64>, usize)> = HashMap::new();
     let mut session = framecache::Session::new(plan.clone(), framecache::SessionOptions::default())?;
     each_frame(clips, frames, |frame| {
-        session.run_full(frame)?;
+        session.run_full(&frame.as_frame())?;
         for &(i, j) in &layers {
             let c = plan.graph().nodes[j].shape.c;
             let (sum, count) = sums.entry(i).or_insert_with(|| (vec![0.0; c], 0));

@@ -8,7 +8,7 @@ use clap::Args;
 use framecache::quant::{file, Calibration, Method};
 use framecache::{ModelConfig, Plan, Session, SessionOptions};
 
-use crate::clip::Clip;
+use crate::clip::{Clip, RgbFrame};
 use crate::model::Model;
 
 #[derive(Args, Debug)]
@@ -104,6 +104,23 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Calls `f` on `frames` frames of each clip, spread evenly over it, each at the size of the
+/// clip's first frame: the frames that calibration, quantization-aware training and
+/// `compress` learn from.
+pub(crate) fn each_frame(clips: &[Clip], frames: usize, mut f: impl FnMut(&RgbFrame) -> Result<()>) -> Result<()> {
+    for clip in clips {
+        if clip.is_empty() {
+            bail!("clip {} has no frames", clip.path.display());
+        }
+        let n = frames.min(clip.len());
+        let first = clip.decode(0)?;
+        for k in 0..n {
+            f(&clip.decode_sized(k * clip.len() / n, (first.width, first.height))?)?;
+        }
+    }
+    Ok(())
+}
+
 /// The unfused graph of the float model `bytes` (read from `path`) with its int8 convolutions
 /// quantized: input ranges by `method` over `frames` frames of each clip (spread evenly), run
 /// through fp32 full inference twice (extremes, then histograms).
@@ -124,18 +141,11 @@ pub fn calibrate(
         bail!("{} has no convolution that runs in int8 (pointwise, dense or grouped)", path.display());
     }
     for histograms in [false, true] {
-        for clip in clips {
-            if clip.is_empty() {
-                bail!("calibration clip {} has no frames", clip.path.display());
-            }
-            let n = frames.min(clip.len());
-            let first = clip.decode(0)?;
-            for k in 0..n {
-                let frame = clip.decode_sized(k * clip.len() / n, (first.width, first.height))?;
-                session.run_full(&frame.as_frame())?;
-                calibration.observe(histograms, |j| session.activation(j));
-            }
-        }
+        each_frame(clips, frames, |frame| {
+            session.run_full(&frame.as_frame())?;
+            calibration.observe(histograms, |j| session.activation(j));
+            Ok(())
+        })?;
     }
     calibration.apply(&mut graph, method);
     let float = fall_back(&mut graph, &mut session, config, clips)?;
@@ -168,19 +178,15 @@ fn qat(
     let shape = float.graph().input_shape();
     let mut session = Session::new(float.clone(), SessionOptions::default())?;
     let (mut inputs, mut targets) = (Vec::new(), Vec::new());
-    for clip in clips {
-        let n = frames.min(clip.len());
-        let first = clip.decode(0)?;
-        for k in 0..n {
-            let frame = clip.decode_sized(k * clip.len() / n, (first.width, first.height))?;
-            let (mut resampled, mut nhwc) = (Vec::new(), vec![0.0; shape.len()]);
-            float.preprocess().resample(&frame.as_frame(), shape, &mut resampled);
-            float.preprocess().normalize(&resampled, &mut nhwc);
-            session.run_full(&frame.as_frame())?;
-            targets.push(session.activation(output).to_vec());
-            inputs.push(nhwc);
-        }
-    }
+    each_frame(clips, frames, |frame| {
+        let (mut resampled, mut nhwc) = (Vec::new(), vec![0.0; shape.len()]);
+        float.preprocess().resample(&frame.as_frame(), shape, &mut resampled);
+        float.preprocess().normalize(&resampled, &mut nhwc);
+        session.run_full(&frame.as_frame())?;
+        targets.push(session.activation(output).to_vec());
+        inputs.push(nhwc);
+        Ok(())
+    })?;
     let options = QatOptions { epochs, batch: 8, learning_rate, seed: 1 };
     let started = std::time::Instant::now();
     let (trained, curve) = finetune(graph, output, &inputs, &targets, options, |epoch, loss| {

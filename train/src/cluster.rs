@@ -60,14 +60,7 @@ type ChannelOf<'a> = Box<dyn Fn(usize) -> usize + 'a>;
 fn layer_weights(op: &Op) -> Option<(&[f32], ChannelOf<'_>, bool)> {
     match op {
         Op::Conv(c) if c.quant.is_none() => {
-            let per_group = c.weights.len() / c.groups.max(1);
-            let cout_g = c.cout / c.groups.max(1);
-            let depthwise = c.groups == c.cin && c.groups == c.cout && c.groups > 1;
-            if depthwise || c.groups == 1 {
-                Some((&c.weights, Box::new(move |i| i % c.cout), true))
-            } else {
-                Some((&c.weights, Box::new(move |i| i / per_group * cout_g + i % per_group % cout_g), false))
-            }
+            Some((&c.weights, Box::new(move |i| c.weight_channels(i).1), c.is_depthwise() || c.groups == 1))
         }
         Op::ConvTranspose(c) => Some((&c.weights, Box::new(move |i| i % c.cout), true)),
         Op::Dense(d) => Some((&d.weights, Box::new(move |i| i % d.cout), true)),
@@ -186,9 +179,8 @@ pub fn assign(values: &[f32], codebook: &[f32]) -> Vec<u8> {
         .collect()
 }
 
-/// The per-channel weights of `values` (`1 / ‖w_c‖²`; a zero channel weighs as the mean channel
-/// does) and the channel count.
-fn channel_weights(values: &[f32], channel: &dyn Fn(usize) -> usize) -> (Vec<f64>, usize) {
+/// The squared norm of each output channel of `values`.
+fn channel_energy(values: &[f32], channel: &dyn Fn(usize) -> usize) -> Vec<f64> {
     let mut energy: Vec<f64> = Vec::new();
     for (i, &x) in values.iter().enumerate() {
         let c = channel(i);
@@ -197,10 +189,7 @@ fn channel_weights(values: &[f32], channel: &dyn Fn(usize) -> usize) -> (Vec<f64
         }
         energy[c] += f64::from(x) * f64::from(x);
     }
-    let live: Vec<f64> = energy.iter().copied().filter(|&e| e > 0.0).collect();
-    let mean = if live.is_empty() { 1.0 } else { live.iter().sum::<f64>() / live.len() as f64 };
-    let w = (0..values.len()).map(|i| 1.0 / if energy[channel(i)] > 0.0 { energy[channel(i)] } else { mean }).collect();
-    (w, energy.len())
+    energy
 }
 
 /// Clusters the weights of every convolution, transposed convolution and dense layer of
@@ -227,29 +216,25 @@ pub fn cluster(graph: &mut Graph, centroids: Centroids) -> Result<(HashMap<Strin
     let mut layers = Vec::new();
     for node in &mut graph.nodes {
         let Some((raw, channel, scalable)) = layer_weights(&node.op) else { continue };
-        let (weight, channels) = channel_weights(raw, &*channel);
-        // Per-channel RMS scales where the file can hold them; the k-means then sees
-        // normalised values of equal weight.
-        let scales: Vec<f32> = if scalable {
-            let mut energy = vec![0.0f64; channels];
-            for (i, &x) in raw.iter().enumerate() {
-                energy[channel(i)] += f64::from(x) * f64::from(x);
-            }
-            let per = raw.len() / channels.max(1);
-            energy.iter().map(|&e| (e / per.max(1) as f64).sqrt() as f32).collect()
-        } else {
-            Vec::new()
-        };
-        let values: Vec<f32> = if scales.is_empty() {
-            raw.to_vec()
-        } else {
-            raw.iter()
+        let energy = channel_energy(raw, &*channel);
+        let (channels, per) = (energy.len(), raw.len() / energy.len().max(1));
+        // Per-channel RMS scales where the file can hold them: the k-means then sees normalised
+        // values, each weighing 1/n of its channel. Otherwise raw values, each weighing its
+        // channel's `1 / ‖w_c‖²` (a zero channel as the mean channel does).
+        let (scales, values, weight): (Vec<f32>, Vec<f32>, Vec<f64>) = if scalable {
+            let scales: Vec<f32> = energy.iter().map(|&e| (e / per.max(1) as f64).sqrt() as f32).collect();
+            let values = raw
+                .iter()
                 .enumerate()
                 .map(|(i, &x)| if scales[channel(i)] > 0.0 { x / scales[channel(i)] } else { 0.0 })
-                .collect()
+                .collect();
+            (scales, values, vec![1.0 / per.max(1) as f64; raw.len()])
+        } else {
+            let live: Vec<f64> = energy.iter().copied().filter(|&e| e > 0.0).collect();
+            let mean = if live.is_empty() { 1.0 } else { live.iter().sum::<f64>() / live.len() as f64 };
+            let e = |i: usize| Some(energy[channel(i)]).filter(|&e| e > 0.0).unwrap_or(mean);
+            (Vec::new(), raw.to_vec(), (0..raw.len()).map(|i| 1.0 / e(i)).collect())
         };
-        let weight =
-            if scales.is_empty() { weight } else { vec![1.0 / (raw.len() / channels.max(1)).max(1) as f64; raw.len()] };
         let values = &values[..];
         let relative = |sq: f64| (sq / channels.max(1) as f64).sqrt();
         let len = values.len();
@@ -317,20 +302,10 @@ pub fn correct_biases(
         let (w, bias, delta) = match (&a.op, &mut b.op) {
             (Op::Conv(x), Op::Conv(y)) if x.weights != y.weights => {
                 let Some(mu) = input_mean(i).filter(|m| m.len() == x.cin) else { continue };
-                let depthwise = x.groups == x.cin && x.groups == x.cout && x.groups > 1;
                 let mut d = vec![0.0f64; x.cout];
-                if depthwise {
-                    for (k, (p, q)) in x.weights.iter().zip(&y.weights).enumerate() {
-                        d[k % x.cout] += f64::from(p - q) * mu[k % x.cout];
-                    }
-                } else {
-                    let (cin_g, cout_g) = (x.cin / x.groups, x.cout / x.groups);
-                    let per_group = x.weights.len() / x.groups;
-                    for (k, (p, q)) in x.weights.iter().zip(&y.weights).enumerate() {
-                        let (g, r) = (k / per_group, k % per_group);
-                        let (ci, co) = (r / cout_g % cin_g, r % cout_g);
-                        d[g * cout_g + co] += f64::from(p - q) * mu[g * cin_g + ci];
-                    }
+                for (k, (p, q)) in x.weights.iter().zip(&y.weights).enumerate() {
+                    let (ci, co) = x.weight_channels(k);
+                    d[co] += f64::from(p - q) * mu[ci];
                 }
                 (&mut y.packed, &mut y.bias, d)
             }

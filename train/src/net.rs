@@ -123,14 +123,7 @@ fn float_weights(c: &Conv) -> Vec<f32> {
     match &c.quant {
         None => c.weights.clone(),
         Some(q) => {
-            // Per group, rows of `cout / groups` weights; each column is one output channel.
-            let cout_g = c.cout / c.groups;
-            let per_group = q.weights.len() / c.groups;
-            q.weights
-                .iter()
-                .enumerate()
-                .map(|(i, &w)| w as f32 * q.weight_scale[i / per_group * cout_g + i % cout_g])
-                .collect()
+            q.weights.iter().enumerate().map(|(i, &w)| w as f32 * q.weight_scale[c.weight_channels(i).1]).collect()
         }
     }
 }
@@ -528,15 +521,15 @@ impl Net {
         for (i, node) in graph.nodes.iter_mut().enumerate() {
             let conv = |c: &mut Conv, part: ConvPart| -> Result<()> {
                 let w = conv_layout(c, &read(i, Slot::Conv(part), false)?, false);
+                // An int8 convolution's weights go back on their channels' grids (the forward
+                // pass used them there).
+                let co: Vec<usize> =
+                    if c.quant.is_some() { (0..w.len()).map(|k| c.weight_channels(k).1).collect() } else { Vec::new() };
                 match &mut c.quant {
                     None => c.weights = w,
-                    // Each weight back on its channel's int8 grid (the forward pass used it).
                     Some(q) => {
-                        let cout_g = c.cout / c.groups;
-                        let per_group = q.weights.len() / c.groups;
-                        for (k, (qw, &v)) in q.weights.iter_mut().zip(&w).enumerate() {
-                            let scale = q.weight_scale[k / per_group * cout_g + k % cout_g];
-                            *qw = (v / scale).round().clamp(-127.0, 127.0) as i8;
+                        for ((qw, &v), co) in q.weights.iter_mut().zip(&w).zip(co) {
+                            *qw = (v / q.weight_scale[co]).round().clamp(-127.0, 127.0) as i8;
                         }
                     }
                 }

@@ -33,8 +33,8 @@ pub struct Block {
 
 /// Whether node `i` is a float 1x1 convolution of one group and stride 1.
 fn pointwise(graph: &Graph, i: usize) -> bool {
-    matches!(&graph.nodes[i].op, Op::Conv(c) if c.groups == 1 && c.quant.is_none() && c.residual.is_none()
-        && (c.window.kh, c.window.kw, c.window.sh, c.window.sw) == (1, 1, 1, 1) && c.window.pad == [0; 4])
+    matches!(&graph.nodes[i].op, Op::Conv(c) if c.is_pointwise() && c.quant.is_none() && c.residual.is_none()
+        && (c.window.sh, c.window.sw) == (1, 1))
 }
 
 /// The inverted-residual blocks of `graph` (unfused), in order. A node read by anything else
@@ -54,8 +54,8 @@ pub fn blocks(graph: &Graph) -> Vec<Block> {
             continue;
         }
         let Some(d) = only(e) else { continue };
-        let depthwise = matches!(&graph.nodes[d].op, Op::Conv(c) if c.groups == c.cin && c.groups == c.cout
-            && c.groups > 1 && c.quant.is_none() && c.residual.is_none());
+        let depthwise = matches!(&graph.nodes[d].op, Op::Conv(c) if c.is_depthwise()
+            && c.quant.is_none() && c.residual.is_none());
         if !depthwise || graph.nodes[d].inputs != [e] {
             continue;
         }

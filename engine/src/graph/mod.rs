@@ -236,6 +236,17 @@ impl Conv {
     pub fn is_depthwise(&self) -> bool {
         self.groups > 1 && self.groups == self.cin && self.groups == self.cout
     }
+    /// The input and output channel that weight `i` of [`Conv::weights`] (or of an int8
+    /// convolution's weights, laid out alike) connects.
+    pub fn weight_channels(&self, i: usize) -> (usize, usize) {
+        if self.is_depthwise() {
+            return (i % self.cout, i % self.cout);
+        }
+        let (cin_g, cout_g) = (self.cin / self.groups, self.cout / self.groups);
+        let per_group = self.window.kh * self.window.kw * cin_g * cout_g;
+        let (g, r) = (i / per_group, i % per_group);
+        (g * cin_g + r / cout_g % cin_g, g * cout_g + r % cout_g)
+    }
     pub fn is_pointwise(&self) -> bool {
         let w = &self.window;
         self.groups == 1 && w.kh == 1 && w.kw == 1 && w.pad == [0; 4]
@@ -618,5 +629,52 @@ impl Graph {
     /// Geometry of every node: cumulative stride and receptive field in input pixels.
     pub fn geometry(&self) -> Vec<NodeGeometry> {
         geometry::node_geometry(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(cin: usize, cout: usize, groups: usize, k: usize) -> Conv {
+        let n = k * k * (cin / groups) * cout;
+        Conv {
+            window: Window { kh: k, kw: k, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
+            groups,
+            cin,
+            cout,
+            weights: vec![0.0; n],
+            bias: vec![0.0; cout],
+            activation: Activation::Identity,
+            residual: None,
+            quant: None,
+            packed: Vec::new(),
+        }
+    }
+
+    /// Every weight index maps to the channels its documented layout puts it at, and each
+    /// (input, output) pair of a group gets `kh · kw` weights.
+    #[test]
+    fn weight_channels_follow_the_documented_layouts() {
+        // [group][ky][kx][ci_in_group][co_in_group]
+        let c = conv(6, 4, 2, 3);
+        let (cin_g, cout_g) = (3, 2);
+        let mut i = 0;
+        for g in 0..2 {
+            for _tap in 0..9 {
+                for ci in 0..cin_g {
+                    for co in 0..cout_g {
+                        assert_eq!(c.weight_channels(i), (g * cin_g + ci, g * cout_g + co), "index {i}");
+                        i += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(i, c.weights.len());
+        // Depthwise: [ky][kx][c].
+        let d = conv(5, 5, 5, 3);
+        for i in 0..d.weights.len() {
+            assert_eq!(d.weight_channels(i), (i % 5, i % 5));
+        }
     }
 }
