@@ -19,7 +19,7 @@ rustup toolchain install "$TOOLCHAIN" --profile minimal --component rust-src
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/framecache/target}/tsan"
 RUSTFLAGS="-Zsanitizer=thread" cargo "+$TOOLCHAIN" build -Zbuild-std --target "$TARGET" --release --locked \
-  -p framecache-ffi --no-default-features --target-dir "$TARGET_DIR"
+  -p framecache-ffi --no-default-features --features onnx --target-dir "$TARGET_DIR"
 lib="$TARGET_DIR/$TARGET/release/libframecache_ffi.a"
 runtime="$(rustc "+$TOOLCHAIN" --print sysroot)/lib/rustlib/$TARGET/lib/librustc-nightly_rt.tsan.a"
 if [ "$(nm "$lib" 2>/dev/null | grep -c ' U __tsan_func_entry')" -eq 0 ]; then

@@ -26,6 +26,9 @@ pub enum Command {
     /// Post-training int8 quantization, calibrated on frames of clips: writes an int8 model
     /// file that every command runs.
     Quantize(crate::quantize::QuantizeArgs),
+    /// Compile a model and its sidecar (preprocessing, task, labels) into one plan file: what
+    /// the phone library loads, without an ONNX parser.
+    Compile(crate::compile::CompileArgs),
     #[cfg(feature = "train")]
     /// Distil a dense head onto a frozen backbone from a teacher model's output on real clips:
     /// writes the head (a graph file) and a bundle that runs it on the shared backbone.
@@ -45,6 +48,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => crate::demo::run(a),
         Command::Bundle(a) => crate::bundle::run(a),
         Command::Quantize(a) => crate::quantize::run(a),
+        Command::Compile(a) => crate::compile::run(a),
         #[cfg(feature = "train")]
         Command::Distill(a) => crate::distill::run(a),
         #[cfg(feature = "train")]

@@ -2,7 +2,7 @@
 //! loading and the baselines with the binary.
 //!
 //! Commands: [`run`] (one model over a clip), [`bench`] (reuse, speed and fidelity),
-//! [`inspect`] (the imported graph), [`distill`] (heads trained onto a shared backbone), [`compress`] (the compression toolbox), [`demo`] (live video in a window), [`bundle`] (multi-task
+//! [`inspect`] (the imported graph), [`distill`] (heads trained onto a shared backbone), [`compress`] (the compression toolbox), [`compile`] (plan files for the phones), [`demo`] (live video in a window), [`bundle`] (multi-task
 //! bundles: split, sharing, cached vs full). Shared parts: [`clip`] (PNG/JPEG folders and Y4M),
 //! [`model`] (plan + sidecar), [`baseline`] (tract and ONNX Runtime), [`args`] (engine options
 //! and the bundled assets); [`cli`] dispatches the commands.
@@ -13,6 +13,7 @@ pub mod bench;
 pub mod bundle;
 pub mod cli;
 pub mod clip;
+pub mod compile;
 #[cfg(feature = "train")]
 pub mod compress;
 pub mod demo;

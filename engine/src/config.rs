@@ -188,6 +188,21 @@ impl ModelConfig {
         std::iter::once(model.with_file_name(&name)).chain(dirs.iter().map(|d| d.join(&name))).find(|p| p.is_file())
     }
 
+    /// The sidecar of `model`: `sidecar` when given, else [`ModelConfig::find`]'s, else (an int8
+    /// file without a sidecar of its own) its float model's.
+    pub fn locate(model: &Path, sidecar: Option<&Path>, dirs: &[PathBuf]) -> Result<PathBuf> {
+        if let Some(s) = sidecar {
+            return Ok(s.to_owned());
+        }
+        ModelConfig::find(model, dirs)
+            .or_else(|| ModelConfig::find(&crate::quant::file::source(model)?, dirs))
+            .ok_or_else(|| Error::NoSidecar {
+                model: model.to_owned(),
+                file: format!("{}.toml", model.file_name().unwrap_or_default().to_string_lossy()),
+                dirs: dirs.to_vec(),
+            })
+    }
+
     /// The labels file, resolved relative to the sidecar's folder, then the model's folder.
     pub fn labels_path(&self, model: &Path) -> Option<PathBuf> {
         let l = self.labels.as_ref()?;
@@ -250,30 +265,34 @@ impl SidecarModel {
         frame_size: Option<(usize, usize)>,
     ) -> Result<Self> {
         // A missing model says so, rather than that it has no sidecar.
-        if let Err(e) = std::fs::metadata(model) {
-            return Err(Error::model_file(model, "I/O error", e));
+        let bytes = crate::files::read(model, crate::files::MAX_MODEL_BYTES)
+            .map_err(|e| Error::model_file(model, "I/O error", e))?;
+        if sidecar.is_none() && crate::import::plan_file::is_plan_file(&bytes) {
+            return Self::from_plan(&bytes, model);
         }
-        let sidecar = match sidecar {
-            Some(s) => s.to_owned(),
-            // An int8 file without a sidecar of its own has its float model's.
-            None => ModelConfig::find(model, dirs)
-                .or_else(|| ModelConfig::find(&crate::quant::file::source(model)?, dirs))
-                .ok_or_else(|| Error::NoSidecar {
-                    model: model.to_owned(),
-                    file: format!("{}.toml", model.file_name().unwrap_or_default().to_string_lossy()),
-                    dirs: dirs.to_vec(),
-                })?,
-        };
-        let config = ModelConfig::load(&sidecar)?;
-        let graph = crate::import::load_model(model, config.import_options(input_size, frame_size))?;
+        let config = ModelConfig::load(&ModelConfig::locate(model, sidecar, dirs)?)?;
+        let graph = crate::import::load_model_bytes(&bytes, model, config.import_options(input_size, frame_size))?;
         let plan = Plan::new(graph, config.preprocess.clone())?;
         let labels = config.load_labels(model)?;
         Ok(Self::new(plan, config, labels))
     }
 
+    /// A compiled plan file (`bytes`, read from `path`): its own sidecar and labels
+    /// ([`crate::import::plan_file`]).
+    pub fn from_plan(bytes: &[u8], path: &Path) -> Result<Self> {
+        let file = crate::import::plan_file::load(bytes, path)?;
+        let config = ModelConfig::parse(&file.sidecar, path)?;
+        let plan = Plan::new(crate::import::fused(file.graph), config.preprocess.clone())?;
+        Ok(Self::new(plan, config, file.labels))
+    }
+
     /// A model in memory (ONNX or TFLite bytes), its sidecar as TOML text, and its class names
-    /// (the sidecar's `labels` file is not read: there is no folder to resolve it in).
+    /// (the sidecar's `labels` file is not read: there is no folder to resolve it in). A plan
+    /// file with an empty `sidecar` brings its own sidecar and labels.
     pub fn from_bytes(bytes: &[u8], sidecar: &str, labels: Option<Vec<String>>) -> Result<Self> {
+        if sidecar.trim().is_empty() && crate::import::plan_file::is_plan_file(bytes) {
+            return Self::from_plan(bytes, Path::new("<memory>"));
+        }
         if crate::quant::file::is_int8(bytes) {
             return Err(Error::ModelFile {
                 path: "<memory>".into(),

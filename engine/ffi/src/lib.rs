@@ -339,8 +339,11 @@ pub unsafe extern "C" fn fc_options_default(out: *mut FcOptions) -> FcStatus {
     })
 }
 
-/// Creates an engine from an ONNX model file. Its sidecar `<model file>.toml` (preprocessing,
-/// task, labels) is read from beside the model, or from `sidecar_path` when that is not null.
+/// Creates an engine from a model file: a plan file (`framecache compile`), which carries its
+/// own sidecar and labels, or, where the library is built with its importers (not on the
+/// phones), an ONNX or TFLite model. The sidecar `<model file>.toml` (preprocessing, task,
+/// labels) is read from `sidecar_path` when that is not null, else (but for a plan file) from
+/// beside the model.
 ///
 /// # Safety
 /// Strings are null or NUL-terminated; `options` is null (defaults) or points to an
@@ -371,8 +374,10 @@ pub unsafe extern "C" fn fc_engine_create(
     })
 }
 
-/// Creates an engine from an ONNX model in memory, its sidecar as TOML text, and optionally
-/// class names (one per line; `labels` may be null).
+/// Creates an engine from a model in memory: a plan file (`framecache compile`), which carries
+/// its own sidecar and labels (pass null for both), or, where the library is built with its
+/// importers (not on the phones), an ONNX or TFLite model with its sidecar as TOML text and
+/// optionally class names (one per line; `labels` may be null).
 ///
 /// # Safety
 /// `onnx` points to `onnx_len` readable bytes; strings are null or NUL-terminated; `options`
@@ -394,8 +399,14 @@ pub unsafe extern "C" fn fc_engine_create_from_bytes(
         }
         // SAFETY: the caller promises `onnx_len` readable bytes.
         let bytes = unsafe { std::slice::from_raw_parts(onnx, onnx_len) };
-        // SAFETY: as above.
-        let text = unsafe { c_str(sidecar_toml, "sidecar_toml") }?;
+        let text = match sidecar_toml.is_null() {
+            true if framecache::import::plan_file::is_plan_file(bytes) => "",
+            true => {
+                return fail(FcStatus::InvalidArgument, "sidecar_toml is null, and only a plan file carries its own")
+            }
+            // SAFETY: as above.
+            false => unsafe { c_str(sidecar_toml, "sidecar_toml") }?,
+        };
         let labels = match labels.is_null() {
             true => None,
             // SAFETY: as above.

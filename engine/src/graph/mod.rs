@@ -11,6 +11,7 @@ mod check;
 pub mod fuse;
 mod geometry;
 pub use builder::GraphBuilder;
+#[cfg(any(feature = "onnx", feature = "tflite"))]
 pub(crate) use check::product;
 pub use check::{check_node, check_shape, check_window, MAX_DIM, MAX_PLAN_MACS, MAX_PLAN_VALUES, MAX_TENSOR_VALUES};
 pub(crate) use geometry::{resize_source as geometry_source, resize_taps as geometry_taps};

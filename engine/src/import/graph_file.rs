@@ -55,6 +55,10 @@ pub struct Manifest {
     pub input: Vec<InputSpec>,
     pub outputs: Vec<OutputSpec>,
     pub node: Vec<NodeSpec>,
+    /// The source model's tensor names that name a node other than by its own name (fused
+    /// ops hold several), each with its node's name: what a bundle names taps and outputs by.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub alias: std::collections::BTreeMap<String, String>,
     /// The weight tensors stored as a codebook and packed indices.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clustered: Vec<ClusteredSpec>,
@@ -182,6 +186,12 @@ pub struct NodeSpec {
 pub struct OutputSpec {
     pub name: String,
     pub node: String,
+    /// The source model's shape of the output (`[1, C, H, W]` or `[1, C]` when absent) and
+    /// whether its values are in NCHW order (absent: when the node's map is larger than 1x1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nchw: Option<bool>,
 }
 
 /// A window: kernel `[kh, kw]`, stride, dilation and padding `[top, left, bottom, right]`.
@@ -217,11 +227,14 @@ impl From<WindowSpec> for Window {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OpSpec {
-    /// Tensors `N.weight` (the engine's layout) and `N.bias`.
+    /// Tensors `N.weight` (the engine's layout) and `N.bias`; with `int8`, `N.weight` is `I8`
+    /// (in −127..=127) and `N.weight_scale` (`F32`, one per output channel) scales it.
     Conv {
         window: WindowSpec,
         groups: usize,
         activation: Activation,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        int8: Option<Int8Spec>,
     },
     /// Tensors `N.weight` (`[ky][kx][ci][co]`) and `N.bias`.
     ConvTranspose {
@@ -269,18 +282,27 @@ pub enum OpSpec {
     },
 }
 
+/// An int8 convolution's input quantization ([`crate::graph::ConvQuant`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Int8Spec {
+    pub input_scale: f32,
+    pub input_zero: u8,
+}
+
 /// Whether `bytes` are a graph file: a safetensors header with the manifest key.
 pub fn is_graph_file(bytes: &[u8]) -> bool {
     manifested::has_manifest(bytes, KEY)
 }
 
 /// The manifest of `graph` and its tensors, the weights named in `clustered` as their codebook
-/// and indices. Every node name must be unique, and the graph unfused (a fused residual add, a
-/// bottleneck or an int8 convolution is refused).
-fn describe(
+/// and indices, each tensor's name preceded by `prefix`. Every node name must be unique, and
+/// the graph unfused (a fused residual add or a bottleneck is refused).
+pub(crate) fn describe(
     graph: &Graph,
     description: &str,
     clustered: &HashMap<String, Clustered>,
+    prefix: &str,
 ) -> Result<(Manifest, Vec<TensorBytes>)> {
     let unsupported = |node: &crate::graph::Node, what: &str| Error::InvalidModel {
         node: node.name.clone(),
@@ -303,22 +325,23 @@ fn describe(
         let mut weights = |w: &[f32], b: Option<&[f32]>| {
             for (suffix, v) in std::iter::once(("weight", w)).chain(b.map(|b| ("bias", b))) {
                 let name = format!("{}.{suffix}", node.name);
+                let stored = format!("{prefix}{name}");
                 match clustered.get(&name) {
                     Some(c) if c.looks_up(v) => {
                         let bits = c.bits();
                         let cb = &c.codebook;
                         tensors.push((
-                            format!("{name}.codebook"),
+                            format!("{stored}.codebook"),
                             Dtype::F32,
                             vec![cb.len()],
                             manifested::f32_bytes(cb),
                         ));
                         let packed = pack_indices(&c.indices, bits);
-                        tensors.push((format!("{name}.indices"), Dtype::U8, vec![packed.len()], packed));
+                        tensors.push((format!("{stored}.indices"), Dtype::U8, vec![packed.len()], packed));
                         if !c.scales.is_empty() {
                             let sc = &c.scales;
                             tensors.push((
-                                format!("{name}.scale"),
+                                format!("{stored}.scale"),
                                 Dtype::F32,
                                 vec![sc.len()],
                                 manifested::f32_bytes(sc),
@@ -327,17 +350,33 @@ fn describe(
                         specs.push(ClusteredSpec { tensor: name, len: v.len(), bits, scales: c.scales.len() });
                     }
                     Some(_) => written = Err(unsupported(node, &format!("{name} unlike its codebook lookup"))),
-                    None => tensors.push((name, Dtype::F32, vec![v.len()], manifested::f32_bytes(v))),
+                    None => tensors.push((stored, Dtype::F32, vec![v.len()], manifested::f32_bytes(v))),
                 }
             }
         };
         let op = match &node.op {
             Op::Conv(c) => {
-                if c.quant.is_some() {
-                    return Err(unsupported(node, "an int8 convolution"));
-                }
-                weights(&c.weights, Some(&c.bias));
-                OpSpec::Conv { window: c.window.into(), groups: c.groups, activation: c.activation }
+                let int8 = match &c.quant {
+                    None => {
+                        weights(&c.weights, Some(&c.bias));
+                        None
+                    }
+                    Some(q) => {
+                        let name = format!("{prefix}{}", node.name);
+                        let w = q.weights.iter().map(|&w| w as u8).collect();
+                        tensors.push((format!("{name}.weight"), Dtype::I8, vec![q.weights.len()], w));
+                        let scales = manifested::f32_bytes(&q.weight_scale);
+                        tensors.push((format!("{name}.weight_scale"), Dtype::F32, vec![q.weight_scale.len()], scales));
+                        tensors.push((
+                            format!("{name}.bias"),
+                            Dtype::F32,
+                            vec![c.bias.len()],
+                            manifested::f32_bytes(&c.bias),
+                        ));
+                        Some(Int8Spec { input_scale: q.input_scale, input_zero: q.input_zero })
+                    }
+                };
+                OpSpec::Conv { window: c.window.into(), groups: c.groups, activation: c.activation, int8 }
             }
             Op::ConvTranspose(c) => {
                 weights(&c.weights, Some(&c.bias));
@@ -387,9 +426,24 @@ fn describe(
         outputs: graph
             .outputs
             .iter()
-            .map(|o| OutputSpec { name: o.name.clone(), node: graph.nodes[o.node].name.clone() })
+            .map(|o| {
+                let s = graph.nodes[o.node].shape;
+                let (shape, nchw) = default_layout(s.h, s.w, s.c);
+                OutputSpec {
+                    name: o.name.clone(),
+                    node: graph.nodes[o.node].name.clone(),
+                    shape: (o.onnx_shape != shape).then(|| o.onnx_shape.clone()),
+                    nchw: (o.nchw != nchw).then_some(o.nchw),
+                }
+            })
             .collect(),
         node: nodes,
+        alias: graph
+            .tensors
+            .iter()
+            .filter(|(name, &n)| graph.nodes[n].name != **name && !graph.outputs.iter().any(|o| o.name == **name))
+            .map(|(name, &n)| (name.clone(), graph.nodes[n].name.clone()))
+            .collect(),
         clustered: specs,
     };
     Ok((manifest, tensors))
@@ -406,7 +460,7 @@ pub fn to_bytes(graph: &Graph, description: &str) -> Result<Vec<u8>> {
 /// codebook entries; a name that no weight has is ignored.
 pub fn to_bytes_clustered(graph: &Graph, description: &str, clustered: &HashMap<String, Clustered>) -> Result<Vec<u8>> {
     let invalid = |reason: String| Error::InvalidModel { node: "<graph file>".into(), op: "write".into(), reason };
-    let (manifest, tensors) = describe(graph, description, clustered)?;
+    let (manifest, tensors) = describe(graph, description, clustered, "")?;
     manifested::write(&manifest, KEY, &tensors, invalid)
 }
 
@@ -414,9 +468,21 @@ pub fn to_bytes_clustered(graph: &Graph, description: &str, clustered: &HashMap<
 /// checked by [`check_node`] (its inputs, its attributes, its tensors' lengths and its
 /// declared shape) before the next is read; a tensor holds at most the file's bytes.
 pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
-    let bad = |reason: String| Error::ModelFile { path: path.to_owned(), reason, source: None };
     let manifest: Manifest = manifested::read_manifest(bytes, path, KEY, FORMAT, VERSION)?;
     let file = SafeTensors::deserialize(bytes).map_err(|e| Error::model_file(path, "not a safetensors file", e))?;
+    build(&manifest, &file, "", path)
+}
+
+/// The graph `manifest` describes, its tensors read from `file` under their names preceded by
+/// `prefix` (`path` names the file in errors): what [`load`] and the plan file share.
+pub(crate) fn build(manifest: &Manifest, file: &SafeTensors<'_>, prefix: &str, path: &Path) -> Result<Graph> {
+    let bad = |reason: String| Error::ModelFile { path: path.to_owned(), reason, source: None };
+    if manifest.format != FORMAT || manifest.version != VERSION {
+        return Err(bad(format!(
+            "graph format {} version {} (this engine reads {FORMAT} version {VERSION})",
+            manifest.format, manifest.version
+        )));
+    }
     if manifest.input.is_empty() {
         return Err(bad("no input".into()));
     }
@@ -445,7 +511,7 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
             .map(|n| ids.get(n).copied().ok_or_else(|| invalid(format!("input '{n}' is not an earlier node"))))
             .collect::<Result<Vec<_>>>()?;
         let raw = |name: &str, dtype: Dtype| -> Result<&[u8]> {
-            let t = file.tensor(name).map_err(|_| invalid(format!("no tensor {name}")))?;
+            let t = file.tensor(&format!("{prefix}{name}")).map_err(|_| invalid(format!("no tensor {name}")))?;
             if t.dtype() != dtype {
                 return Err(invalid(format!("tensor {name} is {:?}, not {dtype:?}", t.dtype())));
             }
@@ -479,18 +545,56 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
         let cin = inputs.first().map_or(0, |&j| nodes[j].shape.c);
         let [sh, sw, sc] = spec.shape;
         let op = match &spec.op {
-            OpSpec::Conv { window, groups, activation } => Op::Conv(Conv {
-                window: (*window).into(),
-                groups: *groups,
-                cin,
-                cout: sc,
-                weights: tensor("weight")?,
-                bias: tensor("bias")?,
-                activation: *activation,
-                residual: None,
-                quant: None,
-                packed: Vec::new(),
-            }),
+            OpSpec::Conv { window, groups, activation, int8 } => {
+                let mut conv = Conv {
+                    window: (*window).into(),
+                    groups: *groups,
+                    cin,
+                    cout: sc,
+                    weights: Vec::new(),
+                    bias: tensor("bias")?,
+                    activation: *activation,
+                    residual: None,
+                    quant: None,
+                    packed: Vec::new(),
+                };
+                match int8 {
+                    None => conv.weights = tensor("weight")?,
+                    Some(q) => {
+                        let name = format!("{}.weight", spec.name);
+                        let weights: Vec<i8> = raw(&name, Dtype::I8)?.iter().map(|&b| b as i8).collect();
+                        let weight_scale = manifested::f32s(raw(&format!("{name}_scale"), Dtype::F32)?);
+                        let w = &conv.window;
+                        let want = (*groups > 0 && cin.is_multiple_of(*groups) && sc.is_multiple_of(*groups))
+                            .then(|| (w.kh * w.kw).checked_mul(cin / groups)?.checked_mul(sc))
+                            .flatten();
+                        if want != Some(weights.len()) || weight_scale.len() != sc {
+                            return Err(invalid(format!(
+                                "{} int8 weights and {} scales for {cin} -> {sc} channels in {groups} groups",
+                                weights.len(),
+                                weight_scale.len()
+                            )));
+                        }
+                        // The float weights are the int8 values scaled back: what the graph's
+                        // float paths see (the int8 kernels read the int8 values).
+                        conv.weights = weights
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &w)| f32::from(w) * weight_scale[conv.weight_channels(i).1])
+                            .collect();
+                        conv.quant = Some(Box::new(crate::graph::ConvQuant {
+                            input_scale: q.input_scale,
+                            input_zero: q.input_zero,
+                            weight_scale,
+                            weights,
+                        }));
+                        if !crate::quant::takes_int8(&conv) {
+                            return Err(invalid("a depthwise or one-channel convolution cannot run in int8".into()));
+                        }
+                    }
+                }
+                Op::Conv(conv)
+            }
             OpSpec::ConvTranspose { window, activation } => Op::ConvTranspose(ConvTranspose {
                 window: (*window).into(),
                 cin,
@@ -539,15 +643,27 @@ pub fn load(bytes: &[u8], path: &Path) -> Result<Graph> {
     for o in &manifest.outputs {
         let id = *ids.get(&o.node).ok_or_else(|| bad(format!("output '{}' names no node '{}'", o.name, o.node)))?;
         let s = nodes[id].shape;
-        let nchw = !(s.h == 1 && s.w == 1);
-        let onnx_shape = if nchw { vec![1, s.c, s.h, s.w] } else { vec![1, s.c] };
-        outputs.push(GraphOutput { name: o.name.clone(), node: id, onnx_shape, nchw });
+        let (shape, nchw) = default_layout(s.h, s.w, s.c);
+        // The shape's size is checked against the node's with the whole graph (`Graph::validate`).
+        let onnx_shape = o.shape.clone().unwrap_or(shape);
+        outputs.push(GraphOutput { name: o.name.clone(), node: id, onnx_shape, nchw: o.nchw.unwrap_or(nchw) });
     }
     let mut tensors: HashMap<String, usize> = ids;
     for o in &outputs {
         tensors.entry(o.name.clone()).or_insert(o.node);
     }
+    for (name, node) in &manifest.alias {
+        let id = *tensors.get(node).ok_or_else(|| bad(format!("alias '{name}' names no node '{node}'")))?;
+        tensors.entry(name.clone()).or_insert(id);
+    }
     Ok(Graph { input_name: manifest.input[0].name.clone(), nodes, outputs, tensors })
+}
+
+/// An output's shape and order when the manifest gives none: NCHW `[1, C, H, W]` for a map,
+/// `[1, C]` for a 1x1 one.
+fn default_layout(h: usize, w: usize, c: usize) -> (Vec<usize>, bool) {
+    let nchw = !(h == 1 && w == 1);
+    (if nchw { vec![1, c, h, w] } else { vec![1, c] }, nchw)
 }
 
 /// The op's kind as the manifest names it, for errors.

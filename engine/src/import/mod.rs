@@ -11,13 +11,21 @@
 
 pub mod graph_file;
 pub(crate) mod manifested;
+#[cfg(feature = "onnx")]
 mod onnx;
+pub mod plan_file;
+#[cfg(feature = "tflite")]
 mod tflite;
 
 use std::path::Path;
 
+#[cfg(feature = "onnx")]
 pub use onnx::{load_onnx, load_onnx_bytes};
-pub use tflite::is_tflite;
+
+/// Whether `bytes` are a TFLite flatbuffer (the `TFL3` identifier at byte 4).
+pub fn is_tflite(bytes: &[u8]) -> bool {
+    bytes.get(4..8) == Some(b"TFL3")
+}
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -46,10 +54,11 @@ impl ImportOptions {
     }
 }
 
-/// Loads a model file, ONNX, TFLite, int8 or a graph file (told apart by content: a TFLite
-/// flatbuffer carries the `TFL3` identifier, an int8 file is safetensors with
-/// [`crate::quant::file::KEY`], a graph file with [`graph_file::KEY`]), with `options` fixing
-/// its dynamic input dims (a graph file has none). Inverted-residual blocks
+/// Loads a model file, ONNX, TFLite, int8, a graph file or a plan file (told apart by
+/// content: a TFLite flatbuffer carries the `TFL3` identifier, an int8 file is safetensors with
+/// [`crate::quant::file::KEY`], a graph file with [`graph_file::KEY`], a plan file with
+/// [`plan_file::KEY`]), with `options` fixing its dynamic input dims (graph and plan files
+/// have none). Inverted-residual blocks
 /// are fused into one node each ([`crate::graph::fuse::bottlenecks`]), and residual adds into
 /// the convolution producing one side ([`crate::graph::fuse::residual_adds`]).
 pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Graph> {
@@ -62,25 +71,54 @@ pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Grap
 /// [`load_model`] from memory; `path` names the model in errors (and, for ONNX, is where
 /// external data is looked up; for an int8 file, where its float model is).
 pub fn load_model_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
-    let mut graph = if crate::quant::file::is_int8(bytes) {
+    let graph = if crate::quant::file::is_int8(bytes) {
         crate::quant::file::load(bytes, path, options)
     } else {
         load_unfused(bytes, path, options)
     }?;
+    Ok(fused(graph))
+}
+
+/// An imported graph after the fusion passes that every loaded model goes through.
+pub(crate) fn fused(mut graph: Graph) -> Graph {
     crate::graph::fuse::bottlenecks(&mut graph);
     crate::graph::fuse::residual_adds(&mut graph);
-    Ok(graph)
+    graph
 }
 
 /// An ONNX, TFLite or graph file model as imported, before the fusion passes: every
 /// convolution is its own node (what [`crate::quant`] calibrates and quantizes, and
 /// `framecache compress` rewrites).
 pub fn load_unfused(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
+    #[cfg(not(any(feature = "onnx", feature = "tflite")))]
+    let _ = options; // a graph file has no dynamic dims
     if graph_file::is_graph_file(bytes) {
         graph_file::load(bytes, path)
-    } else if tflite::is_tflite(bytes) {
-        tflite::load_tflite_bytes(bytes, path, options)
+    } else if plan_file::is_plan_file(bytes) {
+        plan_file::load(bytes, path).map(|p| p.graph)
+    } else if is_tflite(bytes) {
+        #[cfg(feature = "tflite")]
+        return tflite::load_tflite_bytes(bytes, path, options);
+        #[cfg(not(feature = "tflite"))]
+        return Err(not_built(path, "TFLite", "tflite"));
     } else {
-        onnx::load_bytes(bytes, path, options)
+        #[cfg(feature = "onnx")]
+        return onnx::load_bytes(bytes, path, options);
+        #[cfg(not(feature = "onnx"))]
+        return Err(not_built(path, "ONNX (or not a model file)", "onnx"));
+    }
+}
+
+/// The error for a model format whose importer this build leaves out (the phone library reads
+/// compiled plans only).
+#[cfg(not(all(feature = "onnx", feature = "tflite")))]
+fn not_built(path: &Path, format: &str, feature: &str) -> Error {
+    Error::ModelFile {
+        path: path.to_owned(),
+        reason: format!(
+            "this is {format}, and this build of framecache has no {format} importer (cargo feature `{feature}`): \
+             compile the model into a plan with `framecache compile` and load the plan"
+        ),
+        source: None,
     }
 }

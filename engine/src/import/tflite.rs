@@ -21,15 +21,10 @@ use crate::graph::{
     PoolKind, ResizeMode, Shape, Window, MAX_DIM, MAX_TENSOR_VALUES,
 };
 
-/// Whether `bytes` look like a TFLite flatbuffer (file identifier `TFL3`).
-pub fn is_tflite(bytes: &[u8]) -> bool {
-    bytes.get(4..8) == Some(b"TFL3")
-}
-
 /// Loads a TFLite model from memory; `path` names it in errors.
 pub fn load_tflite_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> {
     let bad_file = |reason: String| Error::ModelFile { path: path.to_owned(), reason, source: None };
-    if !is_tflite(bytes) {
+    if !super::is_tflite(bytes) {
         return Err(bad_file("not a TFLite file (no TFL3 identifier at byte 4)".into()));
     }
     let model = tflite::root_as_model(bytes).map_err(|e| Error::model_file(path, "invalid TFLite flatbuffer", e))?;

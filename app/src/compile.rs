@@ -1,0 +1,43 @@
+//! `framecache compile`: a model file and its sidecar into one plan file
+//! ([`framecache::import::plan_file`], `docs/plan-format.md`), the format the phone library
+//! loads without an ONNX parser.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+#[derive(clap::Args, Debug)]
+pub struct CompileArgs {
+    /// The model: ONNX, TFLite, int8 or graph file.
+    pub model: PathBuf,
+    /// Its sidecar (default: MODEL.toml beside it, then in assets/models/).
+    #[arg(long)]
+    pub sidecar: Option<PathBuf>,
+    /// `WxH` for a model with dynamic spatial input dims (default: the sidecar's `input_size`).
+    #[arg(long, value_parser = crate::args::parse_size)]
+    pub input_size: Option<(usize, usize)>,
+    /// The plan file to write (written whole or not at all).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: CompileArgs) -> Result<()> {
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    };
+    if same(&args.model, &args.out) || args.sidecar.as_deref().is_some_and(|s| same(s, &args.out)) {
+        bail!("--out {} would overwrite an input", args.out.display());
+    }
+    let description = format!("framecache compile {}", args.model.display());
+    let bytes = framecache::import::plan_file::compile(
+        &args.model,
+        args.sidecar.as_deref(),
+        &crate::model::sidecar_dirs(),
+        args.input_size,
+        &description,
+    )?;
+    framecache::files::write_atomic(&args.out, &bytes)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!("wrote {} ({} bytes)", args.out.display(), bytes.len());
+    Ok(())
+}

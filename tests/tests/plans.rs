@@ -1,0 +1,208 @@
+//! Compiled plan files (`framecache compile`): every model in `assets/models` and
+//! `../shared/data/models` that the engine imports compiles into a plan that loads without its
+//! sidecar and gives the same bits as the source model; the C ABI runs a plan from a file and
+//! from memory; bad plans are clear errors.
+
+use std::path::{Path, PathBuf};
+
+use framecache::import::plan_file;
+use framecache::{Frame, Mode, Session, SessionOptions, SidecarModel};
+use framecache_tests::*;
+
+fn assets_models() -> PathBuf {
+    project_root().join("assets/models")
+}
+
+/// The size a model with dynamic input dims is compiled at (as a user gives `--input-size`).
+fn input_size(file: &Path) -> Option<(usize, usize)> {
+    match file.file_name()?.to_str()? {
+        "mtcnn_pnet.onnx" => Some((160, 120)),
+        "ch_PP-OCRv4_det_infer.onnx" => Some((320, 224)),
+        _ => None,
+    }
+}
+
+/// Every model file under `dir` (one level of subfolders): ONNX, TFLite and safetensors.
+fn model_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    dirs.extend(std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()));
+    for d in dirs {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "onnx" || x == "tflite" || x == "safetensors") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Full inference of `model` on each frame, every output's values.
+fn outputs(model: &SidecarModel, frames: &[Frame<'_>]) -> Vec<Vec<Vec<f32>>> {
+    let opts = SessionOptions { mode: Mode::Exact, threads: Some(1), ..Default::default() };
+    let mut s = Session::new(model.plan.clone(), opts).unwrap();
+    frames.iter().map(|f| s.run_full(f).unwrap().into_iter().map(|o| o.data).collect()).collect()
+}
+
+/// The plan of `model` gives the bits of `model` on `frames`, with its preprocessing, task,
+/// labels and decoders; returns the plan's size in bytes.
+fn plan_matches_source(model: &Path, frames: &[Frame<'_>]) -> usize {
+    let dirs = [assets_models()];
+    let size = input_size(model);
+    let bytes = plan_file::compile(model, None, &dirs, size, "test")
+        .unwrap_or_else(|e| panic!("{}: compile: {e}", model.display()));
+    let source = SidecarModel::load(model, None, &dirs, size, None).unwrap();
+    let plan = SidecarModel::from_plan(&bytes, Path::new("plan")).unwrap();
+    let name = model.display();
+    assert_eq!(plan.config.task, source.config.task, "{name}: task");
+    assert_eq!(plan.config.preprocess, source.config.preprocess, "{name}: preprocessing");
+    assert_eq!(plan.config.mask_threshold, source.config.mask_threshold, "{name}: mask threshold");
+    assert_eq!(plan.labels, source.labels, "{name}: labels");
+    assert_eq!(plan.decoders, source.decoders, "{name}: decoders");
+    assert_eq!(plan.plan.graph().nodes.len(), source.plan.graph().nodes.len(), "{name}: node count");
+    let (a, b) = (outputs(&plan, frames), outputs(&source, frames));
+    for (f, (a, b)) in a.iter().zip(&b).enumerate() {
+        for (k, (a, b)) in a.iter().zip(b).enumerate() {
+            let same = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{name}: output {k} of frame {f} differs from the source model's");
+        }
+    }
+    bytes.len()
+}
+
+#[test]
+fn every_model_compiles_to_a_plan_with_the_same_bits() {
+    let coin = project_root().join("assets/clips/static_coin_motion");
+    let frames = framecache_app::clip::Clip::open(&coin).unwrap();
+    let rgb: Vec<_> = [0, 7].iter().map(|&i| frames.decode(i).unwrap()).collect();
+    let frames: Vec<Frame<'_>> = rgb.iter().map(|f| f.as_frame()).collect();
+    let mut files = model_files(&assets_models());
+    if let Some(data) = shared_data_or_skip("every_model_compiles_to_a_plan_with_the_same_bits (shared models)") {
+        files.extend(model_files(&data.join("models")));
+    }
+    // mobilenet_v2.safetensors in ../shared/data is a weight file for the training tests, and
+    // the distilled person head runs only as a bundle's head (it has no sidecar of its own).
+    files.retain(|f| {
+        !f.ends_with("imagenet/mobilenet_v2.safetensors") && !f.ends_with("person_mobilenet_v2.head.safetensors")
+    });
+    assert!(files.len() >= 3, "{files:?}");
+    for f in &files {
+        plan_matches_source(f, &frames);
+    }
+}
+
+#[test]
+fn an_int8_model_compiles_to_a_plan_with_the_same_bits() {
+    use clap::Parser;
+    let dir = std::env::temp_dir().join(format!("framecache-plans-int8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (model, clip) =
+        (assets_models().join("mobilenet_v2.onnx"), project_root().join("assets/clips/static_coin_motion"));
+    let int8 = dir.join("mobilenet_v2.int8.safetensors");
+    let args = ["framecache", "quantize", model.to_str().unwrap(), "--calibrate", clip.to_str().unwrap()];
+    let args = args.into_iter().chain(["--frames", "8", "--out", int8.to_str().unwrap()]);
+    framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(args).unwrap()).unwrap();
+    let frames = framecache_app::clip::Clip::open(&clip).unwrap();
+    let rgb = [frames.decode(3).unwrap()];
+    let plan_bytes = plan_matches_source(&int8, &[rgb[0].as_frame()]);
+    // The int8 weights are stored as int8 (the classifier and depthwise layers stay float).
+    let float = std::fs::metadata(&model).unwrap().len() as usize;
+    assert!(plan_bytes < float, "int8 plan {plan_bytes} bytes against the float model's {float}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_c_abi_runs_a_plan_from_a_file_and_from_memory() {
+    use framecache_ffi::*;
+    let dir = std::env::temp_dir().join(format!("framecache-plans-abi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("selfie.fcplan");
+    let args = ["framecache", "compile", "--out", out.to_str().unwrap()];
+    let model = assets_models().join("selfie_segmentation.onnx");
+    let args = args.into_iter().chain([model.to_str().unwrap()]);
+    use clap::Parser;
+    framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(args).unwrap()).unwrap();
+    // From a file, alone in its folder: no sidecar beside it.
+    c_abi_runs(&out);
+    // From memory, with a null sidecar and labels.
+    let bytes = std::fs::read(&out).unwrap();
+    let mut e = 0;
+    // SAFETY: `bytes` is readable; null sidecar, labels and options; a writable handle.
+    let status = unsafe {
+        fc_engine_create_from_bytes(
+            bytes.as_ptr(),
+            bytes.len(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+            &mut e,
+        )
+    };
+    assert_eq!(status, FcStatus::Ok);
+    let mut heads = 0;
+    // SAFETY: a live handle and a writable count.
+    assert_eq!(unsafe { fc_engine_head_count(e, &mut heads) }, FcStatus::Ok);
+    assert_eq!(heads, 1);
+    assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+    // An ONNX model from memory with a null sidecar: a clear error.
+    let onnx = std::fs::read(&model).unwrap();
+    // SAFETY: as above.
+    let status = unsafe {
+        fc_engine_create_from_bytes(
+            onnx.as_ptr(),
+            onnx.len(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+            &mut e,
+        )
+    };
+    assert_eq!(status, FcStatus::InvalidArgument);
+    // SAFETY: the library's own NUL-terminated string.
+    let msg = unsafe { std::ffi::CStr::from_ptr(fc_last_error()) }.to_string_lossy().into_owned();
+    assert!(msg.contains("plan file"), "{msg}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_plans_are_clear_errors_and_compile_leaves_no_file() {
+    use clap::Parser;
+    let dir = std::env::temp_dir().join(format!("framecache-plans-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = assets_models().join("mobilenet_v2.onnx");
+    let bytes = plan_file::compile(&model, None, &[], None, "test").unwrap();
+    let load = |b: &[u8]| SidecarModel::from_plan(b, Path::new("bad.fcplan")).map(|_| ()).unwrap_err().to_string();
+    // Truncated anywhere: an error, never a panic.
+    for cut in [0, 7, 8, 100, bytes.len() / 2, bytes.len() - 1] {
+        let e = load(&bytes[..cut]);
+        assert!(e.contains("bad.fcplan"), "cut at {cut}: {e}");
+    }
+    // Another version.
+    let at = bytes.windows(11).position(|w| w == b"version = 1").expect("the manifest's version");
+    let mut newer = bytes.clone();
+    newer[at + 10] = b'9';
+    let e = load(&newer);
+    assert!(e.contains("version 9") && e.contains("reads framecache-plan version 1"), "{e}");
+    // A corrupted tensor length in the header: refused before anything is allocated.
+    let mut corrupt = bytes.clone();
+    corrupt[0] ^= 0x40;
+    assert!(load(&corrupt).contains("bad.fcplan"));
+    // The CLI: a plan is not compiled twice, an input is never overwritten, a missing model
+    // writes nothing.
+    let plan = dir.join("m.fcplan");
+    std::fs::write(&plan, &bytes).unwrap();
+    let compile = |args: &[&str]| {
+        let args = ["framecache", "compile"].iter().chain(args).copied();
+        framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(args).unwrap()).unwrap_err().to_string()
+    };
+    let out = dir.join("out.fcplan");
+    assert!(compile(&[plan.to_str().unwrap(), "--out", out.to_str().unwrap()]).contains("already a plan file"));
+    assert!(compile(&[plan.to_str().unwrap(), "--out", plan.to_str().unwrap()]).contains("overwrite"));
+    let missing = dir.join("missing.onnx");
+    assert!(compile(&[missing.to_str().unwrap(), "--out", out.to_str().unwrap()]).contains("missing.onnx"));
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "only the plan written above");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
