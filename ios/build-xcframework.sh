@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Builds ios/build/FrameCacheFFI.xcframework (device arm64 + simulator arm64) from engine/ffi,
-# with the committed header and a module map, for the Swift package. Needs macOS with Xcode and
-# `rustup target add aarch64-apple-ios aarch64-apple-ios-sim`.
+# with the committed header and a module map, for the Swift package, and compiles the bundled
+# model into the plan file the library loads (ios/build/mobilenet_v2.fcplan, an app resource).
+# Needs macOS with Xcode and `rustup target add aarch64-apple-ios aarch64-apple-ios-sim`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for target in aarch64-apple-ios aarch64-apple-ios-sim; do
-  cargo rustc -p framecache-ffi --lib --crate-type staticlib --release --no-default-features \
+  cargo rustc -p framecache-ffi --lib --crate-type staticlib --profile phone --no-default-features \
     --target "$target" --locked
 done
+mkdir -p ios/build
+cargo run --release --locked -p framecache-app -- compile assets/models/mobilenet_v2.onnx --out ios/build/mobilenet_v2.fcplan
 headers="$(mktemp -d)"
 cp engine/ffi/include/framecache.h "$headers/"
 cat > "$headers/module.modulemap" <<'MAP'
@@ -18,7 +21,7 @@ module FrameCacheFFI {
 MAP
 rm -rf ios/build/FrameCacheFFI.xcframework
 xcodebuild -create-xcframework \
-  -library target/aarch64-apple-ios/release/libframecache_ffi.a -headers "$headers" \
-  -library target/aarch64-apple-ios-sim/release/libframecache_ffi.a -headers "$headers" \
+  -library target/aarch64-apple-ios/phone/libframecache_ffi.a -headers "$headers" \
+  -library target/aarch64-apple-ios-sim/phone/libframecache_ffi.a -headers "$headers" \
   -output ios/build/FrameCacheFFI.xcframework
 echo "ios/build/FrameCacheFFI.xcframework"

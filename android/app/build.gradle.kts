@@ -29,9 +29,10 @@ android {
     }
     kotlinOptions { jvmTarget = "17" }
 
-    // The bundled model, its sidecar and labels come from the repository's assets/models.
-    sourceSets["main"].assets.srcDirs("../../assets/models")
-    androidResources { noCompress += listOf("onnx") }
+    // The bundled model as a plan file (its sidecar and labels inside), compiled from the
+    // repository's assets/models by ../build-rust.sh.
+    sourceSets["main"].assets.srcDirs("src/main/plans")
+    androidResources { noCompress += listOf("fcplan") }
 }
 
 dependencies {

@@ -48,8 +48,8 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
         guard let pixels = CMSampleBufferGetImageBuffer(sampleBuffer) else { return }
         do {
             if engine == nil {
-                guard let model = Bundle.main.path(forResource: "mobilenet_v2", ofType: "onnx") else {
-                    throw FrameCacheError(status: FC_STATUS_MODEL, message: "mobilenet_v2.onnx is not in the app bundle")
+                guard let model = Bundle.main.path(forResource: "mobilenet_v2", ofType: "fcplan") else {
+                    throw FrameCacheError(status: FC_STATUS_MODEL, message: "mobilenet_v2.fcplan is not in the app bundle")
                 }
                 engine = try FrameCache(modelPath: model, mode: UInt32(threshold ? FC_MODE_THRESHOLD : FC_MODE_EXACT))
             }

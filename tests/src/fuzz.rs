@@ -12,10 +12,11 @@ use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
 pub type Target = fn(&[u8]);
 
 /// The targets by name (the folder names under `fuzz/corpus/`).
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("onnx", onnx),
     ("tflite", tflite),
     ("graph_file", graph_file),
+    ("plan_file", plan_file),
     ("y4m", y4m),
     ("png_clip", png_clip),
     ("toml", toml),
@@ -54,6 +55,16 @@ pub fn graph_file(data: &[u8]) {
     let path = std::path::Path::new("fuzz.safetensors");
     let Ok(graph) = framecache::import::load_model_bytes(data, path, Default::default()) else { return };
     run_small(graph);
+}
+
+/// The plan file reader (what the phone library loads: graph, sidecar and labels), then as
+/// [`onnx`] with the plan's own preprocessing.
+pub fn plan_file(data: &[u8]) {
+    if !framecache::import::plan_file::is_plan_file(data) {
+        return;
+    }
+    let Ok(model) = framecache::SidecarModel::from_plan(data, std::path::Path::new("fuzz.fcplan")) else { return };
+    run_small(model.plan.graph().clone());
 }
 
 /// Plan compile, then two frames through a session when the plan is small.

@@ -206,3 +206,51 @@ fn bad_plans_are_clear_errors_and_compile_leaves_no_file() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "only the plan written above");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A bundle whose model files are all plans runs as the bundle of ONNX files does, bit for bit:
+/// its taps and outputs are found by the source model's tensor names (the graph's aliases).
+#[test]
+fn bundles_of_plans_compute_what_bundles_of_models_do() {
+    use framecache::{Bundle, BundleSession};
+    let Some(_) = shared_data_or_skip("bundles_of_plans_compute_what_bundles_of_models_do") else { return };
+    let dirs = framecache_app::bundle::model_dirs(&[]);
+    let coin = framecache_app::clip::Clip::open(&project_root().join("assets/clips/static_coin_motion")).unwrap();
+    let rgb = [coin.decode(0).unwrap(), coin.decode(5).unwrap()];
+    let root = std::env::temp_dir().join(format!("framecache-plans-bundles-{}", std::process::id()));
+    // Three bundles: one model with four heads, three models on one stream (labels beside the
+    // manifest), and a cut at tapped tensors (labels in ../models).
+    for name in ["blazepose", "camera_stream", "mobilenet_v2_s16"] {
+        let source = project_root().join(format!("assets/bundles/{name}.toml"));
+        let manifest = framecache::model::Manifest::load(&source).unwrap();
+        let dir = root.join(name).join("bundles");
+        std::fs::create_dir_all(&dir).unwrap();
+        let locate = |file: &Path| {
+            std::iter::once(source.parent().unwrap().join(file))
+                .chain(dirs.iter().map(|d| d.join(file)))
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| panic!("{name}: {} not found", file.display()))
+        };
+        for b in &manifest.backbones {
+            // Each model compiled into a plan file under the name the manifest gives it.
+            let out = dir.join(&b.model);
+            std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+            std::fs::write(&out, plan_file::compile(&locate(&b.model), None, &dirs, None, "test").unwrap()).unwrap();
+            for h in b.heads.iter().filter_map(|h| h.labels.as_ref()) {
+                std::fs::copy(locate(h), dir.join(h)).unwrap();
+            }
+        }
+        std::fs::copy(&source, dir.join(format!("{name}.toml"))).unwrap();
+        let run = |bundle: std::sync::Arc<Bundle>| {
+            let mut s = BundleSession::new(bundle, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+            rgb.iter()
+                .map(|f| {
+                    format!("{:?}", s.run_full(&f.as_frame()).unwrap().iter().map(|h| &h.output).collect::<Vec<_>>())
+                })
+                .collect::<Vec<_>>()
+        };
+        let plans = Bundle::load(dir.join(format!("{name}.toml")), &[]).unwrap();
+        let models = Bundle::load(&source, &dirs).unwrap();
+        assert_eq!(run(plans), run(models), "{name}: the bundle of plans decodes other results");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -158,8 +158,11 @@ extern "C" {
 // `out` is null (an error) or points to writable memory for one `FcOptions`.
 FcStatus fc_options_default(FcOptions *out);
 
-// Creates an engine from an ONNX model file. Its sidecar `<model file>.toml` (preprocessing,
-// task, labels) is read from beside the model, or from `sidecar_path` when that is not null.
+// Creates an engine from a model file: a plan file (`framecache compile`), which carries its
+// own sidecar and labels, or, where the library is built with its importers (not on the
+// phones), an ONNX or TFLite model. The sidecar `<model file>.toml` (preprocessing, task,
+// labels) is read from `sidecar_path` when that is not null, else (but for a plan file) from
+// beside the model.
 //
 // # Safety
 // Strings are null or NUL-terminated; `options` is null (defaults) or points to an
@@ -169,8 +172,10 @@ FcStatus fc_engine_create(const char *model_path,
                           const FcOptions *options,
                           FcEngine *out);
 
-// Creates an engine from an ONNX model in memory, its sidecar as TOML text, and optionally
-// class names (one per line; `labels` may be null).
+// Creates an engine from a model in memory: a plan file (`framecache compile`), which carries
+// its own sidecar and labels (pass null for both), or, where the library is built with its
+// importers (not on the phones), an ONNX or TFLite model with its sidecar as TOML text and
+// optionally class names (one per line; `labels` may be null).
 //
 // # Safety
 // `onnx` points to `onnx_len` readable bytes; strings are null or NUL-terminated; `options`

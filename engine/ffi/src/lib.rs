@@ -186,7 +186,6 @@ struct Engine {
     /// Class names as C strings, by class index, built on first use.
     labels_c: Vec<CString>,
     /// The frame after conversion and rotation.
-    rgb: Vec<u8>,
     scratch: Vec<u8>,
     last: Option<Last>,
 }
@@ -311,8 +310,7 @@ fn session_options(o: &FcOptions) -> Result<SessionOptions> {
 fn register(model: SidecarModel, options: SessionOptions) -> Result<FcEngine> {
     let SidecarModel { plan, labels, decoders, .. } = model;
     let session = Session::new(plan, options).map_err(|e| Fail(FcStatus::InvalidArgument, e.report()))?;
-    let engine =
-        Engine { session, labels, decoders, labels_c: Vec::new(), rgb: Vec::new(), scratch: Vec::new(), last: None };
+    let engine = Engine { session, labels, decoders, labels_c: Vec::new(), scratch: Vec::new(), last: None };
     let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
     registry().lock().unwrap_or_else(|p| p.into_inner()).insert(handle, Arc::new(Mutex::new(engine)));
     Ok(handle)
@@ -489,8 +487,9 @@ pub unsafe extern "C" fn fc_engine_push_rgba(
         let data = unsafe { std::slice::from_raw_parts(pixels, len) };
         with_engine(engine, |e| {
             let started = Instant::now();
-            frames::rgba_to_rgb(data, w, h, stride, bgra, &mut e.scratch);
-            e.process((w, h), rotation, started)
+            let rot = frames::rotation(w, h, rotation)?;
+            framecache::frame::rgba_to_rgb(data, stride, bgra, rot, &mut e.scratch);
+            e.process(rot.size(), started)
         })
     })
 }
@@ -512,24 +511,18 @@ pub unsafe extern "C" fn fc_engine_push_yuv420(engine: FcEngine, frame: *const F
             let started = Instant::now();
             // SAFETY: the caller promises the planes' bytes.
             let image = unsafe { frames::yuv_image(&f) }?;
-            image.to_rgb(&mut e.scratch).map_err(|err| Fail(FcStatus::Frame, err.report()))?;
-            e.process((w, h), rotation, started)
+            let rot = frames::rotation(w, h, rotation)?;
+            framecache::frame::yuv_to_rgb(&image, rot, &mut e.scratch)
+                .map_err(|err| Fail(FcStatus::Frame, err.report()))?;
+            e.process(rot.size(), started)
         })
     })
 }
 
 impl Engine {
-    /// Rotates `scratch` (packed RGB, `size`) into `rgb` and runs the cached path.
-    fn process(&mut self, size: (usize, usize), rotation: u32, started: Instant) -> Result<()> {
-        // Upright frames (the common case) go to the engine without another copy.
-        let (w, h, pixels) = match rotation {
-            0 => (size.0, size.1, &self.scratch),
-            _ => {
-                let (w, h) = frames::rotate_rgb(&self.scratch, size.0, size.1, rotation, &mut self.rgb)?;
-                (w, h, &self.rgb)
-            }
-        };
-        let frame = framecache::Frame::rgb(w, h, pixels);
+    /// Runs the cached path on `scratch` (packed RGB, `(w, h)`, already rotated upright).
+    fn process(&mut self, (w, h): (usize, usize), started: Instant) -> Result<()> {
+        let frame = framecache::Frame::rgb(w, h, &self.scratch);
         let outputs = self.session.process(&frame).map_err(|e| Fail(FcStatus::Frame, e.report()))?;
         let stats =
             self.session.last_stats().cloned().ok_or_else(|| Fail(FcStatus::NoResult, "no statistics".into()))?;

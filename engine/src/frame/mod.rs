@@ -6,8 +6,10 @@
 //! the model's input range.
 
 mod pil;
+mod rotation;
 mod yuv;
 
+pub use rotation::{rgba_to_rgb, yuv_to_rgb, Rotation};
 pub use yuv::{Plane, YuvImage, YuvRange};
 
 use crate::error::{Error, Result};

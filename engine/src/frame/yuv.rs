@@ -133,6 +133,15 @@ impl<'a> YuvImage<'a> {
 
     /// Converts to packed RGB (BT.601), chroma upsampled bilinearly.
     pub fn to_rgb(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
+        out.reserve(self.width * self.height * 3);
+        self.for_each_rgb(|_, _, rgb| out.extend_from_slice(&rgb))
+    }
+
+    /// Converts pixel by pixel, as [`YuvImage::to_rgb`] does, handing each pixel's RGB to
+    /// `put(x, y, rgb)` in row order: a caller writes it where it wants it (rotated, say),
+    /// without a second pass over the frame.
+    pub fn for_each_rgb(&self, mut put: impl FnMut(usize, usize, [u8; 3])) -> Result<()> {
         self.validate()?;
         let (w, h, s) = (self.width, self.height, self.subsample);
         let (cw, ch) = (w.div_ceil(s), h.div_ceil(s));
@@ -158,18 +167,12 @@ impl<'a> YuvImage<'a> {
             let bot = sample(p, x0, y1) + (sample(p, x1, y1) - sample(p, x0, y1)) * fx;
             (top + (bot - top) * fy - 128.0) * c_scale
         };
-        out.clear();
-        out.reserve(w * h * 3);
         for y in 0..h {
             for x in 0..w {
                 let l = (sample(&self.y, x, y) - y_off) * y_scale;
                 let (cb, cr) = (chroma(&self.u, x, y), chroma(&self.v, x, y));
                 let to_u8 = |v: f32| v.round().clamp(0.0, 255.0) as u8;
-                out.extend_from_slice(&[
-                    to_u8(l + 1.402 * cr),
-                    to_u8(l - 0.344_136 * cb - 0.714_136 * cr),
-                    to_u8(l + 1.772 * cb),
-                ]);
+                put(x, y, [to_u8(l + 1.402 * cr), to_u8(l - 0.344_136 * cb - 0.714_136 * cr), to_u8(l + 1.772 * cb)]);
             }
         }
         Ok(())

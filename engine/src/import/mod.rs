@@ -100,24 +100,24 @@ pub fn load_unfused(bytes: &[u8], path: &Path, options: ImportOptions) -> Result
         #[cfg(feature = "tflite")]
         return tflite::load_tflite_bytes(bytes, path, options);
         #[cfg(not(feature = "tflite"))]
-        return Err(not_built(path, "TFLite", "tflite"));
+        return Err(not_built(path, "a TFLite model", "tflite"));
     } else {
         #[cfg(feature = "onnx")]
         return onnx::load_bytes(bytes, path, options);
         #[cfg(not(feature = "onnx"))]
-        return Err(not_built(path, "ONNX (or not a model file)", "onnx"));
+        return Err(not_built(path, "not a plan, graph or int8 file (ONNX?)", "onnx"));
     }
 }
 
 /// The error for a model format whose importer this build leaves out (the phone library reads
 /// compiled plans only).
 #[cfg(not(all(feature = "onnx", feature = "tflite")))]
-fn not_built(path: &Path, format: &str, feature: &str) -> Error {
+fn not_built(path: &Path, what: &str, feature: &str) -> Error {
     Error::ModelFile {
         path: path.to_owned(),
         reason: format!(
-            "this is {format}, and this build of framecache has no {format} importer (cargo feature `{feature}`): \
-             compile the model into a plan with `framecache compile` and load the plan"
+            "{what}, and this build of framecache reads compiled plans only (no cargo feature `{feature}`): \
+             compile the model with `framecache compile` and load the plan"
         ),
         source: None,
     }

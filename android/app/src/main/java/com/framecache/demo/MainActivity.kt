@@ -58,13 +58,11 @@ class MainActivity : AppCompatActivity() {
         }
     }
 
-    /** The model, its sidecar and labels are APK assets; the engine reads files, so copy them once. */
+    /** The model is an APK asset, a plan file with its sidecar and labels inside; the engine reads files, so copy it once. */
     private fun modelFile(): File {
-        for (name in listOf("mobilenet_v2.onnx", "mobilenet_v2.onnx.toml", "imagenet_classes.txt")) {
-            val out = File(filesDir, name)
-            if (!out.exists()) assets.open(name).use { input -> out.outputStream().use { input.copyTo(it) } }
-        }
-        return File(filesDir, "mobilenet_v2.onnx")
+        val out = File(filesDir, "mobilenet_v2.fcplan")
+        if (!out.exists()) assets.open(out.name).use { input -> out.outputStream().use { input.copyTo(it) } }
+        return out
     }
 
     private fun startCamera() {

@@ -1,0 +1,144 @@
+//! Camera frames to the packed RGB the resamplers read, rotated upright in the same pass:
+//! each pixel is converted and written to its rotated place, so a rotated camera frame costs no
+//! second full-resolution pass (the C ABI's path from RGBA/BGRA and YUV 4:2:0 buffers).
+
+use super::YuvImage;
+use crate::error::Result;
+
+/// Where the pixels of a `w x h` image land when it is rotated clockwise by 0, 90, 180 or 270
+/// degrees: the conversions write each pixel to its rotated place as they convert it, so a
+/// rotated camera frame costs no second full-resolution pass.
+#[derive(Clone, Copy, Debug)]
+pub struct Rotation {
+    w: usize,
+    h: usize,
+    degrees: u32,
+}
+
+impl Rotation {
+    /// `None` unless `degrees` is 0, 90, 180 or 270.
+    pub fn new(w: usize, h: usize, degrees: u32) -> Option<Self> {
+        matches!(degrees, 0 | 90 | 180 | 270).then_some(Self { w, h, degrees })
+    }
+
+    /// The rotated image's `(width, height)`.
+    pub fn size(&self) -> (usize, usize) {
+        match self.degrees {
+            0 | 180 => (self.w, self.h),
+            _ => (self.h, self.w),
+        }
+    }
+
+    /// The pixel index in the rotated image of source pixel `(x, y)`.
+    #[inline]
+    fn index(&self, x: usize, y: usize) -> usize {
+        let (w, h) = (self.w, self.h);
+        match self.degrees {
+            0 => y * w + x,
+            90 => x * h + (h - 1 - y),
+            180 => (h - 1 - y) * w + (w - 1 - x),
+            _ => (w - 1 - x) * h + y,
+        }
+    }
+}
+
+/// RGBA or BGRA rows (`rot`'s size) `stride` bytes apart → packed RGB, rotated by `rot`.
+pub fn rgba_to_rgb(data: &[u8], stride: usize, bgra: bool, rot: Rotation, out: &mut Vec<u8>) {
+    out.clear();
+    out.resize(rot.w * rot.h * 3, 0);
+    for y in 0..rot.h {
+        for (x, p) in data[y * stride..y * stride + rot.w * 4].chunks_exact(4).enumerate() {
+            let rgb = if bgra { [p[2], p[1], p[0]] } else { [p[0], p[1], p[2]] };
+            out[rot.index(x, y) * 3..][..3].copy_from_slice(&rgb);
+        }
+    }
+}
+
+/// A YUV image (`rot`'s size) → packed RGB ([`YuvImage::to_rgb`]'s values), rotated by `rot`.
+pub fn yuv_to_rgb(image: &YuvImage<'_>, rot: Rotation, out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    out.resize(rot.w * rot.h * 3, 0);
+    image.for_each_rgb(|x, y, rgb| out[rot.index(x, y) * 3..][..3].copy_from_slice(&rgb))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Plane, YuvRange};
+
+    /// A 3x2 RGBA image whose pixel (x, y) is [x, y, 7].
+    fn image() -> Vec<u8> {
+        (0..2).flat_map(|y| (0..3).flat_map(move |x| [x as u8, y as u8, 7, 255])).collect()
+    }
+
+    /// The naive rotation: the source pixel that lands at each (x, y) of the rotated image.
+    fn rotate(src: &[u8], w: usize, h: usize, degrees: u32) -> Vec<u8> {
+        let (nw, nh) = if degrees.is_multiple_of(180) { (w, h) } else { (h, w) };
+        let mut out = vec![0; w * h * 3];
+        for y in 0..nh {
+            for x in 0..nw {
+                let (sx, sy) = match degrees {
+                    0 => (x, y),
+                    90 => (y, h - 1 - x),
+                    180 => (w - 1 - x, h - 1 - y),
+                    _ => (w - 1 - y, x),
+                };
+                out[(y * nw + x) * 3..][..3].copy_from_slice(&src[(sy * w + sx) * 3..][..3]);
+            }
+        }
+        out
+    }
+
+    fn rgb(degrees: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        rgba_to_rgb(&image(), 12, false, Rotation::new(3, 2, degrees).unwrap(), &mut out);
+        out
+    }
+
+    #[test]
+    fn rotation_moves_corners_clockwise() {
+        assert_eq!(Rotation::new(3, 2, 90).unwrap().size(), (2, 3));
+        // 90 clockwise: the bottom-left pixel (0, 1) becomes the top-left.
+        assert_eq!(&rgb(90)[..6], &[0, 1, 7, 0, 0, 7]);
+        assert_eq!(&rgb(180)[..3], &[2, 1, 7]);
+        // 270 clockwise: the top-right pixel (2, 0) becomes the top-left.
+        assert_eq!(&rgb(270)[..3], &[2, 0, 7]);
+        for d in [0, 90, 180, 270] {
+            assert_eq!(rgb(d), rotate(&rgb(0), 3, 2, d), "{d} degrees");
+        }
+        assert!(Rotation::new(3, 2, 45).is_none());
+    }
+
+    #[test]
+    fn yuv_converted_rotated_equals_converted_then_rotated() {
+        // An odd-sized NV21 frame (interleaved V, U) with row padding.
+        let (w, h, stride) = (7usize, 5usize, 9usize);
+        let y: Vec<u8> = (0..stride * h).map(|i| (i * 37 % 251) as u8).collect();
+        let vu: Vec<u8> = (0..stride * h.div_ceil(2)).map(|i| (i * 91 % 253) as u8).collect();
+        let image = YuvImage {
+            width: w,
+            height: h,
+            y: Plane { data: &y, stride, step: 1 },
+            u: Plane { data: &vu[1..], stride, step: 2 },
+            v: Plane { data: &vu, stride, step: 2 },
+            subsample: 2,
+            range: YuvRange::Limited,
+        };
+        let mut plain = Vec::new();
+        image.to_rgb(&mut plain).unwrap();
+        for d in [0, 90, 180, 270] {
+            let mut out = Vec::new();
+            yuv_to_rgb(&image, Rotation::new(w, h, d).unwrap(), &mut out).unwrap();
+            assert_eq!(out, rotate(&plain, w, h, d), "{d} degrees");
+        }
+    }
+
+    #[test]
+    fn bgra_rows_with_padding_become_packed_rgb() {
+        // 2x2 BGRA with 4 bytes of row padding.
+        let data = [3, 2, 1, 255, 6, 5, 4, 255, 0, 0, 0, 0, 9, 8, 7, 255, 12, 11, 10, 255];
+        let mut out = Vec::new();
+        rgba_to_rgb(&data, 12, true, Rotation::new(2, 2, 0).unwrap(), &mut out);
+        assert_eq!(out, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    }
+}
