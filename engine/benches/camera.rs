@@ -4,7 +4,7 @@
 //! (`framecache::frame::yuv_to_rgb`: each pixel converted and written to its rotated place in
 //! one pass); `convert_then_rotate`
 //! is the path before it (conversion, then a second full-resolution pass to rotate), kept here
-//! as the same-run baseline.
+//! as the same-run baseline; `convert_only` and `preprocess_only` split the fused path.
 //!
 //! `cargo bench -p framecache --bench camera`
 
@@ -61,6 +61,14 @@ fn camera(c: &mut Criterion) {
             image.to_rgb(&mut rgb).unwrap();
             rotate_90(&rgb, W, H, &mut rotated);
             pre.resample(&Frame::rgb(H, W, &rotated), input, &mut resampled);
+            pre.normalize(&resampled, &mut tensor);
+        })
+    });
+    // Where the time goes: the conversion (with the quarter turn), then the preprocessing.
+    g.bench_function("convert_only", |b| b.iter(|| yuv_to_rgb(&image, rot, &mut rgb).unwrap()));
+    g.bench_function("preprocess_only", |b| {
+        b.iter(|| {
+            pre.resample(&Frame::rgb(H, W, &rgb), input, &mut resampled);
             pre.normalize(&resampled, &mut tensor);
         })
     });

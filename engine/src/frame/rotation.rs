@@ -28,37 +28,87 @@ impl Rotation {
             _ => (self.h, self.w),
         }
     }
+}
 
-    /// The pixel index in the rotated image of source pixel `(x, y)`.
-    #[inline]
-    fn index(&self, x: usize, y: usize) -> usize {
-        let (w, h) = (self.w, self.h);
-        match self.degrees {
-            0 => y * w + x,
-            90 => x * h + (h - 1 - y),
-            180 => (h - 1 - y) * w + (w - 1 - x),
-            _ => (w - 1 - x) * h + y,
+/// Packed RGB rows, handed over top to bottom, written into an image rotated by a
+/// [`Rotation`]. Upright and upside-down rows land as contiguous runs; for a quarter turn a
+/// source row becomes a column, so rows are gathered in bands of [`BAND`] and each source
+/// column's band is written as one run of its rotated row (not one cache line per pixel).
+struct Rotated<'o> {
+    rot: Rotation,
+    out: &'o mut [u8],
+    band: Vec<u8>,
+    /// The first source row in `band`, and how many it holds.
+    first: usize,
+    rows: usize,
+}
+
+const BAND: usize = 16;
+
+impl<'o> Rotated<'o> {
+    fn new(rot: Rotation, out: &'o mut Vec<u8>) -> Self {
+        out.clear();
+        out.resize(rot.w * rot.h * 3, 0);
+        let band = if rot.degrees.is_multiple_of(180) { Vec::new() } else { vec![0; BAND * rot.w * 3] };
+        Self { rot, out, band, first: 0, rows: 0 }
+    }
+
+    /// Source row `y` (the next one), `rot.w` packed RGB pixels.
+    fn push(&mut self, y: usize, row: &[u8]) {
+        let (w, h) = (self.rot.w, self.rot.h);
+        match self.rot.degrees {
+            0 => self.out[y * w * 3..][..w * 3].copy_from_slice(row),
+            180 => {
+                let dst = &mut self.out[(h - 1 - y) * w * 3..][..w * 3];
+                for (d, s) in dst.chunks_exact_mut(3).rev().zip(row.chunks_exact(3)) {
+                    d.copy_from_slice(s);
+                }
+            }
+            _ => {
+                self.band[self.rows * w * 3..][..w * 3].copy_from_slice(row);
+                self.rows += 1;
+                if self.rows == BAND || y + 1 == h {
+                    self.flush();
+                }
+            }
         }
+    }
+
+    fn flush(&mut self) {
+        let (w, h, n) = (self.rot.w, self.rot.h, self.rows);
+        for x in 0..w {
+            // Where source pixels (x, first..first + n) land: one run of the rotated row.
+            let (start, reversed) = match self.rot.degrees {
+                90 => (x * h + h - self.first - n, true),
+                _ => ((w - 1 - x) * h + self.first, false),
+            };
+            let run = &mut self.out[start * 3..][..n * 3];
+            for k in 0..n {
+                let d = if reversed { n - 1 - k } else { k } * 3;
+                run[d..d + 3].copy_from_slice(&self.band[(k * w + x) * 3..][..3]);
+            }
+        }
+        self.first += n;
+        self.rows = 0;
     }
 }
 
 /// RGBA or BGRA rows (`rot`'s size) `stride` bytes apart → packed RGB, rotated by `rot`.
 pub fn rgba_to_rgb(data: &[u8], stride: usize, bgra: bool, rot: Rotation, out: &mut Vec<u8>) {
-    out.clear();
-    out.resize(rot.w * rot.h * 3, 0);
+    let mut row = vec![0u8; rot.w * 3];
+    let mut rotated = Rotated::new(rot, out);
     for y in 0..rot.h {
-        for (x, p) in data[y * stride..y * stride + rot.w * 4].chunks_exact(4).enumerate() {
-            let rgb = if bgra { [p[2], p[1], p[0]] } else { [p[0], p[1], p[2]] };
-            out[rot.index(x, y) * 3..][..3].copy_from_slice(&rgb);
+        for (d, p) in row.chunks_exact_mut(3).zip(data[y * stride..y * stride + rot.w * 4].chunks_exact(4)) {
+            d.copy_from_slice(&if bgra { [p[2], p[1], p[0]] } else { [p[0], p[1], p[2]] });
         }
+        rotated.push(y, &row);
     }
 }
 
 /// A YUV image (`rot`'s size) → packed RGB ([`YuvImage::to_rgb`]'s values), rotated by `rot`.
 pub fn yuv_to_rgb(image: &YuvImage<'_>, rot: Rotation, out: &mut Vec<u8>) -> Result<()> {
-    out.clear();
-    out.resize(rot.w * rot.h * 3, 0);
-    image.for_each_rgb(|x, y, rgb| out[rot.index(x, y) * 3..][..3].copy_from_slice(&rgb))
+    let mut rotated = Rotated::new(rot, out);
+    image.for_each_rgb_row(|y, row| rotated.push(y, row))
 }
 
 #[cfg(test)]
@@ -111,8 +161,9 @@ mod tests {
 
     #[test]
     fn yuv_converted_rotated_equals_converted_then_rotated() {
-        // An odd-sized NV21 frame (interleaved V, U) with row padding.
-        let (w, h, stride) = (7usize, 5usize, 9usize);
+        // An odd-sized NV21 frame (interleaved V, U) with row padding, taller than a band and
+        // not a multiple of it.
+        let (w, h, stride) = (37usize, BAND + 5, 40usize);
         let y: Vec<u8> = (0..stride * h).map(|i| (i * 37 % 251) as u8).collect();
         let vu: Vec<u8> = (0..stride * h.div_ceil(2)).map(|i| (i * 91 % 253) as u8).collect();
         let image = YuvImage {

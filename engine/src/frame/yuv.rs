@@ -135,13 +135,13 @@ impl<'a> YuvImage<'a> {
     pub fn to_rgb(&self, out: &mut Vec<u8>) -> Result<()> {
         out.clear();
         out.reserve(self.width * self.height * 3);
-        self.for_each_rgb(|_, _, rgb| out.extend_from_slice(&rgb))
+        self.for_each_rgb_row(|_, row| out.extend_from_slice(row))
     }
 
-    /// Converts pixel by pixel, as [`YuvImage::to_rgb`] does, handing each pixel's RGB to
-    /// `put(x, y, rgb)` in row order: a caller writes it where it wants it (rotated, say),
-    /// without a second pass over the frame.
-    pub fn for_each_rgb(&self, mut put: impl FnMut(usize, usize, [u8; 3])) -> Result<()> {
+    /// Converts row by row, as [`YuvImage::to_rgb`] does, handing each row's packed RGB to
+    /// `put(y, row)` from the top: a caller writes it where it wants it (rotated, say), without
+    /// a second pass over the frame.
+    pub fn for_each_rgb_row(&self, mut put: impl FnMut(usize, &[u8])) -> Result<()> {
         self.validate()?;
         let (w, h, s) = (self.width, self.height, self.subsample);
         let (cw, ch) = (w.div_ceil(s), h.div_ceil(s));
@@ -160,28 +160,79 @@ impl<'a> YuvImage<'a> {
                 .collect()
         };
         let (tx, ty) = (taps(w, cw), taps(h, ch));
-        let sample = |p: &Plane<'_>, x: usize, y: usize| p.data[y * p.stride + x * p.step] as f32;
-        let chroma = |p: &Plane<'_>, x: usize, y: usize| {
-            let ((x0, x1, fx), (y0, y1, fy)) = (tx[x], ty[y]);
-            let top = sample(p, x0, y0) + (sample(p, x1, y0) - sample(p, x0, y0)) * fx;
-            let bot = sample(p, x0, y1) + (sample(p, x1, y1) - sample(p, x0, y1)) * fx;
-            (top + (bot - top) * fy - 128.0) * c_scale
-        };
-        for y in 0..h {
-            for x in 0..w {
-                let l = (sample(&self.y, x, y) - y_off) * y_scale;
-                let (cb, cr) = (chroma(&self.u, x, y), chroma(&self.v, x, y));
-                let to_u8 = |v: f32| v.round().clamp(0.0, 255.0) as u8;
-                put(x, y, [to_u8(l + 1.402 * cr), to_u8(l - 0.344_136 * cb - 0.714_136 * cr), to_u8(l + 1.772 * cb)]);
+        // Row by row, in passes over whole rows that the compiler vectorises: luma, then each
+        // chroma plane (horizontal blends of its two rows, then the vertical one), then the
+        // three channels.
+        let (mut l, mut cb, mut cr) = (vec![0.0f32; w], vec![0.0f32; w], vec![0.0f32; w]);
+        let (mut planar, mut row) = (vec![0u8; w * 3], vec![0u8; w * 3]);
+        // The two chroma rows as floats (de-interleaved), then per pixel its taps.
+        let (mut c0, mut c1) = (vec![0.0f32; cw], vec![0.0f32; cw]);
+        let mut chroma = |p: &Plane<'_>, y0: usize, y1: usize, fy: f32, out: &mut [f32]| {
+            for (row, c) in [(y0, &mut c0), (y1, &mut c1)] {
+                let r = &p.data[row * p.stride..];
+                for (i, v) in c.iter_mut().enumerate() {
+                    *v = f32::from(r[i * p.step]);
+                }
             }
+            for (o, &(x0, x1, fx)) in out.iter_mut().zip(&tx) {
+                let (a0, a1, b0, b1) = (c0[x0], c0[x1], c1[x0], c1[x1]);
+                let (top, bot) = (a0 + (a1 - a0) * fx, b0 + (b1 - b0) * fx);
+                *o = (top + (bot - top) * fy - 128.0) * c_scale;
+            }
+        };
+        for (y, &(cy0, cy1, fy)) in ty.iter().enumerate() {
+            let (luma, step) = (&self.y.data[y * self.y.stride..], self.y.step);
+            for (x, o) in l.iter_mut().enumerate() {
+                *o = (f32::from(luma[x * step]) - y_off) * y_scale;
+            }
+            chroma(&self.u, cy0, cy1, fy, &mut cb);
+            chroma(&self.v, cy0, cy1, fy, &mut cr);
+            let (r, gb) = planar.split_at_mut(w);
+            let (g, b) = gb.split_at_mut(w);
+            for ((((&l, &cb), &cr), r), (g, b)) in l.iter().zip(&cb).zip(&cr).zip(r.iter_mut()).zip(g.iter_mut().zip(b))
+            {
+                (*r, *g, *b) =
+                    (to_u8(l + 1.402 * cr), to_u8(l - 0.344_136 * cb - 0.714_136 * cr), to_u8(l + 1.772 * cb));
+            }
+            for (x, px) in row.chunks_exact_mut(3).enumerate() {
+                px.copy_from_slice(&[planar[x], planar[w + x], planar[2 * w + x]]);
+            }
+            put(y, &row);
         }
         Ok(())
     }
 }
 
+/// `v.round().clamp(0.0, 255.0) as u8` (rounding half away from zero), without the `roundf`
+/// call that baseline x86-64 (no SSE4.1) makes of `f32::round`, and without branches (camera
+/// pixels saturate unpredictably): clamped first, then truncated (one instruction; NaN to 0),
+/// and rounded up when `v - trunc(v)`, exact below 2^23, is at least one half.
+#[inline]
+fn to_u8(v: f32) -> u8 {
+    let c = v.clamp(0.0, 255.0);
+    let i = c as i32;
+    (i + i32::from(c - i as f32 >= 0.5)) as u8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_u8_rounds_as_f32_round_then_clamp() {
+        let reference = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+        // Every 1/4096 step over the range and past it, and each half-way point with its two
+        // neighbouring floats.
+        let steps = (-4096 * 2..=4096 * 260).map(|k| k as f32 / 4096.0);
+        let halves = (-2..=260).flat_map(|i| {
+            let h = i as f32 + 0.5;
+            [f32::from_bits(h.to_bits() - 1), h, f32::from_bits(h.to_bits() + 1)]
+        });
+        let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0, 1e-30, 254.99998, 255.0, 1e9];
+        for v in steps.chain(halves).chain(special) {
+            assert_eq!(to_u8(v), reference(v), "{v:?}");
+        }
+    }
 
     /// BT.601 forward transform, the inverse of `to_rgb`.
     fn to_yuv(rgb: [u8; 3], range: YuvRange) -> [u8; 3] {
