@@ -207,6 +207,33 @@ fn bad_plans_are_clear_errors_and_compile_leaves_no_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The bundle `assets/bundles/NAME.toml` with each of its models compiled into a plan file
+/// (under the name the manifest gives it) and its labels files, in a folder under `root`: the
+/// manifest's path there. Models are found as `framecache bundle` finds them (`dirs`).
+fn plan_bundle(name: &str, root: &Path, dirs: &[PathBuf]) -> PathBuf {
+    let source = project_root().join(format!("assets/bundles/{name}.toml"));
+    let manifest = framecache::model::Manifest::load(&source).unwrap();
+    let dir = root.join(name).join("bundles");
+    std::fs::create_dir_all(&dir).unwrap();
+    let locate = |file: &Path| {
+        std::iter::once(source.parent().unwrap().join(file))
+            .chain(dirs.iter().map(|d| d.join(file)))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{name}: {} not found", file.display()))
+    };
+    for b in &manifest.backbones {
+        let out = dir.join(&b.model);
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        std::fs::write(&out, plan_file::compile(&locate(&b.model), None, dirs, None, "test").unwrap()).unwrap();
+        for h in b.heads.iter().filter_map(|h| h.labels.as_ref()) {
+            std::fs::copy(locate(h), dir.join(h)).unwrap();
+        }
+    }
+    let out = dir.join(format!("{name}.toml"));
+    std::fs::copy(&source, &out).unwrap();
+    out
+}
+
 /// A bundle whose model files are all plans runs as the bundle of ONNX files does, bit for bit:
 /// its taps and outputs are found by the source model's tensor names (the graph's aliases).
 #[test]
@@ -220,26 +247,7 @@ fn bundles_of_plans_compute_what_bundles_of_models_do() {
     // Three bundles: one model with four heads, three models on one stream (labels beside the
     // manifest), and a cut at tapped tensors (labels in ../models).
     for name in ["blazepose", "camera_stream", "mobilenet_v2_s16"] {
-        let source = project_root().join(format!("assets/bundles/{name}.toml"));
-        let manifest = framecache::model::Manifest::load(&source).unwrap();
-        let dir = root.join(name).join("bundles");
-        std::fs::create_dir_all(&dir).unwrap();
-        let locate = |file: &Path| {
-            std::iter::once(source.parent().unwrap().join(file))
-                .chain(dirs.iter().map(|d| d.join(file)))
-                .find(|p| p.is_file())
-                .unwrap_or_else(|| panic!("{name}: {} not found", file.display()))
-        };
-        for b in &manifest.backbones {
-            // Each model compiled into a plan file under the name the manifest gives it.
-            let out = dir.join(&b.model);
-            std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-            std::fs::write(&out, plan_file::compile(&locate(&b.model), None, &dirs, None, "test").unwrap()).unwrap();
-            for h in b.heads.iter().filter_map(|h| h.labels.as_ref()) {
-                std::fs::copy(locate(h), dir.join(h)).unwrap();
-            }
-        }
-        std::fs::copy(&source, dir.join(format!("{name}.toml"))).unwrap();
+        let manifest = plan_bundle(name, &root, &dirs);
         let run = |bundle: std::sync::Arc<Bundle>| {
             let mut s = BundleSession::new(bundle, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
             rgb.iter()
@@ -248,9 +256,146 @@ fn bundles_of_plans_compute_what_bundles_of_models_do() {
                 })
                 .collect::<Vec<_>>()
         };
-        let plans = Bundle::load(dir.join(format!("{name}.toml")), &[]).unwrap();
-        let models = Bundle::load(&source, &dirs).unwrap();
+        let plans = Bundle::load(&manifest, &[]).unwrap();
+        let models = Bundle::load(project_root().join(format!("assets/bundles/{name}.toml")), &dirs).unwrap();
         assert_eq!(run(plans), run(models), "{name}: the bundle of plans decodes other results");
     }
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// The C ABI runs a bundle of plans (as a phone does) and gives every head's result as the
+/// engine's own bundle session does: classes with labels, masks, boxes with their keypoints,
+/// landmarks, and each head's name, status and cost.
+#[test]
+fn the_c_abi_runs_bundles_of_plans_with_every_head() {
+    use framecache::heads::Head;
+    use framecache::{Bundle, BundleSession};
+    use framecache_ffi::*;
+    let Some(data) = shared_data_or_skip("the_c_abi_runs_bundles_of_plans_with_every_head") else { return };
+    let dirs = framecache_app::bundle::model_dirs(&[]);
+    let office = clip(&data, "handheld_office_short").unwrap();
+    let root = std::env::temp_dir().join(format!("framecache-plans-abi-bundles-{}", std::process::id()));
+    let err = || unsafe { std::ffi::CStr::from_ptr(fc_last_error()) }.to_string_lossy().into_owned();
+    // Classes, a mask and boxes with keypoints (camera_stream); landmarks and more masks (BlazePose).
+    for name in ["camera_stream", "blazepose"] {
+        let manifest = plan_bundle(name, &root, &dirs);
+        let path = std::ffi::CString::new(manifest.to_str().unwrap()).unwrap();
+        let options = FcOptions { mode: FC_MODE_EXACT, threshold: 8.0, tile: 16, threads: 1 };
+        let mut e = 0;
+        // SAFETY: a NUL-terminated path, valid options and a writable handle.
+        assert_eq!(unsafe { fc_engine_create_bundle(path.as_ptr(), &options, &mut e) }, FcStatus::Ok, "{}", err());
+        let bundle = Bundle::load(&manifest, &[]).unwrap();
+        let opts = SessionOptions { mode: Mode::Exact, threads: Some(1), ..Default::default() };
+        let mut reference = BundleSession::new(bundle, opts).unwrap();
+        for f in [&office[0], &office[20]] {
+            let rgba: Vec<u8> = f.data.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+            let (w, h) = (f.width as u32, f.height as u32);
+            // SAFETY: `rgba` holds h rows of w * 4 bytes.
+            let status = unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 0) };
+            assert_eq!(status, FcStatus::Ok, "{}", err());
+            let results = reference.process(&f.as_frame()).unwrap();
+            let mut count = 0;
+            // SAFETY (every call below): a live handle and writable outputs of the sizes given.
+            assert_eq!(unsafe { fc_engine_head_count(e, &mut count) }, FcStatus::Ok);
+            assert_eq!(count as usize, results.len(), "{name}: head count");
+            for (k, r) in results.iter().enumerate() {
+                let k32 = k as u32;
+                let mut st = FcHeadStatus { name: std::ptr::null(), status: 9, macs: 0, ms: 0.0 };
+                assert_eq!(unsafe { fc_engine_head_status(e, k32, &mut st) }, FcStatus::Ok);
+                let head_name = unsafe { std::ffi::CStr::from_ptr(st.name) }.to_str().unwrap().to_owned();
+                assert_eq!(head_name, r.name, "{name}: head {k}");
+                assert_eq!(
+                    st.status, FC_HEAD_COMPUTED,
+                    "{name}: {head_name}: every head runs in exact mode's first frames"
+                );
+                assert!(st.ms >= 0.0, "{name}: {head_name}: {st:?}");
+                let mut info = FcHeadInfo { kind: 99, count: 0, width: 0, height: 0 };
+                assert_eq!(unsafe { fc_engine_head_info(e, k32, &mut info) }, FcStatus::Ok);
+                let mut n = 0usize;
+                match r.output.as_ref().unwrap() {
+                    Head::Classes { top, .. } => {
+                        assert_eq!(info.kind, FC_HEAD_CLASSES);
+                        let mut out = vec![FcClass { index: 0, prob: 0.0, label: std::ptr::null() }; top.len()];
+                        assert_eq!(
+                            unsafe { fc_engine_classes(e, k32, out.as_mut_ptr(), out.len(), &mut n) },
+                            FcStatus::Ok
+                        );
+                        for (c, t) in out.iter().zip(top) {
+                            let label = unsafe { std::ffi::CStr::from_ptr(c.label) }.to_str().unwrap();
+                            assert_eq!(
+                                (c.index as usize, c.prob.to_bits(), label),
+                                (t.index, t.prob.to_bits(), t.label.as_str())
+                            );
+                        }
+                    }
+                    Head::Mask { width, height, probs, .. } => {
+                        assert_eq!(
+                            (info.kind, info.width as usize, info.height as usize),
+                            (FC_HEAD_MASK, *width, *height)
+                        );
+                        let (mut out, mut mw, mut mh) = (vec![0.0f32; probs.len()], 0, 0);
+                        let status = unsafe { fc_engine_mask(e, k32, out.as_mut_ptr(), out.len(), &mut mw, &mut mh) };
+                        assert_eq!(status, FcStatus::Ok);
+                        assert!(out.iter().zip(probs).all(|(a, b)| a.to_bits() == b.to_bits()), "{name}: {head_name}");
+                    }
+                    Head::Detections { detections, .. } => {
+                        assert_eq!((info.kind, info.count as usize), (FC_HEAD_DETECTIONS, detections.len()));
+                        let blank = FcBox { score: 0.0, xmin: 0.0, ymin: 0.0, xmax: 0.0, ymax: 0.0, keypoints: 0 };
+                        let mut out = vec![blank; detections.len()];
+                        assert_eq!(
+                            unsafe { fc_engine_boxes(e, k32, out.as_mut_ptr(), out.len(), &mut n) },
+                            FcStatus::Ok
+                        );
+                        for (i, (b, d)) in out.iter().zip(detections).enumerate() {
+                            assert_eq!(
+                                [b.xmin, b.ymin, b.xmax, b.ymax, b.score],
+                                [d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3], d.score]
+                            );
+                            let mut xy = vec![0.0f32; 2 * b.keypoints as usize];
+                            let status =
+                                unsafe { fc_engine_box_keypoints(e, k32, i as u32, xy.as_mut_ptr(), xy.len(), &mut n) };
+                            assert_eq!(status, FcStatus::Ok);
+                            assert_eq!(xy, d.keypoints.iter().flatten().copied().collect::<Vec<_>>());
+                        }
+                        // A box past the end, and a short buffer (which reports the size needed).
+                        let status = unsafe {
+                            fc_engine_box_keypoints(e, k32, out.len() as u32, std::ptr::null_mut(), 0, &mut n)
+                        };
+                        assert_eq!(status, FcStatus::InvalidArgument);
+                        if !detections.is_empty() {
+                            let status = unsafe { fc_engine_boxes(e, k32, out.as_mut_ptr(), 0, &mut n) };
+                            assert_eq!((status, n), (FcStatus::BufferTooSmall, detections.len()));
+                        }
+                    }
+                    Head::Keypoints { points, .. } => {
+                        assert_eq!((info.kind, info.count as usize), (FC_HEAD_KEYPOINTS, points.len()));
+                        let blank = FcKeypoint { x: 0.0, y: 0.0, z: 0.0, visibility: 0.0 };
+                        let mut out = vec![blank; points.len()];
+                        assert_eq!(
+                            unsafe { fc_engine_keypoints(e, k32, out.as_mut_ptr(), out.len(), &mut n) },
+                            FcStatus::Ok
+                        );
+                        for (a, p) in out.iter().zip(points) {
+                            assert_eq!([a.x, a.y, a.z, a.visibility], [p.x, p.y, p.z, p.visibility.unwrap_or(-1.0)]);
+                        }
+                    }
+                    Head::Values { .. } => assert_eq!(info.kind, FC_HEAD_VALUES),
+                }
+                // The wrong accessor for the head's kind is an error, not a crash.
+                if !matches!(r.output, Some(Head::Keypoints { .. })) {
+                    let status = unsafe { fc_engine_keypoints(e, k32, std::ptr::null_mut(), 0, &mut n) };
+                    assert_eq!(status, FcStatus::InvalidArgument);
+                }
+            }
+            // A head past the end.
+            let mut st = FcHeadStatus { name: std::ptr::null(), status: 0, macs: 0, ms: 0.0 };
+            assert_eq!(unsafe { fc_engine_head_status(e, count, &mut st) }, FcStatus::InvalidArgument);
+        }
+        assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+    }
+    // A missing manifest, and a model file that is not there beside it.
+    let missing = std::ffi::CString::new(root.join("nothing.toml").to_str().unwrap()).unwrap();
+    let mut e = 0;
+    assert_eq!(unsafe { fc_engine_create_bundle(missing.as_ptr(), std::ptr::null(), &mut e) }, FcStatus::Model);
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -29,11 +29,21 @@
 // An output without a decoder; only its size is reported.
 #define FC_HEAD_VALUES 2
 
-// A list of boxes (`count` detections); not decoded by single-model sidecars yet.
+// A list of boxes (`count` detections, [`fc_engine_boxes`]): a bundle's `detect_ssd` and
+// `detect_grid` heads.
 #define FC_HEAD_DETECTIONS 3
 
-// A list of landmarks (`count` points); not decoded by single-model sidecars yet.
+// A list of landmarks (`count` points, [`fc_engine_keypoints`]): a bundle's `keypoints` heads.
 #define FC_HEAD_KEYPOINTS 4
+
+// A head ran on the last frame and recomputed what changed.
+#define FC_HEAD_COMPUTED 0
+
+// A head was due, but nothing it reads changed: its last result stands.
+#define FC_HEAD_UNCHANGED 1
+
+// A head was not due (its rate): its last result stands.
+#define FC_HEAD_SKIPPED 2
 
 // Status of every call.
 typedef enum {
@@ -147,6 +157,39 @@ typedef struct {
   const char *label;
 } FcClass;
 
+// One head's name, status and cost on the last frame.
+typedef struct {
+  // The head's name (a bundle's `name`, or a model's output name), NUL-terminated, valid
+  // until the engine is destroyed.
+  const char *name;
+  // `FC_HEAD_COMPUTED`, `FC_HEAD_UNCHANGED` or `FC_HEAD_SKIPPED`.
+  uint32_t status;
+  // Multiply-adds run in the head's own nodes (a single model: the whole model's).
+  uint64_t macs;
+  // Wall time of the head's own kernels in ms; NaN for a single model (see `engine_ms`).
+  double ms;
+} FcHeadStatus;
+
+// One detected box, in frame pixels (after rotation), best first.
+typedef struct {
+  float score;
+  float xmin;
+  float ymin;
+  float xmax;
+  float ymax;
+  // How many keypoints [`fc_engine_box_keypoints`] gives for this box.
+  uint32_t keypoints;
+} FcBox;
+
+// One landmark: `x`, `y` in frame pixels, `z` in model-input pixels (relative depth),
+// `visibility` a probability, or −1 when the model gives none.
+typedef struct {
+  float x;
+  float y;
+  float z;
+  float visibility;
+} FcKeypoint;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -187,6 +230,17 @@ FcStatus fc_engine_create_from_bytes(const uint8_t *onnx,
                                      const FcOptions *options,
                                      FcEngine *out);
 
+// Creates an engine from a bundle manifest (several heads on shared backbones): its model files
+// (plan files on the phones; `framecache compile`) and labels files are read from beside the
+// manifest. Every head of every backbone is a head of the engine, in manifest order.
+//
+// # Safety
+// `manifest_path` is a NUL-terminated string; `options` is null (defaults) or points to an
+// `FcOptions`; `out` points to writable memory for one handle.
+FcStatus fc_engine_create_bundle(const char *manifest_path,
+                                 const FcOptions *options,
+                                 FcEngine *out);
+
 // Destroys an engine. Destroying it again, or using it afterwards, returns
 // `FC_STATUS_INVALID_HANDLE`.
 FcStatus fc_engine_destroy(FcEngine engine);
@@ -225,7 +279,7 @@ FcStatus fc_engine_stats(FcEngine engine, FcStats *out);
 // `out` is null or points to `capacity` writable bytes; `written` points to a `size_t`.
 FcStatus fc_engine_tile_map(FcEngine engine, uint8_t *out, size_t capacity, size_t *written);
 
-// The number of heads (decoded outputs) of the model.
+// The number of heads: a model's outputs, or every head of a bundle (in manifest order).
 //
 // # Safety
 // `out` points to a writable `uint32_t`.
@@ -259,6 +313,45 @@ FcStatus fc_engine_mask(FcEngine engine,
                         size_t capacity,
                         uint32_t *width,
                         uint32_t *height);
+
+// The name, status and cost of head `head` on the last frame.
+//
+// # Safety
+// `out` points to writable memory for one `FcHeadStatus`.
+FcStatus fc_engine_head_status(FcEngine engine, uint32_t head, FcHeadStatus *out);
+
+// The boxes of detection head `head`, best first. `written` gets the count; with a short
+// buffer it gets the needed size and the call returns `FC_STATUS_BUFFER_TOO_SMALL`.
+//
+// # Safety
+// `out` is null or points to `capacity` writable `FcBox`es; `written` points to a `size_t`.
+FcStatus fc_engine_boxes(FcEngine engine,
+                         uint32_t head,
+                         FcBox *out,
+                         size_t capacity,
+                         size_t *written);
+
+// The keypoints of box `index` of detection head `head`, as `x, y` pairs in frame pixels
+// (`2 * keypoints` floats). `written` gets the number of floats.
+//
+// # Safety
+// `out` is null or points to `capacity` writable floats; `written` points to a `size_t`.
+FcStatus fc_engine_box_keypoints(FcEngine engine,
+                                 uint32_t head,
+                                 uint32_t index,
+                                 float *out,
+                                 size_t capacity,
+                                 size_t *written);
+
+// The landmarks of keypoint head `head`. `written` gets the count.
+//
+// # Safety
+// `out` is null or points to `capacity` writable `FcKeypoint`s; `written` points to a `size_t`.
+FcStatus fc_engine_keypoints(FcEngine engine,
+                             uint32_t head,
+                             FcKeypoint *out,
+                             size_t capacity,
+                             size_t *written);
 
 // The last error on this thread, NUL-terminated; empty when none. Valid until the next failing
 // call on this thread.

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use framecache::heads::{self, Head};
-use framecache::{FrameStats, Mode, Session, SessionOptions, SidecarModel};
+use framecache::{FrameStats, HeadStatus, Mode, Session, SessionOptions, SidecarModel};
 
 /// Status of every call.
 #[repr(C)]
@@ -73,10 +73,18 @@ pub const FC_HEAD_CLASSES: u32 = 0;
 pub const FC_HEAD_MASK: u32 = 1;
 /// An output without a decoder; only its size is reported.
 pub const FC_HEAD_VALUES: u32 = 2;
-/// A list of boxes (`count` detections); not decoded by single-model sidecars yet.
+/// A list of boxes (`count` detections, [`fc_engine_boxes`]): a bundle's `detect_ssd` and
+/// `detect_grid` heads.
 pub const FC_HEAD_DETECTIONS: u32 = 3;
-/// A list of landmarks (`count` points); not decoded by single-model sidecars yet.
+/// A list of landmarks (`count` points, [`fc_engine_keypoints`]): a bundle's `keypoints` heads.
 pub const FC_HEAD_KEYPOINTS: u32 = 4;
+
+/// A head ran on the last frame and recomputed what changed.
+pub const FC_HEAD_COMPUTED: u32 = 0;
+/// A head was due, but nothing it reads changed: its last result stands.
+pub const FC_HEAD_UNCHANGED: u32 = 1;
+/// A head was not due (its rate): its last result stands.
+pub const FC_HEAD_SKIPPED: u32 = 2;
 
 /// Engine options. Start from [`fc_options_default`].
 #[repr(C)]
@@ -166,6 +174,45 @@ pub struct FcHeadInfo {
     pub height: u32,
 }
 
+/// One head's name, status and cost on the last frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FcHeadStatus {
+    /// The head's name (a bundle's `name`, or a model's output name), NUL-terminated, valid
+    /// until the engine is destroyed.
+    pub name: *const c_char,
+    /// `FC_HEAD_COMPUTED`, `FC_HEAD_UNCHANGED` or `FC_HEAD_SKIPPED`.
+    pub status: u32,
+    /// Multiply-adds run in the head's own nodes (a single model: the whole model's).
+    pub macs: u64,
+    /// Wall time of the head's own kernels in ms; NaN for a single model (see `engine_ms`).
+    pub ms: f64,
+}
+
+/// One detected box, in frame pixels (after rotation), best first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FcBox {
+    pub score: f32,
+    pub xmin: f32,
+    pub ymin: f32,
+    pub xmax: f32,
+    pub ymax: f32,
+    /// How many keypoints [`fc_engine_box_keypoints`] gives for this box.
+    pub keypoints: u32,
+}
+
+/// One landmark: `x`, `y` in frame pixels, `z` in model-input pixels (relative depth),
+/// `visibility` a probability, or −1 when the model gives none.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FcKeypoint {
+    pub x: f32,
+    pub y: f32,
+    pub z: f32,
+    pub visibility: f32,
+}
+
 /// One class of a classification head.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -179,20 +226,83 @@ pub struct FcClass {
 }
 
 struct Engine {
-    session: Session,
-    labels: Option<Vec<String>>,
-    /// One per model output.
-    decoders: Vec<framecache::heads::Decoder>,
-    /// Class names as C strings, by class index, built on first use.
-    labels_c: Vec<CString>,
+    runner: Runner,
+    /// Each head's name, as a C string (valid until the engine is destroyed).
+    names: Vec<CString>,
+    /// Class names as C strings, by head and class index, built on first use.
+    labels_c: HashMap<(u32, usize), CString>,
     /// The frame after conversion and rotation.
     scratch: Vec<u8>,
     last: Option<Last>,
 }
 
+/// What an engine runs: one model with its sidecar's decoders (a head per output), or a
+/// bundle's backbones, each with its heads.
+enum Runner {
+    Model { session: Box<Session>, decoders: Vec<framecache::heads::Decoder> },
+    Bundle(framecache::BundleSession),
+}
+
+impl Runner {
+    /// The session whose statistics and tile map the engine reports (a bundle's first backbone).
+    fn session(&self) -> &Session {
+        match self {
+            Runner::Model { session, .. } => session,
+            Runner::Bundle(b) => b.session(0),
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Runner::Model { session, .. } => session.reset(),
+            Runner::Bundle(b) => b.reset(),
+        }
+    }
+
+    /// One frame: each head's decoded result (`None` until it first ran) and cost.
+    fn process(&mut self, frame: &framecache::Frame<'_>) -> framecache::Result<(Vec<Option<Head>>, Vec<Cost>)> {
+        match self {
+            Runner::Model { session, decoders } => {
+                let outputs = session.process(frame)?;
+                let heads = heads::decode(decoders, &outputs, &session.plan().frame_map(frame.width, frame.height));
+                // A model's outputs share one computation: each reports the model's.
+                let macs = session.last_stats().map_or(0, |s| s.macs_executed);
+                let cost = Cost { status: FC_HEAD_COMPUTED, macs, ms: f64::NAN };
+                Ok((heads.into_iter().map(Some).collect(), vec![cost; outputs.len()]))
+            }
+            Runner::Bundle(b) => {
+                let results = b.process(frame)?;
+                let costs = results
+                    .iter()
+                    .map(|r| Cost {
+                        status: match r.status {
+                            HeadStatus::Computed => FC_HEAD_COMPUTED,
+                            HeadStatus::Unchanged => FC_HEAD_UNCHANGED,
+                            HeadStatus::Skipped => FC_HEAD_SKIPPED,
+                        },
+                        macs: r.macs,
+                        ms: r.time.as_secs_f64() * 1e3,
+                    })
+                    .collect();
+                Ok((results.into_iter().map(|r| r.output).collect(), costs))
+            }
+        }
+    }
+}
+
+/// One head's status and cost on the last frame.
+#[derive(Clone, Copy)]
+struct Cost {
+    status: u32,
+    macs: u64,
+    /// Wall time of its own kernels; NaN for a single model (the frame's `engine_ms`).
+    ms: f64,
+}
+
 struct Last {
     stats: FrameStats,
-    heads: Vec<Head>,
+    heads: Vec<Option<Head>>,
+    costs: Vec<Cost>,
     engine_ms: f64,
     frame: (usize, usize),
 }
@@ -261,7 +371,7 @@ fn with_engine<T>(handle: FcEngine, f: impl FnOnce(&mut Engine) -> Result<T>) ->
         Ok(g) => g,
         Err(poisoned) => {
             let mut g = poisoned.into_inner();
-            g.session.reset();
+            g.runner.reset();
             g.last = None;
             engine.clear_poison();
             g
@@ -308,9 +418,15 @@ fn session_options(o: &FcOptions) -> Result<SessionOptions> {
 }
 
 fn register(model: SidecarModel, options: SessionOptions) -> Result<FcEngine> {
-    let SidecarModel { plan, labels, decoders, .. } = model;
+    let SidecarModel { plan, decoders, .. } = model;
+    let names = plan.graph().outputs.iter().map(|o| o.name.clone()).collect();
     let session = Session::new(plan, options).map_err(|e| Fail(FcStatus::InvalidArgument, e.report()))?;
-    let engine = Engine { session, labels, decoders, labels_c: Vec::new(), scratch: Vec::new(), last: None };
+    insert(Runner::Model { session: Box::new(session), decoders }, names)
+}
+
+fn insert(runner: Runner, names: Vec<String>) -> Result<FcEngine> {
+    let names = names.into_iter().map(|n| CString::new(n.replace('\0', " ")).unwrap_or_default()).collect();
+    let engine = Engine { runner, names, labels_c: HashMap::new(), scratch: Vec::new(), last: None };
     let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
     registry().lock().unwrap_or_else(|p| p.into_inner()).insert(handle, Arc::new(Mutex::new(engine)));
     Ok(handle)
@@ -420,6 +536,36 @@ pub unsafe extern "C" fn fc_engine_create_from_bytes(
     })
 }
 
+/// Creates an engine from a bundle manifest (several heads on shared backbones): its model files
+/// (plan files on the phones; `framecache compile`) and labels files are read from beside the
+/// manifest. Every head of every backbone is a head of the engine, in manifest order.
+///
+/// # Safety
+/// `manifest_path` is a NUL-terminated string; `options` is null (defaults) or points to an
+/// `FcOptions`; `out` points to writable memory for one handle.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_create_bundle(
+    manifest_path: *const c_char,
+    options: *const FcOptions,
+    out: *mut FcEngine,
+) -> FcStatus {
+    guard("fc_engine_create_bundle", || {
+        non_null(out, "out")?;
+        // SAFETY: the caller's promises, above.
+        let path = Path::new(unsafe { c_str(manifest_path, "manifest_path") }?);
+        // SAFETY: as above.
+        let options = session_options(&unsafe { read_options(options) }?)?;
+        let bundle = framecache::Bundle::load(path, &[]).map_err(model_error)?;
+        let names = bundle.backbones.iter().flat_map(|b| b.heads.iter().map(|h| h.name.clone())).collect();
+        let session =
+            framecache::BundleSession::new(bundle, options).map_err(|e| Fail(FcStatus::InvalidArgument, e.report()))?;
+        let handle = insert(Runner::Bundle(session), names)?;
+        // SAFETY: checked non-null.
+        unsafe { out.write(handle) };
+        Ok(())
+    })
+}
+
 /// # Safety
 /// `p` is null or points to an `FcOptions`.
 unsafe fn read_options(p: *const FcOptions) -> Result<FcOptions> {
@@ -523,11 +669,15 @@ impl Engine {
     /// Runs the cached path on `scratch` (packed RGB, `(w, h)`, already rotated upright).
     fn process(&mut self, (w, h): (usize, usize), started: Instant) -> Result<()> {
         let frame = framecache::Frame::rgb(w, h, &self.scratch);
-        let outputs = self.session.process(&frame).map_err(|e| Fail(FcStatus::Frame, e.report()))?;
-        let stats =
-            self.session.last_stats().cloned().ok_or_else(|| Fail(FcStatus::NoResult, "no statistics".into()))?;
-        let heads = heads::decode(&self.decoders, &outputs, &self.session.plan().frame_map(w, h));
-        self.last = Some(Last { stats, heads, engine_ms: started.elapsed().as_secs_f64() * 1e3, frame: (w, h) });
+        let (heads, costs) = self.runner.process(&frame).map_err(|e| Fail(FcStatus::Frame, e.report()))?;
+        let stats = self
+            .runner
+            .session()
+            .last_stats()
+            .cloned()
+            .ok_or_else(|| Fail(FcStatus::NoResult, "no statistics".into()))?;
+        let engine_ms = started.elapsed().as_secs_f64() * 1e3;
+        self.last = Some(Last { stats, heads, costs, engine_ms, frame: (w, h) });
         Ok(())
     }
 
@@ -535,25 +685,28 @@ impl Engine {
         self.last.as_ref().ok_or_else(|| Fail(FcStatus::NoResult, "no frame has been processed yet".into()))
     }
 
-    fn head(&self, index: u32) -> Result<&Head> {
-        let last = self.last()?;
-        last.heads.get(index as usize).ok_or_else(|| {
-            Fail(FcStatus::InvalidArgument, format!("head {index} does not exist (the model has {})", last.heads.len()))
-        })
+    fn check_head(&self, index: u32) -> Result<usize> {
+        let n = self.names.len();
+        match index as usize {
+            i if i < n => Ok(i),
+            _ => fail(FcStatus::InvalidArgument, format!("head {index} does not exist (the engine has {n})")),
+        }
     }
 
-    /// The C string of class `index`: its label, or `class N` for models without labels.
-    fn label_ptr(&mut self, index: usize) -> *const c_char {
-        if self.labels_c.is_empty() {
-            if let Some(l) = &self.labels {
-                self.labels_c = l.iter().map(|s| CString::new(s.replace('\0', " ")).unwrap_or_default()).collect();
-            }
-        }
-        while self.labels_c.len() <= index {
-            let name = format!("class {}", self.labels_c.len());
-            self.labels_c.push(CString::new(name).unwrap_or_default());
-        }
-        self.labels_c[index].as_ptr()
+    fn head(&self, index: u32) -> Result<&Head> {
+        let i = self.check_head(index)?;
+        self.last()?.heads[i]
+            .as_ref()
+            .ok_or_else(|| Fail(FcStatus::NoResult, format!("head {index} has not run yet (its rate skips it)")))
+    }
+
+    /// The C string of a class label of head `head` (the engine keeps it).
+    fn label_ptr(&mut self, head: u32, index: usize, label: &str) -> *const c_char {
+        let c = self
+            .labels_c
+            .entry((head, index))
+            .or_insert_with(|| CString::new(label.replace('\0', " ")).unwrap_or_default());
+        c.as_ptr()
     }
 }
 
@@ -568,8 +721,9 @@ pub unsafe extern "C" fn fc_engine_stats(engine: FcEngine, out: *mut FcStats) ->
         let stats = with_engine(engine, |e| {
             let last = e.last()?;
             let s = &last.stats;
-            let input = e.session.plan().graph().input_shape();
-            let (rx, ry, rw, rh) = e.session.plan().preprocess().source_region(last.frame.0, last.frame.1, input);
+            let plan = e.runner.session().plan();
+            let input = plan.graph().input_shape();
+            let (rx, ry, rw, rh) = plan.preprocess().source_region(last.frame.0, last.frame.1, input);
             Ok(FcStats {
                 frame_index: s.frame_index,
                 cache_reset: s.reset.is_some() as u32,
@@ -632,7 +786,7 @@ unsafe fn copy_out<T: Copy>(values: &[T], out: *mut T, capacity: usize) -> Resul
     Ok(())
 }
 
-/// The number of heads (decoded outputs) of the model.
+/// The number of heads: a model's outputs, or every head of a bundle (in manifest order).
 ///
 /// # Safety
 /// `out` points to a writable `uint32_t`.
@@ -640,7 +794,7 @@ unsafe fn copy_out<T: Copy>(values: &[T], out: *mut T, capacity: usize) -> Resul
 pub unsafe extern "C" fn fc_engine_head_count(engine: FcEngine, out: *mut u32) -> FcStatus {
     guard("fc_engine_head_count", || {
         non_null(out, "out")?;
-        let n = with_engine(engine, |e| Ok(e.session.plan().graph().outputs.len() as u32))?;
+        let n = with_engine(engine, |e| Ok(e.names.len() as u32))?;
         // SAFETY: checked non-null.
         unsafe { out.write(n) };
         Ok(())
@@ -704,10 +858,14 @@ pub unsafe extern "C" fn fc_engine_classes(
             let Head::Classes { top, .. } = e.head(head)? else {
                 return fail(FcStatus::InvalidArgument, format!("head {head} is not a classification head"));
             };
-            let ranked: Vec<(usize, f32)> = top.iter().map(|c| (c.index, c.prob)).collect();
+            let ranked: Vec<(usize, f32, String)> = top.iter().map(|c| (c.index, c.prob, c.label.clone())).collect();
             Ok(ranked
                 .into_iter()
-                .map(|(index, prob)| FcClass { index: index as u32, prob, label: e.label_ptr(index) })
+                .map(|(index, prob, label)| FcClass {
+                    index: index as u32,
+                    prob,
+                    label: e.label_ptr(head, index, &label),
+                })
                 .collect::<Vec<_>>())
         })?;
         // SAFETY: checked non-null.
@@ -750,6 +908,124 @@ pub unsafe extern "C" fn fc_engine_mask(
     })
 }
 
+/// The name, status and cost of head `head` on the last frame.
+///
+/// # Safety
+/// `out` points to writable memory for one `FcHeadStatus`.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_head_status(engine: FcEngine, head: u32, out: *mut FcHeadStatus) -> FcStatus {
+    guard("fc_engine_head_status", || {
+        non_null(out, "out")?;
+        let status = with_engine(engine, |e| {
+            let i = e.check_head(head)?;
+            let c = e.last()?.costs[i];
+            Ok(FcHeadStatus { name: e.names[i].as_ptr(), status: c.status, macs: c.macs, ms: c.ms })
+        })?;
+        // SAFETY: checked non-null.
+        unsafe { out.write(status) };
+        Ok(())
+    })
+}
+
+/// The boxes of detection head `head`, best first. `written` gets the count; with a short
+/// buffer it gets the needed size and the call returns `FC_STATUS_BUFFER_TOO_SMALL`.
+///
+/// # Safety
+/// `out` is null or points to `capacity` writable `FcBox`es; `written` points to a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_boxes(
+    engine: FcEngine,
+    head: u32,
+    out: *mut FcBox,
+    capacity: usize,
+    written: *mut usize,
+) -> FcStatus {
+    guard("fc_engine_boxes", || {
+        non_null(written, "written")?;
+        let boxes = with_engine(engine, |e| {
+            let Head::Detections { detections, .. } = e.head(head)? else {
+                return fail(FcStatus::InvalidArgument, format!("head {head} is not a detection head"));
+            };
+            Ok(detections
+                .iter()
+                .map(|d| {
+                    let [xmin, ymin, xmax, ymax] = d.bbox;
+                    FcBox { score: d.score, xmin, ymin, xmax, ymax, keypoints: d.keypoints.len() as u32 }
+                })
+                .collect::<Vec<_>>())
+        })?;
+        // SAFETY: checked non-null.
+        unsafe { written.write(boxes.len()) };
+        // SAFETY: the caller promises `capacity` writable values at `out`.
+        unsafe { copy_out(&boxes, out, capacity) }
+    })
+}
+
+/// The keypoints of box `index` of detection head `head`, as `x, y` pairs in frame pixels
+/// (`2 * keypoints` floats). `written` gets the number of floats.
+///
+/// # Safety
+/// `out` is null or points to `capacity` writable floats; `written` points to a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_box_keypoints(
+    engine: FcEngine,
+    head: u32,
+    index: u32,
+    out: *mut f32,
+    capacity: usize,
+    written: *mut usize,
+) -> FcStatus {
+    guard("fc_engine_box_keypoints", || {
+        non_null(written, "written")?;
+        let xy = with_engine(engine, |e| {
+            let Head::Detections { detections, .. } = e.head(head)? else {
+                return fail(FcStatus::InvalidArgument, format!("head {head} is not a detection head"));
+            };
+            let d = detections.get(index as usize).ok_or_else(|| {
+                Fail(
+                    FcStatus::InvalidArgument,
+                    format!("box {index} does not exist (head {head} has {})", detections.len()),
+                )
+            })?;
+            Ok(d.keypoints.iter().flatten().copied().collect::<Vec<f32>>())
+        })?;
+        // SAFETY: checked non-null.
+        unsafe { written.write(xy.len()) };
+        // SAFETY: the caller promises `capacity` writable floats at `out`.
+        unsafe { copy_out(&xy, out, capacity) }
+    })
+}
+
+/// The landmarks of keypoint head `head`. `written` gets the count.
+///
+/// # Safety
+/// `out` is null or points to `capacity` writable `FcKeypoint`s; `written` points to a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn fc_engine_keypoints(
+    engine: FcEngine,
+    head: u32,
+    out: *mut FcKeypoint,
+    capacity: usize,
+    written: *mut usize,
+) -> FcStatus {
+    guard("fc_engine_keypoints", || {
+        non_null(written, "written")?;
+        let points = with_engine(engine, |e| {
+            let Head::Keypoints { points, .. } = e.head(head)? else {
+                return fail(FcStatus::InvalidArgument, format!("head {head} is not a keypoint head"));
+            };
+            Ok(points
+                .iter()
+                .map(|p| FcKeypoint { x: p.x, y: p.y, z: p.z, visibility: p.visibility.unwrap_or(-1.0) })
+                .collect::<Vec<_>>())
+        })?;
+        // SAFETY: checked non-null.
+        unsafe { written.write(points.len()) };
+        // SAFETY: the caller promises `capacity` writable values at `out`.
+        unsafe { copy_out(&points, out, capacity) }
+    })
+}
+
 /// The last error on this thread, NUL-terminated; empty when none. Valid until the next failing
 /// call on this thread.
 #[no_mangle]
@@ -785,14 +1061,10 @@ mod tests {
         let handle = register(SidecarModel::new(plan, config, None), options).map_err(|f| f.1).unwrap();
         let frame = vec![9u8; 8 * 8 * 3];
         let push = |e: &mut Engine| {
-            let outs = e.session.process(&framecache::Frame::rgb(8, 8, &frame)).map_err(model_error)?;
-            e.last = Some(Last {
-                stats: e.session.last_stats().unwrap().clone(),
-                heads: Vec::new(),
-                engine_ms: 0.0,
-                frame: (8, 8),
-            });
-            assert_eq!(outs.len(), 1);
+            let (heads, costs) = e.runner.process(&framecache::Frame::rgb(8, 8, &frame)).map_err(model_error)?;
+            assert_eq!(heads.len(), 1);
+            let stats = e.runner.session().last_stats().unwrap().clone();
+            e.last = Some(Last { stats, heads, costs, engine_ms: 0.0, frame: (8, 8) });
             Ok(())
         };
         with_engine(handle, push).map_err(|f| f.1).unwrap();
@@ -803,7 +1075,8 @@ mod tests {
         let no_result = with_engine(handle, |e| Ok(e.last.is_none())).map_err(|f| f.1).unwrap();
         assert!(no_result, "the half-computed result of the panicked call is dropped");
         with_engine(handle, push).map_err(|f| f.1).unwrap();
-        let reset = with_engine(handle, |e| Ok(e.session.last_stats().unwrap().reset)).map_err(|f| f.1).unwrap();
+        let reset =
+            with_engine(handle, |e| Ok(e.runner.session().last_stats().unwrap().reset)).map_err(|f| f.1).unwrap();
         assert!(reset.is_some(), "the frame after a panic is a full inference, got {reset:?}");
         registry().lock().unwrap().remove(&handle);
     }

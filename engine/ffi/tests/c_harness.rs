@@ -104,6 +104,7 @@ fn run_harness(exe: &Path, frames_file: &Path) -> String {
     let o = Command::new(exe)
         .arg(&model)
         .arg(frames_file)
+        .arg(assets().join("bundles/mobilenet_v2_s16.toml"))
         .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23")
         .output()
         .unwrap();
@@ -155,6 +156,11 @@ fn c_harness_matches_the_rust_api_and_survives_misuse_under_asan() {
         assert_eq!(label, labels.lines().nth(top[0].0).unwrap(), "{line}");
     }
     assert!(out.contains("misuse ok"), "{out}");
+    // The bundle: its one head, computed on its first frame, with its cost.
+    let bundle: Vec<&str> = out.lines().filter(|l| l.starts_with("bundle ")).collect();
+    assert_eq!(bundle.len(), 1, "{out}");
+    assert!(bundle[0].starts_with("bundle 0 imagenet status 0 kind 0 count 5 macs "), "{out}");
+    assert!(!bundle[0].ends_with("macs 0"), "{out}");
 
     let asan = dir.join("harness-asan");
     match compile(&asan, true) {

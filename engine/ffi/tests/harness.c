@@ -1,13 +1,15 @@
 /* Host C harness for the framecache C ABI (built and run by tests/c_harness.rs, once plainly and
  * once under AddressSanitizer).
  *
- *   harness MODEL.onnx FRAMES.rgba
+ *   harness MODEL.onnx FRAMES.rgba BUNDLE.toml
  *
  * FRAMES.rgba: a text line "width height count stride\n", then `count` RGBA frames of
  * `stride * height` bytes. For every frame it prints one line:
  *   frame I hit H saving S dirty D top IDX:PROB IDX:PROB ... # TOP-1 LABEL
- * then runs the misuse cases and prints "misuse ok" when each returned the right status with a
- * message. Any unexpected status prints the last error and exits non-zero. */
+ * then runs a bundle (every head: its status, its info, the accessor of its kind) and prints
+ *   bundle HEAD NAME status S kind K count N
+ * per head, then runs the misuse cases and prints "misuse ok" when each returned the right status
+ * with a message. Any unexpected status prints the last error and exits non-zero. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,9 +93,49 @@ static void misuse(const char *model, const unsigned char *frame, unsigned w, un
     EXPECT(fc_engine_stats(12345678, &stats), FC_STATUS_INVALID_HANDLE);
 }
 
+/* A bundle: every head through fc_engine_head_status and the accessor of its kind; then the
+ * bundle calls' misuse. */
+static void bundle(const char *manifest, const unsigned char *frame, unsigned w, unsigned h, unsigned stride) {
+    FcEngine e = 0;
+    FcOptions o;
+    fc_options_default(&o);
+    o.threads = 1;
+    EXPECT(fc_engine_create_bundle(NULL, &o, &e), FC_STATUS_NULL_POINTER);
+    EXPECT(fc_engine_create_bundle(manifest, &o, NULL), FC_STATUS_NULL_POINTER);
+    EXPECT(fc_engine_create_bundle("/no/such/bundle.toml", &o, &e), FC_STATUS_MODEL);
+    EXPECT(fc_engine_create_bundle(manifest, &o, &e), FC_STATUS_OK);
+    uint32_t heads = 0;
+    FcHeadStatus st;
+    EXPECT(fc_engine_head_count(e, &heads), FC_STATUS_OK);
+    EXPECT(fc_engine_head_status(e, 0, &st), FC_STATUS_NO_RESULT);
+    EXPECT(fc_engine_push_rgba(e, frame, w, h, stride, FC_PIXEL_RGBA, 0), FC_STATUS_OK);
+    for (uint32_t k = 0; k < heads; k++) {
+        FcHeadInfo info;
+        size_t n = 0;
+        EXPECT(fc_engine_head_status(e, k, &st), FC_STATUS_OK);
+        EXPECT(fc_engine_head_info(e, k, &info), FC_STATUS_OK);
+        if (info.kind == FC_HEAD_CLASSES) {
+            FcClass top[5];
+            EXPECT(fc_engine_classes(e, k, top, 5, &n), FC_STATUS_OK);
+            /* Not boxes, nor landmarks. */
+            EXPECT(fc_engine_boxes(e, k, NULL, 0, &n), FC_STATUS_INVALID_ARGUMENT);
+            EXPECT(fc_engine_box_keypoints(e, k, 0, NULL, 0, &n), FC_STATUS_INVALID_ARGUMENT);
+            EXPECT(fc_engine_keypoints(e, k, NULL, 0, &n), FC_STATUS_INVALID_ARGUMENT);
+        }
+        printf("bundle %u %s status %u kind %u count %u macs %llu\n", k, st.name, st.status, info.kind, info.count,
+               (unsigned long long)st.macs);
+    }
+    EXPECT(fc_engine_head_status(e, heads, &st), FC_STATUS_INVALID_ARGUMENT);
+    EXPECT(fc_engine_head_status(e, 0, NULL), FC_STATUS_NULL_POINTER);
+    EXPECT(fc_engine_boxes(e, 0, NULL, 0, NULL), FC_STATUS_NULL_POINTER);
+    EXPECT(fc_engine_keypoints(e, heads, NULL, 0, NULL), FC_STATUS_NULL_POINTER);
+    EXPECT(fc_engine_destroy(e), FC_STATUS_OK);
+    EXPECT(fc_engine_head_status(e, 0, &st), FC_STATUS_INVALID_HANDLE);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s MODEL.onnx FRAMES.rgba\n", argv[0]);
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s MODEL.onnx FRAMES.rgba BUNDLE.toml\n", argv[0]);
         return 2;
     }
     FILE *f = fopen(argv[2], "rb");
@@ -152,6 +194,7 @@ int main(int argc, char **argv) {
     EXPECT(fc_engine_destroy(e), FC_STATUS_OK);
     fclose(f);
 
+    bundle(argv[3], frame, w, h, stride);
     misuse(argv[1], frame, w, h, stride);
     free(frame);
     if (failures) {

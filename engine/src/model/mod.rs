@@ -244,6 +244,13 @@ impl BundleSession {
         })
     }
 
+    /// Drops every backbone's cache (and statistics): the next frame is computed in full.
+    pub fn reset(&mut self) {
+        for s in &mut self.sessions {
+            s.reset();
+        }
+    }
+
     /// Cached path: every backbone reuses what it can; due heads run.
     pub fn process(&mut self, frame: &Frame<'_>) -> Result<Vec<HeadResult>> {
         self.step(frame, false)
