@@ -766,13 +766,31 @@ pub unsafe extern "C" fn fc_engine_tile_map(
     written: *mut usize,
 ) -> FcStatus {
     guard("fc_engine_tile_map", || {
-        non_null(written, "written")?;
-        let map: Vec<u8> = with_engine(engine, |e| Ok(e.last()?.stats.dirty.iter().map(|&d| d as u8).collect()))?;
-        // SAFETY: checked non-null.
-        unsafe { written.write(map.len()) };
-        // SAFETY: the caller promises `capacity` writable bytes at `out`.
-        unsafe { copy_out(&map, out, capacity) }
+        let make = |e: &mut Engine| Ok(e.last()?.stats.dirty.iter().map(|&d| d as u8).collect());
+        // SAFETY: the caller's promises, above.
+        unsafe { list_out(engine, out, capacity, written, make) }
     })
+}
+
+/// A list made on the engine behind `handle`, copied out: `written` gets its length; with a
+/// short buffer the call fails with `FC_STATUS_BUFFER_TOO_SMALL` (and `written` says the size).
+///
+/// # Safety
+/// `out` is null or points to `capacity` writable `T`s; `written` is null (an error) or points
+/// to a writable `size_t`.
+unsafe fn list_out<T: Copy>(
+    handle: FcEngine,
+    out: *mut T,
+    capacity: usize,
+    written: *mut usize,
+    make: impl FnOnce(&mut Engine) -> Result<Vec<T>>,
+) -> Result<()> {
+    non_null(written, "written")?;
+    let values = with_engine(handle, make)?;
+    // SAFETY: checked non-null.
+    unsafe { written.write(values.len()) };
+    // SAFETY: the caller's promise.
+    unsafe { copy_out(&values, out, capacity) }
 }
 
 /// # Safety
@@ -853,8 +871,7 @@ pub unsafe extern "C" fn fc_engine_classes(
     written: *mut usize,
 ) -> FcStatus {
     guard("fc_engine_classes", || {
-        non_null(written, "written")?;
-        let classes = with_engine(engine, |e| {
+        let make = |e: &mut Engine| {
             let Head::Classes { top, .. } = e.head(head)? else {
                 return fail(FcStatus::InvalidArgument, format!("head {head} is not a classification head"));
             };
@@ -867,11 +884,9 @@ pub unsafe extern "C" fn fc_engine_classes(
                     label: e.label_ptr(head, index, &label),
                 })
                 .collect::<Vec<_>>())
-        })?;
-        // SAFETY: checked non-null.
-        unsafe { written.write(classes.len()) };
-        // SAFETY: the caller promises `capacity` writable values at `out`.
-        unsafe { copy_out(&classes, out, capacity) }
+        };
+        // SAFETY: the caller's promises, above.
+        unsafe { list_out(engine, out, capacity, written, make) }
     })
 }
 
@@ -941,8 +956,7 @@ pub unsafe extern "C" fn fc_engine_boxes(
     written: *mut usize,
 ) -> FcStatus {
     guard("fc_engine_boxes", || {
-        non_null(written, "written")?;
-        let boxes = with_engine(engine, |e| {
+        let make = |e: &mut Engine| {
             let Head::Detections { detections, .. } = e.head(head)? else {
                 return fail(FcStatus::InvalidArgument, format!("head {head} is not a detection head"));
             };
@@ -953,11 +967,9 @@ pub unsafe extern "C" fn fc_engine_boxes(
                     FcBox { score: d.score, xmin, ymin, xmax, ymax, keypoints: d.keypoints.len() as u32 }
                 })
                 .collect::<Vec<_>>())
-        })?;
-        // SAFETY: checked non-null.
-        unsafe { written.write(boxes.len()) };
-        // SAFETY: the caller promises `capacity` writable values at `out`.
-        unsafe { copy_out(&boxes, out, capacity) }
+        };
+        // SAFETY: the caller's promises, above.
+        unsafe { list_out(engine, out, capacity, written, make) }
     })
 }
 
@@ -976,8 +988,7 @@ pub unsafe extern "C" fn fc_engine_box_keypoints(
     written: *mut usize,
 ) -> FcStatus {
     guard("fc_engine_box_keypoints", || {
-        non_null(written, "written")?;
-        let xy = with_engine(engine, |e| {
+        let make = |e: &mut Engine| {
             let Head::Detections { detections, .. } = e.head(head)? else {
                 return fail(FcStatus::InvalidArgument, format!("head {head} is not a detection head"));
             };
@@ -988,11 +999,9 @@ pub unsafe extern "C" fn fc_engine_box_keypoints(
                 )
             })?;
             Ok(d.keypoints.iter().flatten().copied().collect::<Vec<f32>>())
-        })?;
-        // SAFETY: checked non-null.
-        unsafe { written.write(xy.len()) };
-        // SAFETY: the caller promises `capacity` writable floats at `out`.
-        unsafe { copy_out(&xy, out, capacity) }
+        };
+        // SAFETY: the caller's promises, above.
+        unsafe { list_out(engine, out, capacity, written, make) }
     })
 }
 
@@ -1009,8 +1018,7 @@ pub unsafe extern "C" fn fc_engine_keypoints(
     written: *mut usize,
 ) -> FcStatus {
     guard("fc_engine_keypoints", || {
-        non_null(written, "written")?;
-        let points = with_engine(engine, |e| {
+        let make = |e: &mut Engine| {
             let Head::Keypoints { points, .. } = e.head(head)? else {
                 return fail(FcStatus::InvalidArgument, format!("head {head} is not a keypoint head"));
             };
@@ -1018,11 +1026,9 @@ pub unsafe extern "C" fn fc_engine_keypoints(
                 .iter()
                 .map(|p| FcKeypoint { x: p.x, y: p.y, z: p.z, visibility: p.visibility.unwrap_or(-1.0) })
                 .collect::<Vec<_>>())
-        })?;
-        // SAFETY: checked non-null.
-        unsafe { written.write(points.len()) };
-        // SAFETY: the caller promises `capacity` writable values at `out`.
-        unsafe { copy_out(&points, out, capacity) }
+        };
+        // SAFETY: the caller's promises, above.
+        unsafe { list_out(engine, out, capacity, written, make) }
     })
 }
 
