@@ -10,9 +10,11 @@ use jni::sys::{jbyteArray, jdoubleArray, jfloat, jfloatArray, jint, jlong, jobje
 use jni::JNIEnv;
 
 use crate::{
-    fc_engine_classes, fc_engine_create, fc_engine_destroy, fc_engine_head_info, fc_engine_mask, fc_engine_push_rgba,
-    fc_engine_push_yuv420, fc_engine_stats, fc_engine_tile_map, fc_last_error, FcClass, FcEngine, FcHeadInfo,
-    FcOptions, FcPlane, FcStats, FcStatus, FcYuv420, FC_HEAD_CLASSES, FC_HEAD_MASK, FC_PIXEL_RGBA,
+    fc_engine_boxes, fc_engine_classes, fc_engine_create, fc_engine_create_bundle, fc_engine_destroy,
+    fc_engine_head_count, fc_engine_head_info, fc_engine_head_status, fc_engine_keypoints, fc_engine_mask,
+    fc_engine_push_rgba, fc_engine_push_yuv420, fc_engine_stats, fc_engine_tile_map, fc_last_error, FcBox, FcClass,
+    FcEngine, FcHeadInfo, FcHeadStatus, FcKeypoint, FcOptions, FcPlane, FcStats, FcStatus, FcYuv420, FC_HEAD_CLASSES,
+    FC_HEAD_MASK, FC_PIXEL_RGBA,
 };
 
 /// A Java exception to throw: class and message.
@@ -83,31 +85,46 @@ fn extent(w: usize, h: usize, row: usize, step: usize) -> usize {
     }
 }
 
+/// An engine from a model file (`bundle` false) or a bundle manifest (`bundle` true).
+fn create(
+    env: &mut JNIEnv<'_>,
+    path: &JString<'_>,
+    bundle: bool,
+    options: [jint; 3],
+    threshold: jfloat,
+) -> JResult<jlong> {
+    let path: String = env.get_string(path).map_err(|_| Throw(ILLEGAL_ARGUMENT, "the path is null".into()))?.into();
+    let path = std::ffi::CString::new(path).map_err(|_| Throw(ILLEGAL_ARGUMENT, "the path holds a NUL".into()))?;
+    let [mode, tile, threads] = options;
+    let options = FcOptions {
+        mode: non_negative(mode, "mode")?,
+        threshold,
+        tile: non_negative(tile, "tile")?,
+        threads: non_negative(threads, "threads")?,
+    };
+    let mut handle = 0;
+    // SAFETY: valid C string, options and out pointer.
+    check(unsafe {
+        match bundle {
+            false => fc_engine_create(path.as_ptr(), std::ptr::null(), &options, &mut handle),
+            true => fc_engine_create_bundle(path.as_ptr(), &options, &mut handle),
+        }
+    })?;
+    Ok(handle as jlong)
+}
+
 #[no_mangle]
 pub extern "system" fn Java_com_framecache_FrameCache_nativeCreate<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     model: JString<'l>,
+    bundle: jni::sys::jboolean,
     mode: jint,
     threshold: jfloat,
     tile: jint,
     threads: jint,
 ) -> jlong {
-    run(&mut env, 0, |env| {
-        let path: String =
-            env.get_string(&model).map_err(|_| Throw(ILLEGAL_ARGUMENT, "modelPath is null".into()))?.into();
-        let path = std::ffi::CString::new(path).map_err(|_| Throw(ILLEGAL_ARGUMENT, "modelPath holds a NUL".into()))?;
-        let options = FcOptions {
-            mode: non_negative(mode, "mode")?,
-            threshold,
-            tile: non_negative(tile, "tile")?,
-            threads: non_negative(threads, "threads")?,
-        };
-        let mut handle = 0;
-        // SAFETY: valid C string, options and out pointer.
-        check(unsafe { fc_engine_create(path.as_ptr(), std::ptr::null(), &options, &mut handle) })?;
-        Ok(handle as jlong)
-    })
+    run(&mut env, 0, |env| create(env, &model, bundle != 0, [mode, tile, threads], threshold))
 }
 
 #[no_mangle]
@@ -212,15 +229,8 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeTileMap<'l>(
     handle: jlong,
 ) -> jbyteArray {
     run(&mut env, std::ptr::null_mut(), |env| {
-        let mut needed = 0;
-        // SAFETY: a null buffer of capacity 0 only asks for the size.
-        let status = unsafe { fc_engine_tile_map(handle as FcEngine, std::ptr::null_mut(), 0, &mut needed) };
-        if status != FcStatus::BufferTooSmall {
-            check(status)?;
-        }
-        let mut map = vec![0u8; needed];
-        // SAFETY: `map` holds `needed` bytes.
-        check(unsafe { fc_engine_tile_map(handle as FcEngine, map.as_mut_ptr(), map.len(), &mut needed) })?;
+        // SAFETY: `out` holds `capacity` bytes (or is null with 0).
+        let map = listed(0u8, |out, capacity, n| unsafe { fc_engine_tile_map(handle as FcEngine, out, capacity, n) })?;
         let signed: Vec<i8> = map.iter().map(|&b| b as i8).collect();
         let array = env.new_byte_array(signed.len() as i32).map_err(jni_error)?;
         env.set_byte_array_region(&array, 0, &signed).map_err(jni_error)?;
@@ -228,18 +238,19 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeTileMap<'l>(
     })
 }
 
-/// The first head's top classes, or none when it is not a classifier.
-fn top_classes(handle: jlong) -> JResult<Vec<FcClass>> {
+/// Head `head`'s top classes, or none when it is not a classifier.
+fn top_classes(handle: jlong, head: jint) -> JResult<Vec<FcClass>> {
+    let head = non_negative(head, "head")?;
     let mut info = FcHeadInfo::default();
     // SAFETY: a valid out pointer.
-    check(unsafe { fc_engine_head_info(handle as FcEngine, 0, &mut info) })?;
+    check(unsafe { fc_engine_head_info(handle as FcEngine, head, &mut info) })?;
     if info.kind != FC_HEAD_CLASSES {
         return Ok(Vec::new());
     }
     let mut classes = vec![FcClass { index: 0, prob: 0.0, label: std::ptr::null() }; info.count as usize];
     let mut n = 0;
     // SAFETY: `classes` holds `count` entries.
-    check(unsafe { fc_engine_classes(handle as FcEngine, 0, classes.as_mut_ptr(), classes.len(), &mut n) })?;
+    check(unsafe { fc_engine_classes(handle as FcEngine, head, classes.as_mut_ptr(), classes.len(), &mut n) })?;
     classes.truncate(n);
     Ok(classes)
 }
@@ -249,9 +260,10 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeTopLabels<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     handle: jlong,
+    head: jint,
 ) -> jobjectArray {
     run(&mut env, std::ptr::null_mut(), |env| {
-        let classes = top_classes(handle)?;
+        let classes = top_classes(handle, head)?;
         let array = env
             .new_object_array(classes.len() as i32, "java/lang/String", jni::objects::JObject::null())
             .map_err(jni_error)?;
@@ -276,9 +288,10 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeTopScores<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     handle: jlong,
+    head: jint,
 ) -> jfloatArray {
     run(&mut env, std::ptr::null_mut(), |env| {
-        let scores: Vec<f32> = top_classes(handle)?.iter().map(|c| c.prob).collect();
+        let scores: Vec<f32> = top_classes(handle, head)?.iter().map(|c| c.prob).collect();
         float_array(env, &scores)
     })
 }
@@ -288,23 +301,118 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeMask<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     handle: jlong,
+    head: jint,
     size: JIntArray<'l>,
 ) -> jfloatArray {
     run(&mut env, std::ptr::null_mut(), |env| {
+        let head = non_negative(head, "head")?;
         let mut info = FcHeadInfo::default();
         // SAFETY: a valid out pointer.
-        check(unsafe { fc_engine_head_info(handle as FcEngine, 0, &mut info) })?;
+        check(unsafe { fc_engine_head_info(handle as FcEngine, head, &mut info) })?;
         if info.kind != FC_HEAD_MASK {
             return Ok(std::ptr::null_mut());
         }
         let mut probs = vec![0f32; info.count as usize];
         let (mut w, mut h) = (0, 0);
         // SAFETY: `probs` holds `count` floats.
-        check(unsafe { fc_engine_mask(handle as FcEngine, 0, probs.as_mut_ptr(), probs.len(), &mut w, &mut h) })?;
+        check(unsafe { fc_engine_mask(handle as FcEngine, head, probs.as_mut_ptr(), probs.len(), &mut w, &mut h) })?;
         if !size.is_null() && env.get_array_length(&size).map_err(jni_error)? >= 2 {
             env.set_int_array_region(&size, 0, &[w as i32, h as i32]).map_err(jni_error)?;
         }
         float_array(env, &probs)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_com_framecache_FrameCache_nativeHeadCount<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+) -> jint {
+    run(&mut env, 0, |_| {
+        let mut n = 0;
+        // SAFETY: a valid out pointer.
+        check(unsafe { fc_engine_head_count(handle as FcEngine, &mut n) })?;
+        Ok(n as jint)
+    })
+}
+
+/// Head `head`'s name, and `[kind, count, width, height, status]` with its MACs in `macs[0]`.
+#[no_mangle]
+pub extern "system" fn Java_com_framecache_FrameCache_nativeHead<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+    head: jint,
+    fields: JIntArray<'l>,
+) -> jni::sys::jstring {
+    run(&mut env, std::ptr::null_mut(), |env| {
+        let head = non_negative(head, "head")?;
+        let mut info = FcHeadInfo::default();
+        let mut st = FcHeadStatus { name: std::ptr::null(), status: 0, macs: 0, ms: 0.0 };
+        // SAFETY: valid out pointers.
+        check(unsafe { fc_engine_head_status(handle as FcEngine, head, &mut st) })?;
+        // SAFETY: as above.
+        check(unsafe { fc_engine_head_info(handle as FcEngine, head, &mut info) })?;
+        if fields.is_null() || env.get_array_length(&fields).map_err(jni_error)? < 5 {
+            return Err(Throw(ILLEGAL_ARGUMENT, "fields must hold 5 ints".into()));
+        }
+        let values = [info.kind, info.count, info.width, info.height, st.status].map(|v| v as jint);
+        env.set_int_array_region(&fields, 0, &values).map_err(jni_error)?;
+        // SAFETY: head names stay valid while the engine lives.
+        let name = unsafe { CStr::from_ptr(st.name) }.to_string_lossy();
+        Ok(env.new_string(name).map_err(jni_error)?.into_raw())
+    })
+}
+
+/// A list accessor's values, asked for their size first.
+fn listed<T: Copy>(blank: T, get: impl Fn(*mut T, usize, &mut usize) -> FcStatus) -> JResult<Vec<T>> {
+    let mut needed = 0;
+    let status = get(std::ptr::null_mut(), 0, &mut needed);
+    if status != FcStatus::BufferTooSmall {
+        check(status)?;
+    }
+    let mut values = vec![blank; needed];
+    check(get(values.as_mut_ptr(), values.len(), &mut needed))?;
+    Ok(values)
+}
+
+/// Head `head`'s boxes, 5 floats each: score, xmin, ymin, xmax, ymax (frame pixels).
+#[no_mangle]
+pub extern "system" fn Java_com_framecache_FrameCache_nativeBoxes<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+    head: jint,
+) -> jfloatArray {
+    run(&mut env, std::ptr::null_mut(), |env| {
+        let head = non_negative(head, "head")?;
+        let blank = FcBox { score: 0.0, xmin: 0.0, ymin: 0.0, xmax: 0.0, ymax: 0.0, keypoints: 0 };
+        // SAFETY: `out` holds `capacity` boxes (or is null with 0).
+        let boxes =
+            listed(blank, |out, capacity, n| unsafe { fc_engine_boxes(handle as FcEngine, head, out, capacity, n) })?;
+        let flat: Vec<f32> = boxes.iter().flat_map(|b| [b.score, b.xmin, b.ymin, b.xmax, b.ymax]).collect();
+        float_array(env, &flat)
+    })
+}
+
+/// Head `head`'s landmarks, 4 floats each: x, y (frame pixels), z, visibility (−1: none).
+#[no_mangle]
+pub extern "system" fn Java_com_framecache_FrameCache_nativeKeypoints<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+    head: jint,
+) -> jfloatArray {
+    run(&mut env, std::ptr::null_mut(), |env| {
+        let head = non_negative(head, "head")?;
+        let blank = FcKeypoint { x: 0.0, y: 0.0, z: 0.0, visibility: 0.0 };
+        // SAFETY: `out` holds `capacity` points (or is null with 0).
+        let points = listed(blank, |out, capacity, n| unsafe {
+            fc_engine_keypoints(handle as FcEngine, head, out, capacity, n)
+        })?;
+        let flat: Vec<f32> = points.iter().flat_map(|p| [p.x, p.y, p.z, p.visibility]).collect();
+        float_array(env, &flat)
     })
 }
 

@@ -68,7 +68,7 @@ fn jni_class_runs_on_a_host_jvm_and_matches_the_rust_api() {
         .filter(|s| s.starts_with("Java_"))
         .map(str::to_owned)
         .collect();
-    assert_eq!(expected.len(), 9, "{expected:?}");
+    assert_eq!(expected.len(), 13, "{expected:?}");
     assert_eq!(expected, exported);
 
     let model = root().join("assets/models/mobilenet_v2.onnx");
@@ -80,7 +80,8 @@ fn jni_class_runs_on_a_host_jvm_and_matches_the_rust_api() {
             .arg(&classes)
             .arg("JniCheck")
             .arg(&model)
-            .arg(&frame),
+            .arg(&frame)
+            .arg(root().join("assets/bundles/mobilenet_v2_s16.toml")),
     );
     assert!(out.contains("jni ok"), "{out}");
 
@@ -106,5 +107,15 @@ fn jni_class_runs_on_a_host_jvm_and_matches_the_rust_api() {
     assert!(out.contains("stride error: fc_engine_push_rgba: row_stride"), "{out}");
     assert!(out.contains("heap buffer error: rgba is not a direct ByteBuffer"), "{out}");
     assert!(out.contains("model error: fc_engine_create:") && out.contains("/no/such/model.onnx"), "{out}");
+    // The bundle cut at stride 16: one classification head, computed, with the top class the
+    // engine's own bundle session gives on this frame.
+    let bundle = framecache::Bundle::load(root().join("assets/bundles/mobilenet_v2_s16.toml"), &[]).unwrap();
+    let mut s =
+        framecache::BundleSession::new(bundle, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+    let results = s.process(&framecache::Frame::rgb(w as usize, h as usize, img.as_raw())).unwrap();
+    let Some(Head::Classes { top, .. }) = &results[0].output else { panic!("{results:?}") };
+    assert!(out.contains(&format!("bundle head 0 imagenet kind 0 count 5 status 0 top {}", top[0].label)), "{out}");
+    assert!(out.contains("boxes error: fc_engine_boxes: head 0 is not a detection head"), "{out}");
+    assert!(out.contains("head error: fc_engine_head_status: head 1 does not exist"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,7 +10,10 @@ import javax.imageio.ImageIO;
  * libframecache_ffi): a real PNG frame pushed as RGBA and as NV21 through direct ByteBuffers
  * with row strides, the statistics, and errors arriving as exceptions.
  *
- * usage: java -Djava.library.path=DIR JniCheck MODEL.onnx FRAME.png
+ * Then a bundle: its heads by name, kind and status, and the wrong accessor for a head's kind
+ * as an exception.
+ *
+ * usage: java -Djava.library.path=DIR JniCheck MODEL.onnx FRAME.png BUNDLE.toml
  */
 public class JniCheck {
     public static void main(String[] args) throws Exception {
@@ -65,6 +68,26 @@ public class JniCheck {
                 System.out.println("no exception for a heap buffer");
             } catch (IllegalArgumentException e) {
                 System.out.println("heap buffer error: " + e.getMessage());
+            }
+        }
+        try (FrameCache fc = FrameCache.bundle(args[2], FrameCache.MODE_EXACT, 8f, 16, 1)) {
+            fc.pushRgba(rgba, w, h, stride, 0);
+            for (int k = 0; k < fc.headCount(); k++) {
+                FrameCache.Head head = fc.head(k);
+                System.out.println("bundle head " + k + " " + head.name + " kind " + head.kind + " count " + head.count
+                        + " status " + head.status + " top " + fc.topLabels(k)[0]);
+            }
+            try {
+                fc.boxes(0);
+                System.out.println("no exception for boxes of a classifier");
+            } catch (IllegalArgumentException e) {
+                System.out.println("boxes error: " + e.getMessage());
+            }
+            try {
+                fc.head(fc.headCount());
+                System.out.println("no exception for a head past the end");
+            } catch (IllegalArgumentException e) {
+                System.out.println("head error: " + e.getMessage());
             }
         }
         try {

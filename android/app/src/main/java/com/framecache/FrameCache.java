@@ -19,11 +19,35 @@ public final class FrameCache implements AutoCloseable {
     public static final int MODE_THRESHOLD = 1;
     public static final int MODE_DELTA = 2;
 
+    /** {@link #head} kinds. */
+    public static final int HEAD_CLASSES = 0;
+    public static final int HEAD_MASK = 1;
+    public static final int HEAD_VALUES = 2;
+    public static final int HEAD_DETECTIONS = 3;
+    public static final int HEAD_KEYPOINTS = 4;
+    /** {@link Head#status}: ran, due but nothing it reads changed, not due (its rate). */
+    public static final int HEAD_COMPUTED = 0;
+    public static final int HEAD_UNCHANGED = 1;
+    public static final int HEAD_SKIPPED = 2;
+
     private long handle;
 
-    /** Loads an ONNX model; its sidecar {@code <model>.toml} must sit beside it. */
+    /**
+     * Loads a model: a plan file from {@code framecache compile} (its sidecar and labels inside;
+     * the only kind the phone library reads), or, on a desktop build with the importers, an ONNX
+     * model with its sidecar {@code <model>.toml} beside it.
+     */
     public FrameCache(String modelPath, int mode, float threshold, int tile, int threads) {
-        handle = nativeCreate(modelPath, mode, threshold, tile, threads);
+        this(modelPath, false, mode, threshold, tile, threads);
+    }
+
+    private FrameCache(String path, boolean bundle, int mode, float threshold, int tile, int threads) {
+        handle = nativeCreate(path, bundle, mode, threshold, tile, threads);
+    }
+
+    /** Loads a bundle manifest: several heads on shared backbones, its plan files beside it. */
+    public static FrameCache bundle(String manifestPath, int mode, float threshold, int tile, int threads) {
+        return new FrameCache(manifestPath, true, mode, threshold, tile, threads);
     }
 
     /**
@@ -53,16 +77,71 @@ public final class FrameCache implements AutoCloseable {
 
     /** Top classes of the first head, best first (empty when the model is not a classifier). */
     public String[] topLabels() {
-        return nativeTopLabels(handle);
+        return topLabels(0);
     }
 
     public float[] topScores() {
-        return nativeTopScores(handle);
+        return topScores(0);
     }
 
     /** The first head's segmentation mask ({@code size[0]} wide, {@code size[1]} high), or null. */
     public float[] mask(int[] size) {
-        return nativeMask(handle, size);
+        return mask(0, size);
+    }
+
+    /** Heads: a model's outputs, or every head of a bundle in manifest order. */
+    public int headCount() {
+        return nativeHeadCount(handle);
+    }
+
+    /** Head {@code head} on the last frame: name, kind, size and status. */
+    public Head head(int head) {
+        int[] fields = new int[5];
+        String name = nativeHead(handle, head, fields);
+        return new Head(name, fields);
+    }
+
+    public String[] topLabels(int head) {
+        return nativeTopLabels(handle, head);
+    }
+
+    public float[] topScores(int head) {
+        return nativeTopScores(handle, head);
+    }
+
+    public float[] mask(int head, int[] size) {
+        return nativeMask(handle, head, size);
+    }
+
+    /** A detection head's boxes, 5 floats each: score, xmin, ymin, xmax, ymax in frame pixels. */
+    public float[] boxes(int head) {
+        return nativeBoxes(handle, head);
+    }
+
+    /** A keypoint head's landmarks, 4 floats each: x, y in frame pixels, z, visibility (-1: none). */
+    public float[] keypoints(int head) {
+        return nativeKeypoints(handle, head);
+    }
+
+    /** What {@code fc_engine_head_status} and {@code fc_engine_head_info} report. */
+    public static final class Head {
+        public final String name;
+        /** {@code HEAD_CLASSES} ... {@code HEAD_KEYPOINTS}. */
+        public final int kind;
+        public final int count;
+        public final int width;
+        public final int height;
+        /** {@code HEAD_COMPUTED}, {@code HEAD_UNCHANGED} or {@code HEAD_SKIPPED}. */
+        public final int status;
+
+        Head(String name, int[] v) {
+            this.name = name;
+            kind = v[0];
+            count = v[1];
+            width = v[2];
+            height = v[3];
+            status = v[4];
+        }
     }
 
     @Override
@@ -114,7 +193,8 @@ public final class FrameCache implements AutoCloseable {
         }
     }
 
-    private static native long nativeCreate(String modelPath, int mode, float threshold, int tile, int threads);
+    private static native long nativeCreate(String path, boolean bundle, int mode, float threshold, int tile,
+            int threads);
 
     private static native void nativePushYuv(long handle, ByteBuffer y, int yRowStride, ByteBuffer u, ByteBuffer v,
             int uvRowStride, int uvPixelStride, int width, int height, int rotation);
@@ -126,11 +206,19 @@ public final class FrameCache implements AutoCloseable {
 
     private static native byte[] nativeTileMap(long handle);
 
-    private static native String[] nativeTopLabels(long handle);
+    private static native String[] nativeTopLabels(long handle, int head);
 
-    private static native float[] nativeTopScores(long handle);
+    private static native float[] nativeTopScores(long handle, int head);
 
-    private static native float[] nativeMask(long handle, int[] size);
+    private static native float[] nativeMask(long handle, int head, int[] size);
+
+    private static native int nativeHeadCount(long handle);
+
+    private static native String nativeHead(long handle, int head, int[] fields);
+
+    private static native float[] nativeBoxes(long handle, int head);
+
+    private static native float[] nativeKeypoints(long handle, int head);
 
     private static native void nativeDestroy(long handle);
 }
