@@ -254,9 +254,10 @@ pub struct SidecarModel {
 }
 
 impl SidecarModel {
-    /// Imports the model file `model` (ONNX or TFLite) with the sidecar `sidecar`, or the one
-    /// [`ModelConfig::find`] finds beside the model or in `dirs`. Dynamic input dims are sized
-    /// as [`ModelConfig::import_options`] says.
+    /// Imports the model file `model` (any format [`crate::import::load_model`] reads) with the
+    /// sidecar `sidecar`, or the one [`ModelConfig::locate`] finds beside the model or in
+    /// `dirs`; a plan file without `sidecar` brings its own. Dynamic input dims are sized as
+    /// [`ModelConfig::import_options`] says.
     pub fn load(
         model: &Path,
         sidecar: Option<&Path>,

@@ -18,9 +18,11 @@ private func check(_ status: FcStatus) throws {
 public final class FrameCache {
     private let handle: FcEngine
 
-    /// Loads an ONNX model; its sidecar `<model>.toml` must sit beside it.
-    public init(modelPath: String, mode: UInt32 = UInt32(FC_MODE_EXACT), threshold: Float = 8,
-                tile: UInt32 = 16, threads: UInt32 = 0) throws {
+    /// Loads a model: a plan file from `framecache compile` (its sidecar and labels inside; the
+    /// only kind the phone library reads), or a bundle manifest (`bundle: true`: several heads on
+    /// shared backbones, its plan files beside it).
+    public init(modelPath: String, bundle: Bool = false, mode: UInt32 = UInt32(FC_MODE_EXACT),
+                threshold: Float = 8, tile: UInt32 = 16, threads: UInt32 = 0) throws {
         var options = FcOptions()
         try check(fc_options_default(&options))
         options.mode = mode
@@ -28,7 +30,11 @@ public final class FrameCache {
         options.tile = tile
         options.threads = threads
         var h: FcEngine = 0
-        try check(fc_engine_create(modelPath, nil, &options, &h))
+        if bundle {
+            try check(fc_engine_create_bundle(modelPath, &options, &h))
+        } else {
+            try check(fc_engine_create(modelPath, nil, &options, &h))
+        }
         handle = h
     }
 
@@ -81,22 +87,71 @@ public final class FrameCache {
 
     /// Per input tile: 1 recomputed, 0 reused (row-major, `tile_cols` wide).
     public func tileMap() throws -> [UInt8] {
-        var needed = 0
-        let status = fc_engine_tile_map(handle, nil, 0, &needed)
-        if status != FC_STATUS_BUFFER_TOO_SMALL { try check(status) }
-        var map = [UInt8](repeating: 0, count: needed)
-        try check(fc_engine_tile_map(handle, &map, map.count, &needed))
-        return map
+        try list(UInt8(0)) { fc_engine_tile_map(self.handle, $0, $1, $2) }
     }
 
-    /// Top classes of the first head, best first; empty when it is not a classifier.
-    public func topClasses() throws -> [(label: String, prob: Float)] {
+    /// Top classes of head `head` (default the first), best first; empty when it is not a
+    /// classifier.
+    public func topClasses(head: UInt32 = 0) throws -> [(label: String, prob: Float)] {
         var info = FcHeadInfo()
-        try check(fc_engine_head_info(handle, 0, &info))
+        try check(fc_engine_head_info(handle, head, &info))
         guard info.kind == UInt32(FC_HEAD_CLASSES) else { return [] }
         var classes = [FcClass](repeating: FcClass(index: 0, prob: 0, label: nil), count: Int(info.count))
         var n = 0
-        try check(fc_engine_classes(handle, 0, &classes, classes.count, &n))
+        try check(fc_engine_classes(handle, head, &classes, classes.count, &n))
         return classes.prefix(n).map { (label: $0.label.map { String(cString: $0) } ?? "", prob: $0.prob) }
+    }
+
+    /// Heads: a model's outputs, or every head of a bundle in manifest order.
+    public func headCount() throws -> UInt32 {
+        var n: UInt32 = 0
+        try check(fc_engine_head_count(handle, &n))
+        return n
+    }
+
+    /// Head `head` on the last frame: its name, status (`FC_HEAD_COMPUTED`, `_UNCHANGED`,
+    /// `_SKIPPED`) and cost, and its kind and size.
+    public func head(_ head: UInt32) throws -> (name: String, status: FcHeadStatus, info: FcHeadInfo) {
+        var status = FcHeadStatus()
+        var info = FcHeadInfo()
+        try check(fc_engine_head_status(handle, head, &status))
+        try check(fc_engine_head_info(handle, head, &info))
+        return (name: status.name.map { String(cString: $0) } ?? "", status: status, info: info)
+    }
+
+    /// A segmentation head's probability mask, `width * height` row-major.
+    public func mask(head: UInt32) throws -> (width: UInt32, height: UInt32, probs: [Float]) {
+        var info = FcHeadInfo()
+        try check(fc_engine_head_info(handle, head, &info))
+        var probs = [Float](repeating: 0, count: Int(info.count))
+        var w: UInt32 = 0
+        var h: UInt32 = 0
+        try check(fc_engine_mask(handle, head, &probs, probs.count, &w, &h))
+        return (width: w, height: h, probs: probs)
+    }
+
+    /// A detection head's boxes in frame pixels, best first, each with its keypoints.
+    public func boxes(head: UInt32) throws -> [(box: FcBox, keypoints: [Float])] {
+        let boxes = try list(FcBox()) { fc_engine_boxes(self.handle, head, $0, $1, $2) }
+        return try boxes.indices.map { i in
+            let xy = try list(Float(0)) { fc_engine_box_keypoints(self.handle, head, UInt32(i), $0, $1, $2) }
+            return (box: boxes[i], keypoints: xy)
+        }
+    }
+
+    /// A keypoint head's landmarks (`visibility` -1 where the model gives none).
+    public func keypoints(head: UInt32) throws -> [FcKeypoint] {
+        try list(FcKeypoint()) { fc_engine_keypoints(self.handle, head, $0, $1, $2) }
+    }
+
+    /// A list accessor's values: its size asked first, then filled.
+    private func list<T>(_ blank: T, _ get: (UnsafeMutablePointer<T>?, Int, UnsafeMutablePointer<Int>) -> FcStatus)
+        throws -> [T] {
+        var needed = 0
+        let status = get(nil, 0, &needed)
+        if status != FC_STATUS_BUFFER_TOO_SMALL { try check(status) }
+        var values = [T](repeating: blank, count: needed)
+        try values.withUnsafeMutableBufferPointer { buf in try check(get(buf.baseAddress, buf.count, &needed)) }
+        return values
     }
 }

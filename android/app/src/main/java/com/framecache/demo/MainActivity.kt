@@ -97,9 +97,9 @@ class MainActivity : AppCompatActivity() {
                     it.width, it.height, it.imageInfo.rotationDegrees,
                 )
                 val s = fc.stats()
-                val labels = fc.topLabels()
-                val scores = fc.topScores()
                 val tiles = fc.tileMap()
+                // Every head of the model (or bundle): its name, whether it ran, and its result.
+                val heads = (0 until fc.headCount()).joinToString("\n") { k -> describe(fc, k) }
                 frames++
                 val now = System.nanoTime()
                 val fps = frames * 1e9 / (now - windowStart)
@@ -107,8 +107,7 @@ class MainActivity : AppCompatActivity() {
                 val text = String.format(
                     "%s  %.1f fps  engine %.1f ms\nhit %.0f%%  MAC saving %.0f%%\n%s",
                     if (engineMode == FrameCache.MODE_EXACT) "exact" else "threshold 8",
-                    fps, s.engineMs, 100 * s.inputHitRate, 100 * s.macSaving,
-                    labels.indices.take(3).joinToString("\n") { i -> String.format("%s %.0f%%", labels[i], 100 * scores[i]) },
+                    fps, s.engineMs, 100 * s.inputHitRate, 100 * s.macSaving, heads,
                 )
                 runOnUiThread {
                     overlay.show(s, tiles)
@@ -119,6 +118,28 @@ class MainActivity : AppCompatActivity() {
                 runOnUiThread { stats.text = "engine: ${e.message}" }
             }
         }
+    }
+
+    /** One line per head: its name, a mark when its last result was held, and what it found. */
+    private fun describe(fc: FrameCache, k: Int): String {
+        val head = fc.head(k)
+        val held = if (head.status == FrameCache.HEAD_COMPUTED) "" else " (held)"
+        val result = when (head.kind) {
+            FrameCache.HEAD_CLASSES -> {
+                val labels = fc.topLabels(k)
+                val scores = fc.topScores(k)
+                labels.indices.take(3).joinToString(", ") { i -> String.format("%s %.0f%%", labels[i], 100 * scores[i]) }
+            }
+            FrameCache.HEAD_MASK -> {
+                val size = IntArray(2)
+                val mask = fc.mask(k, size)
+                String.format("person %.0f%% of the view", 100.0 * mask.count { it > 0.5f } / mask.size.coerceAtLeast(1))
+            }
+            FrameCache.HEAD_DETECTIONS -> "${fc.boxes(k).size / 5} found"
+            FrameCache.HEAD_KEYPOINTS -> "${fc.keypoints(k).size / 4} points"
+            else -> "${head.count} values"
+        }
+        return "${head.name}$held: $result"
     }
 
     override fun onDestroy() {
