@@ -286,6 +286,20 @@ fn compress_cluster_writes_a_model_every_command_runs() {
     for (a, b) in expected.iter().zip(&got) {
         assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "the file differs from its graph");
     }
+    // Its plan (`framecache compile`) keeps the codebooks: the graph file's size plus the
+    // sidecar and the labels, and the same bits.
+    let plan = dir.join("mobilenet_v2.cluster.fcplan");
+    cli("compile", &[&s(&out), "--out", &s(&plan)]).unwrap();
+    let (plan_bytes, file_bytes) = (std::fs::metadata(&plan).unwrap().len(), std::fs::metadata(&out).unwrap().len());
+    assert!(plan_bytes < file_bytes + 64 * 1024, "plan {plan_bytes} bytes, clustered file {file_bytes}");
+    let from_plan = framecache::SidecarModel::from_plan(&std::fs::read(&plan).unwrap(), &plan).unwrap();
+    assert_eq!(from_plan.config.preprocess.resample, framecache::Resample::Pil, "the sidecar's, carried over");
+    // The same preprocessing as `got` above.
+    let graph = from_plan.plan.graph().clone();
+    let mut session =
+        Session::new(Plan::new(graph, Preprocess::imagenet()).unwrap(), SessionOptions::default()).unwrap();
+    let planned: Vec<Vec<f32>> = session.run_full(&frame).unwrap().into_iter().map(|o| o.data).collect();
+    assert!(planned.iter().flatten().zip(got.iter().flatten()).all(|(x, y)| x.to_bits() == y.to_bits()));
     // Bias correction: coarse codebooks (16 centroids) with it are closer to the source than
     // without, on frames the correction never saw.
     let calib = frames_of_bundled_clip(&dir, 20);

@@ -247,12 +247,9 @@ fn top_classes(handle: jlong, head: jint) -> JResult<Vec<FcClass>> {
     if info.kind != FC_HEAD_CLASSES {
         return Ok(Vec::new());
     }
-    let mut classes = vec![FcClass { index: 0, prob: 0.0, label: std::ptr::null() }; info.count as usize];
-    let mut n = 0;
-    // SAFETY: `classes` holds `count` entries.
-    check(unsafe { fc_engine_classes(handle as FcEngine, head, classes.as_mut_ptr(), classes.len(), &mut n) })?;
-    classes.truncate(n);
-    Ok(classes)
+    let blank = FcClass { index: 0, prob: 0.0, label: std::ptr::null() };
+    // SAFETY: `out` holds `capacity` classes (or is null with 0).
+    listed(blank, |out, capacity, n| unsafe { fc_engine_classes(handle as FcEngine, head, out, capacity, n) })
 }
 
 #[no_mangle]

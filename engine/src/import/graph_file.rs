@@ -464,6 +464,17 @@ pub fn to_bytes_clustered(graph: &Graph, description: &str, clustered: &HashMap<
     manifested::write(&manifest, KEY, &tensors, invalid)
 }
 
+/// A graph file's manifest and its tensors as stored (clustered weights stay packed), after
+/// loading it whole as a check: what a plan file of it carries.
+pub(crate) fn parts(bytes: &[u8], path: &Path) -> Result<(Manifest, Vec<TensorBytes>)> {
+    load(bytes, path)?;
+    let manifest = manifested::read_manifest(bytes, path, KEY, FORMAT, VERSION)?;
+    let file = SafeTensors::deserialize(bytes).map_err(|e| Error::model_file(path, "not a safetensors file", e))?;
+    let tensors =
+        file.tensors().into_iter().map(|(name, t)| (name, t.dtype(), t.shape().to_vec(), t.data().to_vec())).collect();
+    Ok((manifest, tensors))
+}
+
 /// Loads a graph file (`bytes`, read from `path`, which names it in errors). Each node is
 /// checked by [`check_node`] (its inputs, its attributes, its tensors' lengths and its
 /// declared shape) before the next is read; a tensor holds at most the file's bytes.

@@ -63,12 +63,23 @@ pub fn is_plan_file(bytes: &[u8]) -> bool {
 /// [`graph_file::to_bytes`]), the sidecar text (its `labels` key, a file name, is dropped: the
 /// names go in `labels`) and the labels.
 pub fn to_bytes(graph: &Graph, sidecar: &str, labels: Option<&[String]>, description: &str) -> Result<Vec<u8>> {
+    let (graph, tensors) = graph_file::describe(graph, description, &HashMap::new(), "")?;
+    write(graph, &tensors, sidecar, labels, description)
+}
+
+/// The plan file's bytes from a graph manifest and its tensors.
+fn write(
+    graph: graph_file::Manifest,
+    tensors: &[manifested::TensorBytes],
+    sidecar: &str,
+    labels: Option<&[String]>,
+    description: &str,
+) -> Result<Vec<u8>> {
     let invalid = |reason: String| Error::InvalidModel { node: "<plan file>".into(), op: "write".into(), reason };
     let mut table: toml::Table =
         toml::from_str(sidecar).map_err(|e| invalid(format!("the sidecar is not valid TOML: {e}")))?;
     table.remove("labels");
     let sidecar = toml::to_string(&table).map_err(|e| invalid(format!("cannot write the sidecar: {e}")))?;
-    let (graph, tensors) = graph_file::describe(graph, description, &HashMap::new(), "")?;
     let manifest = Manifest {
         format: FORMAT.into(),
         version: VERSION,
@@ -77,7 +88,7 @@ pub fn to_bytes(graph: &Graph, sidecar: &str, labels: Option<&[String]>, descrip
         labels: labels.map(<[String]>::to_vec),
         graph,
     };
-    manifested::write(&manifest, KEY, &tensors, invalid)
+    manifested::write(&manifest, KEY, tensors, invalid)
 }
 
 /// Compiles the model file `model` (any format [`super::load_model`] reads) with its sidecar
@@ -105,13 +116,18 @@ pub fn compile(
         source: Some(e.into()),
     })?;
     let config = ModelConfig::parse(&text, &sidecar)?;
+    let labels = config.load_labels(model)?;
+    // A graph file's tensors go in as stored: clustered weights stay a codebook and indices.
+    if super::graph_file::is_graph_file(&bytes) {
+        let (graph, tensors) = graph_file::parts(&bytes, model)?;
+        return write(graph, &tensors, &text, labels.as_deref(), description);
+    }
     let options = super::ImportOptions { input_size: input_size.or(config.input_size), ..Default::default() };
     let graph = if crate::quant::file::is_int8(&bytes) {
         crate::quant::file::load(&bytes, model, options)
     } else {
         super::load_unfused(&bytes, model, options)
     }?;
-    let labels = config.load_labels(model)?;
     to_bytes(&graph, &text, labels.as_deref(), description)
 }
 
