@@ -12,6 +12,13 @@ use framecache::Preprocess;
 
 pub use framecache_app::baseline::TractModel;
 
+/// Runs `framecache COMMAND ARGS...` in this process, as the binary would.
+pub fn cli(command: &str, args: &[&str]) -> Result<()> {
+    use clap::Parser;
+    let argv = ["framecache", command].into_iter().chain(args.iter().copied());
+    framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(argv)?)
+}
+
 /// `../shared/data` relative to the workspace root, if present.
 pub fn shared_data() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
 use framecache::graph::{ConvQuant, Op};
 use framecache::quant::Method;
 use framecache::{Mode, Session, SessionOptions};
@@ -44,10 +43,9 @@ fn temp(name: &str) -> PathBuf {
 }
 
 fn quantize(model: &Path, clip: &Path, out: &Path) -> anyhow::Result<()> {
-    let args = ["framecache", "quantize", model.to_str().unwrap(), "--calibrate", clip.to_str().unwrap()];
+    let (model, clip, out) = (model.to_str().unwrap(), clip.to_str().unwrap(), out.to_str().unwrap());
     // 32 frames, as `bench --calibrate` quantizes in memory.
-    let args = args.into_iter().chain(["--frames", "32", "--out", out.to_str().unwrap()]);
-    framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(args)?)
+    framecache_tests::cli("quantize", &[model, "--calibrate", clip, "--frames", "32", "--out", out])
 }
 
 #[test]

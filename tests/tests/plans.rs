@@ -95,15 +95,13 @@ fn every_model_compiles_to_a_plan_with_the_same_bits() {
 
 #[test]
 fn an_int8_model_compiles_to_a_plan_with_the_same_bits() {
-    use clap::Parser;
     let dir = std::env::temp_dir().join(format!("framecache-plans-int8-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (model, clip) =
         (assets_models().join("mobilenet_v2.onnx"), project_root().join("assets/clips/static_coin_motion"));
     let int8 = dir.join("mobilenet_v2.int8.safetensors");
-    let args = ["framecache", "quantize", model.to_str().unwrap(), "--calibrate", clip.to_str().unwrap()];
-    let args = args.into_iter().chain(["--frames", "8", "--out", int8.to_str().unwrap()]);
-    framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(args).unwrap()).unwrap();
+    let (m, c, o) = (model.to_str().unwrap(), clip.to_str().unwrap(), int8.to_str().unwrap());
+    cli("quantize", &[m, "--calibrate", c, "--frames", "8", "--out", o]).unwrap();
     let frames = framecache_app::clip::Clip::open(&clip).unwrap();
     let rgb = [frames.decode(3).unwrap()];
     let plan_bytes = plan_matches_source(&int8, &[rgb[0].as_frame()]);
@@ -119,27 +117,27 @@ fn the_c_abi_runs_a_plan_from_a_file_and_from_memory() {
     let dir = std::env::temp_dir().join(format!("framecache-plans-abi-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("selfie.fcplan");
-    let args = ["framecache", "compile", "--out", out.to_str().unwrap()];
     let model = assets_models().join("selfie_segmentation.onnx");
-    let args = args.into_iter().chain([model.to_str().unwrap()]);
-    use clap::Parser;
-    framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(args).unwrap()).unwrap();
+    cli("compile", &[model.to_str().unwrap(), "--out", out.to_str().unwrap()]).unwrap();
     // From a file, alone in its folder: no sidecar beside it.
     c_abi_runs(&out);
     // From memory, with a null sidecar and labels.
-    let bytes = std::fs::read(&out).unwrap();
-    let mut e = 0;
-    // SAFETY: `bytes` is readable; null sidecar, labels and options; a writable handle.
-    let status = unsafe {
-        fc_engine_create_from_bytes(
-            bytes.as_ptr(),
-            bytes.len(),
-            std::ptr::null(),
-            std::ptr::null(),
-            std::ptr::null(),
-            &mut e,
-        )
+    let from_memory = |bytes: &[u8]| {
+        let mut e = 0;
+        // SAFETY: `bytes` is readable; null sidecar, labels and options; a writable handle.
+        let status = unsafe {
+            fc_engine_create_from_bytes(
+                bytes.as_ptr(),
+                bytes.len(),
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null(),
+                &mut e,
+            )
+        };
+        (status, e)
     };
+    let (status, e) = from_memory(&std::fs::read(&out).unwrap());
     assert_eq!(status, FcStatus::Ok);
     let mut heads = 0;
     // SAFETY: a live handle and a writable count.
@@ -147,19 +145,7 @@ fn the_c_abi_runs_a_plan_from_a_file_and_from_memory() {
     assert_eq!(heads, 1);
     assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
     // An ONNX model from memory with a null sidecar: a clear error.
-    let onnx = std::fs::read(&model).unwrap();
-    // SAFETY: as above.
-    let status = unsafe {
-        fc_engine_create_from_bytes(
-            onnx.as_ptr(),
-            onnx.len(),
-            std::ptr::null(),
-            std::ptr::null(),
-            std::ptr::null(),
-            &mut e,
-        )
-    };
-    assert_eq!(status, FcStatus::InvalidArgument);
+    assert_eq!(from_memory(&std::fs::read(&model).unwrap()).0, FcStatus::InvalidArgument);
     // SAFETY: the library's own NUL-terminated string.
     let msg = unsafe { std::ffi::CStr::from_ptr(fc_last_error()) }.to_string_lossy().into_owned();
     assert!(msg.contains("plan file"), "{msg}");
@@ -168,7 +154,6 @@ fn the_c_abi_runs_a_plan_from_a_file_and_from_memory() {
 
 #[test]
 fn bad_plans_are_clear_errors_and_compile_leaves_no_file() {
-    use clap::Parser;
     let dir = std::env::temp_dir().join(format!("framecache-plans-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let model = assets_models().join("mobilenet_v2.onnx");
@@ -193,10 +178,7 @@ fn bad_plans_are_clear_errors_and_compile_leaves_no_file() {
     // writes nothing.
     let plan = dir.join("m.fcplan");
     std::fs::write(&plan, &bytes).unwrap();
-    let compile = |args: &[&str]| {
-        let args = ["framecache", "compile"].iter().chain(args).copied();
-        framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(args).unwrap()).unwrap_err().to_string()
-    };
+    let compile = |args: &[&str]| cli("compile", args).unwrap_err().to_string();
     let out = dir.join("out.fcplan");
     assert!(compile(&[plan.to_str().unwrap(), "--out", out.to_str().unwrap()]).contains("already a plan file"));
     assert!(compile(&[plan.to_str().unwrap(), "--out", plan.to_str().unwrap()]).contains("overwrite"));

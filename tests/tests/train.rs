@@ -4,7 +4,7 @@
 use candle_core::Device;
 use framecache::graph::Graph;
 use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
-use framecache_tests::{clip, max_abs_diff, percentile_abs_diff, shared_data_or_skip};
+use framecache_tests::{cli, clip, max_abs_diff, percentile_abs_diff, shared_data_or_skip};
 use framecache_train::net::{from_nhwc, to_nhwc, Net};
 
 /// Runs `graph` in the engine and in candle on `frame` and returns the worst relative errors
@@ -77,9 +77,7 @@ fn temp(name: &str) -> std::path::PathBuf {
 }
 
 fn distill(args: &[&str]) -> anyhow::Result<()> {
-    use clap::Parser;
-    let argv = ["framecache", "distill"].into_iter().chain(args.iter().copied());
-    framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(argv)?)
+    cli("distill", args)
 }
 
 /// A few frames of the bundled clip as a clip of their own (a held-out clip needs a name of
@@ -232,12 +230,6 @@ fn the_shared_bundle_runs_from_the_assets() {
         let outputs = |r: &[framecache::HeadResult]| format!("{:?}", r.iter().map(|h| &h.output).collect::<Vec<_>>());
         assert!(outputs(&a) == outputs(&b), "cached and full heads differ");
     }
-}
-
-fn cli(command: &str, args: &[&str]) -> anyhow::Result<()> {
-    use clap::Parser;
-    let argv = ["framecache", command].into_iter().chain(args.iter().copied());
-    framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(argv)?)
 }
 
 /// Outputs of the model file at `path` (with `pre`) on `frame`, full inference.

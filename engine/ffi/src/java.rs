@@ -374,6 +374,19 @@ fn listed<T: Copy>(blank: T, get: impl Fn(*mut T, usize, &mut usize) -> FcStatus
     Ok(values)
 }
 
+/// A list accessor's values of head `head` as one float array, `N` floats per value.
+fn flat<T: Copy, const N: usize>(
+    env: &mut JNIEnv<'_>,
+    head: jint,
+    blank: T,
+    get: impl Fn(u32, *mut T, usize, &mut usize) -> FcStatus,
+    fields: impl Fn(&T) -> [f32; N],
+) -> JResult<jfloatArray> {
+    let head = non_negative(head, "head")?;
+    let values = listed(blank, |out, capacity, n| get(head, out, capacity, n))?;
+    float_array(env, &values.iter().flat_map(fields).collect::<Vec<f32>>())
+}
+
 /// Head `head`'s boxes, 5 floats each: score, xmin, ymin, xmax, ymax (frame pixels).
 #[no_mangle]
 pub extern "system" fn Java_com_framecache_FrameCache_nativeBoxes<'l>(
@@ -382,14 +395,12 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeBoxes<'l>(
     handle: jlong,
     head: jint,
 ) -> jfloatArray {
+    let blank = FcBox { score: 0.0, xmin: 0.0, ymin: 0.0, xmax: 0.0, ymax: 0.0, keypoints: 0 };
     run(&mut env, std::ptr::null_mut(), |env| {
-        let head = non_negative(head, "head")?;
-        let blank = FcBox { score: 0.0, xmin: 0.0, ymin: 0.0, xmax: 0.0, ymax: 0.0, keypoints: 0 };
         // SAFETY: `out` holds `capacity` boxes (or is null with 0).
-        let boxes =
-            listed(blank, |out, capacity, n| unsafe { fc_engine_boxes(handle as FcEngine, head, out, capacity, n) })?;
-        let flat: Vec<f32> = boxes.iter().flat_map(|b| [b.score, b.xmin, b.ymin, b.xmax, b.ymax]).collect();
-        float_array(env, &flat)
+        let get =
+            |head, out, capacity, n: &mut usize| unsafe { fc_engine_boxes(handle as FcEngine, head, out, capacity, n) };
+        flat(env, head, blank, get, |b| [b.score, b.xmin, b.ymin, b.xmax, b.ymax])
     })
 }
 
@@ -401,15 +412,13 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeKeypoints<'l>(
     handle: jlong,
     head: jint,
 ) -> jfloatArray {
+    let blank = FcKeypoint { x: 0.0, y: 0.0, z: 0.0, visibility: 0.0 };
     run(&mut env, std::ptr::null_mut(), |env| {
-        let head = non_negative(head, "head")?;
-        let blank = FcKeypoint { x: 0.0, y: 0.0, z: 0.0, visibility: 0.0 };
         // SAFETY: `out` holds `capacity` points (or is null with 0).
-        let points = listed(blank, |out, capacity, n| unsafe {
+        let get = |head, out, capacity, n: &mut usize| unsafe {
             fc_engine_keypoints(handle as FcEngine, head, out, capacity, n)
-        })?;
-        let flat: Vec<f32> = points.iter().flat_map(|p| [p.x, p.y, p.z, p.visibility]).collect();
-        float_array(env, &flat)
+        };
+        flat(env, head, blank, get, |p| [p.x, p.y, p.z, p.visibility])
     })
 }
 
