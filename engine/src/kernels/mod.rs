@@ -17,7 +17,7 @@ mod simd;
 
 pub(crate) use depthwise::input_rect as depthwise_input_rect;
 pub use simd::Level as SimdLevel;
-use simd::{dispatch, Kernel, Vector};
+pub(crate) use simd::{dispatch, Kernel, Vector};
 
 use crate::graph::{Activation, BinaryKind, Conv, ConvTranspose, Dense, Graph, Node, Op, Packed, PoolKind, Shape};
 use crate::reuse::Rect;
