@@ -17,6 +17,13 @@ use crate::kernels::{self, In, OutBuf, SimdLevel};
 use crate::reuse::{self, Mask, Rect};
 use crate::stats::{FrameStats, HeadStats, HeadStatus, NodeStats, Reset, StageTimes};
 
+/// A pool computes a bottleneck's whole output from expansions in each row band's scratch
+/// while that expands at most this share of the input rows again (the bands' halos), and
+/// expands into the map first otherwise. The map costs a write and a read of the expanded
+/// tensor (6x the input's channels), a few halo rows cost their 1x1 products again; see
+/// docs/results-kernels.md for the measurement behind the share.
+const MAX_HALO_SHARE: f64 = 0.15;
+
 /// Below this many MACs a node runs on the calling thread: forking costs more than it saves.
 const MIN_PARALLEL_MACS: u64 = 150_000;
 
@@ -276,6 +283,18 @@ impl Session {
         }
     }
 
+    /// For a bottleneck, the share of its input rows that the pool's row bands would expand
+    /// more than once: each of the bands of a whole output ([`Tasks::run`]) reads `kh - sh`
+    /// rows beyond its own.
+    fn halo_share(&self, i: usize) -> f64 {
+        let graph = self.plan.graph();
+        let node = &graph.nodes[i];
+        let Op::Bottleneck(b) = &node.op else { return 0.0 };
+        let w = b.depthwise.window;
+        let bands = Tasks::bands(self.threads);
+        (bands * w.kh.saturating_sub(w.sh)) as f64 / graph.nodes[node.inputs[0]].shape.h.max(1) as f64
+    }
+
     /// For a bottleneck with an expansion, computed on `rects` of its output from its expanded
     /// map: the rectangles of the map that those read and that are stale, which are then
     /// taken as expanded. `None` for other nodes.
@@ -509,11 +528,12 @@ impl Session {
                 m.union_with(&p);
             }
             let (rects, dense, frac) = if full { (vec![Rect::full(s)], true, 1.0) } else { self.work_for(i, &m) };
-            // A whole output on one thread expands in scratch (`compute_node`); a pool
-            // expands into the map first, so that its row bands do not each expand their
-            // halo rows again.
+            // A whole output expands in scratch (`compute_node`), on one thread or per row band
+            // of the pool, unless the bands would expand too many halo rows again
+            // ([`MAX_HALO_SHARE`]): then the pool expands into the map first.
             let whole = rects.len() == 1 && rects[0] == Rect::full(s);
-            let input_rects = if whole && self.pool.is_none() { None } else { self.stale_reads(i, &rects) };
+            let in_scratch = whole && (self.pool.is_none() || self.halo_share(i) <= MAX_HALO_SHARE);
+            let input_rects = if in_scratch { None } else { self.stale_reads(i, &rects) };
             times.propagate += t.elapsed();
 
             let pixels: usize = rects.iter().map(Rect::area).sum();
@@ -765,13 +785,19 @@ struct Tasks<'a> {
 }
 
 impl Tasks<'_> {
+    /// How many groups the pool's work is cut into: two per worker, so that one slow worker
+    /// does not hold the others up for long.
+    fn bands(threads: usize) -> usize {
+        threads * 2
+    }
+
     /// Runs `f` on the rectangles `rects`: all of them at once on the calling thread, or cut
     /// into about two groups per worker of similar area for the pool. Kernels batch the
     /// rectangles of one call (`kernels::compute_rects`).
     fn run(&self, rects: &[Rect], scratch: &mut Vec<f32>, f: impl Fn(&[Rect], &mut Vec<f32>) + Sync) {
         match self.pool {
             Some(pool) => {
-                let groups = split_area(rects, self.threads * 2);
+                let groups = split_area(rects, Self::bands(self.threads));
                 pool.install(|| groups.par_iter().for_each(|g| POOL_SCRATCH.with_borrow_mut(|scratch| f(g, scratch))));
             }
             None => f(rects, scratch),
