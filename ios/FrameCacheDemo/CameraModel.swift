@@ -11,7 +11,7 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
     @Published var tiles: [UInt8] = []
     @Published var classes: [(label: String, prob: Float)] = []
     @Published var message = "starting"
-    @Published var threshold = false { didSet { queue.async { self.engine = nil } } }
+    @Published var threshold = true { didSet { queue.async { self.engine = nil } } }
 
     private let queue = DispatchQueue(label: "framecache.frames")
     private var engine: FrameCache?
@@ -51,7 +51,7 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
                 guard let model = Bundle.main.path(forResource: "mobilenet_v2", ofType: "fcplan") else {
                     throw FrameCacheError(status: FC_STATUS_MODEL, message: "mobilenet_v2.fcplan is not in the app bundle")
                 }
-                engine = try FrameCache(modelPath: model, mode: UInt32(threshold ? FC_MODE_THRESHOLD : FC_MODE_EXACT))
+                engine = try FrameCache(modelPath: model, mode: UInt32(threshold ? FC_MODE_BLOCK_THRESHOLD : FC_MODE_EXACT))
             }
             guard let engine else { return }
             // The back camera delivers landscape buffers; a quarter turn makes them portrait.

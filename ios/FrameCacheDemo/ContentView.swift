@@ -10,7 +10,7 @@ struct ContentView: View {
             CameraPreview(session: camera.session)
             TileOverlay(stats: camera.stats, tiles: camera.tiles)
             VStack(alignment: .leading, spacing: 4) {
-                Toggle("threshold 8", isOn: $camera.threshold).frame(width: 180)
+                Toggle("block-threshold 8", isOn: $camera.threshold).frame(width: 180)
                 Text(String(format: "hit %.0f%%  MAC saving %.0f%%  engine %.1f ms",
                             100 * camera.stats.input_hit_rate, 100 * camera.stats.mac_saving, camera.stats.engine_ms))
                 ForEach(Array(camera.classes.prefix(3).enumerated()), id: \.offset) { _, c in

@@ -132,7 +132,7 @@ fn abi_engine() -> framecache_ffi::FcEngine {
         m.conv("x", "y", 3, 2, 3, vec![crate::onnx::ints("pads", &[1, 1, 1, 1])]).output("y");
         let bytes = m.bytes();
         let sidecar = c"[preprocess]\nfit = \"stretch\"\n";
-        let options = framecache_ffi::FcOptions { mode: 0, threshold: 8.0, tile: 16, threads: 1 };
+        let options = framecache_ffi::FcOptions { mode: 0, threshold: 8.0, tile: 16, threads: 1, bypass: 0 };
         let mut e = 0;
         // SAFETY: valid buffers and strings for the call.
         let status = unsafe {

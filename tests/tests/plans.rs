@@ -262,7 +262,7 @@ fn the_c_abi_runs_bundles_of_plans_with_every_head() {
     for name in ["camera_stream", "blazepose"] {
         let manifest = plan_bundle(name, &root, &dirs);
         let path = std::ffi::CString::new(manifest.to_str().unwrap()).unwrap();
-        let options = FcOptions { mode: FC_MODE_EXACT, threshold: 8.0, tile: 16, threads: 1 };
+        let options = FcOptions { mode: FC_MODE_EXACT, threshold: 8.0, tile: 16, threads: 1, bypass: 0 };
         let mut e = 0;
         // SAFETY: a NUL-terminated path, valid options and a writable handle.
         assert_eq!(unsafe { fc_engine_create_bundle(path.as_ptr(), &options, &mut e) }, FcStatus::Ok, "{}", err());

@@ -22,7 +22,7 @@ fn main() {
     let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/models");
     let onnx = std::fs::read(assets.join("selfie_segmentation.onnx")).expect("bundled model");
     let sidecar = CString::new(std::fs::read_to_string(assets.join("selfie_segmentation.onnx.toml")).unwrap()).unwrap();
-    let mut options = FcOptions { mode: 0, threshold: 0.0, tile: 0, threads: 0 };
+    let mut options = FcOptions { mode: 0, threshold: 0.0, tile: 0, threads: 0, bypass: 0 };
     // SAFETY: valid pointers for each call below.
     unsafe {
         assert_eq!(fc_options_default(&mut options), FcStatus::Ok);

@@ -16,6 +16,14 @@
 // Threshold on input tiles plus per-node delta thresholds (DeltaCNN-style).
 #define FC_MODE_DELTA 2
 
+// As `FC_MODE_THRESHOLD`, with each tile's difference low-passed first (the largest mean over
+// 2x2 blocks), so that sensor noise alone rarely crosses the threshold: the mode the desktop
+// app starts in (threshold 8, with the bypass), and the one for a phone camera.
+#define FC_MODE_BLOCK_THRESHOLD 3
+
+// As `FC_MODE_DELTA`, with the input tiles tested as in `FC_MODE_BLOCK_THRESHOLD`.
+#define FC_MODE_BLOCK_DELTA 4
+
 // Interleaved 8-bit pixels, 4 bytes each.
 #define FC_PIXEL_RGBA 0
 
@@ -76,6 +84,11 @@ typedef struct {
   uint32_t tile;
   // Worker threads; 0 = all cores.
   uint32_t threads;
+  // Nonzero: the adaptive bypass. When a cached frame costs more than a dense one (both
+  // timed in this engine), the next frames run densely, for longer each time it happens
+  // again, so that a moving camera costs no more than full inference. Its decisions come from
+  // wall time, so they are not repeatable; exact mode's results do not depend on them.
+  uint32_t bypass;
 } FcOptions;
 
 // An engine handle. 0 is never a valid handle.
@@ -194,8 +207,9 @@ typedef struct {
 extern "C" {
 #endif // __cplusplus
 
-// Writes the defaults: exact mode, threshold 8 (used when a threshold mode is chosen), tile 16,
-// all cores.
+// Writes the defaults: exact mode (the correctness reference, as in the Rust library), threshold
+// 8 (used when a threshold mode is chosen), tile 16, all cores, no bypass. A camera app wants
+// `FC_MODE_BLOCK_THRESHOLD` with the bypass on, as the desktop app runs.
 //
 // # Safety
 // `out` is null (an error) or points to writable memory for one `FcOptions`.

@@ -92,6 +92,7 @@ fn create(
     bundle: bool,
     options: [jint; 3],
     threshold: jfloat,
+    bypass: bool,
 ) -> JResult<jlong> {
     let path: String = env.get_string(path).map_err(|_| Throw(ILLEGAL_ARGUMENT, "the path is null".into()))?.into();
     let path = std::ffi::CString::new(path).map_err(|_| Throw(ILLEGAL_ARGUMENT, "the path holds a NUL".into()))?;
@@ -101,6 +102,7 @@ fn create(
         threshold,
         tile: non_negative(tile, "tile")?,
         threads: non_negative(threads, "threads")?,
+        bypass: u32::from(bypass),
     };
     let mut handle = 0;
     // SAFETY: valid C string, options and out pointer.
@@ -123,8 +125,9 @@ pub extern "system" fn Java_com_framecache_FrameCache_nativeCreate<'l>(
     threshold: jfloat,
     tile: jint,
     threads: jint,
+    bypass: jni::sys::jboolean,
 ) -> jlong {
-    run(&mut env, 0, |env| create(env, &model, bundle != 0, [mode, tile, threads], threshold))
+    run(&mut env, 0, |env| create(env, &model, bundle != 0, [mode, tile, threads], threshold, bypass != 0))
 }
 
 #[no_mangle]

@@ -63,6 +63,12 @@ pub const FC_MODE_EXACT: u32 = 0;
 pub const FC_MODE_THRESHOLD: u32 = 1;
 /// Threshold on input tiles plus per-node delta thresholds (DeltaCNN-style).
 pub const FC_MODE_DELTA: u32 = 2;
+/// As `FC_MODE_THRESHOLD`, with each tile's difference low-passed first (the largest mean over
+/// 2x2 blocks), so that sensor noise alone rarely crosses the threshold: the mode the desktop
+/// app starts in (threshold 8, with the bypass), and the one for a phone camera.
+pub const FC_MODE_BLOCK_THRESHOLD: u32 = 3;
+/// As `FC_MODE_DELTA`, with the input tiles tested as in `FC_MODE_BLOCK_THRESHOLD`.
+pub const FC_MODE_BLOCK_DELTA: u32 = 4;
 
 /// Interleaved 8-bit pixels, 4 bytes each.
 pub const FC_PIXEL_RGBA: u32 = 0;
@@ -98,6 +104,11 @@ pub struct FcOptions {
     pub tile: u32,
     /// Worker threads; 0 = all cores.
     pub threads: u32,
+    /// Nonzero: the adaptive bypass. When a cached frame costs more than a dense one (both
+    /// timed in this engine), the next frames run densely, for longer each time it happens
+    /// again, so that a moving camera costs no more than full inference. Its decisions come from
+    /// wall time, so they are not repeatable; exact mode's results do not depend on them.
+    pub bypass: u32,
 }
 
 /// One plane of a YUV 4:2:0 image.
@@ -397,20 +408,29 @@ unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
 }
 
 fn session_options(o: &FcOptions) -> Result<SessionOptions> {
+    use framecache::diff::Metric;
     let level = o.threshold;
     let mode = match o.mode {
         FC_MODE_EXACT => Mode::Exact,
-        FC_MODE_THRESHOLD | FC_MODE_DELTA if !(level > 0.0 && level <= 255.0) => {
+        FC_MODE_THRESHOLD..=FC_MODE_BLOCK_DELTA if !(level > 0.0 && level <= 255.0) => {
             return fail(FcStatus::InvalidArgument, format!("threshold {level} must lie in (0, 255] grey levels"))
         }
-        FC_MODE_THRESHOLD => Mode::Threshold { metric: Default::default(), level },
-        FC_MODE_DELTA => Mode::Delta { metric: Default::default(), level },
-        m => return fail(FcStatus::InvalidArgument, format!("mode {m} is not FC_MODE_EXACT, _THRESHOLD or _DELTA")),
+        FC_MODE_THRESHOLD => Mode::Threshold { metric: Metric::MaxAbs, level },
+        FC_MODE_DELTA => Mode::Delta { metric: Metric::MaxAbs, level },
+        FC_MODE_BLOCK_THRESHOLD => Mode::Threshold { metric: Metric::BlockMean, level },
+        FC_MODE_BLOCK_DELTA => Mode::Delta { metric: Metric::BlockMean, level },
+        m => {
+            return fail(
+                FcStatus::InvalidArgument,
+                format!("mode {m} is not FC_MODE_EXACT, _THRESHOLD, _DELTA, _BLOCK_THRESHOLD or _BLOCK_DELTA"),
+            )
+        }
     };
     let options = SessionOptions {
         mode,
         tile: o.tile as usize,
         threads: (o.threads > 0).then_some(o.threads as usize),
+        bypass: o.bypass != 0,
         ..Default::default()
     };
     options.validate().map_err(|e| Fail(FcStatus::InvalidArgument, e.report()))?;
@@ -436,8 +456,9 @@ fn model_error(e: framecache::Error) -> Fail {
     Fail(FcStatus::Model, e.report())
 }
 
-/// Writes the defaults: exact mode, threshold 8 (used when a threshold mode is chosen), tile 16,
-/// all cores.
+/// Writes the defaults: exact mode (the correctness reference, as in the Rust library), threshold
+/// 8 (used when a threshold mode is chosen), tile 16, all cores, no bypass. A camera app wants
+/// `FC_MODE_BLOCK_THRESHOLD` with the bypass on, as the desktop app runs.
 ///
 /// # Safety
 /// `out` is null (an error) or points to writable memory for one `FcOptions`.
@@ -445,8 +466,13 @@ fn model_error(e: framecache::Error) -> Fail {
 pub unsafe extern "C" fn fc_options_default(out: *mut FcOptions) -> FcStatus {
     guard("fc_options_default", || {
         non_null(out, "out")?;
-        let options =
-            FcOptions { mode: FC_MODE_EXACT, threshold: 8.0, tile: framecache::exec::DEFAULT_TILE as u32, threads: 0 };
+        let options = FcOptions {
+            mode: FC_MODE_EXACT,
+            threshold: 8.0,
+            tile: framecache::exec::DEFAULT_TILE as u32,
+            threads: 0,
+            bypass: 0,
+        };
         // SAFETY: checked non-null; the caller promises it is writable.
         unsafe { out.write(options) };
         Ok(())
@@ -570,7 +596,7 @@ pub unsafe extern "C" fn fc_engine_create_bundle(
 /// `p` is null or points to an `FcOptions`.
 unsafe fn read_options(p: *const FcOptions) -> Result<FcOptions> {
     if p.is_null() {
-        let mut o = FcOptions { mode: 0, threshold: 0.0, tile: 0, threads: 0 };
+        let mut o = FcOptions { mode: 0, threshold: 0.0, tile: 0, threads: 0, bypass: 0 };
         // SAFETY: a valid local.
         unsafe { fc_options_default(&mut o) };
         Ok(o)

@@ -1,11 +1,12 @@
 //! The C ABI called from Rust: YUV 4:2:0 in its three layouts gives what the engine gives on
 //! the same samples, rotation equals pre-rotated pixels, and engines from bytes equal engines
-//! from files.
+//! from files; every mode and the bypass reach the session.
 
 use std::path::{Path, PathBuf};
 
+use framecache::diff::Metric;
 use framecache::heads::{self, Head};
-use framecache::{Session, SessionOptions, SidecarModel, YuvImage, YuvRange};
+use framecache::{Mode, Session, SessionOptions, SidecarModel, YuvImage, YuvRange};
 use framecache_ffi::*;
 
 fn assets() -> PathBuf {
@@ -17,13 +18,17 @@ fn rgb_frame() -> image::RgbImage {
 }
 
 fn options() -> FcOptions {
-    let mut o = FcOptions { mode: 0, threshold: 0.0, tile: 0, threads: 0 };
+    let mut o = FcOptions { mode: 0, threshold: 0.0, tile: 0, threads: 0, bypass: 0 };
     assert_eq!(unsafe { fc_options_default(&mut o) }, FcStatus::Ok);
     o.threads = 1;
     o
 }
 
 fn engine_from_bytes() -> FcEngine {
+    engine_from_bytes_with(&options())
+}
+
+fn engine_from_bytes_with(options: &FcOptions) -> FcEngine {
     let onnx = std::fs::read(assets().join("models/mobilenet_v2.onnx")).unwrap();
     let sidecar =
         std::ffi::CString::new(std::fs::read_to_string(assets().join("models/mobilenet_v2.onnx.toml")).unwrap())
@@ -32,7 +37,7 @@ fn engine_from_bytes() -> FcEngine {
         std::ffi::CString::new(std::fs::read_to_string(assets().join("models/imagenet_classes.txt")).unwrap()).unwrap();
     let mut e = 0;
     let status = unsafe {
-        fc_engine_create_from_bytes(onnx.as_ptr(), onnx.len(), sidecar.as_ptr(), labels.as_ptr(), &options(), &mut e)
+        fc_engine_create_from_bytes(onnx.as_ptr(), onnx.len(), sidecar.as_ptr(), labels.as_ptr(), options, &mut e)
     };
     assert_eq!(status, FcStatus::Ok, "{:?}", unsafe { std::ffi::CStr::from_ptr(fc_last_error()) });
     e
@@ -163,6 +168,66 @@ fn rotation_equals_rotated_pixels_and_stats_describe_the_rotated_frame() {
     assert_eq!(unsafe { fc_engine_stats(a, &mut s) }, FcStatus::Ok);
     assert_eq!((s.cache_reset, s.dirty_tiles, s.input_hit_rate, s.mac_saving), (0, 0, 1.0, 1.0));
     for e in [a, b] {
+        assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+    }
+}
+
+/// Each approximate mode of the C ABI runs the engine's mode of that name: the same classes and
+/// the same dirty tiles as a Rust session on a real clip, frame by frame; an unknown mode is an
+/// error; the bypass turns on (its first warm frame measures a dense frame, even a repeated one).
+#[test]
+fn every_mode_and_the_bypass_reach_the_session() {
+    let frames: Vec<image::RgbImage> = (1..=6)
+        .map(|i| image::open(assets().join(format!("clips/static_coin_motion/frame_{i:04}.png"))).unwrap().to_rgb8())
+        .collect();
+    let m = SidecarModel::load(&assets().join("models/mobilenet_v2.onnx"), None, &[], None, None).unwrap();
+    let modes = [
+        (FC_MODE_THRESHOLD, Mode::Threshold { metric: Metric::MaxAbs, level: 8.0 }),
+        (FC_MODE_DELTA, Mode::Delta { metric: Metric::MaxAbs, level: 8.0 }),
+        (FC_MODE_BLOCK_THRESHOLD, Mode::Threshold { metric: Metric::BlockMean, level: 8.0 }),
+        (FC_MODE_BLOCK_DELTA, Mode::Delta { metric: Metric::BlockMean, level: 8.0 }),
+    ];
+    for (fc_mode, mode) in modes {
+        let e = engine_from_bytes_with(&FcOptions { mode: fc_mode, ..options() });
+        let opts = SessionOptions { mode, threads: Some(1), ..Default::default() };
+        let mut session = Session::new(std::sync::Arc::clone(&m.plan), opts).unwrap();
+        let mut reused = 0;
+        for (i, img) in frames.iter().enumerate() {
+            let (w, h) = (img.width(), img.height());
+            let rgba: Vec<u8> = img.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+            assert_eq!(unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
+            let outputs = session.process(&framecache::Frame::rgb(w as usize, h as usize, img.as_raw())).unwrap();
+            let Head::Classes { top: expected, .. } = &heads::decode(&m.decoders, &outputs, &m.plan.frame_map(1, 1))[0]
+            else {
+                panic!("not a classifier")
+            };
+            let expected: Vec<_> = expected.iter().map(|c| (c.index as u32, c.prob, c.label.clone())).collect();
+            assert_eq!(top(e), expected, "mode {mode}, frame {i}");
+            let mut s = FcStats::default();
+            assert_eq!(unsafe { fc_engine_stats(e, &mut s) }, FcStatus::Ok);
+            assert_eq!(s.dirty_tiles as usize, session.last_stats().unwrap().dirty_tiles, "mode {mode}, frame {i}");
+            reused += usize::from(i > 0 && s.input_hit_rate > 0.0);
+        }
+        assert!(reused > 0, "mode {mode} reused no tile on a static clip");
+        assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+    }
+
+    let mut e = 0;
+    let bad = FcOptions { mode: FC_MODE_BLOCK_DELTA + 1, ..options() };
+    let model = std::ffi::CString::new(assets().join("models/mobilenet_v2.onnx").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { fc_engine_create(model.as_ptr(), std::ptr::null(), &bad, &mut e) }, FcStatus::InvalidArgument);
+
+    let img = &frames[0];
+    let rgba: Vec<u8> = img.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    for bypass in [0, 1] {
+        let e = engine_from_bytes_with(&FcOptions { mode: FC_MODE_BLOCK_THRESHOLD, bypass, ..options() });
+        let mut s = FcStats::default();
+        for _ in 0..2 {
+            let (w, h) = (img.width(), img.height());
+            assert_eq!(unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
+            assert_eq!(unsafe { fc_engine_stats(e, &mut s) }, FcStatus::Ok);
+        }
+        assert_eq!(s.cache_reset, bypass, "bypass {bypass}: the repeated frame");
         assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
     }
 }

@@ -21,14 +21,19 @@ public final class FrameCache {
     /// Loads a model: a plan file from `framecache compile` (its sidecar and labels inside; the
     /// only kind the phone library reads), or a bundle manifest (`bundle: true`: several heads on
     /// shared backbones, its plan files beside it).
-    public init(modelPath: String, bundle: Bool = false, mode: UInt32 = UInt32(FC_MODE_EXACT),
-                threshold: Float = 8, tile: UInt32 = 16, threads: UInt32 = 0) throws {
+    /// The defaults are the desktop app's: block-threshold 8 (tile differences low-passed, so
+    /// sensor noise alone rarely crosses the threshold) with the adaptive bypass, which runs
+    /// densely for a while when cached frames cost more than dense ones (a moving camera).
+    /// `FC_MODE_EXACT` is the correctness reference.
+    public init(modelPath: String, bundle: Bool = false, mode: UInt32 = UInt32(FC_MODE_BLOCK_THRESHOLD),
+                threshold: Float = 8, tile: UInt32 = 16, threads: UInt32 = 0, bypass: Bool = true) throws {
         var options = FcOptions()
         try check(fc_options_default(&options))
         options.mode = mode
         options.threshold = threshold
         options.tile = tile
         options.threads = threads
+        options.bypass = bypass ? 1 : 0
         var h: FcEngine = 0
         if bundle {
             try check(fc_engine_create_bundle(modelPath, &options, &h))

@@ -44,7 +44,7 @@ public class JniCheck {
         ByteBuffer v = vu.duplicate();
         ByteBuffer u = vu.duplicate().position(1).slice();
 
-        try (FrameCache fc = new FrameCache(args[0], FrameCache.MODE_EXACT, 8f, 16, 1)) {
+        try (FrameCache fc = new FrameCache(args[0], FrameCache.MODE_EXACT, 8f, 16, 1, false)) {
             fc.pushRgba(rgba, w, h, stride, 0);
             String[] labels = fc.topLabels();
             float[] scores = fc.topScores();
@@ -70,7 +70,7 @@ public class JniCheck {
                 System.out.println("heap buffer error: " + e.getMessage());
             }
         }
-        try (FrameCache fc = FrameCache.bundle(args[2], FrameCache.MODE_EXACT, 8f, 16, 1)) {
+        try (FrameCache fc = FrameCache.bundle(args[2], FrameCache.MODE_EXACT, 8f, 16, 1, false)) {
             fc.pushRgba(rgba, w, h, stride, 0);
             for (int k = 0; k < fc.headCount(); k++) {
                 FrameCache.Head head = fc.head(k);
@@ -91,7 +91,7 @@ public class JniCheck {
             }
         }
         try {
-            new FrameCache("/no/such/model.onnx", FrameCache.MODE_EXACT, 8f, 16, 1);
+            new FrameCache("/no/such/model.onnx", FrameCache.MODE_EXACT, 8f, 16, 1, false);
             System.out.println("no exception for a missing model");
         } catch (IllegalStateException e) {
             System.out.println("model error: " + e.getMessage());

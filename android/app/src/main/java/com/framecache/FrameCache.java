@@ -18,6 +18,10 @@ public final class FrameCache implements AutoCloseable {
     public static final int MODE_EXACT = 0;
     public static final int MODE_THRESHOLD = 1;
     public static final int MODE_DELTA = 2;
+    /** Threshold on low-passed tile differences (2x2 block means): sensor noise alone rarely
+     * crosses it. The mode for a camera, with the bypass on. */
+    public static final int MODE_BLOCK_THRESHOLD = 3;
+    public static final int MODE_BLOCK_DELTA = 4;
 
     /** {@link #head} kinds. */
     public static final int HEAD_CLASSES = 0;
@@ -35,19 +39,23 @@ public final class FrameCache implements AutoCloseable {
     /**
      * Loads a model: a plan file from {@code framecache compile} (its sidecar and labels inside;
      * the only kind the phone library reads), or, on a desktop build with the importers, an ONNX
-     * model with its sidecar {@code <model>.toml} beside it.
+     * model with its sidecar {@code <model>.toml} beside it. {@code bypass}: the adaptive bypass
+     * (when cached frames cost more than dense ones, run densely for a while), which keeps a
+     * moving camera at the cost of full inference.
      */
-    public FrameCache(String modelPath, int mode, float threshold, int tile, int threads) {
-        this(modelPath, false, mode, threshold, tile, threads);
+    public FrameCache(String modelPath, int mode, float threshold, int tile, int threads, boolean bypass) {
+        this(modelPath, false, mode, threshold, tile, threads, bypass);
     }
 
-    private FrameCache(String path, boolean bundle, int mode, float threshold, int tile, int threads) {
-        handle = nativeCreate(path, bundle, mode, threshold, tile, threads);
+    private FrameCache(String path, boolean bundle, int mode, float threshold, int tile, int threads,
+            boolean bypass) {
+        handle = nativeCreate(path, bundle, mode, threshold, tile, threads, bypass);
     }
 
     /** Loads a bundle manifest: several heads on shared backbones, its plan files beside it. */
-    public static FrameCache bundle(String manifestPath, int mode, float threshold, int tile, int threads) {
-        return new FrameCache(manifestPath, true, mode, threshold, tile, threads);
+    public static FrameCache bundle(String manifestPath, int mode, float threshold, int tile, int threads,
+            boolean bypass) {
+        return new FrameCache(manifestPath, true, mode, threshold, tile, threads, bypass);
     }
 
     /**
@@ -194,7 +202,7 @@ public final class FrameCache implements AutoCloseable {
     }
 
     private static native long nativeCreate(String path, boolean bundle, int mode, float threshold, int tile,
-            int threads);
+            int threads, boolean bypass);
 
     private static native void nativePushYuv(long handle, ByteBuffer y, int yRowStride, ByteBuffer u, ByteBuffer v,
             int uvRowStride, int uvPixelStride, int width, int height, int rotation);

@@ -27,7 +27,7 @@ import java.util.concurrent.Executors
 class MainActivity : AppCompatActivity() {
     private val analysis = Executors.newSingleThreadExecutor()
     private var engine: FrameCache? = null
-    @Volatile private var mode = FrameCache.MODE_EXACT
+    @Volatile private var mode = FrameCache.MODE_BLOCK_THRESHOLD
     private var engineMode = -1
     private lateinit var overlay: OverlayView
     private lateinit var stats: TextView
@@ -40,7 +40,7 @@ class MainActivity : AppCompatActivity() {
         overlay = findViewById(R.id.overlay)
         stats = findViewById(R.id.stats)
         findViewById<ToggleButton>(R.id.mode).setOnCheckedChangeListener { _, on ->
-            mode = if (on) FrameCache.MODE_THRESHOLD else FrameCache.MODE_EXACT
+            mode = if (on) FrameCache.MODE_BLOCK_THRESHOLD else FrameCache.MODE_EXACT
         }
         if (ContextCompat.checkSelfPermission(this, Manifest.permission.CAMERA) == PackageManager.PERMISSION_GRANTED) {
             startCamera()
@@ -87,7 +87,7 @@ class MainActivity : AppCompatActivity() {
             try {
                 if (engine == null || engineMode != mode) {
                     engine?.close()
-                    engine = FrameCache(modelFile().path, mode, 8f, 16, 0)
+                    engine = FrameCache(modelFile().path, mode, 8f, 16, 0, true)
                     engineMode = mode
                 }
                 val fc = engine!!
@@ -106,7 +106,7 @@ class MainActivity : AppCompatActivity() {
                 if (now - windowStart > 2_000_000_000L) { frames = 0; windowStart = now }
                 val text = String.format(
                     "%s  %.1f fps  engine %.1f ms\nhit %.0f%%  MAC saving %.0f%%\n%s",
-                    if (engineMode == FrameCache.MODE_EXACT) "exact" else "threshold 8",
+                    if (engineMode == FrameCache.MODE_EXACT) "exact" else "block-threshold 8",
                     fps, s.engineMs, 100 * s.inputHitRate, 100 * s.macSaving, heads,
                 )
                 runOnUiThread {
