@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use framecache::frame::Plane;
 use framecache::frame::{yuv_to_rgb, Rotation};
 use framecache::graph::Shape;
-use framecache::{Frame, Preprocess, YuvImage, YuvRange};
+use framecache::{Frame, Preprocess, Resample, YuvImage, YuvRange};
 
 const W: usize = 1920;
 const H: usize = 1080;
@@ -42,7 +42,8 @@ fn camera(c: &mut Criterion) {
         subsample: 2,
         range: YuvRange::Limited,
     };
-    let pre = Preprocess::imagenet();
+    // MobileNetV2's sidecar: torchvision's ImageNet preprocessing with Pillow's resize.
+    let pre = Preprocess { resample: Resample::Pil, ..Preprocess::imagenet() };
     let input = Shape::new(224, 224, 3);
     let rot = Rotation::new(W, H, 90).unwrap();
     let (mut rgb, mut rotated, mut resampled, mut tensor) =

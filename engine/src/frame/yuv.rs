@@ -278,7 +278,6 @@ impl ChromaRows {
     /// Chroma rows `cy0` and `cy1` of `p`, blended by the horizontal `taps` (of subsampling
     /// `s`).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn get(
         &mut self,
         p: &Plane<'_>,
