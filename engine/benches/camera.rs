@@ -4,7 +4,8 @@
 //! (`framecache::frame::yuv_to_rgb`: each pixel converted and written to its rotated place in
 //! one pass); `convert_then_rotate`
 //! is the path before it (conversion, then a second full-resolution pass to rotate), kept here
-//! as the same-run baseline; `convert_only` and `preprocess_only` split the fused path.
+//! as the same-run baseline; `convert_only` and `preprocess_only` split the fused path;
+//! `mediapipe_warp_256` is selfie segmentation's resampling of the same frame.
 //!
 //! `cargo bench -p framecache --bench camera`
 
@@ -74,6 +75,11 @@ fn camera(c: &mut Criterion) {
             pre.resample(&Frame::rgb(H, W, &rgb), input, &mut resampled);
             pre.normalize(&resampled, &mut tensor);
         })
+    });
+    // Selfie segmentation's preprocessing of the same frame: MediaPipe's warp to 256x256.
+    let selfie = Preprocess { resample: Resample::MediaPipe, ..Preprocess::default() };
+    g.bench_function("mediapipe_warp_256", |b| {
+        b.iter(|| selfie.resample(&Frame::rgb(H, W, &rgb), Shape::new(256, 256, 3), &mut resampled))
     });
     g.finish();
 }
