@@ -13,6 +13,11 @@ fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets")
 }
 
+/// `img` as RGBA, opaque.
+fn to_rgba(img: &image::RgbImage) -> Vec<u8> {
+    img.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect()
+}
+
 fn rgb_frame() -> image::RgbImage {
     image::open(assets().join("clips/static_coin_motion/frame_0001.png")).unwrap().to_rgb8()
 }
@@ -151,9 +156,9 @@ fn yuv_layouts_match_the_engine_on_the_same_samples() {
 fn rotation_equals_rotated_pixels_and_stats_describe_the_rotated_frame() {
     let img = rgb_frame();
     let (w, h) = (img.width(), img.height());
-    let rgba: Vec<u8> = img.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    let rgba = to_rgba(&img);
     let rotated = image::imageops::rotate90(&img);
-    let rgba_rotated: Vec<u8> = rotated.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    let rgba_rotated = to_rgba(&rotated);
     let (a, b) = (engine_from_bytes(), engine_from_bytes());
     assert_eq!(unsafe { fc_engine_push_rgba(a, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 90) }, FcStatus::Ok);
     assert_eq!(unsafe { fc_engine_push_rgba(b, rgba_rotated.as_ptr(), h, w, h * 4, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
@@ -194,7 +199,7 @@ fn every_mode_and_the_bypass_reach_the_session() {
         let mut reused = 0;
         for (i, img) in frames.iter().enumerate() {
             let (w, h) = (img.width(), img.height());
-            let rgba: Vec<u8> = img.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+            let rgba = to_rgba(img);
             assert_eq!(unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
             let outputs = session.process(&framecache::Frame::rgb(w as usize, h as usize, img.as_raw())).unwrap();
             let Head::Classes { top: expected, .. } = &heads::decode(&m.decoders, &outputs, &m.plan.frame_map(1, 1))[0]
@@ -218,7 +223,7 @@ fn every_mode_and_the_bypass_reach_the_session() {
     assert_eq!(unsafe { fc_engine_create(model.as_ptr(), std::ptr::null(), &bad, &mut e) }, FcStatus::InvalidArgument);
 
     let img = &frames[0];
-    let rgba: Vec<u8> = img.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    let rgba = to_rgba(img);
     for bypass in [0, 1] {
         let e = engine_from_bytes_with(&FcOptions { mode: FC_MODE_BLOCK_THRESHOLD, bypass, ..options() });
         let mut s = FcStats::default();

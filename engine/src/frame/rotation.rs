@@ -37,7 +37,7 @@ impl Rotation {
 struct Rotated<'o> {
     rot: Rotation,
     out: &'o mut [u8],
-    band: Vec<u8>,
+    band: &'o mut [u8],
     /// The first source row in `band`, and how many it holds.
     first: usize,
     rows: usize,
@@ -49,12 +49,19 @@ struct Rotated<'o> {
 /// 128, which holds a 0.7 MB band at that width; `cargo bench --bench camera`, `convert_only`).
 const BAND: usize = 64;
 
-impl<'o> Rotated<'o> {
-    fn new(rot: Rotation, out: &'o mut Vec<u8>) -> Self {
-        // Every byte is written below, so a buffer of the right size is not cleared first.
-        out.resize(rot.w * rot.h * 3, 0);
-        let band = if rot.degrees.is_multiple_of(180) { Vec::new() } else { vec![0; BAND * rot.w * 3 + 1] };
-        Self { rot, out, band, first: 0, rows: 0 }
+impl Rotated<'_> {
+    /// Runs `write` on a [`Rotated`] writing into `out`, sized to the rotated image. A quarter
+    /// turn's band lives past the image's end and is cut off afterwards, so a frame allocates
+    /// nothing once `out` has grown.
+    fn into<R>(rot: Rotation, out: &mut Vec<u8>, write: impl FnOnce(&mut Rotated<'_>) -> R) -> R {
+        let n = rot.w * rot.h * 3;
+        let band = if rot.degrees.is_multiple_of(180) { 0 } else { BAND * rot.w * 3 + 1 };
+        // Every byte of the image is written, so a buffer of the right size is not cleared.
+        out.resize(n + band, 0);
+        let (image, band) = out.split_at_mut(n);
+        let result = write(&mut Rotated { rot, out: image, band, first: 0, rows: 0 });
+        out.truncate(n);
+        result
     }
 
     /// Source row `y` (the next one), `rot.w` packed RGB pixels.
@@ -106,19 +113,19 @@ impl<'o> Rotated<'o> {
 /// RGBA or BGRA rows (`rot`'s size) `stride` bytes apart → packed RGB, rotated by `rot`.
 pub fn rgba_to_rgb(data: &[u8], stride: usize, bgra: bool, rot: Rotation, out: &mut Vec<u8>) {
     let mut row = vec![0u8; rot.w * 3];
-    let mut rotated = Rotated::new(rot, out);
-    for y in 0..rot.h {
-        for (d, p) in row.chunks_exact_mut(3).zip(data[y * stride..y * stride + rot.w * 4].chunks_exact(4)) {
-            d.copy_from_slice(&if bgra { [p[2], p[1], p[0]] } else { [p[0], p[1], p[2]] });
+    Rotated::into(rot, out, |rotated| {
+        for y in 0..rot.h {
+            for (d, p) in row.chunks_exact_mut(3).zip(data[y * stride..y * stride + rot.w * 4].chunks_exact(4)) {
+                d.copy_from_slice(&if bgra { [p[2], p[1], p[0]] } else { [p[0], p[1], p[2]] });
+            }
+            rotated.push(y, &row);
         }
-        rotated.push(y, &row);
-    }
+    })
 }
 
 /// A YUV image (`rot`'s size) → packed RGB ([`YuvImage::to_rgb`]'s values), rotated by `rot`.
 pub fn yuv_to_rgb(image: &YuvImage<'_>, rot: Rotation, out: &mut Vec<u8>) -> Result<()> {
-    let mut rotated = Rotated::new(rot, out);
-    image.for_each_rgb_row(|y, row| rotated.push(y, row))
+    Rotated::into(rot, out, |rotated| image.for_each_rgb_row(|y, row| rotated.push(y, row)))
 }
 
 #[cfg(test)]
