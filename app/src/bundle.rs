@@ -131,7 +131,7 @@ pub fn report(args: &BundleArgs) -> Result<String> {
         for (i, f) in first.iter().enumerate() {
             for (s, t) in sessions.iter_mut().zip(&mut times) {
                 let started = Instant::now();
-                s.run_full(&f.as_frame())?;
+                s.run_full(f.as_frame())?;
                 if i > 0 {
                     t.push(started.elapsed().as_secs_f64() * 1e3); // frame 0 warms up
                 }
@@ -182,13 +182,13 @@ pub fn report(args: &BundleArgs) -> Result<String> {
         let mut skip_agree: Vec<(String, Vec<f64>)> = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             let started = Instant::now();
-            let reference = full.run_full(&f.as_frame())?;
+            let reference = full.run_full(f.as_frame())?;
             let t_full = started.elapsed().as_secs_f64() * 1e3;
             if i % 2 == 0 {
                 held.clone_from(&reference);
             }
             let started = Instant::now();
-            let results = cached.process(&f.as_frame())?;
+            let results = cached.process(f.as_frame())?;
             let t_cached = started.elapsed().as_secs_f64() * 1e3;
             if i == 0 {
                 continue; // the cold frame is a full computation in both

@@ -263,7 +263,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
                 let mut inputs = Vec::new();
                 each_frame(&open_clips(&args.fit)?, args.frames, |frame| {
                     let (mut resampled, mut nhwc) = (Vec::new(), vec![0.0; shape.len()]);
-                    plan.preprocess().resample(&frame.as_frame(), shape, &mut resampled);
+                    plan.preprocess().resample(frame.as_frame(), shape, &mut resampled);
                     plan.preprocess().normalize(&resampled, &mut nhwc);
                     inputs.push(nhwc);
                     Ok(())
@@ -338,7 +338,7 @@ fn input_means(plan: std::sync::Arc<Plan>, clips: &[Clip], frames: usize) -> Res
     let mut sums: HashMap<usize, (Vec<f64>, usize)> = HashMap::new();
     let mut session = framecache::Session::new(plan.clone(), framecache::SessionOptions::default())?;
     each_frame(clips, frames, |frame| {
-        session.run_full(&frame.as_frame())?;
+        session.run_full(frame.as_frame())?;
         for &(i, j) in &layers {
             let c = plan.graph().nodes[j].shape.c;
             let (sum, count) = sums.entry(i).or_insert_with(|| (vec![0.0; c], 0));

@@ -142,7 +142,7 @@ pub fn calibrate(
     }
     for histograms in [false, true] {
         each_frame(clips, frames, |frame| {
-            session.run_full(&frame.as_frame())?;
+            session.run_full(frame.as_frame())?;
             calibration.observe(histograms, |j| session.activation(j));
             Ok(())
         })?;
@@ -180,9 +180,9 @@ fn qat(
     let (mut inputs, mut targets) = (Vec::new(), Vec::new());
     each_frame(clips, frames, |frame| {
         let (mut resampled, mut nhwc) = (Vec::new(), vec![0.0; shape.len()]);
-        float.preprocess().resample(&frame.as_frame(), shape, &mut resampled);
+        float.preprocess().resample(frame.as_frame(), shape, &mut resampled);
         float.preprocess().normalize(&resampled, &mut nhwc);
-        session.run_full(&frame.as_frame())?;
+        session.run_full(frame.as_frame())?;
         targets.push(session.activation(output).to_vec());
         inputs.push(nhwc);
         Ok(())
@@ -236,8 +236,8 @@ fn fall_back(
     let mut reference = Vec::new();
     let mut skip2 = Vec::new();
     for (before, now) in &frames {
-        let b = float.run_full(&before.as_frame())?;
-        let r = float.run_full(&now.as_frame())?;
+        let b = float.run_full(before.as_frame())?;
+        let r = float.run_full(now.as_frame())?;
         skip2.extend(agreement(&b, &r));
         reference.push(r);
     }
@@ -253,7 +253,7 @@ fn fall_back(
         let mut s = Session::new(Plan::new(g, config.preprocess.clone())?, SessionOptions::default())?;
         let (mut agree, mut err) = (0.0, 0.0);
         for ((_, now), r) in frames.iter().zip(&reference) {
-            let o = s.run_full(&now.as_frame())?;
+            let o = s.run_full(now.as_frame())?;
             agree += agreement(&o, r).unwrap_or(1.0);
             let (a, b) = (&o[0].data, &r[0].data);
             err += a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>() / a.len().max(1) as f64;

@@ -93,7 +93,7 @@ fn run_to(args: RunArgs, out: &mut impl Write) -> Result<()> {
         let frame = source.decode(i)?;
         let t = Instant::now();
         let outputs =
-            if args.full { session.run_full(&frame.as_frame())? } else { session.process(&frame.as_frame())? };
+            if args.full { session.run_full(frame.as_frame())? } else { session.process(frame.as_frame())? };
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let stats = session.last_stats().expect("stats after a frame");
         let summary = outputs.iter().map(|o| describe(o, labels.as_deref())).collect::<Vec<_>>().join("; ");

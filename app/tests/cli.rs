@@ -192,19 +192,19 @@ fn same_geometry_models_share_one_backbone_and_keep_their_results() {
     let frame = Frame::rgb(img.width() as usize, img.height() as usize, img.as_raw());
     let mut merged =
         Session::new(std::sync::Arc::clone(plan), SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
-    let outputs = merged.process(&frame).unwrap();
+    let outputs = merged.process(frame).unwrap();
     for (k, (mean, std)) in [(0.45f32, 0.225f32), (0.5, 0.5)].into_iter().enumerate() {
         let pre = Preprocess { mean: [mean; 3], std: [std; 3], ..Default::default() };
         let alone = Plan::from_onnx(&model, pre).unwrap();
         let mut s = Session::new(alone, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
-        let want = s.process(&frame).unwrap();
+        let want = s.process(frame).unwrap();
         let got = &outputs[plan.heads()[k].outputs[0]].data;
         let scale = want[0].data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let diff = got.iter().zip(&want[0].data).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(diff <= 1e-4 * scale, "head {k}: merged differs from the model alone by {diff} (scale {scale})");
     }
     let mut stream = BundleSession::new(bundle, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
-    let results = stream.process(&frame).unwrap();
+    let results = stream.process(frame).unwrap();
     assert_eq!(results.len(), 2);
     assert!(results.iter().all(|r| matches!(r.output, Some(Head::Values { .. }))));
     let _ = std::fs::remove_dir_all(&dir);

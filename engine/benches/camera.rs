@@ -1,24 +1,24 @@
 //! From a camera buffer to the model's input tensor: a 1920x1080 NV21 frame (Android's camera
 //! format), a quarter turn to portrait, then MobileNetV2's preprocessing (Pillow resize of the
-//! shorter side to 256, 224 centre crop, ImageNet normalisation). `fused` is the C ABI's path
-//! (`framecache::frame::yuv_to_rgb`: each pixel converted and written to its rotated place in
-//! one pass); `convert_then_rotate`
-//! is the path before it (conversion, then a second full-resolution pass to rotate), kept here
-//! as the same-run baseline; `convert_only` and `preprocess_only` split the fused path;
-//! `mediapipe_warp_256` is selfie segmentation's resampling of the same frame.
+//! shorter side to 256, 224 centre crop, ImageNet normalisation). `planes` is the C ABI's path
+//! (`framecache::Image::yuv`: the resampler reads the planes, converting only the bands and
+//! columns it reads, rotated as they are converted, with no full-resolution RGB frame);
+//! `convert_rotate_resample` converts the whole frame to packed RGB, rotates it in a second
+//! pass and resamples that, kept here as the same-run baseline (`convert_only` and
+//! `resample_only` split it). `mediapipe_warp_256_*` are selfie segmentation's resampling of
+//! the same frame, from the planes and from the converted frame.
 //!
 //! `cargo bench -p framecache --bench camera`
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use framecache::frame::Plane;
-use framecache::frame::{yuv_to_rgb, Rotation};
 use framecache::graph::Shape;
-use framecache::{Frame, Preprocess, Resample, YuvImage, YuvRange};
+use framecache::{Frame, Image, Preprocess, Resample, YuvImage, YuvRange};
 
 const W: usize = 1920;
 const H: usize = 1080;
 
-/// The rotation before the fused path: the source pixel that lands at each output pixel.
+/// The rotation of the baseline: the source pixel that lands at each output pixel.
 fn rotate_90(src: &[u8], w: usize, h: usize, out: &mut Vec<u8>) {
     out.clear();
     out.resize(w * h * 3, 0);
@@ -46,40 +46,42 @@ fn camera(c: &mut Criterion) {
     // MobileNetV2's sidecar: torchvision's ImageNet preprocessing with Pillow's resize.
     let pre = Preprocess { resample: Resample::Pil, ..Preprocess::imagenet() };
     let input = Shape::new(224, 224, 3);
-    let rot = Rotation::new(W, H, 90).unwrap();
+    let planes = Image::yuv(image, 90).unwrap();
     let (mut rgb, mut rotated, mut resampled, mut tensor) =
         (Vec::new(), Vec::new(), Vec::new(), vec![0.0; 224 * 224 * 3]);
-    // The converted frame `preprocess_only` reads, so that it runs on its own too (with a filter).
-    yuv_to_rgb(&image, rot, &mut rgb).unwrap();
+    // The converted frame `resample_only` reads, so that it runs on its own too (with a filter).
+    image.to_rgb(&mut rgb).unwrap();
+    rotate_90(&rgb, W, H, &mut rotated);
     let mut g = c.benchmark_group("nv21_1920x1080_rot90_to_mobilenet_v2_input");
     g.sample_size(20);
-    g.bench_function("fused", |b| {
+    g.bench_function("planes", |b| {
         b.iter(|| {
-            yuv_to_rgb(&image, rot, &mut rgb).unwrap();
-            pre.resample(&Frame::rgb(H, W, &rgb), input, &mut resampled);
+            pre.resample(planes, input, &mut resampled);
             pre.normalize(&resampled, &mut tensor);
         })
     });
-    g.bench_function("convert_then_rotate", |b| {
+    g.bench_function("convert_rotate_resample", |b| {
         b.iter(|| {
             image.to_rgb(&mut rgb).unwrap();
             rotate_90(&rgb, W, H, &mut rotated);
-            pre.resample(&Frame::rgb(H, W, &rotated), input, &mut resampled);
+            pre.resample(Frame::rgb(H, W, &rotated), input, &mut resampled);
             pre.normalize(&resampled, &mut tensor);
         })
     });
-    // Where the time goes: the conversion (with the quarter turn), then the preprocessing.
-    g.bench_function("convert_only", |b| b.iter(|| yuv_to_rgb(&image, rot, &mut rgb).unwrap()));
-    g.bench_function("preprocess_only", |b| {
+    // Where the baseline's time goes: the conversion, then the preprocessing.
+    g.bench_function("convert_only", |b| b.iter(|| image.to_rgb(&mut rgb).unwrap()));
+    g.bench_function("resample_only", |b| {
         b.iter(|| {
-            pre.resample(&Frame::rgb(H, W, &rgb), input, &mut resampled);
+            pre.resample(Frame::rgb(H, W, &rotated), input, &mut resampled);
             pre.normalize(&resampled, &mut tensor);
         })
     });
     // Selfie segmentation's preprocessing of the same frame: MediaPipe's warp to 256x256.
     let selfie = Preprocess { resample: Resample::MediaPipe, ..Preprocess::default() };
-    g.bench_function("mediapipe_warp_256", |b| {
-        b.iter(|| selfie.resample(&Frame::rgb(H, W, &rgb), Shape::new(256, 256, 3), &mut resampled))
+    let size = Shape::new(256, 256, 3);
+    g.bench_function("mediapipe_warp_256_planes", |b| b.iter(|| selfie.resample(planes, size, &mut resampled)));
+    g.bench_function("mediapipe_warp_256_converted", |b| {
+        b.iter(|| selfie.resample(Frame::rgb(H, W, &rotated), size, &mut resampled))
     });
     g.finish();
 }

@@ -32,7 +32,7 @@ fn kernels(c: &mut Criterion) {
         let mut s = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() }).expect("session");
         let px: Vec<u8> = (0..size * size * 3).map(|i| (i * 13 % 251) as u8).collect();
         g.bench_function(BenchmarkId::new("full", name), |bch| {
-            bch.iter(|| s.run_full(&Frame::rgb(size, size, &px)).expect("run"))
+            bch.iter(|| s.run_full(Frame::rgb(size, size, &px)).expect("run"))
         });
     }
     g.finish();
@@ -59,7 +59,7 @@ fn mobilenet(c: &mut Criterion) {
         let opts = SessionOptions { threads: Some(threads), ..Default::default() };
         let mut full = Session::new(plan.clone(), opts.clone()).expect("session");
         g.bench_function(BenchmarkId::new("full", threads), |b| {
-            b.iter(|| full.run_full(&Frame::rgb(224, 224, &base)).expect("run"))
+            b.iter(|| full.run_full(Frame::rgb(224, 224, &base)).expect("run"))
         });
         // A 64x64 patch (about 10% of the tiles) alternating between two contents.
         let mut cached = Session::new(plan.clone(), opts).expect("session");
@@ -73,7 +73,7 @@ fn mobilenet(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("cached_10pct", threads), |b| {
             b.iter(|| {
                 flip = !flip;
-                cached.process(&Frame::rgb(224, 224, if flip { &alt } else { &base })).expect("run")
+                cached.process(Frame::rgb(224, 224, if flip { &alt } else { &base })).expect("run")
             })
         });
     }

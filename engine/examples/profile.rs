@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Per stage: frame to input tensor, kernels, input and output copies.
     let mut stages = [Vec::new(), Vec::new(), Vec::new()];
     for it in 0..WARMUP + RUNS {
-        s.run_full(&f)?;
+        s.run_full(f)?;
         let st = s.last_stats().ok_or("no stats")?;
         if it >= WARMUP {
             totals.push(st.times.total().as_secs_f64() * 1e3);

@@ -71,7 +71,7 @@ proptest! {
         let sequence = common::sequence(h, w, seed, &frames);
         let mut thresholds = Vec::new();
         for (f, px) in sequence.iter().enumerate() {
-            session.process(&Frame::rgb(w, h, px)).unwrap();
+            session.process(Frame::rgb(w, h, px)).unwrap();
             // A dense frame (the first, or a scene that moved as a whole) takes the nodes'
             // scales again, and the gates of the next frames follow them.
             if session.last_stats().unwrap().reset.is_some() && f > 0 {

@@ -49,8 +49,8 @@ proptest! {
         let sequence = common::sequence(h, w, seed, &frames);
         for (i, px) in sequence.iter().enumerate() {
             let f = Frame::rgb(w, h, px);
-            let a = cached.process(&f).unwrap();
-            let b = full.run_full(&f).unwrap();
+            let a = cached.process(f).unwrap();
+            let b = full.run_full(f).unwrap();
             let same: fn(&[f32], &[f32]) -> Result<(), String> = if int8 { common::same_bits } else { close };
             for n in 0..plan.graph().nodes.len() {
                 same(cached.activation(n), full.activation(n))
@@ -117,8 +117,8 @@ proptest! {
                 enabled[k] = on;
             }
             let f = Frame::rgb(w, h, px);
-            let a = cached.process(&f).unwrap();
-            let b = full.run_full(&f).unwrap();
+            let a = cached.process(f).unwrap();
+            let b = full.run_full(f).unwrap();
             let stats = cached.last_stats().unwrap();
             for (k, part) in plan.heads().iter().enumerate() {
                 let due = enabled[k] && (i as u32).is_multiple_of(rates[k]);

@@ -331,8 +331,8 @@ proptest! {
         let frame = framecache::Frame { width: w, height: h, channels: 3, data: &frame };
         for level in SimdLevel::available() {
             let opts = SessionOptions { threads: Some(threads), simd: Some(level), ..Default::default() };
-            let want = Session::new(plain.clone(), opts.clone()).unwrap().run_full(&frame).unwrap();
-            let got = Session::new(fused.clone(), opts).unwrap().run_full(&frame).unwrap();
+            let want = Session::new(plain.clone(), opts.clone()).unwrap().run_full(frame).unwrap();
+            let got = Session::new(fused.clone(), opts).unwrap().run_full(frame).unwrap();
             for (g, w) in got.iter().zip(&want) {
                 prop_assert!(
                     g.data.iter().zip(&w.data).all(|(a, b)| a.to_bits() == b.to_bits()),

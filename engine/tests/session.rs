@@ -26,17 +26,17 @@ fn new_frame_size_resets_and_computes_in_full() {
     let mut s = Session::new(plan(), SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
     let a = vec![10u8; 16 * 16 * 3];
     let b = vec![10u8; 32 * 16 * 3];
-    s.process(&Frame::rgb(16, 16, &a)).unwrap();
+    s.process(Frame::rgb(16, 16, &a)).unwrap();
     assert_eq!(s.last_stats().unwrap().reset, Some(Reset::Cold));
-    s.process(&Frame::rgb(16, 16, &a)).unwrap();
+    s.process(Frame::rgb(16, 16, &a)).unwrap();
     assert_eq!(s.last_stats().unwrap().reset, None);
     assert_eq!(s.last_stats().unwrap().macs_executed, 0);
-    s.process(&Frame::rgb(32, 16, &b)).unwrap();
+    s.process(Frame::rgb(32, 16, &b)).unwrap();
     let st = s.last_stats().unwrap();
     assert_eq!(st.reset, Some(Reset::FrameSize { from: (16, 16), to: (32, 16) }));
     assert_eq!(st.macs_executed, st.macs_full);
     s.reset();
-    s.process(&Frame::rgb(32, 16, &b)).unwrap();
+    s.process(Frame::rgb(32, 16, &b)).unwrap();
     assert_eq!(s.last_stats().unwrap().reset, Some(Reset::Cold));
 }
 
@@ -47,7 +47,7 @@ fn refresh_interval_recomputes_every_n_frames() {
     let a = vec![10u8; 16 * 16 * 3];
     let resets: Vec<Option<Reset>> = (0..7)
         .map(|_| {
-            s.process(&Frame::rgb(16, 16, &a)).unwrap();
+            s.process(Frame::rgb(16, 16, &a)).unwrap();
             s.last_stats().unwrap().reset
         })
         .collect();
@@ -79,7 +79,7 @@ fn threshold_mode_accumulates_changes_against_the_reference() {
     // reference, not with the previous frame.
     let dirty: Vec<(usize, Option<Reset>)> = (0..4u8)
         .map(|i| {
-            s.process(&Frame::rgb(16, 16, &frame_with(100, 3 * i, &[(0, 0)]))).unwrap();
+            s.process(Frame::rgb(16, 16, &frame_with(100, 3 * i, &[(0, 0)]))).unwrap();
             let st = s.last_stats().unwrap();
             (st.dirty_tiles, st.reset)
         })
@@ -93,7 +93,7 @@ fn a_scene_that_moves_as_a_whole_is_computed_densely() {
         let opts = SessionOptions { mode: mode.parse().unwrap(), tile: 8, threads: Some(1), ..Default::default() };
         let mut s = Session::new(plan(), opts).unwrap();
         let mut step = |px: Vec<u8>| {
-            s.process(&Frame::rgb(16, 16, &px)).unwrap();
+            s.process(Frame::rgb(16, 16, &px)).unwrap();
             let st = s.last_stats().unwrap();
             (st.reset, st.dirty_tiles, st.macs_executed == st.macs_full)
         };
@@ -106,8 +106,8 @@ fn a_scene_that_moves_as_a_whole_is_computed_densely() {
     }
     // Exact mode recomputes what changed and never more.
     let mut s = Session::new(plan(), SessionOptions { tile: 8, threads: Some(1), ..Default::default() }).unwrap();
-    s.process(&Frame::rgb(16, 16, &frame_with(100, 0, &[]))).unwrap();
-    s.process(&Frame::rgb(16, 16, &frame_with(100, 3, &[(0, 0), (0, 1), (1, 1)]))).unwrap();
+    s.process(Frame::rgb(16, 16, &frame_with(100, 0, &[]))).unwrap();
+    s.process(Frame::rgb(16, 16, &frame_with(100, 3, &[(0, 0), (0, 1), (1, 1)]))).unwrap();
     assert_eq!((s.last_stats().unwrap().reset, s.last_stats().unwrap().dirty_tiles), (None, 3));
 }
 

@@ -85,7 +85,7 @@ fn main() -> Res<()> {
         let (mut te, mut tt) = (Vec::new(), Vec::new());
         for i in 0..reps + 5 {
             let f = crop(&vtest[i % vtest.len()], 48, 8, 224);
-            let (_, e) = time(|| s.run_full(&Frame::rgb(224, 224, &f.data)));
+            let (_, e) = time(|| s.run_full(Frame::rgb(224, 224, &f.data)));
             let (r, t) = time(|| tract.run_nhwc(s.activation(0), 224, 224, 3));
             r?;
             if i >= 5 {
@@ -124,9 +124,9 @@ fn main() -> Res<()> {
                 };
                 let fr = Frame::rgb(224, 224, &f.data);
                 // Interleave: cached, then full, on the same frame.
-                let (r, c) = time(|| cached.process(&fr));
+                let (r, c) = time(|| cached.process(fr));
                 r?;
-                let (r, t) = time(|| full.run_full(&fr));
+                let (r, t) = time(|| full.run_full(fr));
                 r?;
                 if i >= 5 {
                     let st = cached.last_stats().expect("stats");
@@ -163,8 +163,8 @@ fn main() -> Res<()> {
                 (Vec::new(), Vec::new(), 0.0, 0.0, 0, Vec::new());
             for f in &frames {
                 let fr = f.as_frame();
-                let (a, c) = time(|| cached.process(&fr));
-                let (b, t) = time(|| full.run_full(&fr));
+                let (a, c) = time(|| cached.process(fr));
+                let (b, t) = time(|| full.run_full(fr));
                 let (a, b) = (a?, b?);
                 let st = cached.last_stats().expect("stats");
                 if st.frame_index > 1 {
@@ -211,10 +211,10 @@ fn main() -> Res<()> {
             .collect::<Result<Vec<_>, _>>()?;
         let mut full = Session::new(plan_crop.clone(), SessionOptions { threads: Some(1), ..Default::default() })?;
         for (i, f) in frames.iter().enumerate() {
-            let reference = argmax(&full.run_full(&f.as_frame())?[0].data);
+            let reference = argmax(&full.run_full(f.as_frame())?[0].data);
             frames_seen += 1;
             for (k, s) in sessions.iter_mut().enumerate() {
-                let (r, c) = time(|| s.process(&f.as_frame()));
+                let (r, c) = time(|| s.process(f.as_frame()));
                 agree[k] += usize::from(argmax(&r?[0].data) == reference);
                 if i > 0 {
                     times[k].push(c);

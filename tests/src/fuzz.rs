@@ -75,9 +75,9 @@ fn run_small(graph: framecache::graph::Graph) {
     }
     let Ok(mut s) = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() }) else { return };
     let mut pixels: Vec<u8> = (0..12 * 10 * 3).map(|i| (i * 13 % 251) as u8).collect();
-    let _ = s.process(&Frame::rgb(12, 10, &pixels));
+    let _ = s.process(Frame::rgb(12, 10, &pixels));
     pixels[5] ^= 0x40;
-    let _ = s.process(&Frame::rgb(12, 10, &pixels));
+    let _ = s.process(Frame::rgb(12, 10, &pixels));
 }
 
 /// A scratch file of this thread, rewritten by each execution.
@@ -111,7 +111,7 @@ pub fn png_clip(data: &[u8]) {
     let mut input = Vec::new();
     let shape = framecache::graph::Shape::new(16, 16, 3);
     if frame.as_frame().validate().is_ok() {
-        Preprocess::imagenet().resample(&frame.as_frame(), shape, &mut input);
+        Preprocess::imagenet().resample(frame.as_frame(), shape, &mut input);
     }
 }
 

@@ -113,16 +113,16 @@ fn bad_frames_are_errors() {
     };
     let plan = Plan::new(graph, Preprocess::default()).unwrap();
     let mut s = Session::new(plan, SessionOptions::default()).unwrap();
-    assert!(matches!(s.process(&Frame::rgb(0, 8, &[])), Err(Error::EmptyFrame { width: 0, height: 8 })));
+    assert!(matches!(s.process(Frame::rgb(0, 8, &[])), Err(Error::EmptyFrame { width: 0, height: 8 })));
     let two = vec![0u8; 8 * 8 * 2];
     assert!(matches!(
-        s.process(&Frame { width: 8, height: 8, channels: 2, data: &two }),
+        s.process(Frame { width: 8, height: 8, channels: 2, data: &two }),
         Err(Error::FrameChannels { got: 2 })
     ));
-    assert!(matches!(s.process(&Frame::rgb(8, 8, &two)), Err(Error::FrameData { expected: 192, got: 128, .. })));
+    assert!(matches!(s.process(Frame::rgb(8, 8, &two)), Err(Error::FrameData { expected: 192, got: 128, .. })));
     // The session still works after the errors.
     let ok = vec![7u8; 8 * 8 * 3];
-    assert_eq!(s.process(&Frame::rgb(8, 8, &ok)).unwrap()[0].data.len(), 2 * 64);
+    assert_eq!(s.process(Frame::rgb(8, 8, &ok)).unwrap()[0].data.len(), 2 * 64);
 }
 
 /// The commands and the C ABI load a single model through one loader (`SidecarModel`): a

@@ -54,7 +54,7 @@ fn split_bundles_equal_the_unsplit_models_run_by_tract() -> anyhow::Result<()> {
         let mut session = Session::new(Arc::clone(plan), options())?;
         let s = plan.graph().input_shape();
         for f in &frames[..4] {
-            let ours = session.process(&f.as_frame())?;
+            let ours = session.process(f.as_frame())?;
             let theirs = tract.run_nhwc(session.activation(0), s.h, s.w, s.c)?;
             for o in &ours {
                 let k =
@@ -97,7 +97,7 @@ fn every_bundle_in_assets_matches_tract() -> anyhow::Result<()> {
             let own: Vec<&String> = model.outputs.iter().map(|o| &o.name).chain(model.tensors.keys()).collect();
             let mut session = Session::new(Arc::clone(plan), options())?;
             for f in [&frames[0], &frames[1], &frames[20]] {
-                let ours = session.process(&f.as_frame())?;
+                let ours = session.process(f.as_frame())?;
                 let theirs = tract.run_nhwc(session.activation(0), s.h, s.w, s.c)?;
                 for o in ours.iter().filter(|o| own.contains(&&o.name)) {
                     let k = names.iter().position(|n| *n == o.name).expect("an output of the model");
@@ -146,7 +146,7 @@ fn blazeface_finds_the_hand_measured_face_and_nothing_on_a_faceless_frame() -> a
 
     let bunny = clip(&data, "fast_animation_bunny")?;
     let face_crop = crop(&bunny[50], 72, 0, 96, 96);
-    let found = faces(&stream.process(&Frame::rgb(96, 96, &face_crop))?);
+    let found = faces(&stream.process(Frame::rgb(96, 96, &face_crop))?);
     let hand = [29.0, 17.0, 57.0, 43.0];
     eprintln!("detections on the face crop: {found:?}");
     let best = found.first().expect("a face above threshold");
@@ -157,7 +157,7 @@ fn blazeface_finds_the_hand_measured_face_and_nothing_on_a_faceless_frame() -> a
     // Handheld cockatoo: a bird, no face (ORT's best score over the clip is 0.18).
     let bird = clip(&data, "handheld_cockatoo")?;
     for f in [&bird[0], &bird[70], &bird[140]] {
-        let found = faces(&stream.process(&f.as_frame())?);
+        let found = faces(&stream.process(f.as_frame())?);
         assert!(found.is_empty(), "faces on a faceless frame: {found:?}");
     }
     Ok(())
@@ -175,7 +175,7 @@ fn selfie_mask_covers_the_people() -> anyhow::Result<()> {
     let mut stream = BundleSession::new(Arc::clone(&b), options())?;
     let frames = clip(&data, "static_vtest_pedestrians")?;
     let pixels = crop(&frames[39], 216, 80, 80, 80);
-    let results = stream.process(&Frame::rgb(80, 80, &pixels))?;
+    let results = stream.process(Frame::rgb(80, 80, &pixels))?;
     let Some(Head::Mask { width, height, probs, threshold, .. }) = &results[0].output else { panic!("{results:?}") };
     let plan = &b.backbones[0].plan;
     let map = FrameMap::new(plan.preprocess(), 80, 80, plan.graph().input_shape());
@@ -212,13 +212,13 @@ fn a_head_at_rate_4_runs_on_exactly_every_4th_frame() -> anyhow::Result<()> {
     let frames = clip(&data, "handheld_office_short")?;
     let mut ran = Vec::new();
     for (i, f) in frames[..11].iter().enumerate() {
-        let results = stream.process(&f.as_frame())?;
+        let results = stream.process(f.as_frame())?;
         let seg = results.iter().find(|r| r.name == "segmentation").unwrap();
         if seg.status == HeadStatus::Skipped {
             assert_eq!(seg.macs, 0, "frame {i}");
         } else {
             ran.push(i);
-            let full = reference.run_full(&f.as_frame())?;
+            let full = reference.run_full(f.as_frame())?;
             let want = &full.iter().find(|r| r.name == "segmentation").unwrap().output;
             let (Some(Head::Mask { probs: a, .. }), Some(Head::Mask { probs: b, .. })) = (&seg.output, want) else {
                 panic!("{seg:?}")
@@ -355,9 +355,9 @@ fn models_with_one_input_geometry_share_preprocessing_and_change_detection() -> 
     let mut pose = BundleSession::new(bundle(&data, "blazepose.toml")?, options())?;
     for f in &clip(&data, "static_vtest_pedestrians")?[..4] {
         let frame = f.as_frame();
-        let m = merged.process(&frame)?;
-        let s = selfie.process(&frame)?;
-        let p = pose.process(&frame)?;
+        let m = merged.process(frame)?;
+        let s = selfie.process(frame)?;
+        let p = pose.process(frame)?;
         let find =
             |rs: &[framecache::HeadResult], name: &str| rs.iter().find(|r| r.name == name).unwrap().output.clone();
         let (Some(Head::Mask { probs: a, .. }), Some(Head::Mask { probs: b, .. })) =
@@ -406,8 +406,8 @@ fn backbone_entries_of_one_model_compile_once() -> anyhow::Result<()> {
         .decode_all(Some(3), || {})?;
     for f in &frames {
         let frame = f.as_frame();
-        let alone = one.process(&frame)?.remove(0).output;
-        let shared = many.process(&frame)?;
+        let alone = one.process(frame)?.remove(0).output;
+        let shared = many.process(frame)?;
         assert_eq!(shared.len(), 20);
         for r in &shared {
             assert_eq!(format!("{:?}", r.output), format!("{alone:?}"), "head {}", r.name);

@@ -19,8 +19,8 @@ fn exact_mode_equals_full_on_every_frame_of_real_sequences() -> anyhow::Result<(
         let mut full = Session::new(plan.clone(), opts)?;
         let (mut hits, mut saved) = (0.0, 0.0);
         for (i, f) in frames.iter().enumerate() {
-            let a = cached.process(&f.as_frame())?;
-            let b = full.run_full(&f.as_frame())?;
+            let a = cached.process(f.as_frame())?;
+            let b = full.run_full(f.as_frame())?;
             for (x, y) in a.iter().zip(&b) {
                 let (d, scale) = max_abs_diff(&x.data, &y.data);
                 assert!(
@@ -58,8 +58,8 @@ fn exact_mode_equals_full_on_a_whole_camera_clip() -> anyhow::Result<()> {
     let mut full = Session::new(plan, opts)?;
     let mut hit = 0.0;
     for (i, f) in frames.iter().enumerate() {
-        let a = cached.process(&f.as_frame())?;
-        let b = full.run_full(&f.as_frame())?;
+        let a = cached.process(f.as_frame())?;
+        let b = full.run_full(f.as_frame())?;
         let (d, scale) = max_abs_diff(&a[0].data, &b[0].data);
         assert!(d <= 1e-5 * scale, "frame {i}: cached differs from full by {d}");
         assert_eq!(argmax(&a[0].data), argmax(&b[0].data), "top-1 differs at frame {i}");
@@ -87,8 +87,8 @@ fn threshold_and_delta_modes_do_not_drift() -> anyhow::Result<()> {
             let mut errors = Vec::new();
             let mut saving = 0.0;
             for f in &frames {
-                let a = cached.process(&f.as_frame())?;
-                let b = full.run_full(&f.as_frame())?;
+                let a = cached.process(f.as_frame())?;
+                let b = full.run_full(f.as_frame())?;
                 errors.push(max_abs_diff(&a[0].data, &b[0].data).0);
                 saving += cached.last_stats().unwrap().mac_saving();
             }

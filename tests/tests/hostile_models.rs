@@ -17,7 +17,7 @@ fn outcome(bytes: &[u8]) -> Result<(), Error> {
     let plan = Plan::new(graph, Preprocess::default())?;
     let mut s = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() })?;
     let pixels: Vec<u8> = (0..16 * 12 * 3).map(|i| (i * 7 % 251) as u8).collect();
-    s.process(&Frame::rgb(16, 12, &pixels))?;
+    s.process(Frame::rgb(16, 12, &pixels))?;
     Ok(())
 }
 
@@ -204,7 +204,7 @@ fn a_value_read_under_two_names_is_not_fused_away() {
     let plan = Plan::new(load_onnx_bytes(&m.bytes()).unwrap(), Preprocess::default()).unwrap();
     let mut s = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
     let pixels: Vec<u8> = (0..8 * 8 * 3).map(|i| (i * 37 % 256) as u8).collect();
-    let out = s.run_full(&Frame::rgb(8, 8, &pixels)).unwrap();
+    let out = s.run_full(Frame::rgb(8, 8, &pixels)).unwrap();
     let (c, d) = (&out[0].data, &out[1].data);
     let scale = 2.0 / (1.0f32 + 1e-5).sqrt();
     // C = relu(conv) and D = scale * conv + 1, so C = relu((D - 1) / scale).
@@ -249,7 +249,7 @@ fn frames_and_options_out_of_range_are_errors() {
     let plan = Plan::new(load_onnx_bytes(&conv_model(vec![]).bytes()).unwrap(), Preprocess::default()).unwrap();
     let mut s = Session::new(plan.clone(), SessionOptions::default()).unwrap();
     // 2^62 x 4 x 4 wraps to 0 bytes, which an empty buffer used to match.
-    let e = s.process(&Frame { width: 1 << 62, height: 4, channels: 4, data: &[] }).unwrap_err();
+    let e = s.process(Frame { width: 1 << 62, height: 4, channels: 4, data: &[] }).unwrap_err();
     assert!(matches!(e, Error::FrameData { .. }), "{e}");
     let nan = framecache::Mode::Threshold { metric: framecache::diff::Metric::MaxAbs, level: f32::NAN };
     for options in [

@@ -78,10 +78,10 @@ fn a_quantized_model_runs_everywhere_a_model_does() {
     let mut worst = 0.0f32;
     for f in &frames {
         let f = f.as_frame();
-        let a = full.run_full(&f).unwrap();
-        assert_eq!(bits(&a), bits(&cached.process(&f).unwrap()), "int8 cached equals int8 full");
-        assert_eq!(bits(&a), bits(&again.run_full(&f).unwrap()), "the file and the in-memory form agree");
-        let b = float.run_full(&f).unwrap();
+        let a = full.run_full(f).unwrap();
+        assert_eq!(bits(&a), bits(&cached.process(f).unwrap()), "int8 cached equals int8 full");
+        assert_eq!(bits(&a), bits(&again.run_full(f).unwrap()), "the file and the in-memory form agree");
+        let b = float.run_full(f).unwrap();
         let scale = b[0].data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         worst = worst.max(a[0].data.iter().zip(&b[0].data).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale);
     }

@@ -59,7 +59,7 @@ fn every_shared_model_imports_and_matches_tract_full_and_cached() -> anyhow::Res
         let (mut cached, mut full) = (Session::new(plan.clone(), opts.clone())?, Session::new(plan.clone(), opts)?);
         let mut worst = 0.0f32;
         for (i, f) in real.iter().enumerate() {
-            let ours = full.run_full(&f.as_frame())?;
+            let ours = full.run_full(f.as_frame())?;
             let theirs = tract.run_nhwc(full.activation(0), s.h, s.w, s.c)?;
             assert_eq!(ours.len(), theirs.len(), "{file}: output count");
             for (o, t) in ours.iter().zip(&theirs) {
@@ -77,8 +77,8 @@ fn every_shared_model_imports_and_matches_tract_full_and_cached() -> anyhow::Res
             }
         }
         for (i, f) in frames.iter().enumerate() {
-            let ours = full.run_full(&f.as_frame())?;
-            let reused = cached.process(&f.as_frame())?;
+            let ours = full.run_full(f.as_frame())?;
+            let reused = cached.process(f.as_frame())?;
             for (c, o) in reused.iter().zip(&ours) {
                 let (d, scale) = max_abs_diff(&c.data, &o.data);
                 assert!(d <= 1e-5 * scale.max(1e-3), "{file}: frame {i}, {}: cached differs from full by {d}", c.name);

@@ -37,7 +37,7 @@ fn matches_tract(test: &str, m: &Onnx, size: Option<(usize, usize)>) -> anyhow::
         let opts = SessionOptions { mode: Mode::Exact, tile: 8, threads: Some(1), ..Default::default() };
         let (mut full, mut cached) = (Session::new(plan.clone(), opts.clone())?, Session::new(plan.clone(), opts)?);
         let first = frame(s.w, s.h, 1);
-        let ours = full.run_full(&first.as_frame())?;
+        let ours = full.run_full(first.as_frame())?;
         let theirs = tract.run_nhwc(full.activation(0), s.h, s.w, s.c)?;
         assert_eq!(ours.len(), theirs.len(), "{test}: output count");
         let mut worst = 0.0f32;
@@ -55,7 +55,7 @@ fn matches_tract(test: &str, m: &Onnx, size: Option<(usize, usize)>) -> anyhow::
             }
         }
         for f in [&first, &second] {
-            let (a, b) = (cached.process(&f.as_frame())?, full.run_full(&f.as_frame())?);
+            let (a, b) = (cached.process(f.as_frame())?, full.run_full(f.as_frame())?);
             for (x, y) in a.iter().zip(&b) {
                 let (d, scale) = max_abs_diff(&x.data, &y.data);
                 assert!(d <= 1e-5 * scale.max(1e-3), "{test}: cached {} differs from full by {d}", x.name);

@@ -234,7 +234,7 @@ fn bundles_of_plans_compute_what_bundles_of_models_do() {
             let mut s = BundleSession::new(bundle, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
             rgb.iter()
                 .map(|f| {
-                    format!("{:?}", s.run_full(&f.as_frame()).unwrap().iter().map(|h| &h.output).collect::<Vec<_>>())
+                    format!("{:?}", s.run_full(f.as_frame()).unwrap().iter().map(|h| &h.output).collect::<Vec<_>>())
                 })
                 .collect::<Vec<_>>()
         };
@@ -275,7 +275,7 @@ fn the_c_abi_runs_bundles_of_plans_with_every_head() {
             // SAFETY: `rgba` holds h rows of w * 4 bytes.
             let status = unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 0) };
             assert_eq!(status, FcStatus::Ok, "{}", err());
-            let results = reference.process(&f.as_frame()).unwrap();
+            let results = reference.process(f.as_frame()).unwrap();
             let mut count = 0;
             // SAFETY (every call below): a live handle and writable outputs of the sizes given.
             assert_eq!(unsafe { fc_engine_head_count(e, &mut count) }, FcStatus::Ok);

@@ -14,7 +14,7 @@ fn run_full_matches_tract_on_real_frames() -> anyhow::Result<()> {
         let mut session = Session::new(plan.clone(), SessionOptions { threads: Some(2), ..Default::default() })?;
         let s = plan.graph().input_shape();
         for f in [&frames[0], &frames[75], &frames[149]] {
-            let ours = session.run_full(&f.as_frame())?;
+            let ours = session.run_full(f.as_frame())?;
             let theirs = tract.run_nhwc(session.activation(0), s.h, s.w, s.c)?;
             assert_eq!(ours.len(), theirs.len());
             for (o, t) in ours.iter().zip(&theirs) {
@@ -49,7 +49,7 @@ fn mediapipe_multi_output_models_match_tract() -> anyhow::Result<()> {
         let mut session = Session::new(plan.clone(), SessionOptions { threads: Some(2), ..Default::default() })?;
         let s = plan.graph().input_shape();
         for f in [&frames[0], &frames[35]] {
-            let ours = session.run_full(&f.as_frame())?;
+            let ours = session.run_full(f.as_frame())?;
             let theirs = tract.run_nhwc(session.activation(0), s.h, s.w, s.c)?;
             assert_eq!(ours.len(), theirs.len());
             for (o, t) in ours.iter().zip(&theirs) {

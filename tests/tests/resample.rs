@@ -27,7 +27,7 @@ fn worst(source: &Rgb, pre: &Preprocess, expected: &str) -> anyhow::Result<f32> 
     let want = load_png(&project_root().join("tests/data/resample").join(expected))?;
     let input = Shape::new(want.height, want.width, 3);
     let mut got = Vec::new();
-    pre.resample(&source.as_frame(), input, &mut got);
+    pre.resample(source.as_frame(), input, &mut got);
     assert_eq!(got.len(), want.data.len(), "{expected}");
     Ok(got.iter().zip(&want.data).map(|(a, &b)| (a - f32::from(b)).abs()).fold(0.0, f32::max))
 }

@@ -37,7 +37,7 @@ fn mediapipe_tflite_files_match_their_onnx_conversions() -> anyhow::Result<()> {
         let mut cached = Session::new(lite, opts)?;
         let mut worst = 0.0f32;
         for f in [&frames[0], &frames[1], &frames[20]] {
-            let (x, y, z) = (a.run_full(&f.as_frame())?, b.run_full(&f.as_frame())?, cached.process(&f.as_frame())?);
+            let (x, y, z) = (a.run_full(f.as_frame())?, b.run_full(f.as_frame())?, cached.process(f.as_frame())?);
             assert_eq!(x.len(), y.len());
             for ((p, q), r) in x.iter().zip(&y).zip(&z) {
                 assert_eq!(p.name, q.name);
@@ -89,7 +89,7 @@ fn onnx2tf_classifiers_match_their_onnx_sources() -> anyhow::Result<()> {
         let (mut a, mut b) = (Session::new(a, opts.clone())?, Session::new(b, opts)?);
         let mut worst = 0.0f32;
         for f in [&frames[0], &frames[40]] {
-            let (x, y) = (a.run_full(&f.as_frame())?, b.run_full(&f.as_frame())?);
+            let (x, y) = (a.run_full(f.as_frame())?, b.run_full(f.as_frame())?);
             let (d, scale) = max_abs_diff(&x[0].data, &y[0].data);
             worst = worst.max(d / scale.max(1.0));
             assert!(d <= 1e-4 * scale.max(1.0), "{name}: the TFLite conversion differs by {d} (scale {scale})");
@@ -105,7 +105,7 @@ fn a_small_built_model_imports_and_runs() -> anyhow::Result<()> {
     let plan = Plan::new(g, Preprocess::default())?;
     let mut s = Session::new(plan, SessionOptions { threads: Some(1), ..Default::default() })?;
     let pixels: Vec<u8> = (0..8 * 8 * 3).map(|i| (i * 29 % 256) as u8).collect();
-    let out = s.run_full(&framecache::Frame::rgb(8, 8, &pixels))?;
+    let out = s.run_full(framecache::Frame::rgb(8, 8, &pixels))?;
     assert_eq!(out[0].shape, vec![1, 8, 8, 4]);
     assert!(out[0].data.iter().all(|v| (0.5..=1.0).contains(v)), "logistic of a ReLU lies in [0.5, 1]");
     Ok(())

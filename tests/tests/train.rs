@@ -142,8 +142,8 @@ fn distill_writes_a_head_that_runs_as_a_bundle() {
     let mut cached = framecache::BundleSession::new(bundle.clone(), options.clone()).unwrap();
     let mut full = framecache::BundleSession::new(bundle, options).unwrap();
     for f in framecache_app::clip::Clip::open(&clip).unwrap().decode_all(Some(4), || {}).unwrap() {
-        let a = cached.process(&f.as_frame()).unwrap();
-        let b = full.run_full(&f.as_frame()).unwrap();
+        let a = cached.process(f.as_frame()).unwrap();
+        let b = full.run_full(f.as_frame()).unwrap();
         let outputs = |r: &[framecache::HeadResult]| format!("{:?}", r.iter().map(|h| &h.output).collect::<Vec<_>>());
         assert!(outputs(&a) == outputs(&b), "cached and full heads differ");
     }
@@ -223,8 +223,8 @@ fn the_shared_bundle_runs_from_the_assets() {
     let mut full = framecache::BundleSession::new(bundle, options).unwrap();
     let clip = assets().join("clips/static_coin_motion");
     for f in framecache_app::clip::Clip::open(&clip).unwrap().decode_all(Some(6), || {}).unwrap() {
-        let a = cached.process(&f.as_frame()).unwrap();
-        let b = full.run_full(&f.as_frame()).unwrap();
+        let a = cached.process(f.as_frame()).unwrap();
+        let b = full.run_full(f.as_frame()).unwrap();
         assert_eq!(a.len(), 2);
         assert!(matches!(a[1].output, Some(framecache::heads::Head::Mask { .. })), "the person head is not a mask");
         let outputs = |r: &[framecache::HeadResult]| format!("{:?}", r.iter().map(|h| &h.output).collect::<Vec<_>>());
@@ -272,7 +272,7 @@ fn compress_cluster_writes_a_model_every_command_runs() {
     let frame = frame0.as_frame();
     let mut session =
         Session::new(Plan::new(graph, Preprocess::imagenet()).unwrap(), SessionOptions::default()).unwrap();
-    let expected: Vec<Vec<f32>> = session.run_full(&frame).unwrap().into_iter().map(|o| o.data).collect();
+    let expected: Vec<Vec<f32>> = session.run_full(frame).unwrap().into_iter().map(|o| o.data).collect();
     let got = run_file(&out, Preprocess::imagenet(), &frame);
     assert_eq!(expected.len(), got.len());
     for (a, b) in expected.iter().zip(&got) {
@@ -290,7 +290,7 @@ fn compress_cluster_writes_a_model_every_command_runs() {
     let graph = from_plan.plan.graph().clone();
     let mut session =
         Session::new(Plan::new(graph, Preprocess::imagenet()).unwrap(), SessionOptions::default()).unwrap();
-    let planned: Vec<Vec<f32>> = session.run_full(&frame).unwrap().into_iter().map(|o| o.data).collect();
+    let planned: Vec<Vec<f32>> = session.run_full(frame).unwrap().into_iter().map(|o| o.data).collect();
     assert!(planned.iter().flatten().zip(got.iter().flatten()).all(|(x, y)| x.to_bits() == y.to_bits()));
     // Bias correction: coarse codebooks (16 centroids) with it are closer to the source than
     // without, on frames the correction never saw.

@@ -276,8 +276,8 @@ pub fn samples(models: &Models, frames: &[&Image], copies: usize, rng: &mut Rng)
         let mut variants = vec![(*img).clone()];
         variants.extend((0..copies).map(|_| augment(img, rng)));
         for v in &variants {
-            backbone.run_full(&v.frame())?;
-            teacher.run_full(&v.frame())?;
+            backbone.run_full(v.frame())?;
+            teacher.run_full(v.frame())?;
             let bmap = models.backbone.frame_map(v.width, v.height);
             let tmap = models.teacher.frame_map(v.width, v.height);
             let (t, w) = resample(teacher.activation(models.teacher_node), ts, &tmap, gh, gw, &bmap);
@@ -466,8 +466,8 @@ pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, 
     let ss = student.graph().nodes[output].shape;
     let (mut ious, mut ceiling, mut tc, mut sc) = (Vec::new(), Vec::new(), 0.0, 0.0);
     for img in &clip.frames {
-        s.run_full(&img.frame())?;
-        t.run_full(&img.frame())?;
+        s.run_full(img.frame())?;
+        t.run_full(img.frame())?;
         let smap = student.frame_map(img.width, img.height);
         let tmap = models.teacher.frame_map(img.width, img.height);
         let (pred, valid) = resample(s.activation(output), ss, &smap, ts.h, ts.w, &tmap);

@@ -64,7 +64,7 @@ fn a_head_runs_in_the_engine_as_in_candle_and_through_its_file() {
     let frame = Frame::rgb(14, 10, &pixels);
     let run = |g: framecache::graph::Graph| {
         let mut s = Session::new(Plan::new(g, Preprocess::default()).unwrap(), SessionOptions::default()).unwrap();
-        let out = s.run_full(&frame).unwrap().remove(0).data;
+        let out = s.run_full(frame).unwrap().remove(0).data;
         (out, s.activation(0).to_vec())
     };
     let (engine, input) = run(head.clone());
@@ -109,7 +109,7 @@ fn a_two_tap_head_attached_to_a_backbone_equals_candle() {
         framecache_train::distill::attach(backbone, Preprocess::default(), loaded, &[coarse, fine]).unwrap();
     let pixels: Vec<u8> = (0..24 * 16 * 3).map(|i| (i * 29 % 256) as u8).collect();
     let mut s = Session::new(plan.clone(), SessionOptions::default()).unwrap();
-    s.run_full(&Frame::rgb(24, 16, &pixels)).unwrap();
+    s.run_full(Frame::rgb(24, 16, &pixels)).unwrap();
     let feed = |n: usize| from_nhwc(s.activation(n), plan.graph().nodes[n].shape, &Device::Cpu).unwrap();
     let net = Net::new(head.clone(), &Device::Cpu).unwrap();
     let y = net.forward(&[(0, feed(coarse)), (1, feed(fine))], &[head.outputs[0].node]).unwrap().remove(0);
@@ -153,7 +153,7 @@ fn an_int8_convolution_runs_in_candle_as_in_the_engine() {
     }));
     let pixels: Vec<u8> = (0..11 * 9 * 3).map(|i| (i * 71 % 256) as u8).collect();
     let mut s = Session::new(Plan::new(g.clone(), Preprocess::default()).unwrap(), SessionOptions::default()).unwrap();
-    s.run_full(&Frame::rgb(11, 9, &pixels)).unwrap();
+    s.run_full(Frame::rgb(11, 9, &pixels)).unwrap();
     let engine = s.activation(y).to_vec();
     let net = Net::new(g.clone(), &Device::Cpu).unwrap();
     let input = from_nhwc(s.activation(0), g.input_shape(), &Device::Cpu).unwrap();

@@ -144,8 +144,8 @@ impl Lane {
     fn run(&mut self, f: &RgbFrame) -> Result<Vec<Output>> {
         let frame = f.as_frame();
         let due = match (&self.held, self.mode) {
-            (_, BenchMode::Full) => return Ok(self.session.run_full(&frame)?),
-            (_, BenchMode::Cached(_)) => return Ok(self.session.process(&frame)?),
+            (_, BenchMode::Full) => return Ok(self.session.run_full(frame)?),
+            (_, BenchMode::Cached(_)) => return Ok(self.session.process(frame)?),
             (None, _) => true,
             (Some(_), BenchMode::Skip(n)) => self.seen.is_multiple_of(n),
             (Some((_, from)), BenchMode::Gate(t)) => {
@@ -154,7 +154,7 @@ impl Lane {
         };
         self.seen += 1;
         if due {
-            let out = self.session.run_full(&frame)?;
+            let out = self.session.run_full(frame)?;
             // Reuses the held buffers from the last computed frame.
             let (outputs, from) = self.held.get_or_insert_with(Default::default);
             outputs.clone_from(&out);

@@ -515,12 +515,12 @@ impl Worker {
         let started = Instant::now();
         let (heads, head_runs, stats, plan) = match (session, &self.model) {
             (Running::Model(s), Loaded::Model(m)) => {
-                let outputs = if full { s.run_full(&frame) } else { s.process(&frame) }.map_err(failed)?;
+                let outputs = if full { s.run_full(frame) } else { s.process(frame) }.map_err(failed)?;
                 let heads = heads::decode(&m.decoders, &outputs, &m.plan.frame_map(frame.width, frame.height));
                 (heads, Vec::new(), s.last_stats().cloned(), Arc::clone(&m.plan))
             }
             (Running::Bundle(s), Loaded::Bundle(b)) => {
-                let results = if full { s.run_full(&frame) } else { s.process(&frame) }.map_err(failed)?;
+                let results = if full { s.run_full(frame) } else { s.process(frame) }.map_err(failed)?;
                 let runs =
                     results.iter().map(|r| HeadRun { name: r.name.clone(), status: r.status, macs: r.macs }).collect();
                 let heads = results.into_iter().filter_map(|r| r.output).collect();

@@ -1,7 +1,7 @@
 //! Frame conversion for the C ABI: 4-byte pixels with a row stride, YUV 4:2:0 planes with
-//! strides, and rotation, into the packed RGB the engine takes.
+//! strides, and rotation, checked into the engine's [`framecache::Image`].
 
-use framecache::frame::{Plane, Rotation};
+use framecache::frame::Plane;
 use framecache::{YuvImage, YuvRange};
 
 use crate::{fail, Fail, FcPlane, FcStatus, FcYuv420, Result};
@@ -16,10 +16,12 @@ pub fn check_size(w: usize, h: usize) -> Result<()> {
     Ok(())
 }
 
-/// The rotation of a `w x h` frame by `degrees` clockwise.
-pub fn rotation(w: usize, h: usize, degrees: u32) -> Result<Rotation> {
-    Rotation::new(w, h, degrees)
-        .map_or_else(|| fail(FcStatus::InvalidArgument, format!("rotation {degrees} must be 0, 90, 180 or 270")), Ok)
+/// `degrees`, checked to be a clockwise quarter turn.
+pub fn rotation(degrees: u32) -> Result<u32> {
+    match degrees {
+        0 | 90 | 180 | 270 => Ok(degrees),
+        _ => fail(FcStatus::InvalidArgument, format!("rotation {degrees} must be 0, 90, 180 or 270")),
+    }
 }
 
 /// Bytes a plane of `w x h` samples spans.

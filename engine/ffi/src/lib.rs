@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use framecache::heads::{self, Head};
-use framecache::{FrameStats, HeadStatus, Mode, Session, SessionOptions, SidecarModel};
+use framecache::{FrameStats, HeadStatus, Image, Mode, Session, SessionOptions, SidecarModel};
 
 /// Status of every call.
 #[repr(C)]
@@ -242,8 +242,6 @@ struct Engine {
     names: Vec<CString>,
     /// Class names as C strings, by head and class index, built on first use.
     labels_c: HashMap<(u32, usize), CString>,
-    /// The frame after conversion and rotation.
-    scratch: Vec<u8>,
     last: Option<Last>,
 }
 
@@ -271,11 +269,12 @@ impl Runner {
     }
 
     /// One frame: each head's decoded result (`None` until it first ran) and cost.
-    fn process(&mut self, frame: &framecache::Frame<'_>) -> framecache::Result<(Vec<Option<Head>>, Vec<Cost>)> {
+    fn process(&mut self, frame: Image<'_>) -> framecache::Result<(Vec<Option<Head>>, Vec<Cost>)> {
         match self {
             Runner::Model { session, decoders } => {
                 let outputs = session.process(frame)?;
-                let heads = heads::decode(decoders, &outputs, &session.plan().frame_map(frame.width, frame.height));
+                let (w, h) = frame.size();
+                let heads = heads::decode(decoders, &outputs, &session.plan().frame_map(w, h));
                 // A model's outputs share one computation: each reports the model's.
                 let macs = session.last_stats().map_or(0, |s| s.macs_executed);
                 let cost = Cost { status: FC_HEAD_COMPUTED, macs, ms: f64::NAN };
@@ -446,10 +445,15 @@ fn register(model: SidecarModel, options: SessionOptions) -> Result<FcEngine> {
 
 fn insert(runner: Runner, names: Vec<String>) -> Result<FcEngine> {
     let names = names.into_iter().map(|n| CString::new(n.replace('\0', " ")).unwrap_or_default()).collect();
-    let engine = Engine { runner, names, labels_c: HashMap::new(), scratch: Vec::new(), last: None };
+    let engine = Engine { runner, names, labels_c: HashMap::new(), last: None };
     let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
     registry().lock().unwrap_or_else(|p| p.into_inner()).insert(handle, Arc::new(Mutex::new(engine)));
     Ok(handle)
+}
+
+/// A frame the engine refused (its geometry against its buffers, say).
+fn frame_error(e: framecache::Error) -> Fail {
+    Fail(FcStatus::Frame, e.report())
 }
 
 fn model_error(e: framecache::Error) -> Fail {
@@ -659,9 +663,8 @@ pub unsafe extern "C" fn fc_engine_push_rgba(
         let data = unsafe { std::slice::from_raw_parts(pixels, len) };
         with_engine(engine, |e| {
             let started = Instant::now();
-            let rot = frames::rotation(w, h, rotation)?;
-            framecache::frame::rgba_to_rgb(data, stride, bgra, rot, &mut e.scratch);
-            e.process(rot.size(), started)
+            let image = Image::rgba(data, (w, h), stride, bgra, frames::rotation(rotation)?).map_err(frame_error)?;
+            e.process(image, started)
         })
     })
 }
@@ -683,19 +686,16 @@ pub unsafe extern "C" fn fc_engine_push_yuv420(engine: FcEngine, frame: *const F
             let started = Instant::now();
             // SAFETY: the caller promises the planes' bytes.
             let image = unsafe { frames::yuv_image(&f) }?;
-            let rot = frames::rotation(w, h, rotation)?;
-            framecache::frame::yuv_to_rgb(&image, rot, &mut e.scratch)
-                .map_err(|err| Fail(FcStatus::Frame, err.report()))?;
-            e.process(rot.size(), started)
+            let image = Image::yuv(image, frames::rotation(rotation)?).map_err(frame_error)?;
+            e.process(image, started)
         })
     })
 }
 
 impl Engine {
-    /// Runs the cached path on `scratch` (packed RGB, `(w, h)`, already rotated upright).
-    fn process(&mut self, (w, h): (usize, usize), started: Instant) -> Result<()> {
-        let frame = framecache::Frame::rgb(w, h, &self.scratch);
-        let (heads, costs) = self.runner.process(&frame).map_err(|e| Fail(FcStatus::Frame, e.report()))?;
+    /// Runs the cached path on `image`, sampled from the caller's buffer.
+    fn process(&mut self, image: Image<'_>, started: Instant) -> Result<()> {
+        let (heads, costs) = self.runner.process(image).map_err(frame_error)?;
         let stats = self
             .runner
             .session()
@@ -703,7 +703,7 @@ impl Engine {
             .cloned()
             .ok_or_else(|| Fail(FcStatus::NoResult, "no statistics".into()))?;
         let engine_ms = started.elapsed().as_secs_f64() * 1e3;
-        self.last = Some(Last { stats, heads, costs, engine_ms, frame: (w, h) });
+        self.last = Some(Last { stats, heads, costs, engine_ms, frame: image.size() });
         Ok(())
     }
 
@@ -1093,7 +1093,7 @@ mod tests {
         let handle = register(SidecarModel::new(plan, config, None), options).map_err(|f| f.1).unwrap();
         let frame = vec![9u8; 8 * 8 * 3];
         let push = |e: &mut Engine| {
-            let (heads, costs) = e.runner.process(&framecache::Frame::rgb(8, 8, &frame)).map_err(model_error)?;
+            let (heads, costs) = e.runner.process(framecache::Frame::rgb(8, 8, &frame).into()).map_err(model_error)?;
             assert_eq!(heads.len(), 1);
             let stats = e.runner.session().last_stats().unwrap().clone();
             e.last = Some(Last { stats, heads, costs, engine_ms: 0.0, frame: (8, 8) });

@@ -141,7 +141,7 @@ fn yuv_layouts_match_the_engine_on_the_same_samples() {
     let mut session =
         Session::new(std::sync::Arc::clone(&m.plan), SessionOptions { threads: Some(1), ..Default::default() })
             .unwrap();
-    let outputs = session.process(&framecache::Frame::rgb(w as usize, h as usize, &rgb)).unwrap();
+    let outputs = session.process(framecache::Frame::rgb(w as usize, h as usize, &rgb)).unwrap();
     let Head::Classes { top: expected, .. } = &heads::decode(&m.decoders, &outputs, &m.plan.frame_map(1, 1))[0] else {
         panic!()
     };
@@ -201,7 +201,7 @@ fn every_mode_and_the_bypass_reach_the_session() {
             let (w, h) = (img.width(), img.height());
             let rgba = to_rgba(img);
             assert_eq!(unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 0) }, FcStatus::Ok);
-            let outputs = session.process(&framecache::Frame::rgb(w as usize, h as usize, img.as_raw())).unwrap();
+            let outputs = session.process(framecache::Frame::rgb(w as usize, h as usize, img.as_raw())).unwrap();
             let Head::Classes { top: expected, .. } = &heads::decode(&m.decoders, &outputs, &m.plan.frame_map(1, 1))[0]
             else {
                 panic!("not a classifier")

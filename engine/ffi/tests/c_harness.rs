@@ -84,7 +84,7 @@ fn rust_reference(frames: &[image::RgbImage]) -> Vec<Expected> {
         .iter()
         .map(|f| {
             let outputs =
-                session.process(&framecache::Frame::rgb(f.width() as usize, f.height() as usize, f.as_raw())).unwrap();
+                session.process(framecache::Frame::rgb(f.width() as usize, f.height() as usize, f.as_raw())).unwrap();
             let s = session.last_stats().unwrap();
             let Head::Classes { top, .. } = &heads::decode(&m.decoders, &outputs, &m.plan.frame_map(1, 1))[0] else {
                 panic!("not a classifier")

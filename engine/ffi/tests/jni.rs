@@ -92,7 +92,7 @@ fn jni_class_runs_on_a_host_jvm_and_matches_the_rust_api() {
         Session::new(std::sync::Arc::clone(&m.plan), SessionOptions { threads: Some(1), ..Default::default() })
             .unwrap();
     let outputs =
-        session.process(&framecache::Frame::rgb(img.width() as usize, img.height() as usize, img.as_raw())).unwrap();
+        session.process(framecache::Frame::rgb(img.width() as usize, img.height() as usize, img.as_raw())).unwrap();
     let Head::Classes { top, .. } = &heads::decode(&m.decoders, &outputs, &m.plan.frame_map(1, 1))[0] else { panic!() };
     let line = out.lines().find(|l| l.starts_with("rgba top ")).unwrap();
     let (prob, label) = line["rgba top ".len()..].split_once(' ').unwrap();
@@ -112,7 +112,7 @@ fn jni_class_runs_on_a_host_jvm_and_matches_the_rust_api() {
     let bundle = framecache::Bundle::load(root().join("assets/bundles/mobilenet_v2_s16.toml"), &[]).unwrap();
     let mut s =
         framecache::BundleSession::new(bundle, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
-    let results = s.process(&framecache::Frame::rgb(w as usize, h as usize, img.as_raw())).unwrap();
+    let results = s.process(framecache::Frame::rgb(w as usize, h as usize, img.as_raw())).unwrap();
     let Some(Head::Classes { top, .. }) = &results[0].output else { panic!("{results:?}") };
     assert!(out.contains(&format!("bundle head 0 imagenet kind 0 count 5 status 0 top {}", top[0].label)), "{out}");
     assert!(out.contains("boxes error: fc_engine_boxes: head 0 is not a detection head"), "{out}");

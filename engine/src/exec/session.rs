@@ -11,7 +11,7 @@ use super::options::{SessionOptions, GATE_MACS_PER_VALUE};
 use super::plan::Plan;
 use crate::diff::{self, Tiling};
 use crate::error::{Error, Result};
-use crate::frame::Frame;
+use crate::frame::Image;
 use crate::graph::{Op, Shape};
 use crate::kernels::{self, In, OutBuf, SimdLevel};
 use crate::reuse::{self, Mask, Rect};
@@ -324,13 +324,17 @@ impl Session {
     }
 
     /// Reference path: preprocesses `frame` and recomputes every node in full.
-    pub fn run_full(&mut self, frame: &Frame<'_>) -> Result<Vec<Output>> {
-        self.step(frame, true)
+    pub fn run_full<'f>(&mut self, frame: impl Into<Image<'f>>) -> Result<Vec<Output>> {
+        self.step(frame.into(), true)
     }
 
     /// Cached path: recomputes only what changed since the cached references.
-    pub fn process(&mut self, frame: &Frame<'_>) -> Result<Vec<Output>> {
-        self.step(frame, false)
+    ///
+    /// `frame` is a [`Frame`](crate::Frame) (by reference) or an [`Image`]: a camera buffer (YUV planes, or
+    /// 4-byte pixels with a row stride, rotated upright) is sampled from its planes, without a
+    /// full-resolution copy.
+    pub fn process<'f>(&mut self, frame: impl Into<Image<'f>>) -> Result<Vec<Output>> {
+        self.step(frame.into(), false)
     }
 
     /// The cached output of node `i` (NHWC), for tests and inspection.
@@ -346,7 +350,7 @@ impl Session {
         (gated(&self.plan, i, all) && self.scales.len() > i).then(|| rel * self.scales[i])
     }
 
-    fn step(&mut self, frame: &Frame<'_>, force_full: bool) -> Result<Vec<Output>> {
+    fn step(&mut self, frame: Image<'_>, force_full: bool) -> Result<Vec<Output>> {
         frame.validate()?;
         let started = Instant::now();
         let plan = Arc::clone(&self.plan);
@@ -362,7 +366,7 @@ impl Session {
         plan.preprocess().resample(frame, input, &mut self.current);
         times.preprocess = t.elapsed();
 
-        let size = (frame.width, frame.height);
+        let size = frame.size();
         let refresh_due = self.options.refresh_interval.is_some_and(|n| self.since_refresh + 1 >= n);
         let reset = match self.last_frame {
             _ if force_full => Some(Reset::Full),

@@ -6,11 +6,13 @@
 //! the model's input range.
 
 mod pil;
-mod rotation;
+mod source;
 mod yuv;
 
-pub use rotation::{rgba_to_rgb, yuv_to_rgb, Rotation};
+pub use source::Image;
 pub use yuv::{Plane, YuvImage, YuvRange};
+
+use source::Reader;
 
 use crate::error::{Error, Result};
 use crate::graph::Shape;
@@ -176,26 +178,29 @@ impl Preprocess {
         }
     }
 
-    /// Resamples `frame` (bilinear, half-pixel centres, area-averaged when shrinking by 2x or
+    /// Resamples `image` (bilinear, half-pixel centres, area-averaged when shrinking by 2x or
     /// more) to `input.h x input.w x 3` values on the 0–255 scale.
     /// With [`Resample::Pil`], Pillow's resize instead ([`pil`]).
-    pub fn resample(&self, frame: &Frame<'_>, input: Shape, out: &mut Vec<f32>) {
-        let dims = (frame.width, frame.height, frame.channels);
+    ///
+    /// A camera buffer (YUV planes, rotated) is converted only in the bands of rows and the
+    /// columns that the resampler reads ([`Image`]), to the values its whole conversion has.
+    pub fn resample<'f>(&self, image: impl Into<Image<'f>>, input: Shape, out: &mut Vec<f32>) {
+        let image = image.into();
+        let (fw, fh) = image.size();
         match self.resample {
             Resample::Pil => {
-                let (boxes, size, window) = self.pil_geometry(frame.width, frame.height, input);
-                return pil::resize(frame.data, dims, boxes, size, window, out);
+                let (boxes, size, window) = self.pil_geometry(fw, fh, input);
+                return pil::resize(image, boxes, size, window, out);
             }
             Resample::MediaPipe => {
-                let region = self.area_region(frame.width, frame.height, input);
-                return warp_linear(frame.data, dims, region, input, out);
+                let region = self.area_region(fw, fh, input);
+                return warp_linear(image, region, input, out);
             }
             Resample::Area => {}
         }
-        let (sx0, sy0, sw, sh) = self.area_region(frame.width, frame.height, input);
+        let (sx0, sy0, sw, sh) = self.area_region(fw, fh, input);
         out.clear();
         out.resize(input.h * input.w * 3, 0.0);
-        let (fw, fh, ch) = (frame.width, frame.height, frame.channels);
         // Supersample enough points per output pixel that shrinking does not alias.
         let ky = ((sh / input.h as f32).floor() as usize).max(1);
         let kx = ((sw / input.w as f32).floor() as usize).max(1);
@@ -225,16 +230,15 @@ impl Preprocess {
         let n = input.h * input.w * 3;
         out.resize(n + (xhi + 1 - xlo) * 3, 0.0);
         let (out_px, cols) = out.split_at_mut(n);
-        let data = frame.data;
-        let row_len = fw * ch;
+        let mut reader = Reader::new(image, xlo..xhi + 1);
         for oy in 0..input.h {
             cols.fill(0.0);
-            for &(y0, y1, ty) in &yt[oy * ky..(oy + 1) * ky] {
-                let (r0, r1) = (
-                    &data[y0 * row_len + xlo * ch..][..cols.len() / 3 * ch],
-                    &data[y1 * row_len + xlo * ch..][..cols.len() / 3 * ch],
-                );
-                match ch {
+            let yt = &yt[oy * ky..(oy + 1) * ky];
+            let rows = yt.iter().map(|t| t.0).min().unwrap_or(0)..yt.iter().map(|t| t.1).max().unwrap_or(0) + 1;
+            let view = reader.rows(rows);
+            for &(y0, y1, ty) in yt {
+                let (r0, r1) = (view.row(y0), view.row(y1));
+                match view.channels {
                     4 => blend_rows::<4>(r0, r1, ty, cols),
                     _ => blend_rows::<3>(r0, r1, ty, cols),
                 }
@@ -273,20 +277,19 @@ impl Preprocess {
 /// rounded to a byte (half to even). All in f32, which is OpenCV 5's `warpPerspective` for an
 /// upright region exactly; OpenCV 4's fixed-point path (5-bit positions, 15-bit weights) is
 /// within one grey level of it.
-fn warp_linear(
-    data: &[u8],
-    (fw, fh, ch): (usize, usize, usize),
-    (x0, y0, w, h): (f32, f32, f32, f32),
-    input: Shape,
-    out: &mut Vec<f32>,
-) {
+fn warp_linear(image: Image<'_>, (x0, y0, w, h): (f32, f32, f32, f32), input: Shape, out: &mut Vec<f32>) {
     out.clear();
     out.resize(input.h * input.w * 3, 0.0);
+    let (fw, fh) = image.size();
     let (xt, yt) = (warp_taps(input.w, x0, w, fw), warp_taps(input.h, y0, h, fh));
-    let row_len = fw * ch;
+    let xlo = xt.iter().map(|t| t.0).min().unwrap_or(0);
+    let xhi = xt.iter().map(|t| t.1).max().unwrap_or(0);
+    let mut reader = Reader::new(image, xlo..xhi + 1);
     for (&(r0, r1, fy), out_row) in yt.iter().zip(out.chunks_exact_mut(input.w * 3)) {
-        let (row0, row1) = (&data[r0 * row_len..][..row_len], &data[r1 * row_len..][..row_len]);
+        let view = reader.rows(r0..r1 + 1);
+        let (row0, row1, ch) = (view.row(r0), view.row(r1), view.channels);
         for (o, &(c0, c1, fx)) in out_row.chunks_exact_mut(3).zip(&xt) {
+            let (c0, c1) = (c0 - xlo, c1 - xlo);
             let (a, b) = (&row0[c0 * ch..][..3], &row0[c1 * ch..][..3]);
             let (c, d) = (&row1[c0 * ch..][..3], &row1[c1 * ch..][..3]);
             for k in 0..3 {
@@ -429,7 +432,7 @@ mod tests {
                     let p = Preprocess { fit, resample: Resample::MediaPipe, ..Preprocess::default() };
                     let region = p.area_region(fw, fh, input);
                     let mut fast = Vec::new();
-                    p.resample(&frame, input, &mut fast);
+                    p.resample(frame, input, &mut fast);
                     let slow = warp_linear_reference(&data, (fw, fh, ch), region, input);
                     assert!(
                         fast.iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits()),
@@ -453,9 +456,61 @@ mod tests {
                 {
                     let p = Preprocess { fit, ..Preprocess::default() };
                     let (mut fast, mut slow) = (Vec::new(), Vec::new());
-                    p.resample(&frame, input, &mut fast);
+                    p.resample(frame, input, &mut fast);
                     p.resample_reference(&frame, input, &mut slow);
                     assert!(fast == slow, "{fw}x{fh}x{ch} -> {input:?} with {fit:?}");
+                }
+            }
+        }
+    }
+
+    /// The contract for camera frames: each resampler reading the planes (rotated as it
+    /// samples, converted band by band) gives what it gives on the whole frame converted to RGB
+    /// and then rotated, bit for bit.
+    #[test]
+    fn resampling_camera_planes_equals_converting_then_resampling() {
+        let mut next = bytes(29);
+        // NV21 with padded rows, larger than a band in both directions, and odd.
+        let (w, h, stride) = (203usize, 131usize, 208usize);
+        let y: Vec<u8> = (0..stride * h).map(|_| next()).collect();
+        let vu: Vec<u8> = (0..stride * h.div_ceil(2)).map(|_| next()).collect();
+        let yuv = YuvImage {
+            width: w,
+            height: h,
+            y: Plane { data: &y, stride, step: 1 },
+            u: Plane { data: &vu[1..], stride, step: 2 },
+            v: Plane { data: &vu, stride, step: 2 },
+            subsample: 2,
+            range: YuvRange::Full,
+        };
+        let mut rgb = Vec::new();
+        yuv.to_rgb(&mut rgb).unwrap();
+        let resamples = [Resample::Area, Resample::Pil, Resample::MediaPipe];
+        let fits = [Fit::Stretch, Fit::CenterCrop { shorter: Some(100) }, Fit::CenterCrop { shorter: None }];
+        for degrees in [0u32, 90, 180, 270] {
+            // The converted frame, rotated upright by moving each pixel.
+            let (uw, uh) = if degrees.is_multiple_of(180) { (w, h) } else { (h, w) };
+            let mut upright = vec![0u8; w * h * 3];
+            for uy in 0..uh {
+                for ux in 0..uw {
+                    let (sx, sy) = match degrees {
+                        0 => (ux, uy),
+                        90 => (uy, h - 1 - ux),
+                        180 => (w - 1 - ux, h - 1 - uy),
+                        _ => (w - 1 - uy, ux),
+                    };
+                    upright[(uy * uw + ux) * 3..][..3].copy_from_slice(&rgb[(sy * w + sx) * 3..][..3]);
+                }
+            }
+            let planes = Image::yuv(yuv, degrees).unwrap();
+            assert_eq!(planes.size(), (uw, uh));
+            for (resample, fit) in resamples.into_iter().flat_map(|r| fits.map(|f| (r, f))) {
+                for input in [Shape::new(64, 48, 3), Shape::new(24, 24, 3), Shape::new(150, 90, 3)] {
+                    let p = Preprocess { fit, resample, ..Preprocess::default() };
+                    let (mut sampled, mut converted) = (Vec::new(), Vec::new());
+                    p.resample(planes, input, &mut sampled);
+                    p.resample(Frame::rgb(uw, uh, &upright), input, &mut converted);
+                    assert!(sampled == converted, "{degrees} degrees, {resample:?}, {fit:?} -> {input:?}");
                 }
             }
         }

@@ -11,6 +11,7 @@ pub(super) type SourceBox = ((f64, f64), (f64, f64));
 /// A region `(x0, y0, width, height)` of the resized image.
 pub(super) type Region = (usize, usize, usize, usize);
 
+use super::source::{Image, Reader};
 use crate::kernels::{self, SimdLevel};
 
 /// Fixed-point precision of the coefficients (Pillow: `32 - 8 - 2`).
@@ -74,17 +75,9 @@ fn clip8(acc: i32) -> u8 {
 ///
 /// Compiled for the best instruction set this CPU runs (as the kernels are): the 32-bit
 /// integer products vectorise only with SSE4.1, AVX2 or NEON.
-pub(super) fn resize(
-    data: &[u8],
-    dims: (usize, usize, usize),
-    source: SourceBox,
-    size: (usize, usize),
-    region: Region,
-    out: &mut Vec<f32>,
-) {
+pub(super) fn resize(image: Image<'_>, source: SourceBox, size: (usize, usize), region: Region, out: &mut Vec<f32>) {
     struct Resize<'a> {
-        data: &'a [u8],
-        dims: (usize, usize, usize),
+        image: Image<'a>,
         source: SourceBox,
         size: (usize, usize),
         region: Region,
@@ -94,23 +87,30 @@ pub(super) fn resize(
         type Output = ();
         #[inline(always)]
         fn run<V: kernels::Vector>(self) {
-            resize_passes(self.data, self.dims, self.source, self.size, self.region, self.out)
+            resize_passes(self.image, self.source, self.size, self.region, self.out)
         }
     }
-    kernels::dispatch(SimdLevel::best(), Resize { data, dims, source, size, region, out });
+    kernels::dispatch(SimdLevel::best(), Resize { image, source, size, region, out });
 }
 
 #[inline(always)]
 fn resize_passes(
-    data: &[u8],
-    (fw, fh, channels): (usize, usize, usize),
+    image: Image<'_>,
     (bx, by): SourceBox,
     size: (usize, usize),
     (x0, y0, w, h): Region,
     out: &mut Vec<f32>,
 ) {
-    let xt = coeffs(fw, bx, size.0, x0..x0 + w);
+    let (fw, fh) = image.size();
+    let mut xt = coeffs(fw, bx, size.0, x0..x0 + w);
     let yt = coeffs(fh, by, size.1, y0..y0 + h);
+    // The source columns the taps read; taps then count from the first.
+    let cols_lo = xt.iter().map(|t| t.first).min().unwrap_or(0);
+    let cols_hi = xt.iter().map(|t| t.first + t.weights.len()).max().unwrap_or(0);
+    for t in &mut xt {
+        t.first -= cols_lo;
+    }
+    let mut reader = Reader::new(image, cols_lo..cols_hi.max(cols_lo + 1));
     let rows_lo = yt.iter().map(|t| t.first).min().unwrap_or(0);
     let rows_hi = yt.iter().map(|t| t.first + t.weights.len()).max().unwrap_or(0);
     // Pillow sums in 32-bit ints: 255 x (1 << 22) x (a weight sum of 1 plus rounding) fits.
@@ -118,8 +118,9 @@ fn resize_passes(
     // Horizontal pass over the source rows the vertical pass reads, rounded to bytes.
     let mut mid = vec![0u8; (rows_hi - rows_lo) * w * 3];
     for (y, dst) in (rows_lo..rows_hi).zip(mid.chunks_exact_mut(w * 3)) {
-        let row = &data[y * fw * channels..(y + 1) * fw * channels];
-        match channels {
+        let view = reader.rows(y..y + 1);
+        let row = view.row(y);
+        match view.channels {
             4 => horizontal::<4>(row, &xt, half, dst),
             _ => horizontal::<3>(row, &xt, half, dst),
         }
@@ -199,6 +200,7 @@ pub(super) fn crop_offset(size: usize, crop: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::Frame;
 
     /// The horizontal pass's four-byte taps give Pillow's per-channel sums: every output pixel
     /// of rows of RGB and RGBA, shrunk, kept and enlarged, the last pixel's taps included.
@@ -248,7 +250,7 @@ mod tests {
     fn an_identity_resize_is_exact_and_coefficients_sum_to_one() {
         let data: Vec<u8> = (0..5 * 4 * 3).map(|i| (i * 37 % 256) as u8).collect();
         let mut out = Vec::new();
-        resize(&data, (5, 4, 3), ((0.0, 5.0), (0.0, 4.0)), (5, 4), (0, 0, 5, 4), &mut out);
+        resize(Frame::rgb(5, 4, &data).into(), ((0.0, 5.0), (0.0, 4.0)), (5, 4), (0, 0, 5, 4), &mut out);
         assert_eq!(out, data.iter().map(|&v| f32::from(v)).collect::<Vec<_>>());
         for t in coeffs(768, (0.0, 768.0), 341, 0..341) {
             let sum: i64 = t.weights.iter().map(|&w| i64::from(w)).sum();

@@ -1,6 +1,8 @@
 //! YUV → RGB for camera and video formats: planar I420 and 4:4:4, semi-planar NV12 and NV21,
 //! each plane with its own row stride (BT.601, limited or full range).
 
+use std::ops::Range;
+
 use crate::error::{Error, Result};
 use crate::kernels::{self, SimdLevel};
 
@@ -134,45 +136,54 @@ impl<'a> YuvImage<'a> {
 
     /// Converts to packed RGB (BT.601), chroma upsampled bilinearly.
     pub fn to_rgb(&self, out: &mut Vec<u8>) -> Result<()> {
+        self.validate()?;
         out.clear();
         out.reserve(self.width * self.height * 3);
-        self.for_each_rgb_row(|_, row| out.extend_from_slice(row))
+        self.rows_in::<3>(0..self.height, 0..self.width, |_, row| out.extend_from_slice(row));
+        Ok(())
     }
 
-    /// Converts row by row, as [`YuvImage::to_rgb`] does, handing each row's packed RGB to
-    /// `put(y, row)` from the top: a caller writes it where it wants it (rotated, say), without
-    /// a second pass over the frame.
+    /// Converts the window `rows` x `cols` of a validated image, row by row from the top: each
+    /// row goes to `put(y, row)` as `PX` bytes per pixel, packed RGB (3) or RGB and a zero byte
+    /// (4). Every pixel gets the value the whole image's conversion gives it, whatever the
+    /// window, so a sampler can convert only the windows it reads.
     ///
     /// The row passes are compiled for the best instruction set this CPU runs (as the
     /// kernels are), so that they vectorise as wide as it allows.
-    pub fn for_each_rgb_row(&self, put: impl FnMut(usize, &[u8])) -> Result<()> {
-        self.validate()?;
-        kernels::dispatch(SimdLevel::best(), RowPasses { image: self, put });
-        Ok(())
+    pub(crate) fn rows_in<const PX: usize>(
+        &self,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        put: impl FnMut(usize, &[u8]),
+    ) {
+        debug_assert!(rows.end <= self.height && cols.end <= self.width && !cols.is_empty());
+        kernels::dispatch(SimdLevel::best(), RowPasses::<_, PX> { image: self, rows, cols, put });
     }
 }
 
-/// [`YuvImage::for_each_rgb_row`]'s conversion, as a kernel compiled per SIMD level.
-struct RowPasses<'i, 'a, F> {
+/// [`YuvImage::rows_in`]'s conversion, as a kernel compiled per SIMD level.
+struct RowPasses<'i, 'a, F, const PX: usize> {
     image: &'i YuvImage<'a>,
+    rows: Range<usize>,
+    cols: Range<usize>,
     put: F,
 }
 
-impl<F: FnMut(usize, &[u8])> kernels::Kernel for RowPasses<'_, '_, F> {
+impl<F: FnMut(usize, &[u8]), const PX: usize> kernels::Kernel for RowPasses<'_, '_, F, PX> {
     type Output = ();
 
     #[inline(always)]
     fn run<V: kernels::Vector>(mut self) {
         let image = self.image;
-        let (w, h, s) = (image.width, image.height, image.subsample);
-        let (cw, ch) = (w.div_ceil(s), h.div_ceil(s));
+        let (s, cols) = (image.subsample, self.cols.clone());
+        let (cw, ch) = (image.width.div_ceil(s), image.height.div_ceil(s));
         let (y_scale, y_off, c_scale) = match image.range {
             YuvRange::Limited => (255.0 / 219.0, 16.0, 255.0 / 224.0),
             YuvRange::Full => (1.0, 0.0, 1.0),
         };
         // Bilinear taps from luma position to chroma samples: (i0, i1, weight of i1).
-        let taps = |n: usize, cn: usize| -> Vec<(usize, usize, f32)> {
-            (0..n)
+        let taps = |range: Range<usize>, cn: usize| -> Vec<(usize, usize, f32)> {
+            range
                 .map(|x| {
                     let c = ((x as f32 + 0.5) / s as f32 - 0.5).clamp(0.0, (cn - 1) as f32);
                     let i0 = c.floor() as usize;
@@ -180,23 +191,27 @@ impl<F: FnMut(usize, &[u8])> kernels::Kernel for RowPasses<'_, '_, F> {
                 })
                 .collect()
         };
-        let (tx, ty) = (taps(w, cw), taps(h, ch));
+        let (tx, ty) = (taps(cols.clone(), cw), taps(self.rows.clone(), ch));
+        // The chroma samples the window's columns read.
+        let samples_at = tx[0].0..tx[tx.len() - 1].1 + 1;
+        let w = cols.len();
         // Row by row, in passes over whole rows that the compiler vectorises: luma, then each
         // chroma plane (its two rows blended horizontally, once per chroma row: they serve up
         // to four output rows, then vertically), then the three channels, then packed.
         let (mut l, mut cb, mut cr) = (vec![0.0f32; w], vec![0.0f32; w], vec![0.0f32; w]);
-        // Each pixel's packed RGB as one word, then stored four bytes at a time (a byte of
-        // slack at the end of the row for the last word's fourth byte).
-        let (mut words, mut row) = (vec![0u32; w], vec![0u8; w * 3 + 1]);
-        let mut samples = vec![0.0f32; cw];
+        // Each pixel's RGB as one word, then stored four bytes at a time (for packed RGB, a
+        // byte of slack at the end of the row for the last word's fourth byte).
+        let (mut words, mut row) = (vec![0u32; w], vec![0u8; w * PX + 1]);
+        let mut samples = vec![0.0f32; samples_at.len()];
         let (mut u_rows, mut v_rows) = (ChromaRows::new(w), ChromaRows::new(w));
-        for (y, &(cy0, cy1, fy)) in ty.iter().enumerate() {
-            plane_row(&image.y, y, &mut l);
+        let horizontal = Horizontal { taps: &tx, first_col: cols.start, first_sample: samples_at.start, s };
+        for (y, &(cy0, cy1, fy)) in self.rows.clone().zip(&ty) {
+            plane_row(&image.y, y, cols.start, &mut l);
             for v in &mut l {
                 *v = (*v - y_off) * y_scale;
             }
             for (plane, rows, out) in [(&image.u, &mut u_rows, &mut cb), (&image.v, &mut v_rows, &mut cr)] {
-                let (top, bot) = rows.get(plane, cy0, cy1, &tx, s, &mut samples);
+                let (top, bot) = rows.get(plane, cy0, cy1, &horizontal, &mut samples);
                 for ((o, &top), &bot) in out.iter_mut().zip(top).zip(bot) {
                     *o = (top + (bot - top) * fy - 128.0) * c_scale;
                 }
@@ -209,17 +224,17 @@ impl<F: FnMut(usize, &[u8])> kernels::Kernel for RowPasses<'_, '_, F> {
                 words[x] = u32::from(r) | u32::from(g) << 8 | u32::from(b) << 16;
             }
             for (x, word) in words.iter().enumerate() {
-                row[x * 3..x * 3 + 4].copy_from_slice(&word.to_le_bytes());
+                row[x * PX..x * PX + 4].copy_from_slice(&word.to_le_bytes());
             }
-            (self.put)(y, &row[..w * 3]);
+            (self.put)(y, &row[..w * PX]);
         }
     }
 }
 
-/// Row `row` of plane `p` as floats, `out.len()` samples.
+/// Samples `first..first + out.len()` of row `row` of plane `p`, as floats.
 #[inline(always)]
-fn plane_row(p: &Plane<'_>, row: usize, out: &mut [f32]) {
-    let r = &p.data[row * p.stride..];
+fn plane_row(p: &Plane<'_>, row: usize, first: usize, out: &mut [f32]) {
+    let r = &p.data[row * p.stride + first * p.step..];
     match p.step {
         0 => out.fill(f32::from(r[0])),
         1 => {
@@ -241,24 +256,45 @@ fn plane_row(p: &Plane<'_>, row: usize, out: &mut [f32]) {
     }
 }
 
-/// `out[x] = a0 + (a1 - a0) * fx` for each luma column's taps `(i0, i1, fx)` into `samples`.
-/// With 4:2:0 (`s == 2`) the taps between the edges are known: columns `2k + 1` and `2k + 2`
-/// blend samples `k` and `k + 1` by 1/4 and 3/4 (exact in binary), so they are computed as
-/// one pass over neighbouring samples, with the same operations as the taps.
-#[inline(always)]
-fn blend_horizontally(samples: &[f32], taps: &[(usize, usize, f32)], s: usize, out: &mut [f32]) {
-    let tap = |x: usize| {
-        let (x0, x1, fx) = taps[x];
-        let (a0, a1) = (samples[x0], samples[x1]);
-        a0 + (a1 - a0) * fx
-    };
-    let pairs = if s == 2 { samples.len() - 1 } else { 0 };
-    for ((o, &a), &b) in out[1..].chunks_exact_mut(2).zip(&samples[..pairs]).zip(&samples[1..]) {
-        o[0] = a + (b - a) * 0.25;
-        o[1] = a + (b - a) * 0.75;
-    }
-    for x in (0..1).chain(1 + 2 * pairs..out.len()) {
-        out[x] = tap(x);
+/// The horizontal chroma blend of a window of luma columns: `taps[i]` is column
+/// `first_col + i`'s `(i0, i1, fx)`, and the samples it reads start at `first_sample`.
+struct Horizontal<'t> {
+    taps: &'t [(usize, usize, f32)],
+    first_col: usize,
+    first_sample: usize,
+    s: usize,
+}
+
+impl Horizontal<'_> {
+    /// `out[i] = a0 + (a1 - a0) * fx` for each column's taps into `samples`. With 4:2:0
+    /// (`s == 2`) the taps between the edges are known: columns `2k + 1` and `2k + 2` blend
+    /// samples `k` and `k + 1` by 1/4 and 3/4 (exact in binary), so they are computed as one
+    /// pass over neighbouring samples, with the same operations as the taps.
+    #[inline(always)]
+    fn blend(&self, samples: &[f32], out: &mut [f32]) {
+        let (c0, n, base) = (self.first_col, out.len(), self.first_sample);
+        let tap = |i: usize| {
+            let (x0, x1, fx) = self.taps[i];
+            let (a0, a1) = (samples[x0 - base], samples[x1 - base]);
+            a0 + (a1 - a0) * fx
+        };
+        // The columns of the known taps, `1..=2 * (last sample)`, that fall in the window, from
+        // the first odd one: pairs (2k + 1, 2k + 2) that read samples k and k + 1.
+        let last_sample = base + samples.len() - 1;
+        let (lo, hi) = if self.s == 2 { ((c0 | 1).max(1), (2 * last_sample).min(c0 + n - 1) + 1) } else { (0, 0) };
+        let pairs = hi.saturating_sub(lo) / 2;
+        if pairs > 0 {
+            let k0 = (lo - 1) / 2 - base;
+            let run = &mut out[lo - c0..lo - c0 + 2 * pairs];
+            for ((o, &a), &b) in run.chunks_exact_mut(2).zip(&samples[k0..k0 + pairs]).zip(&samples[k0 + 1..]) {
+                o[0] = a + (b - a) * 0.25;
+                o[1] = a + (b - a) * 0.75;
+            }
+        }
+        let known = if pairs > 0 { lo - c0..lo - c0 + 2 * pairs } else { 0..0 };
+        for i in (0..known.start).chain(known.end..n) {
+            out[i] = tap(i);
+        }
     }
 }
 
@@ -275,16 +311,14 @@ impl ChromaRows {
         Self { index: [None; 2], rows: [vec![0.0; w], vec![0.0; w]] }
     }
 
-    /// Chroma rows `cy0` and `cy1` of `p`, blended by the horizontal `taps` (of subsampling
-    /// `s`).
+    /// Chroma rows `cy0` and `cy1` of `p`, blended by `horizontal`.
     #[inline(always)]
     fn get(
         &mut self,
         p: &Plane<'_>,
         cy0: usize,
         cy1: usize,
-        taps: &[(usize, usize, f32)],
-        s: usize,
+        horizontal: &Horizontal<'_>,
         samples: &mut [f32],
     ) -> (&[f32], &[f32]) {
         if self.index[1] == Some(cy0) && self.index[0] != Some(cy0) {
@@ -293,8 +327,8 @@ impl ChromaRows {
         }
         for (k, cy) in [(0, cy0), (1, cy1)] {
             if self.index[k] != Some(cy) {
-                plane_row(p, cy, samples);
-                blend_horizontally(samples, taps, s, &mut self.rows[k]);
+                plane_row(p, cy, horizontal.first_sample, samples);
+                horizontal.blend(samples, &mut self.rows[k]);
                 self.index[k] = Some(cy);
             }
         }
@@ -458,9 +492,24 @@ mod tests {
                     grey,
                 ];
                 for (k, img) in images.iter().enumerate() {
-                    let mut rgb = Vec::new();
+                    let (mut rgb, want) = (Vec::new(), to_rgb_reference(img));
                     img.to_rgb(&mut rgb).unwrap();
-                    assert_eq!(rgb, to_rgb_reference(img), "{w}x{h} {range:?} image {k}");
+                    assert_eq!(rgb, want, "{w}x{h} {range:?} image {k}");
+                    // Every window converts to the whole conversion's values.
+                    for x0 in 0..w {
+                        for x1 in x0 + 1..=w {
+                            let (rows, mut got) = (h / 3..h, Vec::new());
+                            img.rows_in::<4>(rows.clone(), x0..x1, |_, row| got.extend_from_slice(row));
+                            let want: Vec<u8> = rows
+                                .flat_map(|y| {
+                                    want[(y * w + x0) * 3..(y * w + x1) * 3]
+                                        .chunks(3)
+                                        .flat_map(|p| [p[0], p[1], p[2], 0])
+                                })
+                                .collect();
+                            assert_eq!(got, want, "{w}x{h} {range:?} image {k}, columns {x0}..{x1}");
+                        }
+                    }
                 }
             }
         }

@@ -39,7 +39,7 @@ pub use manifest::{BackboneManifest, HeadManifest, Manifest};
 
 use crate::error::{Error, Result};
 use crate::exec::{HeadPart, Output, Plan, Session, SessionOptions, WorkerPool};
-use crate::frame::Frame;
+use crate::frame::Image;
 use crate::graph::{Node, Op};
 use crate::heads::{Decoder, FrameMap, Head};
 use crate::stats::HeadStatus;
@@ -198,6 +198,8 @@ pub struct BundleSession {
     sessions: Vec<Session>,
     /// The last decoded output of every head, reused while a head does not run.
     decoded: Vec<Vec<Option<Head>>>,
+    /// A camera frame converted once for all backbones ([`BundleSession::process`]).
+    converted: Vec<u8>,
 }
 
 impl BundleSession {
@@ -213,7 +215,7 @@ impl BundleSession {
             sessions.push(s);
         }
         let decoded = bundle.backbones.iter().map(|b| vec![None; b.heads.len()]).collect();
-        Ok(Self { bundle, sessions, decoded })
+        Ok(Self { bundle, sessions, decoded, converted: Vec::new() })
     }
 
     pub fn bundle(&self) -> &Arc<Bundle> {
@@ -252,22 +254,29 @@ impl BundleSession {
     }
 
     /// Cached path: every backbone reuses what it can; due heads run.
-    pub fn process(&mut self, frame: &Frame<'_>) -> Result<Vec<HeadResult>> {
-        self.step(frame, false)
+    ///
+    /// A camera buffer ([`Image`]) is sampled from its planes by a single backbone. With
+    /// several backbones it is converted once, upright, to one packed frame that they all
+    /// read: each would otherwise convert again what it reads, most of the frame each.
+    pub fn process<'f>(&mut self, frame: impl Into<Image<'f>>) -> Result<Vec<HeadResult>> {
+        self.step(frame.into(), false)
     }
 
     /// Reference path: every backbone and every head computed in full.
-    pub fn run_full(&mut self, frame: &Frame<'_>) -> Result<Vec<HeadResult>> {
-        self.step(frame, true)
+    pub fn run_full<'f>(&mut self, frame: impl Into<Image<'f>>) -> Result<Vec<HeadResult>> {
+        self.step(frame.into(), true)
     }
 
-    fn step(&mut self, frame: &Frame<'_>, full: bool) -> Result<Vec<HeadResult>> {
+    fn step(&mut self, frame: Image<'_>, full: bool) -> Result<Vec<HeadResult>> {
+        frame.validate()?;
+        let frame = if self.sessions.len() > 1 { Image::from(frame.to_frame(&mut self.converted)) } else { frame };
         let mut results = Vec::new();
         for (b, backbone) in self.bundle.backbones.iter().enumerate() {
             let session = &mut self.sessions[b];
             let outputs = if full { session.run_full(frame)? } else { session.process(frame)? };
             let stats = session.last_stats().expect("a processed frame has statistics");
-            let map = backbone.plan.frame_map(frame.width, frame.height);
+            let (w, h) = frame.size();
+            let map = backbone.plan.frame_map(w, h);
             for (k, (part, def)) in backbone.plan.heads().iter().zip(&backbone.heads).enumerate() {
                 let hs = stats.heads[k];
                 let slot = &mut self.decoded[b][k];
