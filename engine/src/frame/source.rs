@@ -302,6 +302,7 @@ impl<'i> Reader<'i> {
 mod tests {
     use super::*;
     use crate::frame::{Plane, YuvRange};
+    use proptest::prelude::*;
 
     /// The naive rotation of packed RGB: the stored pixel that lands at each upright (x, y).
     fn rotate(src: &[u8], w: usize, h: usize, degrees: u32) -> Vec<u8> {
@@ -398,6 +399,66 @@ mod tests {
                 assert_eq!((frame.width, frame.height), (uw, uh));
                 let packed: Vec<u8> = frame.data.chunks(frame.channels).flat_map(|p| [p[0], p[1], p[2]]).collect();
                 assert!(packed == upright, "{what} {degrees}: the packed frame");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random geometries (sizes around a band, odd strides, any rotation, any subsampling
+        /// layout and range), random windows and random row requests in the order a resampler
+        /// makes them: every row read equals the converted, rotated frame's.
+        #[test]
+        fn random_geometries_read_as_converted_then_rotated(
+            w in 1usize..150,
+            h in 1usize..150,
+            pad in 0usize..5,
+            nv in any::<bool>(),
+            full in any::<bool>(),
+            degrees in prop::sample::select(vec![0u32, 90, 180, 270]),
+            seed in any::<u32>(),
+            window in (0.0f64..1.0, 0.0f64..1.0),
+            steps in prop::collection::vec((0usize..8, 1usize..20), 1..40),
+        ) {
+            let mut state = seed;
+            let mut next = move || {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 24) as u8
+            };
+            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+            let range = if full { YuvRange::Full } else { YuvRange::Limited };
+            let stride = w + pad;
+            let y: Vec<u8> = (0..stride * h).map(|_| next()).collect();
+            // NV21 (interleaved chroma) or I420 (two planes), with padded rows.
+            let c_stride = if nv { 2 * cw + pad } else { cw + pad };
+            let c: Vec<u8> = (0..c_stride * ch * 2).map(|_| next()).collect();
+            let (u, v) = if nv {
+                (Plane { data: &c[1..], stride: c_stride, step: 2 }, Plane { data: &c, stride: c_stride, step: 2 })
+            } else {
+                let (u, v) = c.split_at(c_stride * ch);
+                (Plane { data: u, stride: c_stride, step: 1 }, Plane { data: v, stride: c_stride, step: 1 })
+            };
+            let yuv = YuvImage { width: w, height: h, y: Plane { data: &y, stride, step: 1 }, u, v, subsample: 2, range };
+            let mut rgb = Vec::new();
+            yuv.to_rgb(&mut rgb).unwrap();
+            let upright = rotate(&rgb, w, h, degrees);
+            let image = Image::yuv(yuv, degrees).unwrap();
+            let (uw, uh) = image.size();
+            let x0 = ((uw as f64 * window.0) as usize).min(uw - 1);
+            let x1 = x0 + 1 + ((uw - x0 - 1) as f64 * window.1) as usize;
+            let mut reader = Reader::new(image, x0..x1);
+            let mut at = 0usize;
+            for (back, len) in steps {
+                // Mostly forward, now and then a little back, as the resamplers' taps go.
+                let start = at.saturating_sub(back).min(uh - 1);
+                let rows = start..(start + len).min(uh);
+                let view = reader.rows(rows.clone());
+                for y in rows.clone() {
+                    let got: Vec<u8> = view.row(y).chunks(view.channels).flat_map(|p| [p[0], p[1], p[2]]).collect();
+                    prop_assert_eq!(&got[..], &upright[(y * uw + x0) * 3..(y * uw + x1) * 3], "row {}", y);
+                }
+                at = rows.end % uh;
             }
         }
     }
