@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds ios/build/FrameCacheFFI.xcframework (device arm64 + simulator arm64) from engine/ffi,
-# with the committed header and a module map, for the Swift package, and compiles the bundled
-# model into the plan file the library loads (ios/build/mobilenet_v2.fcplan, an app resource).
+# with the committed header and a module map, for the Swift package, and compiles the bundle the
+# app runs (MobileNetV2's classes and its distilled person mask) into the one file the library
+# loads (ios/build/mobilenet_v2_shared.fcbundle, an app resource).
 # Needs macOS with Xcode and `rustup target add aarch64-apple-ios aarch64-apple-ios-sim`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,8 @@ for target in aarch64-apple-ios aarch64-apple-ios-sim; do
     --target "$target" --locked
 done
 mkdir -p ios/build
-cargo run --release --locked -p framecache-app -- compile assets/models/mobilenet_v2.onnx --out ios/build/mobilenet_v2.fcplan
+cargo run --release --locked -p framecache-app -- compile assets/bundles/mobilenet_v2_shared.toml --bundle \
+  --out ios/build/mobilenet_v2_shared.fcbundle
 headers="$(mktemp -d)"
 cp engine/ffi/include/framecache.h "$headers/"
 cat > "$headers/module.modulemap" <<'MAP'

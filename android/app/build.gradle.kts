@@ -32,7 +32,7 @@ android {
     // The bundled model as a plan file (its sidecar and labels inside), compiled from the
     // repository's assets/models by ../build-rust.sh.
     sourceSets["main"].assets.srcDirs("src/main/plans")
-    androidResources { noCompress += listOf("fcplan") }
+    androidResources { noCompress += listOf("fcplan", "fcbundle") }
 }
 
 dependencies {

@@ -16,7 +16,8 @@ use crate::clip::Clip;
 
 #[derive(Args, Debug)]
 pub struct BundleArgs {
-    /// Bundle manifest (TOML), e.g. assets/bundles/blazepose.toml.
+    /// Bundle manifest (TOML), e.g. assets/bundles/blazepose.toml, or bundle file (`framecache
+    /// compile --bundle`).
     #[arg(long)]
     pub bundle: PathBuf,
     /// Clips to run (PNG folders or .y4m; default: the bundled clip).

@@ -10,6 +10,8 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
     @Published var stats = FcStats()
     @Published var tiles: [UInt8] = []
     @Published var classes: [(label: String, prob: Float)] = []
+    /// The bundle's first mask head (the person mask), `width * height` probabilities.
+    @Published var mask: (width: UInt32, height: UInt32, probs: [Float]) = (0, 0, [])
     @Published var message = "starting"
     @Published var threshold = true { didSet { queue.async { self.engine = nil } } }
 
@@ -48,10 +50,13 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
         guard let pixels = CMSampleBufferGetImageBuffer(sampleBuffer) else { return }
         do {
             if engine == nil {
-                guard let model = Bundle.main.path(forResource: "mobilenet_v2", ofType: "fcplan") else {
-                    throw FrameCacheError(status: FC_STATUS_MODEL, message: "mobilenet_v2.fcplan is not in the app bundle")
+                // One bundle file: MobileNetV2's ImageNet classes and the person mask distilled
+                // onto its backbone.
+                guard let file = Bundle.main.path(forResource: "mobilenet_v2_shared", ofType: "fcbundle") else {
+                    throw FrameCacheError(status: FC_STATUS_MODEL, message: "mobilenet_v2_shared.fcbundle is not in the app bundle")
                 }
-                engine = try FrameCache(modelPath: model, mode: UInt32(threshold ? FC_MODE_BLOCK_THRESHOLD : FC_MODE_EXACT))
+                engine = try FrameCache(modelPath: file, bundle: true,
+                                        mode: UInt32(threshold ? FC_MODE_BLOCK_THRESHOLD : FC_MODE_EXACT))
             }
             guard let engine else { return }
             // The back camera delivers landscape buffers; a quarter turn makes them portrait.
@@ -59,10 +64,18 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
             let s = try engine.stats()
             let map = try engine.tileMap()
             let top = try engine.topClasses()
+            var mask: (width: UInt32, height: UInt32, probs: [Float]) = (0, 0, [])
+            for k in 0..<(try engine.headCount()) {
+                if try engine.head(k).info.kind == UInt32(FC_HEAD_MASK) {
+                    mask = try engine.mask(head: k)
+                    break
+                }
+            }
             DispatchQueue.main.async {
                 self.stats = s
                 self.tiles = map
                 self.classes = top
+                self.mask = mask
                 self.message = ""
             }
         } catch {

@@ -12,11 +12,12 @@ use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
 pub type Target = fn(&[u8]);
 
 /// The targets by name (the folder names under `fuzz/corpus/`).
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("onnx", onnx),
     ("tflite", tflite),
     ("graph_file", graph_file),
     ("plan_file", plan_file),
+    ("bundle_file", bundle_file),
     ("y4m", y4m),
     ("png_clip", png_clip),
     ("toml", toml),
@@ -65,6 +66,30 @@ pub fn plan_file(data: &[u8]) {
     }
     let Ok(model) = framecache::SidecarModel::from_plan(data, std::path::Path::new("fuzz.fcplan")) else { return };
     run_small(model.plan.graph().clone());
+}
+
+/// The bundle file reader (what the phone library loads: a manifest and the files it names),
+/// then two frames through the bundle when its backbones are small.
+pub fn bundle_file(data: &[u8]) {
+    if !framecache::model::file::is_bundle_file(data) {
+        return;
+    }
+    let path = scratch("fuzz.fcbundle");
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    let Ok(bundle) = framecache::Bundle::load(&path, &[]) else { return };
+    let small =
+        |b: &framecache::model::Backbone| b.plan.total_macs() <= RUN_MACS && b.plan.activation_values() <= RUN_VALUES;
+    if !bundle.backbones.iter().all(small) {
+        return;
+    }
+    let options = SessionOptions { threads: Some(1), ..Default::default() };
+    let Ok(mut s) = framecache::BundleSession::new(bundle, options) else { return };
+    let mut pixels: Vec<u8> = (0..12 * 10 * 3).map(|i| (i * 13 % 251) as u8).collect();
+    let _ = s.process(Frame::rgb(12, 10, &pixels));
+    pixels[5] ^= 0x40;
+    let _ = s.process(Frame::rgb(12, 10, &pixels));
 }
 
 /// Plan compile, then two frames through a session when the plan is small.

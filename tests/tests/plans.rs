@@ -381,3 +381,91 @@ fn the_c_abi_runs_bundles_of_plans_with_every_head() {
     assert_eq!(unsafe { fc_engine_create_bundle(missing.as_ptr(), std::ptr::null(), &mut e) }, FcStatus::Model);
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// `framecache compile --bundle`: one file holds the manifest and every file it names (models
+/// as graph files, labels as text), and runs as the bundle of model files does, bit for bit,
+/// with nothing beside it: in the engine and through the C ABI (`fc_engine_create_bundle`).
+#[test]
+fn bundle_files_compute_what_bundles_of_models_do() {
+    use framecache::{Bundle, BundleSession};
+    use framecache_ffi::*;
+    let Some(_) = shared_data_or_skip("bundle_files_compute_what_bundles_of_models_do") else { return };
+    let dirs = framecache_app::bundle::model_dirs(&[]);
+    let coin = framecache_app::clip::Clip::open(&project_root().join("assets/clips/static_coin_motion")).unwrap();
+    let rgb = [coin.decode(0).unwrap(), coin.decode(5).unwrap()];
+    let root = std::env::temp_dir().join(format!("framecache-bundle-files-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let err = || unsafe { std::ffi::CStr::from_ptr(fc_last_error()) }.to_string_lossy().into_owned();
+    // One model with four heads; three models on one stream (labels beside the manifest); a cut
+    // at tapped tensors (labels in ../models); a head with its own distilled model file.
+    for name in ["blazepose", "camera_stream", "mobilenet_v2_s16", "mobilenet_v2_shared"] {
+        let source = project_root().join(format!("assets/bundles/{name}.toml"));
+        let file = root.join(format!("{name}.fcbundle"));
+        cli("compile", &[source.to_str().unwrap(), "--bundle", "--out", file.to_str().unwrap()]).unwrap();
+        let run = |bundle: std::sync::Arc<Bundle>| {
+            let mut s = BundleSession::new(bundle, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+            rgb.iter()
+                .map(|f| {
+                    format!("{:?}", s.run_full(f.as_frame()).unwrap().iter().map(|h| &h.output).collect::<Vec<_>>())
+                })
+                .collect::<Vec<_>>()
+        };
+        // No model folders: everything comes from the file.
+        let packed = Bundle::load(&file, &[]).unwrap();
+        let models = Bundle::load(&source, &dirs).unwrap();
+        assert_eq!(run(packed), run(models), "{name}: the bundle file decodes other results");
+        let path = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
+        let options = FcOptions { mode: FC_MODE_EXACT, threshold: 8.0, tile: 16, threads: 1, bypass: 0 };
+        let mut e = 0;
+        // SAFETY: a NUL-terminated path, valid options and a writable handle.
+        assert_eq!(unsafe { fc_engine_create_bundle(path.as_ptr(), &options, &mut e) }, FcStatus::Ok, "{}", err());
+        let rgba: Vec<u8> = rgb[0].data.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+        let (w, h) = (rgb[0].width as u32, rgb[0].height as u32);
+        // SAFETY: `rgba` holds h rows of w * 4 bytes; the handle is live.
+        let status = unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 0) };
+        assert_eq!(status, FcStatus::Ok, "{}", err());
+        assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// A truncated, re-versioned or corrupted bundle file is a clear error naming it, never a
+/// panic; `compile --bundle` with a missing model writes nothing.
+#[test]
+fn bad_bundle_files_are_clear_errors_and_compile_leaves_no_file() {
+    let dir = std::env::temp_dir().join(format!("framecache-bundle-files-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = project_root().join("assets/bundles/mobilenet_v2_s16.toml");
+    let good = dir.join("good.fcbundle");
+    cli("compile", &[source.to_str().unwrap(), "--bundle", "--out", good.to_str().unwrap()]).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let bad = dir.join("bad.fcbundle");
+    let load = |b: &[u8]| {
+        std::fs::write(&bad, b).unwrap();
+        framecache::Bundle::load(&bad, &[]).map(|_| ()).unwrap_err().to_string()
+    };
+    for cut in [0, 7, 8, 100, bytes.len() / 2, bytes.len() - 1] {
+        let e = load(&bytes[..cut]);
+        assert!(e.contains("bad.fcbundle"), "cut at {cut}: {e}");
+    }
+    let at = bytes.windows(11).position(|w| w == b"version = 1").expect("the header's version");
+    let mut newer = bytes.clone();
+    newer[at + 10] = b'9';
+    let e = load(&newer);
+    assert!(e.contains("version 9") && e.contains("reads framecache-bundle version 1"), "{e}");
+    let mut corrupt = bytes.clone();
+    corrupt[0] ^= 0x40;
+    assert!(load(&corrupt).contains("bad.fcbundle"));
+    // A manifest naming a model that is nowhere: an error naming it, and no file.
+    let manifest = dir.join("missing.toml");
+    std::fs::write(
+        &manifest,
+        std::fs::read_to_string(&source).unwrap().replace("../models/mobilenet_v2.onnx", "nowhere.onnx"),
+    )
+    .unwrap();
+    let out = dir.join("out.fcbundle");
+    let e = cli("compile", &[manifest.to_str().unwrap(), "--bundle", "--out", out.to_str().unwrap()]).unwrap_err();
+    assert!(format!("{e:#}").contains("nowhere.onnx"), "{e:#}");
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -99,10 +99,11 @@ impl From<Model> for Loaded {
 }
 
 impl Loaded {
-    /// A bundle manifest (`.toml`) or an ONNX model with its sidecar (`sidecar` overrides it;
-    /// `input_size` fixes dynamic input dims, see [`Model::load`]).
+    /// A bundle manifest (`.toml`) or bundle file (`.fcbundle`, `framecache compile --bundle`),
+    /// or an ONNX model with its sidecar (`sidecar` overrides it; `input_size` fixes dynamic
+    /// input dims, see [`Model::load`]).
     pub fn load(path: &Path, sidecar: Option<&Path>, input_size: Option<(usize, usize)>) -> anyhow::Result<Self> {
-        if path.extension().is_some_and(|e| e == "toml") {
+        if path.extension().is_some_and(|e| e == "toml" || e == "fcbundle") {
             Ok(Loaded::Bundle(Bundle::load(path, &crate::bundle::model_dirs(&[]))?))
         } else {
             Ok(Loaded::Model(Box::new(Model::load(path, sidecar, input_size, None)?)))

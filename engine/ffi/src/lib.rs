@@ -566,9 +566,11 @@ pub unsafe extern "C" fn fc_engine_create_from_bytes(
     })
 }
 
-/// Creates an engine from a bundle manifest (several heads on shared backbones): its model files
-/// (plan files on the phones; `framecache compile`) and labels files are read from beside the
-/// manifest. Every head of every backbone is a head of the engine, in manifest order.
+/// Creates an engine from a bundle (several heads on shared backbones): a bundle file
+/// (`framecache compile --bundle`: the manifest and every file it names in one file, what the
+/// phones load), or a manifest whose model files (plan files on the phones; `framecache
+/// compile`) and labels files are read from beside it. Every head of every backbone is a head
+/// of the engine, in manifest order.
 ///
 /// # Safety
 /// `manifest_path` is a NUL-terminated string; `options` is null (defaults) or points to an

@@ -1,10 +1,12 @@
 //! The bundle manifest (TOML) and its compilation into plans and decoders. Every error names
 //! the manifest, the field and the value.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::file::entry_name;
 use super::{Backbone, HeadDef};
 use crate::config::PreprocessToml;
 use crate::error::{Error, Result};
@@ -106,14 +108,18 @@ fn yes() -> bool {
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = crate::files::read_text(path).map_err(|e| Error::Manifest {
+        Self::parse(&Self::read(path)?, path)
+    }
+
+    /// The manifest's text.
+    pub(super) fn read(path: &Path) -> Result<String> {
+        crate::files::read_text(path).map_err(|e| Error::Manifest {
             path: path.to_owned(),
             field: "(file)".into(),
             value: path.display().to_string(),
             reason: "cannot read".into(),
             source: Some(e.into()),
-        })?;
-        Self::parse(&text, path)
+        })
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
@@ -154,10 +160,60 @@ impl Manifest {
     }
 }
 
-/// Finds `file` relative to the manifest's folder, then in each of `dirs`.
-fn locate(manifest: &Path, dirs: &[PathBuf], file: &Path) -> Option<PathBuf> {
-    let beside = manifest.parent().map(|d| d.join(file));
-    beside.into_iter().chain(dirs.iter().map(|d| d.join(file))).find(|p| p.is_file())
+/// Where a manifest's files are.
+pub(super) enum Files<'a> {
+    /// On disk: beside the manifest at `manifest`, then in each of `dirs`.
+    Disk { manifest: &'a Path, dirs: &'a [PathBuf] },
+    /// The entries of a bundle file ([`super::file`]), by the names the manifest gives them.
+    Archive(&'a HashMap<String, Vec<u8>>),
+}
+
+impl Files<'_> {
+    /// `file` beside the manifest, then in each of `dirs`; in a bundle file, its entry.
+    pub(super) fn locate(&self, file: &Path, dirs: &[PathBuf]) -> Option<PathBuf> {
+        match self {
+            Files::Disk { manifest, .. } => {
+                let beside = manifest.parent().map(|d| d.join(file));
+                beside.into_iter().chain(dirs.iter().map(|d| d.join(file))).find(|p| p.is_file())
+            }
+            Files::Archive(entries) => {
+                let name = entry_name(file);
+                entries.contains_key(&name).then(|| PathBuf::from(name))
+            }
+        }
+    }
+
+    /// A model file: beside the manifest, then in the model folders.
+    fn model(&self, file: &Path) -> Option<PathBuf> {
+        match self {
+            Files::Disk { dirs, .. } => self.locate(file, dirs),
+            Files::Archive(_) => self.locate(file, &[]),
+        }
+    }
+
+    fn entry(&self, at: &Path) -> &[u8] {
+        match self {
+            Files::Archive(entries) => entries.get(&entry_name(at)).map_or(&[][..], Vec::as_slice),
+            Files::Disk { .. } => &[],
+        }
+    }
+
+    /// The model at `at` (found by [`Files::locate`]).
+    fn load_model(&self, at: &Path, options: crate::import::ImportOptions) -> Result<Graph> {
+        match self {
+            Files::Disk { .. } => crate::import::load_model(at, options),
+            Files::Archive(_) => crate::import::load_model_bytes(self.entry(at), at, options),
+        }
+    }
+
+    /// The text file at `at` (found by [`Files::locate`]).
+    fn read_text(&self, at: &Path) -> std::io::Result<String> {
+        match self {
+            Files::Disk { .. } => crate::files::read_text(at),
+            Files::Archive(_) => String::from_utf8(self.entry(at).to_vec())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
+    }
 }
 
 /// Groups the manifest's backbones (by index) that compute the same thing: the same model file,
@@ -165,12 +221,11 @@ fn locate(manifest: &Path, dirs: &[PathBuf], file: &Path) -> Option<PathBuf> {
 /// all its entries (twenty entries of one model used to load and run it twenty times). An
 /// entry whose model is not found is a group of its own, and [`compile`] reports it.
 pub(super) fn same_model_groups<'a>(
-    path: &Path,
-    dirs: &[PathBuf],
+    files: &Files<'_>,
     backbones: &'a [BackboneManifest],
 ) -> Vec<Vec<(usize, &'a BackboneManifest)>> {
     let identity = |b: &BackboneManifest| {
-        let model = locate(path, dirs, &b.model)?;
+        let model = files.model(&b.model)?;
         let model = model.canonicalize().unwrap_or(model);
         Some((model, b.preprocess.validate().ok()?))
     };
@@ -189,7 +244,7 @@ pub(super) fn same_model_groups<'a>(
 
 /// Compiles one group of [`same_model_groups`] (backbone entries by manifest index) from the
 /// manifest at `path`: the first entry's model, with every entry's heads.
-pub(super) fn compile(path: &Path, dirs: &[PathBuf], group: &[(usize, &BackboneManifest)]) -> Result<Backbone> {
+pub(super) fn compile(path: &Path, files: &Files<'_>, group: &[(usize, &BackboneManifest)]) -> Result<Backbone> {
     let (i, b) = group[0];
     let heads: Vec<(usize, usize, &HeadManifest)> =
         group.iter().flat_map(|&(i, b)| b.heads.iter().enumerate().map(move |(k, h)| (i, k, h))).collect();
@@ -201,7 +256,7 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], group: &[(usize, &BackboneM
         source: None,
     };
     let field = |f: &str| format!("backbone[{i}].{f}");
-    let model = locate(path, dirs, &b.model).ok_or_else(|| {
+    let model = files.model(&b.model).ok_or_else(|| {
         err(
             field("model"),
             b.model.display().to_string(),
@@ -210,7 +265,7 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], group: &[(usize, &BackboneM
     })?;
     let preprocess = b.preprocess.validate().map_err(|r| err(field("preprocess"), String::new(), r))?;
     let options = crate::import::ImportOptions { input_size: b.input_size.map(|[w, h]| (w, h)), ..Default::default() };
-    let mut graph = crate::import::load_model(&model, options)?;
+    let mut graph = files.load_model(&model, options)?;
     let unknown = |field: String, tensor: &str, model: &Path| Error::UnknownTensor {
         path: path.to_owned(),
         field,
@@ -229,14 +284,14 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], group: &[(usize, &BackboneM
         }
         let outputs = match (&h.model, &h.input) {
             (Some(file), Some(input)) => {
-                let head_path = locate(path, dirs, file).ok_or_else(|| {
+                let head_path = files.model(file).ok_or_else(|| {
                     err(
                         hfield("model"),
                         file.display().to_string(),
                         "not found beside the manifest or in the model folders".into(),
                     )
                 })?;
-                let head = crate::import::load_model(&head_path, Default::default())?;
+                let head = files.load_model(&head_path, Default::default())?;
                 let names = input.names();
                 if names.len() != head.inputs() {
                     return Err(err(
@@ -315,7 +370,7 @@ pub(super) fn compile(path: &Path, dirs: &[PathBuf], group: &[(usize, &BackboneM
         .iter()
         .enumerate()
         .map(|(k, &(_, _, h))| {
-            let decoder = decoder(path, &model, &plan, k, h)?;
+            let decoder = decoder(path, files, &model, &plan, k, h)?;
             Ok(HeadDef { name: h.name.clone(), decoder, enabled: h.enabled })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -335,7 +390,7 @@ fn output_index(graph: &mut Graph, name: &str) -> Option<usize> {
     Some(graph.outputs.len() - 1)
 }
 
-fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -> Result<Decoder> {
+fn decoder(path: &Path, files: &Files<'_>, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -> Result<Decoder> {
     let g = plan.graph();
     let shapes: Vec<&[usize]> = plan.heads()[k].outputs.iter().map(|&o| g.outputs[o].onnx_shape.as_slice()).collect();
     let field = |f: &str| format!("head '{}'.{f}", h.name);
@@ -372,11 +427,12 @@ fn decoder(path: &Path, model: &Path, plan: &Plan, k: usize, h: &HeadManifest) -
             }
             let labels = match &h.labels {
                 Some(l) => {
-                    let file = locate(path, &[model.parent().map(Path::to_path_buf).unwrap_or_default()], l)
+                    let file = files
+                        .locate(l, &[model.parent().map(Path::to_path_buf).unwrap_or_default()])
                         .ok_or_else(|| {
                             err("labels", l.display().to_string(), "not found beside the manifest or the model".into())
                         })?;
-                    let text = crate::files::read_text(&file).map_err(|e| Error::Manifest {
+                    let text = files.read_text(&file).map_err(|e| Error::Manifest {
                         path: path.to_owned(),
                         field: field("labels"),
                         value: file.display().to_string(),

@@ -29,6 +29,7 @@
 //! that tap. Spatial head nodes reuse the cache like the backbone; global ones (pool, dense)
 //! recompute only when their input changed.
 
+pub mod file;
 mod manifest;
 
 use std::path::{Path, PathBuf};
@@ -153,13 +154,47 @@ pub struct HeadDef {
 
 impl Bundle {
     /// Reads a manifest and compiles every backbone. Model files are looked up relative to
-    /// the manifest, then in each of `dirs`.
+    /// the manifest, then in each of `dirs`. A bundle file ([`file`], `framecache compile
+    /// --bundle`) holds its manifest and every file it names.
     pub fn load(path: impl AsRef<Path>, dirs: &[PathBuf]) -> Result<Arc<Self>> {
         let path = path.as_ref();
-        let manifest = Manifest::load(path)?;
-        let backbones = manifest::same_model_groups(path, dirs, &manifest.backbones)
+        let bytes = crate::files::read(path, crate::files::MAX_MODEL_BYTES).map_err(|e| Error::Manifest {
+            path: path.to_owned(),
+            field: "(file)".into(),
+            value: path.display().to_string(),
+            reason: "cannot read".into(),
+            source: Some(e.into()),
+        })?;
+        let archive;
+        let (manifest, files) = if file::is_bundle_file(&bytes) {
+            let (text, entries) = file::load(&bytes, path)?;
+            archive = entries;
+            (Manifest::parse(&text, path)?, manifest::Files::Archive(&archive))
+        } else {
+            if bytes.len() as u64 > crate::files::MAX_TEXT_BYTES {
+                return Err(Error::Manifest {
+                    path: path.to_owned(),
+                    field: "(file)".into(),
+                    value: format!("{} bytes", bytes.len()),
+                    reason: format!(
+                        "neither a bundle file nor a manifest (at most {} bytes)",
+                        crate::files::MAX_TEXT_BYTES
+                    ),
+                    source: None,
+                });
+            }
+            let text = String::from_utf8(bytes).map_err(|e| Error::Manifest {
+                path: path.to_owned(),
+                field: "(file)".into(),
+                value: path.display().to_string(),
+                reason: "neither a bundle file nor UTF-8 text".into(),
+                source: Some(e.into()),
+            })?;
+            (Manifest::parse(&text, path)?, manifest::Files::Disk { manifest: path, dirs })
+        };
+        let backbones = manifest::same_model_groups(&files, &manifest.backbones)
             .iter()
-            .map(|group| manifest::compile(path, dirs, group))
+            .map(|group| manifest::compile(path, &files, group))
             .collect::<Result<Vec<_>>>()?;
         let backbones = merge_same_geometry(backbones)?;
         let name =

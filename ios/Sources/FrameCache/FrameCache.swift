@@ -19,8 +19,9 @@ public final class FrameCache {
     private let handle: FcEngine
 
     /// Loads a model: a plan file from `framecache compile` (its sidecar and labels inside; the
-    /// only kind the phone library reads), or a bundle manifest (`bundle: true`: several heads on
-    /// shared backbones, its plan files beside it).
+    /// only kind the phone library reads), or a bundle (`bundle: true`: several heads on shared
+    /// backbones; one bundle file from `framecache compile --bundle`, or a manifest with its plan
+    /// files beside it).
     /// The defaults are the desktop app's: block-threshold 8 (tile differences low-passed, so
     /// sensor noise alone rarely crosses the threshold) with the adaptive bypass, which runs
     /// densely for a while when cached frames cost more than dense ones (a moving camera).

@@ -52,7 +52,7 @@ public final class FrameCache implements AutoCloseable {
         handle = nativeCreate(path, bundle, mode, threshold, tile, threads, bypass);
     }
 
-    /** Loads a bundle manifest: several heads on shared backbones, its plan files beside it. */
+    /** Loads a bundle: several heads on shared backbones, from one bundle file ({@code framecache compile --bundle}) or a manifest with its plan files beside it. */
     public static FrameCache bundle(String manifestPath, int mode, float threshold, int tile, int threads,
             boolean bypass) {
         return new FrameCache(manifestPath, true, mode, threshold, tile, threads, bypass);

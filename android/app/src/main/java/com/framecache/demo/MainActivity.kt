@@ -22,7 +22,9 @@ import java.util.concurrent.Executors
 /**
  * CameraX preview plus an ImageAnalysis stream (KEEP_ONLY_LATEST: stale frames are dropped, as in
  * the desktop demo) whose YUV_420_888 planes go straight to the engine through JNI. The overlay
- * shows recomputed and reused tiles, the top classes and live statistics.
+ * shows recomputed and reused tiles and the person mask; the text lists every head of the bundle
+ * (ImageNet classes and the person mask distilled onto MobileNetV2's shared backbone) with live
+ * statistics.
  */
 class MainActivity : AppCompatActivity() {
     private val analysis = Executors.newSingleThreadExecutor()
@@ -58,9 +60,9 @@ class MainActivity : AppCompatActivity() {
         }
     }
 
-    /** The model is an APK asset, a plan file with its sidecar and labels inside; the engine reads files, so copy it once. */
-    private fun modelFile(): File {
-        val out = File(filesDir, "mobilenet_v2.fcplan")
+    /** The bundle is an APK asset, one bundle file with its models and labels inside; the engine reads files, so copy it once. */
+    private fun bundleFile(): File {
+        val out = File(filesDir, "mobilenet_v2_shared.fcbundle")
         if (!out.exists()) assets.open(out.name).use { input -> out.outputStream().use { input.copyTo(it) } }
         return out
     }
@@ -87,7 +89,7 @@ class MainActivity : AppCompatActivity() {
             try {
                 if (engine == null || engineMode != mode) {
                     engine?.close()
-                    engine = FrameCache(modelFile().path, mode, 8f, 16, 0, true)
+                    engine = FrameCache.bundle(bundleFile().path, mode, 8f, 16, 0, true)
                     engineMode = mode
                 }
                 val fc = engine!!
@@ -100,6 +102,10 @@ class MainActivity : AppCompatActivity() {
                 val tiles = fc.tileMap()
                 // Every head of the model (or bundle): its name, whether it ran, and its result.
                 val heads = (0 until fc.headCount()).joinToString("\n") { k -> describe(fc, k) }
+                // The first mask head, drawn over the preview.
+                val maskHead = (0 until fc.headCount()).firstOrNull { k -> fc.head(k).kind == FrameCache.HEAD_MASK }
+                val maskSize = IntArray(2)
+                val mask = maskHead?.let { k -> fc.mask(k, maskSize) }
                 frames++
                 val now = System.nanoTime()
                 val fps = frames * 1e9 / (now - windowStart)
@@ -110,7 +116,7 @@ class MainActivity : AppCompatActivity() {
                     fps, s.engineMs, 100 * s.inputHitRate, 100 * s.macSaving, heads,
                 )
                 runOnUiThread {
-                    overlay.show(s, tiles)
+                    overlay.show(s, tiles, mask, maskSize[0], maskSize[1])
                     stats.text = text
                 }
             } catch (e: RuntimeException) {
