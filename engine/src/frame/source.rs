@@ -104,7 +104,14 @@ impl<'a> Image<'a> {
                 if width == 0 || height == 0 {
                     return Err(Error::EmptyFrame { width, height });
                 }
-                let row = width.checked_mul(4).filter(|&row| row <= stride);
+                let row = width.checked_mul(4);
+                if row.is_none_or(|row| row > stride) {
+                    return Err(Error::InvalidOption {
+                        name: "stride",
+                        value: stride.to_string(),
+                        reason: format!("a row of {width} pixels of 4 bytes does not fit"),
+                    });
+                }
                 let needed = row.and_then(|row| (height - 1).checked_mul(stride)?.checked_add(row));
                 match needed {
                     Some(n) if data.len() >= n => Ok(()),
@@ -466,7 +473,8 @@ mod tests {
     #[test]
     fn short_buffers_are_errors() {
         assert!(Image::rgba(&[0; 4 * 4 * 2 - 1], (4, 2), 16, false, 0).is_err());
-        assert!(Image::rgba(&[0; 64], (4, 2), 15, false, 0).is_err());
+        let e = Image::rgba(&[0; 64], (4, 2), 15, false, 0).unwrap_err().to_string();
+        assert!(e.contains("stride") && e.contains("15"), "{e}");
         assert!(Image::rgba(&[], (0, 2), 16, false, 0).is_err());
         assert!(Image::rgba(&[0; 32], (4, 2), 16, true, 0).is_ok());
     }
