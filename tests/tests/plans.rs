@@ -152,6 +152,24 @@ fn the_c_abi_runs_a_plan_from_a_file_and_from_memory() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `bytes` (a file of `format`, version 1) damaged, through `load`: truncated anywhere,
+/// re-versioned, and with a corrupted tensor-table length (refused before anything is
+/// allocated), each is an error naming the file (`name`), never a panic.
+fn damaged_files_are_errors(bytes: &[u8], name: &str, format: &str, load: impl Fn(&[u8]) -> String) {
+    for cut in [0, 7, 8, 100, bytes.len() / 2, bytes.len() - 1] {
+        let e = load(&bytes[..cut]);
+        assert!(e.contains(name), "cut at {cut}: {e}");
+    }
+    let at = bytes.windows(11).position(|w| w == b"version = 1").expect("the manifest's version");
+    let mut newer = bytes.to_vec();
+    newer[at + 10] = b'9';
+    let e = load(&newer);
+    assert!(e.contains("version 9") && e.contains(&format!("reads {format} version 1")), "{e}");
+    let mut corrupt = bytes.to_vec();
+    corrupt[0] ^= 0x40;
+    assert!(load(&corrupt).contains(name));
+}
+
 #[test]
 fn bad_plans_are_clear_errors_and_compile_leaves_no_file() {
     let dir = std::env::temp_dir().join(format!("framecache-plans-bad-{}", std::process::id()));
@@ -159,21 +177,7 @@ fn bad_plans_are_clear_errors_and_compile_leaves_no_file() {
     let model = assets_models().join("mobilenet_v2.onnx");
     let bytes = plan_file::compile(&model, None, &[], None, "test").unwrap();
     let load = |b: &[u8]| SidecarModel::from_plan(b, Path::new("bad.fcplan")).map(|_| ()).unwrap_err().to_string();
-    // Truncated anywhere: an error, never a panic.
-    for cut in [0, 7, 8, 100, bytes.len() / 2, bytes.len() - 1] {
-        let e = load(&bytes[..cut]);
-        assert!(e.contains("bad.fcplan"), "cut at {cut}: {e}");
-    }
-    // Another version.
-    let at = bytes.windows(11).position(|w| w == b"version = 1").expect("the manifest's version");
-    let mut newer = bytes.clone();
-    newer[at + 10] = b'9';
-    let e = load(&newer);
-    assert!(e.contains("version 9") && e.contains("reads framecache-plan version 1"), "{e}");
-    // A corrupted tensor length in the header: refused before anything is allocated.
-    let mut corrupt = bytes.clone();
-    corrupt[0] ^= 0x40;
-    assert!(load(&corrupt).contains("bad.fcplan"));
+    damaged_files_are_errors(&bytes, "bad.fcplan", "framecache-plan", load);
     // The CLI: a plan is not compiled twice, an input is never overwritten, a missing model
     // writes nothing.
     let plan = dir.join("m.fcplan");
@@ -216,11 +220,22 @@ fn plan_bundle(name: &str, root: &Path, dirs: &[PathBuf]) -> PathBuf {
     out
 }
 
+/// Every head's decoded result (`Debug`, so that floats compare by their digits) of `bundle`
+/// computed in full on each of `frames`.
+fn decoded(bundle: std::sync::Arc<framecache::Bundle>, frames: &[Rgb]) -> Vec<String> {
+    let mut s =
+        framecache::BundleSession::new(bundle, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+    frames
+        .iter()
+        .map(|f| format!("{:?}", s.run_full(f.as_frame()).unwrap().iter().map(|h| &h.output).collect::<Vec<_>>()))
+        .collect()
+}
+
 /// A bundle whose model files are all plans runs as the bundle of ONNX files does, bit for bit:
 /// its taps and outputs are found by the source model's tensor names (the graph's aliases).
 #[test]
 fn bundles_of_plans_compute_what_bundles_of_models_do() {
-    use framecache::{Bundle, BundleSession};
+    use framecache::Bundle;
     let Some(_) = shared_data_or_skip("bundles_of_plans_compute_what_bundles_of_models_do") else { return };
     let dirs = framecache_app::bundle::model_dirs(&[]);
     let coin = framecache_app::clip::Clip::open(&project_root().join("assets/clips/static_coin_motion")).unwrap();
@@ -230,17 +245,9 @@ fn bundles_of_plans_compute_what_bundles_of_models_do() {
     // manifest), and a cut at tapped tensors (labels in ../models).
     for name in ["blazepose", "camera_stream", "mobilenet_v2_s16"] {
         let manifest = plan_bundle(name, &root, &dirs);
-        let run = |bundle: std::sync::Arc<Bundle>| {
-            let mut s = BundleSession::new(bundle, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
-            rgb.iter()
-                .map(|f| {
-                    format!("{:?}", s.run_full(f.as_frame()).unwrap().iter().map(|h| &h.output).collect::<Vec<_>>())
-                })
-                .collect::<Vec<_>>()
-        };
         let plans = Bundle::load(&manifest, &[]).unwrap();
         let models = Bundle::load(project_root().join(format!("assets/bundles/{name}.toml")), &dirs).unwrap();
-        assert_eq!(run(plans), run(models), "{name}: the bundle of plans decodes other results");
+        assert_eq!(decoded(plans, &rgb), decoded(models, &rgb), "{name}: the bundle of plans decodes other results");
     }
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -387,7 +394,7 @@ fn the_c_abi_runs_bundles_of_plans_with_every_head() {
 /// with nothing beside it: in the engine and through the C ABI (`fc_engine_create_bundle`).
 #[test]
 fn bundle_files_compute_what_bundles_of_models_do() {
-    use framecache::{Bundle, BundleSession};
+    use framecache::Bundle;
     use framecache_ffi::*;
     let Some(_) = shared_data_or_skip("bundle_files_compute_what_bundles_of_models_do") else { return };
     let dirs = framecache_app::bundle::model_dirs(&[]);
@@ -402,18 +409,10 @@ fn bundle_files_compute_what_bundles_of_models_do() {
         let source = project_root().join(format!("assets/bundles/{name}.toml"));
         let file = root.join(format!("{name}.fcbundle"));
         cli("compile", &[source.to_str().unwrap(), "--bundle", "--out", file.to_str().unwrap()]).unwrap();
-        let run = |bundle: std::sync::Arc<Bundle>| {
-            let mut s = BundleSession::new(bundle, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
-            rgb.iter()
-                .map(|f| {
-                    format!("{:?}", s.run_full(f.as_frame()).unwrap().iter().map(|h| &h.output).collect::<Vec<_>>())
-                })
-                .collect::<Vec<_>>()
-        };
         // No model folders: everything comes from the file.
         let packed = Bundle::load(&file, &[]).unwrap();
         let models = Bundle::load(&source, &dirs).unwrap();
-        assert_eq!(run(packed), run(models), "{name}: the bundle file decodes other results");
+        assert_eq!(decoded(packed, &rgb), decoded(models, &rgb), "{name}: the bundle file decodes other results");
         let path = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
         let options = FcOptions { mode: FC_MODE_EXACT, threshold: 8.0, tile: 16, threads: 1, bypass: 0 };
         let mut e = 0;
@@ -444,18 +443,7 @@ fn bad_bundle_files_are_clear_errors_and_compile_leaves_no_file() {
         std::fs::write(&bad, b).unwrap();
         framecache::Bundle::load(&bad, &[]).map(|_| ()).unwrap_err().to_string()
     };
-    for cut in [0, 7, 8, 100, bytes.len() / 2, bytes.len() - 1] {
-        let e = load(&bytes[..cut]);
-        assert!(e.contains("bad.fcbundle"), "cut at {cut}: {e}");
-    }
-    let at = bytes.windows(11).position(|w| w == b"version = 1").expect("the header's version");
-    let mut newer = bytes.clone();
-    newer[at + 10] = b'9';
-    let e = load(&newer);
-    assert!(e.contains("version 9") && e.contains("reads framecache-bundle version 1"), "{e}");
-    let mut corrupt = bytes.clone();
-    corrupt[0] ^= 0x40;
-    assert!(load(&corrupt).contains("bad.fcbundle"));
+    damaged_files_are_errors(&bytes, "bad.fcbundle", "framecache-bundle", load);
     // A manifest naming a model that is nowhere: an error naming it, and no file.
     let manifest = dir.join("missing.toml");
     std::fs::write(

@@ -474,15 +474,7 @@ mod tests {
         let (w, h, stride) = (203usize, 131usize, 208usize);
         let y: Vec<u8> = (0..stride * h).map(|_| next()).collect();
         let vu: Vec<u8> = (0..stride * h.div_ceil(2)).map(|_| next()).collect();
-        let yuv = YuvImage {
-            width: w,
-            height: h,
-            y: Plane { data: &y, stride, step: 1 },
-            u: Plane { data: &vu[1..], stride, step: 2 },
-            v: Plane { data: &vu, stride, step: 2 },
-            subsample: 2,
-            range: YuvRange::Full,
-        };
+        let yuv = source::tests::nv21(w, h, stride, &y, &vu, YuvRange::Full);
         let mut rgb = Vec::new();
         yuv.to_rgb(&mut rgb).unwrap();
         let resamples = [Resample::Area, Resample::Pil, Resample::MediaPipe];
@@ -490,18 +482,7 @@ mod tests {
         for degrees in [0u32, 90, 180, 270] {
             // The converted frame, rotated upright by moving each pixel.
             let (uw, uh) = if degrees.is_multiple_of(180) { (w, h) } else { (h, w) };
-            let mut upright = vec![0u8; w * h * 3];
-            for uy in 0..uh {
-                for ux in 0..uw {
-                    let (sx, sy) = match degrees {
-                        0 => (ux, uy),
-                        90 => (uy, h - 1 - ux),
-                        180 => (w - 1 - ux, h - 1 - uy),
-                        _ => (w - 1 - uy, ux),
-                    };
-                    upright[(uy * uw + ux) * 3..][..3].copy_from_slice(&rgb[(sy * w + sx) * 3..][..3]);
-                }
-            }
+            let upright = source::tests::rotate(&rgb, w, h, degrees);
             let planes = Image::yuv(yuv, degrees).unwrap();
             assert_eq!(planes.size(), (uw, uh));
             for (resample, fit) in resamples.into_iter().flat_map(|r| fits.map(|f| (r, f))) {

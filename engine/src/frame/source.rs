@@ -306,13 +306,34 @@ impl<'i> Reader<'i> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::frame::{Plane, YuvRange};
     use proptest::prelude::*;
 
+    /// An NV21 image (interleaved V, U) of `w x h` over the planes `y` and `vu`, rows `stride`
+    /// bytes apart.
+    pub(in crate::frame) fn nv21<'a>(
+        w: usize,
+        h: usize,
+        stride: usize,
+        y: &'a [u8],
+        vu: &'a [u8],
+        range: YuvRange,
+    ) -> YuvImage<'a> {
+        YuvImage {
+            width: w,
+            height: h,
+            y: Plane { data: y, stride, step: 1 },
+            u: Plane { data: &vu[1..], stride, step: 2 },
+            v: Plane { data: vu, stride, step: 2 },
+            subsample: 2,
+            range,
+        }
+    }
+
     /// The naive rotation of packed RGB: the stored pixel that lands at each upright (x, y).
-    fn rotate(src: &[u8], w: usize, h: usize, degrees: u32) -> Vec<u8> {
+    pub(in crate::frame) fn rotate(src: &[u8], w: usize, h: usize, degrees: u32) -> Vec<u8> {
         let (nw, nh) = if degrees.is_multiple_of(180) { (w, h) } else { (h, w) };
         let mut out = vec![0; w * h * 3];
         for y in 0..nh {
@@ -372,15 +393,7 @@ mod tests {
         let (w, h, stride) = (BAND + 7, BAND + 5, BAND + 10);
         let y: Vec<u8> = (0..stride * h).map(|i| (i * 37 % 251) as u8).collect();
         let vu: Vec<u8> = (0..stride * h.div_ceil(2)).map(|i| (i * 91 % 253) as u8).collect();
-        let yuv = YuvImage {
-            width: w,
-            height: h,
-            y: Plane { data: &y, stride, step: 1 },
-            u: Plane { data: &vu[1..], stride, step: 2 },
-            v: Plane { data: &vu, stride, step: 2 },
-            subsample: 2,
-            range: YuvRange::Limited,
-        };
+        let yuv = nv21(w, h, stride, &y, &vu, YuvRange::Limited);
         let mut rgb = Vec::new();
         yuv.to_rgb(&mut rgb).unwrap();
         // The same picture as BGRA with 8 bytes of row padding, and as packed RGBA.
