@@ -16,14 +16,6 @@ pub fn check_size(w: usize, h: usize) -> Result<()> {
     Ok(())
 }
 
-/// `degrees`, checked to be a clockwise quarter turn.
-pub fn rotation(degrees: u32) -> Result<u32> {
-    match degrees {
-        0 | 90 | 180 | 270 => Ok(degrees),
-        _ => fail(FcStatus::InvalidArgument, format!("rotation {degrees} must be 0, 90, 180 or 270")),
-    }
-}
-
 /// Bytes a plane of `w x h` samples spans.
 fn span(p: &FcPlane, w: usize, h: usize, name: &str) -> Result<usize> {
     let (row, step) = (p.row_stride as usize, p.pixel_stride as usize);

@@ -451,9 +451,14 @@ fn insert(runner: Runner, names: Vec<String>) -> Result<FcEngine> {
     Ok(handle)
 }
 
-/// A frame the engine refused (its geometry against its buffers, say).
+/// A frame the engine refused: a bad argument (a rotation that is not a quarter turn), or
+/// geometry that does not match its buffers.
 fn frame_error(e: framecache::Error) -> Fail {
-    Fail(FcStatus::Frame, e.report())
+    let status = match e {
+        framecache::Error::InvalidOption { .. } => FcStatus::InvalidArgument,
+        _ => FcStatus::Frame,
+    };
+    Fail(status, e.report())
 }
 
 fn model_error(e: framecache::Error) -> Fail {
@@ -665,7 +670,7 @@ pub unsafe extern "C" fn fc_engine_push_rgba(
         let data = unsafe { std::slice::from_raw_parts(pixels, len) };
         with_engine(engine, |e| {
             let started = Instant::now();
-            let image = Image::rgba(data, (w, h), stride, bgra, frames::rotation(rotation)?).map_err(frame_error)?;
+            let image = Image::rgba(data, (w, h), stride, bgra, rotation).map_err(frame_error)?;
             e.process(image, started)
         })
     })
@@ -688,7 +693,7 @@ pub unsafe extern "C" fn fc_engine_push_yuv420(engine: FcEngine, frame: *const F
             let started = Instant::now();
             // SAFETY: the caller promises the planes' bytes.
             let image = unsafe { frames::yuv_image(&f) }?;
-            let image = Image::yuv(image, frames::rotation(rotation)?).map_err(frame_error)?;
+            let image = Image::yuv(image, rotation).map_err(frame_error)?;
             e.process(image, started)
         })
     })

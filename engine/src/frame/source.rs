@@ -190,12 +190,30 @@ const TILE: usize = 16;
 pub(super) struct Reader<'i> {
     image: Image<'i>,
     cols: Range<usize>,
+    buffers: Buffers,
+    /// The upright rows the band holds.
+    held: Range<usize>,
+}
+
+/// A reader's buffers, kept by each thread across frames ([`BUFFERS`]): a band is up to 1 MB,
+/// and a fresh allocation per frame would be fresh pages, and page faults, every frame.
+#[derive(Default)]
+struct Buffers {
     band: Vec<u8>,
+    /// One stored row of 4-byte pixels, for sources that are not YUV.
     scratch: Vec<u8>,
     /// A quarter turn's converted stored rows, [`TILE`] at a time.
     tile: Vec<u8>,
-    /// The upright rows the band holds.
-    held: Range<usize>,
+}
+
+thread_local! {
+    static BUFFERS: std::cell::Cell<Buffers> = std::cell::Cell::new(Buffers::default());
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        BUFFERS.set(std::mem::take(&mut self.buffers));
+    }
 }
 
 /// Rows `first..` of a [`Reader`]'s window: `row(y)` is the window's pixels of row `y`.
@@ -217,7 +235,7 @@ impl View<'_> {
 
 impl<'i> Reader<'i> {
     pub fn new(image: Image<'i>, cols: Range<usize>) -> Self {
-        Self { image, cols, band: Vec::new(), scratch: Vec::new(), tile: Vec::new(), held: 0..0 }
+        Self { image, cols, buffers: BUFFERS.take(), held: 0..0 }
     }
 
     /// Upright rows `rows` (at most one band, unless more are asked at once) of the window.
@@ -240,7 +258,7 @@ impl<'i> Reader<'i> {
             self.held = held;
         }
         let stride = cols.len() * 4;
-        View { data: &self.band, stride, first: self.held.start, len: stride, channels: 4 }
+        View { data: &self.buffers.band, stride, first: self.held.start, len: stride, channels: 4 }
     }
 
     /// Converts upright rows `rows` of the window into the band.
@@ -248,28 +266,26 @@ impl<'i> Reader<'i> {
         let (sw, sh) = self.image.stored_size();
         let (cols, n) = (self.cols.clone(), rows.len());
         let stride = cols.len() * 4;
-        self.band.resize(n * stride, 0);
-        let band = &mut self.band[..];
+        let Buffers { band, scratch, tile } = &mut self.buffers;
+        band.resize(n * stride, 0);
+        let band = &mut band[..];
         match self.image.degrees {
-            0 => self.image.convert(rows.clone(), cols, &mut self.scratch, |sy, px| {
+            0 => self.image.convert(rows.clone(), cols, scratch, |sy, px| {
                 band[(sy - rows.start) * stride..][..stride].copy_from_slice(px)
             }),
-            180 => self.image.convert(
-                sh - rows.end..sh - rows.start,
-                sw - cols.end..sw - cols.start,
-                &mut self.scratch,
-                |sy, px| {
+            180 => {
+                self.image.convert(sh - rows.end..sh - rows.start, sw - cols.end..sw - cols.start, scratch, |sy, px| {
                     let dst = &mut band[(sh - 1 - sy - rows.start) * stride..][..stride];
                     for (d, s) in dst.chunks_exact_mut(4).rev().zip(px.chunks_exact(4)) {
                         d.copy_from_slice(s);
                     }
-                },
-            ),
+                })
+            }
             // A quarter turn: stored columns are the band's rows. Stored rows are converted
             // [`TILE`] at a time into a tile, and each of its columns is then written as one run
             // of a band row, not a pixel to each of `n` rows per stored row.
             degrees => {
-                let (turn, tile) = (degrees == 90, &mut self.tile);
+                let turn = degrees == 90;
                 // Upright (x, y) is stored (y, sh - 1 - x) at 90 degrees, (sw - 1 - y, x) at 270.
                 let (stored_rows, stored_cols) = if turn {
                     (sh - cols.end..sh - cols.start, rows)
@@ -278,7 +294,7 @@ impl<'i> Reader<'i> {
                 };
                 tile.resize(TILE * n * 4, 0);
                 let (end, mut held) = (stored_rows.end, 0);
-                self.image.convert(stored_rows, stored_cols, &mut self.scratch, |sy, px| {
+                self.image.convert(stored_rows, stored_cols, scratch, |sy, px| {
                     tile[held * n * 4..][..n * 4].copy_from_slice(px);
                     held += 1;
                     if held < TILE && sy + 1 < end {

@@ -113,13 +113,7 @@ impl Manifest {
 
     /// The manifest's text.
     pub(super) fn read(path: &Path) -> Result<String> {
-        crate::files::read_text(path).map_err(|e| Error::Manifest {
-            path: path.to_owned(),
-            field: "(file)".into(),
-            value: path.display().to_string(),
-            reason: "cannot read".into(),
-            source: Some(e.into()),
-        })
+        crate::files::read_text(path).map_err(|e| file_error(path, "cannot read", Some(e.into())))
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
@@ -157,6 +151,17 @@ impl Manifest {
             }
         }
         Ok(m)
+    }
+}
+
+/// The manifest file at `path` itself could not be read as one (`reason`).
+pub(super) fn file_error(path: &Path, reason: impl Into<String>, source: Option<crate::error::Cause>) -> Error {
+    Error::Manifest {
+        path: path.to_owned(),
+        field: "(file)".into(),
+        value: path.display().to_string(),
+        reason: reason.into(),
+        source,
     }
 }
 

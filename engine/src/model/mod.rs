@@ -158,13 +158,8 @@ impl Bundle {
     /// --bundle`) holds its manifest and every file it names.
     pub fn load(path: impl AsRef<Path>, dirs: &[PathBuf]) -> Result<Arc<Self>> {
         let path = path.as_ref();
-        let bytes = crate::files::read(path, crate::files::MAX_MODEL_BYTES).map_err(|e| Error::Manifest {
-            path: path.to_owned(),
-            field: "(file)".into(),
-            value: path.display().to_string(),
-            reason: "cannot read".into(),
-            source: Some(e.into()),
-        })?;
+        let bytes = crate::files::read(path, crate::files::MAX_MODEL_BYTES)
+            .map_err(|e| manifest::file_error(path, "cannot read", Some(e.into())))?;
         let archive;
         let (manifest, files) = if file::is_bundle_file(&bytes) {
             let (text, entries) = file::load(&bytes, path)?;
@@ -172,24 +167,15 @@ impl Bundle {
             (Manifest::parse(&text, path)?, manifest::Files::Archive(&archive))
         } else {
             if bytes.len() as u64 > crate::files::MAX_TEXT_BYTES {
-                return Err(Error::Manifest {
-                    path: path.to_owned(),
-                    field: "(file)".into(),
-                    value: format!("{} bytes", bytes.len()),
-                    reason: format!(
-                        "neither a bundle file nor a manifest (at most {} bytes)",
-                        crate::files::MAX_TEXT_BYTES
-                    ),
-                    source: None,
-                });
+                let reason = format!(
+                    "{} bytes: neither a bundle file nor a manifest (at most {} bytes)",
+                    bytes.len(),
+                    crate::files::MAX_TEXT_BYTES
+                );
+                return Err(manifest::file_error(path, reason, None));
             }
-            let text = String::from_utf8(bytes).map_err(|e| Error::Manifest {
-                path: path.to_owned(),
-                field: "(file)".into(),
-                value: path.display().to_string(),
-                reason: "neither a bundle file nor UTF-8 text".into(),
-                source: Some(e.into()),
-            })?;
+            let text = String::from_utf8(bytes)
+                .map_err(|e| manifest::file_error(path, "neither a bundle file nor UTF-8 text", Some(e.into())))?;
             (Manifest::parse(&text, path)?, manifest::Files::Disk { manifest: path, dirs })
         };
         let backbones = manifest::same_model_groups(&files, &manifest.backbones)
