@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """ONNX Runtime's own per-op profile of one model, for docs/results-kernels.md.
 
-    python3 bench/ort_profile.py MODEL.onnx [--threads 1] [--runs 40]
+    python3 bench/ort_profile.py MODEL.onnx [--threads 1] [--runs 40] [--nodes]
 
 Runs the model (CPU provider, ORT_ENABLE_ALL, sequential, spinning off) on a fixed random
 input with profiling on, then sums the kernel time of each op type over the timed runs (the
-first 10 runs are warm-up and dropped) and prints milliseconds per run. Prints the median
+first 10 runs are warm-up and dropped) and prints milliseconds per run; with --nodes, each node's
+too, in run order. Prints the median
 wall time of one run (profiling off, same session options) too.
 """
 import argparse
@@ -37,6 +38,7 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--nodes", action="store_true", help="print each node's time too")
     a = ap.parse_args()
     warmup = 10
     plain = ort.InferenceSession(a.model, options(a.threads), providers=["CPUExecutionProvider"])
@@ -59,15 +61,22 @@ def main():
     nodes = [e for e in trace if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
     per_run = len(nodes) // (warmup + a.runs)
     per_op = {}
+    per_node = {}
     for e in nodes[warmup * per_run:]:
         op = e.get("args", {}).get("op_name", "?")
         per_op[op] = per_op.get(op, 0.0) + e["dur"] / 1e3 / a.runs
+        key = (op, e["name"][: -len("_kernel_time")])
+        per_node[key] = per_node.get(key, 0.0) + e["dur"] / 1e3 / a.runs
     print(f"ONNX Runtime {ort.__version__}, {os.path.basename(a.model)}, {a.threads} thread(s): "
           f"median {statistics.median(times):.2f} ms per run ({a.runs} runs)")
     print(f"{'op':<28} {'ms':>8}")
     for op, ms in sorted(per_op.items(), key=lambda kv: -kv[1]):
         print(f"{op:<28} {ms:>8.3f}")
     print(f"{'sum of kernels':<28} {sum(per_op.values()):>8.3f}")
+    if a.nodes:
+        print()
+        for (op, name), ms in per_node.items():
+            print(f"{op:<20} {ms:>8.3f}  {name}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-//! Standalone layers, one thread, through `kernels::compute_full`: the depthwise, transposed,
-//! one-output-channel and resize shapes of MobileNetV2, EfficientNet-Lite0, selfie
+//! Standalone layers, one thread, through `kernels::compute_full`: the pointwise, depthwise,
+//! transposed, one-output-channel and resize shapes of MobileNetV2, EfficientNet-Lite0, selfie
 //! segmentation and BlazePose. `cargo run --release --example layers`. Prints the 5th
 //! percentile of 300 calls per layer (the machines are shared: compare binaries by
 //! alternating their runs, never across runs minutes apart).
@@ -37,6 +37,14 @@ fn main() {
         v - 0.5
     };
     let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+    // MobileNetV2's pointwise shapes: expansions, projections (24 channels end half a tile
+    // into 16-column tiles) and the last 1x1 convolution.
+    for (size, cin, cout) in [(56, 24, 144), (56, 144, 24), (14, 96, 576), (14, 576, 96), (7, 320, 1280)] {
+        let mut b = GraphBuilder::new(size, size, cin);
+        let y = b.conv(0, cout, window(1, 1, 0), 1, relu6, &mut wt).expect("pointwise");
+        b.output(y);
+        time(&format!("pointwise {size}x{size} {cin} -> {cout}"), b.build());
+    }
     for (size, c, k, s) in [(14, 384, 3, 1), (56, 144, 3, 1), (112, 96, 3, 2), (28, 240, 5, 1), (14, 672, 5, 2)] {
         let mut b = GraphBuilder::new(size, size, c);
         let y = b.conv(0, c, window(k, s, k / 2), c, relu6, &mut wt).expect("depthwise");

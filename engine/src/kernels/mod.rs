@@ -1061,7 +1061,8 @@ impl Kernel for MaskRows<'_, '_> {
                 held[slot] = iy;
                 let t = &mut ring[slot * plane..(slot + 1) * plane];
                 // The columns inside the image; the rest of each channel's row is zeros.
-                let lo = (-left).clamp(0, cols as isize) as usize;
+                // (A rectangle can lie wholly in the left padding: then `lo` is its whole width.)
+                let lo = (-left).clamp(0, (n + reach) as isize) as usize;
                 let hi = (iw as isize - left).clamp(lo as isize, (n + reach) as isize) as usize;
                 let src = &input.data[iy * iw * cin..(iy + 1) * iw * cin];
                 for (ci, row) in t.chunks_exact_mut(cols).enumerate() {

@@ -100,16 +100,16 @@ impl Kernel for Product<'_, '_> {
         macro_rules! tiles {
             ($runs:literal) => {
                 match (V::LANES, V::REGISTERS) {
-                    (16, _) if thin => drive::<V, 12, 1, $runs>(self.call, self.dst),
-                    (16, _) => drive::<V, 12, 2, $runs>(self.call, self.dst),
+                    (16, _) if thin => drive::<V, 12, 1, 12, $runs>(self.call, self.dst),
+                    (16, _) => drive::<V, 12, 2, 12, $runs>(self.call, self.dst),
                     // 10 accumulators, the weights and the broadcast input: 12 of the 16 registers.
-                    (8, _) if thin => drive::<V, 10, 1, $runs>(self.call, self.dst),
-                    (4, 32) => drive::<V, 6, 4, $runs>(self.call, self.dst),
+                    (8, _) if thin => drive::<V, 10, 1, 10, $runs>(self.call, self.dst),
+                    (4, 32) => drive::<V, 6, 4, 12, $runs>(self.call, self.dst),
                     // 16 registers: 10 accumulators, 2 weights and the broadcast input, with room
                     // to spare (at 12 accumulators the compiler spills one, through memory, every
                     // iteration).
-                    (8, _) => drive::<V, 5, 2, $runs>(self.call, self.dst),
-                    _ => drive::<V, 4, 2, $runs>(self.call, self.dst),
+                    (8, _) => drive::<V, 5, 2, 10, $runs>(self.call, self.dst),
+                    _ => drive::<V, 4, 2, 8, $runs>(self.call, self.dst),
                 }
             };
         }
@@ -134,8 +134,14 @@ impl Kernel for Product<'_, '_> {
 pub(super) const PIXEL_BLOCK: usize = 96;
 
 /// Every tile of the product. `dst` must hold `npix` rows at `dst_stride` (checked by [`run`]).
+///
+/// Tiles are `MR` pixels by `NV` vectors. Where the columns end one vector or less into a
+/// tile's width (24 or 40 output channels with 16-column tiles), that last sub-panel takes
+/// tiles of `MR1` pixels by one vector instead: a full-width tile would spend half its
+/// multiply-adds on padding. Every output is still summed over `ci` in order from the bias,
+/// so the bits do not depend on the tile.
 #[inline(always)]
-fn drive<V: Vector, const MR: usize, const NV: usize, const RUNS: bool>(c: &Call<'_>, dst: *mut f32) {
+fn drive<V: Vector, const MR: usize, const NV: usize, const MR1: usize, const RUNS: bool>(c: &Call<'_>, dst: *mut f32) {
     let width = NV * V::LANES;
     debug_assert_eq!(PANEL % width, 0);
     let panels = c.cout.div_ceil(PANEL);
@@ -149,50 +155,24 @@ fn drive<V: Vector, const MR: usize, const NV: usize, const RUNS: bool>(c: &Call
                     break;
                 }
                 let ncols = (c.cout - col).min(width);
-                let mut p = pb;
-                // SAFETY: pixel p < npix reads src[p * src_stride + offset..][..cin] for each run
-                // and writes dst[p * dst_stride + col..][..ncols]; panel columns col..col + width
-                // of every block are inside the zero-padded packed weights and bias. All checked
-                // by `run`.
+                let t = Tile {
+                    cin: c.cin,
+                    src_stride: c.src_stride,
+                    dst_stride: c.dst_stride,
+                    ncols,
+                    act: c.act,
+                    runs: c.runs,
+                };
+                // SAFETY: panel columns col..col + width of every block are inside the
+                // zero-padded packed weights and bias; pixels pb..pe and columns col..col +
+                // ncols are inside the source and destination. All checked by `run`.
                 unsafe {
                     let w = c.packed.weights.as_ptr().add(panel * c.blocks * c.cin * PANEL + sub * width);
                     let b = c.packed.bias.as_ptr().add(col);
-                    let t = Tile {
-                        cin: c.cin,
-                        src_stride: c.src_stride,
-                        dst_stride: c.dst_stride,
-                        ncols,
-                        act: c.act,
-                        runs: c.runs,
-                    };
-                    while p + MR <= pe {
-                        t.run::<V, MR, NV, RUNS>(
-                            c.src.as_ptr().add(p * c.src_stride),
-                            w,
-                            b,
-                            dst.add(p * c.dst_stride + col),
-                        );
-                        p += MR;
-                    }
-                    if p == pe {
-                        // No tail: the pointers below would lie past the buffers (Miri).
-                        continue;
-                    }
-                    let (s, d) = (c.src.as_ptr().add(p * c.src_stride), dst.add(p * c.dst_stride + col));
-                    // The tail has fewer than MR pixels: arms for MR or more are compiled out.
-                    match pe - p {
-                        1 => t.run::<V, 1, NV, RUNS>(s, w, b, d),
-                        2 if MR > 2 => t.run::<V, 2, NV, RUNS>(s, w, b, d),
-                        3 if MR > 3 => t.run::<V, 3, NV, RUNS>(s, w, b, d),
-                        4 if MR > 4 => t.run::<V, 4, NV, RUNS>(s, w, b, d),
-                        5 if MR > 5 => t.run::<V, 5, NV, RUNS>(s, w, b, d),
-                        6 if MR > 6 => t.run::<V, 6, NV, RUNS>(s, w, b, d),
-                        7 if MR > 7 => t.run::<V, 7, NV, RUNS>(s, w, b, d),
-                        8 if MR > 8 => t.run::<V, 8, NV, RUNS>(s, w, b, d),
-                        9 if MR > 9 => t.run::<V, 9, NV, RUNS>(s, w, b, d),
-                        10 if MR > 10 => t.run::<V, 10, NV, RUNS>(s, w, b, d),
-                        11 if MR > 11 => t.run::<V, 11, NV, RUNS>(s, w, b, d),
-                        n => unreachable!("a tail of {n} pixels with tiles of {MR}"),
+                    if NV > 1 && ncols <= V::LANES {
+                        t.pixels::<V, MR1, 1, RUNS>(c, w, b, dst, pb..pe, col);
+                    } else {
+                        t.pixels::<V, MR, NV, RUNS>(c, w, b, dst, pb..pe, col);
                     }
                 }
             }
@@ -282,6 +262,57 @@ struct Tile<'a> {
 }
 
 impl Tile<'_> {
+    /// Pixels `pixels` of columns `col..col + ncols`, in tiles of `MR` pixels and a tail.
+    ///
+    /// # Safety
+    /// As [`Tile::run`] for every tile: `w` and `b` point at column `col` of the packed
+    /// weights and bias, and the pixels and columns lie inside `c.src` and `dst`.
+    #[inline(always)]
+    unsafe fn pixels<V: Vector, const MR: usize, const NV: usize, const RUNS: bool>(
+        self,
+        c: &Call<'_>,
+        w: *const f32,
+        b: *const f32,
+        dst: *mut f32,
+        pixels: std::ops::Range<usize>,
+        col: usize,
+    ) {
+        let (mut p, pe) = (pixels.start, pixels.end);
+        // SAFETY: pixel p < pe reads src[p * src_stride + offset..][..cin] for each run and
+        // writes dst[p * dst_stride + col..][..ncols] (the function's contract).
+        unsafe {
+            while p + MR <= pe {
+                self.run::<V, MR, NV, RUNS>(
+                    c.src.as_ptr().add(p * c.src_stride),
+                    w,
+                    b,
+                    dst.add(p * c.dst_stride + col),
+                );
+                p += MR;
+            }
+            if p == pe {
+                // No tail: the pointers below would lie past the buffers (Miri).
+                return;
+            }
+            let (s, d) = (c.src.as_ptr().add(p * c.src_stride), dst.add(p * c.dst_stride + col));
+            // The tail has fewer than MR pixels: arms for MR or more are compiled out.
+            match pe - p {
+                1 => self.run::<V, 1, NV, RUNS>(s, w, b, d),
+                2 if MR > 2 => self.run::<V, 2, NV, RUNS>(s, w, b, d),
+                3 if MR > 3 => self.run::<V, 3, NV, RUNS>(s, w, b, d),
+                4 if MR > 4 => self.run::<V, 4, NV, RUNS>(s, w, b, d),
+                5 if MR > 5 => self.run::<V, 5, NV, RUNS>(s, w, b, d),
+                6 if MR > 6 => self.run::<V, 6, NV, RUNS>(s, w, b, d),
+                7 if MR > 7 => self.run::<V, 7, NV, RUNS>(s, w, b, d),
+                8 if MR > 8 => self.run::<V, 8, NV, RUNS>(s, w, b, d),
+                9 if MR > 9 => self.run::<V, 9, NV, RUNS>(s, w, b, d),
+                10 if MR > 10 => self.run::<V, 10, NV, RUNS>(s, w, b, d),
+                11 if MR > 11 => self.run::<V, 11, NV, RUNS>(s, w, b, d),
+                n => unreachable!("a tail of {n} pixels with tiles of {MR}"),
+            }
+        }
+    }
+
     /// `MR` pixels × `NV` vectors of outputs, accumulated in registers.
     ///
     /// # Safety
