@@ -196,8 +196,8 @@ pub struct Conv {
     /// its weights per output channel. `None`: float. Only GEMM-shaped convolutions
     /// (pointwise, dense, grouped) take it; depthwise ones stay float.
     pub quant: Option<Box<ConvQuant>>,
-    /// Per group, weights and bias packed for the GEMM micro-kernels (filled by
-    /// `kernels::prepare`; empty for depthwise convolutions).
+    /// Per group, weights and bias packed for the GEMM micro-kernels; for a depthwise
+    /// convolution, one entry of its weights by channel stripe (filled by `kernels::prepare`).
     pub packed: Vec<Packed>,
 }
 

@@ -11,9 +11,10 @@
 //! fixed order from the bias (kernel rows, then columns, ascending), so a value does not
 //! depend on the rectangle it is computed in, nor on the path that computed it.
 
+use super::pointwise::STRIPE;
 use super::simd::{dispatch, Kernel, Level, Vector};
 use super::{vec_act, In, OutBuf};
-use crate::graph::{Activation, Conv, Shape, Window};
+use crate::graph::{Activation, Conv, Packed, Shape, Window};
 use crate::reuse::Rect;
 
 /// The input of a depthwise convolution: the rectangle `view` of a `shape` map, held
@@ -39,6 +40,20 @@ impl<'a> Source<'a> {
     }
 }
 
+/// The weights by stripe of [`STRIPE`] channels, each stripe's taps one after the other
+/// (`[c / STRIPE][ky][kx][STRIPE]`, zero-padded): a channel vector's taps are then whole
+/// cache lines at constant distances, which the window kernels read where they lie.
+pub(super) fn pack(conv: &Conv) -> Packed {
+    let (c, taps) = (conv.cout, conv.window.kh * conv.window.kw);
+    let mut w = vec![0.0; c.next_multiple_of(STRIPE) * taps];
+    for t in 0..taps {
+        for ch in 0..c {
+            w[(ch / STRIPE * taps + t) * STRIPE + ch % STRIPE] = conv.weights[t * c + ch];
+        }
+    }
+    Packed { weights: w, bias: Vec::new(), int8: None }
+}
+
 /// The input rows and columns that `rect` of `w`'s output reads, clipped to an `h x w` map.
 pub(crate) fn input_rect(w: &Window, rect: Rect, (h, iw): (usize, usize)) -> Rect {
     let (y0, y1) = w.input_span(true, rect.y0, rect.y1, h);
@@ -58,6 +73,10 @@ pub(super) unsafe fn rect(level: Level, conv: &Conv, input: Source<'_>, out: &Ou
     assert_eq!(input.data.len(), v.area() * c, "depthwise input does not match its view");
     assert_eq!(conv.weights.len(), w.kh * w.kw * c, "depthwise weights do not match the window");
     assert_eq!(conv.bias.len(), c, "depthwise bias does not match the channels");
+    assert!(
+        conv.packed.len() == 1 && conv.packed[0].weights.len() == c.next_multiple_of(STRIPE) * w.kh * w.kw,
+        "depthwise weights not packed"
+    );
     assert!(rect.y1 <= out.shape.h && rect.x1 <= out.shape.w && out.shape.c == c);
     // Every input position the rectangle reads must be in the view.
     let reads = input_rect(w, rect, (input.shape.h, input.shape.w));
@@ -184,14 +203,17 @@ unsafe fn rect_impl<V: Vector, const K: usize, const SW: usize>(
             // SAFETY (every pointer below): the valid taps of rows ky0..ky1 are inside the
             // input; cb + LANES <= cv <= c; outputs are inside `rect`, which is ours.
             unsafe {
+                let wp = conv.packed[0].weights.as_ptr().add(cb / STRIPE * K * K * STRIPE + cb % STRIPE);
                 let mut weights = [[V::splat(0.0); K]; K];
-                for (ky, row) in weights.iter_mut().enumerate() {
-                    for (kx, v) in row.iter_mut().enumerate() {
-                        *v = V::load(conv.weights.as_ptr().add((ky * K + kx) * c + cb));
+                if Taps::<V, K>::HOLD {
+                    for (ky, row) in weights.iter_mut().enumerate() {
+                        for (kx, v) in row.iter_mut().enumerate() {
+                            *v = V::load(wp.add((ky * K + kx) * STRIPE));
+                        }
                     }
                 }
                 let bias = V::load(conv.bias.as_ptr().add(cb));
-                let taps = Taps { weights, bias, c, row: vw * c, act: conv.activation, geo };
+                let taps = Taps { weights, wp, bias, c, row: vw * c, act: conv.activation, geo };
                 // Input column `ix` of kernel row 0's input row (which may be above the
                 // image: only valid rows are read).
                 let row0 = src.wrapping_offset(geo.iy0 * (vw * c) as isize);
@@ -226,11 +248,13 @@ unsafe fn rect_impl<V: Vector, const K: usize, const SW: usize>(
     }
 }
 
-/// One channel vector of a `K x K` window in one output row: its weights and bias, the
-/// channel count `c` (the distance between pixels), the floats per input row and the row's
-/// valid kernel rows.
+/// One channel vector of a `K x K` window in one output row: its weights (held in registers
+/// when they fit, else read where they lie in the packed stripe: `wp`, [`STRIPE`] floats
+/// apart) and bias, the channel count `c` (the distance between pixels), the floats per input
+/// row and the row's valid kernel rows.
 struct Taps<V, const K: usize> {
     weights: [[V; K]; K],
+    wp: *const f32,
     bias: V,
     c: usize,
     row: usize,
@@ -239,6 +263,26 @@ struct Taps<V, const K: usize> {
 }
 
 impl<V: Vector, const K: usize> Taps<V, K> {
+    /// Whether the window's weights stay in registers beside a block's accumulators and one
+    /// input (3x3 windows). A 5x5 window's 25 would be copied to the stack for every row and
+    /// channel vector and read back from there; they are read from the packed stripe instead,
+    /// the same loads without the copies (on a 7x7 map, 25 copies per 7 outputs).
+    const HOLD: bool = K * K + GROUP + 1 <= V::REGISTERS;
+
+    /// The weight of tap `(ky, kx)`.
+    ///
+    /// # Safety
+    /// `ky, kx < K`, and `wp` points at this channel vector's packed taps.
+    #[inline(always)]
+    unsafe fn weight(&self, ky: usize, kx: usize) -> V {
+        if Self::HOLD {
+            self.weights[ky][kx]
+        } else {
+            // SAFETY: the function's contract.
+            unsafe { V::load(self.wp.add((ky * K + kx) * STRIPE)) }
+        }
+    }
+
     /// `G` outputs whose kernel column 0 reads at `first` (in the input row of kernel row 0,
     /// moved to its row per kernel row; possibly outside the image for a border output),
     /// written at `out`, `out + c`, ...; each summed from the bias over the valid kernel rows
@@ -265,7 +309,8 @@ impl<V: Vector, const K: usize> Taps<V, K> {
                 for kx in kx0..kx1 {
                     // SAFETY: the function's contract (a valid tap).
                     let s = unsafe { V::load(r.wrapping_add((p * SW + kx) * self.c)) };
-                    *a = s.mul_add(self.weights[ky][kx], *a);
+                    // SAFETY: ky, kx < K; `wp` is this vector's (set by `rect_impl`).
+                    *a = s.mul_add(unsafe { self.weight(ky, kx) }, *a);
                 }
             }
         }

@@ -447,6 +447,7 @@ pub fn prepare(graph: &mut Graph) {
             Op::Conv(c) => pack_conv(c),
             Op::Bottleneck(b) => {
                 b.expand.iter_mut().for_each(pack_conv);
+                pack_conv(&mut b.depthwise);
                 pack_conv(&mut b.project);
             }
             Op::Dense(d) => d.packed = vec![pointwise::pack(&d.weights, &d.bias, d.cin, d.cout)],
@@ -459,7 +460,7 @@ pub fn prepare(graph: &mut Graph) {
 /// The GEMM panels of one convolution, per group (none for a depthwise one).
 fn pack_conv(c: &mut Conv) {
     if c.is_depthwise() {
-        c.packed.clear();
+        c.packed = vec![depthwise::pack(c)];
         return;
     }
     let (g, w) = (c.groups, &c.window);
