@@ -291,7 +291,7 @@ impl Session {
         let node = &graph.nodes[i];
         let Op::Bottleneck(b) = &node.op else { return 0.0 };
         let w = b.depthwise.window;
-        let bands = Tasks::bands(self.threads);
+        let bands = Tasks::groups(self.threads, node.shape.pixels());
         (bands * w.kh.saturating_sub(w.sh)) as f64 / graph.nodes[node.inputs[0]].shape.h.max(1) as f64
     }
 
@@ -789,19 +789,28 @@ struct Tasks<'a> {
 }
 
 impl Tasks<'_> {
-    /// How many groups the pool's work is cut into: two per worker, so that one slow worker
-    /// does not hold the others up for long.
-    fn bands(threads: usize) -> usize {
-        threads * 2
+    /// How many groups the pool's work of `pixels` output positions is cut into: two per
+    /// worker, so that one slow worker does not hold the others up for long, unless the groups
+    /// would then hold fewer than [`pointwise::PIXEL_BLOCK`] pixels each. A product reads all
+    /// its weights once per group (per block of that many pixels), so on small maps (7x7 and
+    /// 14x14, where the weights are the largest) more groups mean more passes over the
+    /// weights for the same work; then there is one group per worker.
+    fn groups(threads: usize, pixels: usize) -> usize {
+        if pixels / (threads * 2) >= kernels::pointwise::PIXEL_BLOCK {
+            threads * 2
+        } else {
+            threads
+        }
     }
 
     /// Runs `f` on the rectangles `rects`: all of them at once on the calling thread, or cut
-    /// into about two groups per worker of similar area for the pool. Kernels batch the
-    /// rectangles of one call (`kernels::compute_rects`).
+    /// into [`Tasks::groups`] of similar area for the pool. Kernels batch the rectangles of
+    /// one call (`kernels::compute_rects`).
     fn run(&self, rects: &[Rect], scratch: &mut Vec<f32>, f: impl Fn(&[Rect], &mut Vec<f32>) + Sync) {
         match self.pool {
             Some(pool) => {
-                let groups = split_area(rects, Self::bands(self.threads));
+                let pixels = rects.iter().map(Rect::area).sum();
+                let groups = split_area(rects, Self::groups(self.threads, pixels));
                 pool.install(|| groups.par_iter().for_each(|g| POOL_SCRATCH.with_borrow_mut(|scratch| f(g, scratch))));
             }
             None => f(rects, scratch),

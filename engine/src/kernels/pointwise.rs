@@ -146,7 +146,7 @@ impl Kernel for Product<'_, '_> {
 }
 
 /// Pixels per block: the block's inputs stay in L1/L2 while every panel passes over them.
-pub(super) const PIXEL_BLOCK: usize = 96;
+pub(crate) const PIXEL_BLOCK: usize = 96;
 
 /// Every tile of the product. `dst` must hold `npix` rows at `dst_stride` (checked by [`run`]).
 ///
