@@ -16,14 +16,15 @@
 
 use std::cell::RefCell;
 
-use super::pointwise::{Call, PANEL, PIXEL_BLOCK};
+use super::pointwise::{Call, PANEL, PIXEL_BLOCK, STRIPE};
 use super::simd::{dispatch, IntVector, Kernel, Level, Vector};
 use super::vec_act;
 use crate::graph::Activation;
 
-/// Int8 weights packed for [`run`]: per panel of [`PANEL`] output channels, per block of `kb`
-/// rows (zero-padded to `kb2`, an even count), `kb2 / 2` rows of pairs, each row holding
-/// every channel's `(w[k][c], w[k + 1][c])` side by side.
+/// Int8 weights packed for [`run`]: per panel of [`PANEL`] output channels, per stripe of
+/// [`STRIPE`] of them (as the float panels, so that a tile streams contiguous lines), per block
+/// of `kb` rows (zero-padded to `kb2`, an even count), `kb2 / 2` rows of pairs, each row
+/// holding the stripe's `(w[k][c], w[k + 1][c])` side by side.
 #[derive(Clone, Debug, Default)]
 pub struct Int8Packed {
     weights: Vec<i16>,
@@ -66,9 +67,10 @@ impl Int8Packed {
         for p in 0..panels {
             for b in 0..blocks {
                 for r in 0..kb {
-                    let row = &mut w[((p * blocks + b) * kb2 + r / 2 * 2) * PANEL..];
                     for j in 0..PANEL.min(n - p * PANEL) {
-                        row[2 * j + r % 2] = i16::from(weights[(b * kb + r) * n + p * PANEL + j]);
+                        let stripe = p * blocks * kb2 * PANEL + j / STRIPE * blocks * kb2 * STRIPE;
+                        let at = stripe + (b * kb2 + r / 2 * 2) * STRIPE + 2 * (j % STRIPE) + r % 2;
+                        w[at] = i16::from(weights[(b * kb + r) * n + p * PANEL + j]);
                     }
                 }
             }
@@ -210,7 +212,8 @@ fn drive<I: IntVector, const MR: usize, const NV: usize>(mut p: Product<'_, '_>)
                 // scales and bias (checked by `run`); `dst` holds `npix` rows of `cout` at
                 // `dst_stride` (checked by `pointwise::run`).
                 unsafe {
-                    let w = p.q.weights.as_ptr().add(panel * panel_len + 2 * sub * width);
+                    let stripe = sub * width / STRIPE * p.q.blocks * p.q.kb2 * STRIPE;
+                    let w = p.q.weights.as_ptr().add(panel * panel_len + stripe + 2 * (sub * width % STRIPE));
                     let (s, b) = (p.q.scale.as_ptr().add(col), p.q.bias.as_ptr().add(col));
                     let mut px = pb;
                     while px + MR <= pe {
@@ -271,9 +274,9 @@ impl Tile<'_> {
             let mut acc = [[I::zero(); NV]; MR];
             let mut k = 0;
             for &seg in self.segments {
-                let w = w.add(seg * self.kb2 * PANEL);
+                let w = w.add(seg * self.kb2 * STRIPE);
                 for i in 0..self.kb2 / 2 {
-                    let wv: [I::W; NV] = std::array::from_fn(|j| I::load_w(w.add(2 * (i * PANEL + j * I::LANES))));
+                    let wv: [I::W; NV] = std::array::from_fn(|j| I::load_w(w.add(2 * (i * STRIPE + j * I::LANES))));
                     for p in 0..MR {
                         let x = I::splat_a(*a.add(p * self.row + k));
                         for j in 0..NV {
