@@ -457,7 +457,7 @@ pub fn prepare(graph: &mut Graph) {
     }
 }
 
-/// The GEMM panels of one convolution, per group (none for a depthwise one).
+/// The GEMM panels of one convolution, per group; a depthwise one's taps by channel stripe.
 fn pack_conv(c: &mut Conv) {
     if c.is_depthwise() {
         c.packed = vec![depthwise::pack(c)];

@@ -339,8 +339,8 @@ impl Tile<'_> {
     /// # Safety
     /// `src` holds `MR` pixels at `src_stride`, each with `cin` floats at every run's offset;
     /// `w` holds `NV` vectors per row of every run's block (at [`column_offset`]s from it, row
-    /// stride [`STRIPE`]) and `b` `NV`
-    /// vectors; `dst` holds `MR` rows of `ncols` floats at `dst_stride`.
+    /// stride [`STRIPE`]) and `b` `NV` vectors; `dst` holds `MR` rows of `ncols` floats at
+    /// `dst_stride`.
     #[inline(always)]
     unsafe fn run<V: Vector, const MR: usize, const NV: usize, const RUNS: bool>(
         self,
