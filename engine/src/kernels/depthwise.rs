@@ -267,7 +267,7 @@ impl<V: Vector, const K: usize> Taps<V, K> {
     /// input (3x3 windows). A 5x5 window's 25 would be copied to the stack for every row and
     /// channel vector and read back from there; they are read from the packed stripe instead,
     /// the same loads without the copies (on a 7x7 map, 25 copies per 7 outputs).
-    const HOLD: bool = K * K + GROUP + 1 <= V::REGISTERS;
+    const HOLD: bool = K * K + GROUP < V::REGISTERS;
 
     /// The weight of tap `(ky, kx)`.
     ///
