@@ -791,7 +791,7 @@ struct Tasks<'a> {
 impl Tasks<'_> {
     /// How many groups the pool's work of `pixels` output positions is cut into: two per
     /// worker, so that one slow worker does not hold the others up for long, unless the groups
-    /// would then hold fewer than [`pointwise::PIXEL_BLOCK`] pixels each. A product reads all
+    /// would then hold fewer than [`kernels::pointwise::PIXEL_BLOCK`] pixels each. A product reads all
     /// its weights once per group (per block of that many pixels), so on small maps (7x7 and
     /// 14x14, where the weights are the largest) more groups mean more passes over the
     /// weights for the same work; then there is one group per worker.

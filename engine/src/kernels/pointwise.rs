@@ -187,9 +187,9 @@ fn drive<V: Vector, const MR: usize, const NV: usize, const MR1: usize, const RU
                     let w = c.packed.weights.as_ptr().add(panel * rows * PANEL + column_offset(sub * width, rows));
                     let b = c.packed.bias.as_ptr().add(col);
                     if NV > 1 && ncols <= V::LANES {
-                        t.pixels::<V, MR1, 1, RUNS>(c, w, b, dst, pb..pe, col);
+                        t.pixels::<V, MR1, 1, RUNS>(c.src.as_ptr(), w, b, dst, pb..pe, col);
                     } else {
-                        t.pixels::<V, MR, NV, RUNS>(c, w, b, dst, pb..pe, col);
+                        t.pixels::<V, MR, NV, RUNS>(c.src.as_ptr(), w, b, dst, pb..pe, col);
                     }
                 }
             }
@@ -287,11 +287,11 @@ impl Tile<'_> {
     ///
     /// # Safety
     /// As [`Tile::run`] for every tile: `w` and `b` point at column `col` of the packed
-    /// weights and bias, and the pixels and columns lie inside `c.src` and `dst`.
+    /// weights and bias, and the pixels and columns lie inside `src` and `dst` (row 0 of each).
     #[inline(always)]
     unsafe fn pixels<V: Vector, const MR: usize, const NV: usize, const RUNS: bool>(
         self,
-        c: &Call<'_>,
+        src: *const f32,
         w: *const f32,
         b: *const f32,
         dst: *mut f32,
@@ -303,19 +303,14 @@ impl Tile<'_> {
         // writes dst[p * dst_stride + col..][..ncols] (the function's contract).
         unsafe {
             while p + MR <= pe {
-                self.run::<V, MR, NV, RUNS>(
-                    c.src.as_ptr().add(p * c.src_stride),
-                    w,
-                    b,
-                    dst.add(p * c.dst_stride + col),
-                );
+                self.run::<V, MR, NV, RUNS>(src.add(p * self.src_stride), w, b, dst.add(p * self.dst_stride + col));
                 p += MR;
             }
             if p == pe {
                 // No tail: the pointers below would lie past the buffers (Miri).
                 return;
             }
-            let (s, d) = (c.src.as_ptr().add(p * c.src_stride), dst.add(p * c.dst_stride + col));
+            let (s, d) = (src.add(p * self.src_stride), dst.add(p * self.dst_stride + col));
             // The tail has fewer than MR pixels: arms for MR or more are compiled out.
             match pe - p {
                 1 => self.run::<V, 1, NV, RUNS>(s, w, b, d),
