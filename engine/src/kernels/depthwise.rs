@@ -2,9 +2,12 @@
 //! level.
 //!
 //! Square 3x3 and 5x5 windows (dilation 1, stride 1 or 2) go row by row and, within a row,
-//! channel vector by channel vector: the vector's weights are loaded once and stay in
-//! registers while the row's outputs go by, four interior columns at a time (at stride 1 they
-//! share most input loads), border columns one at a time over their valid taps only. Rows
+//! channel vector by channel vector, four interior columns at a time (at stride 1 they share
+//! most input loads). A 3x3 vector's weights stay in registers while the row's outputs go by,
+//! and border columns go one at a time over their valid taps only. A 5x5 vector's 25 weights do
+//! not fit in registers beside the outputs: each is loaded where it lies and used by up to
+//! eight outputs at once, so border columns and interior ones short of a group go together in
+//! blocks that test each tap's column (on a 7x7 map, the whole row is one block). Rows
 //! outer and channels inner keeps every access a contiguous run of channels, which the
 //! hardware prefetchers follow. Other windows go pixel by pixel; channels beyond the last
 //! whole vector go through a scalar loop. Each output is summed over its valid taps in one
@@ -85,7 +88,16 @@ pub(super) unsafe fn rect(level: Level, conv: &Conv, input: Source<'_>, out: &Ou
         held((reads.y0, reads.y1), (v.y0, v.y1)) && held((reads.x0, reads.x1), (v.x0, v.x1)),
         "the depthwise input view does not hold what the rectangle reads"
     );
-    dispatch(level.for_width(c), RectKernel { conv, input, out, rect });
+    // One kernel per window, so that each is compiled as a function of its own: in one body,
+    // the 5x5 windows' blocks changed the register allocation of the 3x3 ones (8% slower).
+    let level = level.for_width(c);
+    match (w.kh, w.kw, w.dh, w.dw, w.sw) {
+        (3, 3, 1, 1, 1) => dispatch(level, RectKernel::<3, 1> { conv, input, out, rect }),
+        (3, 3, 1, 1, 2) => dispatch(level, RectKernel::<3, 2> { conv, input, out, rect }),
+        (5, 5, 1, 1, 1) => dispatch(level, RectKernel::<5, 1> { conv, input, out, rect }),
+        (5, 5, 1, 1, 2) => dispatch(level, RectKernel::<5, 2> { conv, input, out, rect }),
+        _ => dispatch(level, RectKernel::<0, 0> { conv, input, out, rect }),
+    }
 }
 
 /// Where output row `oy` reads: the input row of kernel row 0 (`iy0`, possibly above the
@@ -142,35 +154,29 @@ fn interior_columns(w: &Window, iw: usize, x0: usize, x1: usize) -> (usize, usiz
     (xa, xb)
 }
 
-/// One rectangle as a [`Kernel`].
-struct RectKernel<'a, 'b> {
+/// One rectangle as a [`Kernel`], for a `K x K` window of stride `SW` (`K = 0`: any other).
+struct RectKernel<'a, 'b, const K: usize, const SW: usize> {
     conv: &'a Conv,
     input: Source<'a>,
     out: &'a OutBuf<'b>,
     rect: Rect,
 }
 
-impl Kernel for RectKernel<'_, '_> {
+impl<const K: usize, const SW: usize> Kernel for RectKernel<'_, '_, K, SW> {
     type Output = ();
     #[inline(always)]
     fn run<V: Vector>(self) {
-        let w = &self.conv.window;
-        let (conv, input, out, rect) = (self.conv, self.input, self.out, self.rect);
-        // SAFETY (every arm): `rect`'s contract is forwarded from `rect`.
-        unsafe {
-            match (w.kh, w.kw, w.dh, w.dw, w.sw) {
-                (3, 3, 1, 1, 1) => rect_impl::<V, 3, 1>(conv, input, out, rect),
-                (3, 3, 1, 1, 2) => rect_impl::<V, 3, 2>(conv, input, out, rect),
-                (5, 5, 1, 1, 1) => rect_impl::<V, 5, 1>(conv, input, out, rect),
-                (5, 5, 1, 1, 2) => rect_impl::<V, 5, 2>(conv, input, out, rect),
-                _ => rect_impl::<V, 0, 0>(conv, input, out, rect),
-            }
-        }
+        // SAFETY: `rect`'s contract is forwarded from `rect`.
+        unsafe { rect_impl::<V, K, SW>(self.conv, self.input, self.out, self.rect) }
     }
 }
 
 /// Output columns per block on the interior fast path.
 const GROUP: usize = 4;
+
+/// Most output columns of one checked block ([`Taps::edge`]): the border columns and the
+/// interior ones short of a [`GROUP`] (on a 7x7 map with a 5x5 window, the whole row).
+const EDGE: usize = 8;
 
 /// The rectangle. With `K > 0` (a `K x K` window of stride `SW`, dilation 1), row by row and
 /// channel vector by channel vector through [`Taps`]; other windows pixel by pixel.
@@ -218,19 +224,39 @@ unsafe fn rect_impl<V: Vector, const K: usize, const SW: usize>(
                 // image: only valid rows are read).
                 let row0 = src.wrapping_offset(geo.iy0 * (vw * c) as isize);
                 let at = |ix: usize| row0.wrapping_add(ix * c + cb);
-                for ox in (rect.x0..xa).chain(xb..rect.x1) {
-                    let (ix0, kx0, kx1) = columns(w, iw, ox);
-                    // The first valid tap's column is inside the image.
-                    let first = at((ix0 + kx0 as isize) as usize).wrapping_sub(kx0 * c);
-                    taps.block::<SW, 1>(first, (kx0, kx1), out.row_ptr(oy, ox).add(cb));
-                }
-                let mut ox = xa;
-                while ox + GROUP <= xb {
-                    taps.block::<SW, GROUP>(at(ox * SW - w.pad[1]), (0, K), out.row_ptr(oy, ox).add(cb));
-                    ox += GROUP;
-                }
-                for ox in ox..xb {
-                    taps.block::<SW, 1>(at(ox * SW - w.pad[1]), (0, K), out.row_ptr(oy, ox).add(cb));
+                if Taps::<V, K>::HOLD {
+                    // Weights in registers: a border column costs only its own loads.
+                    for ox in (rect.x0..xa).chain(xb..rect.x1) {
+                        let (ix0, kx0, kx1) = columns(w, iw, ox);
+                        // The first valid tap's column is inside the image.
+                        let first = at((ix0 + kx0 as isize) as usize).wrapping_sub(kx0 * c);
+                        taps.block::<SW, 1>(first, (kx0, kx1), out.row_ptr(oy, ox).add(cb));
+                    }
+                    let mut ox = xa;
+                    while ox + GROUP <= xb {
+                        taps.block::<SW, GROUP>(at(ox * SW - w.pad[1]), (0, K), out.row_ptr(oy, ox).add(cb));
+                        ox += GROUP;
+                    }
+                    for ox in ox..xb {
+                        taps.block::<SW, 1>(at(ox * SW - w.pad[1]), (0, K), out.row_ptr(oy, ox).add(cb));
+                    }
+                } else {
+                    // Weights loaded per use: the columns beside the groups (borders, and
+                    // interior columns short of a group) go in checked blocks of up to
+                    // `EDGE`, which load each weight once for all of them.
+                    let (ga, gb) = (xa, xa + (xb - xa) / GROUP * GROUP);
+                    for (a, b) in [(rect.x0, ga), (gb, rect.x1)] {
+                        for x in (a..b).step_by(EDGE) {
+                            let n = (b - x).min(EDGE);
+                            let dst = out.row_ptr(oy, x).add(cb);
+                            taps.edge::<SW>(row0.wrapping_add(cb), (x, n), (iw, w.pad[1]), dst);
+                        }
+                    }
+                    let mut ox = ga;
+                    while ox < gb {
+                        taps.block::<SW, GROUP>(at(ox * SW - w.pad[1]), (0, K), out.row_ptr(oy, ox).add(cb));
+                        ox += GROUP;
+                    }
                 }
             }
         }
@@ -315,6 +341,46 @@ impl<V: Vector, const K: usize> Taps<V, K> {
             }
         }
         for (p, a) in acc.iter().enumerate() {
+            // SAFETY: the function's contract.
+            unsafe { vec_act(self.act, *a).store(out.add(p * self.c)) };
+        }
+    }
+
+    /// The `n <= EDGE` outputs `x..x + n` of the row, any of them at the border: each summed
+    /// from the bias over its valid taps only, kernel rows then columns ascending (the order
+    /// of [`pixel`]). Each weight is loaded once for all `n` outputs, where a block per border
+    /// column loaded all its weights again. `row0` is this channel vector at input column 0 of
+    /// kernel row 0's input row; `(iw, pad)` the input's width and the window's left padding.
+    ///
+    /// # Safety
+    /// Row `row0` lies in the input for the valid kernel rows, and `out` is valid for writing
+    /// `n` pixels.
+    #[inline(always)]
+    unsafe fn edge<const SW: usize>(
+        &self,
+        row0: *const f32,
+        (x, n): (usize, usize),
+        (iw, pad): (usize, usize),
+        out: *mut f32,
+    ) {
+        let mut acc = [self.bias; EDGE];
+        for ky in self.geo.ky0..self.geo.ky1 {
+            let r = row0.wrapping_add(ky * self.row);
+            for kx in 0..K {
+                // SAFETY: ky, kx < K; `wp` is this vector's (set by `rect_impl`).
+                let wv = unsafe { self.weight(ky, kx) };
+                for (p, a) in acc.iter_mut().enumerate().take(n) {
+                    // The input column of this tap, when it lies inside the image.
+                    let ix = ((x + p) * SW + kx).wrapping_sub(pad);
+                    if ix < iw {
+                        // SAFETY: a valid tap of a valid kernel row (the contract).
+                        let s = unsafe { V::load(r.wrapping_add(ix * self.c)) };
+                        *a = s.mul_add(wv, *a);
+                    }
+                }
+            }
+        }
+        for (p, a) in acc.iter().enumerate().take(n) {
             // SAFETY: the function's contract.
             unsafe { vec_act(self.act, *a).store(out.add(p * self.c)) };
         }
