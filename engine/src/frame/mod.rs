@@ -278,25 +278,59 @@ impl Preprocess {
 /// upright region exactly; OpenCV 4's fixed-point path (5-bit positions, 15-bit weights) is
 /// within one grey level of it.
 fn warp_linear(image: Image<'_>, (x0, y0, w, h): (f32, f32, f32, f32), input: Shape, out: &mut Vec<f32>) {
-    out.clear();
-    out.resize(input.h * input.w * 3, 0.0);
     let (fw, fh) = image.size();
     let (xt, yt) = (warp_taps(input.w, x0, w, fw), warp_taps(input.h, y0, h, fh));
     let xlo = xt.iter().map(|t| t.0).min().unwrap_or(0);
     let xhi = xt.iter().map(|t| t.1).max().unwrap_or(0);
     let mut reader = Reader::new(image, xlo..xhi + 1);
-    for (&(r0, r1, fy), out_row) in yt.iter().zip(out.chunks_exact_mut(input.w * 3)) {
-        let view = reader.rows(r0..r1 + 1);
-        let (row0, row1, ch) = (view.row(r0), view.row(r1), view.channels);
-        for (o, &(c0, c1, fx)) in out_row.chunks_exact_mut(3).zip(&xt) {
-            let (c0, c1) = (c0 - xlo, c1 - xlo);
-            let (a, b) = (&row0[c0 * ch..][..3], &row0[c1 * ch..][..3]);
-            let (c, d) = (&row1[c0 * ch..][..3], &row1[c1 * ch..][..3]);
-            for k in 0..3 {
-                let top = f32::from(a[k]) * (1.0 - fx) + f32::from(b[k]) * fx;
-                let bottom = f32::from(c[k]) * (1.0 - fx) + f32::from(d[k]) * fx;
-                o[k] = round_to_byte(top * (1.0 - fy) + bottom * fy);
+    // Separable in the order of the per-pixel formula: each source row's horizontal blends (the
+    // `top` and `bottom` of a pixel) are computed once, into one of two slots past the end of
+    // `out`, and kept while the next output rows read the same source row (an upscale reads
+    // each about twice). A frame allocates nothing once the buffer has grown.
+    let (n, w3) = (input.h * input.w * 3, input.w * 3);
+    out.clear();
+    out.resize(n + 2 * w3, 0.0);
+    let (out_px, slots) = out.split_at_mut(n);
+    let (mut a, mut b) = slots.split_at_mut(w3);
+    let mut held = [usize::MAX; 2];
+    for (&(r0, r1, fy), out_row) in yt.iter().zip(out_px.chunks_exact_mut(w3)) {
+        for r in [r0, r1] {
+            if held.contains(&r) {
+                continue;
             }
+            // The slot that holds neither row of this output row.
+            let other = if r == r0 { r1 } else { r0 };
+            if held[0] == other {
+                std::mem::swap(&mut a, &mut b);
+                held.swap(0, 1);
+            }
+            let view = reader.rows(r..r + 1);
+            match view.channels {
+                4 => blend_columns::<4>(view.row(r), &xt, xlo, a),
+                _ => blend_columns::<3>(view.row(r), &xt, xlo, a),
+            }
+            held[0] = r;
+        }
+        let (top, bottom) = match (held[0] == r0, held[0] == r1) {
+            (true, true) => (&*a, &*a),
+            (true, false) => (&*a, &*b),
+            (false, true) => (&*b, &*a),
+            (false, false) => (&*b, &*b),
+        };
+        for ((o, &t), &u) in out_row.iter_mut().zip(top).zip(bottom) {
+            *o = round_to_byte(t * (1.0 - fy) + u * fy);
+        }
+    }
+    out.truncate(n);
+}
+
+/// One source row's horizontal blends for [`warp_linear`], three per output column:
+/// `row[c0] * (1 - fx) + row[c1] * fx` (`CH` bytes per pixel, the window starting at `xlo`).
+fn blend_columns<const CH: usize>(row: &[u8], xt: &[(usize, usize, f32)], xlo: usize, dst: &mut [f32]) {
+    for (d, &(c0, c1, fx)) in dst.chunks_exact_mut(3).zip(xt) {
+        let (p, q) = (&row[(c0 - xlo) * CH..][..3], &row[(c1 - xlo) * CH..][..3]);
+        for k in 0..3 {
+            d[k] = f32::from(p[k]) * (1.0 - fx) + f32::from(q[k]) * fx;
         }
     }
 }
