@@ -1,7 +1,8 @@
 //! Per-op-type time of full inference:
 //! `cargo run --release --example profile -- MODEL.onnx [threads] [--nodes]`.
 //! `--nodes` also lists every node (shape, MACs, time, GMAC/s); `--level=baseline|avx2|avx512|neon`
-//! forces a SIMD level (default: the best this CPU has).
+//! forces a SIMD level (default: the best this CPU has); `--gap=MS` idles MS milliseconds between
+//! frames, as a camera's frame interval does (the pool's workers fall asleep between frames).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .ok_or_else(|| format!("this CPU has no SIMD level {name:?} ({:?})", SimdLevel::available()))?,
         ),
     };
+    let gap = args.iter().find_map(|a| a.strip_prefix("--gap=")).map(str::parse::<f64>).transpose()?;
     let args: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let model = args.get(1).ok_or("usage: profile MODEL.onnx [threads] [--nodes]")?;
     let threads = args.get(2).map(|t| t.parse()).transpose()?.unwrap_or(1);
@@ -38,6 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Per stage: frame to input tensor, kernels, input and output copies.
     let mut stages = [Vec::new(), Vec::new(), Vec::new()];
     for it in 0..WARMUP + RUNS {
+        if let Some(ms) = gap {
+            std::thread::sleep(std::time::Duration::from_secs_f64(ms / 1e3));
+        }
         s.run_full(f)?;
         let st = s.last_stats().ok_or("no stats")?;
         if it >= WARMUP {
