@@ -292,32 +292,27 @@ fn warp_linear(image: Image<'_>, (x0, y0, w, h): (f32, f32, f32, f32), input: Sh
     out.resize(n + 2 * w3, 0.0);
     let (out_px, slots) = out.split_at_mut(n);
     let (mut a, mut b) = slots.split_at_mut(w3);
+    // The source rows that `a` and `b` hold (`a` the top of the current output row, `b` its
+    // bottom).
     let mut held = [usize::MAX; 2];
     for (&(r0, r1, fy), out_row) in yt.iter().zip(out_px.chunks_exact_mut(w3)) {
-        for r in [r0, r1] {
-            if held.contains(&r) {
-                continue;
-            }
-            // The slot that holds neither row of this output row.
-            let other = if r == r0 { r1 } else { r0 };
-            if held[0] == other {
-                std::mem::swap(&mut a, &mut b);
-                held.swap(0, 1);
-            }
-            let view = reader.rows(r..r + 1);
-            match view.channels {
-                4 => blend_columns::<4>(view.row(r), &xt, xlo, a),
-                _ => blend_columns::<3>(view.row(r), &xt, xlo, a),
-            }
-            held[0] = r;
+        if held[1] == r0 && held[0] != r0 {
+            // The last output row's bottom is this one's top.
+            std::mem::swap(&mut a, &mut b);
+            held.swap(0, 1);
         }
-        let (top, bottom) = match (held[0] == r0, held[0] == r1) {
-            (true, true) => (&*a, &*a),
-            (true, false) => (&*a, &*b),
-            (false, true) => (&*b, &*a),
-            (false, false) => (&*b, &*b),
-        };
-        for ((o, &t), &u) in out_row.iter_mut().zip(top).zip(bottom) {
+        let [top, bottom] = &mut held;
+        for (r, slot, tag) in [(r0, &mut *a, top), (r1, &mut *b, bottom)] {
+            if *tag != r {
+                let view = reader.rows(r..r + 1);
+                match view.channels {
+                    4 => blend_columns::<4>(view.row(r), &xt, xlo, slot),
+                    _ => blend_columns::<3>(view.row(r), &xt, xlo, slot),
+                }
+                *tag = r;
+            }
+        }
+        for ((o, &t), &u) in out_row.iter_mut().zip(&*a).zip(&*b) {
             *o = round_to_byte(t * (1.0 - fy) + u * fy);
         }
     }

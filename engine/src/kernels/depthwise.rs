@@ -225,7 +225,9 @@ unsafe fn rect_impl<V: Vector, const K: usize, const SW: usize>(
                 let row0 = src.wrapping_offset(geo.iy0 * (vw * c) as isize);
                 let at = |ix: usize| row0.wrapping_add(ix * c + cb);
                 if Taps::<V, K>::HOLD {
-                    // Weights in registers: a border column costs only its own loads.
+                    // Weights in registers: a border column costs only its own loads. (This
+                    // path keeps its own loops in this order: sharing the group loop with the
+                    // 5x5 path below, in either order, made 56x56x144 8% slower.)
                     for ox in (rect.x0..xa).chain(xb..rect.x1) {
                         let (ix0, kx0, kx1) = columns(w, iw, ox);
                         // The first valid tap's column is inside the image.
