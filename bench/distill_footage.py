@@ -10,7 +10,11 @@ package's Apache-2.0 / BSD-3-Clause), into OUT/<clip>/frame_NNNN.png:
   frames 0..79);
 - megamind_a, megamind_b: Megamind.avi (an animated film excerpt shipped with OpenCV's
   samples), every 2nd frame at 320 wide, split into its first 68 and last 67 frames;
-- people_photos: basketball1.png, basketball2.png, messi5.jpg, resized to 320x240.
+- people_photos: basketball1.png, basketball2.png, messi5.jpg, resized to 320x240;
+- photos: every JPEG photograph of examples/data except the chessboard series (left01..14,
+  right01..14) and the logos, 31 in name order, each centre-cropped to 4:3 and resized to
+  320x240: varied daylight scenes, objects and textures for `framecache compress` to
+  calibrate and fine-tune on (docs/results-compress.md).
 
 None of it is committed. Usage: python3 bench/distill_footage.py DEB_ROOT OUT, where DEB_ROOT is
 `dpkg-deb -x opencv-doc_4.6.0+dfsg-12_all.deb DEB_ROOT` (apt-get download opencv-doc), with
@@ -18,6 +22,7 @@ opencv-python-headless from PyPI.
 """
 
 import os
+import re
 import sys
 
 import cv2
@@ -53,6 +58,18 @@ def main():
         f = cv2.resize(cv2.imread(os.path.join(data, name)), (320, 240), interpolation=cv2.INTER_AREA)
         cv2.imwrite(f"{photos}/frame_{k + 1:04d}.png", f)
     print(photos, 3, "frames")
+    names = sorted(n for n in os.listdir(data) if n.endswith(".jpg") and "Logo" not in n
+                   and not re.fullmatch(r"(left|right)[0-9]+\.jpg", n))
+    photos = os.path.join(out, "photos")
+    os.makedirs(photos, exist_ok=True)
+    for k, name in enumerate(names):
+        f = cv2.imread(os.path.join(data, name))
+        h, w = f.shape[:2]
+        cw, ch = min(w, h * 4 // 3), min(h, w * 3 // 4)
+        x0, y0 = (w - cw) // 2, (h - ch) // 2
+        f = cv2.resize(f[y0:y0 + ch, x0:x0 + cw], (320, 240), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(f"{photos}/frame_{k + 1:04d}.png", f)
+    print(photos, len(names), "frames")
 
 
 if __name__ == "__main__":

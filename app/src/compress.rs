@@ -21,6 +21,7 @@ use clap::{Args, ValueEnum};
 use framecache::import::graph_file;
 use framecache::{ModelConfig, Plan};
 use framecache_train::cluster::{self, Centroids};
+use framecache_train::finetune::{finetune, float_layers, FinetuneOptions, Loss};
 use framecache_train::prune;
 use framecache_train::wavelet::{self, Band};
 
@@ -94,13 +95,24 @@ pub struct CompressArgs {
     /// prune: the fraction of each block's expansion channels to remove (above 0, below 1).
     #[arg(long, default_value_t = 0.35)]
     pub ratio: f64,
-    /// qat: epochs of quantization-aware training.
-    #[arg(long, default_value_t = 5)]
-    pub epochs: usize,
-    /// qat: the learning rate (AdamW; each step moves a weight by about this much, so it must
-    /// stay under the int8 grid's steps).
-    #[arg(long, default_value_t = 1e-5)]
-    pub lr: f64,
+    /// qat: epochs of quantization-aware training (default 5). prune: epochs of fine-tuning
+    /// after each round, every float layer trained towards the source model's output on the
+    /// `--calibrate` frames and their augmented copies (default 0: no training).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// qat and prune: the learning rate (AdamW; each step moves a weight by about this much).
+    /// qat's default, 1e-5, stays under the int8 grids' steps; prune's is 3e-5.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// prune: the rounds in which `--ratio` is reached, an equal share of each block's
+    /// channels in each, each round's channels ranked on the network the round before left
+    /// (fine-tuned, with `--epochs`).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// prune: augmented copies (crop, flip, brightness, contrast) of each `--calibrate` frame
+    /// that fine-tuning trains on, besides the frame itself.
+    #[arg(long, default_value_t = 1)]
+    pub copies: usize,
     /// prune: how each pruned projection takes back what the removed channels carried:
     /// `mean` (their mean contribution into its bias), `least-squares` (weights and bias
     /// refitted on the `--calibrate` frames) or `none`.
@@ -135,7 +147,8 @@ pub fn run(args: CompressArgs) -> Result<()> {
         bail!("--out {} is the model itself", args.out.display());
     }
     if args.method == Method::Qat {
-        if args.calibrate.is_empty() || args.epochs == 0 {
+        let epochs = args.epochs.unwrap_or(5);
+        if args.calibrate.is_empty() || epochs == 0 {
             bail!("--method qat needs --calibrate CLIP... and --epochs at least 1");
         }
         return crate::quantize::run(crate::quantize::QuantizeArgs {
@@ -146,8 +159,8 @@ pub fn run(args: CompressArgs) -> Result<()> {
             out: Some(args.out),
             preprocess: args.preprocess,
             input_size: args.input_size,
-            qat_epochs: args.epochs,
-            qat_lr: args.lr,
+            qat_epochs: epochs,
+            qat_lr: args.lr.unwrap_or(1e-5),
         });
     }
     let (sidecar, config, bytes) = crate::quantize::read_model(&args.model, args.preprocess.as_deref())?;
@@ -212,6 +225,9 @@ pub fn run(args: CompressArgs) -> Result<()> {
             if args.calibrate.is_empty() {
                 bail!("--method prune needs --calibrate CLIP...");
             }
+            if args.rounds == 0 {
+                bail!("--rounds must be at least 1");
+            }
             let blocks = prune::blocks(&graph);
             if blocks.is_empty() {
                 bail!(
@@ -220,21 +236,55 @@ pub fn run(args: CompressArgs) -> Result<()> {
                     args.model.display()
                 );
             }
-            let mut frames = Vec::new();
+            let mut images = Vec::new();
             each_frame(&open_clips(&args.calibrate)?, args.frames, |f| {
-                frames.push(f.clone());
+                images.push(f.clone());
                 Ok(())
             })?;
-            let frames: Vec<framecache::Frame<'_>> = frames.iter().map(|f| f.as_frame()).collect();
-            let macs_before = Plan::new(graph.clone(), config.preprocess.clone())?.total_macs();
-            let pruned = prune::prune_network(
-                &mut graph,
-                &blocks,
-                &config.preprocess,
-                &frames,
-                args.ratio,
-                args.recover.into(),
-            )?;
+            let frames: Vec<framecache::Frame<'_>> = images.iter().map(|f| f.as_frame()).collect();
+            let source = Plan::new(graph.clone(), config.preprocess.clone())?;
+            let epochs = args.epochs.unwrap_or(0);
+            let pairs = if epochs > 0 {
+                let pairs = crate::quantize::teacher_pairs(&source, &images, args.copies)?;
+                eprintln!("fine-tuning on {} inputs ({} frames and their copies)", pairs.inputs.len(), images.len());
+                Some(pairs)
+            } else {
+                None
+            };
+            let options = FinetuneOptions {
+                loss: fine_tuning_loss(&graph, &config),
+                epochs,
+                batch: 8,
+                learning_rate: args.lr.unwrap_or(3e-5),
+                seed: 1,
+            };
+            let channels = prune::channels(&graph, &blocks);
+            let mut rounds = Vec::new();
+            for round in 1..=args.rounds {
+                let keep = prune::keep_counts(&channels, args.ratio * round as f64 / args.rounds as f64);
+                let blocks_report =
+                    prune::prune_network(&mut graph, &blocks, &config.preprocess, &frames, &keep, args.recover.into())?;
+                let mut curve = Vec::new();
+                if let Some(p) = &pairs {
+                    let started = std::time::Instant::now();
+                    let (trained, losses) =
+                        finetune(graph, p.output, &p.inputs, &p.targets, float_layers, options, |epoch, loss| {
+                            eprintln!("round {round} epoch {}/{epochs}: loss {loss:.5}", epoch + 1);
+                        })?;
+                    eprintln!(
+                        "round {round}/{}: fine-tuned, loss {:.5} -> {:.5}, {:.0} s",
+                        args.rounds,
+                        losses[0],
+                        losses[losses.len() - 1],
+                        started.elapsed().as_secs_f64()
+                    );
+                    (graph, curve) = (trained, losses);
+                }
+                rounds.push(serde_json::json!({
+                    "round": round, "keep": keep, "blocks": blocks_report, "loss": curve,
+                }));
+            }
+            let macs_before = source.total_macs();
             let macs_after = Plan::new(graph.clone(), config.preprocess.clone())?.total_macs();
             eprintln!(
                 "pruned {} blocks by {:.0}% of their expansion channels: {:.1} -> {:.1} MMACs ({:.1}% fewer)",
@@ -246,11 +296,15 @@ pub fn run(args: CompressArgs) -> Result<()> {
             );
             let report = serde_json::json!({
                 "method": "prune", "ratio": args.ratio, "recover": prune::Recovery::from(args.recover),
-                "calibrate": args.calibrate, "frames": frames.len(),
-                "blocks": pruned,
+                "calibrate": args.calibrate, "frames": frames.len(), "copies": args.copies,
+                "finetune": options, "rounds": rounds,
             });
-            let description =
-                format!("framecache compress --method prune --ratio {} of {}", args.ratio, args.model.display());
+            let description = format!(
+                "framecache compress --method prune --ratio {} --rounds {} --epochs {epochs} of {}",
+                args.ratio,
+                args.rounds,
+                args.model.display()
+            );
             (graph_file::to_bytes(&graph, &description)?, report)
         }
         Method::Wavelet => {
@@ -316,6 +370,19 @@ pub fn run(args: CompressArgs) -> Result<()> {
         sidecar_out.display()
     );
     Ok(())
+}
+
+/// How a model's fine-tuning compares its output with its source's: a classifier's logits
+/// (its first output not a softmax already) as distributions at temperature 2, a common
+/// choice for distillation and not tuned here; any other output value by value.
+fn fine_tuning_loss(graph: &framecache::graph::Graph, config: &ModelConfig) -> Loss {
+    let logits =
+        graph.outputs.first().is_some_and(|o| !matches!(graph.nodes[o.node].op, framecache::graph::Op::Softmax));
+    if config.task == framecache::Task::Classify && logits {
+        Loss::Softmax { temperature: 2.0 }
+    } else {
+        Loss::Mse
+    }
 }
 
 /// The clips at `paths`.

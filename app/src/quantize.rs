@@ -156,8 +156,8 @@ pub fn calibrate(
     Ok((graph, calibration))
 }
 
-/// Quantization-aware training of the calibrated int8 `graph` ([`framecache_train::qat`]): its
-/// int8 convolutions fine-tuned for `epochs` on `frames` frames of each clip, towards the
+/// Quantization-aware training of the calibrated int8 `graph` ([`framecache_train::finetune`]):
+/// its int8 convolutions fine-tuned for `epochs` on `frames` frames of each clip, towards the
 /// float model's (`bytes`) first output on the same frames.
 #[cfg(feature = "train")]
 #[allow(clippy::too_many_arguments)]
@@ -172,24 +172,17 @@ fn qat(
     epochs: usize,
     learning_rate: f64,
 ) -> Result<framecache::graph::Graph> {
-    use framecache_train::qat::{finetune, QatOptions};
+    use framecache_train::finetune::{finetune, int8_convolutions, FinetuneOptions, Loss};
     let float = Plan::new(framecache::import::load_unfused(bytes, path, options)?, config.preprocess.clone())?;
-    let output = float.graph().outputs.first().context("the model has no output")?.node;
-    let shape = float.graph().input_shape();
-    let mut session = Session::new(float.clone(), SessionOptions::default())?;
-    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+    let mut images = Vec::new();
     each_frame(clips, frames, |frame| {
-        let (mut resampled, mut nhwc) = (Vec::new(), vec![0.0; shape.len()]);
-        float.preprocess().resample(frame.as_frame(), shape, &mut resampled);
-        float.preprocess().normalize(&resampled, &mut nhwc);
-        session.run_full(frame.as_frame())?;
-        targets.push(session.activation(output).to_vec());
-        inputs.push(nhwc);
+        images.push(frame.clone());
         Ok(())
     })?;
-    let options = QatOptions { epochs, batch: 8, learning_rate, seed: 1 };
+    let TeacherPairs { output, inputs, targets } = teacher_pairs(&float, &images, 0)?;
+    let options = FinetuneOptions { loss: Loss::Mse, epochs, batch: 8, learning_rate, seed: 1 };
     let started = std::time::Instant::now();
-    let (trained, curve) = finetune(graph, output, &inputs, &targets, options, |epoch, loss| {
+    let (trained, curve) = finetune(graph, output, &inputs, &targets, int8_convolutions, options, |epoch, loss| {
         eprintln!("qat epoch {}/{epochs}: loss {loss:.5}", epoch + 1);
     })?;
     eprintln!(
@@ -200,6 +193,45 @@ fn qat(
         started.elapsed().as_secs_f64()
     );
     Ok(trained)
+}
+
+/// Training pairs for fine-tuning a compressed model towards `teacher` (its source, float):
+/// each of `frames`, and `copies` augmented copies of each (crop, flip, brightness and
+/// contrast: [`framecache_train::distill::augment`], seeded), as the student's input tensor
+/// (NHWC, preprocessed as the teacher's plan does) and the teacher's first output on it.
+#[cfg(feature = "train")]
+pub(crate) fn teacher_pairs(
+    teacher: &std::sync::Arc<Plan>,
+    frames: &[RgbFrame],
+    copies: usize,
+) -> Result<TeacherPairs> {
+    use framecache_train::distill::{augment, Image, Rng};
+    let output = teacher.graph().outputs.first().context("the model has no output")?.node;
+    let shape = teacher.graph().input_shape();
+    let mut session = Session::new(teacher.clone(), SessionOptions::default())?;
+    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+    let mut rng = Rng::new(1);
+    for f in frames {
+        let image = Image { width: f.width, height: f.height, data: f.data.clone() };
+        let augmented: Vec<Image> = (0..copies).map(|_| augment(&image, &mut rng)).collect();
+        for img in std::iter::once(&image).chain(&augmented) {
+            let (mut resampled, mut nhwc) = (Vec::new(), vec![0.0; shape.len()]);
+            teacher.preprocess().resample(img.frame(), shape, &mut resampled);
+            teacher.preprocess().normalize(&resampled, &mut nhwc);
+            session.run_full(img.frame())?;
+            targets.push(session.activation(output).to_vec());
+            inputs.push(nhwc);
+        }
+    }
+    Ok(TeacherPairs { output, inputs, targets })
+}
+
+/// What [`teacher_pairs`] gives: the teacher's output node, and the inputs and its outputs.
+#[cfg(feature = "train")]
+pub(crate) struct TeacherPairs {
+    pub output: usize,
+    pub inputs: Vec<Vec<f32>>,
+    pub targets: Vec<Vec<f32>>,
 }
 
 /// Frames per clip on which [`fall_back`] measures fidelity: each with the frame before it.

@@ -9,7 +9,8 @@
 //! - [`cluster`]: weight clustering, a codebook per layer (`framecache compress`).
 //! - [`wavelet`]: the Haar input transform and the first convolution rewritten onto its
 //!   subbands (`framecache compress`).
-//! - [`qat`]: quantization-aware training of an int8 model against its float model.
+//! - [`finetune`]: a compressed model fine-tuned towards its source on unlabeled frames
+//!   (quantization-aware training of an int8 model, pruned models between rounds).
 //! - [`prune`]: structured pruning of inverted-residual blocks, each projection refitted by
 //!   least squares ([`lsq`]).
 //! - [`distill`]: distillation of a head onto a frozen backbone of the engine, against a
@@ -17,10 +18,10 @@
 
 pub mod cluster;
 pub mod distill;
+pub mod finetune;
 pub mod lsq;
 pub mod net;
 pub mod prune;
-pub mod qat;
 pub mod wavelet;
 
 /// The one error type of this crate.

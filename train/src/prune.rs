@@ -15,7 +15,9 @@
 //! network's own depthwise output, it reproduces the original network's projection output on
 //! the calibration frames (channel pruning by reconstruction, He et al., ICCV 2017). Blocks are
 //! pruned in order, each refitted on the network pruned before it, so later blocks also take
-//! back what earlier ones lost.
+//! back what earlier ones lost. `framecache compress --method prune` may reach its ratio in
+//! rounds ([`keep_counts`] of a growing fraction), fine-tuning the whole network towards the
+//! source between them ([`crate::finetune`]).
 
 use framecache::graph::{Graph, Op};
 use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
@@ -164,20 +166,35 @@ pub enum Recovery {
     LeastSquares,
 }
 
-/// Removes `ratio` (above 0, below 1) of the expansion channels of each of `blocks` (from
-/// [`blocks`] of `graph`), in order: channels ranked by [`scores`] on the original network's
-/// activations over `frames`, then each projection recovered as `recovery` says (statistics
-/// on the same frames, at most 64 positions of each).
+/// The expansion channels of each of `blocks` (from [`blocks`] of `graph`).
+pub fn channels(graph: &Graph, blocks: &[Block]) -> Vec<usize> {
+    blocks.iter().map(|b| graph.nodes[b.depthwise].shape.c).collect()
+}
+
+/// How many of each block's `channels` stay when `fraction` (0 to below 1) of them go: the
+/// fraction's floor goes, and at least one channel stays.
+pub fn keep_counts(channels: &[usize], fraction: f64) -> Vec<usize> {
+    channels.iter().map(|&n| n - ((n as f64 * fraction).floor() as usize).min(n.saturating_sub(1))).collect()
+}
+
+/// Prunes each of `blocks` (from [`blocks`] of `graph`) to `keep` of its expansion channels
+/// (one count per block, at most what it has), in order: channels ranked by [`scores`] on the
+/// network's activations over `frames` before any of this call's pruning, then each projection
+/// recovered as `recovery` says (statistics on the same frames, at most 64 positions of each).
 pub fn prune_network(
     graph: &mut Graph,
     blocks: &[Block],
     preprocess: &Preprocess,
     frames: &[Frame<'_>],
-    ratio: f64,
+    keep: &[usize],
     recovery: Recovery,
 ) -> Result<Vec<Pruned>> {
-    if !(ratio > 0.0 && ratio < 1.0) || frames.is_empty() {
-        return Err(Error::Input(format!("ratio {ratio} on {} frames: above 0, below 1, on frames", frames.len())));
+    let have = channels(graph, blocks);
+    if frames.is_empty() || keep.len() != blocks.len() || keep.iter().zip(&have).any(|(&k, &n)| k == 0 || k > n) {
+        return Err(Error::Input(format!(
+            "keep {keep:?} of {have:?} channels on {} frames: at least one and at most all of each block's, on frames",
+            frames.len()
+        )));
     }
     // The original network: each block's depthwise mean squares, and its projection's output
     // at the sampled positions of every frame.
@@ -209,11 +226,14 @@ pub fn prune_network(
     for (b, &block) in blocks.iter().enumerate() {
         let scores = scores(graph, block, &z_sq[b]);
         let n = scores.len();
-        let drop = ((n as f64 * ratio).floor() as usize).min(n - 1);
+        let drop = n - keep[b];
+        if drop == 0 {
+            continue;
+        }
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by(|&x, &y| scores[y].total_cmp(&scores[x]));
-        let mut keep = order[..n - drop].to_vec();
-        keep.sort_unstable();
+        let mut kept = order[..n - drop].to_vec();
+        kept.sort_unstable();
         // What the removed channels add to the projection's output on average.
         let Op::Conv(p) = &graph.nodes[block.project].op else { unreachable!("blocks() checked it") };
         let mut shift = vec![0.0f64; p.cout];
@@ -222,7 +242,7 @@ pub fn prune_network(
                 *s += z_mean[b][c] * f64::from(p.weights[c * p.cout + o]);
             }
         }
-        prune(graph, block, &keep)?;
+        prune(graph, block, &kept)?;
         if recovery == Recovery::Mean {
             let Op::Conv(p) = &mut graph.nodes[block.project].op else { unreachable!() };
             for (bias, s) in p.bias.iter_mut().zip(&shift) {
@@ -231,7 +251,7 @@ pub fn prune_network(
         }
         // The pruned network so far, on the same frames and positions.
         let mut pruned = Session::new(Plan::new(graph.clone(), preprocess.clone())?, SessionOptions::default())?;
-        let (k, co) = (keep.len(), graph.nodes[block.project].shape.c);
+        let (k, co) = (kept.len(), graph.nodes[block.project].shape.c);
         let mut normal = Normal::new(k, co);
         let mut row = 0;
         for f in frames {
