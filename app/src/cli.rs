@@ -50,8 +50,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Quantize(a) => crate::quantize::run(a),
         Command::Compile(a) => crate::compile::run(a),
         #[cfg(feature = "train")]
-        Command::Distill(a) => crate::distill::run(a),
+        Command::Distill(a) => {
+            crate::training_allocator();
+            crate::distill::run(a)
+        }
         #[cfg(feature = "train")]
-        Command::Compress(a) => crate::compress::run(a),
+        Command::Compress(a) => {
+            crate::training_allocator();
+            crate::compress::run(a)
+        }
     }
 }

@@ -173,6 +173,7 @@ fn qat(
     learning_rate: f64,
 ) -> Result<framecache::graph::Graph> {
     use framecache_train::finetune::{finetune, int8_convolutions, FinetuneOptions, Loss};
+    crate::training_allocator();
     let float = Plan::new(framecache::import::load_unfused(bytes, path, options)?, config.preprocess.clone())?;
     let mut images = Vec::new();
     each_frame(clips, frames, |frame| {
