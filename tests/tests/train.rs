@@ -513,6 +513,38 @@ fn compress_wavelet_writes_a_model_and_refuses_what_it_cannot_rewrite() {
     }
 }
 
+/// The squared differences of node `output` of `a` and `b` from that of `reference`, summed
+/// over `frames` of `clip`.
+fn squared_errors(
+    reference: &Graph,
+    [a, b]: [&Graph; 2],
+    output: usize,
+    pre: &Preprocess,
+    clip: &framecache_app::clip::Clip,
+    frames: impl Iterator<Item = usize>,
+) -> (f64, f64) {
+    let (mut e_a, mut e_b) = (0.0f64, 0.0f64);
+    for k in frames {
+        let f = clip.decode(k).unwrap();
+        let out = |g: &Graph| activations(g, pre, &f.as_frame()).1[output].clone();
+        let want = out(reference);
+        let err = |got: Vec<f32>| got.iter().zip(&want).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>();
+        e_a += err(out(a));
+        e_b += err(out(b));
+    }
+    (e_a, e_b)
+}
+
+/// The bundled MobileNetV2, unfused, its inverted-residual blocks, and the bundled clip.
+fn mobilenet_v2_blocks_and_clip() -> (Graph, Vec<framecache_train::prune::Block>, framecache_app::clip::Clip) {
+    let path = assets().join("models/mobilenet_v2.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    let graph = framecache::import::load_unfused(&bytes, &path, Default::default()).unwrap();
+    let blocks = framecache_train::prune::blocks(&graph);
+    let clip = framecache_app::clip::Clip::open(&assets().join("clips/static_coin_motion")).unwrap();
+    (graph, blocks, clip)
+}
+
 /// Structured pruning of the bundled MobileNetV2's inverted-residual blocks: 35% of the
 /// expansion channels go (over 25% of the MACs), and refitting each projection by least
 /// squares brings the logits closer to the source's than pruning alone, on frames the refit
@@ -520,14 +552,10 @@ fn compress_wavelet_writes_a_model_and_refuses_what_it_cannot_rewrite() {
 #[test]
 fn pruning_removes_macs_and_refitting_recovers_fidelity() {
     use framecache_train::prune;
-    let path = assets().join("models/mobilenet_v2.onnx");
-    let bytes = std::fs::read(&path).unwrap();
-    let graph = framecache::import::load_unfused(&bytes, &path, Default::default()).unwrap();
-    let blocks = prune::blocks(&graph);
+    let (graph, blocks, clip) = mobilenet_v2_blocks_and_clip();
     // 17 inverted-residual blocks; the first has no expansion.
     assert_eq!(blocks.len(), 16);
     let pre = Preprocess::imagenet();
-    let clip = framecache_app::clip::Clip::open(&assets().join("clips/static_coin_motion")).unwrap();
     let calib: Vec<_> = (0..clip.len()).step_by(15).map(|k| clip.decode(k).unwrap()).collect();
     let frames: Vec<Frame<'_>> = calib.iter().map(|f| f.as_frame()).collect();
 
@@ -579,12 +607,8 @@ fn pruning_removes_macs_and_refitting_recovers_fidelity() {
 fn fine_tuning_a_pruned_model_moves_it_towards_the_source() {
     use framecache_train::finetune::{finetune, float_layers, FinetuneOptions, Loss};
     use framecache_train::prune;
-    let path = assets().join("models/mobilenet_v2.onnx");
-    let bytes = std::fs::read(&path).unwrap();
-    let graph = framecache::import::load_unfused(&bytes, &path, Default::default()).unwrap();
-    let blocks = prune::blocks(&graph);
+    let (graph, blocks, clip) = mobilenet_v2_blocks_and_clip();
     let pre = Preprocess::imagenet();
-    let clip = framecache_app::clip::Clip::open(&assets().join("clips/static_coin_motion")).unwrap();
     let train: Vec<_> = (0..clip.len()).step_by(25).map(|k| clip.decode(k).unwrap()).collect();
     let frames: Vec<Frame<'_>> = train.iter().map(|f| f.as_frame()).collect();
     let keep = prune::keep_counts(&prune::channels(&graph, &blocks), 1.0 / 3.0);
@@ -602,15 +626,8 @@ fn fine_tuning_a_pruned_model_moves_it_towards_the_source() {
     let (trained, curve) = finetune(pruned.clone(), output, &inputs, &targets, float_layers, opts, |_, _| {}).unwrap();
     assert!(curve[curve.len() - 1] < curve[0], "loss {curve:?}");
     for (what, start) in [("training", 0), ("held-out", 12)] {
-        let (mut e_pruned, mut e_trained) = (0.0f64, 0.0f64);
-        for k in (start..clip.len()).step_by(25) {
-            let f = clip.decode(k).unwrap();
-            let out = |g: &Graph| activations(g, &pre, &f.as_frame()).1[output].clone();
-            let want = out(&graph);
-            let err = |got: Vec<f32>| got.iter().zip(&want).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>();
-            e_pruned += err(out(&pruned));
-            e_trained += err(out(&trained));
-        }
+        let frames = (start..clip.len()).step_by(25);
+        let (e_pruned, e_trained) = squared_errors(&graph, [&pruned, &trained], output, &pre, &clip, frames);
         assert!(
             e_trained < e_pruned,
             "squared logit error on the {what} frames: pruned {e_pruned}, fine-tuned {e_trained}"
@@ -655,14 +672,7 @@ fn quantization_aware_training_moves_int8_towards_float() {
     let (trained, curve) =
         finetune(ptq.clone(), output, &inputs, &targets, int8_convolutions, opts, |_, _| {}).unwrap();
     assert!(curve[curve.len() - 1] < curve[0], "loss {curve:?}");
-    let (mut e_ptq, mut e_qat) = (0.0f64, 0.0f64);
-    for k in (0..clip.len()).step_by(25) {
-        let f = clip.decode(k).unwrap();
-        let out = |g: &Graph| activations(g, &pre, &f.as_frame()).1[output].clone();
-        let want = out(&float);
-        let err = |got: Vec<f32>| got.iter().zip(&want).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>();
-        e_ptq += err(out(&ptq));
-        e_qat += err(out(&trained));
-    }
+    let frames = (0..clip.len()).step_by(25);
+    let (e_ptq, e_qat) = squared_errors(&float, [&ptq, &trained], output, &pre, &clip, frames);
     assert!(e_qat < e_ptq, "squared logit error on the training frames: PTQ {e_ptq}, QAT {e_qat}");
 }

@@ -81,7 +81,7 @@ pub fn scores(graph: &Graph, block: Block, z_sq_mean: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// The `keep` channels (ascending, fewer than the block has, at least one) of `block`'s
+/// The `keep` channels (ascending, at least one, at most all the block has) of `block`'s
 /// expansion, depthwise convolution and projection: the rest are removed.
 pub fn prune(graph: &mut Graph, block: Block, keep: &[usize]) -> Result<()> {
     let n = graph.nodes[block.depthwise].shape.c;
