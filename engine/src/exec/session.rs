@@ -400,7 +400,9 @@ impl Session {
         let t = Instant::now();
         if reset.is_some() {
             self.since_refresh = 0;
-            self.reference.clone_from(&self.current);
+            // The new input becomes the reference. Resampling refills `current` whole on every
+            // frame, so the old reference can be handed back to it rather than copied over.
+            std::mem::swap(&mut self.reference, &mut self.current);
             plan.preprocess().normalize(&self.reference, &mut self.acts[0]);
         } else {
             self.since_refresh += 1;

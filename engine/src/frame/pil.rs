@@ -117,13 +117,13 @@ fn resize_passes(
     let half = 1i32 << (PRECISION_BITS - 1);
     // Horizontal pass over the source rows the vertical pass reads, rounded to bytes.
     let mut mid = vec![0u8; (rows_hi - rows_lo) * w * 3];
+    let mut padded = Vec::new();
+    let taps = pad_taps(&xt);
+    let simd = has_simd();
     for (y, dst) in (rows_lo..rows_hi).zip(mid.chunks_exact_mut(w * 3)) {
         let view = reader.rows(y..y + 1);
-        let row = view.row(y);
-        match view.channels {
-            4 => horizontal::<4>(row, &xt, half, dst),
-            _ => horizontal::<3>(row, &xt, half, dst),
-        }
+        pad_row(view.row(y), view.channels, taps.k, &mut padded);
+        horizontal(&padded, view.channels, &taps, half, simd, dst);
     }
     // Vertical pass: whole rows at a time.
     out.clear();
@@ -143,29 +143,152 @@ fn resize_passes(
     }
 }
 
+/// The horizontal taps with one count for all: each output's taps padded with zero weights to
+/// the largest count `k`. A fixed count keeps the loop over taps free of branches that change
+/// from one output to the next, and zero weights add nothing to the sums.
+struct PaddedTaps {
+    first: Vec<usize>,
+    k: usize,
+    /// `k` per output.
+    weights: Vec<i32>,
+    /// One past the last source pixel any padded tap reads.
+    reach: usize,
+}
+
+fn pad_taps(taps: &[Taps]) -> PaddedTaps {
+    let k = taps.iter().map(|t| t.weights.len()).max().unwrap_or(0);
+    let first: Vec<usize> = taps.iter().map(|t| t.first).collect();
+    let weights = taps.iter().flat_map(|t| t.weights.iter().copied().chain(std::iter::repeat(0)).take(k)).collect();
+    let reach = first.iter().max().map_or(0, |f| f + k);
+    PaddedTaps { first, k, weights, reach }
+}
+
+/// Copies `row` into `out` with `k` zero pixels and one spare byte after it: then every padded
+/// tap can read four bytes (a pixel, and for RGB the next pixel's first byte, whose sum is
+/// dropped).
+fn pad_row(row: &[u8], channels: usize, k: usize, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(row);
+    out.resize(row.len() + k * channels + 1, 0);
+}
+
 /// One row of the horizontal pass: each output pixel's taps summed in 32-bit ints and rounded
-/// to bytes. Each tap reads four bytes (a pixel and, for RGB, the next pixel's first byte, whose
-/// sum is dropped), so that a tap is one 4-lane multiply-add; taps without four readable bytes
-/// (the row's last pixel) read three.
-#[inline(always)]
-fn horizontal<const CH: usize>(row: &[u8], taps: &[Taps], half: i32, dst: &mut [u8]) {
-    for (t, d) in taps.iter().zip(dst.chunks_exact_mut(3)) {
-        let src = &row[t.first * CH..];
-        let whole = if CH == 4 { t.weights.len() } else { t.weights.len().min(src.len().saturating_sub(1) / 3) };
-        let mut acc = [half; 4];
-        for (k, &wt) in t.weights[..whole].iter().enumerate() {
-            let px = &src[k * CH..k * CH + 4];
-            for c in 0..4 {
-                acc[c] += i32::from(px[c]) * wt;
-            }
-        }
-        for (k, &wt) in t.weights.iter().enumerate().skip(whole) {
-            for c in 0..3 {
-                acc[c] += i32::from(src[k * CH + c]) * wt;
+/// to bytes. `row` comes from [`pad_row`], so that each tap reads four bytes as one 4-lane
+/// multiply-add (SSE4.1 or NEON where `simd`, from [`has_simd`]; otherwise lanes one by one),
+/// the fourth lane's sum dropped.
+fn horizontal(row: &[u8], channels: usize, taps: &PaddedTaps, half: i32, simd: bool, dst: &mut [u8]) {
+    let PaddedTaps { first, k, weights, reach } = taps;
+    // Every tap's four bytes lie inside `row` (padded by `pad_row`).
+    assert!(reach * channels < row.len(), "taps past the row");
+    assert!(weights.len() == first.len() * k && dst.len() >= first.len() * 3);
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: SSE4.1 was detected (`has_simd`); every tap's four bytes lie in `row`, and `weights` and
+        // `dst` are as long as `first` needs (asserted above).
+        return unsafe { horizontal_sse41(row, channels, first, *k, weights, half, dst) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if simd {
+        // SAFETY: NEON is part of aarch64; the bounds as above.
+        return unsafe { horizontal_neon(row, channels, first, *k, weights, half, dst) };
+    }
+    for ((&f, w), d) in first.iter().zip(weights.chunks_exact((*k).max(1))).zip(dst.chunks_exact_mut(3)) {
+        let mut acc = [half; 3];
+        for (j, &wt) in w.iter().enumerate() {
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a += i32::from(row[(f + j) * channels + c]) * wt;
             }
         }
         for c in 0..3 {
             d[c] = clip8(acc[c]);
+        }
+    }
+}
+
+/// Whether [`horizontal`] has a SIMD path on this CPU: SSE4.1's 32-bit lane products (every
+/// x86-64 CPU with AVX2 has them), or NEON (every aarch64 CPU).
+fn has_simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("sse4.1")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// [`horizontal`] in SSE4.1.
+///
+/// # Safety
+/// SSE4.1 must be available; every tap's four bytes must lie in `row`; `weights` holds `k` per
+/// entry of `first`, and `dst` three bytes per entry.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.1")]
+unsafe fn horizontal_sse41(
+    row: &[u8],
+    channels: usize,
+    first: &[usize],
+    k: usize,
+    weights: &[i32],
+    half: i32,
+    dst: &mut [u8],
+) {
+    use std::arch::x86_64::*;
+    for (x, &f) in first.iter().enumerate() {
+        let mut acc = _mm_set1_epi32(half);
+        // SAFETY: the contract: four bytes at `(f + j) * channels` lie in `row` for j < k,
+        // `weights` holds `k` per output and `dst` three bytes per output.
+        unsafe {
+            let src = row.as_ptr().add(f * channels);
+            let w = weights.as_ptr().add(x * k);
+            for j in 0..k {
+                let px = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(src.add(j * channels).cast::<i32>().read_unaligned()));
+                acc = _mm_add_epi32(acc, _mm_mullo_epi32(px, _mm_set1_epi32(*w.add(j))));
+            }
+            let acc = _mm_srai_epi32::<{ PRECISION_BITS as i32 }>(acc);
+            // Saturating packs clamp to 0..=255, as `clip8` does.
+            let bytes = _mm_cvtsi128_si32(_mm_packus_epi16(_mm_packs_epi32(acc, acc), acc)).to_le_bytes();
+            dst.as_mut_ptr().add(x * 3).copy_from_nonoverlapping(bytes.as_ptr(), 3);
+        }
+    }
+}
+
+/// [`horizontal`] in NEON.
+///
+/// # Safety
+/// As for [`horizontal_sse41`], less SSE4.1.
+#[cfg(target_arch = "aarch64")]
+unsafe fn horizontal_neon(
+    row: &[u8],
+    channels: usize,
+    first: &[usize],
+    k: usize,
+    weights: &[i32],
+    half: i32,
+    dst: &mut [u8],
+) {
+    use std::arch::aarch64::*;
+    for (x, &f) in first.iter().enumerate() {
+        let mut out = [0i32; 4];
+        // SAFETY: NEON is part of aarch64; the bounds are the contract; `out` holds four lanes.
+        unsafe {
+            let src = row.as_ptr().add(f * channels);
+            let w = weights.as_ptr().add(x * k);
+            let mut acc = vdupq_n_s32(half);
+            for j in 0..k {
+                let px = src.add(j * channels).cast::<u32>().read_unaligned();
+                let px = vmovl_u16(vget_low_u16(vmovl_u8(vcreate_u8(u64::from(px)))));
+                acc = vmlaq_n_s32(acc, vreinterpretq_s32_u32(px), *w.add(j));
+            }
+            vst1q_s32(out.as_mut_ptr(), acc);
+        }
+        for c in 0..3 {
+            dst[x * 3 + c] = clip8(out[c]);
         }
     }
 }
@@ -202,7 +325,7 @@ mod tests {
     use super::*;
     use crate::frame::Frame;
 
-    /// The horizontal pass's four-byte taps give Pillow's per-channel sums: every output pixel
+    /// The horizontal pass (SIMD, and lanes one by one) gives Pillow's per-channel sums: every output pixel
     /// of rows of RGB and RGBA, shrunk, kept and enlarged, the last pixel's taps included.
     #[test]
     fn horizontal_pass_equals_the_per_channel_sums() {
@@ -211,11 +334,14 @@ mod tests {
             let taps = coeffs(fw, (0.0, fw as f64), out, 0..out);
             for ch in [3usize, 4] {
                 let row: Vec<u8> = (0..fw * ch).map(|i| ((i * 2654435761) >> 9) as u8).collect();
+                let padded_taps = pad_taps(&taps);
+                let mut padded = Vec::new();
+                pad_row(&row, ch, padded_taps.k, &mut padded);
                 let mut fast = vec![0u8; out * 3];
-                match ch {
-                    4 => horizontal::<4>(&row, &taps, half, &mut fast),
-                    _ => horizontal::<3>(&row, &taps, half, &mut fast),
-                }
+                let mut plain = vec![0u8; out * 3];
+                horizontal(&padded, ch, &padded_taps, half, has_simd(), &mut fast);
+                horizontal(&padded, ch, &padded_taps, half, false, &mut plain);
+                assert_eq!(fast, plain, "{fw} -> {out}, {ch} channels, SIMD against lanes one by one");
                 let slow: Vec<u8> = taps
                     .iter()
                     .flat_map(|t| {
