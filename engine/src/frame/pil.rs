@@ -12,6 +12,7 @@ pub(super) type SourceBox = ((f64, f64), (f64, f64));
 pub(super) type Region = (usize, usize, usize, usize);
 
 use super::source::{Image, Reader};
+use super::{has_simd, pad_row};
 use crate::kernels::{self, SimdLevel};
 
 /// Fixed-point precision of the coefficients (Pillow: `32 - 8 - 2`).
@@ -163,15 +164,6 @@ fn pad_taps(taps: &[Taps]) -> PaddedTaps {
     PaddedTaps { first, k, weights, reach }
 }
 
-/// Copies `row` into `out` with `k` zero pixels and one spare byte after it: then every padded
-/// tap can read four bytes (a pixel, and for RGB the next pixel's first byte, whose sum is
-/// dropped).
-fn pad_row(row: &[u8], channels: usize, k: usize, out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(row);
-    out.resize(row.len() + k * channels + 1, 0);
-}
-
 /// One row of the horizontal pass: each output pixel's taps summed in 32-bit ints and rounded
 /// to bytes. `row` comes from [`pad_row`], so that each tap reads four bytes as one 4-lane
 /// multiply-add (SSE4.1 or NEON where `simd`, from [`has_simd`]; otherwise lanes one by one),
@@ -202,23 +194,6 @@ fn horizontal(row: &[u8], channels: usize, taps: &PaddedTaps, half: i32, simd: b
         for c in 0..3 {
             d[c] = clip8(acc[c]);
         }
-    }
-}
-
-/// Whether [`horizontal`] has a SIMD path on this CPU: SSE4.1's 32-bit lane products (every
-/// x86-64 CPU with AVX2 has them), or NEON (every aarch64 CPU).
-fn has_simd() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("sse4.1")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        true
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
     }
 }
 
