@@ -175,8 +175,8 @@ fn horizontal(row: &[u8], channels: usize, taps: &PaddedTaps, half: i32, simd: b
     assert!(weights.len() == first.len() * k && dst.len() >= first.len() * 3);
     #[cfg(target_arch = "x86_64")]
     if simd {
-        // SAFETY: SSE4.1 was detected (`has_simd`); every tap's four bytes lie in `row`, and `weights` and
-        // `dst` are as long as `first` needs (asserted above).
+        // SAFETY: SSE4.1 was detected (`has_simd`); every tap's four bytes lie in `row`, and
+        // `weights` and `dst` are as long as `first` needs (asserted above).
         return unsafe { horizontal_sse41(row, channels, first, *k, weights, half, dst) };
     }
     #[cfg(target_arch = "aarch64")]
