@@ -177,12 +177,12 @@ fn horizontal(row: &[u8], channels: usize, taps: &PaddedTaps, half: i32, simd: b
     if simd {
         // SAFETY: SSE4.1 was detected (`has_simd`); every tap's four bytes lie in `row`, and
         // `weights` and `dst` are as long as `first` needs (asserted above).
-        return unsafe { horizontal_sse41(row, channels, first, *k, weights, half, dst) };
+        return unsafe { horizontal_sse41(row, channels, taps, half, dst) };
     }
     #[cfg(target_arch = "aarch64")]
     if simd {
         // SAFETY: NEON is part of aarch64; the bounds as above.
-        return unsafe { horizontal_neon(row, channels, first, *k, weights, half, dst) };
+        return unsafe { horizontal_neon(row, channels, taps, half, dst) };
     }
     for ((&f, w), d) in first.iter().zip(weights.chunks_exact((*k).max(1))).zip(dst.chunks_exact_mut(3)) {
         let mut acc = [half; 3];
@@ -200,19 +200,13 @@ fn horizontal(row: &[u8], channels: usize, taps: &PaddedTaps, half: i32, simd: b
 /// [`horizontal`] in SSE4.1.
 ///
 /// # Safety
-/// SSE4.1 must be available; every tap's four bytes must lie in `row`; `weights` holds `k` per
-/// entry of `first`, and `dst` three bytes per entry.
+/// SSE4.1 must be available; every tap's four bytes must lie in `row`; `taps.weights` holds
+/// `taps.k` per entry of `taps.first`, and `dst` three bytes per entry.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.1")]
-unsafe fn horizontal_sse41(
-    row: &[u8],
-    channels: usize,
-    first: &[usize],
-    k: usize,
-    weights: &[i32],
-    half: i32,
-    dst: &mut [u8],
-) {
+unsafe fn horizontal_sse41(row: &[u8], channels: usize, taps: &PaddedTaps, half: i32, dst: &mut [u8]) {
+    let PaddedTaps { first, k, weights, .. } = taps;
+    let k = *k;
     use std::arch::x86_64::*;
     for (x, &f) in first.iter().enumerate() {
         let mut acc = _mm_set1_epi32(half);
@@ -238,15 +232,9 @@ unsafe fn horizontal_sse41(
 /// # Safety
 /// As for [`horizontal_sse41`], less SSE4.1.
 #[cfg(target_arch = "aarch64")]
-unsafe fn horizontal_neon(
-    row: &[u8],
-    channels: usize,
-    first: &[usize],
-    k: usize,
-    weights: &[i32],
-    half: i32,
-    dst: &mut [u8],
-) {
+unsafe fn horizontal_neon(row: &[u8], channels: usize, taps: &PaddedTaps, half: i32, dst: &mut [u8]) {
+    let PaddedTaps { first, k, weights, .. } = taps;
+    let k = *k;
     use std::arch::aarch64::*;
     for (x, &f) in first.iter().enumerate() {
         let mut out = [0i32; 4];
