@@ -362,9 +362,11 @@ fn has_simd() -> bool {
 /// operation on four bytes of each pixel, with the same products and sum per lane (the same
 /// bits).
 fn blend_columns(row: &[u8], channels: usize, xt: &[(usize, usize, f32)], xlo: usize, simd: bool, dst: &mut [f32]) {
-    // Every pixel's four bytes lie in `row`, and `dst` holds three values per column.
+    // Every pixel's four bytes lie in `row`, whatever the pixel size, and `dst` holds three
+    // values per column.
     let reach = xt.iter().map(|t| t.0.max(t.1)).max().map_or(0, |c| c + 1 - xlo);
-    assert!(reach * channels < row.len() && dst.len() >= xt.len() * 3, "blend_columns: bounds");
+    assert!(reach == 0 || (reach - 1) * channels + 4 <= row.len(), "blend_columns: taps past the row");
+    assert!(dst.len() >= xt.len() * 3, "blend_columns: output too short");
     #[cfg(target_arch = "x86_64")]
     if simd {
         // SAFETY: SSE4.1 was detected (`has_simd`); the bounds were asserted above.

@@ -170,8 +170,8 @@ fn pad_taps(taps: &[Taps]) -> PaddedTaps {
 /// the fourth lane's sum dropped.
 fn horizontal(row: &[u8], channels: usize, taps: &PaddedTaps, half: i32, simd: bool, dst: &mut [u8]) {
     let PaddedTaps { first, k, weights, reach } = taps;
-    // Every tap's four bytes lie inside `row` (padded by `pad_row`).
-    assert!(reach * channels < row.len(), "taps past the row");
+    // Every tap's four bytes lie inside `row` (padded by `pad_row`), whatever the pixel size.
+    assert!(*reach == 0 || (reach - 1) * channels + 4 <= row.len(), "taps past the row");
     assert!(weights.len() == first.len() * k && dst.len() >= first.len() * 3);
     #[cfg(target_arch = "x86_64")]
     if simd {
