@@ -290,10 +290,8 @@ impl Preprocess {
 /// within one grey level of it.
 fn warp_linear(image: Image<'_>, (x0, y0, w, h): (f32, f32, f32, f32), input: Shape, out: &mut Vec<f32>) {
     let (fw, fh) = image.size();
-    let (xt, yt) = (warp_taps(input.w, x0, w, fw), warp_taps(input.h, y0, h, fh));
-    let xlo = xt.iter().map(|t| t.0).min().unwrap_or(0);
-    let xhi = xt.iter().map(|t| t.1).max().unwrap_or(0);
-    let mut reader = Reader::new(image, xlo..xhi + 1);
+    let (xt, yt) = (ColumnTaps::new(warp_taps(input.w, x0, w, fw)), warp_taps(input.h, y0, h, fh));
+    let mut reader = Reader::new(image, xt.xlo..xt.xlo + xt.reach.max(1));
     // Separable in the order of the per-pixel formula: each source row's horizontal blends (the
     // `top` and `bottom` of a pixel) are computed once, into one of two slots past the end of
     // `out`, and kept while the next output rows read the same source row (an upscale reads
@@ -319,7 +317,7 @@ fn warp_linear(image: Image<'_>, (x0, y0, w, h): (f32, f32, f32, f32), input: Sh
             if *tag != r {
                 let view = reader.rows(r..r + 1);
                 pad_row(view.row(r), view.channels, 0, &mut padded);
-                blend_columns(&padded, view.channels, &xt, xlo, simd, slot);
+                blend_columns(&padded, view.channels, &xt, simd, slot);
                 *tag = r;
             }
         }
@@ -361,11 +359,12 @@ fn has_simd() -> bool {
 /// `xlo`). `row` comes from [`pad_row`]; where `simd` ([`has_simd`]) each blend is one 4-lane
 /// operation on four bytes of each pixel, with the same products and sum per lane (the same
 /// bits).
-fn blend_columns(row: &[u8], channels: usize, xt: &[(usize, usize, f32)], xlo: usize, simd: bool, dst: &mut [f32]) {
+fn blend_columns(row: &[u8], channels: usize, taps: &ColumnTaps, simd: bool, dst: &mut [f32]) {
+    let ColumnTaps { taps: xt, xlo, reach } = taps;
+    let (xt, xlo) = (xt.as_slice(), *xlo);
     // Every pixel's four bytes lie in `row`, whatever the pixel size, and `dst` holds three
     // values per column.
-    let reach = xt.iter().map(|t| t.0.max(t.1)).max().map_or(0, |c| c + 1 - xlo);
-    assert!(reach == 0 || (reach - 1) * channels + 4 <= row.len(), "blend_columns: taps past the row");
+    assert!(*reach == 0 || (reach - 1) * channels + 4 <= row.len(), "blend_columns: taps past the row");
     assert!(dst.len() >= xt.len() * 3, "blend_columns: output too short");
     #[cfg(target_arch = "x86_64")]
     if simd {
@@ -442,6 +441,22 @@ unsafe fn blend_columns_neon(row: &[u8], channels: usize, xt: &[(usize, usize, f
             vst1q_f32(lanes.as_mut_ptr(), vaddq_f32(vmulq_n_f32(p, 1.0 - fx), vmulq_n_f32(q, fx)));
         }
         dst[x * 3..x * 3 + 3].copy_from_slice(&lanes[..3]);
+    }
+}
+
+/// The column taps of [`warp_linear`] ([`warp_taps`]) and the source window they read: columns
+/// `xlo..xlo + reach`, found once per frame so that each row's bounds check is one comparison.
+struct ColumnTaps {
+    taps: Vec<(usize, usize, f32)>,
+    xlo: usize,
+    reach: usize,
+}
+
+impl ColumnTaps {
+    fn new(taps: Vec<(usize, usize, f32)>) -> Self {
+        let xlo = taps.iter().map(|t| t.0.min(t.1)).min().unwrap_or(0);
+        let reach = taps.iter().map(|t| t.0.max(t.1)).max().map_or(0, |c| c + 1 - xlo);
+        Self { taps, xlo, reach }
     }
 }
 
@@ -604,10 +619,10 @@ mod tests {
             let row: Vec<u8> = (0..37 * channels).map(|_| next()).collect();
             let mut padded = Vec::new();
             pad_row(&row, channels, 0, &mut padded);
-            let xt = warp_taps(50, 0.3, 36.9, 37);
+            let xt = ColumnTaps::new(warp_taps(50, 0.3, 36.9, 37));
             let (mut fast, mut plain) = (vec![0.0; 150], vec![0.0; 150]);
-            blend_columns(&padded, channels, &xt, 0, has_simd(), &mut fast);
-            blend_columns(&padded, channels, &xt, 0, false, &mut plain);
+            blend_columns(&padded, channels, &xt, has_simd(), &mut fast);
+            blend_columns(&padded, channels, &xt, false, &mut plain);
             assert_eq!(
                 fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 plain.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
