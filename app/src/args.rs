@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use framecache::Mode;
+use framecache::{Mode, ModelConfig};
 
 /// Engine options shared by `run`, `bench` and `demo`.
 #[derive(Args, Debug)]
@@ -103,4 +103,15 @@ pub fn relative(to: &Path, from: &Path) -> String {
         Some(r) => r.display().to_string(),
         None => to.display().to_string(),
     }
+}
+
+/// The sidecar `path` (parsed as `config`) of `model`, for a model that `framecache COMMAND`
+/// writes at `out`: its labels file named relative to `out`'s folder (or absolute).
+pub fn sidecar_for(path: &Path, config: &ModelConfig, model: &Path, out: &Path, command: &str) -> Result<String> {
+    let text = framecache::files::read_text(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
+    if let Some(labels) = config.labels_path(model) {
+        table.insert("labels".into(), toml::Value::String(relative(&labels, out)));
+    }
+    Ok(format!("# framecache {command}: the sidecar of {}\n{}", model.display(), toml::to_string(&table)?))
 }

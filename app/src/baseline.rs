@@ -23,15 +23,24 @@ impl TractModel {
     /// Loads the model with its input fixed to `dims` (NCHW): the size the engine was given
     /// for a model with dynamic input dims.
     pub fn load_with_input(path: &Path, dims: Option<[usize; 4]>) -> Result<Self> {
-        let model = tract_onnx::onnx()
-            .model_for_path(path)
+        let model = tract_onnx::onnx().model_for_path(path);
+        Self::optimise(model, dims).map_err(|e| anyhow::anyhow!("tract cannot load {}: {e:#}", path.display()))
+    }
+
+    /// [`TractModel::load`] from the bytes of an ONNX model.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let model = tract_onnx::onnx().model_for_read(&mut &bytes[..]);
+        Self::optimise(model, None).map_err(|e| anyhow::anyhow!("tract cannot load the model: {e:#}"))
+    }
+
+    fn optimise(model: TractResult<InferenceModel>, dims: Option<[usize; 4]>) -> TractResult<Self> {
+        let model = model
             .and_then(|m| match dims {
                 Some(d) => m.with_input_fact(0, f32::fact(d).into()),
                 None => Ok(m),
             })
             .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| anyhow::anyhow!("tract cannot load {}: {e:#}", path.display()))?;
+            .and_then(|m| m.into_runnable())?;
         Ok(Self { model, executor: tract_linalg::multithread::Executor::SingleThread })
     }
 

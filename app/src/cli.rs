@@ -29,6 +29,9 @@ pub enum Command {
     /// Compile a model and its sidecar (preprocessing, task, labels) into one plan file: what
     /// the phone library loads, without an ONNX parser.
     Compile(crate::compile::CompileArgs),
+    /// Write a model (ONNX, TFLite, or a graph file such as a pruned or clustered model) as an
+    /// ONNX file that other runtimes load, checked against the engine in tract first.
+    Export(crate::export::ExportArgs),
     #[cfg(feature = "train")]
     /// Distil a dense head onto a frozen backbone from a teacher model's output on real clips:
     /// writes the head (a graph file) and a bundle that runs it on the shared backbone.
@@ -49,6 +52,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bundle(a) => crate::bundle::run(a),
         Command::Quantize(a) => crate::quantize::run(a),
         Command::Compile(a) => crate::compile::run(a),
+        Command::Export(a) => crate::export::run(a),
         #[cfg(feature = "train")]
         Command::Distill(a) => {
             crate::training_allocator();

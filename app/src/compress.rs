@@ -25,7 +25,7 @@ use framecache_train::finetune::{finetune, float_layers, FinetuneOptions, Loss};
 use framecache_train::prune;
 use framecache_train::wavelet::{self, Band};
 
-use crate::args::{relative, with_ext};
+use crate::args::{sidecar_for, with_ext};
 use crate::clip::Clip;
 use crate::quantize::each_frame;
 
@@ -343,7 +343,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
         .and_then(|g| Plan::new(g, config.preprocess.clone()))
         .context("the compressed model does not load")?;
     let sidecar_out = with_ext(&args.out, ".toml");
-    let sidecar_text = rewrite_sidecar(&sidecar, &config, &args.model, &args.out)?;
+    let sidecar_text = sidecar_for(&sidecar, &config, &args.model, &args.out, "compress")?;
     let report = serde_json::json!({
         "source": args.model, "source_bytes": bytes.len(), "bytes": model_bytes.len(),
         "source_macs": framecache::import::load_model_bytes(&bytes, &args.model, options)?.total_macs(),
@@ -433,20 +433,4 @@ fn weight_bytes(graph: &framecache::graph::Graph) -> usize {
         })
         .sum::<usize>()
         * 4
-}
-
-/// The sidecar `path` (parsed as `config`) of `model`, for the model written at `out`: its
-/// labels file named relative to `out`'s folder (or absolute).
-fn rewrite_sidecar(
-    path: &std::path::Path,
-    config: &ModelConfig,
-    model: &std::path::Path,
-    out: &std::path::Path,
-) -> Result<String> {
-    let text = framecache::files::read_text(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
-    if let Some(labels) = config.labels_path(model) {
-        table.insert("labels".into(), toml::Value::String(relative(&labels, out)));
-    }
-    Ok(format!("# framecache compress: the sidecar of {}\n{}", model.display(), toml::to_string(&table)?))
 }

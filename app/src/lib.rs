@@ -19,6 +19,7 @@ pub mod compress;
 pub mod demo;
 #[cfg(feature = "train")]
 pub mod distill;
+pub mod export;
 pub mod inspect;
 pub mod model;
 pub mod quantize;

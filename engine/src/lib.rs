@@ -26,6 +26,8 @@ pub mod config;
 pub mod diff;
 mod error;
 pub mod exec;
+#[cfg(feature = "onnx")]
+pub mod export;
 pub mod files;
 pub mod frame;
 pub mod graph;

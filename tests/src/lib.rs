@@ -63,6 +63,14 @@ pub fn core_models(data: &Path) -> Vec<(PathBuf, Preprocess)> {
     ]
 }
 
+/// `graph` written as ONNX by [`framecache::export`], loaded back by tract and run on the NHWC
+/// tensor `input` (the graph's input shape): every output, flat.
+pub fn exported_in_tract(graph: &framecache::graph::Graph, input: &[f32]) -> Result<Vec<Vec<f32>>> {
+    let bytes = framecache::export::to_onnx(graph, "framecache tests")?;
+    let s = graph.input_shape();
+    TractModel::from_bytes(&bytes)?.run_nhwc(input, s.h, s.w, s.c)
+}
+
 /// Largest absolute difference, and the largest absolute value of `reference` (for relative
 /// tolerances).
 pub fn max_abs_diff(a: &[f32], reference: &[f32]) -> (f32, f32) {

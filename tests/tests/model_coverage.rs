@@ -1,8 +1,9 @@
 //! Every ONNX model in `../shared/data/models` imports, matches tract on real frames, and in
-//! cached exact mode equals its own full inference frame by frame. Models with dynamic spatial
+//! cached exact mode equals its own full inference frame by frame. Exported back to ONNX
+//! (`framecache export`), it gives the same outputs in tract and in the engine. Models with dynamic spatial
 //! input dims run at a size given here, as a user gives it (`input_size` or `--input-size`).
 
-use framecache::import::{load_model, ImportOptions};
+use framecache::import::{load_model, load_model_bytes, load_unfused, ImportOptions};
 use framecache::{Mode, Plan, Preprocess, Session, SessionOptions};
 use framecache_tests::*;
 
@@ -51,29 +52,42 @@ fn every_shared_model_imports_and_matches_tract_full_and_cached() -> anyhow::Res
     assert_eq!(on_disk, all_models().len(), "a model in ../shared/data/models is not in this test's list");
     for (file, pre, size) in all_models() {
         let path = data.join("models").join(file);
-        let graph = load_model(&path, ImportOptions { input_size: size, ..Default::default() })?;
-        let plan = Plan::new(graph, pre)?;
+        let options = ImportOptions { input_size: size, ..Default::default() };
+        let graph = load_model(&path, options)?;
+        let plan = Plan::new(graph, pre.clone())?;
         let s = plan.graph().input_shape();
         let tract = TractModel::load_with_input(&path, Some([1, s.c, s.h, s.w]))?;
+        // The graph as imported, written as ONNX (`framecache export`): tract and the engine
+        // run that file too.
+        let onnx = framecache::export::to_onnx(&load_unfused(&std::fs::read(&path)?, &path, options)?, "test")?;
+        let exported = TractModel::from_bytes(&onnx)?;
+        let mut reimported = Session::new(
+            Plan::new(load_model_bytes(&onnx, &path, ImportOptions::default())?, pre)?,
+            SessionOptions { threads: Some(2), ..Default::default() },
+        )?;
         let opts = SessionOptions { mode: Mode::Exact, threads: Some(2), ..Default::default() };
         let (mut cached, mut full) = (Session::new(plan.clone(), opts.clone())?, Session::new(plan.clone(), opts)?);
         let mut worst = 0.0f32;
         for (i, f) in real.iter().enumerate() {
             let ours = full.run_full(f.as_frame())?;
             let theirs = tract.run_nhwc(full.activation(0), s.h, s.w, s.c)?;
-            assert_eq!(ours.len(), theirs.len(), "{file}: output count");
-            for (o, t) in ours.iter().zip(&theirs) {
-                let (d, scale) = max_abs_diff(&o.data, t);
-                let p99 = percentile_abs_diff(&o.data, t, 0.99);
-                worst = worst.max(d / scale.max(1.0));
-                // As for BlazePose in real_models.rs: ill-conditioned logits may reach 1e-3 of
-                // the scale at their worst value; 99% must be within 1e-4.
-                let tol = 1e-4 * scale.max(1.0);
-                assert!(
-                    d <= tol || (p99 <= tol && d <= 10.0 * tol),
-                    "{file}: output {} differs from tract by {d} (p99 {p99}, scale {scale}) at frame {i}",
-                    o.name
-                );
+            let from_export = exported.run_nhwc(full.activation(0), s.h, s.w, s.c)?;
+            let again: Vec<Vec<f32>> = reimported.run_full(f.as_frame())?.into_iter().map(|o| o.data).collect();
+            for (what, outputs) in [("tract", &theirs), ("tract on the export", &from_export), ("the export", &again)] {
+                assert_eq!(ours.len(), outputs.len(), "{file}: output count of {what}");
+                for (o, t) in ours.iter().zip(outputs) {
+                    let (d, scale) = max_abs_diff(&o.data, t);
+                    let p99 = percentile_abs_diff(&o.data, t, 0.99);
+                    worst = worst.max(d / scale.max(1.0));
+                    // As for BlazePose in real_models.rs: ill-conditioned logits may reach 1e-3
+                    // of the scale at their worst value; 99% must be within 1e-4.
+                    let tol = 1e-4 * scale.max(1.0);
+                    assert!(
+                        d <= tol || (p99 <= tol && d <= 10.0 * tol),
+                        "{file}: output {} differs from {what} by {d} (p99 {p99}, scale {scale}) at frame {i}",
+                        o.name
+                    );
+                }
             }
         }
         for (i, f) in frames.iter().enumerate() {

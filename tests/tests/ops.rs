@@ -3,7 +3,7 @@
 //! then the engine's cached exact mode against its full inference on a second frame that
 //! changes in one corner. None of this needs `../shared`.
 
-use framecache::import::{load_model, ImportOptions};
+use framecache::import::{load_model, load_model_bytes, load_unfused, ImportOptions};
 use framecache::{Mode, Plan, Preprocess, Session, SessionOptions};
 use framecache_tests::onnx::*;
 use framecache_tests::*;
@@ -30,7 +30,8 @@ fn matches_tract(test: &str, m: &Onnx, size: Option<(usize, usize)>) -> anyhow::
     let path = std::env::temp_dir().join(format!("framecache-ops-{}-{test}.onnx", std::process::id()));
     std::fs::write(&path, m.bytes())?;
     let result = (|| {
-        let graph = load_model(&path, ImportOptions { input_size: size, ..Default::default() })?;
+        let options = ImportOptions { input_size: size, ..Default::default() };
+        let graph = load_model(&path, options)?;
         let plan = Plan::new(graph, Preprocess { mean: [0.5; 3], std: [0.5; 3], ..Default::default() })?;
         let s = plan.graph().input_shape();
         let tract = TractModel::load_with_input(&path, Some([1, s.c, s.h, s.w]))?;
@@ -40,11 +41,28 @@ fn matches_tract(test: &str, m: &Onnx, size: Option<(usize, usize)>) -> anyhow::
         let ours = full.run_full(first.as_frame())?;
         let theirs = tract.run_nhwc(full.activation(0), s.h, s.w, s.c)?;
         assert_eq!(ours.len(), theirs.len(), "{test}: output count");
+        // The graph as imported, exported to ONNX again: tract on it, and the engine on it.
+        let unfused = load_unfused(&std::fs::read(&path)?, &path, options)?;
+        let exported = exported_in_tract(&unfused, full.activation(0))?;
+        let onnx = framecache::export::to_onnx(&unfused, "test")?;
+        let reimported =
+            Plan::new(load_model_bytes(&onnx, &path, ImportOptions::default())?, plan.preprocess().clone())?;
+        let again = Session::new(reimported, SessionOptions { threads: Some(1), ..Default::default() })?
+            .run_full(first.as_frame())?;
+        assert_eq!((exported.len(), again.len()), (ours.len(), ours.len()), "{test}: exported output count");
         let mut worst = 0.0f32;
-        for (o, t) in ours.iter().zip(&theirs) {
-            let (d, scale) = max_abs_diff(&o.data, t);
-            assert!(d <= 1e-5 * scale.max(1.0), "{test}: output {} differs from tract by {d} (scale {scale})", o.name);
-            worst = worst.max(d / scale.max(1.0));
+        for (((o, t), e), a) in ours.iter().zip(&theirs).zip(&exported).zip(&again) {
+            for (what, other) in
+                [("tract", t), ("tract on the exported model", e), ("the engine on the exported model", &a.data)]
+            {
+                let (d, scale) = max_abs_diff(&o.data, other);
+                assert!(
+                    d <= 1e-5 * scale.max(1.0),
+                    "{test}: output {} differs from {what} by {d} (scale {scale})",
+                    o.name
+                );
+                worst = worst.max(d / scale.max(1.0));
+            }
         }
         // A second frame that differs in its top-left 8x8 pixels only.
         let mut second = Rgb { width: first.width, height: first.height, data: first.data.clone() };

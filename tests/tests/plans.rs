@@ -457,3 +457,45 @@ fn bad_bundle_files_are_clear_errors_and_compile_leaves_no_file() {
     assert!(!out.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `framecache export`: the bundled selfie segmentation written as ONNX, with its sidecar
+/// beside it, runs in the engine as the source does (the first output within 1e-5 of its
+/// scale); the distilled two-tap head exports too. Bad requests are clear errors and leave no
+/// file.
+#[test]
+fn export_writes_an_onnx_file_that_runs_as_the_source_and_bad_requests_write_nothing() {
+    let dir = std::env::temp_dir().join(format!("framecache-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = assets_models().join("selfie_segmentation.onnx");
+    let out = dir.join("selfie.onnx");
+    let (m, o) = (model.to_str().unwrap(), out.to_str().unwrap());
+    cli("export", &[m, "--out", o]).unwrap();
+    assert!(framecache_app::args::with_ext(&out, ".toml").is_file(), "the sidecar beside the export");
+    let frames = framecache_app::clip::Clip::open(&project_root().join("assets/clips/static_coin_motion")).unwrap();
+    let frame = frames.decode(40).unwrap();
+    let run = |path: &Path| {
+        let loaded = SidecarModel::load(path, None, &[], None, None).unwrap();
+        let mut session = Session::new(loaded.plan, SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+        session.run_full(frame.as_frame()).unwrap().remove(0).data
+    };
+    let (d, scale) = max_abs_diff(&run(&out), &run(&model));
+    assert!(d <= 1e-5 * scale.max(1.0), "the export differs from its source by {d} (scale {scale})");
+    let head = assets_models().join("person_mobilenet_v2.head.safetensors");
+    cli("export", &[head.to_str().unwrap(), "--out", dir.join("head.onnx").to_str().unwrap()]).unwrap();
+    assert!(dir.join("head.onnx").is_file());
+
+    let export = |args: &[&str]| cli("export", args).unwrap_err().to_string();
+    let bad = dir.join("bad.onnx");
+    let b = bad.to_str().unwrap();
+    assert!(export(&[m, "--out", dir.join("bad.safetensors").to_str().unwrap()]).contains(".onnx"));
+    assert!(export(&[o, "--out", o]).contains("overwrite"));
+    assert!(export(&[dir.join("missing.onnx").to_str().unwrap(), "--out", b]).contains("missing.onnx"));
+    // An int8 model has no ONNX form here: the error says to export the float model.
+    let int8 = dir.join("selfie.int8.safetensors");
+    let clip = project_root().join("assets/clips/static_coin_motion");
+    let (c, q) = (clip.to_str().unwrap(), int8.to_str().unwrap());
+    cli("quantize", &[m, "--calibrate", c, "--frames", "2", "--out", q]).unwrap();
+    assert!(export(&[q, "--out", b]).contains("export its float model"));
+    assert!(!bad.exists() && !framecache_app::args::with_ext(&bad, ".toml").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -4,7 +4,7 @@
 use candle_core::Device;
 use framecache::graph::Graph;
 use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
-use framecache_tests::{cli, clip, max_abs_diff, percentile_abs_diff, shared_data_or_skip};
+use framecache_tests::{cli, clip, exported_in_tract, max_abs_diff, percentile_abs_diff, shared_data_or_skip};
 use framecache_train::net::{from_nhwc, to_nhwc, Net};
 
 /// Runs `graph` in the engine and in candle on `frame` and returns the worst relative errors
@@ -548,7 +548,8 @@ fn mobilenet_v2_blocks_and_clip() -> (Graph, Vec<framecache_train::prune::Block>
 /// Structured pruning of the bundled MobileNetV2's inverted-residual blocks: 35% of the
 /// expansion channels go (over 25% of the MACs), and refitting each projection by least
 /// squares brings the logits closer to the source's than pruning alone, on frames the refit
-/// never saw. With every channel kept, a block is unchanged.
+/// never saw. With every channel kept, a block is unchanged. The pruned model, exported to
+/// ONNX, runs in tract to the engine's result.
 #[test]
 fn pruning_removes_macs_and_refitting_recovers_fidelity() {
     use framecache_train::prune;
@@ -594,6 +595,19 @@ fn pruning_removes_macs_and_refitting_recovers_fidelity() {
     let loaded =
         framecache::import::load_model_bytes(&file, std::path::Path::new("p.safetensors"), Default::default()).unwrap();
     assert!(keep.iter().any(|k| k % 8 != 0), "{keep:?}");
+    // Exported to ONNX (`framecache export`), the same pruned weights run by tract give the
+    // engine's logits, on frames the refit never saw.
+    let mut session = Session::new(Plan::new(loaded.clone(), pre.clone()).unwrap(), SessionOptions::default()).unwrap();
+    for k in [7, 82] {
+        let f = clip.decode(k).unwrap();
+        let ours = session.run_full(f.as_frame()).unwrap();
+        let theirs = exported_in_tract(&refit, session.activation(0)).unwrap();
+        let (d, scale) = max_abs_diff(&ours[0].data, &theirs[0]);
+        assert!(
+            d <= 1e-4 * scale.max(1.0),
+            "frame {k}: tract on the exported pruned model differs by {d} (scale {scale})"
+        );
+    }
     let (max, _, node) = worst_node(loaded, pre, &frames[0]);
     assert!(max <= 1e-4, "node {node} differs by {max:.2e} of its largest value");
 }
