@@ -109,6 +109,12 @@ pub struct CompressArgs {
     /// (fine-tuned, with `--epochs`).
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
+    /// prune: each block keeps a multiple of this many channels (the nearest to what `--ratio`
+    /// leaves). The default, 8, is the float lanes of an AVX2 register (two NEON registers)
+    /// and the channel block of ONNX Runtime's NCHWc layout, so that no kernel runs a
+    /// remainder; 1 keeps exactly what `--ratio` leaves.
+    #[arg(long, default_value_t = 8)]
+    pub multiple: usize,
     /// prune: augmented copies (crop, flip, brightness, contrast) of each `--calibrate` frame
     /// that fine-tuning trains on, besides the frame itself.
     #[arg(long, default_value_t = 1)]
@@ -261,7 +267,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
             let channels = prune::channels(&graph, &blocks);
             let mut rounds = Vec::new();
             for round in 1..=args.rounds {
-                let keep = prune::keep_counts(&channels, args.ratio * round as f64 / args.rounds as f64);
+                let keep = prune::keep_counts(&channels, args.ratio * round as f64 / args.rounds as f64, args.multiple);
                 let blocks_report =
                     prune::prune_network(&mut graph, &blocks, &config.preprocess, &frames, &keep, args.recover.into())?;
                 let mut curve = Vec::new();

@@ -568,7 +568,7 @@ fn pruning_removes_macs_and_refitting_recovers_fidelity() {
 
     let macs = |g: &Graph| Plan::new(g.clone(), pre.clone()).unwrap().total_macs() as f64;
     // 35%: channel counts such as 63 and 94, so that the kernels' remainders are exercised.
-    let keep = prune::keep_counts(&prune::channels(&graph, &blocks), 0.35);
+    let keep = prune::keep_counts(&prune::channels(&graph, &blocks), 0.35, 1);
     let mut plain = graph.clone();
     let report = prune::prune_network(&mut plain, &blocks, &pre, &frames, &keep, prune::Recovery::None).unwrap();
     assert!(report.iter().all(|r| r.kept < r.channels && r.error_before == r.error_after));
@@ -625,7 +625,7 @@ fn fine_tuning_a_pruned_model_moves_it_towards_the_source() {
     let pre = Preprocess::imagenet();
     let train: Vec<_> = (0..clip.len()).step_by(25).map(|k| clip.decode(k).unwrap()).collect();
     let frames: Vec<Frame<'_>> = train.iter().map(|f| f.as_frame()).collect();
-    let keep = prune::keep_counts(&prune::channels(&graph, &blocks), 1.0 / 3.0);
+    let keep = prune::keep_counts(&prune::channels(&graph, &blocks), 1.0 / 3.0, 1);
     let mut pruned = graph.clone();
     prune::prune_network(&mut pruned, &blocks, &pre, &frames, &keep, prune::Recovery::None).unwrap();
     let output = graph.outputs[0].node;

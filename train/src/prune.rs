@@ -172,9 +172,18 @@ pub fn channels(graph: &Graph, blocks: &[Block]) -> Vec<usize> {
 }
 
 /// How many of each block's `channels` stay when `fraction` (0 to below 1) of them go: the
-/// fraction's floor goes, and at least one channel stays.
-pub fn keep_counts(channels: &[usize], fraction: f64) -> Vec<usize> {
-    channels.iter().map(|&n| n - ((n as f64 * fraction).floor() as usize).min(n.saturating_sub(1))).collect()
+/// fraction's floor goes, and at least one channel stays; then the count is rounded to the
+/// nearest multiple of `multiple` (halves up; at least one multiple, at most all `n`), so that
+/// the kernels' channel loops have no remainder (1: no rounding).
+pub fn keep_counts(channels: &[usize], fraction: f64, multiple: usize) -> Vec<usize> {
+    let m = multiple.max(1);
+    channels
+        .iter()
+        .map(|&n| {
+            let keep = n - ((n as f64 * fraction).floor() as usize).min(n.saturating_sub(1));
+            ((keep + m / 2) / m * m).clamp(m.min(n), n)
+        })
+        .collect()
 }
 
 /// Prunes each of `blocks` (from [`blocks`] of `graph`) to `keep` of its expansion channels
@@ -279,4 +288,20 @@ pub fn prune_network(
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_counts;
+
+    /// The fraction's floor goes, then the count rounds to the nearest multiple, never below
+    /// one multiple nor above what the block has.
+    #[test]
+    fn kept_counts_round_to_the_multiple() {
+        assert_eq!(keep_counts(&[96, 144, 7, 960], 0.35, 1), [63, 94, 5, 624]);
+        assert_eq!(keep_counts(&[96, 144, 7, 960], 0.35, 8), [64, 96, 7, 624]);
+        // A block smaller than one multiple keeps every channel.
+        assert_eq!(keep_counts(&[16, 3], 0.9, 8), [8, 3]);
+        assert_eq!(keep_counts(&[20], 0.0, 8), [20]);
+    }
 }
