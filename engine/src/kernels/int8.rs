@@ -2,12 +2,13 @@
 //!
 //! The caller's [`Call`] is the same as for a float product (pointwise, im2col rows, kernel
 //! rows read in place); [`pointwise::run`] hands it here when the packed weights carry an
-//! [`Int8Packed`]. Each block of pixels is quantized once into a scratch of `i16` pairs
-//! (the input minus its zero point, −255..=255), then every panel of weights passes over it:
-//! `i32` accumulators, one multiply-add per pair of input values ([`IntVector::madd`]). The
-//! epilogue scales each channel back to float, adds the bias and applies the activation, so
-//! the tensors between nodes stay `f32` and every other kernel (depthwise, pools, resizes,
-//! the session's change detection) runs as before.
+//! [`Int8Packed`]. Each block of pixels is quantized once into a scratch of input units (see
+//! [`IntVector`]: `i16` pairs, the input minus its zero point, −255..=255; or, with NEON's
+//! dot product, `i8` quads shifted by 128), then every panel of weights passes over it: `i32`
+//! accumulators, one multiply-add per unit ([`IntVector::madd`]). The epilogue scales each
+//! channel back to float, adds the bias and applies the activation, so the tensors between
+//! nodes stay `f32` and every other kernel (depthwise, pools, resizes, the session's change
+//! detection) runs as before.
 //!
 //! Integer sums are exact in any order, and the epilogue is one multiply and one add per value,
 //! then the activation (whose arithmetic never fuses a multiply-add), so every level and every
@@ -23,24 +24,58 @@ use crate::graph::Activation;
 
 /// Int8 weights packed for [`run`]: per panel of [`PANEL`] output channels, per stripe of
 /// [`STRIPE`] of them (as the float panels, so that a tile streams contiguous lines), per block
-/// of `kb` rows (zero-padded to `kb2`, an even count), `kb2 / 2` rows of pairs, each row
-/// holding the stripe's `(w[k][c], w[k + 1][c])` side by side.
+/// of `kb` rows (zero-padded to whole units), one line of units per `GROUP` rows, each line
+/// holding the stripe's units side by side: `(w[k][c], w[k + 1][c])` as `i16` (`pairs`), and,
+/// where the CPU has NEON's dot product, `w[k..k + 4][c]` as `i8` (`quads`).
 #[derive(Clone, Debug, Default)]
 pub struct Int8Packed {
-    weights: Vec<i16>,
+    pairs: Vec<i16>,
+    /// The quads, empty where no level uses them.
+    quads: Vec<i8>,
+    /// With the quads, per block and channel (zero-padded to whole panels): `(128 − zero) ·
+    /// Σ w` over the block's rows, what the quads' shift of the input takes from each sum.
+    shift: Vec<i32>,
     /// Per channel (zero-padded to whole panels): `input_scale · weight_scale[c]`.
     scale: Vec<f32>,
     /// Per channel, zero-padded to whole panels.
     bias: Vec<f32>,
     inv_scale: f32,
+    zero: f32,
     /// The quantized input's range, relative to the zero point: `-zero..=255 - zero`.
     lo: f32,
     hi: f32,
     /// Rows per block: the granularity at which calls address the weights (a kernel row of a
     /// convolution read in place, or the whole inner dimension).
     kb: usize,
-    kb2: usize,
     blocks: usize,
+}
+
+/// `w`, `[k][n]` weights of blocks of `kb` rows, packed in units of `group` rows (see
+/// [`Int8Packed`]), each row padded with zeros to whole units.
+fn pack_units<T: Copy + Default>(w: &[T], n: usize, kb: usize, group: usize) -> Vec<T> {
+    let blocks = w.len() / (n * kb).max(1);
+    let (units, panels) = (kb.div_ceil(group), n.div_ceil(PANEL));
+    let mut out = vec![T::default(); panels * blocks * units * group * PANEL];
+    for p in 0..panels {
+        for b in 0..blocks {
+            for r in 0..kb {
+                for j in 0..PANEL.min(n - p * PANEL) {
+                    let stripe = (p * blocks * units * PANEL + j / STRIPE * blocks * units * STRIPE) * group;
+                    let at = stripe + ((b * units + r / group) * STRIPE + j % STRIPE) * group + r % group;
+                    out[at] = w[(b * kb + r) * n + p * PANEL + j];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether the int8 products can run on NEON's dot product here (so its quads are packed).
+fn dot_product() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    return super::simd::Level::NeonDot.is_available();
+    #[cfg(not(target_arch = "aarch64"))]
+    false
 }
 
 /// The most rows one int8 product may sum: `255 · 127 · rows` stays below `2^31`, so no
@@ -62,41 +97,43 @@ impl Int8Packed {
         let weight_scale = &q.weight_scale[group * n..(group + 1) * n];
         assert!(kb > 0 && k.is_multiple_of(kb) && bias.len() == n);
         assert!(k <= MAX_ROWS, "an int8 product of {k} rows could overflow");
-        let (blocks, kb2, panels) = (k / kb, kb.next_multiple_of(2), n.div_ceil(PANEL));
-        let mut w = vec![0i16; panels * blocks * kb2 * PANEL];
-        for p in 0..panels {
-            for b in 0..blocks {
-                for r in 0..kb {
-                    for j in 0..PANEL.min(n - p * PANEL) {
-                        let stripe = p * blocks * kb2 * PANEL + j / STRIPE * blocks * kb2 * STRIPE;
-                        let at = stripe + (b * kb2 + r / 2 * 2) * STRIPE + 2 * (j % STRIPE) + r % 2;
-                        w[at] = i16::from(weights[(b * kb + r) * n + p * PANEL + j]);
-                    }
-                }
-            }
-        }
+        let (blocks, panels) = (k / kb, n.div_ceil(PANEL));
+        let wide: Vec<i16> = weights.iter().map(|&w| i16::from(w)).collect();
         let pad = |v: Vec<f32>| {
             let mut v = v;
             v.resize(panels * PANEL, 0.0);
             v
         };
+        let (quads, shift) = if dot_product() {
+            let mut shift = vec![0i32; blocks * panels * PANEL];
+            for (r, row) in weights.chunks_exact(n).enumerate() {
+                for (c, &w) in row.iter().enumerate() {
+                    shift[r / kb * panels * PANEL + c] += (128 - i32::from(q.input_zero)) * i32::from(w);
+                }
+            }
+            (pack_units(weights, n, kb, 4), shift)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         Self {
-            weights: w,
+            pairs: pack_units(&wide, n, kb, 2),
+            quads,
+            shift,
             scale: pad(weight_scale.iter().map(|s| q.input_scale * s).collect()),
             bias: pad(bias.to_vec()),
             inv_scale: 1.0 / q.input_scale,
+            zero: f32::from(q.input_zero),
             lo: -f32::from(q.input_zero),
             hi: 255.0 - f32::from(q.input_zero),
             kb,
-            kb2,
             blocks,
         }
     }
 }
 
 thread_local! {
-    /// Quantized input pairs of one pixel block, per thread.
-    static PAIRS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// Quantized input units of one pixel block, per thread.
+    static UNITS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs the int8 product `call` (already checked by [`pointwise::run`]) with `q` into `dst`.
@@ -118,20 +155,45 @@ pub(super) fn run(level: Level, call: &Call<'_>, q: &Int8Packed, dst: &mut [f32]
     };
     assert!(segments.iter().all(|&s| s < q.blocks), "an int8 run past the packed weights");
     assert!(q.scale.len() >= call.cout.div_ceil(PANEL) * PANEL);
-    PAIRS.with(|pairs| {
-        let mut pairs = pairs.borrow_mut();
-        let row = segments.len() * q.kb2 / 2;
-        pairs.resize(PIXEL_BLOCK.min(call.npix) * row, 0);
-        dispatch(level, Product { call, q, segments, pairs: &mut pairs, row, dst: dst.as_mut_ptr() });
+    #[cfg(target_arch = "aarch64")]
+    let dot = level == Level::NeonDot;
+    #[cfg(not(target_arch = "aarch64"))]
+    let dot = false;
+    // Quads are packed wherever the CPU runs `Level::NeonDot`.
+    assert!(!dot || !q.quads.is_empty(), "int8 weights packed without their quads");
+    let group = if dot { 4 } else { 2 };
+    UNITS.with(|units| {
+        let mut units = units.borrow_mut();
+        let row = segments.len() * q.kb.div_ceil(group);
+        units.resize(PIXEL_BLOCK.min(call.npix) * row, 0);
+        let product = Product { call, q, segments, units: &mut units, row, dst: dst.as_mut_ptr() };
+        #[cfg(target_arch = "aarch64")]
+        if dot {
+            // SAFETY: `Level::NeonDot` is available (the session validated its level, and the
+            // quads exist only where it is).
+            return unsafe { neon_dot(product) };
+        }
+        dispatch(level, product);
     });
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn neon_dot(p: Product<'_, '_>) {
+    use super::simd::NeonDot;
+    if p.call.cout <= NeonDot::LANES {
+        drive::<NeonDot, 8, 1>(p)
+    } else {
+        drive::<NeonDot, 4, 4>(p)
+    }
 }
 
 struct Product<'a, 'b> {
     call: &'a Call<'b>,
     q: &'a Int8Packed,
     segments: &'a [usize],
-    pairs: &'a mut [u32],
-    /// Pairs per pixel.
+    units: &'a mut [u32],
+    /// Units per pixel.
     row: usize,
     dst: *mut f32,
 }
@@ -142,7 +204,7 @@ impl Kernel for Product<'_, '_> {
     fn run<V: Vector>(self) {
         let thin = self.call.cout <= <V::Int as IntVector>::LANES;
         match (<V::Int as IntVector>::LANES, <V::Int as IntVector>::REGISTERS) {
-            // Accumulators, the weights, the broadcast pair and the product: within 16 registers.
+            // Accumulators, the weights, the broadcast unit and the product: within 16 registers.
             (8, _) if thin => drive::<V::Int, 8, 1>(self),
             (8, _) => drive::<V::Int, 5, 2>(self),
             (4, 32) if thin => drive::<V::Int, 8, 1>(self),
@@ -153,31 +215,31 @@ impl Kernel for Product<'_, '_> {
     }
 }
 
-/// Quantizes pixels `pb..pe` of the call into `pairs` (`row` pairs per pixel): each segment's
-/// `kb` values, then a zero where `kb` is odd.
+/// Quantizes pixels `pb..pe` of the call into `units` (`row` units per pixel): each segment's
+/// `kb` values, then zeros to a whole unit.
 #[inline(always)]
 fn quantize_block<I: IntVector>(p: &mut Product<'_, '_>, pb: usize, pe: usize) {
     let (c, q) = (p.call, p.q);
     let per_run = c.cin / q.kb;
+    let (size, padded) = (4 / I::GROUP, q.kb.next_multiple_of(I::GROUP));
     for (i, px) in (pb..pe).enumerate() {
-        let out = &mut p.pairs[i * p.row..(i + 1) * p.row];
-        let out = out.as_mut_ptr().cast::<i16>();
+        let out = &mut p.units[i * p.row..(i + 1) * p.row];
+        let out = out.as_mut_ptr().cast::<u8>();
         let mut at = 0;
         for &(offset, _) in c.runs {
             for j in 0..per_run {
                 let src = &c.src[px * c.src_stride + offset + j * q.kb..][..q.kb];
-                // SAFETY: `src` holds `kb` floats; the pixel's `row` pairs hold every segment's
-                // `kb2 >= kb` values (`row = segments · kb2 / 2`, and `at` steps by `kb2`).
+                // SAFETY: `src` holds `kb` floats; the pixel's `row` units hold every segment's
+                // `padded >= kb` values of `size` bytes (`row = segments · padded / GROUP`, and
+                // `at` steps by `padded`).
                 unsafe {
-                    I::quantize(src.as_ptr(), q.kb, q.inv_scale, q.lo, q.hi, out.add(at));
-                    if q.kb2 > q.kb {
-                        *out.add(at + q.kb) = 0;
-                    }
+                    I::quantize(src.as_ptr(), q.kb, q.inv_scale, q.lo, q.hi, q.zero, out.add(at * size));
+                    std::ptr::write_bytes(out.add((at + q.kb) * size), 0, (padded - q.kb) * size);
                 }
-                at += q.kb2;
+                at += padded;
             }
         }
-        debug_assert_eq!(at, 2 * p.row);
+        debug_assert_eq!(at * size, 4 * p.row);
     }
 }
 
@@ -188,7 +250,14 @@ fn drive<I: IntVector, const MR: usize, const NV: usize>(mut p: Product<'_, '_>)
     debug_assert_eq!(PANEL % width, 0);
     let c = p.call;
     let panels = c.cout.div_ceil(PANEL);
-    let panel_len = p.q.blocks * p.q.kb2 * PANEL;
+    // Units per block and channel.
+    let units = p.q.kb.div_ceil(I::GROUP);
+    let panel_len = p.q.blocks * units * PANEL;
+    let (weights, shift) = if I::GROUP == 4 {
+        (p.q.quads.as_ptr().cast::<u32>(), p.q.shift.as_ptr())
+    } else {
+        (p.q.pairs.as_ptr().cast::<u32>(), std::ptr::null())
+    };
     let mut pb = 0;
     while pb < c.npix {
         let pe = (pb + PIXEL_BLOCK).min(c.npix);
@@ -201,38 +270,40 @@ fn drive<I: IntVector, const MR: usize, const NV: usize>(mut p: Product<'_, '_>)
                 }
                 let t = Tile {
                     segments: p.segments,
-                    kb2: p.q.kb2,
+                    units,
                     row: p.row,
+                    shift_stride: panels * PANEL,
                     dst_stride: c.dst_stride,
                     ncols: (c.cout - col).min(width),
                     act: c.act,
                 };
-                // SAFETY: pixel i of the block has `row` pairs in `pairs`; panel columns
+                // SAFETY: pixel i of the block has `row` units in `units`; panel columns
                 // col..col + width of every block lie inside the zero-padded packed weights,
-                // scales and bias (checked by `run`); `dst` holds `npix` rows of `cout` at
-                // `dst_stride` (checked by `pointwise::run`).
+                // shifts, scales and bias (checked by `run`); `dst` holds `npix` rows of `cout`
+                // at `dst_stride` (checked by `pointwise::run`).
                 unsafe {
-                    let stripe = sub * width / STRIPE * p.q.blocks * p.q.kb2 * STRIPE;
-                    let w = p.q.weights.as_ptr().add(panel * panel_len + stripe + 2 * (sub * width % STRIPE));
+                    let stripe = sub * width / STRIPE * p.q.blocks * units * STRIPE;
+                    let w = weights.add(panel * panel_len + stripe + sub * width % STRIPE);
+                    let sh = if shift.is_null() { shift } else { shift.add(col) };
                     let (s, b) = (p.q.scale.as_ptr().add(col), p.q.bias.as_ptr().add(col));
                     let mut px = pb;
                     while px + MR <= pe {
-                        let a = p.pairs.as_ptr().add((px - pb) * p.row);
-                        t.run::<I, MR, NV>(a, w, s, b, p.dst.add(px * c.dst_stride + col));
+                        let a = p.units.as_ptr().add((px - pb) * p.row);
+                        t.run::<I, MR, NV>(a, w, sh, s, b, p.dst.add(px * c.dst_stride + col));
                         px += MR;
                     }
                     if px == pe {
                         continue;
                     }
-                    let (a, d) = (p.pairs.as_ptr().add((px - pb) * p.row), p.dst.add(px * c.dst_stride + col));
+                    let (a, d) = (p.units.as_ptr().add((px - pb) * p.row), p.dst.add(px * c.dst_stride + col));
                     match pe - px {
-                        1 => t.run::<I, 1, NV>(a, w, s, b, d),
-                        2 if MR > 2 => t.run::<I, 2, NV>(a, w, s, b, d),
-                        3 if MR > 3 => t.run::<I, 3, NV>(a, w, s, b, d),
-                        4 if MR > 4 => t.run::<I, 4, NV>(a, w, s, b, d),
-                        5 if MR > 5 => t.run::<I, 5, NV>(a, w, s, b, d),
-                        6 if MR > 6 => t.run::<I, 6, NV>(a, w, s, b, d),
-                        7 if MR > 7 => t.run::<I, 7, NV>(a, w, s, b, d),
+                        1 => t.run::<I, 1, NV>(a, w, sh, s, b, d),
+                        2 if MR > 2 => t.run::<I, 2, NV>(a, w, sh, s, b, d),
+                        3 if MR > 3 => t.run::<I, 3, NV>(a, w, sh, s, b, d),
+                        4 if MR > 4 => t.run::<I, 4, NV>(a, w, sh, s, b, d),
+                        5 if MR > 5 => t.run::<I, 5, NV>(a, w, sh, s, b, d),
+                        6 if MR > 6 => t.run::<I, 6, NV>(a, w, sh, s, b, d),
+                        7 if MR > 7 => t.run::<I, 7, NV>(a, w, sh, s, b, d),
                         n => unreachable!("a tail of {n} pixels with tiles of {MR}"),
                     }
                 }
@@ -246,8 +317,11 @@ fn drive<I: IntVector, const MR: usize, const NV: usize>(mut p: Product<'_, '_>)
 #[derive(Clone, Copy)]
 struct Tile<'a> {
     segments: &'a [usize],
-    kb2: usize,
+    /// Units per block and channel.
+    units: usize,
     row: usize,
+    /// Channels per block of the shifts.
+    shift_stride: usize,
     dst_stride: usize,
     ncols: usize,
     act: Activation,
@@ -257,26 +331,37 @@ impl Tile<'_> {
     /// `MR` pixels × `NV` vectors of outputs.
     ///
     /// # Safety
-    /// `a` holds `MR` pixels of `row` pairs; `w` is a panel's weights at this tile's first
-    /// column, holding every segment's block; `s` and `b` hold `NV` vectors; `dst` holds `MR`
-    /// rows of `ncols` floats at `dst_stride`.
+    /// `a` holds `MR` pixels of `row` units; `w` is a panel's weights at this tile's first
+    /// column, holding every segment's block; with quads, `shift` holds every segment's block
+    /// of shifts at this column (`NV` vectors each, `shift_stride` apart; null with pairs);
+    /// `s` and `b` hold `NV` vectors; `dst` holds `MR` rows of `ncols` floats at `dst_stride`.
     #[inline(always)]
     unsafe fn run<I: IntVector, const MR: usize, const NV: usize>(
         self,
         a: *const u32,
-        w: *const i16,
+        w: *const u32,
+        shift: *const i32,
         s: *const f32,
         b: *const f32,
         dst: *mut f32,
     ) {
         // SAFETY: the function's contract.
         unsafe {
-            let mut acc = [[I::zero(); NV]; MR];
+            // Quads start from what their shift took from each segment's sum.
+            let mut start = [I::zero(); NV];
+            if I::GROUP == 4 {
+                for &seg in self.segments {
+                    for (j, v) in start.iter_mut().enumerate() {
+                        *v = v.add(I::load(shift.add(seg * self.shift_stride + j * I::LANES)));
+                    }
+                }
+            }
+            let mut acc = [start; MR];
             let mut k = 0;
             for &seg in self.segments {
-                let w = w.add(seg * self.kb2 * STRIPE);
-                for i in 0..self.kb2 / 2 {
-                    let wv: [I::W; NV] = std::array::from_fn(|j| I::load_w(w.add(2 * (i * STRIPE + j * I::LANES))));
+                let w = w.add(seg * self.units * STRIPE);
+                for i in 0..self.units {
+                    let wv: [I::W; NV] = std::array::from_fn(|j| I::load_w(w.add(i * STRIPE + j * I::LANES)));
                     for p in 0..MR {
                         let x = I::splat_a(*a.add(p * self.row + k));
                         for j in 0..NV {

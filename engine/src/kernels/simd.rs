@@ -26,6 +26,11 @@ pub enum Level {
     /// Advanced SIMD with fused multiply-add (every aarch64 CPU that Android and iOS run on).
     #[cfg(target_arch = "aarch64")]
     Neon,
+    /// NEON with the dot-product instructions (Armv8.2 `dotprod`: Cortex-A55/A75 and later,
+    /// Apple A11 and later): the float kernels of [`Level::Neon`], and int8 products by `sdot`,
+    /// four products per lane and instruction.
+    #[cfg(target_arch = "aarch64")]
+    NeonDot,
 }
 
 impl Level {
@@ -45,6 +50,9 @@ impl Level {
         {
             if std::arch::is_aarch64_feature_detected!("neon") {
                 out.push(Level::Neon);
+                if std::arch::is_aarch64_feature_detected!("dotprod") {
+                    out.push(Level::NeonDot);
+                }
             }
         }
         out
@@ -71,6 +79,16 @@ impl Level {
         match self {
             #[cfg(target_arch = "x86_64")]
             Level::Avx512 if !n.is_multiple_of(16) => Level::Avx2Fma,
+            level => level,
+        }
+    }
+
+    /// The level whose float kernels this one runs: itself, but for [`Level::NeonDot`], which
+    /// differs from [`Level::Neon`] in its int8 products only.
+    pub fn float(self) -> Level {
+        match self {
+            #[cfg(target_arch = "aarch64")]
+            Level::NeonDot => Level::Neon,
             level => level,
         }
     }
@@ -313,42 +331,59 @@ intrinsic_vector!("aarch64", Neon(float32x4_t), lanes 4, registers 32, int NeonI
     vmaxq_f32, vminq_f32, |a, b, c| vfmaq_f32(c, a, b), sum |v| vaddvq_f32(v));
 
 /// One register of `i32` accumulators for the int8 products, one lane per output channel.
-/// Each multiply-add takes two consecutive input values at once: the weights are packed as
-/// `(k, k + 1)` pairs of `i16` per channel, the input as one such pair broadcast to every
-/// lane, and the lane adds both products (x86 `vpmaddwd`). Operands are int8 values widened
-/// to `i16` (inputs minus their zero point lie in −255..=255), so no sum saturates: every
-/// level computes the same integers. Methods are `#[inline(always)]`, as for [`Vector`].
+/// Each multiply-add takes a **unit** of `GROUP` consecutive input values at once (32 bits):
+///
+/// - `GROUP = 2`: `(k, k + 1)` pairs of `i16`, the inputs minus their zero point (−255..=255),
+///   so no sum saturates (x86 `vpmaddwd`; NEON widening multiplies and a pairwise add);
+/// - `GROUP = 4`: `k..k + 4` quads of `i8`, the inputs shifted by 128 from the unsigned byte
+///   (−128..=127), which `sdot` multiplies by `i8` weights; the product adds back what the
+///   shift took, `(128 − zero) · Σ w`, per channel in `i32` (`Int8Packed`).
+///
+/// The weights are packed as one unit per channel, the input as one unit broadcast to every
+/// lane. Either way the sums are exact integers, so every level computes the same ones.
+/// Methods are `#[inline(always)]`, as for [`Vector`].
 pub(crate) trait IntVector: Copy {
     const LANES: usize;
     /// Vector registers of the level (the tile shapes depend on it).
     const REGISTERS: usize;
+    /// Input values per unit: 2 (`i16` pairs) or 4 (`i8` quads).
+    const GROUP: usize;
     /// The `f32` vector of the same lanes, for the epilogue.
     type F: Vector;
-    /// `LANES` channels' weights for one pair of input values (`2 · LANES` `i16`).
+    /// `LANES` channels' weight units.
     type W: Copy;
-    /// One pair of input values, broadcast.
+    /// One unit of input values, broadcast.
     type A: Copy;
     fn zero() -> Self;
     /// # Safety
-    /// `p` must be valid for reading `2 · LANES` `i16`.
-    unsafe fn load_w(p: *const i16) -> Self::W;
-    /// The pair `(lo, hi)` packed in `pair` (`lo` in the low 16 bits), broadcast.
-    fn splat_a(pair: u32) -> Self::A;
-    /// `self[c] + a.lo · w[c].lo + a.hi · w[c].hi` for every lane `c`.
+    /// `p` must be valid for reading `LANES` `i32`.
+    unsafe fn load(p: *const i32) -> Self;
+    fn add(self, b: Self) -> Self;
+    /// # Safety
+    /// `p` must be valid for reading `LANES` units (`4 · LANES` bytes).
+    unsafe fn load_w(p: *const u32) -> Self::W;
+    /// The unit `unit` (its first value in the low bits), broadcast.
+    fn splat_a(unit: u32) -> Self::A;
+    /// `self[c] + Σ_j a[j] · w[c][j]` over the unit's values, for every lane `c`.
     fn madd(self, a: Self::A, w: Self::W) -> Self;
     /// The lanes converted to `f32` (exact below 2^24 in magnitude).
     fn to_f32(self) -> Self::F;
-    /// `dst[i] = quantize(src[i])` for `i < n`: `src[i] · inv` rounded to nearest (ties to
-    /// even), clamped to `lo..=hi`, as [`super::int8::quantize`] defines it (vectors where the
-    /// level has them, that function for the rest).
+    /// Writes the input values of `src[..n]` as unit values at `dst`: `q = quantize(src[i])`,
+    /// `src[i] · inv` rounded to nearest (ties to even), clamped to `lo..=hi`, as
+    /// [`super::int8::quantize`] defines it; an `i16` `q` where `GROUP = 2`, an `i8`
+    /// `q + zero − 128` where `GROUP = 4` (vectors where the level has them, that function for
+    /// the rest).
     ///
     /// # Safety
-    /// `src` must be valid for reading `n` floats and `dst` for writing `n` `i16`.
+    /// `src` must be valid for reading `n` floats and `dst` for writing `n` values of the
+    /// unit's type (`4 / GROUP` bytes each).
     #[inline(always)]
-    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, dst: *mut i16) {
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, zero: f32, dst: *mut u8) {
+        let _ = zero; // pairs are relative to the zero point
+        let dst = dst.cast::<i16>();
         for i in 0..n {
             // SAFETY: the caller's contract.
-            unsafe { *dst.add(i) = super::int8::quantize(*src.add(i), inv, lo, hi) };
+            unsafe { dst.add(i).write_unaligned(super::int8::quantize(*src.add(i), inv, lo, hi)) };
         }
     }
 }
@@ -360,6 +395,7 @@ pub(crate) struct PortableInt([i32; 4]);
 impl IntVector for PortableInt {
     const LANES: usize = 4;
     const REGISTERS: usize = 16;
+    const GROUP: usize = 2;
     type F = Portable;
     type W = [i16; 8];
     type A = [i32; 2];
@@ -368,7 +404,16 @@ impl IntVector for PortableInt {
         PortableInt([0; 4])
     }
     #[inline(always)]
-    unsafe fn load_w(p: *const i16) -> [i16; 8] {
+    unsafe fn load(p: *const i32) -> Self {
+        // SAFETY: the caller's contract.
+        PortableInt(unsafe { p.cast::<[i32; 4]>().read_unaligned() })
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        PortableInt(std::array::from_fn(|c| self.0[c] + b.0[c]))
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const u32) -> [i16; 8] {
         // SAFETY: the caller's contract.
         unsafe { p.cast::<[i16; 8]>().read_unaligned() }
     }
@@ -398,6 +443,7 @@ pub(crate) struct Avx2Int(__m256i);
 impl IntVector for Avx2Int {
     const LANES: usize = 8;
     const REGISTERS: usize = 16;
+    const GROUP: usize = 2;
     type F = Avx2;
     type W = __m256i;
     type A = __m256i;
@@ -407,7 +453,17 @@ impl IntVector for Avx2Int {
         Avx2Int(unsafe { _mm256_setzero_si256() })
     }
     #[inline(always)]
-    unsafe fn load_w(p: *const i16) -> __m256i {
+    unsafe fn load(p: *const i32) -> Self {
+        // SAFETY: see above.
+        Avx2Int(unsafe { _mm256_loadu_si256(p.cast()) })
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        // SAFETY: see above.
+        Avx2Int(unsafe { _mm256_add_epi32(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const u32) -> __m256i {
         // SAFETY: see above.
         unsafe { _mm256_loadu_si256(p.cast()) }
     }
@@ -427,7 +483,8 @@ impl IntVector for Avx2Int {
         Avx2(unsafe { _mm256_cvtepi32_ps(self.0) })
     }
     #[inline(always)]
-    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, dst: *mut i16) {
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, _zero: f32, dst: *mut u8) {
+        let dst = dst.cast::<i16>();
         // SAFETY: see above; pointers are the caller's contract.
         unsafe {
             let (vi, vlo, vhi) = (_mm256_set1_ps(inv), _mm256_set1_ps(lo), _mm256_set1_ps(hi));
@@ -441,7 +498,7 @@ impl IntVector for Avx2Int {
                 i += 8;
             }
             for j in i..n {
-                *dst.add(j) = super::int8::quantize(*src.add(j), inv, lo, hi);
+                dst.add(j).write_unaligned(super::int8::quantize(*src.add(j), inv, lo, hi));
             }
         }
     }
@@ -458,6 +515,7 @@ pub(crate) struct NeonInt(int32x4_t);
 impl IntVector for NeonInt {
     const LANES: usize = 4;
     const REGISTERS: usize = 32;
+    const GROUP: usize = 2;
     type F = Neon;
     type W = int16x8_t;
     type A = int16x8_t;
@@ -467,9 +525,19 @@ impl IntVector for NeonInt {
         NeonInt(unsafe { vdupq_n_s32(0) })
     }
     #[inline(always)]
-    unsafe fn load_w(p: *const i16) -> int16x8_t {
+    unsafe fn load(p: *const i32) -> Self {
         // SAFETY: see above.
-        unsafe { vld1q_s16(p) }
+        NeonInt(unsafe { vld1q_s32(p) })
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        // SAFETY: see above.
+        NeonInt(unsafe { vaddq_s32(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const u32) -> int16x8_t {
+        // SAFETY: see above.
+        unsafe { vld1q_s16(p.cast()) }
     }
     #[inline(always)]
     fn splat_a(pair: u32) -> int16x8_t {
@@ -491,7 +559,8 @@ impl IntVector for NeonInt {
         Neon(unsafe { vcvtq_f32_s32(self.0) })
     }
     #[inline(always)]
-    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, dst: *mut i16) {
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, _zero: f32, dst: *mut u8) {
+        let dst = dst.cast::<i16>();
         // SAFETY: see above; pointers are the caller's contract.
         unsafe {
             let (vi, vlo, vhi) = (vdupq_n_f32(inv), vdupq_n_f32(lo), vdupq_n_f32(hi));
@@ -504,7 +573,97 @@ impl IntVector for NeonInt {
                 i += 4;
             }
             for j in i..n {
-                *dst.add(j) = super::int8::quantize(*src.add(j), inv, lo, hi);
+                dst.add(j).write_unaligned(super::int8::quantize(*src.add(j), inv, lo, hi));
+            }
+        }
+    }
+}
+
+/// Four `i32` lanes in a NEON register, multiplied by `sdot` (the `dotprod` feature): each
+/// lane adds the four products of a quad of `i8` inputs with its channel's quad of `i8`
+/// weights in one instruction.
+#[cfg(target_arch = "aarch64")]
+#[derive(Clone, Copy)]
+pub(crate) struct NeonDot(int32x4_t);
+
+// SAFETY (every method): only reached inside the int8 kernel's `neon,dotprod` entry function,
+// after detection (`Level::NeonDot`).
+#[cfg(target_arch = "aarch64")]
+impl IntVector for NeonDot {
+    const LANES: usize = 4;
+    const REGISTERS: usize = 32;
+    const GROUP: usize = 4;
+    type F = Neon;
+    type W = int8x16_t;
+    type A = int8x16_t;
+    #[inline(always)]
+    fn zero() -> Self {
+        // SAFETY: see above.
+        NeonDot(unsafe { vdupq_n_s32(0) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const i32) -> Self {
+        // SAFETY: see above.
+        NeonDot(unsafe { vld1q_s32(p) })
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        // SAFETY: see above.
+        NeonDot(unsafe { vaddq_s32(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const u32) -> int8x16_t {
+        // SAFETY: see above.
+        unsafe { vld1q_s8(p.cast()) }
+    }
+    #[inline(always)]
+    fn splat_a(unit: u32) -> int8x16_t {
+        // SAFETY: see above.
+        unsafe { vreinterpretq_s8_u32(vdupq_n_u32(unit)) }
+    }
+    #[inline(always)]
+    fn madd(self, a: int8x16_t, w: int8x16_t) -> Self {
+        let mut acc = self.0;
+        // SAFETY: see above (the `sdot` intrinsics are not stable in Rust yet; the instruction
+        // reads and writes registers only).
+        unsafe {
+            std::arch::asm!(
+                "sdot {acc:v}.4s, {w:v}.16b, {a:v}.16b",
+                acc = inout(vreg) acc,
+                w = in(vreg) w,
+                a = in(vreg) a,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        NeonDot(acc)
+    }
+    #[inline(always)]
+    fn to_f32(self) -> Neon {
+        // SAFETY: see above.
+        Neon(unsafe { vcvtq_f32_s32(self.0) })
+    }
+    #[inline(always)]
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, zero: f32, dst: *mut u8) {
+        let dst = dst.cast::<i8>();
+        let shift = zero - 128.0;
+        // SAFETY: see above; pointers are the caller's contract.
+        unsafe {
+            let (vi, vlo, vhi, vs) = (vdupq_n_f32(inv), vdupq_n_f32(lo), vdupq_n_f32(hi), vdupq_n_f32(shift));
+            let q = |p: *const f32| {
+                // vrndnq: to nearest, ties to even; the clamped value plus the shift is an
+                // integer in -128..=127, exact in f32.
+                let r = vrndnq_f32(vmulq_f32(vld1q_f32(p), vi));
+                vcvtq_s32_f32(vaddq_f32(vminq_f32(vmaxq_f32(r, vlo), vhi), vs))
+            };
+            let mut i = 0;
+            while i + 8 <= n {
+                let halves = vcombine_s16(vmovn_s32(q(src.add(i))), vmovn_s32(q(src.add(i + 4))));
+                vst1_s8(dst.add(i), vmovn_s16(halves));
+                i += 8;
+            }
+            for j in i..n {
+                let v = super::int8::quantize(*src.add(j), inv, lo, hi);
+                *dst.add(j) = (v + shift as i16) as i8;
             }
         }
     }
@@ -532,7 +691,7 @@ pub(crate) fn dispatch<K: Kernel>(level: Level, kernel: K) -> K::Output {
         Level::Avx512 => unsafe { entry_avx512(kernel) },
         // SAFETY: as above.
         #[cfg(target_arch = "aarch64")]
-        Level::Neon => unsafe { entry_neon(kernel) },
+        Level::Neon | Level::NeonDot => unsafe { entry_neon(kernel) },
     }
 }
 
@@ -567,6 +726,11 @@ mod tests {
         assert!(levels.windows(2).all(|w| w[0] < w[1]), "levels ascend: {levels:?}");
         #[cfg(target_arch = "aarch64")]
         assert!(levels.contains(&Level::Neon), "NEON not detected: {levels:?}");
+        // qemu's default CPU has the dot-product instructions, so CI runs their int8 kernel.
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            assert!(levels.contains(&Level::NeonDot), "dotprod not a level: {levels:?}");
+        }
         assert_eq!(Level::best(), *levels.last().unwrap());
         for l in levels {
             assert!(l.is_available());
