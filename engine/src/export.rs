@@ -120,7 +120,8 @@ fn nchw_dims(s: Shape) -> Vec<i64> {
     vec![1, s.c as i64, s.h as i64, s.w as i64]
 }
 
-fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
+/// A float tensor's declaration, `name` with the dims `dims`.
+pub fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|&d| pb::tensor_shape_proto::Dimension {
@@ -141,12 +142,14 @@ fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
     }
 }
 
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
+/// An `INTS` attribute.
+pub fn ints(name: &str, v: &[i64]) -> AttributeProto {
     let r#type = pb::attribute_proto::AttributeType::Ints as i32;
     AttributeProto { name: name.into(), ints: v.to_vec(), r#type, ..Default::default() }
 }
 
-fn int(name: &str, v: i64) -> AttributeProto {
+/// An `INT` attribute.
+pub fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         i: v,
@@ -155,12 +158,14 @@ fn int(name: &str, v: i64) -> AttributeProto {
     }
 }
 
-fn float(name: &str, v: f32) -> AttributeProto {
+/// A `FLOAT` attribute.
+pub fn float(name: &str, v: f32) -> AttributeProto {
     let r#type = pb::attribute_proto::AttributeType::Float as i32;
     AttributeProto { name: name.into(), f: v, r#type, ..Default::default() }
 }
 
-fn string(name: &str, v: &str) -> AttributeProto {
+/// A `STRING` attribute.
+pub fn string(name: &str, v: &str) -> AttributeProto {
     let r#type = pb::attribute_proto::AttributeType::String as i32;
     AttributeProto { name: name.into(), s: v.as_bytes().to_vec(), r#type, ..Default::default() }
 }

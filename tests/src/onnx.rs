@@ -1,51 +1,13 @@
 //! Small ONNX models written in code, for the hostile-input tests: each test builds the one
 //! graph it needs, then breaks one attribute or tensor of it.
 
+pub use framecache::export::{int, ints, string, value_info};
 use prost::Message;
-use tract_onnx::pb::{
-    self, tensor_shape_proto::dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-};
+use tract_onnx::pb::{type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 
 /// A model under construction: one image input `x` of `[1, c, h, w]`.
 pub struct Onnx {
     pub graph: GraphProto,
-}
-
-fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| pb::tensor_shape_proto::Dimension {
-            value: Some(dimension::Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// An `INTS` attribute.
-pub fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), ints: v.to_vec(), r#type: 7, ..Default::default() }
-}
-
-/// An `INT` attribute.
-pub fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), i: v, r#type: 2, ..Default::default() }
-}
-
-/// A `STRING` attribute.
-pub fn string(name: &str, v: &str) -> AttributeProto {
-    AttributeProto { name: name.into(), s: v.as_bytes().to_vec(), r#type: 3, ..Default::default() }
 }
 
 /// An f32 tensor.
