@@ -292,22 +292,28 @@ pub fn run(args: CompressArgs) -> Result<()> {
             }
             let macs_before = source.total_macs();
             let macs_after = Plan::new(graph.clone(), config.preprocess.clone())?.total_macs();
+            let (had, kept) = (channels.iter().sum::<usize>(), prune::channels(&graph, &blocks).iter().sum::<usize>());
             eprintln!(
-                "pruned {} blocks by {:.0}% of their expansion channels: {:.1} -> {:.1} MMACs ({:.1}% fewer)",
+                "pruned {} blocks by {:.0}% of their expansion channels ({:.1}% with each block's count a multiple \
+                 of {}): {:.1} -> {:.1} MMACs ({:.1}% fewer)",
                 blocks.len(),
                 100.0 * args.ratio,
+                100.0 * (1.0 - kept as f64 / had as f64),
+                args.multiple,
                 macs_before as f64 / 1e6,
                 macs_after as f64 / 1e6,
                 100.0 * (1.0 - macs_after as f64 / macs_before as f64)
             );
             let report = serde_json::json!({
-                "method": "prune", "ratio": args.ratio, "recover": prune::Recovery::from(args.recover),
+                "method": "prune", "ratio": args.ratio, "multiple": args.multiple,
+                "recover": prune::Recovery::from(args.recover),
                 "calibrate": args.calibrate, "frames": frames.len(), "copies": args.copies,
                 "finetune": options, "rounds": rounds,
             });
             let description = format!(
-                "framecache compress --method prune --ratio {} --rounds {} --epochs {epochs} of {}",
+                "framecache compress --method prune --ratio {} --multiple {} --rounds {} --epochs {epochs} of {}",
                 args.ratio,
+                args.multiple,
                 args.rounds,
                 args.model.display()
             );
