@@ -65,7 +65,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let worst = if graph.inputs() > 1 {
         None
     } else {
-        let plan = Plan::new(framecache::import::load_model_bytes(&bytes, &args.model, options)?, preprocess)?;
+        let plan = Plan::new(framecache::import::fused(graph), preprocess)?;
         Some(check(&tract, plan)?)
     };
     let sidecar_text = match (&sidecar, &config) {

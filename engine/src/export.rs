@@ -46,8 +46,7 @@ pub fn to_onnx(graph: &Graph, producer: &str) -> Result<Vec<u8>> {
 fn model(graph: &Graph, producer: &str) -> Result<ModelProto> {
     let mut w = Writer::default();
     // Output names are taken first, so that no node's tensor takes one of them.
-    let reserved: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
-    w.used.extend(reserved.iter().cloned());
+    w.used.extend(graph.outputs.iter().map(|o| o.name.clone()));
     let inputs = graph.inputs();
     let mut names: Vec<Tensor> = Vec::with_capacity(graph.nodes.len());
     let mut input = Vec::with_capacity(inputs);

@@ -80,7 +80,7 @@ pub fn load_model_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Re
 }
 
 /// An imported graph after the fusion passes that every loaded model goes through.
-pub(crate) fn fused(mut graph: Graph) -> Graph {
+pub fn fused(mut graph: Graph) -> Graph {
     crate::graph::fuse::bottlenecks(&mut graph);
     crate::graph::fuse::residual_adds(&mut graph);
     graph

@@ -40,10 +40,8 @@ pub struct Int8Packed {
     /// Per channel, zero-padded to whole panels.
     bias: Vec<f32>,
     inv_scale: f32,
+    /// The input's zero point: its quantized range, relative to it, is `-zero..=255 - zero`.
     zero: f32,
-    /// The quantized input's range, relative to the zero point: `-zero..=255 - zero`.
-    lo: f32,
-    hi: f32,
     /// Rows per block: the granularity at which calls address the weights (a kernel row of a
     /// convolution read in place, or the whole inner dimension).
     kb: usize,
@@ -123,8 +121,6 @@ impl Int8Packed {
             bias: pad(bias.to_vec()),
             inv_scale: 1.0 / q.input_scale,
             zero: f32::from(q.input_zero),
-            lo: -f32::from(q.input_zero),
-            hi: 255.0 - f32::from(q.input_zero),
             kb,
             blocks,
         }
@@ -222,6 +218,7 @@ fn quantize_block<I: IntVector>(p: &mut Product<'_, '_>, pb: usize, pe: usize) {
     let (c, q) = (p.call, p.q);
     let per_run = c.cin / q.kb;
     let (size, padded) = (4 / I::GROUP, q.kb.next_multiple_of(I::GROUP));
+    let (lo, hi) = (-q.zero, 255.0 - q.zero);
     for (i, px) in (pb..pe).enumerate() {
         let out = &mut p.units[i * p.row..(i + 1) * p.row];
         let out = out.as_mut_ptr().cast::<u8>();
@@ -233,7 +230,7 @@ fn quantize_block<I: IntVector>(p: &mut Product<'_, '_>, pb: usize, pe: usize) {
                 // `padded >= kb` values of `size` bytes (`row = segments · padded / GROUP`, and
                 // `at` steps by `padded`).
                 unsafe {
-                    I::quantize(src.as_ptr(), q.kb, q.inv_scale, q.lo, q.hi, q.zero, out.add(at * size));
+                    I::quantize(src.as_ptr(), q.kb, q.inv_scale, lo, hi, q.zero, out.add(at * size));
                     std::ptr::write_bytes(out.add((at + q.kb) * size), 0, (padded - q.kb) * size);
                 }
                 at += padded;
@@ -272,7 +269,6 @@ fn drive<I: IntVector, const MR: usize, const NV: usize>(mut p: Product<'_, '_>)
                     segments: p.segments,
                     units,
                     row: p.row,
-                    shift_stride: panels * PANEL,
                     dst_stride: c.dst_stride,
                     ncols: (c.cout - col).min(width),
                     act: c.act,
@@ -284,7 +280,16 @@ fn drive<I: IntVector, const MR: usize, const NV: usize>(mut p: Product<'_, '_>)
                 unsafe {
                     let stripe = sub * width / STRIPE * p.q.blocks * units * STRIPE;
                     let w = weights.add(panel * panel_len + stripe + sub * width % STRIPE);
-                    let sh = if shift.is_null() { shift } else { shift.add(col) };
+                    // Quads start from what their shift took from each segment's sum: the same
+                    // for every pixel of these columns.
+                    let mut sh = [I::zero(); NV];
+                    if I::GROUP == 4 {
+                        for &seg in p.segments {
+                            for (j, v) in sh.iter_mut().enumerate() {
+                                *v = v.add(I::load(shift.add(seg * panels * PANEL + col + j * I::LANES)));
+                            }
+                        }
+                    }
                     let (s, b) = (p.q.scale.as_ptr().add(col), p.q.bias.as_ptr().add(col));
                     let mut px = pb;
                     while px + MR <= pe {
@@ -320,8 +325,6 @@ struct Tile<'a> {
     /// Units per block and channel.
     units: usize,
     row: usize,
-    /// Channels per block of the shifts.
-    shift_stride: usize,
     dst_stride: usize,
     ncols: usize,
     act: Activation,
@@ -332,30 +335,21 @@ impl Tile<'_> {
     ///
     /// # Safety
     /// `a` holds `MR` pixels of `row` units; `w` is a panel's weights at this tile's first
-    /// column, holding every segment's block; with quads, `shift` holds every segment's block
-    /// of shifts at this column (`NV` vectors each, `shift_stride` apart; null with pairs);
-    /// `s` and `b` hold `NV` vectors; `dst` holds `MR` rows of `ncols` floats at `dst_stride`.
+    /// column, holding every segment's block; `start` is each column's sum before the first
+    /// product (zero with pairs); `s` and `b` hold `NV` vectors; `dst` holds `MR` rows of
+    /// `ncols` floats at `dst_stride`.
     #[inline(always)]
     unsafe fn run<I: IntVector, const MR: usize, const NV: usize>(
         self,
         a: *const u32,
         w: *const u32,
-        shift: *const i32,
+        start: [I; NV],
         s: *const f32,
         b: *const f32,
         dst: *mut f32,
     ) {
         // SAFETY: the function's contract.
         unsafe {
-            // Quads start from what their shift took from each segment's sum.
-            let mut start = [I::zero(); NV];
-            if I::GROUP == 4 {
-                for &seg in self.segments {
-                    for (j, v) in start.iter_mut().enumerate() {
-                        *v = v.add(I::load(shift.add(seg * self.shift_stride + j * I::LANES)));
-                    }
-                }
-            }
             let mut acc = [start; MR];
             let mut k = 0;
             for &seg in self.segments {
