@@ -9,8 +9,10 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
 use framecache::graph::Activation;
+use framecache::heads::Decoder;
+use framecache::model::Bundle;
 use framecache::{Fit, Preprocess, Resample};
-use framecache_train::distill::{self, Clip, FitOptions, HeadSpec, Image, Models, Rng, Samples};
+use framecache_train::distill::{self, Clip, FitOptions, HeadSpec, Image, Models, Rng, Samples, Teacher};
 use framecache_train::net::Net;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -19,10 +21,12 @@ use crate::model::Model;
 
 #[derive(Args, Debug)]
 pub struct DistillArgs {
-    /// The teacher model (its sidecar gives its preprocessing).
+    /// The teacher: a model (its sidecar gives its preprocessing), or a bundle manifest
+    /// (`.toml`) whose box detector head `--teacher-output` names: the head then learns a map
+    /// that is 1 inside the teacher's boxes, and is measured by boxes matched at IoU 0.5.
     #[arg(long)]
     pub teacher: PathBuf,
-    /// The teacher's output to reproduce (default: its first).
+    /// The teacher's output to reproduce (default: its first), or its head in a bundle.
     #[arg(long)]
     pub teacher_output: Option<String>,
     /// The backbone model (frozen; its sidecar gives its preprocessing, but for `--fit`).
@@ -111,21 +115,41 @@ pub fn run(args: DistillArgs) -> Result<()> {
         bail!("--out {} must end in .safetensors", args.out.display());
     }
     // Everything the user gave is checked before anything is computed or written.
-    let teacher = Model::load(&args.teacher, None, None, None).context("the teacher")?;
     let backbone = Model::load(&args.backbone, None, None, None).context("the backbone")?;
-    let teacher_graph = teacher.plan.graph();
-    let teacher_out = match &args.teacher_output {
-        Some(name) => teacher_graph
-            .outputs
-            .iter()
-            .find(|o| &o.name == name)
-            .with_context(|| format!("the teacher {} has no output '{name}'", args.teacher.display()))?,
-        None => teacher_graph.outputs.first().context("the teacher has no output")?,
+    let (teacher, teacher_name, last) = if args.teacher.extension().is_some_and(|e| e == "toml") {
+        let bundle = Bundle::load(&args.teacher, &crate::bundle::model_dirs(&[]))
+            .with_context(|| format!("the teacher bundle {}", args.teacher.display()))?;
+        let head = args.teacher_output.clone().context("a teacher bundle needs --teacher-output HEAD")?;
+        let (b, k) = bundle
+            .find_head(&head)
+            .with_context(|| format!("the teacher bundle {} has no head '{head}'", args.teacher.display()))?;
+        if !matches!(bundle.backbones[b].heads[k].decoder, Decoder::DetectSsd(_) | Decoder::DetectGrid(_)) {
+            bail!("the teacher's head '{head}' is no box detector (give a segmentation model as --teacher)");
+        }
+        (Teacher::Boxes { bundle, head: head.clone() }, head, Activation::Sigmoid)
+    } else {
+        let teacher = Model::load(&args.teacher, None, None, None).context("the teacher")?;
+        let teacher_graph = teacher.plan.graph();
+        let teacher_out = match &args.teacher_output {
+            Some(name) => teacher_graph
+                .outputs
+                .iter()
+                .find(|o| &o.name == name)
+                .with_context(|| format!("the teacher {} has no output '{name}'", args.teacher.display()))?,
+            None => teacher_graph.outputs.first().context("the teacher has no output")?,
+        };
+        let (node, ts) = (teacher_out.node, teacher_graph.nodes[teacher_out.node].shape);
+        if ts.h < 2 || ts.w < 2 {
+            bail!("the teacher's output '{}' is {ts}, not a map: distill trains dense heads", teacher_out.name);
+        }
+        let last = match teacher_graph.nodes[node].op.activation() {
+            Activation::Sigmoid => Activation::Sigmoid,
+            _ => Activation::Identity,
+        };
+        let name = teacher_out.name.clone();
+        (Teacher::Map { plan: teacher.plan.clone(), node }, name, last)
     };
-    let (teacher_node, ts) = (teacher_out.node, teacher_graph.nodes[teacher_out.node].shape);
-    if ts.h < 2 || ts.w < 2 {
-        bail!("the teacher's output '{}' is {ts}, not a map: distill trains dense heads", teacher_out.name);
-    }
+    let teacher_channels = teacher.channels();
     let mut preprocess = backbone.config.preprocess.clone();
     match args.fit.as_str() {
         "stretch" => preprocess.fit = Fit::Stretch,
@@ -144,12 +168,8 @@ pub fn run(args: DistillArgs) -> Result<()> {
         .collect::<Result<Vec<usize>>>()?;
     let tap_shapes: Vec<_> = taps.iter().map(|&t| graph.nodes[t].shape).collect();
     let spec = HeadSpec { channels: args.channels, upsample: args.upsample };
-    let last = match teacher_graph.nodes[teacher_node].op.activation() {
-        Activation::Sigmoid => Activation::Sigmoid,
-        _ => Activation::Identity,
-    };
     let mut rng = Rng::new(args.seed);
-    let head = distill::build_head(&tap_shapes, ts.c, last, spec, &mut rng)?;
+    let head = distill::build_head(&tap_shapes, teacher_channels, last, spec, &mut rng)?;
     let out_shape = head.nodes[head.outputs[0].node].shape;
     let train = open_clips(&args.train, args.stride)?;
     let holdout = open_clips(&args.holdout, 1)?;
@@ -157,13 +177,14 @@ pub fn run(args: DistillArgs) -> Result<()> {
         bail!("clip {} is both a training and a held-out clip", c.name);
     }
     let backbone_plan = framecache::Plan::new(graph.clone(), preprocess.clone())?;
-    let models = Models {
-        backbone: backbone_plan,
-        taps: taps.clone(),
-        teacher: teacher.plan.clone(),
-        teacher_node,
-        grid: (out_shape.h, out_shape.w),
-    };
+    // The files the teacher's targets come from: a bundle's manifest and its models.
+    let mut teacher_files = vec![args.teacher.clone()];
+    if let Teacher::Boxes { bundle, head } = &teacher {
+        let (b, _) = bundle.find_head(head).context("the teacher's head")?;
+        teacher_files.extend(bundle.backbones[b].models.iter().cloned());
+    }
+    let teacher_macs = teacher.plan()?.total_macs();
+    let models = Models { backbone: backbone_plan, taps: taps.clone(), teacher, grid: (out_shape.h, out_shape.w) };
 
     // 1. Features and targets, computed once and kept on disk.
     let crc = |p: &Path| -> Result<String> {
@@ -176,8 +197,8 @@ pub fn run(args: DistillArgs) -> Result<()> {
         args.tap,
         args.fit,
         args.teacher.display(),
-        crc(&args.teacher)?,
-        teacher_out.name,
+        teacher_files.iter().map(|f| crc(f)).collect::<Result<Vec<_>>>()?.join(" "),
+        teacher_name,
         models.grid,
         train.iter().map(|c| (&c.name, c.frames.len())).collect::<Vec<_>>(),
         args.stride,
@@ -215,7 +236,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
             .with_context(|| format!("cannot resume from {}", ckpt.display()))?;
         let shape = g.outputs.first().map(|o| g.nodes[o.node].shape);
         let inputs: Vec<_> = g.nodes[..g.inputs()].iter().map(|n| n.shape).collect();
-        if inputs != tap_shapes || shape.is_none_or(|s| s.c != ts.c || (s.h, s.w) != models.grid) {
+        if inputs != tap_shapes || shape.is_none_or(|s| s.c != teacher_channels || (s.h, s.w) != models.grid) {
             bail!(
                 "the checkpoint {} reads {inputs:?} and writes {shape:?}; this run's head reads {tap_shapes:?} and writes {out_shape}",
                 ckpt.display(),
@@ -257,7 +278,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let description = format!(
         "framecache distill: teacher {} ({}), backbone {} at {:?}, head {:?}, {} epochs",
         args.teacher.display(),
-        teacher_out.name,
+        teacher_name,
         args.backbone.display(),
         args.tap,
         spec,
@@ -270,6 +291,12 @@ pub fn run(args: DistillArgs) -> Result<()> {
         holdout.iter().map(|c| distill::evaluate(&student, output, &models, c)).collect::<Result<Vec<_>, _>>()?;
     let head_macs = trained.total_macs();
     for m in &metrics {
+        if let Some(b) = &m.boxes {
+            eprintln!(
+                "held out {}: boxes: teacher {}, head {}, matched at IoU 0.5 {} (the head's grid allows {})",
+                m.clip, b.teacher, b.student, b.matched, b.grid_matched
+            );
+        }
         eprintln!(
             "held out {}: {} frames, {} with a teacher mask >= 1%: mean IoU {} (the head's grid allows {}), \
              cover teacher {:.3} student {:.3}",
@@ -298,8 +325,8 @@ pub fn run(args: DistillArgs) -> Result<()> {
     );
     framecache::files::write_atomic(&bundle, manifest.as_bytes())?;
     let report = serde_json::json!({
-        "teacher": args.teacher, "teacher_output": teacher_out.name, "backbone": args.backbone, "tap": args.tap,
-        "fit": args.fit, "head": spec, "head_macs": head_macs, "teacher_macs": teacher.plan.total_macs(),
+        "teacher": args.teacher, "teacher_output": teacher_name, "backbone": args.backbone, "tap": args.tap,
+        "fit": args.fit, "head": spec, "head_macs": head_macs, "teacher_macs": teacher_macs,
         "train_clips": train.iter().map(|c| &c.name).collect::<Vec<_>>(), "samples": samples.n,
         "stride": args.stride, "copies": args.copies,
         "fit_options": FitOptions { epochs: args.epochs, ..options },
@@ -314,7 +341,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
         "wrote {} ({} MMACs per frame, the teacher {}), {}; trained {} epochs in {:.0} s",
         args.out.display(),
         head_macs as f64 / 1e6,
-        teacher.plan.total_macs() as f64 / 1e6,
+        teacher_macs as f64 / 1e6,
         bundle.display(),
         args.epochs,
         train_secs

@@ -213,6 +213,58 @@ fn distill_bad_input_is_a_clear_error_and_writes_nothing() {
     }
 }
 
+/// A box teacher (a bundle's detector head): the head learns the map of its boxes, and the
+/// held-out report counts boxes matched at IoU 0.5. BlazeFace (in `assets/bundles/people.toml`)
+/// finds the bunny's face on most frames of fast_animation_bunny. A bundle without the head's
+/// name, or a head that gives no boxes, is a clear error, and nothing is written.
+#[test]
+fn distill_learns_a_box_teacher_and_counts_matched_boxes() {
+    let Some(data) = framecache_tests::shared_data_or_skip("distill_learns_a_box_teacher_and_counts_matched_boxes")
+    else {
+        return;
+    };
+    let dir = temp("boxes");
+    let bunny = data.join("video/fast_animation_bunny");
+    let held = dir.join("bunny_held");
+    std::fs::create_dir_all(&held).unwrap();
+    for (k, p) in framecache_app::clip::frame_paths(&bunny).unwrap().iter().skip(5).step_by(10).enumerate() {
+        std::fs::copy(p, held.join(format!("frame_{:04}.png", k + 1))).unwrap();
+    }
+    let out = dir.join("out").join("face.head.safetensors");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (teacher, backbone) = (s(&assets().join("bundles/people.toml")), s(&assets().join("models/mobilenet_v2.onnx")));
+    let args = |head: Option<&str>| {
+        let mut a = vec!["--teacher".to_string(), teacher.clone()];
+        if let Some(h) = head {
+            a.extend(["--teacher-output".to_string(), h.into()]);
+        }
+        let rest = ["--backbone", &backbone, "--tap", "features.13.add.out", "--train", &s(&bunny), "--holdout"];
+        a.extend(rest.map(String::from));
+        a.extend([s(&held), "--stride".into(), "20".into(), "--copies".into(), "1".into()]);
+        a.extend(["--channels", "8", "--epochs", "1", "--out"].map(String::from));
+        a.push(s(&out));
+        a
+    };
+    for (head, needle) in [(None, "needs --teacher-output"), (Some("person"), "no box detector")] {
+        let a = args(head);
+        let e = distill(&a.iter().map(String::as_str).collect::<Vec<_>>()).expect_err(needle);
+        assert!(format!("{e:#}").contains(needle), "expected '{needle}' in: {e:#}");
+        assert_eq!(std::fs::read_dir(out.parent().unwrap()).unwrap().count(), 0, "{needle}: files were written");
+    }
+    let a = args(Some("faces"));
+    distill(&a.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.json", out.display())).unwrap()).unwrap();
+    let b = &report["holdout"][0]["boxes"];
+    let n = |k: &str| b[k].as_u64().unwrap_or_else(|| panic!("no box count '{k}' in {b}"));
+    assert!(n("teacher") >= 3, "the teacher found {} boxes on the held-out bunny frames", n("teacher"));
+    assert!(n("matched") <= n("teacher").min(n("student")));
+    // The head's 14x14 grid holds most of the teacher's boxes.
+    assert!(2 * n("grid_matched") >= n("teacher"), "the grid keeps {} of {} boxes", n("grid_matched"), n("teacher"));
+    assert!(report["holdout"][0]["mean_iou"].is_number() || report["holdout"][0]["frames_with_mask"] == 0);
+}
+
 /// The shared bundle of the assets (MobileNetV2 with its classifier and the distilled person
 /// head) runs from a fresh clone: both heads decode, and cached equals full.
 #[test]

@@ -12,6 +12,11 @@
 //! 3. [`evaluate`]: the trained head attached to the backbone, run by the engine on held-out
 //!    clips, against the teacher at the teacher's own resolution (mask IoU).
 //!
+//! The teacher ([`Teacher`]) is a model's output map, or a bundle's box detector: a detector's
+//! boxes become a map, 1 on the grid cells whose centre lies inside a box ([`box_mask`]), and
+//! the head's map becomes boxes again as the bounding boxes of its connected regions
+//! ([`mask_boxes`]), matched with the teacher's at IoU 0.5 ([`match_boxes`]).
+//!
 //! The head family ([`build_head`]): on one tap, a 3x3 convolution to `channels`; on several
 //! (a coarse tap for context first, finer ones for detail after it), the context path's 3x3
 //! convolution, a 1x1 to `channels / 2` resized to the finest tap, each detail tap's 1x1 to
@@ -26,7 +31,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use framecache::graph::{Activation, CoordMode, Graph, GraphBuilder, ResizeMode, Shape, Window};
-use framecache::heads::FrameMap;
+use framecache::heads::{ssd, FrameMap, Head};
+use framecache::model::{Bundle, BundleSession};
 use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
 use safetensors::{Dtype, SafeTensors};
 
@@ -235,14 +241,179 @@ pub struct Samples {
     pub weights: Vec<f32>,
 }
 
+/// What the head learns to reproduce.
+pub enum Teacher {
+    /// Node `node` of a model's plan: a map, sampled onto the head's grid through both models'
+    /// frame maps ([`resample`]).
+    Map { plan: std::sync::Arc<Plan>, node: usize },
+    /// The boxes of the detector head called `head` of a bundle: 1 on the head's grid cells
+    /// whose centre lies inside a box, 0 elsewhere ([`box_mask`]).
+    Boxes { bundle: std::sync::Arc<Bundle>, head: String },
+}
+
+/// A [`Teacher`] running: its session.
+enum Running {
+    Map(Session),
+    Boxes(BundleSession),
+}
+
+impl Teacher {
+    /// Channels of the targets.
+    pub fn channels(&self) -> usize {
+        match self {
+            Teacher::Map { plan, node } => plan.graph().nodes[*node].shape.c,
+            Teacher::Boxes { .. } => 1,
+        }
+    }
+
+    /// The plan that computes the teacher's output (for a box head, its backbone's).
+    pub fn plan(&self) -> Result<&std::sync::Arc<Plan>> {
+        match self {
+            Teacher::Map { plan, .. } => Ok(plan),
+            Teacher::Boxes { bundle, head } => {
+                let (b, _) = bundle.find_head(head).ok_or_else(|| Error::Input(format!("no head '{head}'")))?;
+                Ok(&bundle.backbones[b].plan)
+            }
+        }
+    }
+
+    fn start(&self) -> Result<Running> {
+        Ok(match self {
+            Teacher::Map { plan, .. } => Running::Map(Session::new(plan.clone(), SessionOptions::default())?),
+            Teacher::Boxes { bundle, head } => {
+                let mut s = BundleSession::new(bundle.clone(), SessionOptions::default())?;
+                for b in &bundle.backbones {
+                    for h in b.heads.iter().filter(|h| &h.name != head) {
+                        s.set_head_enabled(&h.name, false)?;
+                    }
+                }
+                Running::Boxes(s)
+            }
+        })
+    }
+}
+
+impl Running {
+    /// Runs the teacher on `img` and returns its target on a `gh x gw` grid seen through
+    /// `grid_map` of the frame, with a validity weight per cell, and for a box teacher its
+    /// boxes (frame pixels).
+    fn target(
+        &mut self,
+        teacher: &Teacher,
+        img: &Image,
+        (gh, gw): (usize, usize),
+        grid_map: &FrameMap,
+    ) -> Result<(Vec<f32>, Vec<f32>, Vec<[f32; 4]>)> {
+        match (self, teacher) {
+            (Running::Map(s), Teacher::Map { plan, node }) => {
+                s.run_full(img.frame())?;
+                let tmap = plan.frame_map(img.width, img.height);
+                let shape = plan.graph().nodes[*node].shape;
+                let (t, w) = resample(s.activation(*node), shape, &tmap, gh, gw, grid_map);
+                Ok((t, w, Vec::new()))
+            }
+            (Running::Boxes(s), Teacher::Boxes { head, .. }) => {
+                let results = s.run_full(img.frame())?;
+                let boxes: Vec<[f32; 4]> = match results.into_iter().find(|r| &r.name == head).and_then(|r| r.output) {
+                    Some(Head::Detections { detections, .. }) => detections.into_iter().map(|d| d.bbox).collect(),
+                    _ => return Err(Error::Input(format!("the teacher's head '{head}' gives no boxes"))),
+                };
+                let (t, w) = box_mask(&boxes, gh, gw, grid_map, img.width, img.height);
+                Ok((t, w, boxes))
+            }
+            _ => unreachable!("a teacher runs its own session"),
+        }
+    }
+}
+
+/// `boxes` (frame pixels: xmin, ymin, xmax, ymax) on an `h x w` grid seen through `map` of a
+/// `frame_w x frame_h` frame: 1 where a cell's centre lies inside a box, else 0; and 1 per
+/// cell whose centre lies inside the frame (what the boxes can speak for), else 0.
+pub fn box_mask(
+    boxes: &[[f32; 4]],
+    h: usize,
+    w: usize,
+    map: &FrameMap,
+    frame_w: usize,
+    frame_h: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let (mut mask, mut valid) = (vec![0.0; h * w], vec![0.0; h * w]);
+    for y in 0..h {
+        for x in 0..w {
+            let [fx, fy] = map.point((x as f32 + 0.5) / w as f32, (y as f32 + 0.5) / h as f32);
+            if (0.0..=frame_w as f32).contains(&fx) && (0.0..=frame_h as f32).contains(&fy) {
+                valid[y * w + x] = 1.0;
+            }
+            if boxes.iter().any(|b| (b[0]..=b[2]).contains(&fx) && (b[1]..=b[3]).contains(&fy)) {
+                mask[y * w + x] = 1.0;
+            }
+        }
+    }
+    (mask, valid)
+}
+
+/// The bounding boxes (frame pixels, through `map`) of the 4-connected regions of an `h x w`
+/// map (one channel) at or above 0.5.
+pub fn mask_boxes(map_values: &[f32], h: usize, w: usize, map: &FrameMap) -> Vec<[f32; 4]> {
+    let mut seen = vec![false; h * w];
+    let mut boxes = Vec::new();
+    for start in 0..h * w {
+        if seen[start] || map_values[start] < 0.5 {
+            continue;
+        }
+        seen[start] = true;
+        let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+        let mut stack = vec![start];
+        while let Some(p) = stack.pop() {
+            let (x, y) = (p % w, p / w);
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            let neighbours = [
+                (x > 0).then(|| p - 1),
+                (x + 1 < w).then(|| p + 1),
+                (y > 0).then(|| p - w),
+                (y + 1 < h).then(|| p + w),
+            ];
+            for q in neighbours.into_iter().flatten() {
+                if !seen[q] && map_values[q] >= 0.5 {
+                    seen[q] = true;
+                    stack.push(q);
+                }
+            }
+        }
+        let [ax, ay] = map.point(x0 as f32 / w as f32, y0 as f32 / h as f32);
+        let [bx, by] = map.point((x1 + 1) as f32 / w as f32, (y1 + 1) as f32 / h as f32);
+        boxes.push([ax.min(bx), ay.min(by), ax.max(bx), ay.max(by)]);
+    }
+    boxes
+}
+
+/// How many of `found` match a box of `truth` one to one at IoU ≥ 0.5 (pairs taken by
+/// decreasing IoU).
+pub fn match_boxes(found: &[[f32; 4]], truth: &[[f32; 4]]) -> usize {
+    let mut pairs: Vec<(f32, usize, usize)> = found
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| truth.iter().enumerate().map(move |(j, b)| (ssd::iou(a, b), i, j)))
+        .filter(|&(iou, _, _)| iou >= 0.5)
+        .collect();
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut used_f, mut used_t) = (vec![false; found.len()], vec![false; truth.len()]);
+    let mut matched = 0;
+    for (_, i, j) in pairs {
+        if !used_f[i] && !used_t[j] {
+            (used_f[i], used_t[j]) = (true, true);
+            matched += 1;
+        }
+    }
+    matched
+}
+
 /// The backbone and the teacher as the distillation runs them.
 pub struct Models {
     /// The backbone, and the nodes of its taps.
     pub backbone: std::sync::Arc<Plan>,
     pub taps: Vec<usize>,
-    pub teacher: std::sync::Arc<Plan>,
-    /// The teacher's output node.
-    pub teacher_node: usize,
+    pub teacher: Teacher,
     /// The head's output grid `(h, w)`.
     pub grid: (usize, usize),
 }
@@ -260,14 +431,14 @@ fn nhwc_to_nchw(v: &[f32], s: Shape) -> Vec<f32> {
 /// The pairs for `frames` (each also in `copies` augmented versions, drawn from `rng`).
 pub fn samples(models: &Models, frames: &[&Image], copies: usize, rng: &mut Rng) -> Result<Samples> {
     let mut backbone = Session::new(models.backbone.clone(), SessionOptions::default())?;
-    let mut teacher = Session::new(models.teacher.clone(), SessionOptions::default())?;
+    let mut teacher = models.teacher.start()?;
     let fs: Vec<Shape> = models.taps.iter().map(|&t| models.backbone.graph().nodes[t].shape).collect();
-    let ts = models.teacher.graph().nodes[models.teacher_node].shape;
+    let c = models.teacher.channels();
     let (gh, gw) = models.grid;
     let mut out = Samples {
         n: 0,
         feature_shapes: fs.iter().map(|s| [s.c, s.h, s.w]).collect(),
-        target_shape: [ts.c, gh, gw],
+        target_shape: [c, gh, gw],
         features: vec![Vec::new(); fs.len()],
         targets: Vec::new(),
         weights: Vec::new(),
@@ -277,14 +448,12 @@ pub fn samples(models: &Models, frames: &[&Image], copies: usize, rng: &mut Rng)
         variants.extend((0..copies).map(|_| augment(img, rng)));
         for v in &variants {
             backbone.run_full(v.frame())?;
-            teacher.run_full(v.frame())?;
             let bmap = models.backbone.frame_map(v.width, v.height);
-            let tmap = models.teacher.frame_map(v.width, v.height);
-            let (t, w) = resample(teacher.activation(models.teacher_node), ts, &tmap, gh, gw, &bmap);
+            let (t, w, _) = teacher.target(&models.teacher, v, models.grid, &bmap)?;
             for (k, (&tap, &s)) in models.taps.iter().zip(&fs).enumerate() {
                 out.features[k].extend(nhwc_to_nchw(backbone.activation(tap), s));
             }
-            out.targets.extend(nhwc_to_nchw(&t, Shape::new(gh, gw, ts.c)));
+            out.targets.extend(nhwc_to_nchw(&t, Shape::new(gh, gw, c)));
             out.weights.extend(w);
             out.n += 1;
         }
@@ -449,39 +618,75 @@ pub struct ClipMetrics {
     /// Mean mask IoU over those frames (`None` when there are none).
     pub mean_iou: Option<f64>,
     /// The same for the teacher's own mask sampled onto the head's grid and back: what a
-    /// head that reproduced the teacher perfectly at its resolution would score.
+    /// head that reproduced the teacher perfectly at its resolution would score (a map
+    /// teacher only).
     pub grid_ceiling_iou: Option<f64>,
     /// Teacher and student mask cover, averaged over all frames.
     pub teacher_cover: f64,
     pub student_cover: f64,
+    /// A box teacher: the boxes over all frames.
+    pub boxes: Option<BoxCounts>,
+}
+
+/// Boxes of a box teacher and of the head over a clip.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct BoxCounts {
+    pub teacher: usize,
+    /// The head's boxes ([`mask_boxes`]).
+    pub student: usize,
+    /// The head's boxes that match a teacher's box at IoU ≥ 0.5, one to one ([`match_boxes`]).
+    pub matched: usize,
+    /// What the head's grid allows: the boxes of the teacher's own mask on that grid that
+    /// match a teacher's box.
+    pub grid_matched: usize,
 }
 
 /// Runs `student` (the backbone with the head attached; `output` its node) and the teacher on
-/// every frame of `clip` in the engine and compares the masks at the teacher's resolution,
-/// the student's resampled onto it through both frame maps.
+/// every frame of `clip` in the engine and compares them: a map teacher's mask at its own
+/// resolution with the student's resampled onto it through both frame maps; a box teacher's
+/// boxes, as a mask on the student's grid and as boxes.
 pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, clip: &Clip) -> Result<ClipMetrics> {
     let mut s = Session::new(student.clone(), SessionOptions::default())?;
-    let mut t = Session::new(models.teacher.clone(), SessionOptions::default())?;
-    let ts = models.teacher.graph().nodes[models.teacher_node].shape;
+    let mut t = models.teacher.start()?;
     let ss = student.graph().nodes[output].shape;
     let (mut ious, mut ceiling, mut tc, mut sc) = (Vec::new(), Vec::new(), 0.0, 0.0);
+    let mut counts = BoxCounts::default();
     for img in &clip.frames {
         s.run_full(img.frame())?;
-        t.run_full(img.frame())?;
         let smap = student.frame_map(img.width, img.height);
-        let tmap = models.teacher.frame_map(img.width, img.height);
-        let (pred, valid) = resample(s.activation(output), ss, &smap, ts.h, ts.w, &tmap);
-        let teacher = t.activation(models.teacher_node);
-        let (coarse, _) = resample(teacher, ts, &tmap, ss.h, ss.w, &smap);
-        let (round_trip, _) = resample(&coarse, Shape::new(ss.h, ss.w, ts.c), &smap, ts.h, ts.w, &tmap);
-        let (iou, t_on, s_on) = mask_iou(teacher, &pred, &valid, ts.c);
-        let (best, _, _) = mask_iou(teacher, &round_trip, &valid, ts.c);
-        let px = ts.pixels() as f64;
-        tc += t_on as f64 / px;
-        sc += s_on as f64 / px;
-        if t_on as f64 >= 0.01 * px {
+        let pred = s.activation(output);
+        let (iou, t_on, s_on, px) = match &models.teacher {
+            Teacher::Map { plan, node } => {
+                t.target(&models.teacher, img, (ss.h, ss.w), &smap)?;
+                let Running::Map(ts_session) = &t else { unreachable!("a map teacher runs a session") };
+                let ts = plan.graph().nodes[*node].shape;
+                let tmap = plan.frame_map(img.width, img.height);
+                let (pred, valid) = resample(pred, ss, &smap, ts.h, ts.w, &tmap);
+                let teacher = ts_session.activation(*node);
+                let (coarse, _) = resample(teacher, ts, &tmap, ss.h, ss.w, &smap);
+                let (round_trip, _) = resample(&coarse, Shape::new(ss.h, ss.w, ts.c), &smap, ts.h, ts.w, &tmap);
+                let (iou, t_on, s_on) = mask_iou(teacher, &pred, &valid, ts.c);
+                let (best, _, _) = mask_iou(teacher, &round_trip, &valid, ts.c);
+                if t_on as f64 >= 0.01 * ts.pixels() as f64 {
+                    ceiling.push(best);
+                }
+                (iou, t_on, s_on, ts.pixels())
+            }
+            Teacher::Boxes { .. } => {
+                let (mask, valid, boxes) = t.target(&models.teacher, img, (ss.h, ss.w), &smap)?;
+                let (iou, t_on, s_on) = mask_iou(&mask, pred, &valid, 1);
+                let found = mask_boxes(pred, ss.h, ss.w, &smap);
+                counts.teacher += boxes.len();
+                counts.student += found.len();
+                counts.matched += match_boxes(&found, &boxes);
+                counts.grid_matched += match_boxes(&mask_boxes(&mask, ss.h, ss.w, &smap), &boxes);
+                (iou, t_on, s_on, ss.pixels())
+            }
+        };
+        tc += t_on as f64 / px as f64;
+        sc += s_on as f64 / px as f64;
+        if t_on as f64 >= 0.01 * px as f64 {
             ious.push(iou);
-            ceiling.push(best);
         }
     }
     let n = clip.frames.len().max(1) as f64;
@@ -493,6 +698,7 @@ pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, 
         grid_ceiling_iou: mean(&ceiling),
         teacher_cover: tc / n,
         student_cover: sc / n,
+        boxes: matches!(models.teacher, Teacher::Boxes { .. }).then_some(counts),
     })
 }
 
@@ -535,4 +741,61 @@ pub fn attach(
     let k = graph.attach(head, taps)[0];
     let node = graph.outputs[k].node;
     Ok((Plan::new(graph, preprocess)?, node))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A grid over the whole of a `w x h` frame.
+    fn whole(w: usize, h: usize) -> FrameMap {
+        FrameMap { x0: 0.0, y0: 0.0, w: w as f32, h: h as f32 }
+    }
+
+    #[test]
+    fn boxes_become_a_mask_and_back() {
+        // A 100x80 frame on a 20x16 grid: cells of 5x5 pixels.
+        let map = whole(100, 80);
+        let boxes = [[10.0, 10.0, 40.0, 30.0], [60.0, 50.0, 90.0, 75.0]];
+        let (mask, valid) = box_mask(&boxes, 16, 20, &map, 100, 80);
+        assert!(valid.iter().all(|&v| v == 1.0));
+        // Cells whose centre (2.5 + 5k) lies in [10, 40] x [10, 30]: columns 2..=7, rows 2..=5.
+        assert_eq!(mask.iter().filter(|&&m| m == 1.0).count(), 6 * 4 + 6 * 5);
+        let found = mask_boxes(&mask, 16, 20, &map);
+        assert_eq!(found.len(), 2);
+        for (f, b) in found.iter().zip(&boxes) {
+            assert!(f.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-3), "{f:?} for {b:?}");
+        }
+        assert_eq!(match_boxes(&found, &boxes), 2);
+        // A box the grid cannot see whole still matches where it overlaps enough.
+        let shifted = [[12.0, 11.0, 41.0, 31.0]];
+        assert_eq!(match_boxes(&found, &shifted), 1);
+    }
+
+    #[test]
+    fn regions_touching_at_a_corner_are_two_boxes() {
+        let map = whole(4, 4);
+        #[rustfmt::skip]
+        let mask = [
+            1.0, 0.0, 0.0, 0.0,
+            0.0, 1.0, 1.0, 0.0,
+            0.0, 1.0, 0.9, 0.0,
+            0.0, 0.0, 0.0, 0.4,
+        ];
+        let found = mask_boxes(&mask, 4, 4, &map);
+        assert_eq!(found, vec![[0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 3.0, 3.0]]);
+    }
+
+    #[test]
+    fn boxes_match_one_to_one_at_half_overlap() {
+        let a = [0.0, 0.0, 10.0, 10.0];
+        // IoU 50/150 = 1/3: no match.
+        assert_eq!(match_boxes(&[[5.0, 0.0, 15.0, 10.0]], &[a]), 0);
+        // Two found boxes on one true box: one match.
+        assert_eq!(match_boxes(&[a, [0.0, 0.0, 10.0, 9.0]], &[a]), 1);
+        // The best pairs are taken first: each found box gets its own true box.
+        let b = [0.0, 0.0, 10.0, 8.0];
+        assert_eq!(match_boxes(&[b, a], &[a, b]), 2);
+        assert_eq!(match_boxes(&[], &[a]), 0);
+    }
 }
