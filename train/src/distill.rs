@@ -253,8 +253,17 @@ pub enum Teacher {
 
 /// A [`Teacher`] running: its session.
 enum Running {
-    Map(Session),
+    Map(Box<Session>),
     Boxes(BundleSession),
+}
+
+/// What a teacher gives for one frame on the head's grid ([`Running::target`]).
+struct Target {
+    values: Vec<f32>,
+    /// Per cell, 1 where the teacher sees it, else 0.
+    valid: Vec<f32>,
+    /// A box teacher's boxes, in frame pixels.
+    boxes: Vec<[f32; 4]>,
 }
 
 impl Teacher {
@@ -279,7 +288,7 @@ impl Teacher {
 
     fn start(&self) -> Result<Running> {
         Ok(match self {
-            Teacher::Map { plan, .. } => Running::Map(Session::new(plan.clone(), SessionOptions::default())?),
+            Teacher::Map { plan, .. } => Running::Map(Box::new(Session::new(plan.clone(), SessionOptions::default())?)),
             Teacher::Boxes { bundle, head } => {
                 let mut s = BundleSession::new(bundle.clone(), SessionOptions::default())?;
                 for b in &bundle.backbones {
@@ -303,14 +312,14 @@ impl Running {
         img: &Image,
         (gh, gw): (usize, usize),
         grid_map: &FrameMap,
-    ) -> Result<(Vec<f32>, Vec<f32>, Vec<[f32; 4]>)> {
+    ) -> Result<Target> {
         match (self, teacher) {
             (Running::Map(s), Teacher::Map { plan, node }) => {
                 s.run_full(img.frame())?;
                 let tmap = plan.frame_map(img.width, img.height);
                 let shape = plan.graph().nodes[*node].shape;
-                let (t, w) = resample(s.activation(*node), shape, &tmap, gh, gw, grid_map);
-                Ok((t, w, Vec::new()))
+                let (values, valid) = resample(s.activation(*node), shape, &tmap, gh, gw, grid_map);
+                Ok(Target { values, valid, boxes: Vec::new() })
             }
             (Running::Boxes(s), Teacher::Boxes { head, .. }) => {
                 let results = s.run_full(img.frame())?;
@@ -318,8 +327,8 @@ impl Running {
                     Some(Head::Detections { detections, .. }) => detections.into_iter().map(|d| d.bbox).collect(),
                     _ => return Err(Error::Input(format!("the teacher's head '{head}' gives no boxes"))),
                 };
-                let (t, w) = box_mask(&boxes, gh, gw, grid_map, img.width, img.height);
-                Ok((t, w, boxes))
+                let (values, valid) = box_mask(&boxes, gh, gw, grid_map, img.width, img.height);
+                Ok(Target { values, valid, boxes })
             }
             _ => unreachable!("a teacher runs its own session"),
         }
@@ -449,7 +458,7 @@ pub fn samples(models: &Models, frames: &[&Image], copies: usize, rng: &mut Rng)
         for v in &variants {
             backbone.run_full(v.frame())?;
             let bmap = models.backbone.frame_map(v.width, v.height);
-            let (t, w, _) = teacher.target(&models.teacher, v, models.grid, &bmap)?;
+            let Target { values: t, valid: w, .. } = teacher.target(&models.teacher, v, models.grid, &bmap)?;
             for (k, (&tap, &s)) in models.taps.iter().zip(&fs).enumerate() {
                 out.features[k].extend(nhwc_to_nchw(backbone.activation(tap), s));
             }
@@ -673,7 +682,7 @@ pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, 
                 (iou, t_on, s_on, ts.pixels())
             }
             Teacher::Boxes { .. } => {
-                let (mask, valid, boxes) = t.target(&models.teacher, img, (ss.h, ss.w), &smap)?;
+                let Target { values: mask, valid, boxes } = t.target(&models.teacher, img, (ss.h, ss.w), &smap)?;
                 let (iou, t_on, s_on) = mask_iou(&mask, pred, &valid, 1);
                 let found = mask_boxes(pred, ss.h, ss.w, &smap);
                 counts.teacher += boxes.len();

@@ -636,18 +636,36 @@ fn save_png(image: &ColorImage, path: &Path) -> Result<()> {
         .with_context(|| format!("writing screenshot {}", path.display()))
 }
 
-/// The segmentation mask as a translucent blue picture, if the model has one.
+/// Colours of the masks, in head order: blue, then orange, green and magenta.
+const MASK_COLOURS: [[u8; 3]; 4] = [[40, 120, 255], [255, 150, 30], [60, 220, 90], [230, 60, 200]];
+
+/// The segmentation masks as one translucent picture, each head in its own colour
+/// ([`MASK_COLOURS`]; where masks overlap, the later head's shows), at the size of the first
+/// (the others sampled at the nearest position), if the model has any.
 fn mask_image(r: &FrameResult) -> Option<ColorImage> {
-    r.heads.iter().find_map(|h| match h {
-        Head::Mask { width, height, probs, .. } => {
-            let pixels = probs
-                .iter()
-                .map(|&p| Color32::from_rgba_unmultiplied(40, 120, 255, (p.clamp(0.0, 1.0) * 150.0) as u8))
-                .collect();
-            Some(ColorImage::new([*width, *height], pixels))
+    let masks: Vec<(usize, usize, &[f32])> = r
+        .heads
+        .iter()
+        .filter_map(|h| match h {
+            Head::Mask { width, height, probs, .. } if *width > 0 && *height > 0 => {
+                Some((*width, *height, probs.as_slice()))
+            }
+            _ => None,
+        })
+        .collect();
+    let &(w, h, _) = masks.first()?;
+    let mut pixels = vec![Color32::TRANSPARENT; w * h];
+    for (k, &(mw, mh, probs)) in masks.iter().enumerate() {
+        let [red, green, blue] = MASK_COLOURS[k % MASK_COLOURS.len()];
+        for (i, px) in pixels.iter_mut().enumerate() {
+            let (x, y) = (i % w * mw / w, i / w * mh / h);
+            let p = probs.get(y * mw + x).copied().unwrap_or(0.0).clamp(0.0, 1.0);
+            if p >= 0.5 || k == 0 {
+                *px = Color32::from_rgba_unmultiplied(red, green, blue, (p * 150.0) as u8);
+            }
         }
-        _ => None,
-    })
+    }
+    Some(ColorImage::new([w, h], pixels))
 }
 
 /// One bar per node, its height the node's hit rate.
