@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The recipe behind docs/results-distill.md: a person-segmentation head distilled from
-# MediaPipe's selfie segmentation onto MobileNetV2's stride-16 (context) and stride-4 (detail)
-# features, trained on the footage of bench/distill_footage.py plus four dev clips without
-# people (negatives), held out: static_vtest_pedestrians, megamind_b, handheld_office_short.
+# The recipes behind docs/results-distill.md, both on MobileNetV2's stride-16 (context) and
+# stride-4 (detail) features:
+# - a person-segmentation head distilled from MediaPipe's selfie segmentation, trained on the
+#   footage of bench/distill_footage.py plus four dev clips without people (negatives), held
+#   out: static_vtest_pedestrians, megamind_b, handheld_office_short;
+# - a face head distilled from BlazeFace's boxes (the `faces` head of assets/bundles/people.toml),
+#   trained on megamind_a and fast_animation_bunny (the footage where BlazeFace finds faces) and
+#   six clips with few or none, held out: megamind_b, handheld_office_short,
+#   static_vtest_pedestrians.
 # Usage: bench/distill.sh FOOTAGE_DIR [OUT_DIR] [extra distill args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +25,12 @@ cargo run --release -- distill \
           "$data/video/pan_city_night" "$data/video/fast_animation_bunny" \
   --holdout "$data/video/static_vtest_pedestrians" "$footage/megamind_b" "$data/video/handheld_office_short" \
   --out "$out/person.head.safetensors" "$@"
+cargo run --release -- distill \
+  --teacher assets/bundles/people.toml --teacher-output faces \
+  --backbone "$data/models/imagenet/mobilenet_v2.onnx" \
+  --tap features.13.add.out --tap features.3.add.out --upsample 0 --copies 3 --epochs 30 \
+  --train "$footage/megamind_a" "$data/video/fast_animation_bunny" "$footage/vtest_rest" "$footage/photos" \
+          "$footage/people_photos" "$data/video/static_coin_motion" "$data/video/handheld_cockatoo" \
+          "$data/video/pan_city_night" \
+  --holdout "$footage/megamind_b" "$data/video/handheld_office_short" "$data/video/static_vtest_pedestrians" \
+  --out "$out/face.head.safetensors" "$@"

@@ -50,8 +50,8 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
         guard let pixels = CMSampleBufferGetImageBuffer(sampleBuffer) else { return }
         do {
             if engine == nil {
-                // One bundle file: MobileNetV2's ImageNet classes and the person mask distilled
-                // onto its backbone.
+                // One bundle file: MobileNetV2's ImageNet classes, and the person and face masks
+                // distilled onto its backbone.
                 guard let file = Bundle.main.path(forResource: "mobilenet_v2_shared", ofType: "fcbundle") else {
                     throw FrameCacheError(status: FC_STATUS_MODEL, message: "mobilenet_v2_shared.fcbundle is not in the app bundle")
                 }

@@ -266,7 +266,7 @@ fn distill_learns_a_box_teacher_and_counts_matched_boxes() {
 }
 
 /// The shared bundle of the assets (MobileNetV2 with its classifier and the distilled person
-/// head) runs from a fresh clone: both heads decode, and cached equals full.
+/// and face heads) runs from a fresh clone: every head decodes, and cached equals full.
 #[test]
 fn the_shared_bundle_runs_from_the_assets() {
     let bundle = framecache::Bundle::load(assets().join("bundles/mobilenet_v2_shared.toml"), &[]).unwrap();
@@ -277,8 +277,14 @@ fn the_shared_bundle_runs_from_the_assets() {
     for f in framecache_app::clip::Clip::open(&clip).unwrap().decode_all(Some(6), || {}).unwrap() {
         let a = cached.process(f.as_frame()).unwrap();
         let b = full.run_full(f.as_frame()).unwrap();
-        assert_eq!(a.len(), 2);
-        assert!(matches!(a[1].output, Some(framecache::heads::Head::Mask { .. })), "the person head is not a mask");
+        assert_eq!(a.len(), 3);
+        for h in &a[1..] {
+            assert!(
+                matches!(h.output, Some(framecache::heads::Head::Mask { .. })),
+                "the {} head is not a mask",
+                h.name
+            );
+        }
         let outputs = |r: &[framecache::HeadResult]| format!("{:?}", r.iter().map(|h| &h.output).collect::<Vec<_>>());
         assert!(outputs(&a) == outputs(&b), "cached and full heads differ");
     }

@@ -23,8 +23,8 @@ import java.util.concurrent.Executors
  * CameraX preview plus an ImageAnalysis stream (KEEP_ONLY_LATEST: stale frames are dropped, as in
  * the desktop demo) whose YUV_420_888 planes go straight to the engine through JNI. The overlay
  * shows recomputed and reused tiles and the person mask; the text lists every head of the bundle
- * (ImageNet classes and the person mask distilled onto MobileNetV2's shared backbone) with live
- * statistics.
+ * (ImageNet classes, and the person and face masks distilled onto MobileNetV2's shared backbone)
+ * with live statistics.
  */
 class MainActivity : AppCompatActivity() {
     private val analysis = Executors.newSingleThreadExecutor()
@@ -139,7 +139,7 @@ class MainActivity : AppCompatActivity() {
             FrameCache.HEAD_MASK -> {
                 val size = IntArray(2)
                 val mask = fc.mask(k, size)
-                String.format("person %.0f%% of the view", 100.0 * mask.count { it > 0.5f } / mask.size.coerceAtLeast(1))
+                String.format("%.0f%% of the view", 100.0 * mask.count { it > 0.5f } / mask.size.coerceAtLeast(1))
             }
             FrameCache.HEAD_DETECTIONS -> "${fc.boxes(k).size / 5} found"
             FrameCache.HEAD_KEYPOINTS -> "${fc.keypoints(k).size / 4} points"
