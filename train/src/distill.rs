@@ -666,8 +666,8 @@ pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, 
         let pred = s.activation(output);
         let (iou, t_on, s_on, px) = match &models.teacher {
             Teacher::Map { plan, node } => {
-                t.target(&models.teacher, img, (ss.h, ss.w), &smap)?;
-                let Running::Map(ts_session) = &t else { unreachable!("a map teacher runs a session") };
+                let Running::Map(ts_session) = &mut t else { unreachable!("a map teacher runs a session") };
+                ts_session.run_full(img.frame())?;
                 let ts = plan.graph().nodes[*node].shape;
                 let tmap = plan.frame_map(img.width, img.height);
                 let (pred, valid) = resample(pred, ss, &smap, ts.h, ts.w, &tmap);
