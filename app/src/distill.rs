@@ -126,7 +126,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
         if !matches!(bundle.backbones[b].heads[k].decoder, Decoder::DetectSsd(_) | Decoder::DetectGrid(_)) {
             bail!("the teacher's head '{head}' is no box detector (give a segmentation model as --teacher)");
         }
-        (Teacher::Boxes { bundle, head: head.clone() }, head, Activation::Sigmoid)
+        (Teacher::Boxes { bundle, backbone: b, head: k }, head, Activation::Sigmoid)
     } else {
         let teacher = Model::load(&args.teacher, None, None, None).context("the teacher")?;
         let teacher_graph = teacher.plan.graph();
@@ -179,11 +179,10 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let backbone_plan = framecache::Plan::new(graph.clone(), preprocess.clone())?;
     // The files the teacher's targets come from: a bundle's manifest and its models.
     let mut teacher_files = vec![args.teacher.clone()];
-    if let Teacher::Boxes { bundle, head } = &teacher {
-        let (b, _) = bundle.find_head(head).context("the teacher's head")?;
-        teacher_files.extend(bundle.backbones[b].models.iter().cloned());
+    if let Teacher::Boxes { bundle, backbone, .. } = &teacher {
+        teacher_files.extend(bundle.backbones[*backbone].models.iter().cloned());
     }
-    let teacher_macs = teacher.plan()?.total_macs();
+    let teacher_macs = teacher.plan().total_macs();
     let models = Models { backbone: backbone_plan, taps: taps.clone(), teacher, grid: (out_shape.h, out_shape.w) };
 
     // 1. Features and targets, computed once and kept on disk.

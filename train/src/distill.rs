@@ -32,7 +32,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use framecache::graph::{Activation, CoordMode, Graph, GraphBuilder, ResizeMode, Shape, Window};
 use framecache::heads::{ssd, FrameMap, Head};
-use framecache::model::{Bundle, BundleSession};
+use framecache::model::Bundle;
 use framecache::{Frame, Plan, Preprocess, Session, SessionOptions};
 use safetensors::{Dtype, SafeTensors};
 
@@ -246,18 +246,13 @@ pub enum Teacher {
     /// Node `node` of a model's plan: a map, sampled onto the head's grid through both models'
     /// frame maps ([`resample`]).
     Map { plan: std::sync::Arc<Plan>, node: usize },
-    /// The boxes of the detector head called `head` of a bundle: 1 on the head's grid cells
-    /// whose centre lies inside a box, 0 elsewhere ([`box_mask`]).
-    Boxes { bundle: std::sync::Arc<Bundle>, head: String },
+    /// The boxes of detector head `head` of backbone `backbone` of a bundle: 1 on the head's
+    /// grid cells whose centre lies inside a box, 0 elsewhere ([`box_mask`]). Only that
+    /// backbone runs.
+    Boxes { bundle: std::sync::Arc<Bundle>, backbone: usize, head: usize },
 }
 
-/// A [`Teacher`] running: its session.
-enum Running {
-    Map(Box<Session>),
-    Boxes(BundleSession),
-}
-
-/// What a teacher gives for one frame on the head's grid ([`Running::target`]).
+/// What a teacher gives for one frame on the head's grid ([`Teacher::target`]).
 struct Target {
     values: Vec<f32>,
     /// Per cell, 1 where the teacher sees it, else 0.
@@ -276,61 +271,43 @@ impl Teacher {
     }
 
     /// The plan that computes the teacher's output (for a box head, its backbone's).
-    pub fn plan(&self) -> Result<&std::sync::Arc<Plan>> {
+    pub fn plan(&self) -> &std::sync::Arc<Plan> {
         match self {
-            Teacher::Map { plan, .. } => Ok(plan),
-            Teacher::Boxes { bundle, head } => {
-                let (b, _) = bundle.find_head(head).ok_or_else(|| Error::Input(format!("no head '{head}'")))?;
-                Ok(&bundle.backbones[b].plan)
-            }
+            Teacher::Map { plan, .. } => plan,
+            Teacher::Boxes { bundle, backbone, .. } => &bundle.backbones[*backbone].plan,
         }
     }
 
-    fn start(&self) -> Result<Running> {
-        Ok(match self {
-            Teacher::Map { plan, .. } => Running::Map(Box::new(Session::new(plan.clone(), SessionOptions::default())?)),
-            Teacher::Boxes { bundle, head } => {
-                let mut s = BundleSession::new(bundle.clone(), SessionOptions::default())?;
-                for b in &bundle.backbones {
-                    for h in b.heads.iter().filter(|h| &h.name != head) {
-                        s.set_head_enabled(&h.name, false)?;
-                    }
-                }
-                Running::Boxes(s)
-            }
-        })
+    /// A session of [`Teacher::plan`].
+    fn start(&self) -> Result<Session> {
+        Ok(Session::new(self.plan().clone(), SessionOptions::default())?)
     }
-}
 
-impl Running {
-    /// Runs the teacher on `img` and returns its target on a `gh x gw` grid seen through
-    /// `grid_map` of the frame, with a validity weight per cell, and for a box teacher its
-    /// boxes (frame pixels).
-    fn target(
-        &mut self,
-        teacher: &Teacher,
-        img: &Image,
-        (gh, gw): (usize, usize),
-        grid_map: &FrameMap,
-    ) -> Result<Target> {
-        match (self, teacher) {
-            (Running::Map(s), Teacher::Map { plan, node }) => {
+    /// Runs the teacher on `img` in `s` (from [`Teacher::start`]) and returns its target on a
+    /// `gh x gw` grid seen through `grid_map` of the frame, with a validity weight per cell,
+    /// and for a box teacher its boxes (frame pixels).
+    fn target(&self, s: &mut Session, img: &Image, (gh, gw): (usize, usize), grid_map: &FrameMap) -> Result<Target> {
+        match self {
+            Teacher::Map { plan, node } => {
                 s.run_full(img.frame())?;
                 let tmap = plan.frame_map(img.width, img.height);
                 let shape = plan.graph().nodes[*node].shape;
                 let (values, valid) = resample(s.activation(*node), shape, &tmap, gh, gw, grid_map);
                 Ok(Target { values, valid, boxes: Vec::new() })
             }
-            (Running::Boxes(s), Teacher::Boxes { head, .. }) => {
-                let results = s.run_full(img.frame())?;
-                let boxes: Vec<[f32; 4]> = match results.into_iter().find(|r| &r.name == head).and_then(|r| r.output) {
-                    Some(Head::Detections { detections, .. }) => detections.into_iter().map(|d| d.bbox).collect(),
-                    _ => return Err(Error::Input(format!("the teacher's head '{head}' gives no boxes"))),
+            Teacher::Boxes { bundle, backbone, head } => {
+                let outputs = s.run_full(img.frame())?;
+                let b = &bundle.backbones[*backbone];
+                let boxes: Vec<[f32; 4]> = match b.decode(*head, &outputs, &b.plan.frame_map(img.width, img.height)) {
+                    Head::Detections { detections, .. } => detections.into_iter().map(|d| d.bbox).collect(),
+                    _ => {
+                        let name = &b.heads[*head].name;
+                        return Err(Error::Input(format!("the teacher's head '{name}' gives no boxes")));
+                    }
                 };
                 let (values, valid) = box_mask(&boxes, gh, gw, grid_map, img.width, img.height);
                 Ok(Target { values, valid, boxes })
             }
-            _ => unreachable!("a teacher runs its own session"),
         }
     }
 }
@@ -458,7 +435,7 @@ pub fn samples(models: &Models, frames: &[&Image], copies: usize, rng: &mut Rng)
         for v in &variants {
             backbone.run_full(v.frame())?;
             let bmap = models.backbone.frame_map(v.width, v.height);
-            let Target { values: t, valid: w, .. } = teacher.target(&models.teacher, v, models.grid, &bmap)?;
+            let Target { values: t, valid: w, .. } = models.teacher.target(&mut teacher, v, models.grid, &bmap)?;
             for (k, (&tap, &s)) in models.taps.iter().zip(&fs).enumerate() {
                 out.features[k].extend(nhwc_to_nchw(backbone.activation(tap), s));
             }
@@ -666,12 +643,11 @@ pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, 
         let pred = s.activation(output);
         let (iou, t_on, s_on, px) = match &models.teacher {
             Teacher::Map { plan, node } => {
-                let Running::Map(ts_session) = &mut t else { unreachable!("a map teacher runs a session") };
-                ts_session.run_full(img.frame())?;
+                t.run_full(img.frame())?;
                 let ts = plan.graph().nodes[*node].shape;
                 let tmap = plan.frame_map(img.width, img.height);
                 let (pred, valid) = resample(pred, ss, &smap, ts.h, ts.w, &tmap);
-                let teacher = ts_session.activation(*node);
+                let teacher = t.activation(*node);
                 let (coarse, _) = resample(teacher, ts, &tmap, ss.h, ss.w, &smap);
                 let (round_trip, _) = resample(&coarse, Shape::new(ss.h, ss.w, ts.c), &smap, ts.h, ts.w, &tmap);
                 let (iou, t_on, s_on) = mask_iou(teacher, &pred, &valid, ts.c);
@@ -682,7 +658,7 @@ pub fn evaluate(student: &std::sync::Arc<Plan>, output: usize, models: &Models, 
                 (iou, t_on, s_on, ts.pixels())
             }
             Teacher::Boxes { .. } => {
-                let Target { values: mask, valid, boxes } = t.target(&models.teacher, img, (ss.h, ss.w), &smap)?;
+                let Target { values: mask, valid, boxes } = models.teacher.target(&mut t, img, (ss.h, ss.w), &smap)?;
                 let (iou, t_on, s_on) = mask_iou(&mask, pred, &valid, 1);
                 let found = mask_boxes(pred, ss.h, ss.w, &smap);
                 counts.teacher += boxes.len();

@@ -68,6 +68,13 @@ pub struct Backbone {
 }
 
 impl Backbone {
+    /// Head `k`'s result from `outputs` (all of this backbone's plan outputs, as
+    /// [`Session::run_full`] or [`Session::process`] gives them) of a frame mapped by `map`.
+    pub fn decode(&self, k: usize, outputs: &[Output], map: &FrameMap) -> Head {
+        let mine: Vec<&Output> = self.plan.heads()[k].outputs.iter().map(|&o| &outputs[o]).collect();
+        self.heads[k].decoder.decode(&mine, map)
+    }
+
     /// The model file names, joined with " + ".
     pub fn name(&self) -> String {
         let names: Vec<String> =
@@ -298,13 +305,13 @@ impl BundleSession {
             let stats = session.last_stats().expect("a processed frame has statistics");
             let (w, h) = frame.size();
             let map = backbone.plan.frame_map(w, h);
-            for (k, (part, def)) in backbone.plan.heads().iter().zip(&backbone.heads).enumerate() {
+            for (k, def) in backbone.heads.iter().enumerate() {
                 let hs = stats.heads[k];
                 let slot = &mut self.decoded[b][k];
                 // Boxes and keypoints are in frame pixels, so a new frame size decodes again.
                 let ran = hs.status != HeadStatus::Skipped;
                 if ran && (slot.is_none() || hs.status == HeadStatus::Computed || stats.reset.is_some()) {
-                    *slot = Some(decode(part, def, &outputs, &map));
+                    *slot = Some(backbone.decode(k, &outputs, &map));
                 }
                 results.push(HeadResult {
                     backbone: b,
@@ -318,9 +325,4 @@ impl BundleSession {
         }
         Ok(results)
     }
-}
-
-fn decode(part: &HeadPart, def: &HeadDef, outputs: &[Output], map: &FrameMap) -> Head {
-    let mine: Vec<&Output> = part.outputs.iter().map(|&o| &outputs[o]).collect();
-    def.decoder.decode(&mine, map)
 }
