@@ -510,6 +510,8 @@ pub fn measure(
                 r.speedup_vs_fp32 = Some(ms_fp32 / r.ms_cached_median);
                 r.fp32_top1_agreement = vs_fp32.top1_agreement;
                 r.fp32_mask_iou = vs_fp32.mask_iou_mean;
+                r.fp32_top5_overlap = vs_fp32.top5_overlap;
+                r.fp32_kl_mean = vs_fp32.kl_mean;
                 runs.push(r);
             }
         }

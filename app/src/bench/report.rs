@@ -224,6 +224,13 @@ pub struct RunRecord {
     pub fp32_top1_agreement: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fp32_mask_iou: Option<f64>,
+    /// A classifier variant's runs: top-5 overlap and the mean KL divergence of the softmax
+    /// against the (fp32) model's engine-full, which grade what top-1 agreement counts all or
+    /// nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp32_top5_overlap: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp32_kl_mean: Option<f64>,
     /// Mean |cached − full| over every output value, averaged over frames.
     pub mean_abs_error: f64,
     /// Largest |tract − engine full| (first output), a check that the baseline computes the same.
@@ -472,7 +479,12 @@ pub fn markdown(report: &Report) -> String {
         s.push_str("|---|---|---|---:|---:|---:|---|---:|\n");
         for r in variants {
             let fid = match (r.fp32_top1_agreement, r.fp32_mask_iou) {
-                (Some(t), _) => format!("top-1 {:.1}%", 100.0 * t),
+                (Some(t), _) => format!(
+                    "top-1 {:.1}%, top-5 {}, KL {}",
+                    100.0 * t,
+                    opt(r.fp32_top5_overlap, |v| format!("{:.1}%", 100.0 * v)),
+                    opt(r.fp32_kl_mean, |v| format!("{v:.4}"))
+                ),
                 (None, Some(iou)) => format!("mask IoU {iou:.3}"),
                 _ => "–".into(),
             };
