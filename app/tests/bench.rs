@@ -9,11 +9,35 @@ fn framecache(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_framecache")).args(args).output().expect("the binary runs")
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A fresh folder for one test, removed when the test passes and kept when it fails.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("framecache-bench-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 fn bundled_frame(i: usize) -> PathBuf {

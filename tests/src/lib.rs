@@ -19,6 +19,41 @@ pub fn cli(command: &str, args: &[&str]) -> Result<()> {
     framecache_app::cli::run(framecache_app::cli::Cli::try_parse_from(argv)?)
 }
 
+/// A fresh folder under the system's temporary directory for one test (`framecache-NAME-PID`).
+/// It is removed when the test passes, and kept when it fails (dropped while panicking), so
+/// that what the test wrote can be looked at.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("framecache-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// `../shared/data` relative to the workspace root, if present.
 pub fn shared_data() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;

@@ -13,8 +13,7 @@ fn mobilenet_bytes() -> Option<Vec<u8>> {
 #[test]
 fn truncated_onnx_is_a_model_file_error() {
     let Some(bytes) = mobilenet_bytes() else { return };
-    let dir = std::env::temp_dir().join(format!("framecache-trunc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = framecache_tests::Scratch::new("trunc");
     let path = dir.join("truncated.onnx");
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
     match framecache::import::load_onnx(&path) {

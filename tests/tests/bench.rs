@@ -30,8 +30,7 @@ fn an_unsupported_op_is_reported_by_node_and_the_other_models_run() {
     let node = proto.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type == "Add").unwrap();
     node.op_type = "Softplus".into();
     let name = node.name.clone();
-    let dir = std::env::temp_dir().join(format!("framecache-bench-op-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = framecache_tests::Scratch::new("bench-op");
     // Same file name, so the project's sidecar for it applies.
     let bad = dir.join("mobilenet_v2.onnx");
     std::fs::write(&bad, proto.encode_to_vec()).unwrap();

@@ -35,11 +35,8 @@ fn assets() -> PathBuf {
     project_root().join("assets")
 }
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("framecache-int8-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp(name: &str) -> framecache_tests::Scratch {
+    framecache_tests::Scratch::new(&format!("int8-{name}"))
 }
 
 fn quantize(model: &Path, clip: &Path, out: &Path) -> anyhow::Result<()> {
@@ -96,7 +93,6 @@ fn a_quantized_model_runs_everywhere_a_model_does() {
     // about a third of the largest logit here (0.31 seen); a wrong scale or a transposed weight
     // layout is off by more than the logits themselves.
     assert!(worst > 0.0 && worst < 0.5, "int8 logits differ from fp32 by {worst} of their range");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -193,5 +189,4 @@ fn bad_int8_input_is_a_clear_error_and_leaves_no_file() {
             .contains(&n.to_str().unwrap())),
         "files left behind: {left:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -69,11 +69,8 @@ fn assets() -> std::path::PathBuf {
     framecache_tests::project_root().join("assets")
 }
 
-fn temp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("framecache-distill-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp(name: &str) -> framecache_tests::Scratch {
+    framecache_tests::Scratch::new(&format!("distill-{name}"))
 }
 
 fn distill(args: &[&str]) -> anyhow::Result<()> {
