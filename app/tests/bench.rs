@@ -9,35 +9,13 @@ fn framecache(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_framecache")).args(args).output().expect("the binary runs")
 }
 
-/// A fresh folder for one test, removed when the test passes and kept when it fails.
-struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for Scratch {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn scratch(name: &str) -> Scratch {
+/// A fresh folder for one test; each test removes it at its end, so a failing test leaves
+/// what it wrote.
+fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("framecache-bench-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    Scratch(d)
+    d
 }
 
 fn bundled_frame(i: usize) -> PathBuf {
@@ -158,6 +136,7 @@ fn json_has_every_field_and_consistent_figures() {
         assert!(distinct.len() > 8, "{plot} looks blank: {} colours", distinct.len());
     }
     assert!(dir.join("plots/report.md").is_file() && dir.join("plots/report.json").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A 4:4:4 Y4M clip of 64x64 frames: `frames[i]` is the seed of frame i's texture.
@@ -244,6 +223,7 @@ fn skip_and_gate_baselines_hold_results_and_see_cuts() {
         assert_eq!(ns, [2, 3], "{v}");
     }
     let _ = run_of(&report, "exact");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -275,6 +255,7 @@ fn identical_consecutive_frames_are_fully_reused() {
     assert_eq!(f(second, "mac_saving"), 1.0, "{second}");
     assert_eq!(f(r, "input_hit_rate_mean"), 1.0);
     assert!(r["ms_tract_median"].is_null(), "no tract with --baseline none");
+    let _ = std::fs::remove_dir_all(&clip);
 }
 
 #[test]
@@ -323,6 +304,7 @@ fn bad_clips_are_reported_and_the_others_still_run() {
     let report = read_json(&json);
     assert_eq!(report["errors"].as_array().unwrap().len(), 5);
     assert_eq!(report["runs"][0]["clip"], "static_coin_motion");
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -341,6 +323,7 @@ fn ort_baseline_without_python_says_so_plainly() {
     let report = read_json(&json);
     assert!(report["runs"][0]["ms_ort_median"].is_null());
     assert!(report["notes"][0].as_str().unwrap().contains("cannot start python3"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -382,6 +365,7 @@ fn ort_baseline_runs_or_says_why_not() {
             assert!(String::from_utf8_lossy(&out.stderr).contains("ONNX Runtime baseline not run"));
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[cfg(unix)]
@@ -418,6 +402,7 @@ fn ctrl_c_prints_what_was_measured() {
     let frames = report["runs"][0]["frames"].as_u64().unwrap();
     assert!(frames > 0 && frames < 150, "{frames} frames measured before Ctrl-C");
     assert!(stdout.contains(&format!("| mobilenet_v2 | static_coin_motion | exact | {frames} |")), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `--bundle` adds the bundle's tables to the bench report (markdown and JSON), once per cached
@@ -455,4 +440,5 @@ fn bundles_are_added_to_the_report() {
         .as_str()
         .unwrap()
         .contains("| static_coin_motion | imagenet | top-1 agreement | 1.000 | 1.000 |"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
