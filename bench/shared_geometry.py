@@ -11,7 +11,7 @@ It counts, per clip, the frames whose top-1 is the reference top-1 of ../shared/
 (ONNX Runtime on the crop), and on handheld_cockatoo the frames whose top-1 is its label (89).
 Every 5th frame of the other clips, every frame of the labelled one.
 
-Usage: bench/shared_geometry.py  (ONNX Runtime, onnx and Pillow, e.g. the peers venv)
+Usage, from the repository root: bench/shared_geometry.py  (ONNX Runtime, onnx and Pillow, e.g. the peers venv)
 """
 import os
 
@@ -20,9 +20,10 @@ import onnx
 import onnxruntime as ort
 from PIL import Image
 
+from torchvision_pre import MODELS, reference_top1, torchvision
+
 DATA = "../shared/data"
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+MEAN, STD = (np.array(v, np.float32) for v in MODELS["mobilenet_v2"])
 
 
 def session():
@@ -30,15 +31,6 @@ def session():
     dims = m.graph.input[0].type.tensor_type.shape.dim
     dims[2].dim_param, dims[3].dim_param = "H", "W"
     return ort.InferenceSession(m.SerializeToString())
-
-
-def crop(im):
-    w, h = im.size
-    s = 256 / min(w, h)
-    im = im.resize((round(w * s), round(h * s)), Image.BILINEAR)
-    w, h = im.size
-    left, top = int(round((w - 224) / 2)), int(round((h - 224) / 2))
-    return im.crop((left, top, left + 224, top + 224))
 
 
 def keep(im, short):
@@ -54,16 +46,12 @@ def main():
         x = (np.asarray(im, np.float32) / 255 - MEAN) / STD
         return int(np.argmax(s.run(None, {"input": x.transpose(2, 0, 1)[None]})[0]))
 
-    geometries = {"crop": crop, "stretch224": lambda im: im.resize((224, 224), Image.BILINEAR)}
+    geometries = {"crop": torchvision, "stretch224": lambda im: im.resize((224, 224), Image.BILINEAR)}
     for short in (128, 160, 192, 224):
         geometries[f"keep{short}"] = lambda im, short=short: keep(im, short)
     video = f"{DATA}/video"
     for clip in sorted(os.listdir(video)):
-        ref = {}
-        with open(f"{DATA}/reference/dev__{clip}.top5.tsv") as f:
-            for line in f.readlines()[1:]:
-                cols = line.split("\t")
-                ref[cols[0]] = int(cols[1].split()[0])
+        ref = reference_top1(DATA, clip, "mobilenet_v2")
         labelled = clip == "handheld_cockatoo"
         frames = sorted(os.listdir(f"{video}/{clip}"))
         frames = frames if labelled else frames[::5]

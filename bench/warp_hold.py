@@ -7,7 +7,7 @@ grey) that differs from the key frame by more than 3 grey levels on average take
 frame's probabilities from its best match within +-6 px (least mean absolute difference).
 Both are compared with the model run on every frame: mean IoU of the p > 0.5 masks.
 
-Usage: bench/warp_hold.py CLIP_DIR [MODEL.onnx]  (ONNX Runtime and Pillow, e.g. the peers venv)
+Usage, from the repository root: bench/warp_hold.py CLIP_DIR [MODEL.onnx]  (ONNX Runtime and Pillow, e.g. the peers venv)
 """
 import os
 import sys
