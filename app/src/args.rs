@@ -22,8 +22,8 @@ pub struct EngineArgs {
     /// Preprocessing sidecar (TOML) to use instead of each model's own `<file name>.toml`.
     #[arg(long)]
     pub preprocess: Option<PathBuf>,
-    /// Input size WxH for models with dynamic spatial input dims (overrides the sidecar's
-    /// `input_size`).
+    /// Input size WxH for models with dynamic spatial input dims, or for an ONNX model run at
+    /// another size than its own (overrides the sidecar's `input_size`).
     #[arg(long, value_parser = parse_size)]
     pub input_size: Option<(usize, usize)>,
     /// Turn off the adaptive bypass (by default, when a cached frame costs more than a dense

@@ -18,7 +18,8 @@ pub struct CompileArgs {
     /// Its sidecar (default: MODEL.toml beside it, then in assets/models/).
     #[arg(long)]
     pub sidecar: Option<PathBuf>,
-    /// `WxH` for a model with dynamic spatial input dims (default: the sidecar's `input_size`).
+    /// `WxH` for a model with dynamic spatial input dims, or an ONNX model run at another size
+    /// than its own (default: the sidecar's `input_size`).
     #[arg(long, value_parser = crate::args::parse_size)]
     pub input_size: Option<(usize, usize)>,
     /// The plan file to write (written whole or not at all).

@@ -137,7 +137,8 @@ pub struct CompressArgs {
     /// Preprocessing sidecar (TOML) to use instead of the model's own.
     #[arg(long)]
     pub preprocess: Option<PathBuf>,
-    /// Input size WxH for models with dynamic spatial input dims.
+    /// Input size WxH for models with dynamic spatial input dims (or an ONNX model run at another
+    /// size than its own).
     #[arg(long, value_parser = crate::args::parse_size)]
     pub input_size: Option<(usize, usize)>,
 }

@@ -36,6 +36,11 @@ pub struct DistillArgs {
     /// context first, then finer ones for detail (repeat `--tap`).
     #[arg(long, required = true)]
     pub tap: Vec<String>,
+    /// The backbone's input size WxH (default: its own). An ONNX backbone runs at it even where
+    /// its file fixes another (288x160 keeps a 16:9 frame's aspect at about 224² pixels); the
+    /// bundle written beside the head says it as `input_size`.
+    #[arg(long, value_parser = crate::args::parse_size)]
+    pub input_size: Option<(usize, usize)>,
     /// How the frame fits the backbone's input: `stretch` sees the whole frame, as a camera
     /// preview shows it; `sidecar` keeps the backbone sidecar's own fit.
     #[arg(long, default_value = "stretch")]
@@ -115,7 +120,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
         bail!("--out {} must end in .safetensors", args.out.display());
     }
     // Everything the user gave is checked before anything is computed or written.
-    let backbone = Model::load(&args.backbone, None, None, None).context("the backbone")?;
+    let backbone = Model::load(&args.backbone, None, args.input_size, None).context("the backbone")?;
     let (teacher, teacher_name, last) = if args.teacher.extension().is_some_and(|e| e == "toml") {
         let bundle = Bundle::load(&args.teacher, &crate::bundle::model_dirs(&[]))
             .with_context(|| format!("the teacher bundle {}", args.teacher.display()))?;
@@ -156,7 +161,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
         "sidecar" => {}
         other => bail!("--fit {other}: expected stretch or sidecar"),
     }
-    let graph = framecache::import::load_model(&args.backbone, Default::default())?;
+    let graph = framecache::import::load_model(&args.backbone, backbone.config.import_options(args.input_size, None))?;
     let taps = args
         .tap
         .iter()
@@ -190,9 +195,10 @@ pub fn run(args: DistillArgs) -> Result<()> {
         Ok(framecache::quant::file::crc32(&std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?))
     };
     let key = format!(
-        "backbone {} {} taps {:?} fit {} teacher {} {} output {} grid {:?} clips {:?} stride {} copies {} seed {}",
+        "backbone {} {} size {:?} taps {:?} fit {} teacher {} {} output {} grid {:?} clips {:?} stride {} copies {} seed {}",
         args.backbone.display(),
         crc(&args.backbone)?,
+        args.input_size,
         args.tap,
         args.fit,
         args.teacher.display(),
@@ -313,19 +319,20 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let bundle = with_ext(&args.out, ".bundle.toml");
     let manifest = format!(
         "# Written by framecache distill: the backbone with the distilled head at {tap_name}.\n\
-         name = \"{name}\"\n\n[[backbone]]\nmodel = \"{model}\"\n[backbone.preprocess]\n{pre}\n\n\
+         name = \"{name}\"\n\n[[backbone]]\nmodel = \"{model}\"\n{size}[backbone.preprocess]\n{pre}\n\n\
          [[backbone.head]]\nname = \"{name}\"\nmodel = \"{head}\"\ninput = {tap_list}\ndecoder = \"segment\"\noutputs = [\"mask\"]\n",
         tap_name = args.tap.join(", "),
         tap_list = serde_json::to_string(&args.tap)?,
         name = args.out.file_stem().map_or("head".into(), |s| s.to_string_lossy().replace(".head", "")),
         model = relative(&args.backbone, &bundle),
+        size = args.input_size.map_or(String::new(), |(w, h)| format!("input_size = [{w}, {h}]\n")),
         pre = preprocess_toml(&preprocess),
         head = args.out.file_name().map_or(String::new(), |s| s.to_string_lossy().into_owned()),
     );
     framecache::files::write_atomic(&bundle, manifest.as_bytes())?;
     let report = serde_json::json!({
         "teacher": args.teacher, "teacher_output": teacher_name, "backbone": args.backbone, "tap": args.tap,
-        "fit": args.fit, "head": spec, "head_macs": head_macs, "teacher_macs": teacher_macs,
+        "input_size": args.input_size, "fit": args.fit, "head": spec, "head_macs": head_macs, "teacher_macs": teacher_macs,
         "train_clips": train.iter().map(|c| &c.name).collect::<Vec<_>>(), "samples": samples.n,
         "stride": args.stride, "copies": args.copies,
         "fit_options": FitOptions { epochs: args.epochs, ..options },

@@ -24,7 +24,8 @@ pub struct ExportArgs {
     /// Preprocessing sidecar (TOML) to use instead of the model's own.
     #[arg(long)]
     pub preprocess: Option<PathBuf>,
-    /// Input size WxH for a model with dynamic spatial input dims.
+    /// Input size WxH for a model with dynamic spatial input dims (or an ONNX model run at
+    /// another size than its own).
     #[arg(long, value_parser = crate::args::parse_size)]
     pub input_size: Option<(usize, usize)>,
 }

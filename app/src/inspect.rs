@@ -14,7 +14,8 @@ use framecache::Plan;
 pub struct InspectArgs {
     /// ONNX model (default: the bundled MobileNetV2).
     pub model: Option<PathBuf>,
-    /// Input size WxH for a model with dynamic spatial input dims.
+    /// Input size WxH for a model with dynamic spatial input dims (or an ONNX model run at
+    /// another size than its own).
     #[arg(long, value_parser = crate::args::parse_size)]
     pub input_size: Option<(usize, usize)>,
 }

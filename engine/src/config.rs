@@ -17,6 +17,9 @@
 //! A model whose input has dynamic spatial dims (a fully convolutional detector) runs at
 //! `input_size = [W, H]` when given (`--input-size` overrides it), else at the frame's size
 //! rounded down to a multiple of `input_multiple` (its total stride, e.g. 32; default 1).
+//! `input_size` also runs an ONNX model with static dims at another size, where its layers allow
+//! it (a classifier that ends in a global pool does; one whose dense layer reads a flattened map
+//! is refused, naming the layer).
 //!
 //! A sidecar is looked up beside the model first, then in the folders the caller names (the
 //! project keeps sidecars for models that live in read-only folders).
@@ -126,7 +129,8 @@ pub struct ModelConfig {
     pub labels: Option<PathBuf>,
     /// Probability above which a segmentation pixel counts as foreground.
     pub mask_threshold: f32,
-    /// `(width, height)` for a model with dynamic spatial input dims.
+    /// `(width, height)` for a model with dynamic spatial input dims (or an ONNX model run at
+    /// another size than its own).
     pub input_size: Option<(usize, usize)>,
     /// Without `input_size`, dynamic dims take the frame's size rounded down to a multiple of
     /// this (the model's total stride; 1: any size).

@@ -102,3 +102,37 @@ fn every_shared_model_imports_and_matches_tract_full_and_cached() -> anyhow::Res
     }
     Ok(())
 }
+
+/// An explicit input size replaces an ONNX model's static spatial dims: MobileNetV2, exported at
+/// 224x224, runs at 288x160 (a 16:9 frame with its aspect kept, as the shared bundle runs it) and
+/// equals tract at that size, cached and full alike. A model whose dense layer reads a flattened
+/// map of its export's size (MTCNN's O-Net) is refused, naming the node.
+#[test]
+fn a_static_classifier_runs_at_another_size_and_a_dense_net_is_refused() -> anyhow::Result<()> {
+    let Some(data) = shared_data_or_skip("a_static_classifier_runs_at_another_size_and_a_dense_net_is_refused") else {
+        return Ok(());
+    };
+    let path = data.join("models/imagenet/mobilenet_v2.onnx");
+    let options = ImportOptions { input_size: Some((288, 160)), ..Default::default() };
+    let plan = Plan::new(load_model(&path, options)?, Preprocess::imagenet())?;
+    let s = plan.graph().input_shape();
+    assert_eq!((s.w, s.h, s.c), (288, 160, 3));
+    let tract = TractModel::load_with_input(&path, Some([1, 3, 160, 288]))?;
+    let opts = SessionOptions { mode: Mode::Exact, threads: Some(2), ..Default::default() };
+    let (mut cached, mut full) = (Session::new(plan.clone(), opts.clone())?, Session::new(plan, opts)?);
+    for f in &pasted_sequence(&data, 3)? {
+        let ours = full.run_full(f.as_frame())?;
+        let theirs = tract.run_nhwc(full.activation(0), s.h, s.w, s.c)?;
+        assert_eq!(ours[0].data.len(), 1000);
+        let (d, scale) = max_abs_diff(&ours[0].data, &theirs[0]);
+        assert!(d <= 1e-4 * scale.max(1.0), "MobileNetV2 at 288x160 differs from tract by {d} (scale {scale})");
+        let reused = cached.process(f.as_frame())?;
+        assert_eq!(reused[0].data, ours[0].data, "cached differs from full at 288x160");
+    }
+    let onet = data.join("models/mtcnn/mtcnn_onet.onnx");
+    let err = load_model(&onet, ImportOptions { input_size: Some((64, 64)), ..Default::default() }).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("node"), "the error names no node: {text}");
+    eprintln!("O-Net at 64x64: {text}");
+    Ok(())
+}

@@ -34,8 +34,9 @@ use crate::graph::Graph;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImportOptions {
     /// `(width, height)` of a model whose input has dynamic spatial dims (fully convolutional
-    /// models such as MTCNN's P-Net or a text detector); static dims must equal it. A dynamic
-    /// batch dim is always 1.
+    /// models such as MTCNN's P-Net or a text detector). In an ONNX model it replaces static
+    /// spatial dims too: a classifier that ends in a global pool runs at any size (a TFLite
+    /// model's static dims must equal it). A dynamic batch dim is always 1.
     pub input_size: Option<(usize, usize)>,
     /// The frames' `(width, height)`: the size of dynamic spatial dims when `input_size` is
     /// `None`, each side rounded down to a multiple of `multiple` (at least one multiple).

@@ -30,7 +30,8 @@ pub struct BackboneManifest {
     #[serde(default)]
     pub taps: Vec<String>,
     pub(crate) preprocess: PreprocessToml,
-    /// `[W, H]` for a model with dynamic spatial input dims.
+    /// `[W, H]` for a model with dynamic spatial input dims, or an ONNX model run at another size
+    /// than its own (MobileNetV2 at 288x160 keeps a 16:9 frame's aspect).
     pub input_size: Option<[usize; 2]>,
     #[serde(rename = "head")]
     pub heads: Vec<HeadManifest>,

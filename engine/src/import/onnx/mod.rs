@@ -365,7 +365,7 @@ impl Importer {
 }
 
 /// The input's NHWC shape: a dynamic (or 1) batch dim is 1; dynamic spatial dims take
-/// [`ImportOptions::dynamic_size`]; static ones must equal an explicit `input_size`.
+/// [`ImportOptions::dynamic_size`], and an explicit `input_size` replaces static ones too.
 fn input_shape(input: &pb::ValueInfoProto, options: ImportOptions) -> Result<Shape> {
     let bad = |reason: String| Error::InvalidModel { node: input.name.clone(), op: "input".into(), reason };
     let dims: Vec<i64> = input
@@ -403,9 +403,9 @@ fn input_shape(input: &pb::ValueInfoProto, options: ImportOptions) -> Result<Sha
             if !ok(sw) || !ok(sh) {
                 return Err(bad(format!("input size {sw}x{sh} is outside 1..={MAX_DIM} per side")));
             }
-            if (*h != -1 && *h != sh) || (*w != -1 && *w != sw) {
-                return Err(bad(format!("input shape {dims:?} is static; the input size {sw}x{sh} does not fit it")));
-            }
+            // Static dims give way to an explicit size: a fully convolutional model runs at any
+            // size, and a node whose shape depends on it (a Reshape to fixed dims, a dense layer
+            // on a flattened map) fails below with its name.
             (sh, sw)
         }
         _ => (*h, *w),
