@@ -108,6 +108,10 @@ fn distill_writes_a_head_that_runs_as_a_bundle() {
         &s(&backbone),
         "--tap",
         "features.13.add.out",
+        // The backbone at another size than its file's 224x224 (a 16:9 frame's aspect): the
+        // head's taps and the bundle written beside it follow.
+        "--input-size",
+        "288x160",
         "--train",
         &s(&clip),
         "--holdout",
@@ -135,6 +139,8 @@ fn distill_writes_a_head_that_runs_as_a_bundle() {
     assert_eq!(report["holdout"][0]["frames"], 6);
 
     let bundle = framecache::Bundle::load(format!("{}.bundle.toml", out.display()), &[]).unwrap();
+    let input = bundle.backbones[0].plan.graph().input_shape();
+    assert_eq!((input.w, input.h), (288, 160), "the bundle does not run the backbone at the head's size");
     let options = SessionOptions { mode: framecache::Mode::Exact, ..Default::default() };
     let mut cached = framecache::BundleSession::new(bundle.clone(), options.clone()).unwrap();
     let mut full = framecache::BundleSession::new(bundle, options).unwrap();
