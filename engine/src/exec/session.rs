@@ -26,6 +26,10 @@ const MAX_HALO_SHARE: f64 = 0.15;
 
 /// Below this many MACs a node runs on the calling thread: forking costs more than it saves.
 const MIN_PARALLEL_MACS: u64 = 150_000;
+/// Fewest output rows in one band of a resample on the pool: each band converts and blends
+/// the source rows its taps read, so the rows at a band's edges are read by two bands, and
+/// thin bands would repeat much of the work.
+const RESAMPLE_BAND_ROWS: usize = 32;
 
 thread_local! {
     /// Kernel scratch of each pool worker, kept across tasks and frames (see `Session::scratch`).
@@ -350,6 +354,32 @@ impl Session {
         (gated(&self.plan, i, all) && self.scales.len() > i).then(|| rel * self.scales[i])
     }
 
+    /// Resamples `frame` into `current`: on the pool in one band of rows per worker, else
+    /// whole. Each output row is computed alike either way ([`crate::Preprocess::resample_rows`]).
+    fn resample(&mut self, frame: Image<'_>, input: Shape) {
+        let pre = self.plan.preprocess();
+        self.current.resize(input.h * input.w * 3, 0.0);
+        match self.pool.as_deref() {
+            Some(pool) if input.h >= 2 * RESAMPLE_BAND_ROWS => {
+                // The calling thread resamples the first band while the pool's workers take the
+                // others: one hand-over, where running it all on the pool takes two.
+                let rows = input.h.div_ceil(self.threads).max(RESAMPLE_BAND_ROWS);
+                let mut bands = self.current.chunks_mut(rows * input.w * 3).enumerate();
+                let (_, first) = bands.next().expect("a band");
+                pool.in_place_scope(|s| {
+                    for (k, band) in bands {
+                        let start = k * rows;
+                        s.spawn(move |_| {
+                            pre.resample_rows(frame, input, start..start + band.len() / (input.w * 3), band)
+                        });
+                    }
+                    pre.resample_rows(frame, input, 0..rows, first);
+                });
+            }
+            _ => pre.resample_rows(frame, input, 0..input.h, &mut self.current),
+        }
+    }
+
     fn step(&mut self, frame: Image<'_>, force_full: bool) -> Result<Vec<Output>> {
         frame.validate()?;
         let started = Instant::now();
@@ -363,7 +393,7 @@ impl Session {
         }
 
         let t = Instant::now();
-        plan.preprocess().resample(frame, input, &mut self.current);
+        self.resample(frame, input);
         times.preprocess = t.elapsed();
 
         let size = frame.size();

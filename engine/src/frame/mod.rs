@@ -12,6 +12,8 @@ mod yuv;
 pub use source::Image;
 pub use yuv::{Plane, YuvImage, YuvRange};
 
+use std::ops::Range;
+
 use source::Reader;
 
 use crate::error::{Error, Result};
@@ -187,22 +189,30 @@ impl Preprocess {
     ///
     /// `out` is cleared and refilled whole, whatever it held.
     pub fn resample<'f>(&self, image: impl Into<Image<'f>>, input: Shape, out: &mut Vec<f32>) {
+        out.clear();
+        out.resize(input.h * input.w * 3, 0.0);
+        self.resample_rows(image, input, 0..input.h, out);
+    }
+
+    /// Rows `rows` of what [`Preprocess::resample`] gives, into `out` (`rows.len() * input.w * 3`
+    /// values). Each output row is computed as in the whole resample, so bands resampled apart
+    /// (on several threads) make up the same bits.
+    pub fn resample_rows<'f>(&self, image: impl Into<Image<'f>>, input: Shape, rows: Range<usize>, out: &mut [f32]) {
+        assert!(rows.end <= input.h && out.len() == rows.len() * input.w * 3, "output rows out of range");
         let image = image.into();
         let (fw, fh) = image.size();
         match self.resample {
             Resample::Pil => {
-                let (boxes, size, window) = self.pil_geometry(fw, fh, input);
-                return pil::resize(image, boxes, size, window, out);
+                let (boxes, size, (x0, y0, w, _)) = self.pil_geometry(fw, fh, input);
+                return pil::resize(image, boxes, size, (x0, y0 + rows.start, w, rows.len()), out);
             }
             Resample::MediaPipe => {
                 let region = self.area_region(fw, fh, input);
-                return warp_linear(image, region, input, out);
+                return warp_linear(image, region, input, rows, out);
             }
             Resample::Area => {}
         }
         let (sx0, sy0, sw, sh) = self.area_region(fw, fh, input);
-        out.clear();
-        out.resize(input.h * input.w * 3, 0.0);
         // Supersample enough points per output pixel that shrinking does not alias.
         let ky = ((sh / input.h as f32).floor() as usize).max(1);
         let kx = ((sw / input.w as f32).floor() as usize).max(1);
@@ -225,15 +235,12 @@ impl Preprocess {
         let yt = taps(input.h, ky, sy0, sh, fh);
         // Separable: per output row, the `ky` vertical blends summed per source column (whole
         // rows, contiguous), then the `kx` horizontal blends of those sums per output pixel.
-        // The column sums live past the end of `out`, so a frame allocates nothing once the
-        // buffer has grown.
         let xlo = xt.iter().map(|t| t.0).min().unwrap_or(0);
         let xhi = xt.iter().map(|t| t.1).max().unwrap_or(0);
-        let n = input.h * input.w * 3;
-        out.resize(n + (xhi + 1 - xlo) * 3, 0.0);
-        let (out_px, cols) = out.split_at_mut(n);
+        let mut cols = vec![0.0f32; (xhi + 1 - xlo) * 3];
+        let cols = cols.as_mut_slice();
         let mut reader = Reader::new(image, xlo..xhi + 1);
-        for oy in 0..input.h {
+        for (oy, out_row) in rows.zip(out.chunks_exact_mut(input.w * 3)) {
             cols.fill(0.0);
             let yt = &yt[oy * ky..(oy + 1) * ky];
             let rows = yt.iter().map(|t| t.0).min().unwrap_or(0)..yt.iter().map(|t| t.1).max().unwrap_or(0) + 1;
@@ -245,7 +252,6 @@ impl Preprocess {
                     _ => blend_rows::<3>(r0, r1, ty, cols),
                 }
             }
-            let out_row = &mut out_px[oy * input.w * 3..(oy + 1) * input.w * 3];
             for (ox, o) in out_row.chunks_exact_mut(3).enumerate() {
                 let mut acc = [0.0f32; 3];
                 for &(x0, x1, tx) in &xt[ox * kx..(ox + 1) * kx] {
@@ -259,7 +265,6 @@ impl Preprocess {
                 }
             }
         }
-        out.truncate(n);
     }
 
     /// Normalises one pixel run (0–255 scale, RGB interleaved) into `dst`.
@@ -287,26 +292,29 @@ impl Preprocess {
 /// `input`: bilinear at `x0 + x · w / W` (corner-aligned), borders replicated, each value
 /// rounded to a byte (half to even). All in f32, which is OpenCV 5's `warpPerspective` for an
 /// upright region exactly; OpenCV 4's fixed-point path (5-bit positions, 15-bit weights) is
-/// within one grey level of it.
-fn warp_linear(image: Image<'_>, (x0, y0, w, h): (f32, f32, f32, f32), input: Shape, out: &mut Vec<f32>) {
+/// within one grey level of it. Output rows `rows` only, into `out`.
+fn warp_linear(
+    image: Image<'_>,
+    (x0, y0, w, h): (f32, f32, f32, f32),
+    input: Shape,
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
     let (fw, fh) = image.size();
     let (xt, yt) = (ColumnTaps::new(warp_taps(input.w, x0, w, fw)), warp_taps(input.h, y0, h, fh));
     let mut reader = Reader::new(image, xt.xlo..xt.xlo + xt.reach.max(1));
     // Separable in the order of the per-pixel formula: each source row's horizontal blends (the
-    // `top` and `bottom` of a pixel) are computed once, into one of two slots past the end of
-    // `out`, and kept while the next output rows read the same source row (an upscale reads
-    // each about twice). A frame allocates nothing once the buffer has grown.
-    let (n, w3) = (input.h * input.w * 3, input.w * 3);
-    out.clear();
-    out.resize(n + 2 * w3, 0.0);
-    let (out_px, slots) = out.split_at_mut(n);
+    // `top` and `bottom` of a pixel) are computed once, into one of two slots, and kept while
+    // the next output rows read the same source row (an upscale reads each about twice).
+    let w3 = input.w * 3;
+    let mut slots = vec![0.0f32; 2 * w3];
     let (mut a, mut b) = slots.split_at_mut(w3);
     // The source rows that `a` and `b` hold (`a` the top of the current output row, `b` its
     // bottom).
     let mut held = [usize::MAX; 2];
     let mut padded = Vec::new();
     let simd = has_simd();
-    for (&(r0, r1, fy), out_row) in yt.iter().zip(out_px.chunks_exact_mut(w3)) {
+    for (&(r0, r1, fy), out_row) in yt[rows].iter().zip(out.chunks_exact_mut(w3)) {
         if held[1] == r0 && held[0] != r0 {
             // The last output row's bottom is this one's top.
             std::mem::swap(&mut a, &mut b);
@@ -325,7 +333,6 @@ fn warp_linear(image: Image<'_>, (x0, y0, w, h): (f32, f32, f32, f32), input: Sh
             *o = round_to_byte(t * (1.0 - fy) + u * fy);
         }
     }
-    out.truncate(n);
 }
 
 /// Copies `row` into `out` with `k` zero pixels and one spare byte after it, so that a
@@ -664,6 +671,39 @@ mod tests {
                     p.resample(frame, input, &mut fast);
                     p.resample_reference(&frame, input, &mut slow);
                     assert!(fast == slow, "{fw}x{fh}x{ch} -> {input:?} with {fit:?}");
+                }
+            }
+        }
+    }
+
+    /// Bands of rows resampled apart (as the session's pool resamples them) make up the whole
+    /// resample bit for bit, for every resampler and fit, from packed pixels and camera planes.
+    #[test]
+    fn bands_of_rows_make_up_the_whole_resample() {
+        let mut next = bytes(41);
+        let (w, h, stride) = (203usize, 131usize, 208usize);
+        let y: Vec<u8> = (0..stride * h).map(|_| next()).collect();
+        let vu: Vec<u8> = (0..stride * h.div_ceil(2)).map(|_| next()).collect();
+        let planes = Image::yuv(source::tests::nv21(w, h, stride, &y, &vu, YuvRange::Full), 90).unwrap();
+        let rgba: Vec<u8> = (0..320 * 180 * 4).map(|_| next()).collect();
+        let packed = Image::from(Frame { width: 320, height: 180, channels: 4, data: &rgba });
+        let resamples = [Resample::Area, Resample::Pil, Resample::MediaPipe];
+        let fits = [Fit::Stretch, Fit::CenterCrop { shorter: Some(256) }, Fit::CenterCrop { shorter: None }];
+        for (image, (resample, fit)) in [planes, packed]
+            .into_iter()
+            .flat_map(|i| resamples.into_iter().flat_map(move |r| fits.map(move |f| (i, (r, f)))))
+        {
+            for input in [Shape::new(224, 224, 3), Shape::new(160, 288, 3), Shape::new(7, 5, 3)] {
+                let p = Preprocess { fit, resample, ..Preprocess::default() };
+                let mut whole = Vec::new();
+                p.resample(image, input, &mut whole);
+                for bands in [2, 3, 7] {
+                    let rows = input.h.div_ceil(bands);
+                    let mut banded = vec![f32::NAN; whole.len()];
+                    for (k, band) in banded.chunks_mut(rows * input.w * 3).enumerate() {
+                        p.resample_rows(image, input, k * rows..k * rows + band.len() / (input.w * 3), band);
+                    }
+                    assert!(banded == whole, "{resample:?}, {fit:?} -> {input:?} in {bands} bands");
                 }
             }
         }

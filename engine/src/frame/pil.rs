@@ -72,17 +72,17 @@ fn clip8(acc: i32) -> u8 {
 
 /// The region `window = (x0, y0, w, h)` of the resize of the source box `bx`, `by` of an
 /// RGB(A) image (`channels` per pixel) to `size = (width, height)`, as `h x w x 3` values on
-/// the 0–255 scale.
+/// the 0–255 scale, into `out` (of that length).
 ///
 /// Compiled for the best instruction set this CPU runs (as the kernels are): the 32-bit
 /// integer products vectorise only with SSE4.1, AVX2 or NEON.
-pub(super) fn resize(image: Image<'_>, source: SourceBox, size: (usize, usize), region: Region, out: &mut Vec<f32>) {
+pub(super) fn resize(image: Image<'_>, source: SourceBox, size: (usize, usize), region: Region, out: &mut [f32]) {
     struct Resize<'a> {
         image: Image<'a>,
         source: SourceBox,
         size: (usize, usize),
         region: Region,
-        out: &'a mut Vec<f32>,
+        out: &'a mut [f32],
     }
     impl kernels::Kernel for Resize<'_> {
         type Output = ();
@@ -95,13 +95,7 @@ pub(super) fn resize(image: Image<'_>, source: SourceBox, size: (usize, usize), 
 }
 
 #[inline(always)]
-fn resize_passes(
-    image: Image<'_>,
-    (bx, by): SourceBox,
-    size: (usize, usize),
-    (x0, y0, w, h): Region,
-    out: &mut Vec<f32>,
-) {
+fn resize_passes(image: Image<'_>, (bx, by): SourceBox, size: (usize, usize), (x0, y0, w, h): Region, out: &mut [f32]) {
     let (fw, fh) = image.size();
     let mut xt = coeffs(fw, bx, size.0, x0..x0 + w);
     let yt = coeffs(fh, by, size.1, y0..y0 + h);
@@ -127,8 +121,7 @@ fn resize_passes(
         horizontal(&padded, view.channels, &taps, half, simd, dst);
     }
     // Vertical pass: whole rows at a time.
-    out.clear();
-    out.resize(w * h * 3, 0.0);
+    assert_eq!(out.len(), w * h * 3, "output length");
     let mut acc = vec![0i32; w * 3];
     for (t, dst) in yt.iter().zip(out.chunks_exact_mut(w * 3)) {
         acc.fill(half);
@@ -338,7 +331,7 @@ mod tests {
     #[test]
     fn an_identity_resize_is_exact_and_coefficients_sum_to_one() {
         let data: Vec<u8> = (0..5 * 4 * 3).map(|i| (i * 37 % 256) as u8).collect();
-        let mut out = Vec::new();
+        let mut out = vec![0.0; 5 * 4 * 3];
         resize(Frame::rgb(5, 4, &data).into(), ((0.0, 5.0), (0.0, 4.0)), (5, 4), (0, 0, 5, 4), &mut out);
         assert_eq!(out, data.iter().map(|&v| f32::from(v)).collect::<Vec<_>>());
         for t in coeffs(768, (0.0, 768.0), 341, 0..341) {
