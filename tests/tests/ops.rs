@@ -210,7 +210,7 @@ fn dynamic_input_dims_take_the_given_size() -> anyhow::Result<()> {
     let err = load_model(&path, ImportOptions::default()).unwrap_err().to_string();
     assert!(err.contains("dynamic spatial dims") && err.contains("--input-size"), "{err}");
     // Without an input size, the frame's size rounded down to the multiple; an explicit size
-    // wins over it; a static model ignores the frame size.
+    // wins over it; a static model ignores the frame size, but not an explicit size.
     let at = |options: ImportOptions| load_model(&path, options).map(|g| g.input_shape());
     let frame = ImportOptions { frame_size: Some((37, 21)), multiple: 8, ..Default::default() };
     assert_eq!(at(frame)?, framecache::graph::Shape::new(16, 32, 3));
@@ -222,7 +222,9 @@ fn dynamic_input_dims_take_the_given_size() -> anyhow::Result<()> {
     fixed.node("Conv", &["x", "w"], "c", vec![]).output("c");
     std::fs::write(&path, fixed.bytes())?;
     assert_eq!(at(frame)?, framecache::graph::Shape::new(10, 10, 3));
-    assert!(at(ImportOptions { input_size: Some((12, 12)), ..Default::default() }).is_err());
+    // An explicit size replaces static dims: a convolution runs at any size.
+    let explicit = ImportOptions { input_size: Some((14, 12)), ..Default::default() };
+    assert_eq!(at(explicit)?, framecache::graph::Shape::new(12, 14, 3));
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
