@@ -197,7 +197,13 @@ impl Preprocess {
     /// Rows `rows` of what [`Preprocess::resample`] gives, into `out` (`rows.len() * input.w * 3`
     /// values). Each output row is computed as in the whole resample, so bands resampled apart
     /// (on several threads) make up the same bits.
-    pub fn resample_rows<'f>(&self, image: impl Into<Image<'f>>, input: Shape, rows: Range<usize>, out: &mut [f32]) {
+    pub(crate) fn resample_rows<'f>(
+        &self,
+        image: impl Into<Image<'f>>,
+        input: Shape,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
         assert!(rows.end <= input.h && out.len() == rows.len() * input.w * 3, "output rows out of range");
         let image = image.into();
         let (fw, fh) = image.size();
