@@ -573,6 +573,17 @@ mod tests {
         }
     }
 
+    /// `(width, height, stride)` of the NV21 test frames: padded rows, larger than a reader's
+    /// band in both directions, and odd.
+    const NV21: (usize, usize, usize) = (203, 131, 208);
+
+    /// The Y and VU planes of an [`NV21`] frame, drawn from `next`.
+    fn nv21_planes(next: &mut impl FnMut() -> u8) -> (Vec<u8>, Vec<u8>) {
+        let (_, h, stride) = NV21;
+        let y = (0..stride * h).map(|_| next()).collect();
+        (y, (0..stride * h.div_ceil(2)).map(|_| next()).collect())
+    }
+
     /// The per-pixel form of [`warp_linear`] that it must reproduce bit for bit.
     fn warp_linear_reference(
         data: &[u8],
@@ -687,9 +698,8 @@ mod tests {
     #[test]
     fn bands_of_rows_make_up_the_whole_resample() {
         let mut next = bytes(41);
-        let (w, h, stride) = (203usize, 131usize, 208usize);
-        let y: Vec<u8> = (0..stride * h).map(|_| next()).collect();
-        let vu: Vec<u8> = (0..stride * h.div_ceil(2)).map(|_| next()).collect();
+        let (w, h, stride) = NV21;
+        let (y, vu) = nv21_planes(&mut next);
         let planes = Image::yuv(source::tests::nv21(w, h, stride, &y, &vu, YuvRange::Full), 90).unwrap();
         let rgba: Vec<u8> = (0..320 * 180 * 4).map(|_| next()).collect();
         let packed = Image::from(Frame { width: 320, height: 180, channels: 4, data: &rgba });
@@ -721,10 +731,8 @@ mod tests {
     #[test]
     fn resampling_camera_planes_equals_converting_then_resampling() {
         let mut next = bytes(29);
-        // NV21 with padded rows, larger than a band in both directions, and odd.
-        let (w, h, stride) = (203usize, 131usize, 208usize);
-        let y: Vec<u8> = (0..stride * h).map(|_| next()).collect();
-        let vu: Vec<u8> = (0..stride * h.div_ceil(2)).map(|_| next()).collect();
+        let (w, h, stride) = NV21;
+        let (y, vu) = nv21_planes(&mut next);
         let yuv = source::tests::nv21(w, h, stride, &y, &vu, YuvRange::Full);
         let mut rgb = Vec::new();
         yuv.to_rgb(&mut rgb).unwrap();
