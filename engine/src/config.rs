@@ -12,6 +12,8 @@
 //! std = [0.229, 0.224, 0.225]
 //! resample = "pil"                # area (default: the engine's) | pil (Pillow, as torchvision)
 //!                                 # | mediapipe (OpenCV warp, as MediaPipe's CPU path)
+//! aspect = "follow"               # fixed (default) | follow: the input keeps its shorter side
+//!                                 # and takes the frame's aspect (a portrait frame: turned)
 //! ```
 //!
 //! A model whose input has dynamic spatial dims (a fully convolutional detector) runs at
@@ -31,7 +33,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::exec::Plan;
-use crate::frame::{Fit, Preprocess, Resample};
+use crate::frame::{Aspect, Fit, Preprocess, Resample};
 use crate::heads::Decoder;
 use crate::import::ImportOptions;
 
@@ -67,6 +69,8 @@ pub(crate) struct PreprocessToml {
     std: Vec<f32>,
     #[serde(default)]
     resample: Resample,
+    #[serde(default)]
+    aspect: Aspect,
 }
 
 impl PreprocessToml {
@@ -90,7 +94,7 @@ impl PreprocessToml {
         if let Some(m) = self.mean.iter().find(|m| !m.is_finite()) {
             return Err(format!("preprocess.mean = {m} must be finite"));
         }
-        Ok(Preprocess { fit, mean, std, resample: self.resample })
+        Ok(Preprocess { fit, mean, std, resample: self.resample, aspect: self.aspect })
     }
 }
 

@@ -42,6 +42,6 @@ pub mod stats;
 pub use config::{ModelConfig, SidecarModel, Task};
 pub use error::{Error, Result};
 pub use exec::{Mode, Output, Plan, Session, SessionOptions};
-pub use frame::{Fit, Frame, Image, Preprocess, Resample, YuvImage, YuvRange};
+pub use frame::{Aspect, Fit, Frame, Image, Preprocess, Resample, YuvImage, YuvRange};
 pub use model::{Bundle, BundleSession, HeadResult};
 pub use stats::{FrameStats, HeadStats, HeadStatus, Reset};

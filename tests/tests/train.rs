@@ -293,6 +293,80 @@ fn the_shared_bundle_runs_from_the_assets() {
     }
 }
 
+/// The shared bundle (`aspect = "follow"`) on a phone's camera: a portrait 9:16 frame runs
+/// MobileNetV2 and both heads at 160x288, an upright 3:4 one (the phone apps' camera) at
+/// 160x224, instead of stretching them to 288x160, and a 16:9 frame turns it back. Cached
+/// equals full through every change, the first frame of each is computed in full, the masks
+/// take the input's aspect, and the backbone at a new size computes what MobileNetV2 imported
+/// at that size computes (the importer's own shapes).
+#[test]
+fn the_shared_bundle_follows_the_frames_aspect() {
+    use framecache::heads::Head;
+    use framecache::{BundleSession, HeadResult, Mode, Reset};
+    let bundle = framecache::Bundle::load(assets().join("bundles/mobilenet_v2_shared.toml"), &[]).unwrap();
+    let options = SessionOptions { mode: Mode::Exact, threads: Some(2), ..Default::default() };
+    let mut cached = BundleSession::new(bundle.clone(), options.clone()).unwrap();
+    let mut full = BundleSession::new(bundle.clone(), options.clone()).unwrap();
+    let clip = assets().join("clips/static_coin_motion");
+    let wide = framecache_app::clip::Clip::open(&clip).unwrap().decode_all(Some(4), || {}).unwrap();
+    // The middle `w` columns of each 320x180 frame.
+    let middle = |w: usize| -> Vec<Vec<u8>> {
+        let x0 = (320 - w) / 2;
+        wide.iter()
+            .map(|f| (0..180).flat_map(|y| &f.data[(y * 320 + x0) * 3..(y * 320 + x0 + w) * 3]).copied().collect())
+            .collect()
+    };
+    let (tall, upright) = (middle(100), middle(135));
+    let outputs = |r: &[HeadResult]| format!("{:?}", r.iter().map(|h| &h.output).collect::<Vec<_>>());
+    // (frame width, index): 320 wide, 100 (9:16) or 135 (3:4), and the input (w, h) each needs.
+    let order = [(320, 0), (320, 1), (100, 1), (100, 2), (135, 2), (135, 3), (320, 3), (100, 0)];
+    for (k, &(fw, i)) in order.iter().enumerate() {
+        let (frame, (w, h)) = match fw {
+            100 => (Frame::rgb(100, 180, &tall[i]), (160, 288)),
+            135 => (Frame::rgb(135, 180, &upright[i]), (160, 224)),
+            _ => (wide[i].as_frame(), (288, 160)),
+        };
+        let a = cached.process(frame).unwrap();
+        let b = full.run_full(frame).unwrap();
+        assert!(outputs(&a) == outputs(&b), "frame {k}: cached and full heads differ");
+        let input = cached.session(0).plan().graph().input_shape();
+        assert_eq!((input.w, input.h), (w, h), "frame {k}");
+        for r in &a[1..] {
+            match &r.output {
+                Some(Head::Mask { width, height, .. }) => assert_eq!((*width, *height), (w / 4, h / 4), "{}", r.name),
+                other => panic!("the {} head gave {other:?}", r.name),
+            }
+        }
+        let reset = cached.session(0).last_stats().unwrap().reset;
+        if k > 0 && fw != order[k - 1].0 {
+            assert!(matches!(reset, Some(Reset::FrameSize { .. })), "frame {k} changed size, reset {reset:?}");
+        } else if k > 0 {
+            assert!(!matches!(reset, Some(Reset::FrameSize { .. })), "frame {k} kept its size, reset {reset:?}");
+        }
+    }
+    // The rule at the edges: a square frame at the shorter side; a panorama capped at the
+    // compiled longer side (stretched beyond it); sides rounded to the total stride, 32.
+    let plan = &bundle.backbones[0].plan;
+    assert_eq!(plan.total_stride(), 32);
+    for ((fw, fh), want) in [((500, 500), (160, 160)), ((1000, 100), (160, 288)), ((100, 1000), (288, 160))] {
+        assert_eq!(plan.input_for_frame(fw, fh), want, "a {fw}x{fh} frame");
+    }
+    assert_eq!(plan.input_for_frame(1920, 1080), (160, 288));
+    assert_eq!(plan.input_for_frame(1080, 1440), (224, 160));
+    // The last frame was 9:16: the backbone's taps and the classifier against MobileNetV2
+    // imported at 160x288.
+    let options_160x288 = framecache::import::ImportOptions { input_size: Some((160, 288)), ..Default::default() };
+    let graph = framecache::import::load_model(&assets().join("models/mobilenet_v2.onnx"), options_160x288).unwrap();
+    let plan = Plan::new(graph, bundle.backbones[0].plan.preprocess().clone()).unwrap();
+    let mut reference = Session::new(plan, options).unwrap();
+    reference.run_full(Frame::rgb(100, 180, &tall[0])).unwrap();
+    for name in ["features.3.add.out", "features.13.add.out", "logits"] {
+        let at = |s: &Session| s.activation(s.plan().graph().tensors[name]).to_vec();
+        let (d, scale) = max_abs_diff(&at(full.session(0)), &at(&reference));
+        assert!(d <= 1e-5 * scale.max(1.0), "{name}: the backbone at 160x288 differs by {d} (scale {scale})");
+    }
+}
+
 /// Outputs of the model file at `path` (with `pre`) on `frame`, full inference.
 fn run_file(path: &std::path::Path, pre: Preprocess, frame: &Frame<'_>) -> Vec<Vec<f32>> {
     let graph = framecache::import::load_model(path, Default::default()).unwrap();

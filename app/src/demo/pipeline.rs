@@ -517,15 +517,17 @@ impl Worker {
         let (heads, head_runs, stats, plan) = match (session, &self.model) {
             (Running::Model(s), Loaded::Model(m)) => {
                 let outputs = if full { s.run_full(frame) } else { s.process(frame) }.map_err(failed)?;
-                let heads = heads::decode(&m.decoders, &outputs, &m.plan.frame_map(frame.width, frame.height));
-                (heads, Vec::new(), s.last_stats().cloned(), Arc::clone(&m.plan))
+                // The session's plan: with `aspect = "follow"`, one of the frame's aspect.
+                let plan = Arc::clone(s.plan());
+                let heads = heads::decode(&m.decoders, &outputs, &plan.frame_map(frame.width, frame.height));
+                (heads, Vec::new(), s.last_stats().cloned(), plan)
             }
-            (Running::Bundle(s), Loaded::Bundle(b)) => {
+            (Running::Bundle(s), Loaded::Bundle(_)) => {
                 let results = if full { s.run_full(frame) } else { s.process(frame) }.map_err(failed)?;
                 let runs =
                     results.iter().map(|r| HeadRun { name: r.name.clone(), status: r.status, macs: r.macs }).collect();
                 let heads = results.into_iter().filter_map(|r| r.output).collect();
-                (heads, runs, s.session(0).last_stats().cloned(), Arc::clone(&b.backbones[0].plan))
+                (heads, runs, s.session(0).last_stats().cloned(), Arc::clone(s.session(0).plan()))
             }
             _ => return Err("internal: the session does not match the model".into()),
         };

@@ -69,6 +69,11 @@ impl Plan {
                 reason: format!("the input must be a 3-channel image, got {input}"),
             });
         }
+        if preprocess.aspect == crate::Aspect::Follow && input.h != input.w {
+            // The plan of a frame of the other orientation must compile: refused here, at load,
+            // rather than on the first such frame.
+            graph.at_input_size(input.w, input.h)?;
+        }
         crate::kernels::prepare(&mut graph);
         let macs_per_pixel = graph.nodes.iter().map(|n| n.macs_per_pixel(&graph)).collect();
         let geometry = graph.geometry();
@@ -146,6 +151,45 @@ impl Plan {
             h.reads = reads;
         }
         Self::compile(graph, preprocess, heads, part).map(Arc::new)
+    }
+
+    /// This plan at input size `h x w`, every node's shape following ([`Graph::at_input_size`]),
+    /// with the same weights, preprocessing and heads: what a session runs on frames of another
+    /// aspect ([`crate::Aspect::Follow`]).
+    pub fn at_input_size(&self, h: usize, w: usize) -> Result<Arc<Self>> {
+        let graph = self.graph.at_input_size(h, w)?;
+        Self::compile(graph, self.preprocess.clone(), self.heads.clone(), self.part.clone()).map(Arc::new)
+    }
+
+    /// The input size `(h, w)` this plan (as compiled) runs a `frame_w x frame_h` frame at. With
+    /// [`crate::Aspect::Follow`], the compiled size's shorter side lies along the frame's
+    /// shorter side, and the longer side is the frame's aspect times it, rounded to a multiple
+    /// of [`Plan::total_stride`], at least the shorter side and at most the compiled longer
+    /// side: 160x288 for a portrait frame and 224x160 for a 4:3 one, where 288x160 was
+    /// compiled. Otherwise, and for a square compiled size, the compiled size.
+    pub fn input_for_frame(&self, frame_w: usize, frame_h: usize) -> (usize, usize) {
+        let s = self.graph.input_shape();
+        if self.preprocess.aspect != crate::Aspect::Follow || s.h == s.w || frame_w == 0 || frame_h == 0 {
+            return (s.h, s.w);
+        }
+        let (short, long) = (s.h.min(s.w), s.h.max(s.w));
+        let (frame_short, frame_long) = (frame_w.min(frame_h) as f64, frame_w.max(frame_h) as f64);
+        let stride = self.total_stride() as f64;
+        let along = ((short as f64 * frame_long / frame_short / stride).round() * stride) as usize;
+        let along = along.clamp(short, long);
+        if frame_h > frame_w {
+            (along, short)
+        } else {
+            (short, along)
+        }
+    }
+
+    /// The largest stride of any map of more than one position: the input pixels per position
+    /// of the coarsest map (32 for MobileNetV2).
+    pub fn total_stride(&self) -> usize {
+        let nodes = self.graph.nodes.iter().zip(&self.geometry);
+        let spatial = nodes.filter(|(n, _)| n.shape.pixels() > 1);
+        spatial.map(|(_, g)| g.stride.0.max(g.stride.1).round() as usize).max().unwrap_or(1).max(1)
     }
 
     /// Imports a model file (ONNX or TFLite) and compiles it.

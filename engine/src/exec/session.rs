@@ -11,7 +11,7 @@ use super::options::{SessionOptions, GATE_MACS_PER_VALUE};
 use super::plan::Plan;
 use crate::diff::{self, Tiling};
 use crate::error::{Error, Result};
-use crate::frame::Image;
+use crate::frame::{Aspect, Image};
 use crate::graph::{Op, Shape};
 use crate::kernels::{self, In, OutBuf, SimdLevel};
 use crate::reuse::{self, Mask, Rect};
@@ -30,6 +30,10 @@ const MIN_PARALLEL_MACS: u64 = 150_000;
 /// the source rows its taps read, so the rows at a band's edges are read by two bands, and
 /// thin bands would repeat much of the work.
 const RESAMPLE_BAND_ROWS: usize = 32;
+/// Plans of other input sizes a session with [`Aspect::Follow`] keeps besides the one it was
+/// made with: a phone turned back and forth, or a camera switched between two resolutions,
+/// compiles nothing after the first turn.
+const KEPT_PLANS: usize = 2;
 
 thread_local! {
     /// Kernel scratch of each pool worker, kept across tasks and frames (see `Session::scratch`).
@@ -180,6 +184,12 @@ pub struct Session {
     scratch: Vec<f32>,
     /// Instruction-set level of every kernel call.
     level: SimdLevel,
+    /// The plan the session was made with: with [`Aspect::Follow`], what the input size of
+    /// each frame is derived from ([`Plan::input_for_frame`]).
+    base: Arc<Plan>,
+    /// With [`Aspect::Follow`], the plans of other sizes that earlier frames needed, most
+    /// recent last (at most [`KEPT_PLANS`]).
+    kept: Vec<Arc<Plan>>,
 }
 
 impl Session {
@@ -224,6 +234,7 @@ impl Session {
             scratch: Vec::new(),
             level: options.simd.unwrap_or_else(SimdLevel::best),
             tiling: Tiling::new(input.h, input.w, options.tile),
+            base: Arc::clone(&plan),
             plan,
             options,
             pool,
@@ -237,7 +248,48 @@ impl Session {
             last: None,
             scales: Vec::new(),
             fresh,
+            kept: Vec::new(),
         })
+    }
+
+    /// With [`Aspect::Follow`], makes the session run the plan of the input size that a `w x h`
+    /// frame needs ([`Plan::input_for_frame`]). A plan of a size not seen recently is compiled
+    /// ([`Plan::at_input_size`]); the last [`KEPT_PLANS`] are kept, so that turning a phone
+    /// back and forth compiles nothing. The session's buffers are rebuilt for the plan, and the
+    /// frame, being of another size, is computed in full ([`Reset::FrameSize`]).
+    fn follow_frame(&mut self, (w, h): (usize, usize)) -> Result<()> {
+        if self.base.preprocess().aspect != Aspect::Follow {
+            return Ok(());
+        }
+        let (ih, iw) = self.base.input_for_frame(w, h);
+        let input = self.plan.graph().input_shape();
+        if (input.h, input.w) == (ih, iw) {
+            return Ok(());
+        }
+        let at = |p: &Arc<Plan>| (p.graph().input_shape().h, p.graph().input_shape().w) == (ih, iw);
+        let plan = match self.kept.iter().position(at) {
+            Some(k) => self.kept.remove(k),
+            None if at(&self.base) => Arc::clone(&self.base),
+            None => self.base.at_input_size(ih, iw)?,
+        };
+        let pool = WorkerPool { pool: self.pool.clone(), threads: self.threads };
+        let mut next = Self::with_pool(plan, self.options.clone(), pool)?;
+        let mut kept = std::mem::take(&mut self.kept);
+        if !Arc::ptr_eq(&self.plan, &self.base) {
+            kept.push(Arc::clone(&self.plan));
+        }
+        if kept.len() > KEPT_PLANS {
+            kept.remove(0);
+        }
+        next.kept = kept;
+        next.base = Arc::clone(&self.base);
+        next.enabled = std::mem::take(&mut self.enabled);
+        next.rates = std::mem::take(&mut self.rates);
+        next.frames = self.frames;
+        next.last_frame = self.last_frame;
+        next.level = self.level;
+        *self = next;
+        Ok(())
     }
 
     pub fn plan(&self) -> &Arc<Plan> {
@@ -382,6 +434,7 @@ impl Session {
 
     fn step(&mut self, frame: Image<'_>, force_full: bool) -> Result<Vec<Output>> {
         frame.validate()?;
+        self.follow_frame(frame.size())?;
         let started = Instant::now();
         let plan = Arc::clone(&self.plan);
         let graph = plan.graph();

@@ -89,6 +89,24 @@ pub enum Resample {
     MediaPipe,
 }
 
+/// Whether the model's input size follows the frame's aspect (`aspect = "fixed" | "follow"` in
+/// the `[preprocess]` of a sidecar or a bundle).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aspect {
+    /// The input size stays as compiled, whatever the frame's shape.
+    #[default]
+    Fixed,
+    /// The input keeps the compiled size's shorter side, along the frame's shorter side; its
+    /// longer side is the frame's aspect times that, rounded to a multiple of the model's total
+    /// stride and at most the compiled longer side ([`crate::Plan::input_for_frame`]). A
+    /// portrait frame then runs a 288x160 model at 160x288, and a 4:3 one at 224x160, at the
+    /// same scale and without stretching the picture, for no more than the compiled cost. For
+    /// fully convolutional models and ones that end in a global pool; a session compiles the
+    /// plan of each new size on the first frame that needs it.
+    Follow,
+}
+
 /// Frame → model input: fit, then `x = (p / 255 - mean[c]) / std[c]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Preprocess {
@@ -96,12 +114,13 @@ pub struct Preprocess {
     pub mean: [f32; 3],
     pub std: [f32; 3],
     pub resample: Resample,
+    pub aspect: Aspect,
 }
 
 impl Default for Preprocess {
     /// Stretch to size, values in [0, 1].
     fn default() -> Self {
-        Self { fit: Fit::Stretch, mean: [0.0; 3], std: [1.0; 3], resample: Resample::Area }
+        Self { fit: Fit::Stretch, mean: [0.0; 3], std: [1.0; 3], resample: Resample::Area, aspect: Aspect::Fixed }
     }
 }
 
@@ -112,7 +131,7 @@ impl Preprocess {
             fit: Fit::CenterCrop { shorter: Some(256) },
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
-            resample: Resample::Area,
+            ..Self::default()
         }
     }
     /// `(p - 127) / 128`, centre crop (EfficientNet-Lite).
@@ -121,12 +140,12 @@ impl Preprocess {
             fit: Fit::CenterCrop { shorter: Some(256) },
             mean: [127.0 / 255.0; 3],
             std: [128.0 / 255.0; 3],
-            resample: Resample::Area,
+            ..Self::default()
         }
     }
     /// Values in [-1, 1], stretched (MediaPipe detectors).
     pub fn signed_unit() -> Self {
-        Self { fit: Fit::Stretch, mean: [0.5; 3], std: [0.5; 3], resample: Resample::Area }
+        Self { mean: [0.5; 3], std: [0.5; 3], ..Self::default() }
     }
 
     /// Pillow's resize of `fit`: the source box, the full resized size and the window of it

@@ -75,6 +75,30 @@ fn expect_len(what: &str, got: usize, dims: &[usize]) -> Result<(), String> {
 /// ranges, weight and bias lengths, and that its shape is the one its op computes from its
 /// inputs. The error is the reason; the caller names the node.
 pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
+    let expected = node_output(earlier, node)?;
+    let s = node.shape;
+    if expected != s {
+        return Err(format!("declares output {s}, but its op gives {expected}"));
+    }
+    if node.op.residual().is_some() {
+        let ins: Vec<Shape> = node.inputs.iter().map(|&j| earlier[j].shape).collect();
+        let r = ins[ins.len() - 1];
+        if r != s {
+            return Err(format!("adds a {r} residual to its {s} output"));
+        }
+        if node.op.window().is_some_and(|w| (w.sh, w.sw) != (1, 1)) {
+            return Err("a fused residual add needs a stride-1 window".into());
+        }
+    }
+    // `s` passed `check_shape` in `node_output`, and `expected` equals it.
+    Ok(())
+}
+
+/// The output shape that `node`'s op computes from its inputs among `earlier` (after the checks
+/// of [`check_node`] but the comparison with the declared shape). Where the op alone does not
+/// fix it, the declared shape decides: a resize's output size, a pool's ceil or floor
+/// rounding, and an input's shape.
+pub(crate) fn node_output(earlier: &[Node], node: &Node) -> Result<Shape, String> {
     check_shape(node.shape)?;
     if let Some(&j) = node.inputs.iter().find(|&&j| j >= earlier.len()) {
         return Err(format!("reads node #{j}, which does not come before it"));
@@ -197,20 +221,8 @@ pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
             Shape::new(1, 1, d.cout)
         }
     };
-    if expected != s {
-        return Err(format!("declares output {s}, but its op gives {expected}"));
-    }
-    if node.op.residual().is_some() {
-        let r = ins[ins.len() - 1];
-        if r != s {
-            return Err(format!("adds a {r} residual to its {s} output"));
-        }
-        if node.op.window().is_some_and(|w| (w.sh, w.sw) != (1, 1)) {
-            return Err("a fused residual add needs a stride-1 window".into());
-        }
-    }
-    // `s` passed `check_shape` above, and `expected` equals it.
-    Ok(())
+    check_shape(expected)?;
+    Ok(expected)
 }
 
 impl Graph {

@@ -631,6 +631,82 @@ impl Graph {
     pub fn geometry(&self) -> Vec<NodeGeometry> {
         geometry::node_geometry(self)
     }
+
+    /// This graph with its input at `h x w` (same channels) and every node's shape following:
+    /// each op computes its shape from its new inputs as [`check_node`] does; a resize keeps its
+    /// scale factors and a pool its ceil or floor rounding. An error names the first node that
+    /// cannot follow: a resize whose factor gives no whole size, a concat or add of maps that no
+    /// longer match, a flatten of a map whose size changes (a dense layer or SSD anchors would
+    /// read another vector), or an output whose declared layout is not the node's own.
+    pub fn at_input_size(&self, h: usize, w: usize) -> crate::Result<Graph> {
+        let mut g = self.clone();
+        for i in 0..g.nodes.len() {
+            let old = self.nodes[i].shape;
+            let (before, rest) = g.nodes.split_at_mut(i);
+            let node = &mut rest[0];
+            let fail = |reason: String| crate::Error::InvalidModel {
+                node: self.nodes[i].name.clone(),
+                op: self.nodes[i].op.name().into(),
+                reason: format!("at input size {w}x{h}: {reason}"),
+            };
+            // What the op does not fix, the shape it had decides (see `node_output`).
+            let input = |k: usize| (self.nodes[node.inputs[k]].shape, before[node.inputs[k]].shape);
+            node.shape = match &node.op {
+                Op::Input if i > 0 => {
+                    return Err(fail("a graph with several inputs (a head's) runs at its taps".into()))
+                }
+                Op::Input => Shape::new(h, w, old.c),
+                // A flattened map of another height and width is another vector, even where
+                // its length stays: a dense layer or a decoder's anchors would read it wrongly.
+                Op::Permute { .. } | Op::FlatConcat
+                    if node.inputs.iter().any(|&j| self.nodes[j].shape != before[j].shape) =>
+                {
+                    return Err(fail("it flattens a map whose height and width change".into()));
+                }
+                Op::Resize { .. } => {
+                    let (was, now) = input(0);
+                    let scale = |out: usize, from: usize, to: usize| {
+                        out.checked_mul(to).filter(|n| n.is_multiple_of(from)).map(|n| n / from).ok_or_else(|| {
+                            fail(format!("a resize from {from} to {out} has no whole size for an input of {to}"))
+                        })
+                    };
+                    Shape::new(scale(old.h, was.h, now.h)?, scale(old.w, was.w, now.w)?, old.c)
+                }
+                Op::Pool { window, .. } => {
+                    let (was, now) = input(0);
+                    let ceil = window.output_hw(was.h, was.w, true) == Some((old.h, old.w))
+                        && window.output_hw(was.h, was.w, false) != Some((old.h, old.w));
+                    match window.output_hw(now.h, now.w, ceil) {
+                        Some((oh, ow)) => Shape::new(oh, ow, old.c),
+                        None => return Err(fail(format!("the pool window does not fit its {now} input"))),
+                    }
+                }
+                _ => old,
+            };
+            node.shape = check::node_output(before, node).map_err(fail)?;
+            check_node(before, node).map_err(fail)?;
+        }
+        for o in &mut g.outputs {
+            let (old, new) = (self.nodes[o.node].shape, g.nodes[o.node].shape);
+            if old == new {
+                continue;
+            }
+            let layout = |s: Shape| if o.nchw { vec![1, s.c, s.h, s.w] } else { vec![1, s.h, s.w, s.c] };
+            if o.onnx_shape != layout(old) {
+                return Err(crate::Error::InvalidModel {
+                    node: o.name.clone(),
+                    op: "output".into(),
+                    reason: format!(
+                        "at input size {w}x{h}: its declared shape {:?} is not its node's own layout",
+                        o.onnx_shape
+                    ),
+                });
+            }
+            o.onnx_shape = layout(new);
+        }
+        g.validate()?;
+        Ok(g)
+    }
 }
 
 #[cfg(test)]
@@ -677,5 +753,71 @@ mod tests {
         for i in 0..d.weights.len() {
             assert_eq!(d.weight_channels(i), (i % 5, i % 5));
         }
+    }
+
+    /// A small encoder–decoder at input `h x w`: a stride-2 conv, a ceil-mode pool, a resize
+    /// back up by 2 concatenated with the stride-2 map, a residual add, and a global pool with
+    /// a dense layer beside the map.
+    fn unet(h: usize, w: usize) -> Graph {
+        let mut v = 0.0f32;
+        let mut weight = || {
+            v = (v + 0.37) % 1.0;
+            v - 0.5
+        };
+        let win = |k: usize, s: usize, p: usize| Window { kh: k, kw: k, sh: s, sw: s, dh: 1, dw: 1, pad: [p; 4] };
+        let mut b = GraphBuilder::new(h, w, 3);
+        let s2 = b.conv(0, 8, win(3, 2, 1), 1, Activation::Relu, &mut weight).unwrap();
+        let pooled = b.pool(s2, PoolKind::Max, win(2, 2, 0)).unwrap();
+        let deep = b.conv(pooled, 8, win(3, 1, 1), 1, Activation::Relu, &mut weight).unwrap();
+        let d = b.shape(deep);
+        let up = b.resize(deep, d.h * 2, d.w * 2, ResizeMode::Linear, CoordMode::HalfPixel).unwrap();
+        let cat = b.concat(&[up, s2]).unwrap();
+        let mixed = b.conv(cat, 8, win(1, 1, 0), 1, Activation::Identity, &mut weight).unwrap();
+        let sum = b.binary(mixed, s2, BinaryKind::Add, Activation::Relu).unwrap();
+        let mask = b.conv(sum, 1, win(3, 1, 1), 1, Activation::Sigmoid, &mut weight).unwrap();
+        let pooled = b.global_avg_pool(deep).unwrap();
+        let logits = b.dense(pooled, 4, Activation::Identity, &mut weight).unwrap();
+        b.output(mask).output(logits);
+        b.build()
+    }
+
+    /// A graph moved to another input size has every node's shape and every output's declared
+    /// shape that the same graph built at that size has, and the same ops and weights.
+    #[test]
+    fn a_graph_at_another_input_size_is_the_graph_built_at_that_size() {
+        for (h, w) in [(32, 48), (48, 32), (64, 64)] {
+            let moved = unet(32, 48).at_input_size(h, w).unwrap();
+            let built = unet(h, w);
+            for (m, b) in moved.nodes.iter().zip(&built.nodes) {
+                assert_eq!((m.shape, &m.name), (b.shape, &b.name), "at {h}x{w}");
+            }
+            let shapes = |g: &Graph| g.outputs.iter().map(|o| o.onnx_shape.clone()).collect::<Vec<_>>();
+            assert_eq!(shapes(&moved), shapes(&built));
+            assert_eq!(moved.outputs[0].onnx_shape, vec![1, 1, h / 2, w / 2]);
+        }
+    }
+
+    /// What cannot follow a new size is an error that names the node: a resize whose factor
+    /// leaves no whole size, maps that no longer line up, and a flattened map.
+    #[test]
+    fn a_graph_that_cannot_follow_a_new_input_size_names_the_node() {
+        let message = |g: Graph, h: usize, w: usize| g.at_input_size(h, w).unwrap_err().to_string();
+
+        let mut b = GraphBuilder::new(6, 4, 3);
+        let up = b.resize(0, 9, 6, ResizeMode::Linear, CoordMode::HalfPixel).unwrap();
+        b.output(up);
+        let resize = b.build();
+        assert!(resize.at_input_size(4, 6).is_ok(), "1.5 times 4 and 6 are whole");
+        let m = message(resize, 5, 4);
+        assert!(m.contains("Resize_1") && m.contains("no whole size"), "{m}");
+
+        let m = message(unet(32, 48), 30, 46);
+        assert!(m.contains("Concat") && m.contains("differ in spatial size"), "{m}");
+
+        let mut b = GraphBuilder::new(4, 6, 3);
+        let flat = b.flat_concat(&[0]).unwrap();
+        b.output(flat);
+        let m = message(b.build(), 6, 4);
+        assert!(m.contains("FlatConcat_1") && m.contains("flattens"), "{m}");
     }
 }

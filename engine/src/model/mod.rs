@@ -11,6 +11,7 @@
 //! taps = ["t273_..."]                 # optional: where the shared body ends
 //! [backbone.preprocess]
 //! fit = "stretch"
+//! aspect = "follow"                   # optional: the input takes the frame's aspect (see Aspect)
 //!
 //! [[backbone.head]]
 //! name = "landmarks"
@@ -90,7 +91,7 @@ impl Backbone {
 fn merge_same_geometry(backbones: Vec<Backbone>) -> Result<Vec<Backbone>> {
     let mut groups: Vec<Vec<Backbone>> = Vec::new();
     for b in backbones {
-        let key = |x: &Backbone| (x.plan.graph().input_shape(), x.plan.preprocess().fit);
+        let key = |x: &Backbone| (x.plan.graph().input_shape(), x.plan.preprocess().fit, x.plan.preprocess().aspect);
         match groups.iter_mut().find(|g| key(&g[0]) == key(&b)) {
             Some(g) => g.push(b),
             None => groups.push(vec![b]),
@@ -304,7 +305,8 @@ impl BundleSession {
             let outputs = if full { session.run_full(frame)? } else { session.process(frame)? };
             let stats = session.last_stats().expect("a processed frame has statistics");
             let (w, h) = frame.size();
-            let map = backbone.plan.frame_map(w, h);
+            // With `aspect = "follow"` the session runs a plan of the frame's aspect.
+            let map = session.plan().frame_map(w, h);
             for (k, def) in backbone.heads.iter().enumerate() {
                 let hs = stats.heads[k];
                 let slot = &mut self.decoded[b][k];

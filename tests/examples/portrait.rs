@@ -1,0 +1,148 @@
+//! The shared bundle on a portrait camera (docs/results-distill.md):
+//!
+//! ```text
+//! cargo run --release -p framecache-tests --example portrait -- CLIP...
+//! ```
+//!
+//! Each frame of each clip is cut to its middle 9:16 and, separately, its middle 3:4 (a phone
+//! held upright; the phone apps' camera gives 3:4), and the bundle runs on each twice, in full:
+//! as shipped (`aspect = "follow"`: MobileNetV2 and both heads at 160x288 and 160x224) and with
+//! the input fixed at 288x160 (`aspect = "fixed"`: the frame stretched across, by 3.2x and
+//! 2.4x). Against each, on the same frames:
+//! - the person head against its teacher, selfie segmentation with its own sidecar: mean mask
+//!   IoU (`p > 0.5`, the teacher's mask taken at the head's grid) over the frames where the
+//!   teacher's mask covers at least 1% of the frame;
+//! - the classifier against MobileNetV2 with its own sidecar (the centre crop): top-1
+//!   agreement;
+//! - the milliseconds of a frame (median, one thread), the two bundles in turn.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use framecache::heads::{mask_iou, Head};
+use framecache::{Bundle, BundleSession, Frame, SessionOptions, SidecarModel};
+
+type Res<T> = anyhow::Result<T>;
+
+/// The middle `aspect` (width ÷ height) of `f`, full height.
+fn portrait(f: &framecache_app::clip::RgbFrame, aspect: f64) -> (usize, usize, Vec<u8>) {
+    let w = ((f.height as f64 * aspect).round() as usize).min(f.width);
+    let x0 = (f.width - w) / 2;
+    let data =
+        (0..f.height).flat_map(|y| &f.data[(y * f.width + x0) * 3..(y * f.width + x0 + w) * 3]).copied().collect();
+    (w, f.height, data)
+}
+
+/// `probs` of a `sw x sh` map sampled at the centres of a `w x h` grid (nearest).
+fn nearest(probs: &[f32], sw: usize, sh: usize, w: usize, h: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(w * h);
+    for y in 0..h {
+        let sy = ((y * 2 + 1) * sh / (2 * h)).min(sh - 1);
+        for x in 0..w {
+            out.push(probs[sy * sw + ((x * 2 + 1) * sw / (2 * w)).min(sw - 1)]);
+        }
+    }
+    out
+}
+
+/// The shipped manifest with `aspect` set to `value`, written to a temporary folder and
+/// loaded with the shipped manifest's folder to resolve its relative paths.
+fn shared_bundle(assets: &Path, value: &str) -> Res<Arc<Bundle>> {
+    let text = std::fs::read_to_string(assets.join("bundles/mobilenet_v2_shared.toml"))?;
+    anyhow::ensure!(text.contains("aspect = \"follow\""), "the shipped bundle no longer follows the frame");
+    let dir = std::env::temp_dir().join(format!("framecache-portrait-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{value}.toml"));
+    std::fs::write(&path, text.replace("aspect = \"follow\"", &format!("aspect = \"{value}\"")))?;
+    let bundle = Bundle::load(&path, &[assets.join("bundles")]);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(bundle?)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn mask(r: &framecache::HeadResult) -> Option<(usize, usize, &[f32])> {
+    match &r.output {
+        Some(Head::Mask { width, height, probs, .. }) => Some((*width, *height, probs)),
+        _ => None,
+    }
+}
+
+fn top1(r: &framecache::HeadResult) -> Option<usize> {
+    match &r.output {
+        Some(Head::Classes { top, .. }) => top.first().map(|c| c.index),
+        _ => None,
+    }
+}
+
+fn main() -> Res<()> {
+    let clips: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
+    anyhow::ensure!(!clips.is_empty(), "usage: portrait CLIP...");
+    let assets = framecache_tests::project_root().join("assets");
+    let one = SessionOptions { threads: Some(1), ..Default::default() };
+    let load = |name: &str| SidecarModel::load(&assets.join("models").join(name), None, &[], None, None);
+    let (selfie, classifier) = (load("selfie_segmentation.onnx")?, load("mobilenet_v2.onnx")?);
+    let bundles = [("follow", shared_bundle(&assets, "follow")?), ("fixed", shared_bundle(&assets, "fixed")?)];
+    println!("| clip | cut | frames (teacher cover ≥ 1%) | aspect | input | person IoU vs selfie segmentation | top-1 agreement vs MobileNetV2 crop | ms (median) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let cuts = clips.iter().flat_map(|c| [(c, "9:16", 9.0 / 16.0), (c, "3:4", 0.75)]);
+    for (clip, cut, aspect) in cuts {
+        let frames = framecache_app::clip::Clip::open(clip)?.decode_all(None, || {})?;
+        let tall: Vec<(usize, usize, Vec<u8>)> = frames.iter().map(|f| portrait(f, aspect)).collect();
+        // The references, once per frame.
+        let mut teacher = framecache::Session::new(Arc::clone(&selfie.plan), one.clone())?;
+        let mut reference = framecache::Session::new(Arc::clone(&classifier.plan), one.clone())?;
+        let mut refs = Vec::new();
+        for (w, h, data) in &tall {
+            let frame = Frame::rgb(*w, *h, data);
+            let t = teacher.run_full(frame)?;
+            let s = selfie.plan.graph().outputs[0].onnx_shape.clone();
+            let (th, tw) = (s[s.len() - 2], s[s.len() - 1]);
+            let logits = &reference.run_full(frame)?[0].data;
+            let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0);
+            refs.push((t[0].data.clone(), tw, th, best));
+        }
+        let mut sessions = bundles
+            .iter()
+            .map(|(_, b)| BundleSession::new(Arc::clone(b), one.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut rows = vec![(Vec::new(), 0usize, Vec::new(), String::new()); bundles.len()];
+        for (i, (w, h, data)) in tall.iter().enumerate() {
+            let (teacher_probs, tw, th, best) = &refs[i];
+            for (session, row) in sessions.iter_mut().zip(&mut rows) {
+                let started = Instant::now();
+                let results = session.run_full(Frame::rgb(*w, *h, data))?;
+                row.2.push(started.elapsed().as_secs_f64() * 1e3);
+                let input = session.session(0).plan().graph().input_shape();
+                row.3 = format!("{}x{}", input.w, input.h);
+                let person = results.iter().find(|r| r.name == "person").and_then(mask);
+                let imagenet = results.iter().find(|r| r.name == "imagenet").and_then(top1);
+                if let Some((mw, mh, probs)) = person {
+                    let at_grid = nearest(teacher_probs, *tw, *th, mw, mh);
+                    let (iou, cover) = mask_iou(probs, &at_grid, 0.5);
+                    if cover >= 0.01 {
+                        row.0.push(iou);
+                    }
+                }
+                row.1 += usize::from(imagenet == Some(*best));
+            }
+        }
+        let name = clip.file_name().unwrap_or_default().to_string_lossy();
+        for ((follow, _), (ious, agree, ms, input)) in bundles.iter().zip(rows) {
+            let iou = if ious.is_empty() { f64::NAN } else { ious.iter().sum::<f64>() / ious.len() as f64 };
+            println!(
+                "| {name} | {cut} | {} ({}) | {follow} | {input} | {iou:.3} | {}/{} | {:.2} |",
+                tall.len(),
+                ious.len(),
+                agree,
+                tall.len(),
+                median(ms)
+            );
+        }
+    }
+    Ok(())
+}
