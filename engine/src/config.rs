@@ -12,8 +12,8 @@
 //! std = [0.229, 0.224, 0.225]
 //! resample = "pil"                # area (default: the engine's) | pil (Pillow, as torchvision)
 //!                                 # | mediapipe (OpenCV warp, as MediaPipe's CPU path)
-//! aspect = "follow"               # fixed (default) | follow: the input keeps its shorter side
-//!                                 # and takes the frame's aspect (a portrait frame: turned)
+//! aspect = "turn"                 # fixed (default) | turn: a portrait frame runs the input size
+//!                                 # turned | follow: the input takes the frame's aspect
 //! ```
 //!
 //! A model whose input has dynamic spatial dims (a fully convolutional detector) runs at

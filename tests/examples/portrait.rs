@@ -4,10 +4,11 @@
 //! cargo run --release -p framecache-tests --example portrait -- CLIP...
 //! ```
 //!
-//! Each frame of each clip is cut to its middle 9:16 and, separately, its middle 3:4 (a phone
-//! held upright; the phone apps' camera gives 3:4), and the bundle runs on each twice, in full:
-//! as shipped (`aspect = "follow"`: MobileNetV2 and both heads at 160x288 and 160x224) and with
-//! the input fixed at 288x160 (`aspect = "fixed"`: the frame stretched across, by 3.2x and
+//! Each frame of each clip is taken whole, cut to its middle 9:16 and, separately, to its middle
+//! 3:4 (a phone held upright; the phone apps' camera gives 3:4), and the bundle runs on each
+//! three times, in full: as shipped (`aspect = "turn"`: a portrait frame at 160x288), with
+//! `aspect = "follow"` (the frame's aspect at shorter side 160: 224x160 for 4:3, 160x224 for
+//! 3:4), and with `aspect = "fixed"` (every frame stretched to 288x160, the cuts by 3.2x and
 //! 2.4x). Against each, on the same frames:
 //! - the person head against its teacher, selfie segmentation with its own sidecar: mean mask
 //!   IoU (`p > 0.5`, the teacher's mask taken at the head's grid) over the frames where the
@@ -25,9 +26,9 @@ use framecache::{Bundle, BundleSession, Frame, SessionOptions, SidecarModel};
 
 type Res<T> = anyhow::Result<T>;
 
-/// The middle `aspect` (width ÷ height) of `f`, full height.
-fn portrait(f: &framecache_app::clip::RgbFrame, aspect: f64) -> (usize, usize, Vec<u8>) {
-    let w = ((f.height as f64 * aspect).round() as usize).min(f.width);
+/// The middle `aspect` (width ÷ height) of `f`, full height; all of it for `None`.
+fn cut(f: &framecache_app::clip::RgbFrame, aspect: Option<f64>) -> (usize, usize, Vec<u8>) {
+    let w = aspect.map_or(f.width, |a| ((f.height as f64 * a).round() as usize).min(f.width));
     let x0 = (f.width - w) / 2;
     let data =
         (0..f.height).flat_map(|y| &f.data[(y * f.width + x0) * 3..(y * f.width + x0 + w) * 3]).copied().collect();
@@ -50,11 +51,11 @@ fn nearest(probs: &[f32], sw: usize, sh: usize, w: usize, h: usize) -> Vec<f32> 
 /// loaded with the shipped manifest's folder to resolve its relative paths.
 fn shared_bundle(assets: &Path, value: &str) -> Res<Arc<Bundle>> {
     let text = std::fs::read_to_string(assets.join("bundles/mobilenet_v2_shared.toml"))?;
-    anyhow::ensure!(text.contains("aspect = \"follow\""), "the shipped bundle no longer follows the frame");
+    anyhow::ensure!(text.contains("aspect = \"turn\""), "the shipped bundle no longer turns with the frame");
     let dir = std::env::temp_dir().join(format!("framecache-portrait-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{value}.toml"));
-    std::fs::write(&path, text.replace("aspect = \"follow\"", &format!("aspect = \"{value}\"")))?;
+    std::fs::write(&path, text.replace("aspect = \"turn\"", &format!("aspect = \"{value}\"")))?;
     let bundle = Bundle::load(&path, &[assets.join("bundles")]);
     std::fs::remove_dir_all(&dir)?;
     Ok(bundle?)
@@ -86,13 +87,14 @@ fn main() -> Res<()> {
     let one = SessionOptions { threads: Some(1), ..Default::default() };
     let load = |name: &str| SidecarModel::load(&assets.join("models").join(name), None, &[], None, None);
     let (selfie, classifier) = (load("selfie_segmentation.onnx")?, load("mobilenet_v2.onnx")?);
-    let bundles = [("follow", shared_bundle(&assets, "follow")?), ("fixed", shared_bundle(&assets, "fixed")?)];
+    let bundles = ["turn", "follow", "fixed"].map(|a| shared_bundle(&assets, a).map(|b| (a, b)));
+    let bundles = bundles.into_iter().collect::<Res<Vec<_>>>()?;
     println!("| clip | cut | frames (teacher cover ≥ 1%) | aspect | input | person IoU vs selfie segmentation | top-1 agreement vs MobileNetV2 crop | ms (median) |");
     println!("|---|---|---|---|---|---|---|---|");
-    let cuts = clips.iter().flat_map(|c| [(c, "9:16", 9.0 / 16.0), (c, "3:4", 0.75)]);
-    for (clip, cut, aspect) in cuts {
+    let cuts = clips.iter().flat_map(|c| [(c, "whole", None), (c, "9:16", Some(9.0 / 16.0)), (c, "3:4", Some(0.75))]);
+    for (clip, name_of_cut, aspect) in cuts {
         let frames = framecache_app::clip::Clip::open(clip)?.decode_all(None, || {})?;
-        let tall: Vec<(usize, usize, Vec<u8>)> = frames.iter().map(|f| portrait(f, aspect)).collect();
+        let tall: Vec<(usize, usize, Vec<u8>)> = frames.iter().map(|f| cut(f, aspect)).collect();
         // The references, once per frame.
         let mut teacher = framecache::Session::new(Arc::clone(&selfie.plan), one.clone())?;
         let mut reference = framecache::Session::new(Arc::clone(&classifier.plan), one.clone())?;
@@ -135,7 +137,7 @@ fn main() -> Res<()> {
         for ((follow, _), (ious, agree, ms, input)) in bundles.iter().zip(rows) {
             let iou = if ious.is_empty() { f64::NAN } else { ious.iter().sum::<f64>() / ious.len() as f64 };
             println!(
-                "| {name} | {cut} | {} ({}) | {follow} | {input} | {iou:.3} | {}/{} | {:.2} |",
+                "| {name} | {name_of_cut} | {} ({}) | {follow} | {input} | {iou:.3} | {}/{} | {:.2} |",
                 tall.len(),
                 ious.len(),
                 agree,

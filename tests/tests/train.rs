@@ -293,16 +293,17 @@ fn the_shared_bundle_runs_from_the_assets() {
     }
 }
 
-/// The shared bundle (`aspect = "follow"`) on a phone's camera: a portrait 9:16 frame runs
-/// MobileNetV2 and both heads at 160x288, an upright 3:4 one (the phone apps' camera) at
-/// 160x224, instead of stretching them to 288x160, and a 16:9 frame turns it back. Cached
-/// equals full through every change, the first frame of each is computed in full, the masks
-/// take the input's aspect, and the backbone at a new size computes what MobileNetV2 imported
-/// at that size computes (the importer's own shapes).
+/// The shared bundle (`aspect = "turn"`) on a phone's camera: a portrait frame, 9:16 or an
+/// upright 3:4 (the phone apps' camera), runs MobileNetV2 and both heads at 160x288 instead of
+/// squashing it into 288x160, and a landscape frame turns it back. Cached equals full through
+/// every change, the first frame of each size is computed in full, the masks come out turned,
+/// and the turned backbone computes what MobileNetV2 imported at 160x288 computes (the
+/// importer's own shapes). `aspect = "follow"` runs the 3:4 frame at 160x224, again as the
+/// importer's MobileNetV2 at that size.
 #[test]
-fn the_shared_bundle_follows_the_frames_aspect() {
+fn the_shared_bundle_turns_with_a_portrait_frame() {
     use framecache::heads::Head;
-    use framecache::{BundleSession, HeadResult, Mode, Reset};
+    use framecache::{Aspect, BundleSession, HeadResult, Mode, Reset};
     let bundle = framecache::Bundle::load(assets().join("bundles/mobilenet_v2_shared.toml"), &[]).unwrap();
     let options = SessionOptions { mode: Mode::Exact, threads: Some(2), ..Default::default() };
     let mut cached = BundleSession::new(bundle.clone(), options.clone()).unwrap();
@@ -317,19 +318,20 @@ fn the_shared_bundle_follows_the_frames_aspect() {
             .collect()
     };
     let (tall, upright) = (middle(100), middle(135));
+    let frame = |fw: usize, i: usize| match fw {
+        100 => Frame::rgb(100, 180, &tall[i]),
+        135 => Frame::rgb(135, 180, &upright[i]),
+        _ => wide[i].as_frame(),
+    };
     let outputs = |r: &[HeadResult]| format!("{:?}", r.iter().map(|h| &h.output).collect::<Vec<_>>());
-    // (frame width, index): 320 wide, 100 (9:16) or 135 (3:4), and the input (w, h) each needs.
+    // (frame width, index): 320 wide, 100 (9:16) or 135 (3:4).
     let order = [(320, 0), (320, 1), (100, 1), (100, 2), (135, 2), (135, 3), (320, 3), (100, 0)];
     for (k, &(fw, i)) in order.iter().enumerate() {
-        let (frame, (w, h)) = match fw {
-            100 => (Frame::rgb(100, 180, &tall[i]), (160, 288)),
-            135 => (Frame::rgb(135, 180, &upright[i]), (160, 224)),
-            _ => (wide[i].as_frame(), (288, 160)),
-        };
-        let a = cached.process(frame).unwrap();
-        let b = full.run_full(frame).unwrap();
+        let a = cached.process(frame(fw, i)).unwrap();
+        let b = full.run_full(frame(fw, i)).unwrap();
         assert!(outputs(&a) == outputs(&b), "frame {k}: cached and full heads differ");
         let input = cached.session(0).plan().graph().input_shape();
+        let (w, h) = if fw == 320 { (288, 160) } else { (160, 288) };
         assert_eq!((input.w, input.h), (w, h), "frame {k}");
         for r in &a[1..] {
             match &r.output {
@@ -344,27 +346,43 @@ fn the_shared_bundle_follows_the_frames_aspect() {
             assert!(!matches!(reset, Some(Reset::FrameSize { .. })), "frame {k} kept its size, reset {reset:?}");
         }
     }
-    // The rule at the edges: a square frame at the shorter side; a panorama capped at the
-    // compiled longer side (stretched beyond it); sides rounded to the total stride, 32.
     let plan = &bundle.backbones[0].plan;
-    assert_eq!(plan.total_stride(), 32);
-    for ((fw, fh), want) in [((500, 500), (160, 160)), ((1000, 100), (160, 288)), ((100, 1000), (288, 160))] {
-        assert_eq!(plan.input_for_frame(fw, fh), want, "a {fw}x{fh} frame");
+    for ((fw, fh), want) in [((500, 500), (160, 288)), ((1000, 100), (160, 288)), ((1080, 1440), (288, 160))] {
+        assert_eq!(plan.input_for_frame(fw, fh), want, "a {fw}x{fh} frame, turn");
     }
-    assert_eq!(plan.input_for_frame(1920, 1080), (160, 288));
-    assert_eq!(plan.input_for_frame(1080, 1440), (224, 160));
-    // The last frame was 9:16: the backbone's taps and the classifier against MobileNetV2
-    // imported at 160x288.
-    let options_160x288 = framecache::import::ImportOptions { input_size: Some((160, 288)), ..Default::default() };
-    let graph = framecache::import::load_model(&assets().join("models/mobilenet_v2.onnx"), options_160x288).unwrap();
-    let plan = Plan::new(graph, bundle.backbones[0].plan.preprocess().clone()).unwrap();
-    let mut reference = Session::new(plan, options).unwrap();
-    reference.run_full(Frame::rgb(100, 180, &tall[0])).unwrap();
-    for name in ["features.3.add.out", "features.13.add.out", "logits"] {
-        let at = |s: &Session| s.activation(s.plan().graph().tensors[name]).to_vec();
-        let (d, scale) = max_abs_diff(&at(full.session(0)), &at(&reference));
-        assert!(d <= 1e-5 * scale.max(1.0), "{name}: the backbone at 160x288 differs by {d} (scale {scale})");
+    // The backbone at another size against MobileNetV2 imported at that size: turned, on the
+    // last (9:16) frame, and with `follow` on a 3:4 frame.
+    let onnx = assets().join("models/mobilenet_v2.onnx");
+    let imported = |w: usize, h: usize, aspect: Aspect| {
+        let options = framecache::import::ImportOptions { input_size: Some((w, h)), ..Default::default() };
+        let graph = framecache::import::load_model(&onnx, options).unwrap();
+        Plan::new(graph, Preprocess { aspect, ..bundle.backbones[0].plan.preprocess().clone() }).unwrap()
+    };
+    let same = |ours: &Session, theirs: &Session, names: &[&str]| {
+        for name in names {
+            let at = |s: &Session| s.activation(s.plan().graph().tensors[*name]).to_vec();
+            let (d, scale) = max_abs_diff(&at(ours), &at(theirs));
+            assert!(d <= 1e-5 * scale.max(1.0), "{name}: differs by {d} (scale {scale})");
+        }
+    };
+    let mut reference = Session::new(imported(160, 288, Aspect::Fixed), options.clone()).unwrap();
+    reference.run_full(frame(100, 0)).unwrap();
+    same(full.session(0), &reference, &["features.3.add.out", "features.13.add.out", "logits"]);
+
+    let follow = imported(288, 160, Aspect::Follow);
+    assert_eq!(follow.total_stride(), 32);
+    let sizes =
+        [((500, 500), (160, 160)), ((1000, 100), (160, 288)), ((1080, 1440), (224, 160)), ((1920, 1080), (160, 288))];
+    for ((fw, fh), want) in sizes {
+        assert_eq!(follow.input_for_frame(fw, fh), want, "a {fw}x{fh} frame, follow");
     }
+    let mut session = Session::new(follow, options.clone()).unwrap();
+    session.run_full(frame(135, 0)).unwrap();
+    let input = session.plan().graph().input_shape();
+    assert_eq!((input.w, input.h), (160, 224));
+    let mut reference = Session::new(imported(160, 224, Aspect::Fixed), options).unwrap();
+    reference.run_full(frame(135, 0)).unwrap();
+    same(&session, &reference, &["features.13.add.out", "logits"]);
 }
 
 /// Outputs of the model file at `path` (with `pre`) on `frame`, full inference.

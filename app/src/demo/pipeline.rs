@@ -517,7 +517,7 @@ impl Worker {
         let (heads, head_runs, stats, plan) = match (session, &self.model) {
             (Running::Model(s), Loaded::Model(m)) => {
                 let outputs = if full { s.run_full(frame) } else { s.process(frame) }.map_err(failed)?;
-                // The session's plan: with `aspect = "follow"`, one of the frame's aspect.
+                // The session's plan: unless `aspect = "fixed"`, one of the frame's shape.
                 let plan = Arc::clone(s.plan());
                 let heads = heads::decode(&m.decoders, &outputs, &plan.frame_map(frame.width, frame.height));
                 (heads, Vec::new(), s.last_stats().cloned(), plan)

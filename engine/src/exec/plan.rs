@@ -69,7 +69,7 @@ impl Plan {
                 reason: format!("the input must be a 3-channel image, got {input}"),
             });
         }
-        if preprocess.aspect == crate::Aspect::Follow && input.h != input.w {
+        if preprocess.aspect != crate::Aspect::Fixed && input.h != input.w {
             // The plan of a frame of the other orientation must compile: refused here, at load,
             // rather than on the first such frame.
             graph.at_input_size(input.w, input.h)?;
@@ -155,28 +155,31 @@ impl Plan {
 
     /// This plan at input size `h x w`, every node's shape following ([`Graph::at_input_size`]),
     /// with the same weights, preprocessing and heads: what a session runs on frames of another
-    /// aspect ([`crate::Aspect::Follow`]).
+    /// shape ([`crate::Aspect`]).
     pub fn at_input_size(&self, h: usize, w: usize) -> Result<Arc<Self>> {
         let graph = self.graph.at_input_size(h, w)?;
         Self::compile(graph, self.preprocess.clone(), self.heads.clone(), self.part.clone()).map(Arc::new)
     }
 
-    /// The input size `(h, w)` this plan (as compiled) runs a `frame_w x frame_h` frame at. With
-    /// [`crate::Aspect::Follow`], the compiled size's shorter side lies along the frame's
-    /// shorter side, and the longer side is the frame's aspect times it, rounded to a multiple
-    /// of [`Plan::total_stride`], at least the shorter side and at most the compiled longer
-    /// side: 160x288 for a portrait frame and 224x160 for a 4:3 one, where 288x160 was
-    /// compiled. Otherwise, and for a square compiled size, the compiled size.
+    /// The input size `(h, w)` this plan (as compiled) runs a `frame_w x frame_h` frame at, by
+    /// its [`crate::Aspect`]: with `turn`, the compiled size in the frame's orientation; with
+    /// `follow`, the compiled shorter side along the frame's shorter side and the longer side the
+    /// frame's aspect times it, rounded to a multiple of [`Plan::total_stride`], at least the
+    /// shorter side and at most the compiled longer side. Otherwise, and for a square compiled
+    /// size, the compiled size.
     pub fn input_for_frame(&self, frame_w: usize, frame_h: usize) -> (usize, usize) {
         let s = self.graph.input_shape();
-        if self.preprocess.aspect != crate::Aspect::Follow || s.h == s.w || frame_w == 0 || frame_h == 0 {
-            return (s.h, s.w);
-        }
         let (short, long) = (s.h.min(s.w), s.h.max(s.w));
-        let (frame_short, frame_long) = (frame_w.min(frame_h) as f64, frame_w.max(frame_h) as f64);
-        let stride = self.total_stride() as f64;
-        let along = ((short as f64 * frame_long / frame_short / stride).round() * stride) as usize;
-        let along = along.clamp(short, long);
+        let along = match self.preprocess.aspect {
+            _ if s.h == s.w || frame_w == 0 || frame_h == 0 => return (s.h, s.w),
+            crate::Aspect::Fixed => return (s.h, s.w),
+            crate::Aspect::Turn => long,
+            crate::Aspect::Follow => {
+                let frame_aspect = frame_w.max(frame_h) as f64 / frame_w.min(frame_h) as f64;
+                let stride = self.total_stride() as f64;
+                (((short as f64 * frame_aspect / stride).round() * stride) as usize).clamp(short, long)
+            }
+        };
         if frame_h > frame_w {
             (along, short)
         } else {

@@ -30,7 +30,7 @@ const MIN_PARALLEL_MACS: u64 = 150_000;
 /// the source rows its taps read, so the rows at a band's edges are read by two bands, and
 /// thin bands would repeat much of the work.
 const RESAMPLE_BAND_ROWS: usize = 32;
-/// Plans of other input sizes a session with [`Aspect::Follow`] keeps besides the one it was
+/// Plans of other input sizes a session that follows the frame ([`Aspect`]) keeps besides the one it was
 /// made with: a phone turned back and forth, or a camera switched between two resolutions,
 /// compiles nothing after the first turn.
 const KEPT_PLANS: usize = 2;
@@ -184,10 +184,10 @@ pub struct Session {
     scratch: Vec<f32>,
     /// Instruction-set level of every kernel call.
     level: SimdLevel,
-    /// The plan the session was made with: with [`Aspect::Follow`], what the input size of
+    /// The plan the session was made with: unless [`Aspect::Fixed`], what the input size of
     /// each frame is derived from ([`Plan::input_for_frame`]).
     base: Arc<Plan>,
-    /// With [`Aspect::Follow`], the plans of other sizes that earlier frames needed, most
+    /// Unless [`Aspect::Fixed`], the plans of other sizes that earlier frames needed, most
     /// recent last (at most [`KEPT_PLANS`]).
     kept: Vec<Arc<Plan>>,
 }
@@ -252,13 +252,13 @@ impl Session {
         })
     }
 
-    /// With [`Aspect::Follow`], makes the session run the plan of the input size that a `w x h`
+    /// Unless [`Aspect::Fixed`], makes the session run the plan of the input size that a `w x h`
     /// frame needs ([`Plan::input_for_frame`]). A plan of a size not seen recently is compiled
     /// ([`Plan::at_input_size`]); the last [`KEPT_PLANS`] are kept, so that turning a phone
     /// back and forth compiles nothing. The session's buffers are rebuilt for the plan, and the
     /// frame, being of another size, is computed in full ([`Reset::FrameSize`]).
     fn follow_frame(&mut self, (w, h): (usize, usize)) -> Result<()> {
-        if self.base.preprocess().aspect != Aspect::Follow {
+        if self.base.preprocess().aspect == Aspect::Fixed {
             return Ok(());
         }
         let (ih, iw) = self.base.input_for_frame(w, h);

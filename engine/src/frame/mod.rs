@@ -89,21 +89,25 @@ pub enum Resample {
     MediaPipe,
 }
 
-/// Whether the model's input size follows the frame's aspect (`aspect = "fixed" | "follow"` in
-/// the `[preprocess]` of a sidecar or a bundle).
+/// Whether the model's input size follows the frame's shape (`aspect = "fixed" | "turn" |
+/// "follow"` in the `[preprocess]` of a sidecar or a bundle). A session compiles the plan of
+/// each new input size on the first frame that needs it ([`crate::Plan::input_for_frame`]).
+/// `turn` and `follow` are for fully convolutional models and ones that end in a global pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Aspect {
     /// The input size stays as compiled, whatever the frame's shape.
     #[default]
     Fixed,
-    /// The input keeps the compiled size's shorter side, along the frame's shorter side; its
-    /// longer side is the frame's aspect times that, rounded to a multiple of the model's total
-    /// stride and at most the compiled longer side ([`crate::Plan::input_for_frame`]). A
-    /// portrait frame then runs a 288x160 model at 160x288, and a 4:3 one at 224x160, at the
-    /// same scale and without stretching the picture, for no more than the compiled cost. For
-    /// fully convolutional models and ones that end in a global pool; a session compiles the
-    /// plan of each new size on the first frame that needs it.
+    /// The compiled size turned a quarter for a frame of the other orientation: a portrait
+    /// frame runs a 288x160 model at 160x288 instead of being squashed across; within an
+    /// orientation the frame is stretched as with `fixed`. For heads trained on frames
+    /// stretched to the compiled size.
+    Turn,
+    /// The compiled size's shorter side along the frame's shorter side, the longer side the
+    /// frame's aspect times it (rounded to a multiple of the model's total stride, at most the
+    /// compiled longer side): a 288x160 model runs a 4:3 frame at 224x160 and a portrait 3:4
+    /// one at 160x224, at the compiled scale, unstretched, for no more than the compiled cost.
     Follow,
 }
 

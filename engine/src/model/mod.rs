@@ -11,7 +11,7 @@
 //! taps = ["t273_..."]                 # optional: where the shared body ends
 //! [backbone.preprocess]
 //! fit = "stretch"
-//! aspect = "follow"                   # optional: the input takes the frame's aspect (see Aspect)
+//! aspect = "turn"                     # optional: fixed | turn | follow (see `Aspect`)
 //!
 //! [[backbone.head]]
 //! name = "landmarks"
@@ -305,7 +305,7 @@ impl BundleSession {
             let outputs = if full { session.run_full(frame)? } else { session.process(frame)? };
             let stats = session.last_stats().expect("a processed frame has statistics");
             let (w, h) = frame.size();
-            // With `aspect = "follow"` the session runs a plan of the frame's aspect.
+            // Unless `aspect = "fixed"`, the session runs a plan of the frame's shape.
             let map = session.plan().frame_map(w, h);
             for (k, def) in backbone.heads.iter().enumerate() {
                 let hs = stats.heads[k];
