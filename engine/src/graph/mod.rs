@@ -817,7 +817,17 @@ mod tests {
         let mut b = GraphBuilder::new(4, 6, 3);
         let flat = b.flat_concat(&[0]).unwrap();
         b.output(flat);
-        let m = message(b.build(), 6, 4);
+        let flattens = b.build();
+        let m = message(flattens.clone(), 6, 4);
         assert!(m.contains("FlatConcat_1") && m.contains("flattens"), "{m}");
+
+        // A plan that follows the frame's shape refuses such a graph when it loads, not on its
+        // first portrait frame; a fixed one takes it.
+        for aspect in [crate::Aspect::Turn, crate::Aspect::Follow] {
+            let pre = crate::Preprocess { aspect, ..Default::default() };
+            let m = crate::Plan::new(flattens.clone(), pre).unwrap_err().to_string();
+            assert!(m.contains("FlatConcat_1") && m.contains("at input size 4x6"), "{m}");
+        }
+        crate::Plan::new(flattens, crate::Preprocess::default()).unwrap();
     }
 }
