@@ -424,6 +424,20 @@ fn bundle_files_compute_what_bundles_of_models_do() {
         // SAFETY: `rgba` holds h rows of w * 4 bytes; the handle is live.
         let status = unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 0) };
         assert_eq!(status, FcStatus::Ok, "{}", err());
+        if name == "mobilenet_v2_shared" {
+            // As the phone apps push their camera: a landscape buffer turned upright. The
+            // bundle turns its input with the frame (`aspect = "turn"`), so the person mask
+            // comes out portrait, then landscape again for an unturned buffer.
+            for (rotation, (mw, mh)) in [(90, (40, 72)), (0, (72, 40))] {
+                // SAFETY: as above.
+                let status = unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, rotation) };
+                assert_eq!(status, FcStatus::Ok, "{}", err());
+                let mut info = FcHeadInfo { kind: 0, count: 0, width: 0, height: 0 };
+                // SAFETY: a live handle and a writable `FcHeadInfo`; head 1 is the person mask.
+                assert_eq!(unsafe { fc_engine_head_info(e, 1, &mut info) }, FcStatus::Ok, "{}", err());
+                assert_eq!((info.kind, info.width, info.height), (FC_HEAD_MASK, mw, mh), "rotation {rotation}");
+            }
+        }
         assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
     }
     std::fs::remove_dir_all(&root).unwrap();
