@@ -30,9 +30,9 @@ const MIN_PARALLEL_MACS: u64 = 150_000;
 /// the source rows its taps read, so the rows at a band's edges are read by two bands, and
 /// thin bands would repeat much of the work.
 const RESAMPLE_BAND_ROWS: usize = 32;
-/// Plans of other input sizes a session that follows the frame ([`Aspect`]) keeps besides the one it was
-/// made with: a phone turned back and forth, or a camera switched between two resolutions,
-/// compiles nothing after the first turn.
+/// Plans of other input sizes that a session following the frame ([`Aspect`]) keeps besides
+/// the one it was made with: a phone turned back and forth, or a camera switched between two
+/// resolutions, compiles nothing after the first turn.
 const KEPT_PLANS: usize = 2;
 
 thread_local! {

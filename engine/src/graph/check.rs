@@ -80,9 +80,9 @@ pub fn check_node(earlier: &[Node], node: &Node) -> Result<(), String> {
     if expected != s {
         return Err(format!("declares output {s}, but its op gives {expected}"));
     }
-    if node.op.residual().is_some() {
-        let ins: Vec<Shape> = node.inputs.iter().map(|&j| earlier[j].shape).collect();
-        let r = ins[ins.len() - 1];
+    // `node_output` checked the inputs: a fused residual is the last one.
+    if let (Some(_), Some(&last)) = (node.op.residual(), node.inputs.last()) {
+        let r = earlier[last].shape;
         if r != s {
             return Err(format!("adds a {r} residual to its {s} output"));
         }

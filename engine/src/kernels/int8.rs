@@ -3,8 +3,9 @@
 //! The caller's [`Call`] is the same as for a float product (pointwise, im2col rows, kernel
 //! rows read in place); [`pointwise::run`] hands it here when the packed weights carry an
 //! [`Int8Packed`]. Each block of pixels is quantized once into a scratch of input units (see
-//! [`IntVector`]: `i16` pairs, the input minus its zero point, −255..=255; or, with NEON's
-//! dot product, `i8` quads shifted by 128), then every panel of weights passes over it: `i32`
+//! [`IntVector`]: `i16` pairs, the input minus its zero point, −255..=255; or, with a dot
+//! product, quads of bytes: `i8` shifted by 128 for NEON's `sdot`, `u8` for AVX-512 VNNI's
+//! `vpdpbusd`), then every panel of weights passes over it: `i32`
 //! accumulators, one multiply-add per unit ([`IntVector::madd`]). The epilogue scales each
 //! channel back to float, adds the bias and applies the activation, so the tensors between
 //! nodes stay `f32` and every other kernel (depthwise, pools, resizes, the session's change
@@ -32,8 +33,8 @@ pub struct Int8Packed {
     pairs: Vec<i16>,
     /// The quads, empty where no level uses them.
     quads: Vec<i8>,
-    /// With the quads, per block and channel (zero-padded to whole panels): `(128 − zero) ·
-    /// Σ w` over the block's rows, what the quads' shift of the input takes from each sum.
+    /// With the quads, per block and channel (zero-padded to whole panels): `(QUAD_BIAS − zero)
+    /// · Σ w` over the block's rows, what the quads' offset of the input takes from each sum.
     shift: Vec<i32>,
     /// Per channel (zero-padded to whole panels): `input_scale · weight_scale[c]`.
     scale: Vec<f32>,
@@ -68,13 +69,30 @@ fn pack_units<T: Copy + Default>(w: &[T], n: usize, kb: usize, group: usize) -> 
     out
 }
 
-/// Whether the int8 products can run on NEON's dot product here (so its quads are packed).
+/// Whether the int8 products can run on a dot-product level here (NEON's `sdot`, AVX-512's
+/// `vpdpbusd`), so that the quads are packed.
 fn dot_product() -> bool {
     #[cfg(target_arch = "aarch64")]
-    return super::simd::Level::NeonDot.is_available();
-    #[cfg(not(target_arch = "aarch64"))]
+    return Level::NeonDot.is_available();
+    #[cfg(target_arch = "x86_64")]
+    return Level::Avx512Vnni.is_available();
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
     false
 }
+
+/// The dot-product level of this architecture, which multiplies quads.
+#[cfg(target_arch = "aarch64")]
+const DOT_LEVEL: Level = Level::NeonDot;
+#[cfg(target_arch = "x86_64")]
+const DOT_LEVEL: Level = Level::Avx512Vnni;
+
+/// What a quad's input bytes are offset by: each is `q + zero − QUAD_BIAS`, an `i8` for NEON's
+/// `sdot` (which multiplies signed bytes), a `u8` for `vpdpbusd` (unsigned inputs, signed
+/// weights). The packed `shift` gives each sum back what the offset took.
+#[cfg(target_arch = "aarch64")]
+pub(crate) const QUAD_BIAS: i32 = 128;
+#[cfg(not(target_arch = "aarch64"))]
+pub(crate) const QUAD_BIAS: i32 = 0;
 
 /// The most rows one int8 product may sum: `255 · 127 · rows` stays below `2^31`, so no
 /// accumulator overflows (the plan's validation refuses more).
@@ -106,7 +124,7 @@ impl Int8Packed {
             let mut shift = vec![0i32; blocks * panels * PANEL];
             for (r, row) in weights.chunks_exact(n).enumerate() {
                 for (c, &w) in row.iter().enumerate() {
-                    shift[r / kb * panels * PANEL + c] += (128 - i32::from(q.input_zero)) * i32::from(w);
+                    shift[r / kb * panels * PANEL + c] += (QUAD_BIAS - i32::from(q.input_zero)) * i32::from(w);
                 }
             }
             (pack_units(weights, n, kb, 4), shift)
@@ -151,11 +169,11 @@ pub(super) fn run(level: Level, call: &Call<'_>, q: &Int8Packed, dst: &mut [f32]
     };
     assert!(segments.iter().all(|&s| s < q.blocks), "an int8 run past the packed weights");
     assert!(q.scale.len() >= call.cout.div_ceil(PANEL) * PANEL);
-    #[cfg(target_arch = "aarch64")]
-    let dot = level == Level::NeonDot;
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
+    let dot = level == DOT_LEVEL;
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
     let dot = false;
-    // Quads are packed wherever the CPU runs `Level::NeonDot`.
+    // Quads are packed wherever the CPU runs the dot-product level.
     assert!(!dot || !q.quads.is_empty(), "int8 weights packed without their quads");
     let group = if dot { 4 } else { 2 };
     UNITS.with(|units| {
@@ -168,6 +186,11 @@ pub(super) fn run(level: Level, call: &Call<'_>, q: &Int8Packed, dst: &mut [f32]
             // SAFETY: `Level::NeonDot` is available (the session validated its level, and the
             // quads exist only where it is).
             return unsafe { neon_dot(product) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if dot {
+            // SAFETY: `Level::Avx512Vnni` is available, as above.
+            return unsafe { avx512_vnni(product) };
         }
         dispatch(level, product);
     });
@@ -182,6 +205,14 @@ unsafe fn neon_dot(p: Product<'_, '_>) {
     } else {
         drive::<NeonDot, 4, 4>(p)
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+unsafe fn avx512_vnni(p: Product<'_, '_>) {
+    // One vector is a whole stripe of 16 channels, the widest tile the packing allows; eight
+    // pixels, the most the tails handle.
+    drive::<super::simd::Avx512Dot, 8, 1>(p)
 }
 
 struct Product<'a, 'b> {

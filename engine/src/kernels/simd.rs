@@ -23,6 +23,11 @@ pub enum Level {
     Avx2Fma,
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// AVX-512 with VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later): the float kernels of
+    /// [`Level::Avx512`], and int8 products by `vpdpbusd`, four products per lane and
+    /// instruction.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
     /// Advanced SIMD with fused multiply-add (every aarch64 CPU that Android and iOS run on).
     #[cfg(target_arch = "aarch64")]
     Neon,
@@ -43,6 +48,9 @@ impl Level {
                 out.push(Level::Avx2Fma);
                 if is_x86_feature_detected!("avx512f") {
                     out.push(Level::Avx512);
+                    if is_x86_feature_detected!("avx512vnni") {
+                        out.push(Level::Avx512Vnni);
+                    }
                 }
             }
         }
@@ -78,15 +86,18 @@ impl Level {
     pub(crate) fn for_width(self, n: usize) -> Level {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Level::Avx512 if !n.is_multiple_of(16) => Level::Avx2Fma,
+            Level::Avx512 | Level::Avx512Vnni if !n.is_multiple_of(16) => Level::Avx2Fma,
             level => level,
         }
     }
 
-    /// The level whose float kernels this one runs: itself, but for [`Level::NeonDot`], which
-    /// differs from [`Level::Neon`] in its int8 products only.
+    /// The level whose float kernels this one runs: itself, but for [`Level::NeonDot`] and
+    /// [`Level::Avx512Vnni`], which differ from [`Level::Neon`] and [`Level::Avx512`] in their
+    /// int8 products only.
     pub fn float(self) -> Level {
         match self {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512Vnni => Level::Avx512,
             #[cfg(target_arch = "aarch64")]
             Level::NeonDot => Level::Neon,
             level => level,
@@ -370,9 +381,10 @@ pub(crate) trait IntVector: Copy {
     fn to_f32(self) -> Self::F;
     /// Writes the input values of `src[..n]` as unit values at `dst`: `q = quantize(src[i])`,
     /// `src[i] · inv` rounded to nearest (ties to even), clamped to `lo..=hi`, as
-    /// [`super::int8::quantize`] defines it; an `i16` `q` where `GROUP = 2`, an `i8`
-    /// `q + zero − 128` where `GROUP = 4` (vectors where the level has them, that function for
-    /// the rest).
+    /// [`super::int8::quantize`] defines it; an `i16` `q` where `GROUP = 2`, and where
+    /// `GROUP = 4` the byte `q + zero − QUAD_BIAS` ([`super::int8::QUAD_BIAS`]: an `i8` for
+    /// NEON's `sdot`, a `u8` for `vpdpbusd`) (vectors where the level has them, that function
+    /// for the rest).
     ///
     /// # Safety
     /// `src` must be valid for reading `n` floats and `dst` for writing `n` values of the
@@ -669,6 +681,81 @@ impl IntVector for NeonDot {
     }
 }
 
+/// Sixteen `i32` lanes in an AVX-512 register, multiplied by `vpdpbusd` (AVX-512 VNNI): each
+/// lane adds the four products of a quad of `u8` inputs with its channel's quad of `i8`
+/// weights in one instruction.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512Dot(__m512i);
+
+// SAFETY (every method): only reached inside the int8 kernel's `avx512f,avx512vnni` entry
+// function, after detection (`Level::Avx512Vnni`); pointers are the caller's contract.
+#[cfg(target_arch = "x86_64")]
+impl IntVector for Avx512Dot {
+    const LANES: usize = 16;
+    const REGISTERS: usize = 32;
+    const GROUP: usize = 4;
+    type F = Avx512;
+    type W = __m512i;
+    type A = __m512i;
+    #[inline(always)]
+    fn zero() -> Self {
+        // SAFETY: see above.
+        Avx512Dot(unsafe { _mm512_setzero_si512() })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const i32) -> Self {
+        // SAFETY: see above.
+        Avx512Dot(unsafe { _mm512_loadu_si512(p.cast()) })
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        // SAFETY: see above.
+        Avx512Dot(unsafe { _mm512_add_epi32(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const u32) -> __m512i {
+        // SAFETY: see above.
+        unsafe { _mm512_loadu_si512(p.cast()) }
+    }
+    #[inline(always)]
+    fn splat_a(unit: u32) -> __m512i {
+        // SAFETY: see above.
+        unsafe { _mm512_set1_epi32(unit as i32) }
+    }
+    #[inline(always)]
+    fn madd(self, a: __m512i, w: __m512i) -> Self {
+        // SAFETY: see above. The unsigned operand is the input, the signed one the weights.
+        Avx512Dot(unsafe { _mm512_dpbusd_epi32(self.0, a, w) })
+    }
+    #[inline(always)]
+    fn to_f32(self) -> Avx512 {
+        // SAFETY: see above.
+        Avx512(unsafe { _mm512_cvtepi32_ps(self.0) })
+    }
+    #[inline(always)]
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, zero: f32, dst: *mut u8) {
+        // SAFETY: see above; pointers are the caller's contract.
+        unsafe {
+            let (vi, vlo, vhi, vz) =
+                (_mm512_set1_ps(inv), _mm512_set1_ps(lo), _mm512_set1_ps(hi), _mm512_set1_ps(zero));
+            let mut i = 0;
+            while i + 16 <= n {
+                let x = _mm512_mul_ps(_mm512_loadu_ps(src.add(i)), vi);
+                let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+                // The clamped value plus the zero point is an integer in 0..=255, exact in f32.
+                let q = _mm512_cvtps_epi32(_mm512_add_ps(_mm512_min_ps(_mm512_max_ps(r, vlo), vhi), vz));
+                _mm_storeu_si128(dst.add(i).cast(), _mm512_cvtepi32_epi8(q));
+                i += 16;
+            }
+            for j in i..n {
+                let v = super::int8::quantize(*src.add(j), inv, lo, hi);
+                *dst.add(j) = (v + zero as i16) as u8;
+            }
+        }
+    }
+}
+
 /// A kernel written once over [`Vector`]: its arguments, and [`Kernel::run`] instantiated per
 /// level by [`dispatch`]. Implementations mark `run` `#[inline(always)]`, so that its body is
 /// compiled inside the level's `#[target_feature]` entry function.
@@ -688,7 +775,7 @@ pub(crate) fn dispatch<K: Kernel>(level: Level, kernel: K) -> K::Output {
         Level::Avx2Fma => unsafe { entry_avx2(kernel) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { entry_avx512(kernel) },
+        Level::Avx512 | Level::Avx512Vnni => unsafe { entry_avx512(kernel) },
         // SAFETY: as above.
         #[cfg(target_arch = "aarch64")]
         Level::Neon | Level::NeonDot => unsafe { entry_neon(kernel) },
