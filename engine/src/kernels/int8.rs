@@ -210,9 +210,15 @@ unsafe fn neon_dot(p: Product<'_, '_>) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
 unsafe fn avx512_vnni(p: Product<'_, '_>) {
-    // One vector is a whole stripe of 16 channels, the widest tile the packing allows; eight
-    // pixels, the most the tails handle.
-    drive::<super::simd::Avx512Dot, 8, 1>(p)
+    use super::simd::Avx512Dot;
+    // One vector is a whole stripe of 16 channels; two take a panel's two stripes. Eight
+    // pixels, the most the tails handle: 16 accumulators, 2 weight vectors and the broadcast
+    // unit of 32 registers.
+    if p.call.cout <= Avx512Dot::LANES {
+        drive::<Avx512Dot, 8, 1>(p)
+    } else {
+        drive::<Avx512Dot, 8, 2>(p)
+    }
 }
 
 struct Product<'a, 'b> {
@@ -299,6 +305,7 @@ fn drive<I: IntVector, const MR: usize, const NV: usize>(mut p: Product<'_, '_>)
                 let t = Tile {
                     segments: p.segments,
                     units,
+                    stripe_len: p.q.blocks * units * STRIPE,
                     row: p.row,
                     dst_stride: c.dst_stride,
                     ncols: (c.cout - col).min(width),
@@ -355,6 +362,9 @@ struct Tile<'a> {
     segments: &'a [usize],
     /// Units per block and channel.
     units: usize,
+    /// Units of one stripe of the panel: a tile wider than a stripe reads its vectors past the
+    /// first from the next stripe.
+    stripe_len: usize,
     row: usize,
     dst_stride: usize,
     ncols: usize,
@@ -386,7 +396,10 @@ impl Tile<'_> {
             for &seg in self.segments {
                 let w = w.add(seg * self.units * STRIPE);
                 for i in 0..self.units {
-                    let wv: [I::W; NV] = std::array::from_fn(|j| I::load_w(w.add(i * STRIPE + j * I::LANES)));
+                    let wv: [I::W; NV] = std::array::from_fn(|j| {
+                        let (stripe, lane) = (j * I::LANES / STRIPE, j * I::LANES % STRIPE);
+                        I::load_w(w.add(stripe * self.stripe_len + i * STRIPE + lane))
+                    });
                     for p in 0..MR {
                         let x = I::splat_a(*a.add(p * self.row + k));
                         for j in 0..NV {
