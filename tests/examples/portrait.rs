@@ -11,8 +11,8 @@
 //! 3:4), and with `aspect = "fixed"` (every frame stretched to 288x160, the cuts by 3.2x and
 //! 2.4x). Against each, on the same frames:
 //! - the person head against its teacher, selfie segmentation with its own sidecar: mean mask
-//!   IoU (`p > 0.5`, the teacher's mask taken at the head's grid) over the frames where the
-//!   teacher's mask covers at least 1% of the frame;
+//!   IoU (`p > 0.5`, the head's mask resampled to the teacher's grid as `distill`'s held-out
+//!   report does) over the frames where the teacher's mask covers at least 1% of the frame;
 //! - the classifier against MobileNetV2 with its own sidecar (the centre crop): top-1
 //!   agreement;
 //! - the milliseconds of a frame (median, one thread), the two bundles in turn.
@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use framecache::heads::{mask_iou, Head};
 use framecache::{Bundle, BundleSession, Frame, SessionOptions, SidecarModel};
+use framecache_train::distill::resample;
 
 type Res<T> = anyhow::Result<T>;
 
@@ -33,18 +34,6 @@ fn cut(f: &framecache_app::clip::RgbFrame, aspect: Option<f64>) -> (usize, usize
     let data =
         (0..f.height).flat_map(|y| &f.data[(y * f.width + x0) * 3..(y * f.width + x0 + w) * 3]).copied().collect();
     (w, f.height, data)
-}
-
-/// `probs` of a `sw x sh` map sampled at the centres of a `w x h` grid (nearest).
-fn nearest(probs: &[f32], sw: usize, sh: usize, w: usize, h: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(w * h);
-    for y in 0..h {
-        let sy = ((y * 2 + 1) * sh / (2 * h)).min(sh - 1);
-        for x in 0..w {
-            out.push(probs[sy * sw + ((x * 2 + 1) * sw / (2 * w)).min(sw - 1)]);
-        }
-    }
-    out
 }
 
 /// The shipped manifest with `aspect` set to `value`, written to a temporary folder and
@@ -102,11 +91,9 @@ fn main() -> Res<()> {
         for (w, h, data) in &tall {
             let frame = Frame::rgb(*w, *h, data);
             let t = teacher.run_full(frame)?;
-            let s = selfie.plan.graph().outputs[0].onnx_shape.clone();
-            let (th, tw) = (s[s.len() - 2], s[s.len() - 1]);
             let logits = &reference.run_full(frame)?[0].data;
             let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0);
-            refs.push((t[0].data.clone(), tw, th, best));
+            refs.push((t[0].data.clone(), best));
         }
         let mut sessions = bundles
             .iter()
@@ -114,18 +101,24 @@ fn main() -> Res<()> {
             .collect::<Result<Vec<_>, _>>()?;
         let mut rows = vec![(Vec::new(), 0usize, Vec::new(), String::new()); bundles.len()];
         for (i, (w, h, data)) in tall.iter().enumerate() {
-            let (teacher_probs, tw, th, best) = &refs[i];
+            let (teacher_probs, best) = &refs[i];
+            let teacher_grid = selfie.plan.graph().input_shape();
+            let teacher_map = selfie.plan.frame_map(*w, *h);
             for (session, row) in sessions.iter_mut().zip(&mut rows) {
                 let started = Instant::now();
                 let results = session.run_full(Frame::rgb(*w, *h, data))?;
                 row.2.push(started.elapsed().as_secs_f64() * 1e3);
-                let input = session.session(0).plan().graph().input_shape();
+                let plan = session.session(0).plan();
+                let input = plan.graph().input_shape();
                 row.3 = format!("{}x{}", input.w, input.h);
                 let person = results.iter().find(|r| r.name == "person").and_then(mask);
                 let imagenet = results.iter().find(|r| r.name == "imagenet").and_then(top1);
                 if let Some((mw, mh, probs)) = person {
-                    let at_grid = nearest(teacher_probs, *tw, *th, mw, mh);
-                    let (iou, cover) = mask_iou(probs, &at_grid, 0.5);
+                    let head = framecache::graph::Shape::new(mh, mw, 1);
+                    let (th, tw) = (teacher_grid.h, teacher_grid.w);
+                    let map = plan.frame_map(*w, *h);
+                    let (at_teacher, _) = resample(probs, head, &map, th, tw, &teacher_map);
+                    let (iou, cover) = mask_iou(&at_teacher, teacher_probs, 0.5);
                     if cover >= 0.01 {
                         row.0.push(iou);
                     }

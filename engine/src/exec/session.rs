@@ -258,7 +258,8 @@ impl Session {
     /// back and forth compiles nothing. The session's buffers are rebuilt for the plan, and the
     /// frame, being of another size, is computed in full ([`Reset::FrameSize`]).
     fn follow_frame(&mut self, (w, h): (usize, usize)) -> Result<()> {
-        if self.base.preprocess().aspect == Aspect::Fixed {
+        // A frame of the last frame's size runs the plan that frame ran.
+        if self.base.preprocess().aspect == Aspect::Fixed || self.last_frame == Some((w, h)) {
             return Ok(());
         }
         let (ih, iw) = self.base.input_for_frame(w, h);

@@ -69,22 +69,20 @@ fn pack_units<T: Copy + Default>(w: &[T], n: usize, kb: usize, group: usize) -> 
     out
 }
 
-/// Whether the int8 products can run on a dot-product level here (NEON's `sdot`, AVX-512's
-/// `vpdpbusd`), so that the quads are packed.
-fn dot_product() -> bool {
-    #[cfg(target_arch = "aarch64")]
-    return Level::NeonDot.is_available();
-    #[cfg(target_arch = "x86_64")]
-    return Level::Avx512Vnni.is_available();
-    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
-    false
-}
-
 /// The dot-product level of this architecture, which multiplies quads.
 #[cfg(target_arch = "aarch64")]
 const DOT_LEVEL: Level = Level::NeonDot;
 #[cfg(target_arch = "x86_64")]
 const DOT_LEVEL: Level = Level::Avx512Vnni;
+
+/// Whether the int8 products can run on the dot-product level here (NEON's `sdot`, AVX-512's
+/// `vpdpbusd`), so that the quads are packed.
+fn dot_product() -> bool {
+    #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
+    return DOT_LEVEL.is_available();
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
+    false
+}
 
 /// What a quad's input bytes are offset by: each is `q + zero − QUAD_BIAS`, an `i8` for NEON's
 /// `sdot` (which multiplies signed bytes), a `u8` for `vpdpbusd` (unsigned inputs, signed
