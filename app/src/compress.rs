@@ -163,6 +163,7 @@ pub fn run(args: CompressArgs) -> Result<()> {
             calibrate: args.calibrate,
             frames: args.frames,
             method: framecache::quant::Method::MinMax,
+            floor: crate::quantize::Floor::Skip2,
             out: Some(args.out),
             preprocess: args.preprocess,
             input_size: args.input_size,

@@ -27,6 +27,12 @@ pub struct QuantizeArgs {
     /// (docs/results-int8.md).
     #[arg(long, default_value = "minmax")]
     pub method: Method,
+    /// The fidelity int8 full inference must reach against fp32 full inference on the
+    /// calibration frames (top-1 agreement, or mean mask IoU) before no more layers go back to
+    /// float: `skip2` (fp32 skip-2's own fidelity on the same frames, each frame against the
+    /// one before it) or a number in (0, 1], such as 0.97.
+    #[arg(long, default_value = "skip2")]
+    pub floor: Floor,
     /// The int8 file (default: beside the model, `NAME.int8.safetensors`).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -49,6 +55,28 @@ pub struct QuantizeArgs {
     pub qat_lr: f64,
 }
 
+/// What int8 must agree with fp32 on ([`fall_back`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Floor {
+    /// As well as fp32 skip-2 agrees with fp32 full on the same frames.
+    Skip2,
+    /// At least this fidelity.
+    Value(f64),
+}
+
+impl std::str::FromStr for Floor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "skip2" {
+            return Ok(Floor::Skip2);
+        }
+        match s.parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 1.0 => Ok(Floor::Value(v)),
+            _ => Err(format!("{s:?} is neither skip2 nor a fidelity in (0, 1]")),
+        }
+    }
+}
+
 pub fn run(args: QuantizeArgs) -> Result<()> {
     if args.frames == 0 {
         bail!("--frames must be at least 1");
@@ -61,7 +89,8 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let (sidecar, config, bytes) = read_model(&args.model, args.preprocess.as_deref())?;
     let first = clips[0].decode(0)?;
     let options = config.import_options(args.input_size, Some((first.width, first.height)));
-    let (graph, calibration) = calibrate(&bytes, &args.model, &config, options, &clips, args.frames, args.method)?;
+    let (graph, calibration) =
+        calibrate(&bytes, &args.model, &config, options, &clips, args.frames, args.method, args.floor)?;
     #[cfg(feature = "train")]
     let graph = if args.qat_epochs > 0 {
         qat(graph, &bytes, &args.model, &config, options, &clips, args.frames, args.qat_epochs, args.qat_lr)?
@@ -124,7 +153,9 @@ pub(crate) fn each_frame(clips: &[Clip], frames: usize, mut f: impl FnMut(&RgbFr
 
 /// The unfused graph of the float model `bytes` (read from `path`) with its int8 convolutions
 /// quantized: input ranges by `method` over `frames` frames of each clip (spread evenly), run
-/// through fp32 full inference twice (extremes, then histograms).
+/// through fp32 full inference twice (extremes, then histograms); then layers go back to float
+/// until int8 reaches `floor` ([`fall_back`]).
+#[allow(clippy::too_many_arguments)]
 pub fn calibrate(
     bytes: &[u8],
     path: &Path,
@@ -133,6 +164,7 @@ pub fn calibrate(
     clips: &[Clip],
     frames: usize,
     method: Method,
+    floor: Floor,
 ) -> Result<(framecache::graph::Graph, Calibration)> {
     let mut graph = framecache::import::load_unfused(bytes, path, options)?;
     let plan = Plan::new(graph.clone(), config.preprocess.clone())?;
@@ -149,7 +181,14 @@ pub fn calibrate(
         })?;
     }
     calibration.apply(&mut graph, method);
-    let float = fall_back(&mut graph, &mut session, config, clips)?;
+    let float = fall_back(&mut graph, &mut session, config, clips, floor)?;
+    if !graph.nodes.iter().any(|n| matches!(&n.op, framecache::graph::Op::Conv(c) if c.quant.is_some())) {
+        bail!(
+            "int8 does not reach the fidelity floor ({floor:?}) on these calibration frames even with a single \
+             layer in int8: all {} went back to float, so the int8 model would be the float model",
+            float.len()
+        );
+    }
     if !float.is_empty() {
         let names: Vec<&str> = float.iter().map(|&i| graph.nodes[i].name.as_str()).collect();
         eprintln!("kept float for fidelity: {} layer(s): {}", float.len(), names.join(", "));
@@ -240,8 +279,9 @@ pub(crate) struct TeacherPairs {
 const FIDELITY_FRAMES: usize = 16;
 
 /// Mixed precision where int8 loses too much: on calibration frames, int8 full inference must
-/// agree with fp32 full inference at least as well as fp32 skip-2 does (each frame against the
-/// frame before it), the floor the int8 issue sets. Until it does, the int8 layer whose
+/// agree with fp32 full inference at least as well as `floor` says: by default as well as fp32
+/// skip-2 does (each frame against the frame before it), the floor the int8 issue sets for
+/// classifiers. Until it does, the int8 layer whose
 /// quantization alone moves the output most goes back to float, then the next. Returns the
 /// layers put back, in that order; none for tasks without a fidelity metric.
 fn fall_back(
@@ -249,6 +289,7 @@ fn fall_back(
     float: &mut Session,
     config: &ModelConfig,
     clips: &[Clip],
+    floor: Floor,
 ) -> Result<Vec<usize>> {
     use framecache::graph::Op;
     let agreement = |o: &[framecache::Output], r: &[framecache::Output]| {
@@ -278,7 +319,10 @@ fn fall_back(
     if skip2.is_empty() {
         return Ok(Vec::new());
     }
-    let target = skip2.iter().sum::<f64>() / skip2.len() as f64;
+    let target = match floor {
+        Floor::Skip2 => skip2.iter().sum::<f64>() / skip2.len() as f64,
+        Floor::Value(v) => v,
+    };
     // Mean agreement (and mean squared output error) of `g` with fp32 on the frames.
     let measure = |g: &framecache::graph::Graph| -> Result<(f64, f64)> {
         let mut g = g.clone();
@@ -328,7 +372,8 @@ fn fall_back(
 pub fn in_memory(model: &Model, clips: &[Clip], options: framecache::import::ImportOptions) -> Result<Model> {
     let bytes = framecache::files::read(&model.path, framecache::files::MAX_MODEL_BYTES)
         .with_context(|| format!("cannot read model {}", model.path.display()))?;
-    let (mut graph, _) = calibrate(&bytes, &model.path, &model.config, options, clips, 32, Method::MinMax)?;
+    let (mut graph, _) =
+        calibrate(&bytes, &model.path, &model.config, options, clips, 32, Method::MinMax, Floor::Skip2)?;
     framecache::graph::fuse::bottlenecks(&mut graph);
     framecache::graph::fuse::residual_adds(&mut graph);
     let plan = Plan::new(graph, model.config.preprocess.clone())?;

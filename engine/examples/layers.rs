@@ -55,17 +55,31 @@ fn main() {
     }
     // MobileNetV2's pointwise shapes: expansions, projections (24 channels end half a tile
     // into 16-column tiles) and the last 1x1 convolution.
-    for (size, cin, cout) in
-        [(56, 24, 144), (56, 144, 24), (14, 96, 576), (14, 576, 96), (7, 192, 1152), (7, 1152, 192), (7, 320, 1280)]
-    {
+    for (size, cin, cout) in [
+        (56, 24, 144),
+        (56, 144, 24),
+        (14, 96, 576),
+        (14, 576, 96),
+        (14, 112, 672),
+        (14, 672, 112),
+        (7, 192, 1152),
+        (7, 1152, 192),
+        (7, 320, 1280),
+    ] {
         let mut b = GraphBuilder::new(size, size, cin);
         let y = b.conv(0, cout, window(1, 1, 0), 1, relu6, &mut wt).expect("pointwise");
         b.output(y);
         time(&format!("pointwise {size}x{size} {cin} -> {cout}"), b.build(), cold);
     }
-    for (size, c, k, s) in
-        [(14, 384, 3, 1), (56, 144, 3, 1), (112, 96, 3, 2), (28, 240, 5, 1), (14, 672, 5, 2), (7, 1152, 5, 1)]
-    {
+    for (size, c, k, s) in [
+        (14, 384, 3, 1),
+        (56, 144, 3, 1),
+        (112, 96, 3, 2),
+        (28, 240, 5, 1),
+        (14, 672, 5, 1),
+        (14, 672, 5, 2),
+        (7, 1152, 5, 1),
+    ] {
         let mut b = GraphBuilder::new(size, size, c);
         let y = b.conv(0, c, window(k, s, k / 2), c, relu6, &mut wt).expect("depthwise");
         b.output(y);

@@ -136,6 +136,7 @@ fn bad_int8_input_is_a_clear_error_and_leaves_no_file() {
         &clips,
         2,
         Method::MinMax,
+        framecache_app::quantize::Floor::Skip2,
     )
     .unwrap();
     let manifest = framecache::quant::file::Manifest {
@@ -180,6 +181,16 @@ fn bad_int8_input_is_a_clear_error_and_leaves_no_file() {
     std::fs::create_dir_all(&empty).unwrap();
     let fresh = dir.join("fresh.int8.safetensors");
     assert!(quantize(&model, &empty, &fresh).is_err());
+    // A fidelity floor that is not a fraction; one that no int8 layer reaches (selfie
+    // segmentation's mask IoU of 1 on every calibration frame: all 21 layers go back).
+    let selfie = assets().join("models/selfie_segmentation.onnx");
+    let floor = |f: &str| {
+        let (m, c, o) = (selfie.to_str().unwrap(), clip.to_str().unwrap(), fresh.to_str().unwrap());
+        framecache_tests::cli("quantize", &[m, "--calibrate", c, "--frames", "4", "--floor", f, "--out", o])
+            .unwrap_err()
+    };
+    assert!(format!("{:#}", floor("1.5")).contains("neither skip2 nor a fidelity"));
+    assert!(format!("{:#}", floor("1")).contains("went back to float"));
     let nowhere = dir.join("no/such/folder/x.int8.safetensors");
     let e = quantize(&model, &clip, &nowhere).unwrap_err();
     assert!(format!("{e:#}").contains("cannot write"), "{e:#}");

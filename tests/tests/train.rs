@@ -827,6 +827,7 @@ fn quantization_aware_training_moves_int8_towards_float() {
         std::slice::from_ref(&clip),
         8,
         framecache::quant::Method::MinMax,
+        framecache_app::quantize::Floor::Skip2,
     )
     .unwrap();
     let float = framecache::import::load_unfused(&bytes, &path, options).unwrap();
