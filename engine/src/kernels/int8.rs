@@ -69,19 +69,22 @@ fn pack_units<T: Copy + Default>(w: &[T], n: usize, kb: usize, group: usize) -> 
     out
 }
 
-/// The dot-product level of this architecture, which multiplies quads.
-#[cfg(target_arch = "aarch64")]
-const DOT_LEVEL: Level = Level::NeonDot;
-#[cfg(target_arch = "x86_64")]
-const DOT_LEVEL: Level = Level::Avx512Vnni;
+/// Whether `level` multiplies quads: NEON's `sdot`, AVX-VNNI's and AVX-512 VNNI's
+/// `vpdpbusd`.
+fn is_dot(level: Level) -> bool {
+    match level {
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonDot => true,
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2Vnni | Level::Avx512Vnni => true,
+        _ => false,
+    }
+}
 
-/// Whether the int8 products can run on the dot-product level here (NEON's `sdot`, AVX-512's
-/// `vpdpbusd`), so that the quads are packed.
+/// Whether the int8 products can run on a dot-product level here, so that the quads are
+/// packed.
 fn dot_product() -> bool {
-    #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
-    return DOT_LEVEL.is_available();
-    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
-    false
+    Level::available().into_iter().any(is_dot)
 }
 
 /// What a quad's input bytes are offset by: each is `q + zero − QUAD_BIAS`, an `i8` for NEON's
@@ -167,10 +170,7 @@ pub(super) fn run(level: Level, call: &Call<'_>, q: &Int8Packed, dst: &mut [f32]
     };
     assert!(segments.iter().all(|&s| s < q.blocks), "an int8 run past the packed weights");
     assert!(q.scale.len() >= call.cout.div_ceil(PANEL) * PANEL);
-    #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
-    let dot = level == DOT_LEVEL;
-    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
-    let dot = false;
+    let dot = is_dot(level);
     // Quads are packed wherever the CPU runs the dot-product level.
     assert!(!dot || !q.quads.is_empty(), "int8 weights packed without their quads");
     let group = if dot { 4 } else { 2 };
@@ -186,9 +186,12 @@ pub(super) fn run(level: Level, call: &Call<'_>, q: &Int8Packed, dst: &mut [f32]
             return unsafe { neon_dot(product) };
         }
         #[cfg(target_arch = "x86_64")]
-        if dot {
-            // SAFETY: `Level::Avx512Vnni` is available, as above.
-            return unsafe { avx512_vnni(product) };
+        match level {
+            // SAFETY: the level is available, as above.
+            Level::Avx512Vnni => return unsafe { avx512_vnni(product) },
+            // SAFETY: as above.
+            Level::Avx2Vnni => return unsafe { avx2_vnni(product) },
+            _ => {}
         }
         dispatch(level, product);
     });
@@ -216,6 +219,20 @@ unsafe fn avx512_vnni(p: Product<'_, '_>) {
         drive::<Avx512Dot, 8, 1>(p)
     } else {
         drive::<Avx512Dot, 8, 2>(p)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avxvnni")]
+unsafe fn avx2_vnni(p: Product<'_, '_>) {
+    use super::simd::Avx2Dot;
+    // Sixteen registers: as `Level::Avx2Fma`'s pairs, with no register for the product
+    // (`vpdpbusd` accumulates in place): 12 accumulators, 2 weight vectors and the broadcast
+    // unit.
+    if p.call.cout <= Avx2Dot::LANES {
+        drive::<Avx2Dot, 8, 1>(p)
+    } else {
+        drive::<Avx2Dot, 6, 2>(p)
     }
 }
 

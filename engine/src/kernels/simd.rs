@@ -13,7 +13,10 @@ use std::arch::x86_64::*;
 
 /// An instruction-set level the kernels are compiled for.
 ///
-/// Levels are ordered by capability: a CPU that runs one runs every lower one.
+/// Levels are ordered by capability, and most nest (a CPU that runs one runs every lower one),
+/// but not all: AVX-VNNI (256-bit `vpdpbusd`) is on Alder Lake-class client CPUs without
+/// AVX-512 and on Sapphire Rapids, not on Skylake-X or Cascade Lake. [`Level::is_available`]
+/// asks the detected set, never the order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     /// Portable Rust (four-lane arrays the compiler vectorises with the target's baseline:
@@ -21,6 +24,11 @@ pub enum Level {
     Baseline,
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
+    /// AVX2 with AVX-VNNI (Alder Lake, Meteor Lake, Sapphire Rapids, Zen 5): the float kernels
+    /// of [`Level::Avx2Fma`], and int8 products by the 256-bit `vpdpbusd`, four products per
+    /// lane and instruction, where [`Level::Avx2Fma`] does two (`vpmaddwd`).
+    #[cfg(target_arch = "x86_64")]
+    Avx2Vnni,
     #[cfg(target_arch = "x86_64")]
     Avx512,
     /// AVX-512 with VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later): the float kernels of
@@ -46,6 +54,9 @@ impl Level {
         {
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                 out.push(Level::Avx2Fma);
+                if is_x86_feature_detected!("avxvnni") {
+                    out.push(Level::Avx2Vnni);
+                }
                 if is_x86_feature_detected!("avx512f") {
                     out.push(Level::Avx512);
                     if is_x86_feature_detected!("avx512vnni") {
@@ -72,9 +83,10 @@ impl Level {
         *BEST.get_or_init(|| *Self::available().last().unwrap_or(&Level::Baseline))
     }
 
-    /// Whether this CPU can run the level.
+    /// Whether this CPU can run the level (detected once).
     pub fn is_available(self) -> bool {
-        self <= Self::best()
+        static AVAILABLE: std::sync::OnceLock<Vec<Level>> = std::sync::OnceLock::new();
+        AVAILABLE.get_or_init(Self::available).contains(&self)
     }
 
     /// The level for a kernel whose vectors run along `n` contiguous floats (channels): AVX-512
@@ -91,13 +103,15 @@ impl Level {
         }
     }
 
-    /// The level whose float kernels this one runs: itself, but for [`Level::NeonDot`] and
-    /// [`Level::Avx512Vnni`], which differ from [`Level::Neon`] and [`Level::Avx512`] in their
-    /// int8 products only.
+    /// The level whose float kernels this one runs: itself, but for the dot-product levels
+    /// ([`Level::NeonDot`], [`Level::Avx2Vnni`], [`Level::Avx512Vnni`]), which differ from
+    /// [`Level::Neon`], [`Level::Avx2Fma`] and [`Level::Avx512`] in their int8 products only.
     pub fn float(self) -> Level {
         match self {
             #[cfg(target_arch = "x86_64")]
             Level::Avx512Vnni => Level::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2Vnni => Level::Avx2Fma,
             #[cfg(target_arch = "aarch64")]
             Level::NeonDot => Level::Neon,
             level => level,
@@ -756,6 +770,82 @@ impl IntVector for Avx512Dot {
     }
 }
 
+/// Eight `i32` lanes in an AVX2 register, multiplied by the VEX-encoded `vpdpbusd` of
+/// AVX-VNNI: [`Avx512Dot`] at half the width, for CPUs without AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2Dot(__m256i);
+
+// SAFETY (every method): only reached inside the int8 kernel's `avx2,fma,avxvnni` entry
+// function, after detection (`Level::Avx2Vnni`); pointers are the caller's contract.
+#[cfg(target_arch = "x86_64")]
+impl IntVector for Avx2Dot {
+    const LANES: usize = 8;
+    const REGISTERS: usize = 16;
+    const GROUP: usize = 4;
+    type F = Avx2;
+    type W = __m256i;
+    type A = __m256i;
+    #[inline(always)]
+    fn zero() -> Self {
+        // SAFETY: see above.
+        Avx2Dot(unsafe { _mm256_setzero_si256() })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const i32) -> Self {
+        // SAFETY: see above.
+        Avx2Dot(unsafe { _mm256_loadu_si256(p.cast()) })
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        // SAFETY: see above.
+        Avx2Dot(unsafe { _mm256_add_epi32(self.0, b.0) })
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const u32) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    }
+    #[inline(always)]
+    fn splat_a(unit: u32) -> __m256i {
+        // SAFETY: see above.
+        unsafe { _mm256_set1_epi32(unit as i32) }
+    }
+    #[inline(always)]
+    fn madd(self, a: __m256i, w: __m256i) -> Self {
+        // SAFETY: see above. The unsigned operand is the input, the signed one the weights.
+        Avx2Dot(unsafe { _mm256_dpbusd_avx_epi32(self.0, a, w) })
+    }
+    #[inline(always)]
+    fn to_f32(self) -> Avx2 {
+        // SAFETY: see above.
+        Avx2(unsafe { _mm256_cvtepi32_ps(self.0) })
+    }
+    #[inline(always)]
+    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, zero: f32, dst: *mut u8) {
+        // SAFETY: see above; pointers are the caller's contract.
+        unsafe {
+            let (vi, vlo, vhi, vz) =
+                (_mm256_set1_ps(inv), _mm256_set1_ps(lo), _mm256_set1_ps(hi), _mm256_set1_ps(zero));
+            let mut i = 0;
+            while i + 8 <= n {
+                let x = _mm256_mul_ps(_mm256_loadu_ps(src.add(i)), vi);
+                let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+                // The clamped value plus the zero point is an integer in 0..=255, exact in f32;
+                // packing with unsigned saturation then keeps it as it is.
+                let q = _mm256_cvtps_epi32(_mm256_add_ps(_mm256_min_ps(_mm256_max_ps(r, vlo), vhi), vz));
+                let words = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+                _mm_storel_epi64(dst.add(i).cast(), _mm_packus_epi16(words, words));
+                i += 8;
+            }
+            for j in i..n {
+                let v = super::int8::quantize(*src.add(j), inv, lo, hi);
+                *dst.add(j) = (v + zero as i16) as u8;
+            }
+        }
+    }
+}
+
 /// A kernel written once over [`Vector`]: its arguments, and [`Kernel::run`] instantiated per
 /// level by [`dispatch`]. Implementations mark `run` `#[inline(always)]`, so that its body is
 /// compiled inside the level's `#[target_feature]` entry function.
@@ -772,7 +862,7 @@ pub(crate) fn dispatch<K: Kernel>(level: Level, kernel: K) -> K::Output {
         Level::Baseline => kernel.run::<Portable>(),
         // SAFETY: the level's features were detected (asserted above).
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2Fma => unsafe { entry_avx2(kernel) },
+        Level::Avx2Fma | Level::Avx2Vnni => unsafe { entry_avx2(kernel) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 | Level::Avx512Vnni => unsafe { entry_avx512(kernel) },
