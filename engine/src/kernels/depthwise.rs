@@ -247,6 +247,17 @@ unsafe fn rect_impl<V: Vector, const K: usize, const SW: usize, const GROUP: usi
                         taps.block::<SW, GROUP>(at(ox * SW - w.pad[1]), (0, K), out.row_ptr(oy, ox).add(cb));
                         ox += GROUP;
                     }
+                    // The interior columns short of a group in blocks of four and two, then
+                    // one: a lone output is one chain of dependent multiply-adds, and a row of
+                    // 14 left six of them after a group of eight.
+                    if GROUP > 4 && ox + 4 <= xb {
+                        taps.block::<SW, 4>(at(ox * SW - w.pad[1]), (0, K), out.row_ptr(oy, ox).add(cb));
+                        ox += 4;
+                    }
+                    if ox + 2 <= xb {
+                        taps.block::<SW, 2>(at(ox * SW - w.pad[1]), (0, K), out.row_ptr(oy, ox).add(cb));
+                        ox += 2;
+                    }
                     for ox in ox..xb {
                         taps.block::<SW, 1>(at(ox * SW - w.pad[1]), (0, K), out.row_ptr(oy, ox).add(cb));
                     }
