@@ -12,12 +12,16 @@
 //! [`from_expanded`]).
 
 use super::depthwise::{self, Source};
+use super::pointwise::PIXEL_BLOCK;
 use super::{product, In, OutBuf, Segments, SimdLevel};
 use crate::graph::{Bottleneck, Shape};
 use crate::reuse::Rect;
 
 /// Bytes of expanded rows per band: with the depthwise band and the weights, a band's working
-/// set stays well inside a 1–2 MiB L2 cache.
+/// set stays well inside a 1–2 MiB L2 cache. A band still has at least [`PIXEL_BLOCK`] output
+/// pixels, so that each pass of the expansion and the projection over their weights serves a
+/// whole block of pixels: on 14x14 maps with a 5x5 window the byte bound alone gave bands of
+/// two rows (28 pixels), and each of seven bands read both products' weights again.
 const BAND_BYTES: usize = 256 * 1024;
 
 /// Where the expanded rows a band reads come from.
@@ -167,7 +171,7 @@ unsafe fn bands(
     let (cols, width) = (reads.x1 - reads.x0, rect.x1 - rect.x0);
     let span = w.dh * (w.kh - 1) + 1;
     let fit = BAND_BYTES / (4 * (cols * e).max(1));
-    let band = (fit.saturating_sub(span) / w.sh + 1).min(rect.y1 - rect.y0);
+    let band = (fit.saturating_sub(span) / w.sh + 1).max(PIXEL_BLOCK.div_ceil(width.max(1))).min(rect.y1 - rect.y0);
     let rows_max = if matches!(expanded, Expanded::Scratch) { (band - 1) * w.sh + span } else { 0 };
     let (e_len, d_len) = (rows_max.min(ih) * cols * e, band * width * e);
     if scratch.len() < e_len + d_len {
