@@ -6,8 +6,9 @@
 //! registers and four on AVX2's 16 (at stride 1 they share most input loads). A 3x3 vector's
 //! weights stay in registers while the row's outputs go by, and border columns go one at a time
 //! over their valid taps only. A 5x5 vector's 25 weights do not fit in registers beside the
-//! outputs: each is loaded where it lies and used by up to eight outputs at once, so border columns and interior ones short of a group go together in
-//! blocks that test each tap's column (on a 7x7 map, the whole row is one block). Rows
+//! outputs: each is loaded where it lies and used by up to eight outputs at once, so border
+//! columns and interior ones short of a group go together in blocks that test each tap's
+//! column (on a 7x7 map, the whole row is one block). Rows
 //! outer and channels inner keeps every access a contiguous run of channels, which the
 //! hardware prefetchers follow. Other windows go pixel by pixel; channels beyond the last
 //! whole vector go through a scalar loop. Each output is summed over its valid taps in one
