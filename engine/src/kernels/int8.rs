@@ -84,7 +84,7 @@ fn is_dot(level: Level) -> bool {
 /// Whether the int8 products can run on a dot-product level here, so that the quads are
 /// packed.
 fn dot_product() -> bool {
-    Level::available().into_iter().any(is_dot)
+    Level::detected().iter().copied().any(is_dot)
 }
 
 /// What a quad's input bytes are offset by: each is `q + zero − QUAD_BIAS`, an `i8` for NEON's

@@ -77,16 +77,20 @@ impl Level {
         out
     }
 
-    /// The best level this CPU supports (detected once).
-    pub fn best() -> Level {
-        static BEST: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| *Self::available().last().unwrap_or(&Level::Baseline))
+    /// [`Level::available`], detected once.
+    pub(crate) fn detected() -> &'static [Level] {
+        static DETECTED: std::sync::OnceLock<Vec<Level>> = std::sync::OnceLock::new();
+        DETECTED.get_or_init(Self::available)
     }
 
-    /// Whether this CPU can run the level (detected once).
+    /// The best level this CPU supports.
+    pub fn best() -> Level {
+        *Self::detected().last().unwrap_or(&Level::Baseline)
+    }
+
+    /// Whether this CPU can run the level.
     pub fn is_available(self) -> bool {
-        static AVAILABLE: std::sync::OnceLock<Vec<Level>> = std::sync::OnceLock::new();
-        AVAILABLE.get_or_init(Self::available).contains(&self)
+        Self::detected().contains(&self)
     }
 
     /// The level for a kernel whose vectors run along `n` contiguous floats (channels): AVX-512
@@ -695,60 +699,87 @@ impl IntVector for NeonDot {
     }
 }
 
-/// Sixteen `i32` lanes in an AVX-512 register, multiplied by `vpdpbusd` (AVX-512 VNNI): each
-/// lane adds the four products of a quad of `u8` inputs with its channel's quad of `i8`
-/// weights in one instruction.
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-pub(crate) struct Avx512Dot(__m512i);
+/// An integer vector multiplied by `vpdpbusd` ([`Avx512Dot`], [`Avx2Dot`]): each `i32` lane
+/// adds the four products of a quad of `u8` inputs with its channel's quad of `i8` weights in
+/// one instruction. The two differ in width and intrinsics only, and in how `quantize` packs
+/// bytes (the `quantize` block quantizes whole vectors and returns how many values it did).
+macro_rules! dot_vector {
+    ($(#[$doc:meta])* $name:ident($reg:ty), lanes $lanes:literal, registers $regs:literal, float $f:ident,
+     $zero:ident, $load:ident, $add:ident, $set1:ident, $dpbusd:ident, $cvt:ident,
+     quantize |$src:ident, $n:ident, $inv:ident, $lo:ident, $hi:ident, $z:ident, $dst:ident| $quantize:block) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[derive(Clone, Copy)]
+        pub(crate) struct $name($reg);
 
-// SAFETY (every method): only reached inside the int8 kernel's `avx512f,avx512vnni` entry
-// function, after detection (`Level::Avx512Vnni`); pointers are the caller's contract.
-#[cfg(target_arch = "x86_64")]
-impl IntVector for Avx512Dot {
-    const LANES: usize = 16;
-    const REGISTERS: usize = 32;
-    const GROUP: usize = 4;
-    type F = Avx512;
-    type W = __m512i;
-    type A = __m512i;
-    #[inline(always)]
-    fn zero() -> Self {
-        // SAFETY: see above.
-        Avx512Dot(unsafe { _mm512_setzero_si512() })
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const i32) -> Self {
-        // SAFETY: see above.
-        Avx512Dot(unsafe { _mm512_loadu_si512(p.cast()) })
-    }
-    #[inline(always)]
-    fn add(self, b: Self) -> Self {
-        // SAFETY: see above.
-        Avx512Dot(unsafe { _mm512_add_epi32(self.0, b.0) })
-    }
-    #[inline(always)]
-    unsafe fn load_w(p: *const u32) -> __m512i {
-        // SAFETY: see above.
-        unsafe { _mm512_loadu_si512(p.cast()) }
-    }
-    #[inline(always)]
-    fn splat_a(unit: u32) -> __m512i {
-        // SAFETY: see above.
-        unsafe { _mm512_set1_epi32(unit as i32) }
-    }
-    #[inline(always)]
-    fn madd(self, a: __m512i, w: __m512i) -> Self {
-        // SAFETY: see above. The unsigned operand is the input, the signed one the weights.
-        Avx512Dot(unsafe { _mm512_dpbusd_epi32(self.0, a, w) })
-    }
-    #[inline(always)]
-    fn to_f32(self) -> Avx512 {
-        // SAFETY: see above.
-        Avx512(unsafe { _mm512_cvtepi32_ps(self.0) })
-    }
-    #[inline(always)]
-    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, zero: f32, dst: *mut u8) {
+        // SAFETY (every method): only reached inside the int8 kernel's entry function for this
+        // vector's level (`avx512vnni` or `avxvnni` enabled), after detection; pointers are the
+        // caller's contract.
+        #[cfg(target_arch = "x86_64")]
+        impl IntVector for $name {
+            const LANES: usize = $lanes;
+            const REGISTERS: usize = $regs;
+            const GROUP: usize = 4;
+            type F = $f;
+            type W = $reg;
+            type A = $reg;
+            #[inline(always)]
+            fn zero() -> Self {
+                // SAFETY: see above.
+                $name(unsafe { $zero() })
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const i32) -> Self {
+                // SAFETY: see above.
+                $name(unsafe { $load(p.cast()) })
+            }
+            #[inline(always)]
+            fn add(self, b: Self) -> Self {
+                // SAFETY: see above.
+                $name(unsafe { $add(self.0, b.0) })
+            }
+            #[inline(always)]
+            unsafe fn load_w(p: *const u32) -> $reg {
+                // SAFETY: see above.
+                unsafe { $load(p.cast()) }
+            }
+            #[inline(always)]
+            fn splat_a(unit: u32) -> $reg {
+                // SAFETY: see above.
+                unsafe { $set1(unit as i32) }
+            }
+            #[inline(always)]
+            fn madd(self, a: $reg, w: $reg) -> Self {
+                // SAFETY: see above. The unsigned operand is the input, the signed one the weights.
+                $name(unsafe { $dpbusd(self.0, a, w) })
+            }
+            #[inline(always)]
+            fn to_f32(self) -> $f {
+                // SAFETY: see above.
+                $f(unsafe { $cvt(self.0) })
+            }
+            #[inline(always)]
+            unsafe fn quantize($src: *const f32, $n: usize, $inv: f32, $lo: f32, $hi: f32, $z: f32, $dst: *mut u8) {
+                let vectors: usize = $quantize;
+                for j in vectors..$n {
+                    // SAFETY: the caller's contract (`src` holds `n` floats, `dst` `n` bytes).
+                    unsafe {
+                        let v = super::int8::quantize(*$src.add(j), $inv, $lo, $hi);
+                        *$dst.add(j) = (v + $z as i16) as u8;
+                    }
+                }
+            }
+        }
+    };
+}
+
+dot_vector!(
+    /// Sixteen `i32` lanes in an AVX-512 register (AVX-512 VNNI).
+    Avx512Dot(__m512i), lanes 16, registers 32, float Avx512,
+    _mm512_setzero_si512, _mm512_loadu_si512, _mm512_add_epi32, _mm512_set1_epi32, _mm512_dpbusd_epi32,
+    _mm512_cvtepi32_ps,
+    // The whole vectors of `quantize`; the macro quantizes the values after them one by one.
+    quantize |src, n, inv, lo, hi, zero, dst| {
         // SAFETY: see above; pointers are the caller's contract.
         unsafe {
             let (vi, vlo, vhi, vz) =
@@ -762,67 +793,19 @@ impl IntVector for Avx512Dot {
                 _mm_storeu_si128(dst.add(i).cast(), _mm512_cvtepi32_epi8(q));
                 i += 16;
             }
-            for j in i..n {
-                let v = super::int8::quantize(*src.add(j), inv, lo, hi);
-                *dst.add(j) = (v + zero as i16) as u8;
-            }
+            i
         }
     }
-}
+);
 
-/// Eight `i32` lanes in an AVX2 register, multiplied by the VEX-encoded `vpdpbusd` of
-/// AVX-VNNI: [`Avx512Dot`] at half the width, for CPUs without AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-pub(crate) struct Avx2Dot(__m256i);
-
-// SAFETY (every method): only reached inside the int8 kernel's `avx2,fma,avxvnni` entry
-// function, after detection (`Level::Avx2Vnni`); pointers are the caller's contract.
-#[cfg(target_arch = "x86_64")]
-impl IntVector for Avx2Dot {
-    const LANES: usize = 8;
-    const REGISTERS: usize = 16;
-    const GROUP: usize = 4;
-    type F = Avx2;
-    type W = __m256i;
-    type A = __m256i;
-    #[inline(always)]
-    fn zero() -> Self {
-        // SAFETY: see above.
-        Avx2Dot(unsafe { _mm256_setzero_si256() })
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const i32) -> Self {
-        // SAFETY: see above.
-        Avx2Dot(unsafe { _mm256_loadu_si256(p.cast()) })
-    }
-    #[inline(always)]
-    fn add(self, b: Self) -> Self {
-        // SAFETY: see above.
-        Avx2Dot(unsafe { _mm256_add_epi32(self.0, b.0) })
-    }
-    #[inline(always)]
-    unsafe fn load_w(p: *const u32) -> __m256i {
-        // SAFETY: see above.
-        unsafe { _mm256_loadu_si256(p.cast()) }
-    }
-    #[inline(always)]
-    fn splat_a(unit: u32) -> __m256i {
-        // SAFETY: see above.
-        unsafe { _mm256_set1_epi32(unit as i32) }
-    }
-    #[inline(always)]
-    fn madd(self, a: __m256i, w: __m256i) -> Self {
-        // SAFETY: see above. The unsigned operand is the input, the signed one the weights.
-        Avx2Dot(unsafe { _mm256_dpbusd_avx_epi32(self.0, a, w) })
-    }
-    #[inline(always)]
-    fn to_f32(self) -> Avx2 {
-        // SAFETY: see above.
-        Avx2(unsafe { _mm256_cvtepi32_ps(self.0) })
-    }
-    #[inline(always)]
-    unsafe fn quantize(src: *const f32, n: usize, inv: f32, lo: f32, hi: f32, zero: f32, dst: *mut u8) {
+dot_vector!(
+    /// Eight `i32` lanes in an AVX2 register, multiplied by the VEX-encoded `vpdpbusd` of
+    /// AVX-VNNI: [`Avx512Dot`] at half the width, for CPUs without AVX-512.
+    Avx2Dot(__m256i), lanes 8, registers 16, float Avx2,
+    _mm256_setzero_si256, _mm256_loadu_si256, _mm256_add_epi32, _mm256_set1_epi32, _mm256_dpbusd_avx_epi32,
+    _mm256_cvtepi32_ps,
+    // The whole vectors of `quantize`; the macro quantizes the values after them one by one.
+    quantize |src, n, inv, lo, hi, zero, dst| {
         // SAFETY: see above; pointers are the caller's contract.
         unsafe {
             let (vi, vlo, vhi, vz) =
@@ -838,13 +821,10 @@ impl IntVector for Avx2Dot {
                 _mm_storel_epi64(dst.add(i).cast(), _mm_packus_epi16(words, words));
                 i += 8;
             }
-            for j in i..n {
-                let v = super::int8::quantize(*src.add(j), inv, lo, hi);
-                *dst.add(j) = (v + zero as i16) as u8;
-            }
+            i
         }
     }
-}
+);
 
 /// A kernel written once over [`Vector`]: its arguments, and [`Kernel::run`] instantiated per
 /// level by [`dispatch`]. Implementations mark `run` `#[inline(always)]`, so that its body is
