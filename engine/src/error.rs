@@ -99,7 +99,7 @@ pub enum Error {
     ThreadPool {
         threads: usize,
         #[source]
-        source: rayon::ThreadPoolBuildError,
+        source: std::io::Error,
     },
 }
 

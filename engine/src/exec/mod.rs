@@ -7,6 +7,7 @@
 
 mod options;
 mod plan;
+mod pool;
 mod session;
 
 pub use options::{

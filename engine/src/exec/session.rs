@@ -5,10 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use rayon::prelude::*;
-
 use super::options::{SessionOptions, GATE_MACS_PER_VALUE};
 use super::plan::Plan;
+use super::pool::{FrameGuard, SpinPool};
 use crate::diff::{self, Tiling};
 use crate::error::{Error, Result};
 use crate::frame::{Aspect, Image};
@@ -25,7 +24,9 @@ use crate::stats::{FrameStats, HeadStats, HeadStatus, NodeStats, Reset, StageTim
 const MAX_HALO_SHARE: f64 = 0.15;
 
 /// Below this many MACs a node runs on the calling thread: forking costs more than it saves.
-const MIN_PARALLEL_MACS: u64 = 150_000;
+/// Handing tasks to the pool's spinning workers costs about a microsecond, and 40k MACs are
+/// 1–4 µs of work at the kernels' 10–40 GMAC/s (docs/results-kernels.md).
+const MIN_PARALLEL_MACS: u64 = 40_000;
 /// Fewest output rows in one band of a resample on the pool: each band converts and blends
 /// the source rows its taps read, so the rows at a band's edges are read by two bands, and
 /// thin bands would repeat much of the work.
@@ -148,7 +149,7 @@ pub struct Output {
 pub struct Session {
     plan: Arc<Plan>,
     options: SessionOptions,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Option<Arc<SpinPool>>,
     threads: usize,
     tiling: Tiling,
     /// Output of every node; `acts[0]` is the normalised input tensor.
@@ -414,19 +415,14 @@ impl Session {
         self.current.resize(input.h * input.w * 3, 0.0);
         match self.pool.as_deref() {
             Some(pool) if input.h >= 2 * RESAMPLE_BAND_ROWS => {
-                // The calling thread resamples the first band while the pool's workers take the
-                // others: one hand-over, where running it all on the pool takes two.
                 let rows = input.h.div_ceil(self.threads).max(RESAMPLE_BAND_ROWS);
-                let mut bands = self.current.chunks_mut(rows * input.w * 3).enumerate();
-                let (_, first) = bands.next().expect("a band");
-                pool.in_place_scope(|s| {
-                    for (k, band) in bands {
-                        let start = k * rows;
-                        s.spawn(move |_| {
-                            pre.resample_rows(frame, input, start..start + band.len() / (input.w * 3), band)
-                        });
-                    }
-                    pre.resample_rows(frame, input, 0..rows, first);
+                // One band per task; each lock is taken once, by the task of its band.
+                let bands: Vec<_> = self.current.chunks_mut(rows * input.w * 3).map(std::sync::Mutex::new).collect();
+                pool.run(bands.len(), &|k| {
+                    let mut band = bands[k].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let start = k * rows;
+                    let end = start + band.len() / (input.w * 3);
+                    pre.resample_rows(frame, input, start..end, &mut band);
                 });
             }
             _ => pre.resample_rows(frame, input, 0..input.h, &mut self.current),
@@ -435,6 +431,9 @@ impl Session {
 
     fn step(&mut self, frame: Image<'_>, force_full: bool) -> Result<Vec<Output>> {
         frame.validate()?;
+        // The workers wake now and spin through the frame (see `SpinPool::frame`).
+        let pool = self.pool.clone();
+        let _frame = pool.as_deref().map(SpinPool::frame);
         self.follow_frame(frame.size())?;
         let started = Instant::now();
         let plan = Arc::clone(&self.plan);
@@ -498,14 +497,8 @@ impl Session {
             Some(_) => Mask::full(input.h, input.w),
             None => diff::tile_mask(&tiles, self.tiling, input.h, input.w),
         };
-        // The node loop runs on a pool worker, so that each parallel node forks from inside the
-        // pool (work stealing) rather than handing its tasks over from outside and waiting:
-        // one hand-over per frame instead of one per node.
         let full = reset.is_some();
-        let (nodes, macs_executed) = match self.pool.clone() {
-            Some(pool) => pool.install(|| self.run_nodes(input_mask, full, &mut times)),
-            None => self.run_nodes(input_mask, full, &mut times),
-        };
+        let (nodes, macs_executed) = self.run_nodes(input_mask, full, &mut times);
         if let Some((_, all)) = self.options.mode.node_delta().filter(|_| reset.is_some()) {
             let nodes = &graph.nodes;
             self.scales = (0..nodes.len())
@@ -840,25 +833,28 @@ fn rms(a: &[f32], c: usize) -> f32 {
     (sum / n.max(1) as f64).sqrt() as f32
 }
 
-/// The worker threads of one or more sessions: none for one thread, else a rayon pool of
-/// `threads` workers ([`SessionOptions::threads`], all cores when unset).
+/// The worker threads of one or more sessions: none for one thread, else a [`SpinPool`] of
+/// `threads` threads, the calling one among them ([`SessionOptions::threads`], all cores
+/// when unset).
 #[derive(Clone)]
 pub(crate) struct WorkerPool {
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Option<Arc<SpinPool>>,
     threads: usize,
 }
 
 impl WorkerPool {
+    /// Marks a frame in progress, for a caller that runs several sessions in one frame (see
+    /// [`SpinPool::frame`]); `None` without workers.
+    pub(crate) fn frame(&self) -> Option<FrameGuard<'_>> {
+        self.pool.as_deref().map(SpinPool::frame)
+    }
+
     /// Validates `options` (the thread count among them), then starts the workers.
     pub(crate) fn new(options: &SessionOptions) -> Result<Self> {
         options.validate()?;
         let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = if threads > 1 {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("framecache-{i}"))
-                .build()
-                .map_err(|source| Error::ThreadPool { threads, source })?;
+            let pool = SpinPool::new(threads).map_err(|source| Error::ThreadPool { threads, source })?;
             Some(Arc::new(pool))
         } else {
             None
@@ -870,7 +866,7 @@ impl WorkerPool {
 /// Where a node's rectangles are computed: on the pool when it has one (each worker with its
 /// own kernel scratch), otherwise one after the other on the calling thread.
 struct Tasks<'a> {
-    pool: Option<&'a rayon::ThreadPool>,
+    pool: Option<&'a SpinPool>,
     threads: usize,
 }
 
@@ -897,7 +893,7 @@ impl Tasks<'_> {
             Some(pool) => {
                 let pixels = rects.iter().map(Rect::area).sum();
                 let groups = split_area(rects, Self::groups(self.threads, pixels));
-                pool.install(|| groups.par_iter().for_each(|g| POOL_SCRATCH.with_borrow_mut(|scratch| f(g, scratch))));
+                pool.run(groups.len(), &|g| POOL_SCRATCH.with_borrow_mut(|scratch| f(&groups[g], scratch)));
             }
             None => f(rects, scratch),
         }

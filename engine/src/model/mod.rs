@@ -229,6 +229,8 @@ pub struct BundleSession {
     decoded: Vec<Vec<Option<Head>>>,
     /// A camera frame converted once for all backbones ([`BundleSession::process`]).
     converted: Vec<u8>,
+    /// The workers the sessions share, kept spinning from one backbone to the next.
+    pool: WorkerPool,
 }
 
 impl BundleSession {
@@ -244,7 +246,7 @@ impl BundleSession {
             sessions.push(s);
         }
         let decoded = bundle.backbones.iter().map(|b| vec![None; b.heads.len()]).collect();
-        Ok(Self { bundle, sessions, decoded, converted: Vec::new() })
+        Ok(Self { bundle, sessions, decoded, converted: Vec::new(), pool })
     }
 
     pub fn bundle(&self) -> &Arc<Bundle> {
@@ -298,6 +300,7 @@ impl BundleSession {
 
     fn step(&mut self, frame: Image<'_>, full: bool) -> Result<Vec<HeadResult>> {
         frame.validate()?;
+        let _frame = self.pool.frame();
         let frame = if self.sessions.len() > 1 { Image::from(frame.to_frame(&mut self.converted)) } else { frame };
         let mut results = Vec::new();
         for (b, backbone) in self.bundle.backbones.iter().enumerate() {
