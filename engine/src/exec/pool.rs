@@ -194,7 +194,7 @@ fn worker(shared: &Shared) {
         let mut spins = 0u32;
         while shared.epoch.load(Ordering::Acquire) == seen {
             spins = spins.wrapping_add(1);
-            if spins % 64 == 0 && shared.frames.load(Ordering::Acquire) == 0 {
+            if spins.is_multiple_of(64) && shared.frames.load(Ordering::Acquire) == 0 {
                 let mut slot = lock(&shared.slot);
                 slot.parked += 1;
                 while shared.epoch.load(Ordering::Acquire) == seen && shared.frames.load(Ordering::Acquire) == 0 {
