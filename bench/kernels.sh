@@ -20,6 +20,8 @@ for m in mobilenet_v2 efficientnet_lite0 selfie pose_body; do
     "$prof" "$f" "$t" --nodes > "$out/profile_${m}_t$t.txt"
     "$py" bench/ort_profile.py "$f" --threads "$t" > "$out/ort_profile_${m}_t$t.txt"
   done
+  # ORT's default: its workers spin between nodes and between runs (framecache's spin within a frame).
+  "$py" bench/ort_profile.py "$f" --threads 2 --spin > "$out/ort_profile_${m}_t2_spin.txt"
   if [ "$m" != pose_body ]; then
     "$py" ../shared/tools/peers/time_peers.py --model "$m" --threads 1,2 --frames 60 \
       --json "$out/peers_$m.json" > "$out/peers_$m.txt" 2>&1
