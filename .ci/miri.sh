@@ -21,3 +21,6 @@ export FRAMECACHE_PROPTEST_CASES="${FRAMECACHE_PROPTEST_CASES:-2}"
 # Isolation off: proptest reads the regression files beside the tests.
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}"
 cargo "+$TOOLCHAIN" miri test --locked -p framecache --test kernels
+# The session's worker pool (`exec::pool`): a closure shared with workers by a lifetime-erased
+# pointer, spin waits and parking, checked for data races and use after return.
+cargo "+$TOOLCHAIN" miri test --locked -p framecache --lib exec::pool
