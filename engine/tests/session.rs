@@ -124,3 +124,55 @@ fn options_are_validated() {
     assert!("threshold=abc".parse::<Mode>().is_err());
     assert_eq!("threshold=0".parse::<Mode>().unwrap(), Mode::Exact);
 }
+
+/// A mean over a whole map (global pooling, or an average pool whose window is the map) runs
+/// its row blocks on the pool when it is large: the same bits on one thread and on two, in
+/// full and cached frames, and the reference's value.
+#[test]
+fn whole_map_means_have_the_same_bits_on_any_thread_count() {
+    use framecache::graph::PoolKind;
+    let (h, w) = (72, 40);
+    let mut b = GraphBuilder::new(h, w, 3);
+    let mut k = 0u32;
+    let mut wgt = || {
+        k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (k >> 16) as f32 / 65_536.0 - 0.5
+    };
+    let one = Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] };
+    // 72 x 40 x 24 values: more than the MACs that go to the pool, in five row blocks.
+    let x = b.conv(0, 24, one, 1, Activation::Relu, &mut wgt).unwrap();
+    let g = b.global_avg_pool(x).unwrap();
+    let whole = Window { kh: h, kw: w, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] };
+    let p = b.pool(x, PoolKind::Avg { count_include_pad: false }, whole).unwrap();
+    b.output(g);
+    b.output(p);
+    let plan = Plan::new(b.build(), Preprocess::default()).unwrap();
+    let frames: Vec<Vec<u8>> =
+        (0..3u8).map(|f| (0..h * w * 3).map(|i| (i * 7 + usize::from(f) * 31) as u8).collect()).collect();
+    let run = |threads| {
+        let opts = SessionOptions { mode: Mode::Exact, threads: Some(threads), ..Default::default() };
+        let mut s = Session::new(plan.clone(), opts).unwrap();
+        frames.iter().map(|px| s.process(Frame::rgb(w, h, px)).unwrap()).collect::<Vec<_>>()
+    };
+    let (one_thread, two) = (run(1), run(2));
+    for (a, b) in one_thread.iter().zip(&two) {
+        for (a, b) in a.iter().zip(b) {
+            let bits = |o: &framecache::Output| o.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a), bits(b), "output {}", a.name);
+        }
+    }
+    // Both means of the last frame: the same value, and the reference's.
+    let last = &one_thread[2];
+    let mut s = Session::new(plan.clone(), SessionOptions { threads: Some(1), ..Default::default() }).unwrap();
+    s.run_full(Frame::rgb(w, h, &frames[2])).unwrap();
+    let graph = plan.graph();
+    for &n in &[g, p] {
+        let node = &graph.nodes[n];
+        let inputs: Vec<&[f32]> = node.inputs.iter().map(|&j| s.activation(j)).collect();
+        let want = framecache::kernels::reference::eval(node, graph, &inputs);
+        for (got, want) in s.activation(n).iter().zip(&want) {
+            assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "node {n}: {got} against {want}");
+        }
+    }
+    assert_eq!(last[0].data, last[1].data);
+}

@@ -733,8 +733,25 @@ impl Session {
         } else {
             &mut rest[0][..]
         };
-        let out = OutBuf::new(dst, node.shape);
         let level = self.level;
+        let x = inputs.first().copied();
+        // A mean over a whole map (global pooling) has one output pixel: its row blocks go to
+        // the pool instead, and their sums are added in order (the same bits as on one thread).
+        let whole_mean = x.filter(|x| !x.shape.is_empty() && kernels::is_whole_mean(node, x.shape));
+        if let (Some(pool), Some(x)) = (self.pool.as_deref().filter(|_| macs >= MIN_PARALLEL_MACS), whole_mean) {
+            let (c, blocks) = (x.shape.c, kernels::mean_blocks(x.shape));
+            let mut sums = vec![0.0; blocks * c];
+            {
+                let parts: Vec<_> = sums.chunks_mut(c).map(std::sync::Mutex::new).collect();
+                pool.run(blocks, &|b| {
+                    let mut part = parts[b].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    kernels::mean_block_sums(level, x, b, &mut part);
+                });
+            }
+            kernels::mean_of_blocks(&sums, x.shape, &mut dst[..c]);
+            return;
+        }
+        let out = OutBuf::new(dst, node.shape);
         let parallel = macs >= MIN_PARALLEL_MACS && !node.op.is_global();
         let pool = self.pool.as_deref().filter(|_| parallel);
         let tasks = Tasks { pool, threads: self.threads };

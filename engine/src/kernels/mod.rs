@@ -138,8 +138,11 @@ pub unsafe fn compute_rect(
                 Some(packed) => unshuffle(level, ct, packed, inputs[0], out, rect, scratch),
                 None => conv_transpose(level, ct, inputs[0], out, rect),
             },
+            Op::GlobalAvgPool => whole_mean(level, inputs[0], out.row(0, 0, 1), scratch),
+            Op::Pool { .. } if is_whole_mean(node, inputs[0].shape) => {
+                whole_mean(level, inputs[0], out.row(0, 0, 1), scratch)
+            }
             Op::Pool { kind, window } => pool(*kind, window, inputs[0], out, rect),
-            Op::GlobalAvgPool => global_avg_pool(inputs[0], out.row(0, 0, 1)),
             Op::Resize { mode, coord } => {
                 use crate::graph::geometry_taps as taps;
                 // Column taps are the same for every row: computed once per chunk of columns
@@ -180,10 +183,15 @@ pub unsafe fn compute_rect(
                 }
             }),
             Op::Softmax => per_pixel(inputs[0], out, rect, softmax),
-            Op::Binary { kind, activation, residual } => {
-                binary(level, *kind, *activation, inputs, node.shape, out, rect);
-                if let Some(act) = residual {
-                    add_residual(level, *act, inputs[2], out, rect);
+            Op::Binary { kind, activation, residual: None } => {
+                binary(level, *kind, *activation, inputs, node.shape, out, rect)
+            }
+            // Row by row, so that the residual is added while the row is in L1.
+            Op::Binary { kind, activation, residual: Some(act) } => {
+                for y in rect.y0..rect.y1 {
+                    let row = Rect { y0: y, y1: y + 1, ..rect };
+                    binary(level, *kind, *activation, inputs, node.shape, out, row);
+                    add_residual(level, *act, inputs[2], out, row);
                 }
             }
             Op::Concat => concat(inputs, node.shape, out, rect),
@@ -1391,13 +1399,107 @@ unsafe fn pool(kind: PoolKind, w: &crate::graph::Window, input: In<'_>, out: &Ou
     }
 }
 
-fn global_avg_pool(input: In<'_>, dst: &mut [f32]) {
-    dst.fill(0.0);
-    for px in input.data.chunks_exact(input.shape.c) {
-        dst.iter_mut().zip(px).for_each(|(d, &s)| *d += s);
+/// Rows per block of a mean over a whole map ([`whole_mean`]): each block's sums are taken
+/// pixel by pixel, and the blocks' sums added in row order, so the bits are the same however
+/// the blocks are spread over threads (`Session` hands them to its pool).
+pub const MEAN_BLOCK_ROWS: usize = 16;
+
+/// `node` averages its whole input (of shape `input`) into one pixel: a global average pool,
+/// or an average pool whose window is the whole unpadded map.
+pub fn is_whole_mean(node: &Node, input: Shape) -> bool {
+    match &node.op {
+        Op::GlobalAvgPool => true,
+        Op::Pool { kind: PoolKind::Avg { .. }, window: w } => {
+            node.shape.pixels() == 1 && w.kh == input.h && w.kw == input.w && w.pad == [0; 4]
+        }
+        _ => false,
     }
-    let inv = 1.0 / input.shape.pixels() as f32;
+}
+
+/// Row blocks of a mean over `input` ([`MEAN_BLOCK_ROWS`] rows each, the last one shorter).
+pub fn mean_blocks(input: Shape) -> usize {
+    input.h.div_ceil(MEAN_BLOCK_ROWS)
+}
+
+/// The per-channel sums of row block `block` of `input` into `dst` (`input.shape.c` values).
+pub fn mean_block_sums(level: SimdLevel, input: In<'_>, block: usize, dst: &mut [f32]) {
+    let row = input.shape.w * input.shape.c;
+    let y0 = block * MEAN_BLOCK_ROWS;
+    let y1 = (y0 + MEAN_BLOCK_ROWS).min(input.shape.h);
+    dispatch(level, SumPixels { src: &input.data[y0 * row..y1 * row], dst });
+}
+
+/// The mean from the per-block sums `sums` (`mean_blocks` runs of `c` values, in row order).
+pub fn mean_of_blocks(sums: &[f32], input: Shape, dst: &mut [f32]) {
+    let c = input.c;
+    dst.copy_from_slice(&sums[..c]);
+    for block in sums.chunks_exact(c).skip(1) {
+        dst.iter_mut().zip(block).for_each(|(d, &s)| *d += s);
+    }
+    let inv = 1.0 / input.pixels().max(1) as f32;
     dst.iter_mut().for_each(|d| *d *= inv);
+}
+
+/// A mean over the whole of `input` on one thread: the same blocks and order as on a pool.
+fn whole_mean(level: SimdLevel, input: In<'_>, dst: &mut [f32], scratch: &mut Vec<f32>) {
+    let c = input.shape.c;
+    let blocks = mean_blocks(input.shape);
+    if blocks == 0 {
+        dst.fill(0.0);
+        return;
+    }
+    scratch.clear();
+    scratch.resize(blocks * c, 0.0);
+    for (b, sums) in scratch.chunks_exact_mut(c).enumerate() {
+        mean_block_sums(level, input, b, sums);
+    }
+    mean_of_blocks(scratch, input.shape, dst);
+}
+
+/// Per channel of `dst`, the sum of `src`'s pixels (`dst.len()` values each) in pixel order:
+/// one IEEE addition per value, so every width gives the same bits.
+struct SumPixels<'a> {
+    src: &'a [f32],
+    dst: &'a mut [f32],
+}
+
+impl Kernel for SumPixels<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        let SumPixels { src, dst } = self;
+        let (c, l) = (dst.len(), V::LANES);
+        let pixels = src.len().checked_div(c).unwrap_or(0);
+        let mut k = 0;
+        // Four vectors of channels at a time in registers, then one, then single channels.
+        while k + 4 * l <= c {
+            let mut a = [V::splat(0.0); 4];
+            for p in 0..pixels {
+                for (j, a) in a.iter_mut().enumerate() {
+                    // SAFETY: k + 4 * l <= c, so every lane is inside pixel p of `src`.
+                    *a = a.add(unsafe { V::load(src.as_ptr().add(p * c + k + j * l)) });
+                }
+            }
+            for (j, a) in a.iter().enumerate() {
+                // SAFETY: as above, inside `dst`.
+                unsafe { a.store(dst.as_mut_ptr().add(k + j * l)) };
+            }
+            k += 4 * l;
+        }
+        while k + l <= c {
+            let mut a = V::splat(0.0);
+            for p in 0..pixels {
+                // SAFETY: k + l <= c.
+                a = a.add(unsafe { V::load(src.as_ptr().add(p * c + k)) });
+            }
+            // SAFETY: k + l <= c.
+            unsafe { a.store(dst.as_mut_ptr().add(k)) };
+            k += l;
+        }
+        for (i, d) in dst.iter_mut().enumerate().skip(k) {
+            *d = (0..pixels).fold(0.0, |a, p| a + src[p * c + i]);
+        }
+    }
 }
 
 /// One output row segment of a resize: per pixel, its two input rows and columns blended

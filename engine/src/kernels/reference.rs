@@ -51,6 +51,7 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
                 *o = act.apply(acc[i] + ct.bias[i % os.c]);
             }
         }
+        Op::Pool { .. } if super::is_whole_mean(node, shapes[0]) => whole_mean(bufs[0], shapes[0], &mut out),
         Op::Pool { kind, window: w } => {
             let is = shapes[0];
             for oy in 0..os.h {
@@ -82,13 +83,7 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
                 }
             }
         }
-        Op::GlobalAvgPool => {
-            let is = shapes[0];
-            for c in 0..os.c {
-                let s: f32 = (0..is.pixels()).map(|p| bufs[0][p * is.c + c]).sum();
-                out[c] = s / is.pixels() as f32;
-            }
-        }
+        Op::GlobalAvgPool => whole_mean(bufs[0], shapes[0], &mut out),
         Op::Resize { mode, coord } => {
             let is = shapes[0];
             let src = |o: usize, n_in: usize, n_out: usize| -> (usize, usize, f32) {
@@ -289,4 +284,18 @@ pub fn int8_conv(conv: &Conv, q: &crate::graph::ConvQuant, is: Shape, os: Shape,
         }
     }
     out
+}
+
+/// The per-channel mean of the whole map `x` into `out`, in the fast kernels' order
+/// ([`super::MEAN_BLOCK_ROWS`] rows per partial sum, the partial sums added in row order): the
+/// bits of a long sum depend on its order, which pixels it sums does not.
+fn whole_mean(x: &[f32], shape: Shape, out: &mut [f32]) {
+    let row = shape.w * shape.c;
+    for (c, o) in out.iter_mut().enumerate().take(shape.c) {
+        let mut total = 0.0f32;
+        for block in x.chunks(super::MEAN_BLOCK_ROWS * row) {
+            total += block.iter().skip(c).step_by(shape.c).fold(0.0f32, |s, &v| s + v);
+        }
+        *o = total * (1.0 / shape.pixels().max(1) as f32);
+    }
 }
