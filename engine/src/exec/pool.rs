@@ -121,6 +121,14 @@ impl SpinPool {
         FrameGuard(self)
     }
 
+    /// Runs `task(k, chunk)` for each chunk `k` of `data`, `len` items long (the last one
+    /// shorter), as [`SpinPool::run`] runs its tasks.
+    pub(crate) fn run_chunks<T: Send>(&self, data: &mut [T], len: usize, task: &(dyn Fn(usize, &mut [T]) + Sync)) {
+        // Each lock is taken once, by the task of its chunk.
+        let chunks: Vec<Mutex<&mut [T]>> = data.chunks_mut(len.max(1)).map(Mutex::new).collect();
+        self.run(chunks.len(), &|k| task(k, &mut lock(&chunks[k])));
+    }
+
     /// Runs `task(0)` … `task(count - 1)`, each once, on the workers and the calling thread,
     /// and returns when all have finished. A panic in a task is raised here, after the others
     /// finished.
@@ -257,6 +265,15 @@ mod tests {
             }
             drop(frame);
         }
+    }
+
+    /// Each chunk goes to the task of its index, the last one shorter.
+    #[test]
+    fn chunks_are_handed_out_by_index() {
+        let pool = SpinPool::new(2).unwrap();
+        let mut data = vec![0usize; 10];
+        pool.run_chunks(&mut data, 4, &|k, chunk| chunk.iter_mut().for_each(|v| *v = k * 10 + chunk.len()));
+        assert_eq!(data, [4, 4, 4, 4, 14, 14, 14, 14, 22, 22]);
     }
 
     /// A call from inside a task runs on its own thread instead of waiting for the pool.

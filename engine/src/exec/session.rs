@@ -416,13 +416,9 @@ impl Session {
         match self.pool.as_deref() {
             Some(pool) if input.h >= 2 * RESAMPLE_BAND_ROWS => {
                 let rows = input.h.div_ceil(self.threads).max(RESAMPLE_BAND_ROWS);
-                // One band per task; each lock is taken once, by the task of its band.
-                let bands: Vec<_> = self.current.chunks_mut(rows * input.w * 3).map(std::sync::Mutex::new).collect();
-                pool.run(bands.len(), &|k| {
-                    let mut band = bands[k].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                pool.run_chunks(&mut self.current, rows * input.w * 3, &|k, band| {
                     let start = k * rows;
-                    let end = start + band.len() / (input.w * 3);
-                    pre.resample_rows(frame, input, start..end, &mut band);
+                    pre.resample_rows(frame, input, start..start + band.len() / (input.w * 3), band);
                 });
             }
             _ => pre.resample_rows(frame, input, 0..input.h, &mut self.current),
@@ -741,13 +737,7 @@ impl Session {
         if let (Some(pool), Some(x)) = (self.pool.as_deref().filter(|_| macs >= MIN_PARALLEL_MACS), whole_mean) {
             let (c, blocks) = (x.shape.c, kernels::mean_blocks(x.shape));
             let mut sums = vec![0.0; blocks * c];
-            {
-                let parts: Vec<_> = sums.chunks_mut(c).map(std::sync::Mutex::new).collect();
-                pool.run(blocks, &|b| {
-                    let mut part = parts[b].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    kernels::mean_block_sums(level, x, b, &mut part);
-                });
-            }
+            pool.run_chunks(&mut sums, c, &|b, part| kernels::mean_block_sums(level, x, b, part));
             kernels::mean_of_blocks(&sums, x.shape, &mut dst[..c]);
             return;
         }
