@@ -272,7 +272,10 @@ mod tests {
     fn chunks_are_handed_out_by_index() {
         let pool = SpinPool::new(2).unwrap();
         let mut data = vec![0usize; 10];
-        pool.run_chunks(&mut data, 4, &|k, chunk| chunk.iter_mut().for_each(|v| *v = k * 10 + chunk.len()));
+        pool.run_chunks(&mut data, 4, &|k, chunk| {
+            let len = chunk.len();
+            chunk.iter_mut().for_each(|v| *v = k * 10 + len);
+        });
         assert_eq!(data, [4, 4, 4, 4, 14, 14, 14, 14, 22, 22]);
     }
 
