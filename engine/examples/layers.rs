@@ -23,11 +23,13 @@ fn time(name: &str, mut graph: Graph, cold: bool) {
     let node = graph.nodes.last().expect("a layer");
     let input: Vec<f32> = (0..graph.nodes[0].shape.len()).map(|i| (i % 17) as f32 * 0.1).collect();
     let mut out = vec![0.0; node.shape.len()];
+    // One scratch for every call, as a session keeps one (a fused block's bands live there).
+    let mut scratch = Vec::new();
     let mut ms: Vec<f64> = (0..300)
         .map(|_| {
             junk.iter_mut().step_by(64).for_each(|b| *b = b.wrapping_add(1));
             let t = Instant::now();
-            compute_full(node, &graph, &[&input], &mut out);
+            compute_full(node, &graph, &[&input], &mut out, &mut scratch);
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();

@@ -71,7 +71,7 @@ fn check_node(level: SimdLevel, graph: &Graph, rect_seed: (usize, usize, usize, 
         }
         // compute_full agrees with the reference too.
         let mut full = vec![0.0; s.len()];
-        compute_full(node, graph, &ins, &mut full);
+        compute_full(node, graph, &ins, &mut full, &mut Vec::new());
         for (k, (f, w)) in full.iter().zip(&want).enumerate() {
             prop_assert!((f - w).abs() <= tol, "node {} full at {k}: {f} vs {w}", i);
         }

@@ -371,13 +371,15 @@ fn softmax(x: &[f32], out: &mut [f32]) {
     out.iter_mut().for_each(|o| *o /= sum);
 }
 
-/// Computes the whole output of `node` into `out` (single-threaded, best level).
-pub fn compute_full(node: &Node, graph: &Graph, bufs: &[&[f32]], out: &mut [f32]) {
+/// Computes the whole output of `node` into `out` (single-threaded, best level), with the
+/// kernel scratch `scratch` (kept across calls by a caller that times them, as a session
+/// keeps its own).
+pub fn compute_full(node: &Node, graph: &Graph, bufs: &[&[f32]], out: &mut [f32], scratch: &mut Vec<f32>) {
     let inputs: Vec<In<'_>> =
         node.inputs.iter().zip(bufs).map(|(&i, d)| In { data: d, shape: graph.nodes[i].shape }).collect();
     let ob = OutBuf::new(out, node.shape);
     // SAFETY: one rectangle covering the output, one writer; the detected level.
-    unsafe { compute_rect(SimdLevel::best(), node, &inputs, &ob, Rect::full(node.shape), &mut Vec::new()) }
+    unsafe { compute_rect(SimdLevel::best(), node, &inputs, &ob, Rect::full(node.shape), scratch) }
 }
 
 /// The activation on one vector: the one definition of every activation's arithmetic, which
