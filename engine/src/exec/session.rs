@@ -736,9 +736,12 @@ impl Session {
         let whole_mean = x.filter(|x| !x.shape.is_empty() && kernels::is_whole_mean(node, x.shape));
         if let (Some(pool), Some(x)) = (self.pool.as_deref().filter(|_| macs >= MIN_PARALLEL_MACS), whole_mean) {
             let (c, blocks) = (x.shape.c, kernels::mean_blocks(x.shape));
-            let mut sums = vec![0.0; blocks * c];
-            pool.run_chunks(&mut sums, c, &|b, part| kernels::mean_block_sums(level, x, b, part));
-            kernels::mean_of_blocks(&sums, x.shape, &mut dst[..c]);
+            // The block sums in the session's scratch, which no task uses meanwhile.
+            let sums = &mut self.scratch;
+            sums.clear();
+            sums.resize(blocks * c, 0.0);
+            pool.run_chunks(sums, c, &|b, part| kernels::mean_block_sums(level, x, b, part));
+            kernels::mean_of_blocks(sums, x.shape, &mut dst[..c]);
             return;
         }
         let out = OutBuf::new(dst, node.shape);
