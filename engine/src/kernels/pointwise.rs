@@ -9,7 +9,7 @@
 //! starting from the bias, whatever rectangle it is computed in, so cached and full results
 //! are bit-identical at one level.
 
-use super::simd::{dispatch, Kernel, Level, Vector};
+use super::simd::{dispatch, prefetch_l2, Kernel, Level, Vector};
 use super::vec_act;
 use crate::graph::{Activation, Packed};
 
@@ -160,6 +160,13 @@ fn drive<V: Vector, const MR: usize, const NV: usize, const MR1: usize, const RU
     let width = NV * V::LANES;
     debug_assert_eq!(PANEL % width, 0);
     let panels = c.cout.div_ceil(PANEL);
+    let rows = c.blocks * c.cin;
+    // The packed weights of the tiles' columns from `col` on (`wrapping_add`: past the last
+    // column it is only prefetched, never read).
+    let weights_at = |col: usize| {
+        let (panel, sub) = (col / PANEL, col % PANEL);
+        c.packed.weights.as_ptr().wrapping_add(panel * rows * PANEL + column_offset(sub, rows))
+    };
     let mut pb = 0;
     while pb < c.npix {
         let pe = (pb + PIXEL_BLOCK).min(c.npix);
@@ -178,13 +185,13 @@ fn drive<V: Vector, const MR: usize, const NV: usize, const MR1: usize, const RU
                     ncols,
                     act: c.act,
                     runs: c.runs,
+                    next: if col + width < c.cout { weights_at(col + width) } else { std::ptr::null() },
                 };
                 // SAFETY: panel columns col..col + width of every block are inside the
                 // zero-padded packed weights and bias; pixels pb..pe and columns col..col +
                 // ncols are inside the source and destination. All checked by `run`.
                 unsafe {
-                    let rows = c.blocks * c.cin;
-                    let w = c.packed.weights.as_ptr().add(panel * rows * PANEL + column_offset(sub * width, rows));
+                    let w = weights_at(col);
                     let b = c.packed.bias.as_ptr().add(col);
                     if NV > 1 && ncols <= V::LANES {
                         t.pixels::<V, MR1, 1, RUNS>(c.src.as_ptr(), w, b, dst, pb..pe, col);
@@ -280,6 +287,11 @@ struct Tile<'a> {
     ncols: usize,
     act: Activation,
     runs: &'a [Run],
+    /// The packed weights of the columns after these (null: none), which the first tile of
+    /// these columns prefetches into L2 while it computes: a model's weights do not stay in
+    /// cache from one frame to the next, and the next panel's then arrive while this one's
+    /// tiles run, instead of each panel's first tile waiting on memory.
+    next: *const f32,
 }
 
 impl Tile<'_> {
@@ -303,7 +315,12 @@ impl Tile<'_> {
         // writes dst[p * dst_stride + col..][..ncols] (the function's contract).
         unsafe {
             while p + MR <= pe {
-                self.run::<V, MR, NV, RUNS>(src.add(p * self.src_stride), w, b, dst.add(p * self.dst_stride + col));
+                let (s, d) = (src.add(p * self.src_stride), dst.add(p * self.dst_stride + col));
+                if p == pixels.start && !self.next.is_null() {
+                    self.run::<V, MR, NV, RUNS, true>(s, w, b, d);
+                } else {
+                    self.run::<V, MR, NV, RUNS, false>(s, w, b, d);
+                }
                 p += MR;
             }
             if p == pe {
@@ -313,17 +330,17 @@ impl Tile<'_> {
             let (s, d) = (src.add(p * self.src_stride), dst.add(p * self.dst_stride + col));
             // The tail has fewer than MR pixels: arms for MR or more are compiled out.
             match pe - p {
-                1 => self.run::<V, 1, NV, RUNS>(s, w, b, d),
-                2 if MR > 2 => self.run::<V, 2, NV, RUNS>(s, w, b, d),
-                3 if MR > 3 => self.run::<V, 3, NV, RUNS>(s, w, b, d),
-                4 if MR > 4 => self.run::<V, 4, NV, RUNS>(s, w, b, d),
-                5 if MR > 5 => self.run::<V, 5, NV, RUNS>(s, w, b, d),
-                6 if MR > 6 => self.run::<V, 6, NV, RUNS>(s, w, b, d),
-                7 if MR > 7 => self.run::<V, 7, NV, RUNS>(s, w, b, d),
-                8 if MR > 8 => self.run::<V, 8, NV, RUNS>(s, w, b, d),
-                9 if MR > 9 => self.run::<V, 9, NV, RUNS>(s, w, b, d),
-                10 if MR > 10 => self.run::<V, 10, NV, RUNS>(s, w, b, d),
-                11 if MR > 11 => self.run::<V, 11, NV, RUNS>(s, w, b, d),
+                1 => self.run::<V, 1, NV, RUNS, false>(s, w, b, d),
+                2 if MR > 2 => self.run::<V, 2, NV, RUNS, false>(s, w, b, d),
+                3 if MR > 3 => self.run::<V, 3, NV, RUNS, false>(s, w, b, d),
+                4 if MR > 4 => self.run::<V, 4, NV, RUNS, false>(s, w, b, d),
+                5 if MR > 5 => self.run::<V, 5, NV, RUNS, false>(s, w, b, d),
+                6 if MR > 6 => self.run::<V, 6, NV, RUNS, false>(s, w, b, d),
+                7 if MR > 7 => self.run::<V, 7, NV, RUNS, false>(s, w, b, d),
+                8 if MR > 8 => self.run::<V, 8, NV, RUNS, false>(s, w, b, d),
+                9 if MR > 9 => self.run::<V, 9, NV, RUNS, false>(s, w, b, d),
+                10 if MR > 10 => self.run::<V, 10, NV, RUNS, false>(s, w, b, d),
+                11 if MR > 11 => self.run::<V, 11, NV, RUNS, false>(s, w, b, d),
                 n => unreachable!("a tail of {n} pixels with tiles of {MR}"),
             }
         }
@@ -337,7 +354,7 @@ impl Tile<'_> {
     /// stride [`STRIPE`]) and `b` `NV` vectors; `dst` holds `MR` rows of `ncols` floats at
     /// `dst_stride`.
     #[inline(always)]
-    unsafe fn run<V: Vector, const MR: usize, const NV: usize, const RUNS: bool>(
+    unsafe fn run<V: Vector, const MR: usize, const NV: usize, const RUNS: bool, const PREFETCH: bool>(
         self,
         src: *const f32,
         w: *const f32,
@@ -354,7 +371,14 @@ impl Tile<'_> {
                 // Each vector's column (the tile starts inside one stripe, and a vector never
                 // straddles two: every level's lanes divide STRIPE).
                 let w: [*const f32; NV] = std::array::from_fn(|j| w.add(column_offset(j * V::LANES, self.rows)));
+                let next = self.next.wrapping_add(block * self.cin * STRIPE);
                 for ci in 0..self.cin {
+                    if PREFETCH {
+                        // One cache line per stripe and input channel.
+                        for j in (0..NV).filter(|j| j * V::LANES % STRIPE == 0) {
+                            prefetch_l2(next.wrapping_add(column_offset(j * V::LANES, self.rows) + ci * STRIPE));
+                        }
+                    }
                     let wv: [V; NV] = std::array::from_fn(|j| V::load(w[j].add(ci * STRIPE)));
                     #[allow(clippy::needless_range_loop)]
                     for p in 0..MR {

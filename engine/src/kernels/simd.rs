@@ -123,6 +123,26 @@ impl Level {
     }
 }
 
+/// Asks the memory system to bring the cache line holding `p` into L2, without waiting for
+/// it and without faulting: any address may be passed (callers compute them with
+/// `wrapping_add`). A no-op where the target has no prefetch hint (and under Miri).
+#[inline(always)]
+pub(crate) fn prefetch_l2<T>(p: *const T) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: SSE is part of x86-64's baseline, and a prefetch never faults or reads into the
+    // program's state.
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T1>(p.cast())
+    };
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
+    // SAFETY: a prefetch hint never faults and touches no register or memory the program sees.
+    unsafe {
+        std::arch::asm!("prfm pldl2keep, [{0}]", in(reg) p, options(nostack, preserves_flags, readonly))
+    };
+    #[cfg(any(miri, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    let _ = p;
+}
+
 /// One SIMD register of `f32` lanes. All methods are `#[inline(always)]`, so that they are
 /// compiled with the target features of the kernel they are inlined into.
 pub(crate) trait Vector: Copy {
