@@ -167,6 +167,7 @@ pub fn calibrate(
     floor: Floor,
 ) -> Result<(framecache::graph::Graph, Calibration)> {
     let mut graph = framecache::import::load_unfused(bytes, path, options)?;
+    framecache::quant::dense_as_conv(&mut graph);
     let plan = Plan::new(graph.clone(), config.preprocess.clone())?;
     let mut session = Session::new(plan, SessionOptions::default())?;
     let mut calibration = Calibration::new(&graph);

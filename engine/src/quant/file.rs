@@ -126,6 +126,7 @@ pub fn load(bytes: &[u8], path: &Path, options: ImportOptions) -> Result<Graph> 
         )));
     }
     let mut graph = crate::import::load_unfused(&model, &source, options)?;
+    super::dense_as_conv(&mut graph);
     for layer in &manifest.layer {
         let node_err = |reason: String| Error::InvalidModel { node: layer.node.clone(), op: "int8".into(), reason };
         let Some(node) = graph.nodes.iter_mut().find(|n| n.name == layer.node) else {

@@ -4,10 +4,10 @@
 //!
 //! What runs in int8: the GEMM-shaped convolutions (pointwise, dense, grouped) wide enough to
 //! pay for quantizing their inputs ([`candidates`]), including the expansions and projections
-//! inside fused inverted-residual blocks: 81% of MobileNetV2's MACs. Depthwise convolutions,
-//! pools, resizes, elementwise ops and fully connected layers stay `f32`: the tensors between
-//! nodes are `f32`, and each int8 convolution quantizes its input as it reads it
-//! ([`crate::kernels::int8`]).
+//! inside fused inverted-residual blocks: 81% of MobileNetV2's MACs, and fully connected layers,
+//! which become the 1x1 convolutions they are ([`dense_as_conv`]). Depthwise convolutions,
+//! pools, resizes and elementwise ops stay `f32`: the tensors between nodes are `f32`, and each
+//! int8 convolution quantizes its input as it reads it ([`crate::kernels::int8`]).
 //!
 //! Quantization works on the graph as imported, before fusion, where every convolution is its
 //! own node and its input is a tensor a session keeps; the fusion passes then carry
@@ -15,7 +15,7 @@
 
 pub mod file;
 
-use crate::graph::{Conv, ConvQuant, Graph, Op};
+use crate::graph::{Conv, ConvQuant, Graph, Op, Window};
 
 /// The range an int8 input covers: `lo..=hi`, with `lo <= 0 <= hi` (zero is always exact).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -54,6 +54,31 @@ pub const MIN_INT8_CHANNELS: usize = 8;
 /// (selfie segmentation's 16-channel 1x1 convolutions on 128x128: 0.124 ms float, 0.238 ms
 /// int8; 24 to 96 channels: even; 32 channels and more: faster in int8; AVX2, one thread).
 pub const MIN_INT8_OUTPUTS: usize = 32;
+
+/// Rewrites every fully connected layer of `graph` as what it is, a 1x1 convolution on its
+/// `1x1xC` input, so that it quantizes and runs in int8 like the other products (a classifier
+/// such as MobileNetV2's reads 1280 x 1000 `f32` weights, 5 MB, on every frame). Both forms
+/// compute each output with the same packed product of one pixel, so the float model's bits do
+/// not change. The quantizer applies it before calibrating, and the int8 loader before it sets
+/// the layers, so both see the same graph.
+pub fn dense_as_conv(graph: &mut Graph) {
+    for node in &mut graph.nodes {
+        if let Op::Dense(d) = &mut node.op {
+            node.op = Op::Conv(Conv {
+                window: Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
+                groups: 1,
+                cin: d.cin,
+                cout: d.cout,
+                weights: std::mem::take(&mut d.weights),
+                bias: std::mem::take(&mut d.bias),
+                activation: d.activation,
+                residual: None,
+                quant: None,
+                packed: Vec::new(),
+            });
+        }
+    }
+}
 
 /// The nodes of an unfused graph that run in int8 once quantized, each with the node its
 /// input is: those that [`takes_int8`], with at least [`MIN_INT8_CHANNELS`] input and
@@ -299,6 +324,32 @@ mod tests {
         // -0.5 / (1 / 127) = -63.5 rounds away from zero; -0.004 / (0.01 / 127) = -50.8.
         assert_eq!(q.weights, vec![127, 127, 0, -64, -51, 0]);
         assert_eq!((q.input_scale, q.input_zero), (6.0 / 255.0, 0));
+    }
+
+    #[test]
+    fn a_dense_layer_as_a_convolution_keeps_its_bits() {
+        let mut b = crate::graph::GraphBuilder::new(1, 1, 40);
+        let mut k = 7u32;
+        let mut w = || {
+            k = k.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (k >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let y = b.dense(0, 50, Activation::Relu, &mut w).unwrap();
+        b.output(y);
+        let dense = b.build();
+        let mut conv = dense.clone();
+        dense_as_conv(&mut conv);
+        assert!(matches!(&conv.nodes[y].op, Op::Conv(c) if c.is_pointwise() && c.cin == 40 && c.cout == 50));
+        // As the quantizer sees it: a product wide enough to run in int8.
+        assert_eq!(candidates(&conv), vec![(y, 0)]);
+        let x: Vec<f32> = (0..40).map(|i| i as f32 * 0.37 - 4.0).collect();
+        let run = |mut g: Graph| {
+            crate::kernels::prepare(&mut g);
+            let mut out = vec![0.0; 50];
+            crate::kernels::compute_full(&g.nodes[y], &g, &[&x], &mut out, &mut Vec::new());
+            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(run(dense), run(conv));
     }
 
     #[test]
