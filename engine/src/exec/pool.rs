@@ -124,9 +124,16 @@ impl SpinPool {
     /// Runs `task(k, chunk)` for each chunk `k` of `data`, `len` items long (the last one
     /// shorter), as [`SpinPool::run`] runs its tasks.
     pub(crate) fn run_chunks<T: Send>(&self, data: &mut [T], len: usize, task: &(dyn Fn(usize, &mut [T]) + Sync)) {
-        // Each lock is taken once, by the task of its chunk.
-        let chunks: Vec<Mutex<&mut [T]>> = data.chunks_mut(len.max(1)).map(Mutex::new).collect();
-        self.run(chunks.len(), &|k| task(k, &mut lock(&chunks[k])));
+        let (n, len) = (data.len(), len.max(1));
+        let base = Chunks(data.as_mut_ptr());
+        self.run(n.div_ceil(len), &|k| {
+            let start = k * len;
+            // SAFETY: `run` calls each index once, so chunk `k` (`start..start + len`, clipped to
+            // `n`, inside `data`) is handed to one task only, and `data` stays borrowed until
+            // `run` returns. No per-call allocation or lock, as the frame's hot path wants.
+            let chunk = unsafe { std::slice::from_raw_parts_mut(base.at(start), len.min(n - start)) };
+            task(k, chunk);
+        });
     }
 
     /// Runs `task(0)` … `task(count - 1)`, each once, on the workers and the calling thread,
@@ -168,6 +175,24 @@ impl SpinPool {
         if let Some(p) = panic {
             resume_unwind(p);
         }
+    }
+}
+
+/// The start of the slice [`SpinPool::run_chunks`] hands out in disjoint chunks.
+struct Chunks<T>(*mut T);
+
+// SAFETY: the tasks only reach disjoint chunks through it (see `SpinPool::run_chunks`), and
+// `T: Send` lets each chunk be used on another thread.
+unsafe impl<T: Send> Sync for Chunks<T> {}
+
+impl<T> Chunks<T> {
+    /// Item `i` (a method, so that closures capture the `Sync` wrapper, not the raw pointer).
+    ///
+    /// # Safety
+    /// `i` lies inside the slice.
+    unsafe fn at(&self, i: usize) -> *mut T {
+        // SAFETY: the caller's contract.
+        unsafe { self.0.add(i) }
     }
 }
 
