@@ -217,21 +217,26 @@ pub struct ConvQuant {
 }
 
 impl Conv {
-    /// The mean over `c` channels as a 1x1 convolution to one channel (ONNX ReduceMean and
-    /// TFLite MEAN over the channel axis).
-    pub fn channel_mean(c: usize) -> Self {
+    /// A 1x1 convolution of `cin` to `cout` channels: `weights` laid out `[ci][co]`, float.
+    pub fn pointwise(cin: usize, cout: usize, weights: Vec<f32>, bias: Vec<f32>, activation: Activation) -> Self {
         Self {
             window: Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
             groups: 1,
-            cin: c,
-            cout: 1,
-            weights: vec![1.0 / c as f32; c],
-            bias: vec![0.0],
-            activation: Activation::Identity,
+            cin,
+            cout,
+            weights,
+            bias,
+            activation,
             residual: None,
             quant: None,
             packed: Vec::new(),
         }
+    }
+
+    /// The mean over `c` channels as a 1x1 convolution to one channel (ONNX ReduceMean and
+    /// TFLite MEAN over the channel axis).
+    pub fn channel_mean(c: usize) -> Self {
+        Self::pointwise(c, 1, vec![1.0 / c as f32; c], vec![0.0], Activation::Identity)
     }
 
     pub fn is_depthwise(&self) -> bool {

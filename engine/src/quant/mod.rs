@@ -15,7 +15,7 @@
 
 pub mod file;
 
-use crate::graph::{Conv, ConvQuant, Graph, Op, Window};
+use crate::graph::{Conv, ConvQuant, Graph, Op};
 
 /// The range an int8 input covers: `lo..=hi`, with `lo <= 0 <= hi` (zero is always exact).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,18 +64,8 @@ pub const MIN_INT8_OUTPUTS: usize = 32;
 pub fn dense_as_conv(graph: &mut Graph) {
     for node in &mut graph.nodes {
         if let Op::Dense(d) = &mut node.op {
-            node.op = Op::Conv(Conv {
-                window: Window { kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] },
-                groups: 1,
-                cin: d.cin,
-                cout: d.cout,
-                weights: std::mem::take(&mut d.weights),
-                bias: std::mem::take(&mut d.bias),
-                activation: d.activation,
-                residual: None,
-                quant: None,
-                packed: Vec::new(),
-            });
+            let (weights, bias) = (std::mem::take(&mut d.weights), std::mem::take(&mut d.bias));
+            node.op = Op::Conv(Conv::pointwise(d.cin, d.cout, weights, bias, d.activation));
         }
     }
 }
