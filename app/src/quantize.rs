@@ -326,9 +326,7 @@ fn fall_back(
     };
     // Mean agreement (and mean squared output error) of `g` with fp32 on the frames.
     let measure = |g: &framecache::graph::Graph| -> Result<(f64, f64)> {
-        let mut g = g.clone();
-        framecache::graph::fuse::bottlenecks(&mut g);
-        framecache::graph::fuse::residual_adds(&mut g);
+        let g = framecache::import::fused(g.clone());
         let mut s = Session::new(Plan::new(g, config.preprocess.clone())?, SessionOptions::default())?;
         let (mut agree, mut err) = (0.0, 0.0);
         for ((_, now), r) in frames.iter().zip(&reference) {
@@ -375,9 +373,7 @@ pub fn in_memory(model: &Model, clips: &[Clip], options: framecache::import::Imp
         .with_context(|| format!("cannot read model {}", model.path.display()))?;
     let (mut graph, _) =
         calibrate(&bytes, &model.path, &model.config, options, clips, 32, Method::MinMax, Floor::Skip2)?;
-    framecache::graph::fuse::bottlenecks(&mut graph);
-    framecache::graph::fuse::residual_adds(&mut graph);
-    let plan = Plan::new(graph, model.config.preprocess.clone())?;
+    let plan = Plan::new(framecache::import::fused(graph), model.config.preprocess.clone())?;
     let m = framecache::SidecarModel::new(plan, model.config.clone(), model.labels.clone());
     Ok(Model {
         path: model.path.clone(),

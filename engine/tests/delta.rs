@@ -40,7 +40,7 @@ proptest! {
     ) {
         let mut graph = common::build(h, w, &layers, seed);
         if fuse {
-            common::fuse(&mut graph);
+            graph = framecache::import::fused(graph);
         }
         let plan = Plan::new(graph, Preprocess::default()).unwrap();
         let g = plan.graph();

@@ -39,7 +39,7 @@ proptest! {
             common::quantize(&mut graph, seed);
         }
         if fuse {
-            common::fuse(&mut graph);
+            graph = framecache::import::fused(graph);
         }
         let plan = Plan::new(graph, Preprocess::default()).unwrap();
         let opts = SessionOptions { mode: Mode::Exact, tile, threads: Some(threads), dense_crossover: 0.5, bypass, simd: Some(level), ..Default::default() };
@@ -100,7 +100,7 @@ proptest! {
         use framecache::HeadStatus;
         let mut graph = common::build(h, w, &layers, seed);
         if fuse {
-            common::fuse(&mut graph);
+            graph = framecache::import::fused(graph);
         }
         let parts = (0..3)
             .map(|k| HeadPart { name: format!("h{k}"), outputs: vec![k], rate: rates[k], nodes: vec![], reads: vec![] })

@@ -35,8 +35,7 @@ proptest! {
         let graph = common::build(h, w, &layers, seed);
         let bytes = graph_file::to_bytes(&graph, "test").unwrap();
         let loaded = load(&bytes).unwrap();
-        let mut fused = graph.clone();
-        common::fuse(&mut fused);
+        let fused = framecache::import::fused(graph.clone());
         prop_assert_eq!(loaded.nodes.len(), fused.nodes.len());
         let pixels: Vec<u8> = (0..h * w * 3).map(|i| (i * 37 % 251) as u8).collect();
         let frame = Frame::rgb(w, h, &pixels);
@@ -152,8 +151,7 @@ proptest! {
         let (graph, books) = clustered(common::build(h, w, &layers, seed), k);
         let bytes = graph_file::to_bytes_clustered(&graph, "test", &books).unwrap();
         let loaded = load(&bytes).unwrap();
-        let mut fused = graph.clone();
-        common::fuse(&mut fused);
+        let fused = framecache::import::fused(graph.clone());
         let pixels: Vec<u8> = (0..h * w * 3).map(|i| (i * 41 % 253) as u8).collect();
         let frame = Frame::rgb(w, h, &pixels);
         for (x, y) in outputs(fused, &frame).iter().zip(&outputs(loaded, &frame)) {

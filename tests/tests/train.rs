@@ -418,8 +418,7 @@ fn compress_cluster_writes_a_model_every_command_runs() {
     let bytes = std::fs::read(&model).unwrap();
     let mut graph = framecache::import::load_unfused(&bytes, &model, Default::default()).unwrap();
     framecache_train::cluster::cluster(&mut graph, framecache_train::cluster::Centroids::Fixed(64)).unwrap();
-    framecache::graph::fuse::bottlenecks(&mut graph);
-    framecache::graph::fuse::residual_adds(&mut graph);
+    let graph = framecache::import::fused(graph);
     let clip = assets().join("clips/static_coin_motion");
     let frame0 = framecache_app::clip::Clip::open(&clip).unwrap().decode(0).unwrap();
     let frame = frame0.as_frame();

@@ -82,6 +82,16 @@ pub fn hard_swish(graph: &mut Graph) -> usize {
 }
 
 impl Graph {
+    /// Inserts `node` at index `at`: every reference to a node at or after `at` moves up by
+    /// one (`node`'s own inputs must come before `at`).
+    pub(crate) fn insert_node(&mut self, at: usize, node: super::Node) {
+        let shift = |i: &mut usize| *i += usize::from(*i >= at);
+        self.nodes.iter_mut().flat_map(|n| n.inputs.iter_mut()).for_each(shift);
+        self.outputs.iter_mut().for_each(|o| shift(&mut o.node));
+        self.tensors.values_mut().for_each(shift);
+        self.nodes.insert(at, node);
+    }
+
     /// Removes every node `i` with `alias[i] != i`; whatever read it reads `alias[i]` instead
     /// (an earlier node computing the same value), and its tensor names move there too.
     pub(crate) fn remove_aliased(&mut self, alias: &[usize]) {
@@ -213,4 +223,99 @@ pub fn residual_adds(graph: &mut Graph) -> usize {
     graph.tensors.retain(|_, id| alias[*id] == *id);
     graph.remove_aliased(&alias);
     fused
+}
+
+/// Average pools whose unpadded window is the whole input map (how MediaPipe's models write a
+/// global pool) become [`Op::GlobalAvgPool`]: the same value up to the order of the sum, by the
+/// global pool's kernel, which splits the map across threads where a pool of one output pixel
+/// cannot. Returns how many were rewritten.
+pub fn global_pools(graph: &mut Graph) -> usize {
+    let mut rewritten = 0;
+    for i in 0..graph.nodes.len() {
+        let node = &graph.nodes[i];
+        let Op::Pool { kind: super::PoolKind::Avg { .. }, window } = &node.op else { continue };
+        let s = graph.nodes[node.inputs[0]].shape;
+        if (window.kh, window.kw, window.pad) == (s.h, s.w, [0; 4]) && (node.shape.h, node.shape.w) == (1, 1) {
+            graph.nodes[i].op = Op::GlobalAvgPool;
+            rewritten += 1;
+        }
+    }
+    rewritten
+}
+
+/// The global average of a sum read by nothing else, `Pool(a + b)` (after [`global_pools`]), becomes the sum of the
+/// averages, `Pool(a) + Pool(b)` (both operands of the map's shape): the sum is never written
+/// as a map. MediaPipe's segmentation decoders pool `skip + up` only to compute a channel
+/// attention vector (selfie segmentation's 128x128x16 sum was a full pass over memory for one
+/// vector of 16 values). The value is the same up to the order of the float sums. Returns how
+/// many were rewritten.
+pub fn pools_of_sums(graph: &mut Graph) -> usize {
+    let mut rewritten = 0;
+    loop {
+        let uses = uses(graph);
+        let found = (0..graph.nodes.len()).find_map(|p| {
+            let node = &graph.nodes[p];
+            let &[m] = &node.inputs[..] else { return None };
+            let sum = &graph.nodes[m];
+            let plain_add = matches!(
+                sum.op,
+                Op::Binary { kind: BinaryKind::Add, activation: Activation::Identity, residual: None }
+            );
+            let same_shapes = sum.inputs.len() == 2 && sum.inputs.iter().all(|&i| graph.nodes[i].shape == sum.shape);
+            (plain_add && same_shapes && uses[m] == 1 && matches!(node.op, Op::GlobalAvgPool)).then_some((p, m))
+        });
+        let Some((p, m)) = found else { return rewritten };
+        let (a, b) = (graph.nodes[m].inputs[0], graph.nodes[m].inputs[1]);
+        let (shape, name) = (graph.nodes[p].shape, graph.nodes[p].name.clone());
+        // The sum's names go: that map no longer exists.
+        graph.tensors.retain(|_, id| *id != m);
+        graph.nodes[m] = super::Node { name: format!("{name}.0"), op: Op::GlobalAvgPool, inputs: vec![a], shape };
+        graph.insert_node(
+            m + 1,
+            super::Node { name: format!("{name}.1"), op: Op::GlobalAvgPool, inputs: vec![b], shape },
+        );
+        let p = p + 1;
+        graph.nodes[p].op = Op::Binary { kind: BinaryKind::Add, activation: Activation::Identity, residual: None };
+        graph.nodes[p].inputs = vec![m, m + 1];
+        rewritten += 1;
+    }
+}
+
+/// A linear pointwise convolution of a resized map, `Conv(Resize(x))` (stride 1, no
+/// activation, no residual, float weights, the resize read by nothing else), becomes
+/// `Resize(Conv(x))` where the resize enlarges the map and the convolution does not add
+/// channels: the product then runs on the smaller map and the resize moves no more channels
+/// than before. Both are linear per pixel and a resize's taps sum to one, so the bias passes
+/// through; the value is the same up to float rounding. MediaPipe's segmentation decoders
+/// upsample and then project (selfie segmentation's last one: a 16 → 16 product on 128x128
+/// instead of 64x64). The convolution keeps its tensor names; the resized input's are dropped.
+/// Returns how many were rewritten.
+pub fn pointwise_before_resize(graph: &mut Graph) -> usize {
+    let uses = uses(graph);
+    let mut rewritten = 0;
+    for c in 0..graph.nodes.len() {
+        let Op::Conv(conv) = &graph.nodes[c].op else { continue };
+        let linear = conv.is_pointwise()
+            && (conv.window.sh, conv.window.sw) == (1, 1)
+            && conv.activation == Activation::Identity
+            && conv.residual.is_none()
+            && conv.quant.is_none();
+        let r = graph.nodes[c].inputs[0];
+        if !linear || uses[r] != 1 || !matches!(graph.nodes[r].op, Op::Resize { .. }) {
+            continue;
+        }
+        let x = graph.nodes[r].inputs[0];
+        let (small, large) = (graph.nodes[x].shape, graph.nodes[r].shape);
+        if small.pixels() >= large.pixels() || conv.cout > conv.cin {
+            continue;
+        }
+        graph.tensors.retain(|_, id| *id != r);
+        let cout = conv.cout;
+        let (resize, project) = (&mut graph.nodes[..=c]).split_at_mut(c);
+        std::mem::swap(&mut resize[r].op, &mut project[0].op);
+        std::mem::swap(&mut resize[r].name, &mut project[0].name);
+        resize[r].shape = super::Shape::new(small.h, small.w, cout);
+        rewritten += 1;
+    }
+    rewritten
 }

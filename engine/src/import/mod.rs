@@ -59,9 +59,7 @@ impl ImportOptions {
 /// content: a TFLite flatbuffer carries the `TFL3` identifier, an int8 file is safetensors with
 /// [`crate::quant::file::KEY`], a graph file with [`graph_file::KEY`], a plan file with
 /// [`plan_file::KEY`]), with `options` fixing its dynamic input dims (graph and plan files
-/// have none). Inverted-residual blocks
-/// are fused into one node each ([`crate::graph::fuse::bottlenecks`]), and residual adds into
-/// the convolution producing one side ([`crate::graph::fuse::residual_adds`]).
+/// have none), then through the fusion passes of [`fused`].
 pub fn load_model(path: impl AsRef<Path>, options: ImportOptions) -> Result<Graph> {
     let path = path.as_ref();
     let bytes =
@@ -80,9 +78,18 @@ pub fn load_model_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Re
     Ok(fused(graph))
 }
 
-/// An imported graph after the fusion passes that every loaded model goes through.
+/// An imported graph after the passes that every loaded model goes through: whole-map average
+/// pools become global ones ([`crate::graph::fuse::global_pools`]), global averages of sums
+/// sums of averages ([`crate::graph::fuse::pools_of_sums`]), inverted-residual
+/// blocks one node each ([`crate::graph::fuse::bottlenecks`]), linear pointwise convolutions of
+/// an upsampled map move before the resize ([`crate::graph::fuse::pointwise_before_resize`]),
+/// and residual adds go into the convolution producing one side
+/// ([`crate::graph::fuse::residual_adds`]).
 pub fn fused(mut graph: Graph) -> Graph {
+    crate::graph::fuse::global_pools(&mut graph);
+    crate::graph::fuse::pools_of_sums(&mut graph);
     crate::graph::fuse::bottlenecks(&mut graph);
+    crate::graph::fuse::pointwise_before_resize(&mut graph);
     crate::graph::fuse::residual_adds(&mut graph);
     graph
 }

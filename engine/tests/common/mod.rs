@@ -100,6 +100,19 @@ pub enum Layer {
     Concat,
     SqueezeExcite,
     ScaledResidual,
+    /// A decoder step: the map upsampled by two, then a linear 1x1 convolution to `cout`
+    /// channels (at most the map's; what [`framecache::graph::fuse::pointwise_before_resize`]
+    /// moves before the resize).
+    UpProject {
+        linear: bool,
+        coord: u8,
+        cout: usize,
+    },
+    /// `x * sigmoid(pool(x + conv(x)))`, the sum read only by the pool (a global average or a
+    /// whole-map average pool: what [`framecache::graph::fuse::pools_of_sums`] rewrites).
+    PooledSum {
+        global: bool,
+    },
     Act(u8),
     /// MobileNetV2's block: a pointwise expansion by `expand` (none when 0), a `k x k`
     /// depthwise conv of stride `s`, a pointwise projection to `cout` channels, and the
@@ -153,6 +166,8 @@ pub fn layer() -> impl Strategy<Value = Layer> {
         1 => Just(Layer::Concat),
         1 => Just(Layer::SqueezeExcite),
         1 => Just(Layer::ScaledResidual),
+        1 => (any::<bool>(), 0u8..4, 1usize..6).prop_map(|(linear, coord, cout)| Layer::UpProject { linear, coord, cout }),
+        1 => any::<bool>().prop_map(|global| Layer::PooledSum { global }),
         1 => (0u8..6).prop_map(Layer::Act),
         2 => (prop::sample::select(vec![0usize, 2, 6]), prop::sample::select(vec![3usize, 5]), 1usize..3, 1usize..24)
             .prop_map(|(expand, k, s, cout)| Layer::InvertedResidual { expand, k, s, cout }),
@@ -165,13 +180,6 @@ fn window(k: usize, s: usize, d: usize, pad: [usize; 4]) -> Window {
 
 /// Builds a graph from specs; layers that do not fit the current shape are skipped. Every
 /// node that ends a branch is an output, so the test sees all of them.
-/// The importer's fusion passes: inverted-residual blocks into one node, then residual adds
-/// into the convolution producing one side.
-pub fn fuse(graph: &mut Graph) {
-    framecache::graph::fuse::bottlenecks(graph);
-    framecache::graph::fuse::residual_adds(graph);
-}
-
 pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
     let mut rng = Weights(seed);
     let mut wgt = || rng.next();
@@ -230,6 +238,30 @@ pub fn build(h: usize, w: usize, layers: &[Layer], seed: u64) -> Graph {
                 .and_then(|g| b.unary(g, Activation::Sigmoid))
                 .and_then(|g| b.binary(x, g, BinaryKind::Mul, Activation::Identity))
                 .and_then(|m| b.binary(x, m, BinaryKind::Add, Activation::Identity)),
+            Layer::UpProject { linear, coord, cout } => {
+                let coord =
+                    [CoordMode::HalfPixel, CoordMode::AlignCorners, CoordMode::Asymmetric, CoordMode::PytorchHalfPixel]
+                        [coord as usize];
+                let mode = if linear { ResizeMode::Linear } else { ResizeMode::Nearest { floor: false } };
+                if s.h * 2 > 96 || s.w * 2 > 96 {
+                    continue;
+                }
+                b.resize(x, s.h * 2, s.w * 2, mode, coord)
+                    .and_then(|u| b.conv(u, cout.min(s.c), window(1, 1, 1, [0; 4]), 1, Activation::Identity, &mut wgt))
+            }
+            Layer::PooledSum { global } => b
+                .conv(x, s.c, window(1, 1, 1, [0; 4]), 1, Activation::Identity, &mut wgt)
+                .and_then(|y| b.binary(x, y, BinaryKind::Add, Activation::Identity))
+                .and_then(|sum| {
+                    if global {
+                        b.global_avg_pool(sum)
+                    } else {
+                        let whole = Window { kh: s.h, kw: s.w, sh: 1, sw: 1, dh: 1, dw: 1, pad: [0; 4] };
+                        b.pool(sum, PoolKind::Avg { count_include_pad: false }, whole)
+                    }
+                })
+                .and_then(|g| b.unary(g, Activation::Sigmoid))
+                .and_then(|g| b.binary(x, g, BinaryKind::Mul, Activation::Identity)),
             Layer::Act(a) => b.unary(x, activation(a)),
             Layer::InvertedResidual { expand, k, s: st, cout } => {
                 let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
