@@ -54,10 +54,18 @@ impl Shape {
         if self.c == 1 {
             return nhwc.to_vec();
         }
+        // In blocks of pixels, so that the block's input stays in L1 while each channel's run
+        // of the output is written contiguously (a pixel at a time wrote `c` strided streams).
+        const BLOCK: usize = 64;
+        let (c, n) = (self.c, self.pixels());
         let mut nchw = vec![0.0; nhwc.len()];
-        for (p, px) in nhwc.chunks_exact(self.c).enumerate() {
-            for (c, &v) in px.iter().enumerate() {
-                nchw[c * self.pixels() + p] = v;
+        for p0 in (0..n).step_by(BLOCK) {
+            let p1 = (p0 + BLOCK).min(n);
+            let block = &nhwc[p0 * c..p1 * c];
+            for (ch, run) in nchw.chunks_exact_mut(n).enumerate() {
+                for (o, px) in run[p0..p1].iter_mut().zip(block.chunks_exact(c)) {
+                    *o = px[ch];
+                }
             }
         }
         nchw
@@ -717,6 +725,23 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The blocked transposition puts every value where the definition does, for maps whose
+    /// pixel count is and is not a multiple of the block, and for one channel.
+    #[test]
+    fn nhwc_to_nchw_moves_every_value() {
+        for (h, w, c) in [(1, 1, 1), (3, 5, 1), (8, 8, 3), (7, 13, 39), (64, 64, 2)] {
+            let s = Shape::new(h, w, c);
+            let nhwc: Vec<f32> = (0..s.len()).map(|i| i as f32).collect();
+            let nchw = s.nhwc_to_nchw(&nhwc);
+            assert_eq!(nchw.len(), nhwc.len());
+            for p in 0..s.pixels() {
+                for ch in 0..c {
+                    assert_eq!(nchw[ch * s.pixels() + p], nhwc[p * c + ch], "{s}: pixel {p}, channel {ch}");
+                }
+            }
+        }
+    }
 
     fn conv(cin: usize, cout: usize, groups: usize, k: usize) -> Conv {
         let n = k * k * (cin / groups) * cout;
