@@ -215,6 +215,13 @@ fn skip_and_gate_baselines_hold_results_and_see_cuts() {
     assert!(f(&skip, "max_abs_error") > 0.0, "skip-3 holds a stale result after the cut");
     // The noise floor of the cut sees the cut.
     assert!(f(&pick(&cut_runs, "noise-floor"), "max_abs_error") > 0.0);
+    // A frame that skip or gate computes is charged engine-full's time on that frame.
+    for (rs, mode) in [(&constant_runs, "skip=3"), (&cut_runs, "skip=2"), (&cut_runs, "gate=2")] {
+        let r = pick(rs, mode);
+        for frame in r["per_frame"].as_array().unwrap().iter().filter(|f| f["computed"] == true) {
+            assert_eq!(frame["ms_cached"], frame["ms_full"], "{mode}: {frame}");
+        }
+    }
     // Verdicts name every skip baseline.
     let verdicts = report["verdicts"].as_array().unwrap();
     assert_eq!(verdicts.len(), 2);

@@ -219,7 +219,9 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
             baselines: args.baseline.iter().map(|b| format!("{b:?}").to_lowercase()).collect(),
             aggregation: "Aggregates cover frames 2..N (frame 1 is a cold start); times are per-frame medians \
                           over repeats, then the mean (throughput), median, p90 and max over frames; × full (mean) \
-                          is mean ms of engine-full ÷ mean ms of the mode, both from this run."
+                          is mean ms of engine-full ÷ mean ms of the mode, both from this run. skip=N and gate=T \
+                          are charged engine-full's time on the frames they compute, and their own on the frames \
+                          they hold."
                 .into(),
         },
         ..Default::default()
