@@ -60,6 +60,17 @@ struct ExpandedMap {
     valid: Mask,
 }
 
+/// A node that averages its whole input (a global pool): the per-channel sums of each row
+/// block of its input ([`kernels::mean_block_sums`]), kept across frames. A cached frame sums
+/// again only the blocks whose input rows changed; the mean adds every block in order, so it
+/// has the bits of a full computation (which sums the same blocks the same way).
+struct BlockSums {
+    /// `kernels::mean_blocks(input)` runs of `c` sums.
+    sums: Vec<f32>,
+    /// Per block, whether `sums` holds it for the current input.
+    valid: Vec<bool>,
+}
+
 /// The adaptive bypass (see [`Session`]): what a dense frame costs in this session, and how
 /// many of the next frames are computed densely.
 #[derive(Clone, Debug, Default)]
@@ -177,6 +188,8 @@ pub struct Session {
     pending: Vec<Option<Mask>>,
     /// Per bottleneck node with an expansion, its expanded map (`None` for other nodes).
     expanded: Vec<Option<ExpandedMap>>,
+    /// Per global pool, its input's row-block sums (`None` for other nodes).
+    means: Vec<Option<BlockSums>>,
     /// Which heads run on the current frame.
     due: Vec<bool>,
     bypass: Bypass,
@@ -225,8 +238,19 @@ impl Session {
                 _ => None,
             })
             .collect();
+        let means = graph
+            .nodes
+            .iter()
+            .map(|n| {
+                let x = graph.nodes[*n.inputs.first()?].shape;
+                let blocks = kernels::mean_blocks(x);
+                (!x.is_empty() && kernels::is_whole_mean(n, x))
+                    .then(|| BlockSums { sums: touched_zeros(blocks * x.c), valid: vec![false; blocks] })
+            })
+            .collect();
         Ok(Self {
             expanded,
+            means,
             enabled: vec![true; heads],
             rates,
             pending,
@@ -595,6 +619,15 @@ impl Session {
                     valid.subtract(&changed[node.inputs[0]]);
                 }
             }
+            // A global pool's block sums are stale wherever a row of its input changed.
+            if let Some(BlockSums { valid, .. }) = &mut self.means[i] {
+                let x: &Mask = &changed[node.inputs[0]];
+                for (b, v) in valid.iter_mut().enumerate() {
+                    let y0 = b * kernels::MEAN_BLOCK_ROWS;
+                    let stale = (y0..(y0 + kernels::MEAN_BLOCK_ROWS).min(x.h)).any(|y| x.row_any(y));
+                    *v &= !full && !stale;
+                }
+            }
             if !self.active(i) {
                 // A skipped head catches up later by recomputing whatever changed meanwhile.
                 self.defer(i, &m);
@@ -732,15 +765,21 @@ impl Session {
         let level = self.level;
         let x = inputs.first().copied();
         // A mean over a whole map (global pooling) has one output pixel: its row blocks go to
-        // the pool instead, and their sums are added in order (the same bits as on one thread).
-        let whole_mean = x.filter(|x| !x.shape.is_empty() && kernels::is_whole_mean(node, x.shape));
-        if let (Some(pool), Some(x)) = (self.pool.as_deref().filter(|_| macs >= MIN_PARALLEL_MACS), whole_mean) {
-            let (c, blocks) = (x.shape.c, kernels::mean_blocks(x.shape));
-            // The block sums in the session's scratch, which no task uses meanwhile.
-            let sums = &mut self.scratch;
-            sums.clear();
-            sums.resize(blocks * c, 0.0);
-            pool.run_chunks(sums, c, &|b, part| kernels::mean_block_sums(level, x, b, part));
+        // the pool instead, and their sums ([`BlockSums`], kept across frames) are added in
+        // order (the same bits as on one thread). Only the blocks whose input rows changed
+        // since they were summed are summed again.
+        if let (Some(x), Some(BlockSums { sums, valid })) = (x, self.means[i].as_mut()) {
+            let c = x.shape.c;
+            let block = |b: usize, part: &mut [f32]| {
+                if !valid[b] {
+                    kernels::mean_block_sums(level, x, b, part);
+                }
+            };
+            match self.pool.as_deref().filter(|_| macs >= MIN_PARALLEL_MACS) {
+                Some(pool) => pool.run_chunks(sums, c, &block),
+                None => sums.chunks_exact_mut(c).enumerate().for_each(|(b, part)| block(b, part)),
+            }
+            valid.fill(true);
             kernels::mean_of_blocks(sums, x.shape, &mut dst[..c]);
             return;
         }
