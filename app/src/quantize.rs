@@ -371,8 +371,7 @@ fn fall_back(
 pub fn in_memory(model: &Model, clips: &[Clip], options: framecache::import::ImportOptions) -> Result<Model> {
     let bytes = framecache::files::read(&model.path, framecache::files::MAX_MODEL_BYTES)
         .with_context(|| format!("cannot read model {}", model.path.display()))?;
-    let (mut graph, _) =
-        calibrate(&bytes, &model.path, &model.config, options, clips, 32, Method::MinMax, Floor::Skip2)?;
+    let (graph, _) = calibrate(&bytes, &model.path, &model.config, options, clips, 32, Method::MinMax, Floor::Skip2)?;
     let plan = Plan::new(framecache::import::fused(graph), model.config.preprocess.clone())?;
     let m = framecache::SidecarModel::new(plan, model.config.clone(), model.labels.clone());
     Ok(Model {

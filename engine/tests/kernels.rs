@@ -574,10 +574,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: common::cases(64), ..ProptestConfig::default() })]
 
     /// The passes that change the arithmetic (a whole-map average pool as a global one, a
-    /// global average of a sum as a sum of averages, a
-    /// linear 1x1 convolution moved before the resize that enlarges its input) give every
-    /// output of the graph within float rounding of the graph as built, at every level, on
-    /// random graphs that hold at least one of each.
+    /// global average of a sum as a sum of averages, a linear 1x1 convolution moved before the
+    /// resize that enlarges its input) give every output of the graph within float rounding of
+    /// the graph as built, at every level, on random graphs that hold at least one of each.
     #[test]
     fn rewritten_decoders_match_the_graph_as_built(
         h in 4usize..common::size(20, 8),

@@ -311,7 +311,7 @@ pub fn pointwise_before_resize(graph: &mut Graph) -> usize {
         }
         graph.tensors.retain(|_, id| *id != r);
         let cout = conv.cout;
-        let (resize, project) = (&mut graph.nodes[..=c]).split_at_mut(c);
+        let (resize, project) = graph.nodes[..=c].split_at_mut(c);
         std::mem::swap(&mut resize[r].op, &mut project[0].op);
         std::mem::swap(&mut resize[r].name, &mut project[0].name);
         resize[r].shape = super::Shape::new(small.h, small.w, cout);
