@@ -244,7 +244,7 @@ impl Session {
             .map(|n| {
                 let x = graph.nodes[*n.inputs.first()?].shape;
                 let blocks = kernels::mean_blocks(x);
-                (!x.is_empty() && kernels::is_whole_mean(n, x))
+                (!x.is_empty() && n.averages_whole_input(x))
                     .then(|| BlockSums { sums: touched_zeros(blocks * x.c), valid: vec![false; blocks] })
             })
             .collect();

@@ -233,9 +233,7 @@ pub fn global_pools(graph: &mut Graph) -> usize {
     let mut rewritten = 0;
     for i in 0..graph.nodes.len() {
         let node = &graph.nodes[i];
-        let Op::Pool { kind: super::PoolKind::Avg { .. }, window } = &node.op else { continue };
-        let s = graph.nodes[node.inputs[0]].shape;
-        if (window.kh, window.kw, window.pad) == (s.h, s.w, [0; 4]) && (node.shape.h, node.shape.w) == (1, 1) {
+        if matches!(node.op, Op::Pool { .. }) && node.averages_whole_input(graph.nodes[node.inputs[0]].shape) {
             graph.nodes[i].op = Op::GlobalAvgPool;
             rewritten += 1;
         }
@@ -243,9 +241,9 @@ pub fn global_pools(graph: &mut Graph) -> usize {
     rewritten
 }
 
-/// The global average of a sum read by nothing else, `Pool(a + b)` (after [`global_pools`]), becomes the sum of the
-/// averages, `Pool(a) + Pool(b)` (both operands of the map's shape): the sum is never written
-/// as a map. MediaPipe's segmentation decoders pool `skip + up` only to compute a channel
+/// The global average of a sum read by nothing else, `Pool(a + b)` (after [`global_pools`]),
+/// becomes the sum of the averages, `Pool(a) + Pool(b)` (both operands of the map's shape):
+/// the sum is never written as a map. MediaPipe's segmentation decoders pool `skip + up` only to compute a channel
 /// attention vector (selfie segmentation's 128x128x16 sum was a full pass over memory for one
 /// vector of 16 values). The value is the same up to the order of the float sums. Returns how
 /// many were rewritten.

@@ -530,6 +530,19 @@ pub struct Node {
 }
 
 impl Node {
+    /// Whether this node averages each channel of its whole input (of shape `input`) into one
+    /// value: a global average pool, or an average pool whose unpadded window is the whole map
+    /// (how MediaPipe's models write one).
+    pub fn averages_whole_input(&self, input: Shape) -> bool {
+        match &self.op {
+            Op::GlobalAvgPool => true,
+            Op::Pool { kind: PoolKind::Avg { .. }, window: w } => {
+                self.shape.pixels() == 1 && (w.kh, w.kw, w.pad) == (input.h, input.w, [0; 4])
+            }
+            _ => false,
+        }
+    }
+
     /// Multiply-accumulates needed for one output pixel (all channels). Elementwise ops and
     /// pools count one MAC per output value, so that they show up in the statistics.
     pub fn macs_per_pixel(&self, graph: &Graph) -> u64 {

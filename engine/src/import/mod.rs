@@ -79,11 +79,11 @@ pub fn load_model_bytes(bytes: &[u8], path: &Path, options: ImportOptions) -> Re
 }
 
 /// An imported graph after the passes that every loaded model goes through: whole-map average
-/// pools become global ones ([`crate::graph::fuse::global_pools`]), global averages of sums
-/// sums of averages ([`crate::graph::fuse::pools_of_sums`]), inverted-residual
-/// blocks one node each ([`crate::graph::fuse::bottlenecks`]), linear pointwise convolutions of
-/// an upsampled map move before the resize ([`crate::graph::fuse::pointwise_before_resize`]),
-/// and residual adds go into the convolution producing one side
+/// pools become global ones ([`crate::graph::fuse::global_pools`]), the global average of a sum
+/// the sum of the averages ([`crate::graph::fuse::pools_of_sums`]), inverted-residual blocks
+/// one node each ([`crate::graph::fuse::bottlenecks`]), linear pointwise convolutions of an
+/// upsampled map move before the resize ([`crate::graph::fuse::pointwise_before_resize`]), and
+/// residual adds go into the convolution producing one side
 /// ([`crate::graph::fuse::residual_adds`]).
 pub fn fused(mut graph: Graph) -> Graph {
     crate::graph::fuse::global_pools(&mut graph);

@@ -139,7 +139,7 @@ pub unsafe fn compute_rect(
                 None => conv_transpose(level, ct, inputs[0], out, rect),
             },
             Op::GlobalAvgPool => whole_mean(level, inputs[0], out.row(0, 0, 1), scratch),
-            Op::Pool { .. } if is_whole_mean(node, inputs[0].shape) => {
+            Op::Pool { .. } if node.averages_whole_input(inputs[0].shape) => {
                 whole_mean(level, inputs[0], out.row(0, 0, 1), scratch)
             }
             Op::Pool { kind, window } => pool(*kind, window, inputs[0], out, rect),
@@ -1405,18 +1405,6 @@ unsafe fn pool(kind: PoolKind, w: &crate::graph::Window, input: In<'_>, out: &Ou
 /// pixel by pixel, and the blocks' sums added in row order, so the bits are the same however
 /// the blocks are spread over threads (`Session` hands them to its pool).
 pub const MEAN_BLOCK_ROWS: usize = 16;
-
-/// `node` averages its whole input (of shape `input`) into one pixel: a global average pool,
-/// or an average pool whose window is the whole unpadded map.
-pub fn is_whole_mean(node: &Node, input: Shape) -> bool {
-    match &node.op {
-        Op::GlobalAvgPool => true,
-        Op::Pool { kind: PoolKind::Avg { .. }, window: w } => {
-            node.shape.pixels() == 1 && w.kh == input.h && w.kw == input.w && w.pad == [0; 4]
-        }
-        _ => false,
-    }
-}
 
 /// Row blocks of a mean over `input` ([`MEAN_BLOCK_ROWS`] rows each, the last one shorter).
 pub fn mean_blocks(input: Shape) -> usize {

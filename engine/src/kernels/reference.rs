@@ -51,7 +51,7 @@ pub fn eval(node: &Node, graph: &Graph, bufs: &[&[f32]]) -> Vec<f32> {
                 *o = act.apply(acc[i] + ct.bias[i % os.c]);
             }
         }
-        Op::Pool { .. } if super::is_whole_mean(node, shapes[0]) => whole_mean(bufs[0], shapes[0], &mut out),
+        Op::Pool { .. } if node.averages_whole_input(shapes[0]) => whole_mean(bufs[0], shapes[0], &mut out),
         Op::Pool { kind, window: w } => {
             let is = shapes[0];
             for oy in 0..os.h {
