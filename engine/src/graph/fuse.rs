@@ -243,10 +243,10 @@ pub fn global_pools(graph: &mut Graph) -> usize {
 
 /// The global average of a sum read by nothing else, `Pool(a + b)` (after [`global_pools`]),
 /// becomes the sum of the averages, `Pool(a) + Pool(b)` (both operands of the map's shape):
-/// the sum is never written as a map. MediaPipe's segmentation decoders pool `skip + up` only to compute a channel
-/// attention vector (selfie segmentation's 128x128x16 sum was a full pass over memory for one
-/// vector of 16 values). The value is the same up to the order of the float sums. Returns how
-/// many were rewritten.
+/// the sum is never written as a map. MediaPipe's segmentation decoders pool `skip + up` only
+/// to compute a channel attention vector (selfie segmentation's 128x128x16 sum was a full pass
+/// over memory for one vector of 16 values). The value is the same up to the order of the
+/// float sums. Returns how many were rewritten.
 pub fn pools_of_sums(graph: &mut Graph) -> usize {
     let mut rewritten = 0;
     loop {
