@@ -262,6 +262,24 @@ impl Preprocess {
         };
         let xt = taps(input.w, kx, sx0, sw, fw);
         let yt = taps(input.h, ky, sy0, sh, fh);
+        // A frame of the input's size, taken whole (a camera pipeline that scales on its own):
+        // every tap falls on a pixel with weight 0, and each value below is that pixel's own
+        // (`0 + (p + (q − p)·0)`, times 1, is `p` exactly), so the rows are converted as they are.
+        let on_pixels = |t: &[(usize, usize, f32)], k: usize| {
+            k == 1 && t.iter().enumerate().all(|(o, x)| x.2 == 0.0 && x.0 == t[0].0 + o)
+        };
+        if on_pixels(&xt, kx) && on_pixels(&yt, ky) {
+            let mut reader = Reader::new(image, xt[0].0..xt[0].0 + input.w);
+            for (oy, out_row) in rows.zip(out.chunks_exact_mut(input.w * 3)) {
+                let y = yt[oy].0;
+                let view = reader.rows(y..y + 1);
+                match view.channels {
+                    4 => widen::<4>(view.row(y), out_row),
+                    _ => widen::<3>(view.row(y), out_row),
+                }
+            }
+            return;
+        }
         // Separable: per output row, the `ky` vertical blends summed per source column (whole
         // rows, contiguous), then the `kx` horizontal blends of those sums per output pixel.
         let xlo = xt.iter().map(|t| t.0).min().unwrap_or(0);
@@ -520,6 +538,21 @@ fn round_to_byte(v: f32) -> f32 {
 
 /// Adds the vertical blend `r0 + (r1 - r0) * t` of two source rows (`CH` channels per pixel,
 /// the first three kept) to `cols` (three per pixel).
+/// The first three channels of each `CH`-byte pixel of `row`, as floats.
+fn widen<const CH: usize>(row: &[u8], out: &mut [f32]) {
+    if CH == 3 {
+        for (d, &s) in out.iter_mut().zip(row) {
+            *d = f32::from(s);
+        }
+        return;
+    }
+    for (d, s) in out.chunks_exact_mut(3).zip(row.chunks_exact(CH)) {
+        for c in 0..3 {
+            d[c] = f32::from(s[c]);
+        }
+    }
+}
+
 fn blend_rows<const CH: usize>(r0: &[u8], r1: &[u8], t: f32, cols: &mut [f32]) {
     if CH == 3 {
         // The same sums over the rows as flat runs of values, which vectorise.
@@ -699,7 +732,9 @@ mod tests {
     fn resample_matches_the_per_pixel_reference_bit_for_bit() {
         let mut next = bytes(17);
         let fits = [Fit::Stretch, Fit::CenterCrop { shorter: Some(256) }, Fit::CenterCrop { shorter: None }];
-        for (fw, fh, ch) in [(320, 240, 3), (320, 180, 4), (57, 91, 3), (640, 480, 3), (224, 224, 3), (5, 7, 3)] {
+        for (fw, fh, ch) in
+            [(320, 240, 3), (320, 180, 4), (57, 91, 3), (640, 480, 3), (224, 224, 3), (48, 64, 4), (5, 7, 3)]
+        {
             let data: Vec<u8> = (0..fw * fh * ch).map(|_| next()).collect();
             let frame = Frame { width: fw, height: fh, channels: ch, data: &data };
             for fit in fits {
