@@ -23,6 +23,17 @@ use crate::stats::{FrameStats, HeadStats, HeadStatus, NodeStats, Reset, StageTim
 /// docs/results-kernels.md for the measurement behind the share.
 const MAX_HALO_SHARE: f64 = 0.15;
 
+/// On a cached frame, a bottleneck whose input has at most this many channels computes each
+/// rectangle from expansions in scratch (its window's halo expanded again), not from the stored
+/// expanded map ([`Session::stale_reads`]). An expanded value then costs at most this many
+/// multiply-adds to compute again, against a write of its 4 bytes to the map and a read back
+/// (the map of an early block, 6x its input's width at a high resolution, does not stay in
+/// cache): about what the few multiply-adds per byte of memory traffic that CPUs do make of 8
+/// bytes. Wider blocks keep the map. Measured (docs/results-reuse.md): every block this moved
+/// got faster on cached frames (MobileNetV2 `features.2` 0.33 -> 0.22 ms on pedestrians), and
+/// the 14x14 blocks of 64 and 96 channels were slower from scratch on the delta presets.
+const HALO_MAX_CHANNELS: usize = 32;
+
 /// Below this many MACs a node runs on the calling thread: forking costs more than it saves.
 /// Handing tasks to the pool's spinning workers costs about a microsecond, and 40k MACs are
 /// 1–4 µs of work at the kernels' 10–40 GMAC/s (docs/results-kernels.md).
@@ -380,6 +391,8 @@ impl Session {
     /// For a bottleneck with an expansion, computed on `rects` of its output from its expanded
     /// map: the rectangles of the map that those read and that are stale, which are then
     /// taken as expanded. `None` for other nodes.
+    /// `None` too for a block of at most [`HALO_MAX_CHANNELS`] input channels on part of its
+    /// output: it expands each rectangle's window in scratch.
     fn stale_reads(&mut self, i: usize, rects: &[Rect]) -> Option<Vec<Rect>> {
         let graph = self.plan.graph();
         let node = &graph.nodes[i];
@@ -387,6 +400,9 @@ impl Session {
             return None;
         };
         let x = graph.nodes[node.inputs[0]].shape;
+        if x.c <= HALO_MAX_CHANNELS && !(rects.len() == 1 && rects[0] == Rect::full(node.shape)) {
+            return None;
+        }
         let mut stale = Mask::new(x.h, x.w);
         for &r in rects {
             let read = kernels::depthwise_input_rect(&b.depthwise.window, r, (x.h, x.w));
@@ -653,9 +669,12 @@ impl Session {
                 // A whole output expands every input position it reads, once.
                 Op::Bottleneck(b) if b.expand.is_some() => {
                     let x = graph.nodes[node.inputs[0]].shape;
+                    let window = |&r: &Rect| kernels::depthwise_input_rect(&b.depthwise.window, r, (x.h, x.w)).area();
                     let expanded = match &input_rects {
                         Some(r) => r.iter().map(Rect::area).sum(),
-                        None => x.pixels(),
+                        None if whole => x.pixels(),
+                        // Each rectangle expands its whole window (`stale_reads`).
+                        None => rects.iter().map(window).sum(),
                     };
                     b.macs(expanded, pixels)
                 }

@@ -169,7 +169,9 @@ pub fn layer() -> impl Strategy<Value = Layer> {
         1 => (any::<bool>(), 0u8..4, 1usize..6).prop_map(|(linear, coord, cout)| Layer::UpProject { linear, coord, cout }),
         1 => any::<bool>().prop_map(|global| Layer::PooledSum { global }),
         1 => (0u8..6).prop_map(Layer::Act),
-        2 => (prop::sample::select(vec![0usize, 2, 6]), prop::sample::select(vec![3usize, 5]), 1usize..3, 1usize..24)
+        // Some blocks 40 channels wide, so that the next block's input is wider than
+        // `HALO_MAX_CHANNELS` (32) and a cached frame takes its stored expanded map.
+        2 => (prop::sample::select(vec![0usize, 2, 6]), prop::sample::select(vec![3usize, 5]), 1usize..3, prop_oneof![3 => 1usize..24, 1 => Just(40usize)])
             .prop_map(|(expand, k, s, cout)| Layer::InvertedResidual { expand, k, s, cout }),
     ]
 }
