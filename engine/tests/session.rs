@@ -70,50 +70,41 @@ fn frame_with(base: u8, by: u8, tiles: &[(usize, usize)]) -> Vec<u8> {
     px
 }
 
-/// Tiles are compared with their references through refreshes too, for both tile tests: after
-/// a refresh the reference is the refreshed frame, not the tile rewritten before it.
-#[test]
-fn tile_references_survive_refreshes() {
-    for mode in ["threshold=4", "block-threshold=4"] {
-        let opts = SessionOptions {
-            mode: mode.parse().unwrap(),
-            tile: 8,
-            threads: Some(1),
-            refresh_interval: Some(3),
-            ..Default::default()
-        };
-        let mut s = Session::new(plan(), opts).unwrap();
-        let dirty: Vec<(usize, Option<Reset>)> = (0..7u8)
-            .map(|i| {
-                s.process(Frame::rgb(16, 16, &frame_with(100, 3 * i, &[(0, 0)]))).unwrap();
-                let st = s.last_stats().unwrap();
-                (st.dirty_tiles, st.reset)
-            })
-            .collect();
-        let r = Some(Reset::Refresh);
-        assert_eq!(
-            dirty,
-            vec![(4, Some(Reset::Cold)), (0, None), (1, None), (4, r), (0, None), (1, None), (4, r)],
-            "{mode}"
-        );
-    }
-}
-
-#[test]
-fn threshold_mode_accumulates_changes_against_the_reference() {
-    let opts = SessionOptions { mode: "threshold=4".parse().unwrap(), tile: 8, threads: Some(1), ..Default::default() };
+/// Brightens tile (0, 0) by 3 grey levels per frame for `frames` frames: per frame, the dirty
+/// tiles and the reset.
+fn brighten(mode: &str, refresh_interval: Option<u32>, frames: u8) -> Vec<(usize, Option<Reset>)> {
+    let opts = SessionOptions {
+        mode: mode.parse().unwrap(),
+        tile: 8,
+        threads: Some(1),
+        refresh_interval,
+        ..Default::default()
+    };
     let mut s = Session::new(plan(), opts).unwrap();
-    // Brighten one tile by 3 grey levels per frame: each step is under the threshold, but the
-    // accumulated change crosses it on the second step because tiles are compared with the
-    // reference, not with the previous frame.
-    let dirty: Vec<(usize, Option<Reset>)> = (0..4u8)
+    (0..frames)
         .map(|i| {
             s.process(Frame::rgb(16, 16, &frame_with(100, 3 * i, &[(0, 0)]))).unwrap();
             let st = s.last_stats().unwrap();
             (st.dirty_tiles, st.reset)
         })
-        .collect();
-    assert_eq!(dirty, vec![(4, Some(Reset::Cold)), (0, None), (1, None), (0, None)]);
+        .collect()
+}
+
+#[test]
+fn threshold_mode_accumulates_changes_against_the_reference() {
+    // Each step is under the threshold, but the accumulated change crosses it on the second
+    // step because tiles are compared with the reference, not with the previous frame.
+    assert_eq!(brighten("threshold=4", None, 4), vec![(4, Some(Reset::Cold)), (0, None), (1, None), (0, None)]);
+    // The same through refreshes, for both tile tests: after a refresh the reference is the
+    // refreshed frame, not the tile rewritten before it.
+    let r = Some(Reset::Refresh);
+    for mode in ["threshold=4", "block-threshold=4"] {
+        assert_eq!(
+            brighten(mode, Some(3), 7),
+            vec![(4, Some(Reset::Cold)), (0, None), (1, None), (4, r), (0, None), (1, None), (4, r)],
+            "{mode}"
+        );
+    }
 }
 
 #[test]
