@@ -390,9 +390,9 @@ impl Session {
 
     /// For a bottleneck with an expansion, computed on `rects` of its output from its expanded
     /// map: the rectangles of the map that those read and that are stale, which are then
-    /// taken as expanded. `None` for other nodes.
-    /// `None` too for a block of at most [`HALO_MAX_CHANNELS`] input channels on part of its
-    /// output: it expands each rectangle's window in scratch.
+    /// taken as expanded. `None` for other nodes, and for a block of at most
+    /// [`HALO_MAX_CHANNELS`] input channels on part of its output, which expands each
+    /// rectangle's window in scratch instead.
     fn stale_reads(&mut self, i: usize, rects: &[Rect]) -> Option<Vec<Rect>> {
         let graph = self.plan.graph();
         let node = &graph.nodes[i];

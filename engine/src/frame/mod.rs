@@ -536,8 +536,6 @@ fn round_to_byte(v: f32) -> f32 {
     ((v + MAGIC) - MAGIC).clamp(0.0, 255.0)
 }
 
-/// Adds the vertical blend `r0 + (r1 - r0) * t` of two source rows (`CH` channels per pixel,
-/// the first three kept) to `cols` (three per pixel).
 /// The first three channels of each `CH`-byte pixel of `row`, as floats.
 fn widen<const CH: usize>(row: &[u8], out: &mut [f32]) {
     if CH == 3 {
@@ -553,6 +551,8 @@ fn widen<const CH: usize>(row: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Adds the vertical blend `r0 + (r1 - r0) * t` of two source rows (`CH` channels per pixel,
+/// the first three kept) to `cols` (three per pixel).
 fn blend_rows<const CH: usize>(r0: &[u8], r1: &[u8], t: f32, cols: &mut [f32]) {
     if CH == 3 {
         // The same sums over the rows as flat runs of values, which vectorise.
