@@ -66,14 +66,29 @@ pub fn tile_scores(
     metric: Metric,
     exact: bool,
 ) -> Vec<f32> {
-    let row_len = shape.w * shape.c;
     let mut out = vec![0.0; tiling.len()];
+    tile_row_scores(reference, frame, shape, tiling, (metric, exact), 0, &mut out);
+    out
+}
+
+/// [`tile_scores`] of the tile rows from `first` on, as many as `out` holds (`tiling.cols`
+/// scores per tile row): what one worker computes when the tile rows are split among threads.
+pub fn tile_row_scores(
+    reference: &[f32],
+    frame: &[f32],
+    shape: Shape,
+    tiling: Tiling,
+    (metric, exact): (Metric, bool),
+    first: usize,
+    out: &mut [f32],
+) {
+    let row_len = shape.w * shape.c;
     let mut col = vec![0.0; tiling.tile * shape.c];
-    for ty in 0..tiling.rows {
-        for tx in 0..tiling.cols {
+    for (k, scores) in out.chunks_exact_mut(tiling.cols).enumerate() {
+        let ty = first + k;
+        for (tx, score) in scores.iter_mut().enumerate() {
             let (y0, y1, x0, x1) = tiling.bounds(ty, tx, shape.h, shape.w);
             let rows = (y0..y1).map(|y| y * row_len + x0 * shape.c..y * row_len + x1 * shape.c);
-            let score = &mut out[ty * tiling.cols + tx];
             if exact {
                 *score = if rows.clone().all(|r| reference[r.clone()] == frame[r]) { 0.0 } else { 1.0 };
                 continue;
@@ -94,7 +109,6 @@ pub fn tile_scores(
             };
         }
     }
-    out
 }
 
 /// Lanes of [`AbsDiff`]: as wide as the widest vector (AVX-512's 16 floats).

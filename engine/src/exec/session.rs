@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::options::{SessionOptions, GATE_MACS_PER_VALUE};
 use super::plan::Plan;
 use super::pool::{FrameGuard, SpinPool};
-use crate::diff::{self, Tiling};
+use crate::diff::{self, Metric, Tiling};
 use crate::error::{Error, Result};
 use crate::frame::{Aspect, Image};
 use crate::graph::{Op, Shape};
@@ -465,6 +465,23 @@ impl Session {
         }
     }
 
+    /// Every tile's score against its reference ([`diff::tile_scores`]): on the pool in one band
+    /// of tile rows per worker (each tile is scored alike either way), else whole.
+    fn tile_scores(&self, input: Shape, metric: Metric, exact: bool) -> Vec<f32> {
+        let (tiling, (reference, current)) = (self.tiling, (&self.reference, &self.current));
+        let mut scores = vec![0.0; tiling.len()];
+        match self.pool.as_deref() {
+            Some(pool) if tiling.rows >= 2 => {
+                let rows = tiling.rows.div_ceil(self.threads);
+                pool.run_chunks(&mut scores, rows * tiling.cols, &|k, band| {
+                    diff::tile_row_scores(reference, current, input, tiling, (metric, exact), k * rows, band)
+                });
+            }
+            _ => diff::tile_row_scores(reference, current, input, tiling, (metric, exact), 0, &mut scores),
+        }
+        scores
+    }
+
     fn step(&mut self, frame: Image<'_>, force_full: bool) -> Result<Vec<Output>> {
         frame.validate()?;
         // The workers wake now and spin through the frame (see `SpinPool::frame`).
@@ -504,8 +521,7 @@ impl Session {
         let tiles = match reset {
             Some(_) => vec![true; self.tiling.len()],
             None => {
-                let scores =
-                    diff::tile_scores(&self.reference, &self.current, input, self.tiling, metric, level == 0.0);
+                let scores = self.tile_scores(input, metric, level == 0.0);
                 if diff::scene_moved(&scores, level) {
                     reset = Some(Reset::Motion);
                     vec![true; self.tiling.len()]
