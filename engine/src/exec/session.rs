@@ -482,6 +482,22 @@ impl Session {
         scores
     }
 
+    /// Normalises the whole reference into the input tensor: on the pool in one band of rows
+    /// per worker (the rows each worker resampled), else whole. Each value is normalised alike
+    /// either way.
+    fn normalize_input(&mut self, input: Shape) {
+        let (pre, reference) = (self.plan.preprocess(), &self.reference);
+        match self.pool.as_deref() {
+            Some(pool) if input.h >= 2 * RESAMPLE_BAND_ROWS && self.acts[0].len() == reference.len() => {
+                let len = input.h.div_ceil(self.threads).max(RESAMPLE_BAND_ROWS) * input.w * 3;
+                pool.run_chunks(&mut self.acts[0], len, &|k, band| {
+                    pre.normalize(&reference[k * len..][..band.len()], band)
+                });
+            }
+            _ => pre.normalize(reference, &mut self.acts[0]),
+        }
+    }
+
     fn step(&mut self, frame: Image<'_>, force_full: bool) -> Result<Vec<Output>> {
         frame.validate()?;
         // The workers wake now and spin through the frame (see `SpinPool::frame`).
@@ -538,7 +554,7 @@ impl Session {
             // The new input becomes the reference. Resampling refills `current` whole on every
             // frame, so the old reference can be handed back to it rather than copied over.
             std::mem::swap(&mut self.reference, &mut self.current);
-            plan.preprocess().normalize(&self.reference, &mut self.acts[0]);
+            self.normalize_input(input);
         } else {
             self.since_refresh += 1;
             self.write_dirty_tiles(&tiles, input);
