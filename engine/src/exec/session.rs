@@ -390,9 +390,7 @@ impl Session {
 
     /// For a bottleneck with an expansion, computed on `rects` of its output from its expanded
     /// map: the rectangles of the map that those read and that are stale, which are then
-    /// taken as expanded. `None` for other nodes, and for a block of at most
-    /// [`HALO_MAX_CHANNELS`] input channels on part of its output, which expands each
-    /// rectangle's window in scratch instead.
+    /// taken as expanded. `None` for other nodes.
     fn stale_reads(&mut self, i: usize, rects: &[Rect]) -> Option<Vec<Rect>> {
         let graph = self.plan.graph();
         let node = &graph.nodes[i];
@@ -400,9 +398,6 @@ impl Session {
             return None;
         };
         let x = graph.nodes[node.inputs[0]].shape;
-        if x.c <= HALO_MAX_CHANNELS && !(rects.len() == 1 && rects[0] == Rect::full(node.shape)) {
-            return None;
-        }
         let mut stale = Mask::new(x.h, x.w);
         for &r in rects {
             let read = kernels::depthwise_input_rect(&b.depthwise.window, r, (x.h, x.w));
@@ -453,9 +448,8 @@ impl Session {
     fn resample(&mut self, frame: Image<'_>, input: Shape) {
         let pre = self.plan.preprocess();
         self.current.resize(input.h * input.w * 3, 0.0);
-        match self.pool.as_deref() {
-            Some(pool) if input.h >= 2 * RESAMPLE_BAND_ROWS => {
-                let rows = input.h.div_ceil(self.threads).max(RESAMPLE_BAND_ROWS);
+        match self.pool.as_deref().zip(self.input_band_rows(input)) {
+            Some((pool, rows)) => {
                 pool.run_chunks(&mut self.current, rows * input.w * 3, &|k, band| {
                     let start = k * rows;
                     pre.resample_rows(frame, input, start..start + band.len() / (input.w * 3), band);
@@ -482,14 +476,20 @@ impl Session {
         scores
     }
 
+    /// Rows of the input per band when the pool resamples and normalises it (one band per
+    /// worker, at least [`RESAMPLE_BAND_ROWS`]); `None` when the input is too short to split.
+    fn input_band_rows(&self, input: Shape) -> Option<usize> {
+        (input.h >= 2 * RESAMPLE_BAND_ROWS).then(|| input.h.div_ceil(self.threads).max(RESAMPLE_BAND_ROWS))
+    }
+
     /// Normalises the whole reference into the input tensor: on the pool in one band of rows
     /// per worker (the rows each worker resampled), else whole. Each value is normalised alike
     /// either way.
     fn normalize_input(&mut self, input: Shape) {
         let (pre, reference) = (self.plan.preprocess(), &self.reference);
-        match self.pool.as_deref() {
-            Some(pool) if input.h >= 2 * RESAMPLE_BAND_ROWS && self.acts[0].len() == reference.len() => {
-                let len = input.h.div_ceil(self.threads).max(RESAMPLE_BAND_ROWS) * input.w * 3;
+        match self.pool.as_deref().zip(self.input_band_rows(input)) {
+            Some((pool, rows)) if self.acts[0].len() == reference.len() => {
+                let len = rows * input.w * 3;
                 pool.run_chunks(&mut self.acts[0], len, &|k, band| {
                     pre.normalize(&reference[k * len..][..band.len()], band)
                 });
@@ -669,11 +669,14 @@ impl Session {
             }
             // A global pool's block sums are stale wherever a row of its input changed.
             if let Some(BlockSums { valid, .. }) = &mut self.means[i] {
-                let x: &Mask = &changed[node.inputs[0]];
-                for (b, v) in valid.iter_mut().enumerate() {
-                    let y0 = b * kernels::MEAN_BLOCK_ROWS;
-                    let stale = (y0..(y0 + kernels::MEAN_BLOCK_ROWS).min(x.h)).any(|y| x.row_any(y));
-                    *v &= !full && !stale;
+                if full {
+                    valid.fill(false);
+                } else {
+                    let x: &Mask = &changed[node.inputs[0]];
+                    for (b, v) in valid.iter_mut().enumerate() {
+                        let y0 = b * kernels::MEAN_BLOCK_ROWS;
+                        *v &= !(y0..(y0 + kernels::MEAN_BLOCK_ROWS).min(x.h)).any(|y| x.row_any(y));
+                    }
                 }
             }
             if !self.active(i) {
@@ -690,9 +693,15 @@ impl Session {
             let (rects, dense, frac) = if full { (vec![Rect::full(s)], true, 1.0) } else { self.work_for(i, &m) };
             // A whole output expands in scratch (`compute_node`), on one thread or per row band
             // of the pool, unless the bands would expand too many halo rows again
-            // ([`MAX_HALO_SHARE`]): then the pool expands into the map first.
+            // ([`MAX_HALO_SHARE`]): then the pool expands into the map first. Part of the output
+            // expands in scratch too, each rectangle's window, where the block is narrow
+            // ([`HALO_MAX_CHANNELS`]); otherwise from the map.
             let whole = rects.len() == 1 && rects[0] == Rect::full(s);
-            let in_scratch = whole && (self.pool.is_none() || self.halo_share(i) <= MAX_HALO_SHARE);
+            let in_scratch = if whole {
+                self.pool.is_none() || self.halo_share(i) <= MAX_HALO_SHARE
+            } else {
+                node.inputs.first().is_some_and(|&j| graph.nodes[j].shape.c <= HALO_MAX_CHANNELS)
+            };
             let input_rects = if in_scratch { None } else { self.stale_reads(i, &rects) };
             times.propagate += t.elapsed();
 
@@ -705,7 +714,7 @@ impl Session {
                     let expanded = match &input_rects {
                         Some(r) => r.iter().map(Rect::area).sum(),
                         None if whole => x.pixels(),
-                        // Each rectangle expands its whole window (`stale_reads`).
+                        // Each rectangle expands its whole window.
                         None => rects.iter().map(window).sum(),
                     };
                     b.macs(expanded, pixels)
