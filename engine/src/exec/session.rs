@@ -34,10 +34,26 @@ const MAX_HALO_SHARE: f64 = 0.15;
 /// the 14x14 blocks of 64 and 96 channels were slower from scratch on the delta presets.
 const HALO_MAX_CHANNELS: usize = 32;
 
-/// Below this many MACs a node runs on the calling thread: forking costs more than it saves.
-/// Handing tasks to the pool's spinning workers costs about a microsecond, and 40k MACs are
-/// 1–4 µs of work at the kernels' 10–40 GMAC/s (docs/results-kernels.md).
+/// Below this many MACs (weighted by [`parallel_weight`]) a node runs on the calling thread:
+/// forking costs more than it saves. Handing tasks to the pool's spinning workers costs about a
+/// microsecond, and 40k MACs are 1–4 µs of work at the kernels' 10–40 GMAC/s
+/// (docs/results-kernels.md).
 const MIN_PARALLEL_MACS: u64 = 40_000;
+
+/// What one MAC of a node's op weighs against [`MIN_PARALLEL_MACS`]. The convolutions (and
+/// fully connected layers) do many multiply-adds per value they move; every other op does one
+/// or a few per value read or written, is bound by memory, and runs about a tenth of their rate
+/// per MAC (`profile --nodes`: 3–15 G values/s against 40–55 GMAC/s), so its MACs count 8 times.
+/// Running such a node on one thread between two nodes on the pool also moves the half of
+/// the map that the other core wrote, and back: a squeeze-and-excitation product of
+/// 16x16x128 values took longer on two threads than on one, and its consumer as long.
+fn parallel_weight(op: &Op) -> u64 {
+    match op {
+        Op::Conv(_) | Op::ConvTranspose(_) | Op::Bottleneck(_) | Op::Dense(_) => 1,
+        _ => 8,
+    }
+}
+
 /// Fewest output rows in one band of a resample on the pool: each band converts and blends
 /// the source rows its taps read, so the rows at a band's edges are read by two bands, and
 /// thin bands would repeat much of the work.
@@ -824,6 +840,7 @@ impl Session {
         };
         let level = self.level;
         let x = inputs.first().copied();
+        let parallel = macs * parallel_weight(&node.op) >= MIN_PARALLEL_MACS;
         // A mean over a whole map (global pooling) has one output pixel: its row blocks go to
         // the pool instead, and their sums ([`BlockSums`], kept across frames) are added in
         // order (the same bits as on one thread). Only the blocks whose input rows changed
@@ -835,7 +852,7 @@ impl Session {
                     kernels::mean_block_sums(level, x, b, part);
                 }
             };
-            match self.pool.as_deref().filter(|_| macs >= MIN_PARALLEL_MACS) {
+            match self.pool.as_deref().filter(|_| parallel) {
                 Some(pool) => pool.run_chunks(sums, c, &block),
                 None => sums.chunks_exact_mut(c).enumerate().for_each(|(b, part)| block(b, part)),
             }
@@ -844,8 +861,7 @@ impl Session {
             return;
         }
         let out = OutBuf::new(dst, node.shape);
-        let parallel = macs >= MIN_PARALLEL_MACS && !node.op.is_global();
-        let pool = self.pool.as_deref().filter(|_| parallel);
+        let pool = self.pool.as_deref().filter(|_| parallel && !node.op.is_global());
         let tasks = Tasks { pool, threads: self.threads };
         let scratch = &mut self.scratch;
         match (&node.op, input_rects) {
