@@ -16,9 +16,10 @@ pub struct EngineArgs {
     /// Worker threads (default: all cores); bench gives its baselines as many.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Recompute everything every N frames (drift control; default: never).
-    #[arg(long)]
-    pub refresh: Option<u32>,
+    /// Recompute everything every N frames, or `never` (drift control; default: every 16
+    /// frames in the approximate modes, never in exact mode).
+    #[arg(long, value_parser = parse_refresh)]
+    pub refresh: Option<Refresh>,
     /// Preprocessing sidecar (TOML) to use instead of each model's own `<file name>.toml`.
     #[arg(long)]
     pub preprocess: Option<PathBuf>,
@@ -40,10 +41,38 @@ impl EngineArgs {
             mode,
             tile: self.tile,
             threads: self.threads,
-            refresh_interval: self.refresh,
+            refresh_interval: refresh_interval(self.refresh, mode),
             bypass: !self.no_bypass,
             ..Default::default()
         }
+    }
+}
+
+/// `--refresh`: how often a session computes a frame densely whatever the cache holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refresh {
+    Never,
+    Every(u32),
+}
+
+/// `never`, or a number of frames (at least 1).
+pub fn parse_refresh(s: &str) -> Result<Refresh, String> {
+    match s.trim() {
+        "never" => Ok(Refresh::Never),
+        n => match n.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(Refresh::Every(n)),
+            _ => Err(format!("'{s}' is neither `never` nor a number of frames (at least 1)")),
+        },
+    }
+}
+
+/// The refresh interval of a session in `mode`: `refresh` where the user gave one, else the
+/// mode's default ([`Mode::default_refresh`]).
+pub fn refresh_interval(refresh: Option<Refresh>, mode: Mode) -> Option<u32> {
+    match refresh {
+        None => mode.default_refresh(),
+        Some(Refresh::Never) => None,
+        Some(Refresh::Every(n)) => Some(n),
     }
 }
 
@@ -114,4 +143,21 @@ pub fn sidecar_for(path: &Path, config: &ModelConfig, model: &Path, out: &Path, 
         table.insert("labels".into(), toml::Value::String(relative(&labels, out)));
     }
     Ok(format!("# framecache {command}: the sidecar of {}\n{}", model.display(), toml::to_string(&table)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_defaults_to_the_modes_own_and_never_turns_it_off() {
+        assert_eq!(parse_refresh("never"), Ok(Refresh::Never));
+        assert_eq!(parse_refresh("16"), Ok(Refresh::Every(16)));
+        assert!(parse_refresh("0").is_err() && parse_refresh("-3").is_err() && parse_refresh("often").is_err());
+        let approximate = framecache::exec::DEFAULT_MODE;
+        assert_eq!(refresh_interval(None, approximate), Some(framecache::exec::DEFAULT_REFRESH));
+        assert_eq!(refresh_interval(None, Mode::Exact), None);
+        assert_eq!(refresh_interval(Some(Refresh::Never), approximate), None);
+        assert_eq!(refresh_interval(Some(Refresh::Every(5)), Mode::Exact), Some(5));
+    }
 }

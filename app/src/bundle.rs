@@ -36,6 +36,10 @@ pub struct BundleArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Recompute everything every N frames in the cached runs, or `never` (default: every 16
+    /// frames in the approximate modes, never in exact mode).
+    #[arg(long, value_parser = crate::args::parse_refresh)]
+    pub refresh: Option<crate::args::Refresh>,
 }
 
 /// Folders a manifest's model files are looked up in: `extra`, assets/models, and the
@@ -77,8 +81,14 @@ pub fn report(args: &BundleArgs) -> Result<String> {
     let clips = if args.clip.is_empty() { vec![crate::args::default_clip()?] } else { args.clip.clone() };
     // The cached sessions run as the product does, adaptive bypass on; the full ones are the
     // reference.
-    let options = SessionOptions { mode: args.mode, threads: args.threads, bypass: true, ..Default::default() };
-    let full_options = SessionOptions { mode: Mode::Exact, bypass: false, ..options.clone() };
+    let options = SessionOptions {
+        mode: args.mode,
+        threads: args.threads,
+        bypass: true,
+        refresh_interval: crate::args::refresh_interval(args.refresh, args.mode),
+        ..Default::default()
+    };
+    let full_options = SessionOptions { mode: Mode::Exact, bypass: false, refresh_interval: None, ..options.clone() };
     writeln!(out, "# bundle {} ({})\n", bundle.name, args.bundle.display())?;
 
     writeln!(out, "## Split\n")?;

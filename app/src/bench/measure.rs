@@ -97,7 +97,7 @@ pub struct MeasureOptions {
     pub threads: usize,
     pub repeat: usize,
     pub warmup: usize,
-    pub refresh: Option<u32>,
+    pub refresh: Option<crate::args::Refresh>,
     pub bypass: bool,
 }
 
@@ -356,7 +356,7 @@ pub fn measure(
         mode,
         tile: opts.tile,
         threads: Some(opts.threads),
-        refresh_interval: opts.refresh,
+        refresh_interval: crate::args::refresh_interval(opts.refresh, mode),
         bypass: opts.bypass,
         ..Default::default()
     };

@@ -211,7 +211,8 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
         },
         options: Options {
             tile: args.engine.tile,
-            refresh: args.engine.refresh,
+            // Every approximate mode gets the same interval.
+            refresh: crate::args::refresh_interval(args.engine.refresh, framecache::exec::DEFAULT_MODE),
             bypass: opts.bypass,
             threads,
             repeat: opts.repeat,
@@ -381,6 +382,7 @@ pub fn bench(args: &BenchArgs, stop: &AtomicBool) -> Result<Report> {
                 mode,
                 model_dir: Vec::new(),
                 threads: Some(threads),
+                refresh: args.engine.refresh,
             };
             match crate::bundle::report(&bundle_args) {
                 Ok(md) => report.bundles.push(md),

@@ -124,7 +124,7 @@ pub struct Machine {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Options {
     pub tile: usize,
-    /// Full recomputation every N frames in the cached modes.
+    /// Full recomputation every N frames in the approximate modes.
     pub refresh: Option<u32>,
     /// The adaptive bypass of the cached modes (`--no-bypass` turns it off).
     #[serde(default)]

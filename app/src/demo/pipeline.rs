@@ -70,8 +70,8 @@ pub struct EngineSettings {
     pub tile: usize,
     /// Recompute every frame in full (the reference path), for comparison.
     pub full: bool,
-    /// Recompute everything every N frames (drift control).
-    pub refresh: Option<u32>,
+    /// Recompute everything every N frames (drift control; `None`: the mode's default).
+    pub refresh: Option<crate::args::Refresh>,
 }
 
 /// The model being run, as the window describes it.
@@ -498,7 +498,7 @@ impl Worker {
                     mode: self.settings.mode,
                     tile: self.settings.tile,
                     threads: self.threads,
-                    refresh_interval: self.settings.refresh,
+                    refresh_interval: crate::args::refresh_interval(self.settings.refresh, self.settings.mode),
                     // The live view gets out of the way when reuse does not pay.
                     bypass: true,
                     ..Default::default()

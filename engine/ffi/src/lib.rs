@@ -430,6 +430,7 @@ fn session_options(o: &FcOptions) -> Result<SessionOptions> {
         tile: o.tile as usize,
         threads: (o.threads > 0).then_some(o.threads as usize),
         bypass: o.bypass != 0,
+        refresh_interval: mode.default_refresh(),
         ..Default::default()
     };
     options.validate().map_err(|e| Fail(FcStatus::InvalidArgument, e.report()))?;

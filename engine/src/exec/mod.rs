@@ -11,7 +11,8 @@ mod pool;
 mod session;
 
 pub use options::{
-    Mode, SessionOptions, DEFAULT_DENSE_CROSSOVER, DEFAULT_MODE, DEFAULT_TILE, GATE_MACS_PER_VALUE, MAX_THREADS,
+    Mode, SessionOptions, DEFAULT_DENSE_CROSSOVER, DEFAULT_MODE, DEFAULT_REFRESH, DEFAULT_TILE, GATE_MACS_PER_VALUE,
+    MAX_THREADS,
 };
 pub use plan::{HeadPart, Plan};
 pub(crate) use session::WorkerPool;

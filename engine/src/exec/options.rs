@@ -35,6 +35,17 @@ const EXPECTED: &str = "expected exact, threshold=N, mean-threshold=N, block-thr
 /// (docs/results-reuse.md: how it was chosen). The library's own default stays `Exact`.
 pub const DEFAULT_MODE: Mode = Mode::Threshold { metric: Metric::BlockMean, level: 8.0 };
 
+/// How often the app's approximate modes compute a frame densely even when the cache would
+/// serve it (`SessionOptions::refresh_interval`; `framecache run`, `bench`, `demo` and
+/// `bundle`, and the phone library): every 16th frame, about half a second at 30 frames a
+/// second. The rule: an approximation is held for at most that long, whatever it is (a slow
+/// change of light under the level, a reference that drifts with sensor noise), and the
+/// refresh costs at most 1/16 of the difference between a dense and a cached frame. Exact mode
+/// needs none: its outputs are full inference's. Measured, not fitted (docs/results-reuse.md,
+/// ninth session): block-threshold=8 lost 1–7% of its speed on the static clips and gained
+/// 1–15 points of fidelity against engine-full.
+pub const DEFAULT_REFRESH: u32 = 16;
+
 /// What a session reuses, as a user-facing preset. Two orthogonal parts sit under it: the
 /// input tile test (a [`Metric`] and a level in grey levels) and, for the delta presets, the
 /// per-node change gates. Every preset runs through the same node loop.
@@ -62,6 +73,12 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The refresh interval the app gives this mode unless told otherwise: [`DEFAULT_REFRESH`]
+    /// for the approximate modes, none in exact mode.
+    pub fn default_refresh(self) -> Option<u32> {
+        (self != Mode::Exact).then_some(DEFAULT_REFRESH)
+    }
+
     pub(crate) fn level(self) -> (Metric, f32) {
         match self {
             Mode::Exact => (Metric::MaxAbs, 0.0),
