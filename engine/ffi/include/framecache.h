@@ -76,7 +76,8 @@ typedef enum {
 
 // Engine options. Start from [`fc_options_default`].
 typedef struct {
-  // `FC_MODE_*`.
+  // `FC_MODE_*`. The approximate modes compute every 16th frame densely whatever the cache
+  // holds, so that no approximation is held for more than about half a second.
   uint32_t mode;
   // Grey levels (0-255) for threshold and delta modes.
   float threshold;

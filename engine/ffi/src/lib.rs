@@ -96,7 +96,8 @@ pub const FC_HEAD_SKIPPED: u32 = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct FcOptions {
-    /// `FC_MODE_*`.
+    /// `FC_MODE_*`. The approximate modes compute every 16th frame densely whatever the cache
+    /// holds, so that no approximation is held for more than about half a second.
     pub mode: u32,
     /// Grey levels (0-255) for threshold and delta modes.
     pub threshold: f32,
