@@ -179,7 +179,8 @@ fn rotation_equals_rotated_pixels_and_stats_describe_the_rotated_frame() {
 
 /// Each approximate mode of the C ABI runs the engine's mode of that name: the same classes and
 /// the same dirty tiles as a Rust session on a real clip, frame by frame; an unknown mode is an
-/// error; the bypass turns on (its first warm frame measures a dense frame, even a repeated one).
+/// error; the bypass turns on (its first warm frame measures a dense frame, even a repeated one);
+/// the approximate modes refresh every 16th frame and exact mode never.
 #[test]
 fn every_mode_and_the_bypass_reach_the_session() {
     let frames: Vec<image::RgbImage> = (1..=6)
@@ -194,7 +195,8 @@ fn every_mode_and_the_bypass_reach_the_session() {
     ];
     for (fc_mode, mode) in modes {
         let e = engine_from_bytes_with(&FcOptions { mode: fc_mode, ..options() });
-        let opts = SessionOptions { mode, threads: Some(1), ..Default::default() };
+        let opts =
+            SessionOptions { mode, threads: Some(1), refresh_interval: mode.default_refresh(), ..Default::default() };
         let mut session = Session::new(std::sync::Arc::clone(&m.plan), opts).unwrap();
         let mut reused = 0;
         for (i, img) in frames.iter().enumerate() {
@@ -233,6 +235,28 @@ fn every_mode_and_the_bypass_reach_the_session() {
             assert_eq!(unsafe { fc_engine_stats(e, &mut s) }, FcStatus::Ok);
         }
         assert_eq!(s.cache_reset, bypass, "bypass {bypass}: the repeated frame");
+        assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
+    }
+
+    // The approximate modes refresh every `DEFAULT_REFRESH`th frame (the first is cold), exact
+    // mode never: the same frame again and again, without the bypass.
+    for (mode, refreshes) in [(FC_MODE_BLOCK_THRESHOLD, true), (FC_MODE_EXACT, false)] {
+        let e = engine_from_bytes_with(&FcOptions { mode, bypass: 0, ..options() });
+        let every = framecache::exec::DEFAULT_REFRESH as usize;
+        let resets: Vec<usize> = (1..=2 * every + 1)
+            .filter(|_| {
+                let (w, h) = (img.width(), img.height());
+                assert_eq!(
+                    unsafe { fc_engine_push_rgba(e, rgba.as_ptr(), w, h, w * 4, FC_PIXEL_RGBA, 0) },
+                    FcStatus::Ok
+                );
+                let mut s = FcStats::default();
+                assert_eq!(unsafe { fc_engine_stats(e, &mut s) }, FcStatus::Ok);
+                s.cache_reset != 0
+            })
+            .collect();
+        let expected = if refreshes { vec![1, every + 1, 2 * every + 1] } else { vec![1] };
+        assert_eq!(resets, expected, "mode {mode}: the frames computed densely");
         assert_eq!(fc_engine_destroy(e), FcStatus::Ok);
     }
 }
