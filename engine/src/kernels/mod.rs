@@ -431,8 +431,8 @@ impl Activation {
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Activation::Identity => x,
-            Activation::Relu => x.max(0.0),
-            Activation::Clip { min, max } => x.max(min).min(max),
+            Activation::Relu => simd::max_lane(x, 0.0),
+            Activation::Clip { min, max } => simd::min_lane(simd::max_lane(x, min), max),
             other => vec_act(other, simd::Portable([x; 4])).0[0],
         }
     }
@@ -441,8 +441,7 @@ impl Activation {
     pub fn apply_slice(self, xs: &mut [f32]) {
         match self {
             Activation::Identity => {}
-            Activation::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
-            Activation::Clip { min, max } => xs.iter_mut().for_each(|x| *x = x.max(min).min(max)),
+            Activation::Relu | Activation::Clip { .. } => xs.iter_mut().for_each(|x| *x = self.apply(*x)),
             other => xs.iter_mut().for_each(|x| *x = other.apply(*x)),
         }
     }

@@ -189,6 +189,41 @@ pub(crate) trait Vector: Copy {
     fn sum(self) -> f32;
 }
 
+/// One lane of the SIMD levels' `max`, for scalar code that must give a vector lane's bits (a
+/// row's tail after its whole vectors, the portable level). `f32::max` leaves the sign of a
+/// zero result unspecified, and the vector instructions do not: x86's `maxps` returns its second
+/// operand unless the first is greater (so `max(-0, 0)` is `+0`, and a NaN gives the second
+/// operand), NEON's `fmax` takes `+0` over `-0` (as `f32::max` compiles there). A clip of a
+/// `-0` in a row's tail once came out `-0` where the same value in a vector came out `+0`, so
+/// a cached rectangle and the full map differed in that bit.
+#[inline(always)]
+pub(crate) fn max_lane(a: f32, b: f32) -> f32 {
+    if cfg!(target_arch = "x86_64") {
+        if a > b {
+            a
+        } else {
+            b
+        }
+    } else {
+        a.max(b)
+    }
+}
+
+/// One lane of the SIMD levels' `min`, as [`max_lane`]: x86's `minps` returns its second operand
+/// unless the first is smaller.
+#[inline(always)]
+pub(crate) fn min_lane(a: f32, b: f32) -> f32 {
+    if cfg!(target_arch = "x86_64") {
+        if a < b {
+            a
+        } else {
+            b
+        }
+    } else {
+        a.min(b)
+    }
+}
+
 /// The portable vector: four lanes in a plain array.
 #[derive(Clone, Copy)]
 pub(crate) struct Portable(pub(crate) [f32; 4]);
@@ -245,11 +280,11 @@ impl Vector for Portable {
     }
     #[inline(always)]
     fn max(self, b: Self) -> Self {
-        self.zip(b, f32::max)
+        self.zip(b, max_lane)
     }
     #[inline(always)]
     fn min(self, b: Self) -> Self {
-        self.zip(b, f32::min)
+        self.zip(b, min_lane)
     }
     #[inline(always)]
     fn sum(self) -> f32 {
