@@ -439,11 +439,7 @@ impl Activation {
 
     /// Applies the activation to a slice in place.
     pub fn apply_slice(self, xs: &mut [f32]) {
-        match self {
-            Activation::Identity => {}
-            Activation::Relu | Activation::Clip { .. } => xs.iter_mut().for_each(|x| *x = self.apply(*x)),
-            other => xs.iter_mut().for_each(|x| *x = other.apply(*x)),
-        }
+        xs.iter_mut().for_each(|x| *x = self.apply(*x));
     }
 }
 
