@@ -861,6 +861,17 @@ impl Session {
             return;
         }
         let out = OutBuf::new(dst, node.shape);
+        // A dense layer has one output pixel: the workers split its outputs, whole panels each,
+        // instead (each reads only its panels' weights, the most of what the layer moves).
+        if let (Op::Dense(d), Some(pool), Some(x)) = (&node.op, self.pool.as_deref().filter(|_| parallel), x) {
+            let panels = d.cout.div_ceil(kernels::pointwise::PANEL);
+            let per = panels.div_ceil(self.threads);
+            // SAFETY: each task writes the outputs of its own panels.
+            pool.run(panels.div_ceil(per), &|k| unsafe {
+                kernels::dense_panels(level, d, x.data, &out, k * per..((k + 1) * per).min(panels))
+            });
+            return;
+        }
         let pool = self.pool.as_deref().filter(|_| parallel && !node.op.is_global());
         let tasks = Tasks { pool, threads: self.threads };
         let scratch = &mut self.scratch;

@@ -1642,8 +1642,13 @@ unsafe fn concat(inputs: &[In<'_>], shape: Shape, out: &OutBuf<'_>, rect: Rect) 
 }
 
 fn dense(level: SimdLevel, d: &Dense, x: &[f32], dst: &mut [f32]) {
+    pointwise::run(level, &dense_call(d, x), dst);
+}
+
+/// Dense layer `d` on input `x` as a one-pixel product.
+fn dense_call<'a>(d: &'a Dense, x: &'a [f32]) -> pointwise::Call<'a> {
     assert_eq!(d.packed.len(), 1, "dense weights are not packed (kernels::prepare)");
-    let call = pointwise::Call {
+    pointwise::Call {
         src: x,
         src_stride: d.cin,
         npix: 1,
@@ -1654,13 +1659,56 @@ fn dense(level: SimdLevel, d: &Dense, x: &[f32], dst: &mut [f32]) {
         dst_stride: d.cout,
         runs: pointwise::ONE_RUN,
         blocks: 1,
-    };
-    pointwise::run(level, &call, dst);
+    }
+}
+
+/// The outputs of panels `panels` ([`pointwise::PANEL`] outputs each) of dense layer `d` on
+/// input `x`, into `out` (the layer's `1x1xcout` output): one worker's share when a session
+/// splits a dense layer among threads by its outputs. The bits are those of the whole layer.
+///
+/// # Safety
+/// No other writer touches those outputs of `out` while this runs.
+pub unsafe fn dense_panels(level: SimdLevel, d: &Dense, x: &[f32], out: &OutBuf<'_>, panels: std::ops::Range<usize>) {
+    assert_eq!(out.shape.len(), d.cout, "a dense layer's output is one vector");
+    // SAFETY: `out` holds `cout` floats from pixel 0; the caller owns these panels' outputs.
+    unsafe { pointwise::run_panels(level, &dense_call(d, x), out.row_ptr(0, 0), panels) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dense layer computed in shares of panels (as a session's workers compute it) has the
+    /// bits of the whole layer at every level, the partial last panel included.
+    #[test]
+    fn a_dense_layer_in_shares_of_panels_equals_the_whole() {
+        let (cin, cout) = (300, 100);
+        let wave = |i: usize, f: f32| (i as f32 * f).sin() * 0.5;
+        let mut d = Dense {
+            cin,
+            cout,
+            weights: (0..cin * cout).map(|i| wave(i, 0.37)).collect(),
+            bias: (0..cout).map(|i| wave(i, 1.3)).collect(),
+            activation: Activation::Relu,
+            packed: Vec::new(),
+        };
+        d.packed = vec![pointwise::pack(&d.weights, &d.bias, cin, cout)];
+        let x: Vec<f32> = (0..cin).map(|i| wave(i, 0.11)).collect();
+        let panels = cout.div_ceil(pointwise::PANEL);
+        for level in SimdLevel::available() {
+            let mut whole = vec![0.0; cout];
+            dense(level, &d, &x, &mut whole);
+            let mut shares = vec![f32::NAN; cout];
+            let shape = Shape::new(1, 1, cout);
+            let out = OutBuf::new(&mut shares, shape);
+            for range in [0..1, 1..3, 3..panels] {
+                // SAFETY: the ranges are disjoint, one after the other.
+                unsafe { dense_panels(level, &d, &x, &out, range) };
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&shares), bits(&whole), "{level:?}");
+        }
+    }
 
     /// The rational sigmoid against the exact one, over the whole useful range and beyond; and
     /// every level gives the scalar form's bits (so tails and vectors agree).

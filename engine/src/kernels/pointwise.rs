@@ -9,6 +9,8 @@
 //! starting from the bias, whatever rectangle it is computed in, so cached and full results
 //! are bit-identical at one level.
 
+use std::ops::Range;
+
 use super::simd::{dispatch, prefetch_l2, Kernel, Level, Vector};
 use super::vec_act;
 use crate::graph::{Activation, Packed};
@@ -130,13 +132,7 @@ impl Kernel for Product<'_, '_> {
         }
         if self.call.runs == ONE_RUN && self.call.npix == 1 {
             // One pixel (a dense layer): a matrix-vector product, panels side by side.
-            match (V::LANES, V::REGISTERS) {
-                (16, _) => gemv::<V, 2, 4>(self.call, self.dst),
-                (8, _) => gemv::<V, 4, 3>(self.call, self.dst),
-                (4, 32) => gemv::<V, 8, 2>(self.call, self.dst),
-                (4, _) => gemv::<V, 8, 1>(self.call, self.dst),
-                (lanes, _) => unreachable!("no level has {lanes} lanes"),
-            }
+            gemv_tiles::<V>(self.call, self.dst, 0..self.call.cout.div_ceil(PANEL));
         } else if self.call.runs == ONE_RUN {
             tiles!(false)
         } else {
@@ -205,18 +201,63 @@ fn drive<V: Vector, const MR: usize, const NV: usize, const MR1: usize, const RU
     }
 }
 
+/// Panels `panels` of a product of one pixel (a whole one from [`run`], a worker's share from
+/// [`run_panels`]), with the tile shape of this vector width.
+#[inline(always)]
+fn gemv_tiles<V: Vector>(c: &Call<'_>, dst: *mut f32, panels: Range<usize>) {
+    match (V::LANES, V::REGISTERS) {
+        (16, _) => gemv::<V, 2, 4>(c, dst, panels),
+        (8, _) => gemv::<V, 4, 3>(c, dst, panels),
+        (4, 32) => gemv::<V, 8, 2>(c, dst, panels),
+        (4, _) => gemv::<V, 8, 1>(c, dst, panels),
+        (lanes, _) => unreachable!("no level has {lanes} lanes"),
+    }
+}
+
+/// Output panels `panels` of the one-pixel product `call` (a dense layer) into `dst`, which
+/// holds all `cout` outputs: what one worker computes when a dense layer's outputs are split
+/// among threads. Each output gets the bits [`run`] gives it.
+///
+/// # Safety
+/// `dst` is valid for writing `call.cout` floats, and no other thread touches the outputs of
+/// these panels while this runs.
+pub unsafe fn run_panels(level: Level, call: &Call<'_>, dst: *mut f32, panels: Range<usize>) {
+    assert!(call.npix == 1 && call.runs == ONE_RUN && call.packed.int8.is_none(), "not a float one-pixel product");
+    assert!(panels.end <= call.cout.div_ceil(PANEL) && call.src.len() >= call.cin);
+    assert_eq!(call.packed.weights.len(), call.cout.div_ceil(PANEL) * call.blocks * call.cin * PANEL);
+    assert_eq!(call.packed.bias.len(), call.cout.div_ceil(PANEL) * PANEL);
+    // As in `run`: the level depends on `cout` alone.
+    let level = if call.cout <= 8 { level.for_width(call.cout) } else { level };
+    dispatch(level, Gemv { call, dst, panels });
+}
+
+/// [`run_panels`] as a [`Kernel`].
+struct Gemv<'a, 'b> {
+    call: &'a Call<'b>,
+    dst: *mut f32,
+    panels: Range<usize>,
+}
+
+impl Kernel for Gemv<'_, '_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        gemv_tiles::<V>(self.call, self.dst, self.panels);
+    }
+}
+
 /// A product of one pixel: `Q` panels at a time, `NV` vectors each (a whole panel). A tile of
 /// one pixel keeps its few accumulators each in a chain of `cin` dependent multiply-adds, so
 /// the FMA latency bounds it (a dense layer of 1280 x 1000 ran at 3 GMAC/s); side by side,
 /// `Q` panels give 8 to 16 independent chains. Each output is still summed over `ci` in order
 /// from the bias, with the same multiply-adds as [`Tile::run`], so the bits are the same.
 #[inline(always)]
-fn gemv<V: Vector, const NV: usize, const Q: usize>(c: &Call<'_>, dst: *mut f32) {
+fn gemv<V: Vector, const NV: usize, const Q: usize>(c: &Call<'_>, dst: *mut f32, panels: Range<usize>) {
     debug_assert_eq!(NV * V::LANES, PANEL);
-    let panels = c.cout.div_ceil(PANEL);
-    let mut p = 0;
-    // SAFETY (every call): panels p.. exist in the packed weights and bias (checked by `run`),
-    // the source holds `cin` floats and `dst` holds `cout` (checked by `run` for one pixel).
+    let (mut p, panels) = (panels.start, panels.end);
+    // SAFETY (every call): panels p.. exist in the packed weights and bias (checked by `run`
+    // and `run_panels`), the source holds `cin` floats and `dst` holds `cout` (checked by
+    // `run` for one pixel; `run_panels`' contract).
     unsafe {
         while p + Q <= panels {
             gemv_panels::<V, NV, Q>(c, p, dst);
