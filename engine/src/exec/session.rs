@@ -393,15 +393,14 @@ impl Session {
     }
 
     /// For a bottleneck, the share of its input rows that the pool's row bands would expand
-    /// more than once: each of the bands of a whole output ([`Tasks::run`]) reads `kh - sh`
-    /// rows beyond its own.
+    /// more than once: each of the bands of a whole output ([`Tasks::run`], one per worker)
+    /// reads `kh - sh` rows beyond its own.
     fn halo_share(&self, i: usize) -> f64 {
         let graph = self.plan.graph();
         let node = &graph.nodes[i];
         let Op::Bottleneck(b) = &node.op else { return 0.0 };
         let w = b.depthwise.window;
-        let bands = Tasks::groups(self.threads, node.shape.pixels());
-        (bands * w.kh.saturating_sub(w.sh)) as f64 / graph.nodes[node.inputs[0]].shape.h.max(1) as f64
+        (self.threads * w.kh.saturating_sub(w.sh)) as f64 / graph.nodes[node.inputs[0]].shape.h.max(1) as f64
     }
 
     /// For a bottleneck with an expansion, computed on `rects` of its output from its expanded
@@ -1007,28 +1006,18 @@ struct Tasks<'a> {
 }
 
 impl Tasks<'_> {
-    /// How many groups the pool's work of `pixels` output positions is cut into: two per
-    /// worker, so that one slow worker does not hold the others up for long, unless the groups
-    /// would then hold fewer than [`kernels::pointwise::PIXEL_BLOCK`] pixels each. A product reads all
-    /// its weights once per group (per block of that many pixels), so on small maps (7x7 and
-    /// 14x14, where the weights are the largest) more groups mean more passes over the
-    /// weights for the same work; then there is one group per worker.
-    fn groups(threads: usize, pixels: usize) -> usize {
-        if pixels / (threads * 2) >= kernels::pointwise::PIXEL_BLOCK {
-            threads * 2
-        } else {
-            threads
-        }
-    }
-
     /// Runs `f` on the rectangles `rects`: all of them at once on the calling thread, or cut
-    /// into [`Tasks::groups`] of similar area for the pool. Kernels batch the rectangles of
-    /// one call (`kernels::compute_rects`).
+    /// into one group of similar area per worker for the pool (row bands of the map, the same
+    /// cut from node to node, so that a worker mostly reads rows it wrote itself for the node
+    /// before). Two groups per worker, handed out as workers came free, were measured slower
+    /// (docs/results-kernels.md, ninth session: whole frames at two threads 1–10% slower):
+    /// rows went back and forth between the cores' caches, and a product reads all its
+    /// weights once per group. Kernels batch the rectangles of one call
+    /// (`kernels::compute_rects`).
     fn run(&self, rects: &[Rect], scratch: &mut Vec<f32>, f: impl Fn(&[Rect], &mut Vec<f32>) + Sync) {
         match self.pool {
             Some(pool) => {
-                let pixels = rects.iter().map(Rect::area).sum();
-                let groups = split_area(rects, Self::groups(self.threads, pixels));
+                let groups = split_area(rects, self.threads);
                 pool.run(groups.len(), &|g| POOL_SCRATCH.with_borrow_mut(|scratch| f(&groups[g], scratch)));
             }
             None => f(rects, scratch),
