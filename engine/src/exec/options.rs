@@ -42,7 +42,7 @@ pub const DEFAULT_MODE: Mode = Mode::Threshold { metric: Metric::BlockMean, leve
 /// change of light under the level, a reference that drifts with sensor noise), and the
 /// refresh costs at most 1/16 of the difference between a dense and a cached frame. Exact mode
 /// needs none: its outputs are full inference's. Measured, not fitted (docs/results-reuse.md,
-/// ninth session): every approximate preset on the static clips gained 1–18 points of
+/// ninth session): every block-mean preset on the static clips gained 1–19 points of
 /// fidelity against engine-full (top-1 agreement, mask IoU), at speeds within the run-to-run
 /// noise of the VM (MobileNetV2's default on the surveillance clip 1.35x at 0.848 → 1.25x at
 /// 0.911 of engine-full); the moving clips' frames are mostly dense already.
