@@ -89,13 +89,22 @@ pub fn run(level: Level, call: &Call<'_>, dst: &mut [f32]) {
     if let Some(q) = &call.packed.int8 {
         return super::int8::run(level, call, q, dst);
     }
+    dispatch(float_level(level, call), Product { call, dst: dst.as_mut_ptr() });
+}
+
+/// The level a float product runs `call` at, once its packed weights are checked against it.
+/// At most 8 output channels fill one 8-lane vector: a 16-lane one would compute as many
+/// columns again for nothing. The choice depends on `cout` alone, so every rectangle of a node
+/// (and every worker's share of a dense layer) runs the same code, and every level sums each
+/// output in the same order.
+fn float_level(level: Level, call: &Call<'_>) -> Level {
     assert_eq!(call.packed.weights.len(), call.cout.div_ceil(PANEL) * call.blocks * call.cin * PANEL);
     assert_eq!(call.packed.bias.len(), call.cout.div_ceil(PANEL) * PANEL);
-    // At most 8 output channels fill one 8-lane vector: a 16-lane one would compute as many
-    // columns again for nothing. The choice depends on `cout` alone, so every rectangle of a
-    // node runs the same code (and every level sums each output in the same order).
-    let level = if call.cout <= 8 { level.for_width(call.cout) } else { level };
-    dispatch(level, Product { call, dst: dst.as_mut_ptr() });
+    if call.cout <= 8 {
+        level.for_width(call.cout)
+    } else {
+        level
+    }
 }
 
 /// One product as a [`Kernel`]: `dst` holds the rows [`run`] checked.
@@ -224,11 +233,7 @@ fn gemv_tiles<V: Vector>(c: &Call<'_>, dst: *mut f32, panels: Range<usize>) {
 pub unsafe fn run_panels(level: Level, call: &Call<'_>, dst: *mut f32, panels: Range<usize>) {
     assert!(call.npix == 1 && call.runs == ONE_RUN && call.packed.int8.is_none(), "not a float one-pixel product");
     assert!(panels.end <= call.cout.div_ceil(PANEL) && call.src.len() >= call.cin);
-    assert_eq!(call.packed.weights.len(), call.cout.div_ceil(PANEL) * call.blocks * call.cin * PANEL);
-    assert_eq!(call.packed.bias.len(), call.cout.div_ceil(PANEL) * PANEL);
-    // As in `run`: the level depends on `cout` alone.
-    let level = if call.cout <= 8 { level.for_width(call.cout) } else { level };
-    dispatch(level, Gemv { call, dst, panels });
+    dispatch(float_level(level, call), Gemv { call, dst, panels });
 }
 
 /// [`run_panels`] as a [`Kernel`].
