@@ -359,6 +359,11 @@ fn ort_baseline_runs_or_says_why_not() {
             assert!(f(run, "ms_ort_median") > 0.0);
             assert!(f(run, "ort_max_abs_diff") < 1e-3, "ORT computes the same model: {}", run["ort_max_abs_diff"]);
             assert!(run["per_frame"][2]["ms_ort"].is_number());
+            // Like for like: engine-full without its preprocessing, which ORT's time lacks.
+            let inference = f(run, "ms_full_inference_median");
+            assert!(inference > 0.0 && inference < f(run, "ms_full_median"), "{inference}");
+            let ratio = f(run, "speedup_vs_ort_inference");
+            assert!((ratio - f(run, "ms_ort_median") / inference).abs() < 1e-9 * ratio, "{ratio}");
         }
         // CI installs ONNX Runtime and requires this branch not to be taken.
         Err(why) if std::env::var_os("FRAMECACHE_REQUIRE_ORT").is_some() => {

@@ -459,6 +459,7 @@ fn apply_ort(r: &mut RunRecord, ms: &[f64], diff: f64) {
     r.ms_ort_median = Some(med);
     r.ms_ort_p90 = Some(p90);
     r.speedup_vs_ort = Some(med / r.ms_cached_median);
+    r.speedup_vs_ort_inference = Some(med / r.ms_full_inference_median);
     r.ort_max_abs_diff = Some(diff);
     for (f, &t) in r.per_frame.iter_mut().zip(ms) {
         f.ms_ort = Some(t);
