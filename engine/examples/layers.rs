@@ -1,9 +1,9 @@
 //! Standalone layers, one thread, through `kernels::compute_full`: the inverted-residual
 //! block, pointwise, depthwise, transposed, one-output-channel and resize shapes of
 //! MobileNetV2, EfficientNet-Lite0, selfie segmentation and BlazePose.
-//! `cargo run --release --example layers [--cold]`. Prints the 5th percentile and the median of 300 calls per
-//! layer (the machines are shared: compare binaries by alternating their runs, never across
-//! runs minutes apart). With `--cold`, 48 MB are written before each call, so the layer's
+//! `cargo run --release --example layers [--cold]`. Prints the 5th percentile and the median
+//! of 300 calls per layer (the machines are shared: compare binaries by alternating their runs,
+//! never across runs minutes apart). With `--cold`, 48 MB are written before each call, so the layer's
 //! weights and input come from memory, as a large model's do from one frame to the next.
 
 use std::time::Instant;
