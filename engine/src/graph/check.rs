@@ -287,7 +287,6 @@ impl Graph {
     }
 }
 
-/// The output shape of `conv` on an `x` input, or why it does not apply.
 /// An int8 convolution's quantization: a convolution the int8 kernels run, with a weight per
 /// float weight in −127..=127, a finite positive scale per output channel and for the input,
 /// and few enough rows that no `i32` sum overflows.
@@ -311,6 +310,7 @@ fn check_quant(conv: &Conv, q: &crate::graph::ConvQuant) -> Result<(), String> {
     Ok(())
 }
 
+/// The output shape of `conv` on an `x` input, or why it does not apply.
 fn conv_output(conv: &Conv, x: Shape) -> Result<Shape, String> {
     check_window(&conv.window)?;
     let g = conv.groups;
