@@ -226,7 +226,7 @@ unsafe fn rect_impl<V: Vector, const K: usize, const SW: usize, const GROUP: usi
             // depthwise band 18%; at stride 1 the same order was 7-10% slower, so it keeps the
             // row-by-row passes below.
             // SAFETY (every pointer below): the valid taps of rows ky0..ky1 are inside the
-            // input; outputs are inside `rect`, which is ours.
+            // input; cb + LANES <= cv <= c; outputs are inside `rect`, which is ours.
             unsafe {
                 for ox in (rect.x0..xa).chain(xb..rect.x1) {
                     let (ix0, kx0, kx1) = columns(w, iw, ox);
